@@ -1,0 +1,169 @@
+/* lyra.h: the public C API of liblyra, a local LLM runtime.
+ *
+ * Conventions: every fallible call returns an int status, LYRA_OK (0) or one of
+ * the exit codes below, and fills a caller-provided lyra_error with one line
+ * "WHERE: WHAT". Objects are opaque and freed by their *_free function (NULL is
+ * accepted). No global state: two models in one process are independent.
+ *
+ * A minimal program:
+ *   lyra_error err; lyra_model *m; lyra_context *c;
+ *   if (lyra_model_open("model.gguf", NULL, &m, &err)) { puts(err.msg); ... }
+ *   lyra_context_params cp = lyra_context_default_params();
+ *   lyra_context_new(m, &cp, &c, &err);
+ *   ... lyra_tokenize(), lyra_eval(), lyra_get_logits(), lyra_sampler_sample() ...
+ */
+#ifndef LYRA_H
+#define LYRA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LYRA_VERSION "0.1.0"
+#define LYRA_API_VERSION 1
+
+/* Status codes; they are also the CLI's exit codes. */
+enum {
+    LYRA_OK = 0,
+    LYRA_ERR_RUNTIME = 1,       /* failure not caused by input: I/O, internal */
+    LYRA_ERR_INPUT = 2,         /* invalid flags, env vars, model files, configs */
+    LYRA_ERR_OOM = 3,           /* out of memory with no way left */
+    LYRA_ERR_INTERRUPTED = 130, /* interrupted (SIGINT) */
+};
+
+/* One error: the status code and a one-line message "WHERE: WHAT". */
+typedef struct lyra_error {
+    int code;
+    char msg[1024];
+} lyra_error;
+
+/* Library version string, and the build features ("avx2 avx512 no-CUDA"). */
+const char *lyra_version(void);
+const char *lyra_build_features(void);
+
+/* -------------------------------------------------------------------- log */
+/* Library messages (notes, warnings) go to one sink: by default stderr at
+ * level WARN and above. The CLI sets it from -q/-v/LYRA_LOG. */
+typedef enum lyra_log_level {
+    LYRA_LOG_ERROR = 0, LYRA_LOG_WARN = 1, LYRA_LOG_INFO = 2, LYRA_LOG_DEBUG = 3
+} lyra_log_level;
+typedef void (*lyra_log_fn)(lyra_log_level level, const char *line, void *user);
+/* fn NULL = stderr. Messages above max_level are dropped. */
+void lyra_log_set(lyra_log_fn fn, lyra_log_level max_level, void *user);
+
+/* ------------------------------------------------------------------ model */
+typedef struct lyra_model lyra_model;
+typedef struct lyra_context lyra_context;
+
+typedef struct lyra_model_params {
+    int use_mmap; /* 1 (default): weights are used in place from the mapping */
+} lyra_model_params;
+
+lyra_model_params lyra_model_default_params(void);
+
+/* Open a GGUF file (or the first part of a split GGUF). Reads and validates the
+ * metadata and tensor table, maps the weights. params may be NULL. */
+int lyra_model_open(const char *path, const lyra_model_params *params,
+                    lyra_model **out, lyra_error *err);
+void lyra_model_free(lyra_model *model);
+
+const char *lyra_model_arch(const lyra_model *model); /* "llama" */
+int32_t lyra_model_n_vocab(const lyra_model *model);
+int32_t lyra_model_n_layer(const lyra_model *model);
+int32_t lyra_model_n_embd(const lyra_model *model);
+int32_t lyra_model_n_ctx_train(const lyra_model *model);
+uint64_t lyra_model_n_bytes(const lyra_model *model); /* weight bytes in the file */
+
+/* --------------------------------------------------------------- tokenizer */
+/* Tokenize len bytes of text. *out is malloc'd (free with free()), *n_out its
+ * length. add_bos: 1 add, 0 don't, -1 as the model's metadata says. */
+int lyra_tokenize(const lyra_model *model, const char *text, size_t len,
+                  int add_bos, int parse_special, int32_t **out,
+                  size_t *n_out, lyra_error *err);
+/* The bytes of one token (byte tokens <0xNN> give that byte; special tokens
+ * give "" unless render_special). Returns the byte count, written up to cap. */
+size_t lyra_token_to_piece(const lyra_model *model, int32_t token,
+                           int render_special, char *buf, size_t cap);
+int32_t lyra_token_bos(const lyra_model *model); /* -1 when none */
+int32_t lyra_token_eos(const lyra_model *model);
+int lyra_token_is_eog(const lyra_model *model, int32_t token);
+int lyra_add_bos_default(const lyra_model *model);
+
+/* Streaming detokenizer: feeds token pieces and emits only complete UTF-8. */
+typedef struct lyra_detok lyra_detok;
+lyra_detok *lyra_detok_new(const lyra_model *model);
+/* Append the piece of token; write the bytes that are now complete UTF-8 (or
+ * cannot become valid) to buf. Returns the byte count (at most cap). */
+size_t lyra_detok_feed(lyra_detok *d, int32_t token, char *buf, size_t cap);
+size_t lyra_detok_flush(lyra_detok *d, char *buf, size_t cap);
+void lyra_detok_free(lyra_detok *d);
+
+/* ---------------------------------------------------------------- context */
+typedef enum lyra_kv_type { LYRA_KV_F16 = 0, LYRA_KV_F32 = 1 } lyra_kv_type;
+
+typedef struct lyra_context_params {
+    int32_t n_ctx;       /* context size; 0 = min(model's context_length, 4096) */
+    int32_t n_batch;     /* prompt tokens per forward pass; default 512 */
+    int32_t n_threads;   /* 0 = physical cores */
+    lyra_kv_type kv_type;/* default LYRA_KV_F16 */
+} lyra_context_params;
+
+lyra_context_params lyra_context_default_params(void);
+int lyra_context_new(lyra_model *model, const lyra_context_params *params,
+                     lyra_context **out, lyra_error *err);
+void lyra_context_free(lyra_context *ctx);
+int32_t lyra_context_n_ctx(const lyra_context *ctx);
+int32_t lyra_context_pos(const lyra_context *ctx); /* tokens in the KV cache */
+/* Forget positions >= pos (pos 0: empty the cache). */
+void lyra_context_truncate(lyra_context *ctx, int32_t pos);
+
+/* Evaluate n tokens at the next positions, in batches of n_batch. With
+ * logits_all the logits of every one of the n positions are kept, else only
+ * the last one's. Fails with LYRA_ERR_INPUT when the context would overflow. */
+int lyra_eval(lyra_context *ctx, const int32_t *tokens, int32_t n,
+              int logits_all, lyra_error *err);
+/* Logits (n_vocab floats) of the i-th token of the last lyra_eval (i = -1:
+ * the last one). NULL if i was not kept. */
+const float *lyra_get_logits(const lyra_context *ctx, int32_t i);
+
+/* Devices in use: count, then per device its id ("cpu", "0"), kind ("cpu",
+ * "gpu"), bytes of weights / kv / scratch actually allocated or mapped, and
+ * the map line "map: cpu (cpu) model.embed_tokens ... weights 1.1 GiB ...". */
+typedef struct lyra_device_usage {
+    char id[16];
+    char kind[16];
+    uint64_t weights, kv, scratch;
+} lyra_device_usage;
+int lyra_context_n_devices(const lyra_context *ctx);
+int lyra_context_device_usage(const lyra_context *ctx, int i, lyra_device_usage *out);
+/* The map line(s), one per device, each ending in '\n'. Returns bytes needed. */
+size_t lyra_context_map_lines(const lyra_context *ctx, char *buf, size_t cap);
+
+/* ---------------------------------------------------------------- sampler */
+typedef struct lyra_sampler_params {
+    float temperature;    /* 0 = argmax (lowest id on ties); default 0.8 */
+    int32_t top_k;        /* <= 0: off; default 40 */
+    float top_p;          /* 1.0: off; default 0.95 */
+    float min_p;          /* 0: off; default 0.05 */
+    float repeat_penalty; /* 1.0: off; default 1.0 */
+    int32_t repeat_last_n;/* default 64 */
+    uint64_t seed;
+} lyra_sampler_params;
+
+typedef struct lyra_sampler lyra_sampler;
+lyra_sampler_params lyra_sampler_default_params(void);
+lyra_sampler *lyra_sampler_new(const lyra_sampler_params *params, int32_t n_vocab);
+/* Sample from logits (not modified). */
+int32_t lyra_sampler_sample(lyra_sampler *s, const float *logits);
+/* Record a token in the repetition window (prompt tokens and sampled ones). */
+void lyra_sampler_accept(lyra_sampler *s, int32_t token);
+void lyra_sampler_reset(lyra_sampler *s);
+void lyra_sampler_free(lyra_sampler *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,112 @@
+/* device.h: what computes and what holds memory. A device has an id ("cpu",
+ * "0", "1", ...), a kind, memory (total/free), allocation that fails by return
+ * value (never an abort), copies in and out, adopt() for memory-mapped weights
+ * the CPU uses in place, and the ops of the forward pass. Each device counts
+ * its own allocations (calls, bytes held, peak).
+ *
+ * Pointers handed to ops are device pointers: memory this device allocated or
+ * adopted. Code outside a device never dereferences another device's memory;
+ * hand-offs go through copy_in / copy_out. All ops are row-partitioned over
+ * the device's threads, so results do not depend on the thread count.
+ *
+ * Shapes in comments: [a][b] is row-major, b contiguous. */
+#ifndef LYRA_DEVICE_H
+#define LYRA_DEVICE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/err.h"
+#include "quant/quant.h"
+
+typedef struct lyra_device lyra_device;
+
+/* RoPE parameters of a model (Llama: "normal" rotation of pairs (2i, 2i+1)). */
+typedef struct lyra_rope {
+    int n_rot;            /* rotated dims per head (= head_dim for Llama) */
+    float freq_base;      /* theta, default 10000 */
+    float freq_scale;     /* 1 / linear scaling factor, default 1 */
+    const float *freq_factors; /* [n_rot/2] divisors (rope_freqs.weight) or NULL; device memory */
+} lyra_rope;
+
+/* A layer's KV cache: positions stored in chunks of chunk_len positions, each
+ * chunk [chunk_len][n_kv_head * head_dim] of kv_type (F16 or F32). */
+typedef struct lyra_kv_view {
+    void *const *k_chunks;  /* [n_chunks] device pointers */
+    void *const *v_chunks;
+    int32_t chunk_len;
+    lyra_type kv_type;      /* LYRA_TYPE_F16 or LYRA_TYPE_F32 */
+} lyra_kv_view;
+
+typedef struct lyra_device_ops {
+    /* ---- memory ---- */
+    /* LYRA_OK, or LYRA_ERR_OOM with *ptr = NULL (nothing else changes). */
+    int (*alloc)(lyra_device *d, size_t size, void **ptr);
+    void (*free)(lyra_device *d, void *ptr, size_t size);
+    /* Register host memory (a mapping) used in place; counted as mapped. */
+    int (*adopt)(lyra_device *d, const void *ptr, size_t size);
+    void (*unadopt)(lyra_device *d, const void *ptr, size_t size);
+    int (*copy_in)(lyra_device *d, void *dst, const void *host_src, size_t n);
+    int (*copy_out)(lyra_device *d, void *host_dst, const void *src, size_t n);
+    /* Wait for queued work; report a deferred failure. */
+    int (*sync)(lyra_device *d, lyra_error *err);
+
+    /* ---- forward-pass ops ---- */
+    /* out[t][:] = row ids[t] of table [n_rows][n] (type t), dequantized. */
+    void (*get_rows)(lyra_device *d, lyra_type t, const void *table, int64_t n,
+                     const int32_t *ids /* host */, int ntok, float *out);
+    /* out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * w;  x,out [ntok][n], w [n] */
+    void (*rmsnorm)(lyra_device *d, const float *x, const float *w, float eps,
+                    int64_t n, int ntok, float *out);
+    /* Y[ntok][rows] = X[ntok][cols] * W[rows][cols]^T; W of type wt. */
+    void (*matmul)(lyra_device *d, lyra_type wt, const void *W, int64_t rows,
+                   int64_t cols, const float *X, int ntok, float *Y);
+    /* In place on x [ntok][n_head][head_dim]; pos[t] (host) is token t's position. */
+    void (*rope)(lyra_device *d, float *x, int ntok, int n_head, int head_dim,
+                 const int32_t *pos, const lyra_rope *rope);
+    /* Store k, v [ntok][n_kv_head*head_dim] at positions pos0.. into the cache. */
+    void (*kv_store)(lyra_device *d, const lyra_kv_view *kv, int32_t pos0, int ntok,
+                     int64_t kv_dim, const float *k, const float *v);
+    /* Causal attention. q [ntok][n_head][head_dim], token t at position pos0+t
+     * attends to cache positions 0..pos0+t. Grouped-query: head h uses KV head
+     * h / (n_head / n_kv_head). out [ntok][n_head][head_dim]. scale usually
+     * 1/sqrt(head_dim). */
+    void (*attention)(lyra_device *d, const float *q, const lyra_kv_view *kv,
+                      int32_t pos0, int ntok, int n_head, int n_kv_head,
+                      int head_dim, float scale, float *out);
+    /* out = silu(gate) * up, elementwise over n. */
+    void (*swiglu)(lyra_device *d, const float *gate, const float *up, int64_t n, float *out);
+    /* x += y, elementwise over n. */
+    void (*add)(lyra_device *d, float *x, const float *y, int64_t n);
+} lyra_device_ops;
+
+typedef struct lyra_device_stats {
+    uint64_t alloc_calls;   /* calls to alloc (successful or not) */
+    uint64_t allocated;     /* bytes held now through alloc */
+    uint64_t peak;          /* max of allocated over time */
+    uint64_t mapped;        /* bytes adopted (mapped weights used in place) */
+} lyra_device_stats;
+
+struct lyra_device {
+    char id[16];            /* "cpu", "0", "1", ... */
+    char kind[8];           /* "cpu" or "gpu" */
+    char backend[8];        /* "cpu", "sim", "cuda" */
+    char name[64];          /* human-readable */
+    uint64_t total;         /* bytes of memory */
+    uint64_t budget;        /* cap on allocated (0: none) */
+    lyra_device_stats stats;
+    const lyra_device_ops *ops;
+    void *impl;             /* backend state */
+};
+
+/* Free memory as the device reports it now (CPU: MemAvailable). */
+uint64_t lyra_device_free_mem(const lyra_device *d);
+
+/* The CPU device: n_threads workers (0 = physical cores), kernel path chosen by
+ * lyra_cpu_path_select (LYRA_CPU). */
+int lyra_cpu_device_new(int n_threads, lyra_device **out, lyra_error *err);
+void lyra_device_free(lyra_device *d);
+lyra_cpu_path lyra_cpu_device_path(const lyra_device *d);
+int lyra_cpu_device_threads(const lyra_device *d);
+
+#endif

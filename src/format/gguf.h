@@ -1,0 +1,111 @@
+/* gguf.h: reading GGUF files (v2 and v3, split files NAME-00001-of-0000N.gguf)
+ * safely through a read-only memory map, and writing them.
+ *
+ * lyra_gguf_open validates everything before anything is used: magic, version,
+ * counts, string and array lengths, value and tensor type ids, tensor offsets,
+ * alignment and byte sizes against the file size. Every problem is a
+ * LYRA_ERR_INPUT naming the file and the byte offset; no read goes out of
+ * bounds. Tensor data is used in place (zero-copy). Metadata of a split model
+ * comes from the first part; tensors from all parts. */
+#ifndef LYRA_GGUF_H
+#define LYRA_GGUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/err.h"
+#include "quant/quant.h"
+
+typedef enum lyra_gguf_vtype {
+    LYRA_GGUF_U8 = 0, LYRA_GGUF_I8 = 1, LYRA_GGUF_U16 = 2, LYRA_GGUF_I16 = 3,
+    LYRA_GGUF_U32 = 4, LYRA_GGUF_I32 = 5, LYRA_GGUF_F32 = 6, LYRA_GGUF_BOOL = 7,
+    LYRA_GGUF_STRING = 8, LYRA_GGUF_ARRAY = 9, LYRA_GGUF_U64 = 10,
+    LYRA_GGUF_I64 = 11, LYRA_GGUF_F64 = 12,
+} lyra_gguf_vtype;
+
+typedef struct lyra_gguf_str {
+    const char *ptr; /* into the map; NOT NUL-terminated */
+    uint64_t len;
+} lyra_gguf_str;
+
+typedef struct lyra_gguf_tensor {
+    char *name;          /* NUL-terminated copy */
+    lyra_type type;
+    int n_dims;          /* 1..4 */
+    int64_t ne[4];       /* ne[0] = elements per row (contiguous), unused = 1 */
+    int64_t n_elements;
+    uint64_t n_bytes;
+    uint64_t offset;     /* from the start of its part's data section */
+    int part;            /* which file of a split model */
+    const void *data;    /* in the map */
+} lyra_gguf_tensor;
+
+typedef struct lyra_gguf lyra_gguf;
+
+/* Open and validate. A path NAME-00001-of-0000N.gguf opens all N parts. */
+int lyra_gguf_open(const char *path, lyra_gguf **out, lyra_error *err);
+/* Parse an in-memory buffer (fuzzing, tests); buf must outlive the result. */
+int lyra_gguf_open_buffer(const void *buf, size_t size, const char *name,
+                          lyra_gguf **out, lyra_error *err);
+void lyra_gguf_close(lyra_gguf *g);
+
+const char *lyra_gguf_path(const lyra_gguf *g);   /* first part's path */
+uint32_t lyra_gguf_version(const lyra_gguf *g);
+int lyra_gguf_n_parts(const lyra_gguf *g);
+uint64_t lyra_gguf_part_size(const lyra_gguf *g, int part);
+const void *lyra_gguf_part_map(const lyra_gguf *g, int part); /* whole mapping */
+uint64_t lyra_gguf_data_bytes(const lyra_gguf *g); /* sum of tensor bytes */
+
+/* ---- metadata ---- */
+int64_t lyra_gguf_n_kv(const lyra_gguf *g);
+const char *lyra_gguf_kv_key(const lyra_gguf *g, int64_t i); /* NUL-terminated copy */
+lyra_gguf_vtype lyra_gguf_kv_type(const lyra_gguf *g, int64_t i);
+int64_t lyra_gguf_find_key(const lyra_gguf *g, const char *key); /* -1 if absent */
+
+/* Typed getters: return 1 and set *out when the key exists and its value
+ * converts exactly (any integer type that fits; f32/f64 for floats), else 0. */
+int lyra_gguf_get_u32(const lyra_gguf *g, const char *key, uint32_t *out);
+int lyra_gguf_get_i64(const lyra_gguf *g, const char *key, int64_t *out);
+int lyra_gguf_get_f32(const lyra_gguf *g, const char *key, float *out);
+int lyra_gguf_get_bool(const lyra_gguf *g, const char *key, int *out);
+int lyra_gguf_get_str(const lyra_gguf *g, const char *key, lyra_gguf_str *out);
+/* Arrays: element type and count; elements of numeric arrays are read with
+ * lyra_gguf_arr_data (raw little-endian, element size by type), strings with
+ * lyra_gguf_arr_str. Return 0 if the key is absent or not an array. */
+int lyra_gguf_get_arr(const lyra_gguf *g, const char *key,
+                      lyra_gguf_vtype *elem_type, uint64_t *count);
+const void *lyra_gguf_arr_data(const lyra_gguf *g, const char *key);
+lyra_gguf_str lyra_gguf_arr_str(const lyra_gguf *g, const char *key, uint64_t i);
+
+/* ---- tensors ---- */
+int64_t lyra_gguf_n_tensors(const lyra_gguf *g);
+const lyra_gguf_tensor *lyra_gguf_tensor_at(const lyra_gguf *g, int64_t i);
+const lyra_gguf_tensor *lyra_gguf_find_tensor(const lyra_gguf *g, const char *name);
+
+/* ---- writer ----
+ * Collects key/values and tensors, then writes a v3 file atomically (a
+ * temporary file renamed into place: no partial output on failure). Tensor
+ * data pointers must stay valid until lyra_gguf_writer_write returns. */
+typedef struct lyra_gguf_writer lyra_gguf_writer;
+lyra_gguf_writer *lyra_gguf_writer_new(void);
+void lyra_gguf_writer_free(lyra_gguf_writer *w);
+void lyra_gguf_writer_set_alignment(lyra_gguf_writer *w, uint32_t alignment); /* default 32 */
+int lyra_gguf_writer_add_u32(lyra_gguf_writer *w, const char *key, uint32_t v);
+int lyra_gguf_writer_add_i32(lyra_gguf_writer *w, const char *key, int32_t v);
+int lyra_gguf_writer_add_f32(lyra_gguf_writer *w, const char *key, float v);
+int lyra_gguf_writer_add_bool(lyra_gguf_writer *w, const char *key, int v);
+int lyra_gguf_writer_add_str(lyra_gguf_writer *w, const char *key, const char *v);
+/* Array of strings (count entries, each NUL-terminated or given lengths). */
+int lyra_gguf_writer_add_arr_str(lyra_gguf_writer *w, const char *key,
+                                 const char *const *v, const uint64_t *lens, uint64_t count);
+/* Array of numbers: elem_type one of the numeric vtypes, data packed LE. */
+int lyra_gguf_writer_add_arr(lyra_gguf_writer *w, const char *key,
+                             lyra_gguf_vtype elem_type, const void *data, uint64_t count);
+/* Copy every key/value of g except those for which skip(key) returns 1. */
+int lyra_gguf_writer_copy_kv(lyra_gguf_writer *w, const lyra_gguf *g,
+                             int (*skip)(const char *key, void *user), void *user);
+int lyra_gguf_writer_add_tensor(lyra_gguf_writer *w, const char *name, lyra_type type,
+                                int n_dims, const int64_t *ne, const void *data);
+int lyra_gguf_writer_write(lyra_gguf_writer *w, const char *path, lyra_error *err);
+
+#endif
