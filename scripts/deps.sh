@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# deps.sh: install the Debian packages lyra needs to build and test
+# (apt-get; uses sudo when not root). Idempotent and quiet when all present.
+set -euo pipefail
+PKGS="build-essential cmake pkg-config libjansson-dev libpcre2-dev clang libclang-rt-14-dev python3 python3-venv"
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+echo "installing:$missing" >&2
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# test.sh: the README's second command. Builds lyra and runs the whole test
+# suite: gcc Release build + ctest, clang build with -Werror (warnings gate),
+# an AddressSanitizer+UndefinedBehaviorSanitizer build + ctest, and short
+# bounded libFuzzer runs of every fuzz target. Python reference tools (numpy,
+# gguf) go in .venv. Each stage prints its time.
+#   LYRA_SHARED_DIR     test models (default ../shared)
+#   LYRA_REQUIRE_SHARED=1  fail instead of skipping when they are missing
+#   LYRA_FUZZ_SECONDS   seconds per fuzz target (default 30)
+#   LYRA_TEST_STAGES    subset, e.g. "gcc asan" (default: all)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+STAGES="${LYRA_TEST_STAGES:-deps gcc clang asan fuzz}"
+JOBS=$(nproc)
+T0=$(date +%s)
+stage() { echo; echo "=== $1 ==="; STAGE_T=$(date +%s); }
+stage_end() { echo "=== $1 took $(( $(date +%s) - STAGE_T ))s ==="; }
+want() { case " $STAGES " in *" $1 "*) return 0;; *) return 1;; esac; }
+
+if want deps; then
+    stage deps
+    scripts/deps.sh
+    if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import numpy, gguf' 2>/dev/null; then
+        python3 -m venv .venv
+        .venv/bin/pip install -q numpy gguf
+    fi
+    stage_end deps
+fi
+PY="$ROOT/.venv/bin/python"
+[ -x "$PY" ] || PY=python3
+
+run_ctest() { # build dir
+    (cd "$1" && ctest --output-on-failure -j"$JOBS" --timeout 900)
+}
+
+if want gcc; then
+    stage "gcc build + tests"
+    cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=gcc -DLYRA_PYTHON="$PY" \
+          -DCMAKE_C_FLAGS="-Werror" >/dev/null
+    cmake --build build -j"$JOBS"
+    run_ctest build
+    stage_end "gcc build + tests"
+fi
+
+if want clang; then
+    stage "clang build (-Wall -Wextra -Werror) + tests"
+    cmake -S . -B build-clang -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=clang -DLYRA_PYTHON="$PY" \
+          -DCMAKE_C_FLAGS="-Werror" >/dev/null
+    cmake --build build-clang -j"$JOBS"
+    run_ctest build-clang
+    stage_end "clang build + tests"
+fi
+
+if want asan; then
+    stage "ASan+UBSan build + tests"
+    cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang -DLYRA_SANITIZE=ON \
+          -DLYRA_PYTHON="$PY" >/dev/null
+    cmake --build build-asan -j"$JOBS"
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        run_ctest build-asan
+    stage_end "ASan+UBSan build + tests"
+fi
+
+if want fuzz; then
+    stage "fuzz (bounded)"
+    cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang -DLYRA_FUZZ=ON \
+          -DLYRA_TESTS=OFF >/dev/null
+    cmake --build build-fuzz -j"$JOBS"
+    secs="${LYRA_FUZZ_SECONDS:-30}"
+    export LYRA_SHARED_DIR="${LYRA_SHARED_DIR:-$ROOT/../shared}"
+    nf=0
+    for f in build-fuzz/fuzz/fuzz_*; do
+        [ -x "$f" ] || continue
+        name=$(basename "$f"); corpus="fuzz/corpus/${name#fuzz_}"
+        work=$(mktemp -d); cp -r "$corpus"/. "$work"/ 2>/dev/null || true
+        echo "fuzzing $name for ${secs}s"
+        "$f" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 "$work" 2>&1 | tail -n 3
+        rm -rf "$work"
+        nf=$((nf+1))
+    done
+    echo "$nf fuzz targets ran without findings"
+    stage_end "fuzz (bounded)"
+fi
+echo
+echo "all stages passed in $(( $(date +%s) - T0 ))s"
