@@ -75,7 +75,9 @@ int32_t lyra_model_n_vocab(const lyra_model *model);
 int32_t lyra_model_n_layer(const lyra_model *model);
 int32_t lyra_model_n_embd(const lyra_model *model);
 int32_t lyra_model_n_ctx_train(const lyra_model *model);
-uint64_t lyra_model_n_bytes(const lyra_model *model); /* weight bytes in the file */
+uint64_t lyra_model_n_bytes(const lyra_model *model); /* weight bytes used (a tied embedding once) */
+/* Weight elements (parameters); like n_bytes, a tied embedding counts once. */
+uint64_t lyra_model_n_params(const lyra_model *model);
 
 /* --------------------------------------------------------------- tokenizer */
 /* Tokenize len bytes of text. *out is malloc'd (free with free()), *n_out its
@@ -141,6 +143,13 @@ int lyra_context_n_devices(const lyra_context *ctx);
 int lyra_context_device_usage(const lyra_context *ctx, int i, lyra_device_usage *out);
 /* The map line(s), one per device, each ending in '\n'. Returns bytes needed. */
 size_t lyra_context_map_lines(const lyra_context *ctx, char *buf, size_t cap);
+/* Bytes a decode step reads at position pos (for bandwidth figures): every
+ * weight but the embedding table, one embedding row, and the K and V of
+ * positions 0..pos in every layer. */
+uint64_t lyra_context_bytes_per_token(const lyra_context *ctx, int32_t pos);
+/* n bytes as the map lines print them: one decimal in the largest binary unit
+ * giving a value >= 1 ("512.0 B", "1.5 KiB", "1.1 GiB"). Returns snprintf's count. */
+size_t lyra_format_bytes(uint64_t n, char *buf, size_t cap);
 
 /* ---------------------------------------------------------------- sampler */
 typedef struct lyra_sampler_params {

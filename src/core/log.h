@@ -10,6 +10,6 @@ int lyra_log_enabled(lyra_log_level level);
 
 #define LYRA_WARN(...) lyra_log(LYRA_LOG_WARN, __VA_ARGS__)
 #define LYRA_INFO(...) lyra_log(LYRA_LOG_INFO, __VA_ARGS__)
-#define LYRA_DEBUG(...) lyra_log(LYRA_LOG_DEBUG, __VA_ARGS__)
+#define LYRA_DBG(...) lyra_log(LYRA_LOG_DEBUG, __VA_ARGS__)
 
 #endif

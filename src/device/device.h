@@ -29,8 +29,11 @@ typedef struct lyra_rope {
     const float *freq_factors; /* [n_rot/2] divisors (rope_freqs.weight) or NULL; device memory */
 } lyra_rope;
 
-/* A layer's KV cache: positions stored in chunks of chunk_len positions, each
- * chunk [chunk_len][n_kv_head * head_dim] of kv_type (F16 or F32). */
+/* A layer's KV cache: positions stored in chunks of chunk_len positions; a
+ * chunk holds chunk_len * n_kv_head * head_dim elements of kv_type (F16 or
+ * F32) for K and as many for V. The layout inside a chunk is the device's
+ * (kv_store writes it, attention reads it; the CPU's is in cpu.c: K
+ * transposed [n_kv_head][head_dim][chunk_len], V [chunk_len][kv_dim]). */
 typedef struct lyra_kv_view {
     void *const *k_chunks;  /* [n_chunks] device pointers */
     void *const *v_chunks;
@@ -78,6 +81,27 @@ typedef struct lyra_device_ops {
     void (*swiglu)(lyra_device *d, const float *gate, const float *up, int64_t n, float *out);
     /* x += y, elementwise over n. */
     void (*add)(lyra_device *d, float *x, const float *y, int64_t n);
+
+    /* ---- work memory (added by the engine) ----
+     * matmul may need work memory (CPU: the activations quantized to the
+     * weight's dot type). The runtime asks for the size of every matmul it will
+     * run, allocates the largest through alloc (so it is counted as scratch)
+     * and hands it over with set_work before running ops; the device never
+     * allocates behind the runtime's back. NULL: the device needs none. */
+    size_t (*matmul_work_size)(lyra_device *d, lyra_type wt, int64_t cols, int ntok);
+    void (*set_work)(lyra_device *d, void *work, size_t size);
+    /* Release the device itself (called by lyra_device_free, after the owner
+     * freed what it allocated). */
+    void (*destroy)(lyra_device *d);
+    /* Free memory as the device reports it now (lyra_device_free_mem). */
+    uint64_t (*free_mem)(const lyra_device *d);
+    /* Optional (NULL: the caller runs matmul n times). n products sharing X,
+     * Y[i] [ntok][rows[i]] = X [ntok][cols] * W[i]^T (W[i] of type wt[i]), in
+     * as few dispatches as the device can (Q/K/V, gate/up); results are those
+     * of n matmul calls. Needs no more work memory than those calls. */
+    void (*matmul_multi)(lyra_device *d, int n, const lyra_type *wt, const void *const *W,
+                         const int64_t *rows, int64_t cols, const float *X, int ntok,
+                         float *const *Y);
 } lyra_device_ops;
 
 typedef struct lyra_device_stats {
@@ -108,5 +132,47 @@ int lyra_cpu_device_new(int n_threads, lyra_device **out, lyra_error *err);
 void lyra_device_free(lyra_device *d);
 lyra_cpu_path lyra_cpu_device_path(const lyra_device *d);
 int lyra_cpu_device_threads(const lyra_device *d);
+/* Change the number of threads (0 = physical cores); the pool is rebuilt only
+ * when the count changes. LYRA_ERR_RUNTIME if threads cannot be started. */
+int lyra_cpu_device_set_threads(lyra_device *d, int n_threads, lyra_error *err);
+
+/* ---- simulated GPUs (sim.c) ----
+ * LYRA_SIM_GPUS, when set (even empty), replaces all CUDA GPUs: a
+ * comma-separated list of SIZE or CAP@REPORTED entries (plan/size.h grammar)
+ * making GPUs "0", "1", ... (kind "gpu", backend "sim"). Memory is separate
+ * host allocations; alloc of n succeeds iff allocated + n <= CAP (and within
+ * the device budget when one is set), else LYRA_ERR_OOM as cudaMalloc would;
+ * total = REPORTED (= CAP when not given), free = REPORTED - allocated. adopt
+ * fails (a GPU cannot use host memory in place: alloc + copy_in instead).
+ * Ops run on a private CPU device (the compute device given at creation), so
+ * results are bitwise equal to all-CPU. Debug builds (LYRA_DEBUG) check that
+ * every op's operands lie in this device's allocations; a violation skips the
+ * op and is reported by sync as LYRA_ERR_RUNTIME. */
+#define LYRA_SIM_MAX_GPUS 15
+
+typedef struct lyra_sim_spec {
+    uint64_t cap;       /* bytes that can be allocated */
+    uint64_t reported;  /* total the device reports (= cap when not given) */
+} lyra_sim_spec;
+
+/* Parse a LYRA_SIM_GPUS value into specs[max]; *n = entries ("" gives 0).
+ * Malformed: LYRA_ERR_INPUT naming LYRA_SIM_GPUS and the entry. */
+int lyra_sim_parse(const char *value, lyra_sim_spec *specs, int max, int *n, lyra_error *err);
+/* The same from the environment; *set = 0 (and *n = 0) when LYRA_SIM_GPUS is unset. */
+int lyra_sim_from_env(lyra_sim_spec *specs, int max, int *n, int *set, lyra_error *err);
+/* Simulated GPU number index (id "0", "1", ...). compute is a CPU device made
+ * for this GPU alone (lyra_cpu_device_new); the sim device owns it (freed with
+ * it, also on failure). */
+int lyra_sim_device_new(int index, const lyra_sim_spec *spec, lyra_device *compute,
+                        lyra_device **out, lyra_error *err);
+/* n simulated GPUs from specs, each computing with its own CPU device of
+ * n_threads threads (0 = physical cores). On failure none is left. */
+int lyra_sim_devices_new(const lyra_sim_spec *specs, int n, int n_threads, lyra_device **out,
+                         lyra_error *err);
+int lyra_device_is_sim(const lyra_device *d);
+/* The CPU device a simulated GPU computes with (e.g. to set its threads). */
+lyra_device *lyra_sim_device_compute(lyra_device *d);
+/* Its allocation cap. */
+uint64_t lyra_sim_device_cap(const lyra_device *d);
 
 #endif

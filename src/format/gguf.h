@@ -21,7 +21,14 @@ typedef enum lyra_gguf_vtype {
     LYRA_GGUF_U32 = 4, LYRA_GGUF_I32 = 5, LYRA_GGUF_F32 = 6, LYRA_GGUF_BOOL = 7,
     LYRA_GGUF_STRING = 8, LYRA_GGUF_ARRAY = 9, LYRA_GGUF_U64 = 10,
     LYRA_GGUF_I64 = 11, LYRA_GGUF_F64 = 12,
+    LYRA_GGUF_NONE = -1, /* returned for a missing key / index */
 } lyra_gguf_vtype;
+
+/* Limits the reader enforces (and the writer respects). */
+#define LYRA_GGUF_MAX_NAME 64        /* bytes of a tensor name */
+#define LYRA_GGUF_MAX_KEY 65535      /* bytes of a key */
+#define LYRA_GGUF_MAX_DEPTH 8        /* nesting of arrays of arrays */
+#define LYRA_GGUF_DEFAULT_ALIGNMENT 32
 
 typedef struct lyra_gguf_str {
     const char *ptr; /* into the map; NOT NUL-terminated */
@@ -38,13 +45,15 @@ typedef struct lyra_gguf_tensor {
     uint64_t offset;     /* from the start of its part's data section */
     int part;            /* which file of a split model */
     const void *data;    /* in the map */
+    uint64_t info_offset;/* where its entry in its part's tensor table starts */
 } lyra_gguf_tensor;
 
 typedef struct lyra_gguf lyra_gguf;
 
 /* Open and validate. A path NAME-00001-of-0000N.gguf opens all N parts. */
 int lyra_gguf_open(const char *path, lyra_gguf **out, lyra_error *err);
-/* Parse an in-memory buffer (fuzzing, tests); buf must outlive the result. */
+/* Parse an in-memory buffer (fuzzing, tests); buf must outlive the result.
+ * Tensor data is aligned only as far as buf is. split.* keys are not checked. */
 int lyra_gguf_open_buffer(const void *buf, size_t size, const char *name,
                           lyra_gguf **out, lyra_error *err);
 void lyra_gguf_close(lyra_gguf *g);
@@ -63,7 +72,9 @@ lyra_gguf_vtype lyra_gguf_kv_type(const lyra_gguf *g, int64_t i);
 int64_t lyra_gguf_find_key(const lyra_gguf *g, const char *key); /* -1 if absent */
 
 /* Typed getters: return 1 and set *out when the key exists and its value
- * converts exactly (any integer type that fits; f32/f64 for floats), else 0. */
+ * converts exactly (any integer type that fits; f32/f64 for floats, an f64
+ * rounded to float for get_f32 when within float range), else 0. bool only
+ * from BOOL, strings only from STRING. */
 int lyra_gguf_get_u32(const lyra_gguf *g, const char *key, uint32_t *out);
 int lyra_gguf_get_i64(const lyra_gguf *g, const char *key, int64_t *out);
 int lyra_gguf_get_f32(const lyra_gguf *g, const char *key, float *out);
@@ -77,6 +88,17 @@ int lyra_gguf_get_arr(const lyra_gguf *g, const char *key,
 const void *lyra_gguf_arr_data(const lyra_gguf *g, const char *key);
 lyra_gguf_str lyra_gguf_arr_str(const lyra_gguf *g, const char *key, uint64_t i);
 
+/* Additions: 64-bit getters, and element access with type and bound checks
+ * (return 0 when the key is absent, the type does not convert or i >= count). */
+int lyra_gguf_get_u64(const lyra_gguf *g, const char *key, uint64_t *out);
+int lyra_gguf_get_f64(const lyra_gguf *g, const char *key, double *out);
+int lyra_gguf_arr_get_i64(const lyra_gguf *g, const char *key, uint64_t i, int64_t *out);
+int lyra_gguf_arr_get_f32(const lyra_gguf *g, const char *key, uint64_t i, float *out);
+/* Byte offset of a part's data section (aligned) in its file. */
+uint64_t lyra_gguf_data_start(const lyra_gguf *g, int part);
+/* "u32", "string", "array"...; "?" for an unknown id. */
+const char *lyra_gguf_vtype_name(lyra_gguf_vtype t);
+
 /* ---- tensors ---- */
 int64_t lyra_gguf_n_tensors(const lyra_gguf *g);
 const lyra_gguf_tensor *lyra_gguf_tensor_at(const lyra_gguf *g, int64_t i);
@@ -85,7 +107,12 @@ const lyra_gguf_tensor *lyra_gguf_find_tensor(const lyra_gguf *g, const char *na
 /* ---- writer ----
  * Collects key/values and tensors, then writes a v3 file atomically (a
  * temporary file renamed into place: no partial output on failure). Tensor
- * data pointers must stay valid until lyra_gguf_writer_write returns. */
+ * data pointers must stay valid until lyra_gguf_writer_write returns.
+ * Adding a key that exists replaces its value in place. The add functions
+ * return LYRA_OK or an error code; the first error is kept and also returned
+ * (with its message) by lyra_gguf_writer_write, which then writes nothing.
+ * The writer's alignment is authoritative: general.alignment is written with
+ * it when the alignment is not 32 or when the key was added or copied. */
 typedef struct lyra_gguf_writer lyra_gguf_writer;
 lyra_gguf_writer *lyra_gguf_writer_new(void);
 void lyra_gguf_writer_free(lyra_gguf_writer *w);
@@ -98,12 +125,19 @@ int lyra_gguf_writer_add_str(lyra_gguf_writer *w, const char *key, const char *v
 /* Array of strings (count entries, each NUL-terminated or given lengths). */
 int lyra_gguf_writer_add_arr_str(lyra_gguf_writer *w, const char *key,
                                  const char *const *v, const uint64_t *lens, uint64_t count);
-/* Array of numbers: elem_type one of the numeric vtypes, data packed LE. */
+/* Array of numbers: elem_type one of the numeric vtypes (or BOOL), data count
+ * values of that C type, as for lyra_gguf_writer_add_val (written LE). */
 int lyra_gguf_writer_add_arr(lyra_gguf_writer *w, const char *key,
                              lyra_gguf_vtype elem_type, const void *data, uint64_t count);
-/* Copy every key/value of g except those for which skip(key) returns 1. */
+/* Copy every key/value of g (of its first part, in file order, arrays and
+ * nested arrays included) except those for which skip(key, user) returns 1
+ * (skip may be NULL) and the split.* keys, which describe g's own files. */
 int lyra_gguf_writer_copy_kv(lyra_gguf_writer *w, const lyra_gguf *g,
                              int (*skip)(const char *key, void *user), void *user);
+/* Any scalar: type one of U8..F64 or BOOL, v points to a value of that C type
+ * (uint8_t, int8_t, ..., float, uint64_t, int64_t, double; BOOL: uint8_t 0/1). */
+int lyra_gguf_writer_add_val(lyra_gguf_writer *w, const char *key,
+                             lyra_gguf_vtype type, const void *v);
 int lyra_gguf_writer_add_tensor(lyra_gguf_writer *w, const char *name, lyra_type type,
                                 int n_dims, const int64_t *ne, const void *data);
 int lyra_gguf_writer_write(lyra_gguf_writer *w, const char *path, lyra_error *err);

@@ -1,0 +1,254 @@
+/* args.c: flag parsing, verbosity, file reading and timing shared by the
+ * lyra command's subcommands (see args.h). */
+#include "args.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+volatile sig_atomic_t app_interrupted = 0;
+
+void args_init(app_args *a, int argc, char **argv) {
+    memset(a, 0, sizeof *a);
+    a->argc = argc;
+    a->argv = argv;
+    a->i = 0;
+    a->cmd = argc > 0 ? argv[0] : "lyra";
+}
+
+int args_next(app_args *a, const char **arg, int *is_flag) {
+    if (++a->i >= a->argc) return 0;
+    if (!a->only_pos && !strcmp(a->argv[a->i], "--")) {
+        a->only_pos = 1;
+        if (++a->i >= a->argc) return 0;
+    }
+    const char *s = a->argv[a->i];
+    *arg = s;
+    a->eq = NULL;
+    a->flag[0] = '\0';
+    *is_flag = !a->only_pos && s[0] == '-' && s[1] != '\0';
+    if (!*is_flag) return 1;
+    size_t n = strlen(s);
+    if (s[1] == '-') {
+        const char *e = strchr(s, '=');
+        if (e) {
+            n = (size_t)(e - s);
+            a->eq = e + 1;
+        }
+    }
+    if (n >= sizeof a->flag) n = sizeof a->flag - 1;
+    memcpy(a->flag, s, n);
+    a->flag[n] = '\0';
+    return 1;
+}
+
+int args_value(app_args *a, const char **val, lyra_error *err) {
+    if (a->eq) {
+        *val = a->eq;
+        return LYRA_OK;
+    }
+    if (a->i + 1 >= a->argc)
+        return lyra_err(err, LYRA_ERR_INPUT, a->flag, "missing value");
+    *val = a->argv[++a->i];
+    return LYRA_OK;
+}
+
+int args_unknown(const app_args *a, const char *arg, lyra_error *err) {
+    if (arg[0] == '-' && arg[1] != '\0')
+        return lyra_err(err, LYRA_ERR_INPUT, a->flag, "unknown flag for '%s' (see lyra %s --help)",
+                        a->cmd, a->cmd);
+    return lyra_err(err, LYRA_ERR_INPUT, arg, "unexpected argument for '%s' (see lyra %s --help)",
+                    a->cmd, a->cmd);
+}
+
+int args_common(app_args *a) {
+    if (a->eq) return 0;
+    if (!strcmp(a->flag, "-q") || !strcmp(a->flag, "--quiet")) {
+        app_log_level(LYRA_LOG_ERROR);
+        return 1;
+    }
+    if (!strcmp(a->flag, "-v") || !strcmp(a->flag, "--verbose")) {
+        app_log_level(LYRA_LOG_DEBUG);
+        return 1;
+    }
+    return 0;
+}
+
+int parse_i64(const char *s, int64_t *out) {
+    if (!s || !*s) return -1;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end != '\0' || end == s) return -1;
+    *out = (int64_t)v;
+    return 0;
+}
+
+int parse_u64(const char *s, uint64_t *out) {
+    if (!s || !*s || s[0] == '-' || s[0] == '+') return -1;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end != '\0' || end == s) return -1;
+    *out = (uint64_t)v;
+    return 0;
+}
+
+int parse_f64(const char *s, double *out) {
+    if (!s || !*s) return -1;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end != '\0' || end == s || !isfinite(v)) return -1;
+    *out = v;
+    return 0;
+}
+
+int args_str(app_args *a, const char **out, lyra_error *err) {
+    return args_value(a, out, err);
+}
+
+int args_int(app_args *a, int64_t min, int64_t max, int64_t *out, lyra_error *err) {
+    const char *v;
+    int rc = args_value(a, &v, err);
+    if (rc) return rc;
+    int64_t x;
+    if (parse_i64(v, &x))
+        return lyra_err(err, LYRA_ERR_INPUT, a->flag, "expected an integer, got '%s'", v);
+    if (x < min || x > max) {
+        if (max == INT64_MAX || max == INT32_MAX)
+            return lyra_err(err, LYRA_ERR_INPUT, a->flag, "must be >= %lld, got %lld",
+                            (long long)min, (long long)x);
+        return lyra_err(err, LYRA_ERR_INPUT, a->flag, "must be between %lld and %lld, got %lld",
+                        (long long)min, (long long)max, (long long)x);
+    }
+    *out = x;
+    return LYRA_OK;
+}
+
+int args_i32(app_args *a, int32_t min, int32_t max, int32_t *out, lyra_error *err) {
+    int64_t x;
+    int rc = args_int(a, min, max, &x, err);
+    if (!rc) *out = (int32_t)x;
+    return rc;
+}
+
+int args_u64(app_args *a, uint64_t *out, lyra_error *err) {
+    const char *v;
+    int rc = args_value(a, &v, err);
+    if (rc) return rc;
+    if (parse_u64(v, out))
+        return lyra_err(err, LYRA_ERR_INPUT, a->flag,
+                        "expected an unsigned 64-bit integer, got '%s'", v);
+    return LYRA_OK;
+}
+
+int args_float(app_args *a, double min, double max, float *out, lyra_error *err) {
+    const char *v;
+    int rc = args_value(a, &v, err);
+    if (rc) return rc;
+    double x;
+    if (parse_f64(v, &x))
+        return lyra_err(err, LYRA_ERR_INPUT, a->flag, "expected a number, got '%s'", v);
+    if (x < min || x > max) {
+        if (isinf(max))
+            return lyra_err(err, LYRA_ERR_INPUT, a->flag, "must be >= %g, got %s", min, v);
+        return lyra_err(err, LYRA_ERR_INPUT, a->flag, "must be between %g and %g, got %s", min,
+                        max, v);
+    }
+    *out = (float)x;
+    return LYRA_OK;
+}
+
+/* ---------------------------------------------------------------- logging */
+
+static lyra_log_level g_base = LYRA_LOG_INFO; /* from LYRA_LOG */
+
+void app_log_level(lyra_log_level level) { lyra_log_set(NULL, level, NULL); }
+
+int app_log_init(lyra_error *err) {
+    const char *e = getenv("LYRA_LOG");
+    g_base = LYRA_LOG_INFO;
+    if (e && *e) {
+        static const char *names[] = {"error", "warn", "info", "debug"};
+        int found = -1;
+        for (int i = 0; i < 4; i++)
+            if (!strcmp(e, names[i])) found = i;
+        if (found < 0)
+            return lyra_err(err, LYRA_ERR_INPUT, "LYRA_LOG",
+                            "expected error, warn, info or debug, got '%s'", e);
+        g_base = (lyra_log_level)found;
+    }
+    app_log_level(g_base);
+    return LYRA_OK;
+}
+
+/* ------------------------------------------------------------------ files */
+
+int app_read_file(const char *path, char **buf, size_t *len, lyra_error *err) {
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    const char *where = strcmp(path, "-") ? path : "<stdin>";
+    if (!f) return lyra_err(err, LYRA_ERR_INPUT, where, "cannot open: %s", strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *b = malloc(cap);
+    if (!b) {
+        if (f != stdin) fclose(f);
+        return lyra_err(err, LYRA_ERR_OOM, where, "out of memory");
+    }
+    for (;;) {
+        if (n + 1 >= cap) {
+            char *nb = realloc(b, cap * 2);
+            if (!nb) {
+                free(b);
+                if (f != stdin) fclose(f);
+                return lyra_err(err, LYRA_ERR_OOM, where, "out of memory reading the file");
+            }
+            b = nb;
+            cap *= 2;
+        }
+        size_t k = fread(b + n, 1, cap - 1 - n, f);
+        n += k;
+        if (k == 0) break;
+    }
+    int bad = ferror(f);
+    int e = errno;
+    if (f != stdin) fclose(f);
+    if (bad) {
+        free(b);
+        if (app_interrupted) return lyra_err(err, LYRA_ERR_INTERRUPTED, where, "interrupted");
+        return lyra_err(err, e == EISDIR ? LYRA_ERR_INPUT : LYRA_ERR_RUNTIME, where,
+                        "read error: %s", strerror(e));
+    }
+    b[n] = '\0';
+    *buf = b;
+    *len = n;
+    return LYRA_OK;
+}
+
+void app_log_map(const lyra_context *ctx) {
+    size_t need = lyra_context_map_lines(ctx, NULL, 0);
+    char *map = malloc(need + 1);
+    if (!map) return;
+    lyra_context_map_lines(ctx, map, need + 1);
+    map[need] = '\0';
+    while (need && map[need - 1] == '\n') map[--need] = '\0';
+    if (need) lyra_log(LYRA_LOG_INFO, "%s", map);
+    free(map);
+}
+
+double app_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+int args_wants_help(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--")) return 0;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
+    }
+    return 0;
+}

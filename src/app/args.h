@@ -1,0 +1,85 @@
+/* args.h: the lyra command's shared pieces: flag-value parsing with one-line
+ * errors naming the flag (exit code 2), verbosity (-q/-v/LYRA_LOG), the
+ * SIGINT flag, file reading, and the commands' entry points.
+ *
+ * A command is `int cmd_NAME(int argc, char **argv, lyra_error *err)`: argv[0]
+ * is the command name; it returns an exit code and, when non-zero, fills err
+ * (main prints "lyra: error: <msg>"). Results go to stdout, everything else
+ * to stderr through lyra_log. */
+#ifndef LYRA_APP_ARGS_H
+#define LYRA_APP_ARGS_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/err.h"
+#include "core/log.h"
+
+/* Set by the SIGINT handler; commands poll it and stop with exit code 130. */
+extern volatile sig_atomic_t app_interrupted;
+
+/* Flag walking: args_next() returns the current argv entry's flag name, and
+ * with the value of a flag that takes one (both "--flag V" and "--flag=V"). */
+typedef struct app_args {
+    int argc;          /* from main, minus the command prefix */
+    char **argv;       /* argv[0] is the command name */
+    int i;             /* index of the entry being looked at */
+    const char *cmd;   /* command name, for messages */
+    char flag[64];     /* the current flag without any "=value" part */
+    const char *eq;    /* the value after '=' in "--flag=V", or NULL */
+    int only_pos;      /* after "--": every entry is positional */
+} app_args;
+
+void args_init(app_args *a, int argc, char **argv);
+/* Advance to the next entry; 0 at the end. *is_flag: it starts with '-' (and
+ * is not "-" alone) and no "--" came before it ("--" itself is skipped). */
+int args_next(app_args *a, const char **arg, int *is_flag);
+/* The value of the current flag (from "=V" or the next entry). */
+int args_value(app_args *a, const char **val, lyra_error *err);
+/* An unknown flag / unexpected positional: exit 2 naming it. */
+int args_unknown(const app_args *a, const char *arg, lyra_error *err);
+/* -q/--quiet, -v/--verbose: handled (returns 1) for every command. */
+int args_common(app_args *a);
+
+/* Typed values of the current flag; range-checked; LYRA_ERR_INPUT naming the
+ * flag on failure. */
+int args_int(app_args *a, int64_t min, int64_t max, int64_t *out, lyra_error *err);
+int args_i32(app_args *a, int32_t min, int32_t max, int32_t *out, lyra_error *err);
+int args_u64(app_args *a, uint64_t *out, lyra_error *err);
+int args_float(app_args *a, double min, double max, float *out, lyra_error *err);
+int args_str(app_args *a, const char **out, lyra_error *err);
+
+/* Parse a whole string as an integer / float; 0 ok, -1 malformed. */
+int parse_i64(const char *s, int64_t *out);
+int parse_u64(const char *s, uint64_t *out);
+int parse_f64(const char *s, double *out);
+
+/* Verbosity: LYRA_LOG (error|warn|info|debug) sets the base level (default
+ * info); -q sets error, -v debug. Applies it with lyra_log_set. */
+int app_log_init(lyra_error *err);
+void app_log_level(lyra_log_level level);
+
+/* Read a whole file ("-" = stdin) as bytes; *buf malloc'd (NUL-terminated). */
+int app_read_file(const char *path, char **buf, size_t *len, lyra_error *err);
+
+/* Log the context's map line(s) (lyra_context_map_lines) at INFO. */
+void app_log_map(const lyra_context *ctx);
+
+/* Monotonic seconds. */
+double app_now(void);
+
+/* True when --help / -h is among argv[1..]: print usage, exit 0. */
+int args_wants_help(int argc, char **argv);
+
+/* The commands (one file each) and their --help texts. */
+int cmd_generate(int argc, char **argv, lyra_error *err);
+int cmd_tokenize(int argc, char **argv, lyra_error *err);
+int cmd_perplexity(int argc, char **argv, lyra_error *err);
+int cmd_bench(int argc, char **argv, lyra_error *err);
+int cmd_mkmodel(int argc, char **argv, lyra_error *err);
+int cmd_quantize(int argc, char **argv, lyra_error *err);
+extern const char cmd_generate_usage[], cmd_tokenize_usage[], cmd_perplexity_usage[],
+    cmd_bench_usage[], cmd_mkmodel_usage[], cmd_quantize_usage[];
+
+#endif

@@ -1,0 +1,311 @@
+/* cmd_generate.c: `lyra generate`: prompt -> streamed continuation on stdout.
+ *
+ * Only the continuation is printed (no prompt echo), token by token through
+ * the streaming detokenizer (never a split UTF-8 sequence), flushed after
+ * each token, then one newline. It stops at an end-of-generation token (not
+ * printed), after -n tokens, or when the context is full (a note on stderr,
+ * exit 0). The seed (random unless --seed) goes to stderr; the same seed and
+ * flags give the same text for any --threads. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "args.h"
+#include "lyra.h"
+
+const char cmd_generate_usage[] =
+    "usage: lyra generate -m MODEL [-p PROMPT] [-n N] [--temp T] [--top-k K]\n"
+    "                     [--top-p P] [--min-p P] [--repeat-penalty R]\n"
+    "                     [--repeat-last-n N] [--seed S] [--threads N] [--ctx N]\n"
+    "                     [--batch N] [--kv-type f16|f32] [--parse-special]\n"
+    "                     [--ignore-eos]\n"
+    "\n"
+    "Print the continuation of PROMPT (not the prompt itself), streamed as it is\n"
+    "generated, then a newline. Without -p generation starts from BOS alone (and\n"
+    "a SentencePiece model's dummy space before the first word is not printed).\n"
+    "\n"
+    "  -m, --model MODEL      GGUF model file (required)\n"
+    "  -p, --prompt PROMPT    text to continue (default: none, BOS only)\n"
+    "  -n, --n-predict N      tokens to generate; -1 (default): until an\n"
+    "                         end-of-generation token or the context is full\n"
+    "  --temp T               temperature, >= 0; 0 = greedy (default 0.8)\n"
+    "  --top-k K              keep the K most likely tokens, 0 = off (default 40)\n"
+    "  --top-p P              nucleus: smallest set with probability >= P,\n"
+    "                         0..1, 1 = off (default 0.95)\n"
+    "  --min-p P              drop tokens below P * the top probability, 0..1,\n"
+    "                         0 = off (default 0.05)\n"
+    "  --repeat-penalty R     penalise the last --repeat-last-n tokens, > 0,\n"
+    "                         1 = off (default 1.0)\n"
+    "  --repeat-last-n N      window of the penalty (default 64)\n"
+    "  --seed S               sampling seed, 0..2^64-1 (default: random, printed\n"
+    "                         on stderr as `seed: S`)\n"
+    "  -t, --threads N        CPU threads (default: physical cores)\n"
+    "  -c, --ctx N            context size (default: min(model's, 4096))\n"
+    "  -b, --batch N          prompt tokens per forward pass (default 512)\n"
+    "  --kv-type f16|f32      KV cache element type (default f16)\n"
+    "  --parse-special        match special tokens (<s>, ...) written in the prompt\n"
+    "  --ignore-eos           never sample end-of-generation tokens (their logits\n"
+    "                         are set to -inf): run until -n or a full context\n"
+    "  -q, -v                 quieter / more verbose stderr\n"
+    "\n"
+    "Sampling order: repetition penalty, top-k, top-p, min-p, temperature, draw.\n"
+    "Output stops without printing the end-of-generation token. Exit 0 also when\n"
+    "the context fills up (a note on stderr).\n";
+
+/* Everything generate's flags set. */
+typedef struct gen_opts {
+    const char *model;         /* -m */
+    const char *prompt;        /* -p, NULL = BOS only */
+    int64_t n_predict;         /* -n, -1 = unlimited */
+    lyra_sampler_params sp;    /* sampling */
+    int seed_given;            /* --seed was given */
+    lyra_context_params cp;    /* context */
+    int parse_special;         /* --parse-special */
+    int ignore_eos;            /* --ignore-eos */
+} gen_opts;
+
+static uint64_t random_seed(void) {
+    uint64_t s = 0;
+    FILE *f = fopen("/dev/urandom", "rb");
+    if (!f || fread(&s, sizeof s, 1, f) != 1) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        s = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 32);
+    }
+    if (f) fclose(f);
+    return s;
+}
+
+static int parse_opts(int argc, char **argv, gen_opts *o, lyra_error *err) {
+    memset(o, 0, sizeof *o);
+    o->n_predict = -1;
+    o->sp = lyra_sampler_default_params();
+    o->cp = lyra_context_default_params();
+    app_args a;
+    args_init(&a, argc, argv);
+    const char *arg;
+    int is_flag, rc = 0;
+    while (!rc && args_next(&a, &arg, &is_flag)) {
+        const char *f = a.flag;
+        if (!is_flag) {
+            rc = args_unknown(&a, arg, err);
+        } else if (args_common(&a)) {
+        } else if (!strcmp(f, "-m") || !strcmp(f, "--model")) {
+            rc = args_str(&a, &o->model, err);
+        } else if (!strcmp(f, "-p") || !strcmp(f, "--prompt")) {
+            rc = args_str(&a, &o->prompt, err);
+        } else if (!strcmp(f, "-n") || !strcmp(f, "--n-predict")) {
+            rc = args_int(&a, -1, INT32_MAX, &o->n_predict, err);
+        } else if (!strcmp(f, "--temp")) {
+            rc = args_float(&a, 0.0, HUGE_VAL, &o->sp.temperature, err);
+        } else if (!strcmp(f, "--top-k")) {
+            rc = args_i32(&a, 0, INT32_MAX, &o->sp.top_k, err);
+        } else if (!strcmp(f, "--top-p")) {
+            rc = args_float(&a, 0.0, 1.0, &o->sp.top_p, err);
+        } else if (!strcmp(f, "--min-p")) {
+            rc = args_float(&a, 0.0, 1.0, &o->sp.min_p, err);
+        } else if (!strcmp(f, "--repeat-penalty")) {
+            rc = args_float(&a, 0.0, HUGE_VAL, &o->sp.repeat_penalty, err);
+            if (!rc && o->sp.repeat_penalty <= 0.0f)
+                rc = lyra_err(err, LYRA_ERR_INPUT, f, "must be > 0, got %g", o->sp.repeat_penalty);
+        } else if (!strcmp(f, "--repeat-last-n")) {
+            rc = args_i32(&a, 0, 1 << 20, &o->sp.repeat_last_n, err);
+        } else if (!strcmp(f, "--seed")) {
+            rc = args_u64(&a, &o->sp.seed, err);
+            o->seed_given = 1;
+        } else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) {
+            rc = args_i32(&a, 0, 4096, &o->cp.n_threads, err);
+        } else if (!strcmp(f, "-c") || !strcmp(f, "--ctx")) {
+            rc = args_i32(&a, 0, INT32_MAX, &o->cp.n_ctx, err);
+        } else if (!strcmp(f, "-b") || !strcmp(f, "--batch")) {
+            rc = args_i32(&a, 1, INT32_MAX, &o->cp.n_batch, err);
+        } else if (!strcmp(f, "--kv-type")) {
+            const char *v;
+            rc = args_str(&a, &v, err);
+            if (!rc && !strcmp(v, "f16")) o->cp.kv_type = LYRA_KV_F16;
+            else if (!rc && !strcmp(v, "f32")) o->cp.kv_type = LYRA_KV_F32;
+            else if (!rc) rc = lyra_err(err, LYRA_ERR_INPUT, f, "expected f16 or f32, got '%s'", v);
+        } else if (!strcmp(f, "--parse-special") && !a.eq) {
+            o->parse_special = 1;
+        } else if (!strcmp(f, "--ignore-eos") && !a.eq) {
+            o->ignore_eos = 1;
+        } else {
+            rc = args_unknown(&a, arg, err);
+        }
+    }
+    if (!rc && !o->model) rc = lyra_err(err, LYRA_ERR_INPUT, "-m", "required: the model file");
+    return rc;
+}
+
+/* Write n bytes to stdout and flush (streaming). */
+static int emit(const char *buf, size_t n, lyra_error *err) {
+    if (n && fwrite(buf, 1, n, stdout) != n)
+        return lyra_err(err, LYRA_ERR_RUNTIME, "<stdout>", "write failed");
+    if (fflush(stdout) != 0) return lyra_err(err, LYRA_ERR_RUNTIME, "<stdout>", "write failed");
+    return LYRA_OK;
+}
+
+/* Tokens of the prompt (or BOS alone); *toks malloc'd. */
+static int prompt_tokens(const lyra_model *m, const gen_opts *o, int32_t **toks, size_t *n,
+                         lyra_error *err) {
+    if (o->prompt) {
+        int rc = lyra_tokenize(m, o->prompt, strlen(o->prompt), -1, o->parse_special, toks, n, err);
+        if (rc) return rc;
+        if (*n > 0) return LYRA_OK;
+        free(*toks);
+        *toks = NULL;
+    }
+    int32_t bos = lyra_token_bos(m);
+    if (bos < 0)
+        return lyra_err(err, LYRA_ERR_INPUT, "-p",
+                        "the model has no BOS token: give a non-empty prompt");
+    *toks = malloc(sizeof **toks);
+    if (!*toks) return lyra_err(err, LYRA_ERR_OOM, "generate", "out of memory");
+    (*toks)[0] = bos;
+    *n = 1;
+    return LYRA_OK;
+}
+
+/* 1 when the tokenizer puts a space before the first word (SentencePiece's
+ * dummy prefix): the piece of "a"'s first token starts with ' '. */
+static int has_space_prefix(const lyra_model *m) {
+    int32_t *t = NULL;
+    size_t n = 0;
+    char piece[64];
+    int r = 0;
+    if (lyra_tokenize(m, "a", 1, 0, 0, &t, &n, NULL) == LYRA_OK && n > 0)
+        r = lyra_token_to_piece(m, t[0], 0, piece, sizeof piece) > 0 && piece[0] == ' ';
+    free(t);
+    return r;
+}
+
+/* The tokens after the prompt. lstrip: drop one leading space of the output
+ * (text decoded from BOS alone, as SentencePiece decodes: the dummy prefix of
+ * the first word is not text). eog: NULL, or (--ignore-eos) the ids
+ * [n_eog] of the end-of-generation tokens, whose logits are set to -inf in
+ * masked [n_vocab]. */
+static int generate_loop(lyra_model *m, lyra_context *ctx, lyra_sampler *s, lyra_detok *d,
+                         const gen_opts *o, int lstrip, const int32_t *eog, int32_t n_eog,
+                         float *masked, int64_t *n_gen, lyra_error *err) {
+    char buf[4096];
+    int32_t n_ctx = lyra_context_n_ctx(ctx), n_vocab = lyra_model_n_vocab(m);
+    for (*n_gen = 0; o->n_predict < 0 || *n_gen < o->n_predict;) {
+        if (app_interrupted) return lyra_err(err, LYRA_ERR_INTERRUPTED, "generate", "interrupted");
+        const float *logits = lyra_get_logits(ctx, -1);
+        if (!logits) return lyra_err(err, LYRA_ERR_RUNTIME, "generate", "no logits");
+        if (eog) {
+            memcpy(masked, logits, sizeof *masked * (size_t)n_vocab);
+            for (int32_t i = 0; i < n_eog; i++) masked[eog[i]] = -INFINITY;
+            logits = masked;
+        }
+        int32_t t = lyra_sampler_sample(s, logits);
+        lyra_sampler_accept(s, t);
+        if (lyra_token_is_eog(m, t)) {
+            lyra_log(LYRA_LOG_DEBUG, "generate: end-of-generation token %d", (int)t);
+            break;
+        }
+        ++*n_gen;
+        size_t k = lyra_detok_feed(d, t, buf, sizeof buf);
+        char *p = buf;
+        if (lstrip && k > 0) {
+            if (buf[0] == ' ') { p++; k--; }
+            lstrip = 0;
+        }
+        int rc = emit(p, k, err);
+        if (rc) return rc;
+        if (o->n_predict >= 0 && *n_gen >= o->n_predict) break;
+        if (lyra_context_pos(ctx) >= n_ctx) {
+            lyra_log(LYRA_LOG_INFO, "generate: the context is full (%d tokens); stopping", (int)n_ctx);
+            break;
+        }
+        rc = lyra_eval(ctx, &t, 1, 0, err);
+        if (rc) return rc;
+    }
+    return LYRA_OK;
+}
+
+/* --ignore-eos: the end-of-generation ids (*eog malloc'd) and a logits buffer. */
+static int eog_mask(const lyra_model *m, int32_t **eog, int32_t *n_eog, float **masked,
+                    lyra_error *err) {
+    int32_t n_vocab = lyra_model_n_vocab(m);
+    *eog = malloc(sizeof **eog * (size_t)n_vocab);
+    *masked = malloc(sizeof **masked * (size_t)n_vocab);
+    if (!*eog || !*masked) return lyra_err(err, LYRA_ERR_OOM, "generate", "out of memory");
+    *n_eog = 0;
+    for (int32_t i = 0; i < n_vocab; i++)
+        if (lyra_token_is_eog(m, i)) (*eog)[(*n_eog)++] = i;
+    return LYRA_OK;
+}
+
+static int run(const gen_opts *o, lyra_error *err) {
+    lyra_model *m = NULL;
+    lyra_context *ctx = NULL;
+    lyra_sampler *s = NULL;
+    lyra_detok *d = NULL;
+    int32_t *toks = NULL;
+    size_t n_toks = 0;
+    int64_t n_gen = 0;
+    int rc = lyra_model_open(o->model, NULL, &m, err);
+    if (!rc) rc = lyra_context_new(m, &o->cp, &ctx, err);
+    if (!rc) rc = prompt_tokens(m, o, &toks, &n_toks, err);
+    int32_t n_ctx = rc ? 0 : lyra_context_n_ctx(ctx);
+    if (!rc && n_toks >= (size_t)n_ctx)
+        rc = lyra_err(err, LYRA_ERR_INPUT, "-p",
+                      "the prompt is %zu tokens; the context (--ctx) holds %d", n_toks, (int)n_ctx);
+    if (!rc) app_log_map(ctx);
+    lyra_sampler_params sp = o->sp;
+    if (!rc && !o->seed_given) sp.seed = random_seed();
+    if (!rc) lyra_log(LYRA_LOG_INFO, "seed: %llu", (unsigned long long)sp.seed);
+    if (!rc) {
+        s = lyra_sampler_new(&sp, lyra_model_n_vocab(m));
+        d = lyra_detok_new(m);
+        if (!s || !d) rc = lyra_err(err, LYRA_ERR_OOM, "generate", "out of memory");
+    }
+    double t0 = app_now(), t1 = t0;
+    if (!rc) {
+        for (size_t i = 0; i < n_toks; i++) lyra_sampler_accept(s, toks[i]);
+        rc = lyra_eval(ctx, toks, (int32_t)n_toks, 0, err);
+        t1 = app_now();
+    }
+    int32_t *eog = NULL, n_eog = 0;
+    float *masked = NULL;
+    if (!rc && o->ignore_eos) rc = eog_mask(m, &eog, &n_eog, &masked, err);
+    if (!rc)
+        rc = generate_loop(m, ctx, s, d, o, !o->prompt && has_space_prefix(m), eog, n_eog, masked,
+                           &n_gen, err);
+    free(eog);
+    free(masked);
+    double t2 = app_now();
+    if (d && (ctx && (!rc || rc == LYRA_ERR_INTERRUPTED))) {
+        char buf[64];
+        size_t k = lyra_detok_flush(d, buf, sizeof buf);
+        lyra_error e2;
+        int rc2 = emit(buf, k, &e2);
+        if (!rc2) rc2 = emit("\n", 1, &e2);
+        if (rc2 && !rc) {
+            rc = rc2;
+            *err = e2;
+        }
+    }
+    if (!rc && n_gen > 0)
+        lyra_log(LYRA_LOG_INFO,
+                 "generate: prompt %zu tokens in %.3f s (%.1f tok/s), %lld tokens in %.3f s (%.2f tok/s)",
+                 n_toks, t1 - t0, (double)n_toks / (t1 - t0 > 0 ? t1 - t0 : 1e-9), (long long)n_gen,
+                 t2 - t1, (double)n_gen / (t2 - t1 > 0 ? t2 - t1 : 1e-9));
+    free(toks);
+    lyra_detok_free(d);
+    lyra_sampler_free(s);
+    lyra_context_free(ctx);
+    lyra_model_free(m);
+    return rc;
+}
+
+int cmd_generate(int argc, char **argv, lyra_error *err) {
+    gen_opts o;
+    int rc = parse_opts(argc, argv, &o, err);
+    if (rc) return rc;
+    return run(&o, err);
+}

@@ -1,0 +1,166 @@
+/* cmd_perplexity.c: `lyra perplexity`, computed exactly as llama.cpp's
+ * perplexity tool does:
+ *   tokens = the whole file tokenized once (BOS first if the model adds BOS)
+ *   n_chunks = floor(n_tokens / ctx); chunk c = tokens[c*ctx, (c+1)*ctx) with
+ *   its first token replaced by BOS (if the model adds BOS), evaluated on an
+ *   empty KV cache with the logits of every position kept;
+ *   NLL of token j+1 from the logits at j, for j = ctx/2 .. ctx-2 (so the
+ *   scored tokens are positions ctx/2+1 .. ctx-1), log-softmax in double;
+ *   perplexity = exp(mean NLL over all chunks). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "args.h"
+#include "lyra.h"
+
+const char cmd_perplexity_usage[] =
+    "usage: lyra perplexity -m MODEL -f FILE [--ctx N] [--threads N] [--batch N]\n"
+    "                       [--kv-type f16|f32]\n"
+    "\n"
+    "Perplexity of FILE's text, computed as llama.cpp's perplexity tool does:\n"
+    "the file is tokenized once (BOS first if the model adds BOS) and cut into\n"
+    "floor(tokens / N) chunks of N tokens; each chunk (its first token set to BOS\n"
+    "if the model adds BOS) is evaluated on an empty cache, and the negative\n"
+    "log-likelihoods of the tokens at positions N/2+1 .. N-1 are averaged over all\n"
+    "chunks; perplexity = exp(mean). Progress goes to stderr; the last stdout line\n"
+    "is `perplexity: X` (4 decimals). The file needs at least 2*N tokens.\n"
+    "\n"
+    "  -m, --model MODEL   GGUF model file (required)\n"
+    "  -f, --file FILE     text file (required; - = stdin)\n"
+    "  -c, --ctx N         chunk (context) size, >= 4 (default 512)\n"
+    "  -t, --threads N     CPU threads (default: physical cores)\n"
+    "  -b, --batch N       tokens per forward pass (default: N)\n"
+    "  --kv-type f16|f32   KV cache element type (default f16)\n"
+    "  -q, -v              quieter / more verbose stderr\n";
+
+/* -log softmax(logits)[target], in double. logits: [n_vocab] */
+static double nll_of(const float *logits, int32_t n_vocab, int32_t target) {
+    double mx = -INFINITY;
+    for (int32_t i = 0; i < n_vocab; i++)
+        if (logits[i] > mx) mx = logits[i];
+    double z = 0.0;
+    for (int32_t i = 0; i < n_vocab; i++) z += exp((double)logits[i] - mx);
+    return log(z) + mx - (double)logits[target];
+}
+
+int cmd_perplexity(int argc, char **argv, lyra_error *err) {
+    const char *model = NULL, *file = NULL;
+    lyra_context_params cp = lyra_context_default_params();
+    cp.n_ctx = 512;
+    cp.n_batch = 0; /* default: the chunk size */
+    int rc = 0;
+    app_args a;
+    args_init(&a, argc, argv);
+    const char *arg;
+    int is_flag;
+    while (!rc && args_next(&a, &arg, &is_flag)) {
+        const char *f = a.flag;
+        if (!is_flag) {
+            rc = args_unknown(&a, arg, err);
+        } else if (args_common(&a)) {
+        } else if (!strcmp(f, "-m") || !strcmp(f, "--model")) {
+            rc = args_str(&a, &model, err);
+        } else if (!strcmp(f, "-f") || !strcmp(f, "--file")) {
+            rc = args_str(&a, &file, err);
+        } else if (!strcmp(f, "-c") || !strcmp(f, "--ctx")) {
+            rc = args_i32(&a, 4, INT32_MAX, &cp.n_ctx, err);
+        } else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) {
+            rc = args_i32(&a, 0, 4096, &cp.n_threads, err);
+        } else if (!strcmp(f, "-b") || !strcmp(f, "--batch")) {
+            rc = args_i32(&a, 1, INT32_MAX, &cp.n_batch, err);
+        } else if (!strcmp(f, "--kv-type")) {
+            const char *v;
+            rc = args_str(&a, &v, err);
+            if (!rc && !strcmp(v, "f16")) cp.kv_type = LYRA_KV_F16;
+            else if (!rc && !strcmp(v, "f32")) cp.kv_type = LYRA_KV_F32;
+            else if (!rc) rc = lyra_err(err, LYRA_ERR_INPUT, f, "expected f16 or f32, got '%s'", v);
+        } else {
+            rc = args_unknown(&a, arg, err);
+        }
+    }
+    if (rc) return rc;
+    if (!model) return lyra_err(err, LYRA_ERR_INPUT, "-m", "required: the model file");
+    if (!file) return lyra_err(err, LYRA_ERR_INPUT, "-f", "required: the text file");
+    if (cp.n_batch == 0) cp.n_batch = cp.n_ctx;
+    const int32_t n_ctx = cp.n_ctx;
+
+    char *text = NULL;
+    size_t len = 0;
+    lyra_model *m = NULL;
+    lyra_context *ctx = NULL;
+    int32_t *toks = NULL, *chunk = NULL;
+    size_t n_toks = 0;
+    rc = app_read_file(file, &text, &len, err);
+    if (!rc) rc = lyra_model_open(model, NULL, &m, err);
+    int add_bos = 0;
+    int32_t bos = -1;
+    if (!rc) {
+        add_bos = lyra_add_bos_default(m);
+        bos = lyra_token_bos(m);
+        double t0 = app_now();
+        rc = lyra_tokenize(m, text, len, add_bos, 0, &toks, &n_toks, err);
+        if (!rc && n_toks < 2 * (size_t)n_ctx)
+            rc = lyra_err(err, LYRA_ERR_INPUT, file,
+                          "%zu tokens; perplexity with --ctx %d needs at least %lld", n_toks,
+                          (int)n_ctx, 2 * (long long)n_ctx);
+        if (!rc)
+            lyra_log(LYRA_LOG_INFO, "perplexity: tokenized %zu bytes into %zu tokens in %.2f s", len,
+                     n_toks, app_now() - t0);
+    }
+    if (!rc) rc = lyra_context_new(m, &cp, &ctx, err);
+    if (!rc && lyra_context_n_ctx(ctx) < n_ctx)
+        rc = lyra_err(err, LYRA_ERR_INPUT, "--ctx", "the context holds only %d tokens",
+                      (int)lyra_context_n_ctx(ctx));
+    if (!rc) {
+        app_log_map(ctx);
+        chunk = malloc(sizeof *chunk * (size_t)n_ctx);
+        if (!chunk) rc = lyra_err(err, LYRA_ERR_OOM, "perplexity", "out of memory");
+    }
+    size_t n_chunks = rc ? 0 : n_toks / (size_t)n_ctx;
+    const int32_t first = n_ctx / 2, n_vocab = rc ? 0 : lyra_model_n_vocab(m);
+    double nll = 0.0;
+    long long count = 0;
+    double t_start = app_now();
+    if (!rc)
+        lyra_log(LYRA_LOG_INFO, "perplexity: %zu chunks of %d tokens, scoring %d tokens each",
+                 n_chunks, (int)n_ctx, (int)(n_ctx - 1 - first));
+    for (size_t c = 0; !rc && c < n_chunks; c++) {
+        if (app_interrupted) {
+            rc = lyra_err(err, LYRA_ERR_INTERRUPTED, "perplexity", "interrupted");
+            break;
+        }
+        memcpy(chunk, toks + c * (size_t)n_ctx, sizeof *chunk * (size_t)n_ctx);
+        if (add_bos && bos >= 0) chunk[0] = bos;
+        lyra_context_truncate(ctx, 0);
+        rc = lyra_eval(ctx, chunk, n_ctx, 1, err);
+        if (rc) break;
+        for (int32_t j = first; j < n_ctx - 1; j++) {
+            const float *lg = lyra_get_logits(ctx, j);
+            if (!lg) {
+                rc = lyra_err(err, LYRA_ERR_RUNTIME, "perplexity", "no logits at position %d", (int)j);
+                break;
+            }
+            nll += nll_of(lg, n_vocab, toks[c * (size_t)n_ctx + (size_t)j + 1]);
+            count++;
+        }
+        if (rc) break;
+        double el = app_now() - t_start;
+        lyra_log(LYRA_LOG_INFO, "[%zu/%zu] perplexity so far %.4f (%.2f s/chunk, ~%.0f s left)",
+                 c + 1, n_chunks, exp(nll / (double)count), el / (double)(c + 1),
+                 el / (double)(c + 1) * (double)(n_chunks - c - 1));
+    }
+    if (!rc) {
+        double ppl = exp(nll / (double)count);
+        lyra_log(LYRA_LOG_INFO, "perplexity: %lld tokens scored, mean NLL %.6f", count,
+                 nll / (double)count);
+        printf("perplexity: %.4f\n", ppl);
+    }
+    free(chunk);
+    free(toks);
+    free(text);
+    lyra_context_free(ctx);
+    lyra_model_free(m);
+    return rc;
+}

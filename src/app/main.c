@@ -1,0 +1,133 @@
+/* main.c: the `lyra` command: global flags, dispatch to one subcommand (one
+ * file each: cmd_*.c), and the single error line "lyra: error: WHERE: WHAT".
+ * Exit codes: 0 ok, 1 runtime, 2 invalid input, 3 out of memory, 130 SIGINT. */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "args.h"
+#include "lyra.h"
+
+/* One subcommand. */
+typedef struct app_cmd {
+    const char *name;    /* as typed */
+    int (*run)(int argc, char **argv, lyra_error *err); /* entry point */
+    const char *usage;   /* its --help text */
+    const char *summary; /* one line for lyra --help */
+} app_cmd;
+
+static const app_cmd g_cmds[] = {
+    {"generate", cmd_generate, cmd_generate_usage, "generate text from a prompt"},
+    {"tokenize", cmd_tokenize, cmd_tokenize_usage, "print the token ids of a text"},
+    {"perplexity", cmd_perplexity, cmd_perplexity_usage, "perplexity of a text (llama.cpp's method)"},
+    {"bench", cmd_bench, cmd_bench_usage, "prompt/generation speed and memory bandwidth"},
+    {"mkmodel", cmd_mkmodel, cmd_mkmodel_usage, "write a random-weight Llama GGUF"},
+    {"quantize", cmd_quantize, cmd_quantize_usage, "convert a GGUF's weights to another type"},
+};
+#define N_CMDS (sizeof g_cmds / sizeof g_cmds[0])
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: lyra [-q | -v] COMMAND [FLAGS]\n"
+            "       lyra --version | --help | COMMAND --help\n"
+            "\n"
+            "lyra runs Llama-family GGUF models on the CPU.\n"
+            "\n"
+            "commands:\n");
+    for (size_t i = 0; i < N_CMDS; i++) fprintf(f, "  %-11s %s\n", g_cmds[i].name, g_cmds[i].summary);
+    fprintf(f,
+            "\n"
+            "global flags (also accepted after the command):\n"
+            "  -q, --quiet      only errors on stderr\n"
+            "  -v, --verbose    debug messages on stderr\n"
+            "  --version        print the version and build features\n"
+            "  -h, --help       this text; `lyra COMMAND --help` for a command\n"
+            "\n"
+            "environment:\n"
+            "  LYRA_LOG=error|warn|info|debug   stderr verbosity (default info; -q/-v win)\n"
+            "  LYRA_CPU=scalar|avx2|avx512      force a CPU kernel path\n"
+            "\n"
+            "Results go to stdout; logs, progress and the seed to stderr. An error is\n"
+            "one stderr line `lyra: error: WHERE: WHAT`. Exit codes: 0 ok, 1 runtime\n"
+            "error, 2 invalid input (flags, environment, model files, texts), 3 out of\n"
+            "memory, 130 interrupted (Ctrl-C).\n");
+}
+
+static void on_sigint(int sig) {
+    (void)sig;
+    app_interrupted = 1;
+}
+
+static void install_sigint(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESETHAND; /* a second Ctrl-C kills at once */
+    sigaction(SIGINT, &sa, NULL);
+}
+
+static int fail(const lyra_error *err) {
+    fflush(stdout);
+    fprintf(stderr, "lyra: error: %s\n", err->msg[0] ? err->msg : "failed");
+    return err->code ? err->code : LYRA_ERR_RUNTIME;
+}
+
+int main(int argc, char **argv) {
+    lyra_error err;
+    lyra_err_clear(&err);
+    if (app_log_init(&err)) return fail(&err);
+    install_sigint();
+
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--version")) {
+            printf("lyra %s\nfeatures: %s\n", lyra_version(), lyra_build_features());
+            return 0;
+        } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
+            app_log_level(LYRA_LOG_ERROR);
+        } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+            app_log_level(LYRA_LOG_DEBUG);
+        } else {
+            lyra_err(&err, LYRA_ERR_INPUT, a, "unknown flag (see lyra --help)");
+            return fail(&err);
+        }
+    }
+    if (i >= argc) {
+        lyra_err(&err, LYRA_ERR_INPUT, "COMMAND", "missing (see lyra --help)");
+        return fail(&err);
+    }
+    if (!strcmp(argv[i], "help")) { /* `lyra help [CMD]` */
+        if (i + 1 < argc)
+            for (size_t c = 0; c < N_CMDS; c++)
+                if (!strcmp(argv[i + 1], g_cmds[c].name)) {
+                    fputs(g_cmds[c].usage, stdout);
+                    return 0;
+                }
+        usage(stdout);
+        return 0;
+    }
+    for (size_t c = 0; c < N_CMDS; c++) {
+        if (strcmp(argv[i], g_cmds[c].name)) continue;
+        if (args_wants_help(argc - i, argv + i)) {
+            fputs(g_cmds[c].usage, stdout);
+            return 0;
+        }
+        int rc = g_cmds[c].run(argc - i, argv + i, &err);
+        if (rc == LYRA_OK && fflush(stdout) != 0) {
+            lyra_err(&err, LYRA_ERR_RUNTIME, "<stdout>", "write failed");
+            rc = LYRA_ERR_RUNTIME;
+        }
+        if (rc != LYRA_OK) {
+            err.code = rc;
+            return fail(&err);
+        }
+        return 0;
+    }
+    lyra_err(&err, LYRA_ERR_INPUT, argv[i], "unknown command (see lyra --help)");
+    return fail(&err);
+}

@@ -1,0 +1,581 @@
+/* cpu.c: the CPU device (see device.h). Memory is the process heap (64-byte
+ * aligned) with per-device accounting and an optional budget; weights are the
+ * GGUF mapping used in place (adopt). Ops run on the device's thread pool,
+ * every op partitioned by output rows (tokens, heads, or 64-element blocks),
+ * each output computed by one thread in a fixed order, so results do not
+ * depend on the thread count. Ops too small to be worth a dispatch run on the
+ * calling thread (same arithmetic). Matrix products are lyra_matmul's; the
+ * vector kernels are cpu_kernels*.c, chosen by the same path (LYRA_CPU).
+ *
+ * Work memory: matmul needs lyra_matmul_work_size bytes; the runtime sizes and
+ * allocates it through this device (it is counted as scratch) and hands it
+ * over with set_work. A too-small work buffer is a deferred error reported by
+ * sync (the op computes nothing). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/fp16.h"
+#include "core/pool.h"
+#include "device/cpu_kernels.h"
+#include "device/device.h"
+
+/* Below this many output elements an op runs on the calling thread. */
+#define CPU_INLINE_ELEMS 32768
+/* Attention: positions per softmax block, and heads sharing K/V per pass. */
+#define ATT_BLOCK 256
+#define ATT_MAXG LYRA_ATT_MAXG
+/* Largest rotated dimension count rope supports (validated by the arch). */
+#define ROPE_MAX_ROT 1024
+
+typedef struct cpu_impl {
+    lyra_pool *pool;              /* worker threads, the caller included */
+    int n_threads;                /* pool size */
+    lyra_cpu_path path;           /* kernel path for lyra_matmul */
+    const lyra_cpu_kernels *k;    /* vector kernels of the same path */
+    void *work;                   /* matmul work memory (set_work) */
+    size_t work_size;             /* its bytes */
+    int failed;                   /* deferred error code for sync (0: none) */
+    char failed_msg[256];         /* its message */
+    /* rope table of the last single-token call (decode reuses it per layer) */
+    int rope_valid;               /* 1 when the fields below are set */
+    int32_t rope_pos;             /* position it was computed for */
+    lyra_rope rope_key;           /* parameters it was computed with */
+    float rope_cos[ROPE_MAX_ROT / 2]; /* cos(theta_i), i < n_rot/2 */
+    float rope_sin[ROPE_MAX_ROT / 2]; /* sin(theta_i) */
+} cpu_impl;
+
+static cpu_impl *IMPL(lyra_device *d) { return (cpu_impl *)d->impl; }
+
+static void cpu_fail(lyra_device *d, const char *msg) {
+    cpu_impl *c = IMPL(d);
+    if (!c->failed) {
+        c->failed = LYRA_ERR_RUNTIME;
+        snprintf(c->failed_msg, sizeof c->failed_msg, "%s", msg);
+    }
+}
+
+/* Run fn on the pool, or inline when the op is small. */
+static void cpu_run(lyra_device *d, int64_t elems, lyra_pool_fn fn, void *arg) {
+    cpu_impl *c = IMPL(d);
+    if (elems < CPU_INLINE_ELEMS || c->n_threads == 1) fn(arg, 0, 1);
+    else lyra_pool_run(c->pool, fn, arg);
+}
+
+/* ------------------------------------------------------------------ memory */
+
+static int cpu_alloc(lyra_device *d, size_t size, void **ptr) {
+    *ptr = NULL;
+    d->stats.alloc_calls++;
+    if (d->budget && (size > d->budget || d->stats.allocated > d->budget - size))
+        return LYRA_ERR_OOM;
+    size_t sz = (size + 63) & ~(size_t)63;
+    if (sz < size) return LYRA_ERR_OOM; /* overflow */
+    void *p = NULL;
+    if (posix_memalign(&p, 64, sz ? sz : 64) != 0 || !p) return LYRA_ERR_OOM;
+    d->stats.allocated += size;
+    if (d->stats.allocated > d->stats.peak) d->stats.peak = d->stats.allocated;
+    *ptr = p;
+    return LYRA_OK;
+}
+
+static void cpu_free(lyra_device *d, void *ptr, size_t size) {
+    if (!ptr) return;
+    free(ptr);
+    d->stats.allocated -= size <= d->stats.allocated ? size : d->stats.allocated;
+}
+
+static int cpu_adopt(lyra_device *d, const void *ptr, size_t size) {
+    (void)ptr;
+    d->stats.mapped += size;
+    return LYRA_OK;
+}
+
+static void cpu_unadopt(lyra_device *d, const void *ptr, size_t size) {
+    (void)ptr;
+    d->stats.mapped -= size <= d->stats.mapped ? size : d->stats.mapped;
+}
+
+static int cpu_copy(lyra_device *d, void *dst, const void *src, size_t n) {
+    (void)d;
+    if (n) memmove(dst, src, n);
+    return LYRA_OK;
+}
+
+static int cpu_sync(lyra_device *d, lyra_error *err) {
+    cpu_impl *c = IMPL(d);
+    if (!c->failed) return LYRA_OK;
+    int code = c->failed;
+    c->failed = 0;
+    return lyra_err(err, code, "cpu", "%s", c->failed_msg);
+}
+
+static uint64_t meminfo_field(const char *key) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return 0;
+    char line[256];
+    uint64_t v = 0;
+    size_t kl = strlen(key);
+    while (fgets(line, sizeof line, f)) {
+        if (!strncmp(line, key, kl) && line[kl] == ':') {
+            v = strtoull(line + kl + 1, NULL, 10) * 1024;
+            break;
+        }
+    }
+    fclose(f);
+    return v;
+}
+
+static uint64_t cpu_free_mem(const lyra_device *d) {
+    (void)d;
+    return meminfo_field("MemAvailable");
+}
+
+/* ---------------------------------------------------------------- get_rows */
+
+typedef struct {
+    lyra_type t; const void *table; int64_t n; const int32_t *ids; int ntok; float *out;
+} rows_args;
+
+static void rows_fn(void *arg, int ith, int nth) {
+    rows_args *a = arg;
+    long t0, t1;
+    lyra_split_rows(a->ntok, ith, nth, &t0, &t1);
+    size_t rb = lyra_row_bytes(a->t, a->n);
+    for (long t = t0; t < t1; t++) {
+        const uint8_t *row = (const uint8_t *)a->table + (size_t)a->ids[t] * rb;
+        float *o = a->out + t * a->n;
+        if (a->t == LYRA_TYPE_F32) memcpy(o, row, (size_t)a->n * sizeof(float));
+        else lyra_dequantize_row(a->t, row, o, a->n);
+    }
+}
+
+static void cpu_get_rows(lyra_device *d, lyra_type t, const void *table, int64_t n,
+                         const int32_t *ids, int ntok, float *out) {
+    rows_args a = {t, table, n, ids, ntok, out};
+    cpu_run(d, n * ntok, rows_fn, &a);
+}
+
+/* ----------------------------------------------------------------- rmsnorm */
+
+typedef struct {
+    const lyra_cpu_kernels *k; const float *x, *w; float eps; int64_t n; int ntok; float *out;
+} norm_args;
+
+static void norm_fn(void *arg, int ith, int nth) {
+    norm_args *a = arg;
+    long t0, t1;
+    lyra_split_rows(a->ntok, ith, nth, &t0, &t1);
+    for (long t = t0; t < t1; t++) {
+        const float *x = a->x + t * a->n;
+        float ss = a->k->sumsq(x, (int)a->n);
+        float s = 1.0f / sqrtf(ss / (float)a->n + a->eps);
+        a->k->scale_mul(a->out + t * a->n, x, s, a->w, (int)a->n);
+    }
+}
+
+static void cpu_rmsnorm(lyra_device *d, const float *x, const float *w, float eps,
+                        int64_t n, int ntok, float *out) {
+    norm_args a = {IMPL(d)->k, x, w, eps, n, ntok, out};
+    cpu_run(d, n * ntok, norm_fn, &a);
+}
+
+/* ------------------------------------------------------------------ matmul */
+
+static size_t cpu_matmul_work_size(lyra_device *d, lyra_type wt, int64_t cols, int ntok) {
+    (void)d;
+    return lyra_matmul_work_size(wt, cols, ntok);
+}
+
+static void cpu_set_work(lyra_device *d, void *work, size_t size) {
+    IMPL(d)->work = work;
+    IMPL(d)->work_size = size;
+}
+
+static void cpu_matmul(lyra_device *d, lyra_type wt, const void *W, int64_t rows,
+                       int64_t cols, const float *X, int ntok, float *Y) {
+    cpu_impl *c = IMPL(d);
+    if (lyra_matmul_work_size(wt, cols, ntok) > c->work_size) {
+        cpu_fail(d, "matmul work buffer too small (internal error)");
+        return;
+    }
+    lyra_matmul(c->path, wt, W, rows, cols, X, ntok, Y, c->work, c->pool);
+}
+
+/* Decode (one token): several matrices sharing X in one dispatch. Threads
+ * split the concatenated rows in blocks of 32 and run lyra_matmul on their
+ * slices without the pool, each converting X into its own stack buffer; each
+ * output element is computed as lyra_matmul always computes it. */
+#define MMX_MAX 4
+#define MMX_STACK_WORK 32768
+
+typedef struct {
+    lyra_cpu_path path; int n; const lyra_type *wt; const void *const *W; const int64_t *rows;
+    int64_t cols; const float *X; float *const *Y; int64_t total;
+} mmx_args;
+
+static void mmx_fn(void *arg, int ith, int nth) {
+    mmx_args *a = arg;
+    _Alignas(64) uint8_t work[MMX_STACK_WORK];
+    long b0, b1;
+    lyra_split_rows((long)((a->total + 31) / 32), ith, nth, &b0, &b1);
+    int64_t r0 = (int64_t)b0 * 32, r1 = (int64_t)b1 * 32 < a->total ? (int64_t)b1 * 32 : a->total;
+    int64_t base = 0;
+    for (int i = 0; i < a->n; i++) {
+        int64_t lo = r0 > base ? r0 : base, hi = r1 < base + a->rows[i] ? r1 : base + a->rows[i];
+        if (lo < hi) {
+            size_t rb = lyra_row_bytes(a->wt[i], a->cols);
+            lyra_matmul(a->path, a->wt[i], (const uint8_t *)a->W[i] + (size_t)(lo - base) * rb, hi - lo,
+                        a->cols, a->X, 1, a->Y[i] + (lo - base), work, NULL);
+        }
+        base += a->rows[i];
+    }
+}
+
+static void cpu_matmul_multi(lyra_device *d, int n, const lyra_type *wt, const void *const *W,
+                             const int64_t *rows, int64_t cols, const float *X, int ntok,
+                             float *const *Y) {
+    cpu_impl *c = IMPL(d);
+    int fuse = ntok == 1 && n <= MMX_MAX && c->n_threads > 1;
+    int64_t total = 0;
+    for (int i = 0; i < n && fuse; i++) {
+        fuse = lyra_matmul_work_size(wt[i], cols, 1) <= MMX_STACK_WORK;
+        total += rows[i];
+    }
+    if (!fuse) {
+        for (int i = 0; i < n; i++) cpu_matmul(d, wt[i], W[i], rows[i], cols, X, ntok, Y[i]);
+        return;
+    }
+    mmx_args a = {c->path, n, wt, W, rows, cols, X, Y, total};
+    lyra_pool_run(c->pool, mmx_fn, &a);
+}
+
+/* -------------------------------------------------------------------- rope */
+
+/* cos/sin of the n_rot/2 angles of position pos, computed in double:
+ * theta_i = pos * freq_scale * base^(-2i/n_rot) / freq_factors[i]. */
+static void rope_table(const lyra_rope *r, int32_t pos, float *cs, float *sn) {
+    for (int i = 0; i < r->n_rot / 2; i++) {
+        double f = (double)r->freq_scale * pow((double)r->freq_base, -2.0 * i / r->n_rot);
+        if (r->freq_factors) f /= (double)r->freq_factors[i];
+        double th = (double)pos * f;
+        cs[i] = (float)cos(th);
+        sn[i] = (float)sin(th);
+    }
+}
+
+/* Rotate pairs (2i, 2i+1), i < n_rot/2, of each of the n_head heads of one token. */
+static void rope_apply(float *x, int n_head, int head_dim, int n_rot, const float *cs,
+                       const float *sn) {
+    for (int h = 0; h < n_head; h++) {
+        float *v = x + (size_t)h * head_dim;
+        for (int i = 0; i < n_rot / 2; i++) {
+            float a = v[2 * i], b = v[2 * i + 1];
+            v[2 * i] = a * cs[i] - b * sn[i];
+            v[2 * i + 1] = a * sn[i] + b * cs[i];
+        }
+    }
+}
+
+typedef struct {
+    float *x; int ntok, n_head, head_dim; const int32_t *pos; const lyra_rope *rope;
+} rope_args;
+
+static void rope_fn(void *arg, int ith, int nth) {
+    rope_args *a = arg;
+    float cs[ROPE_MAX_ROT / 2], sn[ROPE_MAX_ROT / 2];
+    long t0, t1;
+    lyra_split_rows(a->ntok, ith, nth, &t0, &t1);
+    for (long t = t0; t < t1; t++) {
+        rope_table(a->rope, a->pos[t], cs, sn);
+        rope_apply(a->x + (size_t)t * a->n_head * a->head_dim, a->n_head, a->head_dim,
+                   a->rope->n_rot, cs, sn);
+    }
+}
+
+static void cpu_rope(lyra_device *d, float *x, int ntok, int n_head, int head_dim,
+                     const int32_t *pos, const lyra_rope *rope) {
+    cpu_impl *c = IMPL(d);
+    if (rope->n_rot > ROPE_MAX_ROT || rope->n_rot > head_dim || rope->n_rot % 2) {
+        cpu_fail(d, "rope: unsupported rotation size (internal error)");
+        return;
+    }
+    if (ntok == 1) { /* decode: the same table serves every layer */
+        if (!c->rope_valid || c->rope_pos != pos[0] || c->rope_key.n_rot != rope->n_rot ||
+            c->rope_key.freq_base != rope->freq_base ||
+            c->rope_key.freq_scale != rope->freq_scale ||
+            c->rope_key.freq_factors != rope->freq_factors) {
+            rope_table(rope, pos[0], c->rope_cos, c->rope_sin);
+            c->rope_valid = 1;
+            c->rope_pos = pos[0];
+            c->rope_key = *rope;
+        }
+        rope_apply(x, n_head, head_dim, rope->n_rot, c->rope_cos, c->rope_sin);
+        return;
+    }
+    rope_args a = {x, ntok, n_head, head_dim, pos, rope};
+    cpu_run(d, (int64_t)ntok * n_head * head_dim, rope_fn, &a);
+}
+
+/* ---------------------------------------------------------------- kv_store */
+
+/* The CPU's cache layout inside a chunk of L positions (L = chunk_len):
+ *   K: [n_kv_head][head_dim][L]  transposed, so scores run over positions
+ *      in SIMD lanes without horizontal sums;
+ *   V: [L][n_kv_head * head_dim]  by rows. */
+
+typedef struct {
+    const lyra_cpu_kernels *k; const lyra_kv_view *kv; int32_t pos0; int ntok;
+    int64_t kv_dim; const float *kx, *vx;
+} kvs_args;
+
+static void kvs_fn(void *arg, int ith, int nth) {
+    kvs_args *a = arg;
+    long t0, t1;
+    lyra_split_rows(a->ntok, ith, nth, &t0, &t1);
+    const lyra_kv_view *kv = a->kv;
+    const size_t L = (size_t)kv->chunk_len, D = (size_t)a->kv_dim;
+    for (long t = t0; t < t1; t++) {
+        int32_t p = a->pos0 + (int32_t)t;
+        int32_t ci = p / kv->chunk_len, r = p % kv->chunk_len;
+        const float *ks = a->kx + t * a->kv_dim, *vs = a->vx + t * a->kv_dim;
+        if (kv->kv_type == LYRA_TYPE_F16) {
+            uint16_t *K = (uint16_t *)kv->k_chunks[ci] + r;
+            uint16_t tmp[1024];
+            for (size_t j0 = 0; j0 < D; j0 += 1024) {
+                size_t n = D - j0 < 1024 ? D - j0 : 1024;
+                a->k->to_f16(tmp, ks + j0, (int)n);
+                for (size_t j = 0; j < n; j++) K[(j0 + j) * L] = tmp[j];
+            }
+            a->k->to_f16((uint16_t *)kv->v_chunks[ci] + (size_t)r * D, vs, (int)D);
+        } else {
+            float *K = (float *)kv->k_chunks[ci] + r;
+            for (size_t j = 0; j < D; j++) K[j * L] = ks[j];
+            memcpy((float *)kv->v_chunks[ci] + (size_t)r * D, vs, D * sizeof(float));
+        }
+    }
+}
+
+static void cpu_kv_store(lyra_device *d, const lyra_kv_view *kv, int32_t pos0, int ntok,
+                         int64_t kv_dim, const float *k, const float *v) {
+    kvs_args a = {IMPL(d)->k, kv, pos0, ntok, kv_dim, k, v};
+    cpu_run(d, 2 * kv_dim * ntok, kvs_fn, &a);
+}
+
+/* --------------------------------------------------------------- attention */
+
+typedef struct {
+    const lyra_cpu_kernels *k; const float *q; const lyra_kv_view *kv; int32_t pos0;
+    int ntok, n_head, n_kv_head, head_dim; float scale; float *out;
+} att_args;
+
+/* Heads h0..h1-1 (all of KV head kvh, at most ATT_MAXG) of token t. Online
+ * softmax over blocks of at most ATT_BLOCK positions that never straddle a
+ * cache chunk; the heads share each K and V load, and each head's arithmetic
+ * is the same however heads are grouped. */
+static void attend(const att_args *a, int t, int h0, int h1) {
+    const lyra_cpu_kernels *k = a->k;
+    const lyra_kv_view *kv = a->kv;
+    const int hd = a->head_dim, g = h1 - h0;
+    const int kvh = h0 / (a->n_head / a->n_kv_head);
+    const size_t kv_dim = (size_t)a->n_kv_head * hd, L = (size_t)kv->chunk_len;
+    const int32_t n_pos = a->pos0 + t + 1;
+    float s[ATT_MAXG * ATT_BLOCK];
+    float m[ATT_MAXG], l[ATT_MAXG], mx[ATT_MAXG];
+    const float *q[ATT_MAXG];
+    float *acc[ATT_MAXG];
+    for (int i = 0; i < g; i++) {
+        q[i] = a->q + ((size_t)t * a->n_head + h0 + i) * hd;
+        acc[i] = a->out + ((size_t)t * a->n_head + h0 + i) * hd;
+        memset(acc[i], 0, (size_t)hd * sizeof(float));
+        m[i] = -INFINITY;
+        l[i] = 0.0f;
+    }
+    const int f16 = kv->kv_type == LYRA_TYPE_F16;
+    for (int32_t c0 = 0; c0 < n_pos; c0 += kv->chunk_len) {
+        int32_t ci = c0 / kv->chunk_len;
+        int32_t clen = n_pos - c0 < kv->chunk_len ? n_pos - c0 : kv->chunk_len;
+        for (int32_t b0 = 0; b0 < clen; b0 += ATT_BLOCK) {
+            int nb = clen - b0 < ATT_BLOCK ? (int)(clen - b0) : ATT_BLOCK;
+            size_t koff = (size_t)kvh * hd * L + (size_t)b0;
+            size_t voff = (size_t)b0 * kv_dim + (size_t)kvh * hd;
+            if (f16)
+                k->scores_f16(q, g, (const uint16_t *)kv->k_chunks[ci] + koff, L, nb, hd, a->scale,
+                              s, ATT_BLOCK, mx);
+            else
+                k->scores_f32(q, g, (const float *)kv->k_chunks[ci] + koff, L, nb, hd, a->scale, s,
+                              ATT_BLOCK, mx);
+            for (int i = 0; i < g; i++) {
+                if (mx[i] > m[i]) {
+                    if (l[i] > 0.0f) {
+                        float corr = expf(m[i] - mx[i]);
+                        l[i] *= corr;
+                        k->scale(acc[i], corr, hd);
+                    }
+                    m[i] = mx[i];
+                }
+                l[i] += k->exp_sum(s + (size_t)i * ATT_BLOCK, nb, m[i]);
+            }
+            if (f16)
+                k->accum_f16(acc, g, s, ATT_BLOCK, (const uint16_t *)kv->v_chunks[ci] + voff, kv_dim,
+                             nb, hd);
+            else
+                k->accum_f32(acc, g, s, ATT_BLOCK, (const float *)kv->v_chunks[ci] + voff, kv_dim, nb,
+                             hd);
+        }
+    }
+    for (int i = 0; i < g; i++) k->scale(acc[i], 1.0f / l[i], hd);
+}
+
+static void att_fn(void *arg, int ith, int nth) {
+    att_args *a = arg;
+    long i0, i1;
+    lyra_split_rows((long)a->ntok * a->n_head, ith, nth, &i0, &i1);
+    const int grp = a->n_head / a->n_kv_head;
+    for (long i = i0; i < i1;) {
+        int t = (int)(i / a->n_head), h = (int)(i % a->n_head);
+        int h1 = (h / grp + 1) * grp; /* end of this KV group */
+        if (h1 - h > ATT_MAXG) h1 = h + ATT_MAXG;
+        if ((long)t * a->n_head + h1 > i1) h1 = (int)(i1 - (long)t * a->n_head);
+        attend(a, t, h, h1);
+        i += h1 - h;
+    }
+}
+
+static void cpu_attention(lyra_device *d, const float *q, const lyra_kv_view *kv,
+                          int32_t pos0, int ntok, int n_head, int n_kv_head, int head_dim,
+                          float scale, float *out) {
+    if (n_kv_head <= 0 || n_head % n_kv_head) {
+        cpu_fail(d, "attention: head counts not grouped (internal error)");
+        return;
+    }
+    att_args a = {IMPL(d)->k, q, kv, pos0, ntok, n_head, n_kv_head, head_dim, scale, out};
+    /* work ~ positions attended x heads x head_dim */
+    int64_t work = (int64_t)ntok * n_head * head_dim * (pos0 + ntok);
+    cpu_run(d, work / 4, att_fn, &a);
+}
+
+/* ------------------------------------------------------ elementwise (swiglu, add) */
+
+/* Elements are split in blocks of 64 so every element takes the same (vector
+ * or tail) path whatever the thread count. */
+#define EW_BLOCK 64
+
+typedef struct {
+    const lyra_cpu_kernels *k; const float *g, *u; float *x; int64_t n; float *out;
+} ew_args;
+
+static void ew_range(const ew_args *a, int ith, int nth, int64_t *e0, int64_t *e1) {
+    long b0, b1;
+    lyra_split_rows((long)((a->n + EW_BLOCK - 1) / EW_BLOCK), ith, nth, &b0, &b1);
+    *e0 = (int64_t)b0 * EW_BLOCK;
+    *e1 = (int64_t)b1 * EW_BLOCK < a->n ? (int64_t)b1 * EW_BLOCK : a->n;
+}
+
+static void swiglu_fn(void *arg, int ith, int nth) {
+    ew_args *a = arg;
+    int64_t e0, e1;
+    ew_range(a, ith, nth, &e0, &e1);
+    if (e1 > e0) a->k->swiglu(a->out + e0, a->g + e0, a->u + e0, (int)(e1 - e0));
+}
+
+static void cpu_swiglu(lyra_device *d, const float *gate, const float *up, int64_t n, float *out) {
+    ew_args a = {IMPL(d)->k, gate, up, NULL, n, out};
+    cpu_run(d, n / 2, swiglu_fn, &a);
+}
+
+static void add_fn(void *arg, int ith, int nth) {
+    ew_args *a = arg;
+    int64_t e0, e1;
+    ew_range(a, ith, nth, &e0, &e1);
+    if (e1 > e0) a->k->add(a->x + e0, a->g + e0, (int)(e1 - e0));
+}
+
+static void cpu_add(lyra_device *d, float *x, const float *y, int64_t n) {
+    ew_args a = {IMPL(d)->k, y, NULL, x, n, NULL};
+    cpu_run(d, n / 8, add_fn, &a);
+}
+
+/* ------------------------------------------------------------------ device */
+
+static void cpu_destroy(lyra_device *d) {
+    cpu_impl *c = IMPL(d);
+    if (c) lyra_pool_free(c->pool);
+    free(c);
+    free(d);
+}
+
+static const lyra_device_ops cpu_ops = {
+    .alloc = cpu_alloc, .free = cpu_free, .adopt = cpu_adopt, .unadopt = cpu_unadopt,
+    .copy_in = cpu_copy, .copy_out = cpu_copy, .sync = cpu_sync,
+    .get_rows = cpu_get_rows, .rmsnorm = cpu_rmsnorm, .matmul = cpu_matmul,
+    .rope = cpu_rope, .kv_store = cpu_kv_store, .attention = cpu_attention,
+    .swiglu = cpu_swiglu, .add = cpu_add,
+    .matmul_work_size = cpu_matmul_work_size, .set_work = cpu_set_work,
+    .destroy = cpu_destroy, .free_mem = cpu_free_mem, .matmul_multi = cpu_matmul_multi,
+};
+
+static const lyra_cpu_kernels *kernels_for(lyra_cpu_path p) {
+#if LYRA_X86
+    if (p == LYRA_CPU_AVX512) return lyra_cpu_kernels_avx512();
+    if (p == LYRA_CPU_AVX2) return lyra_cpu_kernels_avx2();
+#endif
+    (void)p;
+    return lyra_cpu_kernels_scalar();
+}
+
+static void set_name(lyra_device *d) {
+    cpu_impl *c = IMPL(d);
+    snprintf(d->name, sizeof d->name, "CPU (%s, %d thread%s)", lyra_cpu_path_name(c->path),
+             c->n_threads, c->n_threads == 1 ? "" : "s");
+}
+
+int lyra_cpu_device_new(int n_threads, lyra_device **out, lyra_error *err) {
+    *out = NULL;
+    if (n_threads < 0)
+        return lyra_err(err, LYRA_ERR_INPUT, "threads", "must be >= 0, got %d", n_threads);
+    lyra_cpu_path path;
+    int rc = lyra_cpu_path_select(&path, err);
+    if (rc) return rc;
+    lyra_device *d = calloc(1, sizeof *d);
+    cpu_impl *c = calloc(1, sizeof *c);
+    if (!d || !c) {
+        free(d);
+        free(c);
+        return lyra_err(err, LYRA_ERR_OOM, "cpu", "out of memory creating the device");
+    }
+    d->impl = c;
+    d->ops = &cpu_ops;
+    snprintf(d->id, sizeof d->id, "cpu");
+    snprintf(d->kind, sizeof d->kind, "cpu");
+    snprintf(d->backend, sizeof d->backend, "cpu");
+    d->total = meminfo_field("MemTotal");
+    c->path = path;
+    c->k = kernels_for(path);
+    rc = lyra_cpu_device_set_threads(d, n_threads, err);
+    if (rc) {
+        cpu_destroy(d);
+        return rc;
+    }
+    *out = d;
+    return LYRA_OK;
+}
+
+int lyra_cpu_device_set_threads(lyra_device *d, int n_threads, lyra_error *err) {
+    cpu_impl *c = IMPL(d);
+    if (n_threads < 0)
+        return lyra_err(err, LYRA_ERR_INPUT, "threads", "must be >= 0, got %d", n_threads);
+    if (n_threads == 0) n_threads = lyra_physical_cores();
+    if (c->pool && c->n_threads == n_threads) return LYRA_OK;
+    lyra_pool *p = lyra_pool_new(n_threads);
+    if (!p) return lyra_err(err, LYRA_ERR_RUNTIME, "cpu", "cannot start %d threads", n_threads);
+    lyra_pool_free(c->pool);
+    c->pool = p;
+    c->n_threads = lyra_pool_size(p);
+    set_name(d);
+    return LYRA_OK;
+}
+
+lyra_cpu_path lyra_cpu_device_path(const lyra_device *d) { return ((const cpu_impl *)d->impl)->path; }
+int lyra_cpu_device_threads(const lyra_device *d) { return ((const cpu_impl *)d->impl)->n_threads; }

@@ -1,0 +1,376 @@
+/* quant_avx2.c: AVX2 + FMA + F16C CPU kernels: activation quantization and
+ * tiles of dot products, reproducing the canonical evaluation order of
+ * quant_impl.h exactly (results equal the scalar path's bit for bit).
+ *
+ * The 16 canonical lanes live in two ymm accumulators (lanes 0..7: even
+ * blocks / first half of each 64-element group; 8..15: odd blocks / second
+ * half). Int8 products use vpmaddubsw + vpmaddwd: Q8_0 with the |w|, sign(x,w)
+ * trick (activations from lyra_quantize_act are never -128), Q4_0 with the raw
+ * nibbles and a -8*sum(x) correction, K-quants with the unsigned 4/5/6-bit
+ * values and their sub-block scales as int16. Float weights: FMA on four ymm
+ * accumulators (32 canonical lanes). */
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "core/fp16.h"
+#include "quant/quant_impl.h"
+
+#define INLINE static inline __attribute__((always_inline))
+#define UNROLL _Pragma("GCC unroll 16")
+
+static inline uint16_t rd16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
+static inline float rdf(const uint8_t *p) { float v; memcpy(&v, p, 4); return v; }
+static inline float h2f(const uint8_t *p) { return _cvtsh_ss(rd16(p)); }
+INLINE __m256i ld256(const uint8_t *p) { return _mm256_loadu_si256((const __m256i *)(const void *)p); }
+INLINE __m128i ld128(const uint8_t *p) { return _mm_loadu_si128((const __m128i *)(const void *)p); }
+
+/* Canonical 16-lane sum of lanes lo (0..7) and hi (8..15). */
+INLINE float reduce16(__m256 lo, __m256 hi) {
+    __m256 v8 = _mm256_add_ps(lo, hi);
+    __m128 v4 = _mm_add_ps(_mm256_castps256_ps128(v8), _mm256_extractf128_ps(v8, 1));
+    __m128 v2 = _mm_add_ps(v4, _mm_movehl_ps(v4, v4));
+    return _mm_cvtss_f32(_mm_add_ss(v2, _mm_movehdup_ps(v2)));
+}
+
+/* ------------------------------------------------ activations */
+
+/* round half away from zero of |v| < 2^22, as int32 (= C roundf). */
+INLINE __m256i round_away(__m256 v) {
+    __m256i i = _mm256_cvttps_epi32(v);
+    __m256 f = _mm256_sub_ps(v, _mm256_cvtepi32_ps(i)); /* exact */
+    __m256i up = _mm256_castps_si256(_mm256_cmp_ps(f, _mm256_set1_ps(0.5f), _CMP_GE_OQ));
+    __m256i dn = _mm256_castps_si256(_mm256_cmp_ps(f, _mm256_set1_ps(-0.5f), _CMP_LE_OQ));
+    return _mm256_add_epi32(_mm256_sub_epi32(i, up), dn); /* masks are -1 */
+}
+
+INLINE __m256 absps(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
+
+INLINE float hmax(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+/* 32 int32 (in q[4]) -> 32 int8 in order. */
+INLINE __m256i pack32(const __m256i q[4]) {
+    __m256i a = _mm256_packs_epi32(q[0], q[1]), b = _mm256_packs_epi32(q[2], q[3]);
+    __m256i c = _mm256_packs_epi16(a, b);
+    return _mm256_permutevar8x32_epi32(c, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+static void act_q8_0(const float *x, uint8_t *b, int64_t n) {
+    for (int64_t k = 0; k < n / 32; k++, x += 32, b += 34) {
+        __m256 v[4];
+        __m256 m = _mm256_setzero_ps();
+        for (int j = 0; j < 4; j++) {
+            v[j] = _mm256_loadu_ps(x + 8 * j);
+            m = _mm256_max_ps(m, absps(v[j]));
+        }
+        float amax = hmax(m);
+        float d = amax / 127.0f;
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        uint16_t dh = lyra_f32_to_fp16(d);
+        memcpy(b, &dh, 2);
+        __m256i q[4];
+        for (int j = 0; j < 4; j++) q[j] = round_away(_mm256_mul_ps(v[j], _mm256_set1_ps(id)));
+        _mm256_storeu_si256((__m256i *)(void *)(b + 2), pack32(q));
+    }
+}
+
+static void act_q8_k(const float *x, uint8_t *b, int64_t n) {
+    for (int64_t k = 0; k < n / 256; k++, x += 256, b += 292) {
+        __m256 m = _mm256_setzero_ps();
+        for (int j = 0; j < 32; j++) m = _mm256_max_ps(m, absps(_mm256_loadu_ps(x + 8 * j)));
+        float amax = hmax(m);
+        float d = amax / 127.0f;
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        memcpy(b, &d, 4);
+        for (int g = 0; g < 8; g++) {
+            __m256i q[4];
+            for (int j = 0; j < 4; j++)
+                q[j] = round_away(_mm256_mul_ps(_mm256_loadu_ps(x + 32 * g + 8 * j), _mm256_set1_ps(id)));
+            __m256i q8 = pack32(q);
+            _mm256_storeu_si256((__m256i *)(void *)(b + 4 + 32 * g), q8);
+            /* bsums of the stored bytes: sad of (x ^ 0x80) = sum(x + 128) per 8 */
+            __m256i sad = _mm256_sad_epu8(_mm256_xor_si256(q8, _mm256_set1_epi8((char)0x80)), _mm256_setzero_si256());
+            for (int h = 0; h < 2; h++) {
+                __m128i s2 = h ? _mm256_extracti128_si256(sad, 1) : _mm256_castsi256_si128(sad);
+                int s = _mm_cvtsi128_si32(s2) + _mm_extract_epi32(s2, 2) - 16 * 128;
+                int16_t s16 = (int16_t)s;
+                memcpy(b + 260 + 2 * (2 * g + h), &s16, 2);
+            }
+        }
+    }
+}
+
+int lyra_act_avx2(lyra_type at, const float *x, void *dst, int64_t n) {
+    if (at == LYRA_TYPE_Q8_0) act_q8_0(x, dst, n);
+    else if (at == LYRA_TYPE_Q8_K) act_q8_k(x, dst, n);
+    else return 0;
+    return 1;
+}
+
+/* ------------------------------------------------ Q8_0 / Q4_0 */
+
+/* One block's 32 weights: Q8_0 as |w| (unsigned) with w kept for the sign;
+ * Q4_0 as the raw nibbles 0..15. */
+INLINE __m256i q4_unpack(const uint8_t *p) {
+    __m128i v = ld128(p + 2);
+    __m256i y = _mm256_set_m128i(_mm_srli_epi16(v, 4), v);
+    return _mm256_and_si256(y, _mm256_set1_epi8(0x0F));
+}
+
+/* Exact int32 lanes: sum of 4 products per lane, for block w (raw bytes wq)
+ * and activation block xq; corr = -8*sum4(x) for Q4_0. */
+INLINE __m256i q8_lanes(int q4, __m256i wq, __m256i xq, __m256i corr) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    if (q4) return _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(wq, xq), ones), corr);
+    __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(wq), _mm256_sign_epi8(xq, wq));
+    return _mm256_madd_epi16(p, ones);
+}
+
+INLINE __m256i q4_corr(__m256i xq) {
+    __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(8), xq), _mm256_set1_epi16(1));
+    return _mm256_sub_epi32(_mm256_setzero_si256(), s);
+}
+
+INLINE void q8_tile(const int q4, const int R, const int T, int64_t n, const uint8_t *w, size_t ws,
+                    const uint8_t *a, size_t as, float *y, size_t ys) {
+    const size_t wb = q4 ? 18 : 34;
+    const int64_t nb = n / 32;
+    __m256 acc[R][T][2];
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) {
+        acc[r][t][0] = _mm256_setzero_ps();
+        acc[r][t][1] = _mm256_setzero_ps();
+    }
+    for (int64_t b = 0; b < nb; b += 2) {
+        UNROLL for (int h = 0; h < 2; h++) {
+            if (h == 1 && b + 1 >= nb) break;
+            int64_t bb = b + h;
+            __m256i wq[R];
+            float wd[R];
+            UNROLL for (int r = 0; r < R; r++) {
+                const uint8_t *p = w + r * ws + bb * wb;
+                wq[r] = q4 ? q4_unpack(p) : ld256(p + 2);
+                wd[r] = h2f(p);
+            }
+            UNROLL for (int t = 0; t < T; t++) {
+                const uint8_t *x0 = a + t * as + bb * 34;
+                __m256i xq = ld256(x0 + 2);
+                __m256i corr = q4 ? q4_corr(xq) : _mm256_setzero_si256();
+                float xd = h2f(x0);
+                UNROLL for (int r = 0; r < R; r++) {
+                    __m256 f = _mm256_cvtepi32_ps(q8_lanes(q4, wq[r], xq, corr));
+                    acc[r][t][h] = _mm256_fmadd_ps(f, _mm256_set1_ps(wd[r] * xd), acc[r][t][h]);
+                }
+            }
+        }
+    }
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++)
+        y[t * ys + r] = reduce16(acc[r][t][0], acc[r][t][1]);
+}
+
+/* ------------------------------------------------ K-quants */
+
+INLINE void k4_scales(const uint8_t *s, uint8_t sc[8], uint8_t m[8]) {
+    uint32_t u[3];
+    memcpy(u, s, 12);
+    uint32_t v[4] = {u[0] & 0x3f3f3f3fu, (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4),
+                     u[1] & 0x3f3f3f3fu, ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4)};
+    memcpy(sc, v, 8);
+    memcpy(m, v + 2, 8);
+}
+
+/* The 32 unsigned weights of half hf (0, 1) of group g (elements
+ * 64g + 32hf .. +31) of a K-quant block. */
+INLINE __m256i k_quants(int kind, const uint8_t *blk, int g, int hf) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    if (kind == 4 || kind == 5) {
+        __m256i v = ld256(blk + (kind == 4 ? 16 : 48) + 32 * g);
+        if (hf) v = _mm256_srli_epi16(v, 4);
+        v = _mm256_and_si256(v, m4);
+        if (kind == 4) return v;
+        __m256i hb = _mm256_srl_epi16(ld256(blk + 16), _mm_cvtsi32_si128(2 * g + hf));
+        hb = _mm256_and_si256(_mm256_slli_epi16(hb, 4), _mm256_set1_epi8(0x10));
+        return _mm256_or_si256(v, hb);
+    }
+    int h = g >> 1, odd = g & 1;
+    __m256i ql = ld256(blk + 64 * h + 32 * hf);
+    if (odd) ql = _mm256_srli_epi16(ql, 4);
+    ql = _mm256_and_si256(ql, m4);
+    __m256i hb = _mm256_srl_epi16(ld256(blk + 128 + 32 * h), _mm_cvtsi32_si128(4 * odd + 2 * hf));
+    hb = _mm256_and_si256(_mm256_slli_epi16(hb, 4), _mm256_set1_epi8(0x30));
+    return _mm256_or_si256(ql, hb);
+}
+
+INLINE void k_tile(const int kind, const int R, const int T, int64_t n, const uint8_t *w, size_t ws,
+                   const uint8_t *a, size_t as, float *y, size_t ys) {
+    const size_t wb = kind == 4 ? 144 : kind == 5 ? 176 : 210;
+    __m256 acc[R][T][2];
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) {
+        acc[r][t][0] = _mm256_setzero_ps();
+        acc[r][t][1] = _mm256_setzero_ps();
+    }
+    for (int64_t s = 0; s < n / 256; s++) {
+        int16_t sc[R][16];
+        __m256i mins[R];
+        float dw[R], dm[R];
+        UNROLL for (int r = 0; r < R; r++) {
+            const uint8_t *blk = w + r * ws + s * wb;
+            if (kind == 6) {
+                for (int j = 0; j < 16; j++) sc[r][j] = (int8_t)blk[192 + j];
+                mins[r] = _mm256_cvtepi8_epi16(ld128(blk + 192));
+                dw[r] = h2f(blk + 208);
+                dm[r] = 0.0f;
+            } else {
+                uint8_t s8[8], m8[8];
+                k4_scales(blk + 4, s8, m8);
+                for (int j = 0; j < 8; j++) sc[r][j] = s8[j];
+                uint64_t mm;
+                memcpy(&mm, m8, 8);
+                __m256i m32 = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)mm));
+                mins[r] = _mm256_or_si256(m32, _mm256_slli_epi32(m32, 16));
+                dw[r] = h2f(blk);
+                dm[r] = h2f(blk + 2);
+            }
+        }
+        __m256i A[R][T][2];
+        UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) {
+            A[r][t][0] = _mm256_setzero_si256();
+            A[r][t][1] = _mm256_setzero_si256();
+        }
+        UNROLL for (int g = 0; g < 4; g++) UNROLL for (int hf = 0; hf < 2; hf++) {
+            __m256i q[R], sv[R];
+            UNROLL for (int r = 0; r < R; r++) {
+                q[r] = k_quants(kind, w + r * ws + s * wb, g, hf);
+                if (kind == 6)
+                    sv[r] = _mm256_set_m128i(_mm_set1_epi16(sc[r][4 * g + 2 * hf + 1]),
+                                             _mm_set1_epi16(sc[r][4 * g + 2 * hf]));
+                else
+                    sv[r] = _mm256_set1_epi16(sc[r][2 * g + hf]);
+            }
+            UNROLL for (int t = 0; t < T; t++) {
+                __m256i xv = ld256(a + t * as + s * 292 + 4 + 64 * g + 32 * hf);
+                UNROLL for (int r = 0; r < R; r++)
+                    A[r][t][hf] = _mm256_add_epi32(
+                        A[r][t][hf], _mm256_madd_epi16(_mm256_maddubs_epi16(q[r], xv), sv[r]));
+            }
+        }
+        UNROLL for (int t = 0; t < T; t++) {
+            const uint8_t *ab = a + t * as + s * 292;
+            float ad = rdf(ab);
+            __m256i bs = ld256(ab + 260);
+            UNROLL for (int r = 0; r < R; r++) {
+                float dA = dw[r] * ad;
+                float nB = kind == 6 ? -32.0f * dA : -(dm[r] * ad);
+                __m256 vA = _mm256_set1_ps(dA);
+                acc[r][t][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(A[r][t][0]), vA, acc[r][t][0]);
+                acc[r][t][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(A[r][t][1]), vA, acc[r][t][1]);
+                __m256 M = _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mins[r]));
+                acc[r][t][0] = _mm256_fmadd_ps(M, _mm256_set1_ps(nB), acc[r][t][0]);
+            }
+        }
+    }
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++)
+        y[t * ys + r] = reduce16(acc[r][t][0], acc[r][t][1]);
+}
+
+/* ------------------------------------------------ float weights */
+
+/* 8 weights of type wt at element i of row p. */
+INLINE __m256 f_load(lyra_type wt, const uint8_t *p, int64_t i) {
+    if (wt == LYRA_TYPE_F32) return _mm256_loadu_ps((const float *)(const void *)(p + 4 * i));
+    __m128i h = ld128(p + 2 * i);
+    if (wt == LYRA_TYPE_F16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+INLINE void f_tile(const lyra_type wt, const int R, const int T, int64_t n, const uint8_t *w, size_t ws,
+                   const uint8_t *a, size_t as, float *y, size_t ys) {
+    __m256 acc[R][T][4];
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) UNROLL for (int k = 0; k < 4; k++)
+        acc[r][t][k] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        UNROLL for (int k = 0; k < 4; k++) {
+            __m256 wv[R];
+            UNROLL for (int r = 0; r < R; r++) wv[r] = f_load(wt, w + r * ws, i + 8 * k);
+            UNROLL for (int t = 0; t < T; t++) {
+                __m256 xv = _mm256_loadu_ps((const float *)(const void *)(a + t * as) + i + 8 * k);
+                UNROLL for (int r = 0; r < R; r++) acc[r][t][k] = _mm256_fmadd_ps(wv[r], xv, acc[r][t][k]);
+            }
+        }
+    }
+    float out[R][T];
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) {
+        if (i < n) { /* tail: finish the canonical lanes in scalar (same fmaf) */
+            float lanes[32];
+            for (int k = 0; k < 4; k++) _mm256_storeu_ps(lanes + 8 * k, acc[r][t][k]);
+            const float *x = (const float *)(const void *)(a + t * as);
+            const uint8_t *p = w + r * ws;
+            for (int64_t e = i; e < n; e++) {
+                float v;
+                if (wt == LYRA_TYPE_F32) memcpy(&v, p + 4 * e, 4);
+                else if (wt == LYRA_TYPE_F16) v = h2f(p + 2 * e);
+                else v = lyra_bf16_to_f32(rd16(p + 2 * e));
+                lanes[e & 31] = fmaf(v, x[e], lanes[e & 31]);
+            }
+            for (int k = 0; k < 4; k++) acc[r][t][k] = _mm256_loadu_ps(lanes + 8 * k);
+        }
+        out[r][t] = reduce16(_mm256_add_ps(acc[r][t][0], acc[r][t][2]), _mm256_add_ps(acc[r][t][1], acc[r][t][3]));
+    }
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) y[t * ys + r] = out[r][t];
+}
+
+/* ------------------------------------------------ dispatch */
+
+#define Q8_RP 2
+#define Q8_TP 2
+#define Q8_RD 4
+#define K_RP 2
+#define K_TP 2
+#define K_RD 2
+#define F_RP 3
+#define F_TP 1
+#define F_RD 3
+
+void lyra_shape_avx2(lyra_type wt, int64_t ntok, int *R, int *T) {
+    int k = wt == LYRA_TYPE_Q4_K || wt == LYRA_TYPE_Q5_K || wt == LYRA_TYPE_Q6_K;
+    int q = wt == LYRA_TYPE_Q8_0 || wt == LYRA_TYPE_Q4_0;
+    if (ntok <= 1) {
+        *R = q ? Q8_RD : k ? K_RD : F_RD;
+        *T = 1;
+    } else {
+        *R = q ? Q8_RP : k ? K_RP : F_RP;
+        *T = q ? Q8_TP : k ? K_TP : F_TP;
+    }
+}
+
+#define K_Q8(R_, T_, W_, A_, Y_) q8_tile(0, R_, T_, n, W_, ws, A_, as, Y_, ys)
+#define K_Q4(R_, T_, W_, A_, Y_) q8_tile(1, R_, T_, n, W_, ws, A_, as, Y_, ys)
+#define K_K4(R_, T_, W_, A_, Y_) k_tile(4, R_, T_, n, W_, ws, A_, as, Y_, ys)
+#define K_K5(R_, T_, W_, A_, Y_) k_tile(5, R_, T_, n, W_, ws, A_, as, Y_, ys)
+#define K_K6(R_, T_, W_, A_, Y_) k_tile(6, R_, T_, n, W_, ws, A_, as, Y_, ys)
+#define K_F32(R_, T_, W_, A_, Y_) f_tile(LYRA_TYPE_F32, R_, T_, n, W_, ws, A_, as, Y_, ys)
+#define K_F16(R_, T_, W_, A_, Y_) f_tile(LYRA_TYPE_F16, R_, T_, n, W_, ws, A_, as, Y_, ys)
+#define K_BF16(R_, T_, W_, A_, Y_) f_tile(LYRA_TYPE_BF16, R_, T_, n, W_, ws, A_, as, Y_, ys)
+
+int lyra_tile_avx2(lyra_type wt, int64_t n, const uint8_t *w, size_t ws, int nr, const uint8_t *a,
+                   size_t as, int nt, float *y, size_t ys) {
+    switch (wt) {
+    case LYRA_TYPE_Q8_0: LYRA_TILE_COVER(K_Q8, Q8_RP, Q8_TP, Q8_RD); return 1;
+    case LYRA_TYPE_Q4_0: LYRA_TILE_COVER(K_Q4, Q8_RP, Q8_TP, Q8_RD); return 1;
+    case LYRA_TYPE_Q4_K: LYRA_TILE_COVER(K_K4, K_RP, K_TP, K_RD); return 1;
+    case LYRA_TYPE_Q5_K: LYRA_TILE_COVER(K_K5, K_RP, K_TP, K_RD); return 1;
+    case LYRA_TYPE_Q6_K: LYRA_TILE_COVER(K_K6, K_RP, K_TP, K_RD); return 1;
+    case LYRA_TYPE_F32: LYRA_TILE_COVER(K_F32, F_RP, F_TP, F_RD); return 1;
+    case LYRA_TYPE_F16: LYRA_TILE_COVER(K_F16, F_RP, F_TP, F_RD); return 1;
+    case LYRA_TYPE_BF16: LYRA_TILE_COVER(K_BF16, F_RP, F_TP, F_RD); return 1;
+    default: return 0;
+    }
+}

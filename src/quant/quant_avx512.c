@@ -1,0 +1,507 @@
+/* quant_avx512.c: AVX-512 (F, BW, VL, DQ, VNNI) CPU kernels: activation
+ * quantization and tiles of dot products, reproducing the canonical
+ * evaluation order of quant_impl.h exactly (so results equal the scalar
+ * path's bit for bit).
+ *
+ * Q8_0/Q4_0: a zmm holds a PAIR of 32-element blocks; int8 products go
+ * through vpdpbusd (unsigned x signed), with the weights made unsigned
+ * (Q8_0: w+128; Q4_0: the raw nibble 0..15) and the accumulator started at
+ * the correction -128*sum(x) resp. -8*sum(x) per 4-byte lane, so each int32
+ * lane is exactly sum of 4 products w*x. K-quants: vpmaddubsw (weights 0..63
+ * unsigned) then vpdpwssd with the sub-block scales as int16. Float weights:
+ * FMA on two zmm accumulators (32 canonical lanes). */
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
+#include <immintrin.h>
+#include <string.h>
+
+#include "core/fp16.h"
+#include "quant/quant_impl.h"
+
+#define INLINE static inline __attribute__((always_inline))
+#define UNROLL _Pragma("GCC unroll 16")
+
+static inline uint16_t rd16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
+static inline float rdf(const uint8_t *p) { float v; memcpy(&v, p, 4); return v; }
+static inline float h2f(const uint8_t *p) { return _cvtsh_ss(rd16(p)); }
+
+/* Canonical 16-lane sum: [l]+[l+8], [l]+[l+4], [l]+[l+2], [0]+[1]. */
+INLINE float reduce16(__m512 a) {
+    __m256 v8 = _mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1));
+    __m128 v4 = _mm_add_ps(_mm256_castps256_ps128(v8), _mm256_extractf128_ps(v8, 1));
+    __m128 v2 = _mm_add_ps(v4, _mm_movehl_ps(v4, v4));
+    return _mm_cvtss_f32(_mm_add_ss(v2, _mm_movehdup_ps(v2)));
+}
+
+/* 16 floats [h(p0) x8, h(p1) x8] from two f16 fields. */
+INLINE __m512 pair_scale(const uint8_t *p0, const uint8_t *p1) {
+    __m256i h = _mm256_mask_set1_epi16(_mm256_set1_epi16((short)rd16(p0)), 0xFF00, (short)rd16(p1));
+    return _mm512_cvtph_ps(h);
+}
+
+/* ------------------------------------------------ activations */
+
+/* round half away from zero of |v| < 2^22, as int32 (= C roundf). */
+INLINE __m512i round_away(__m512 v) {
+    __m512i i = _mm512_cvttps_epi32(v);
+    __m512 f = _mm512_sub_ps(v, _mm512_cvtepi32_ps(i)); /* exact */
+    __mmask16 up = _mm512_cmp_ps_mask(f, _mm512_set1_ps(0.5f), _CMP_GE_OQ);
+    __mmask16 dn = _mm512_cmp_ps_mask(f, _mm512_set1_ps(-0.5f), _CMP_LE_OQ);
+    i = _mm512_mask_add_epi32(i, up, i, _mm512_set1_epi32(1));
+    return _mm512_mask_sub_epi32(i, dn, i, _mm512_set1_epi32(1));
+}
+
+INLINE __m512 absps(__m512 v) { return _mm512_abs_ps(v); }
+
+static void act_q8_0(const float *x, uint8_t *b, int64_t n) {
+    for (int64_t k = 0; k < n / 32; k++, x += 32, b += 34) {
+        __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
+        float amax = _mm512_reduce_max_ps(_mm512_max_ps(absps(x0), absps(x1)));
+        float d = amax / 127.0f;
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        uint16_t dh = lyra_f32_to_fp16(d);
+        memcpy(b, &dh, 2);
+        __m512 vid = _mm512_set1_ps(id);
+        __m512i q0 = round_away(_mm512_mul_ps(x0, vid)), q1 = round_away(_mm512_mul_ps(x1, vid));
+        _mm_storeu_si128((__m128i *)(void *)(b + 2), _mm512_cvtepi32_epi8(q0));
+        _mm_storeu_si128((__m128i *)(void *)(b + 18), _mm512_cvtepi32_epi8(q1));
+    }
+}
+
+static void act_q8_k(const float *x, uint8_t *b, int64_t n) {
+    for (int64_t k = 0; k < n / 256; k++, x += 256, b += 292) {
+        __m512 m = _mm512_setzero_ps();
+        for (int j = 0; j < 16; j++) m = _mm512_max_ps(m, absps(_mm512_loadu_ps(x + 16 * j)));
+        float amax = _mm512_reduce_max_ps(m);
+        float d = amax / 127.0f;
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        memcpy(b, &d, 4);
+        __m512 vid = _mm512_set1_ps(id);
+        for (int j = 0; j < 16; j++) {
+            __m512i q = round_away(_mm512_mul_ps(_mm512_loadu_ps(x + 16 * j), vid));
+            __m128i q8 = _mm512_cvtepi32_epi8(q);
+            _mm_storeu_si128((__m128i *)(void *)(b + 4 + 16 * j), q8);
+            int16_t s = (int16_t)_mm512_reduce_add_epi32(_mm512_cvtepi8_epi32(q8)); /* of the stored bytes */
+            memcpy(b + 260 + 2 * j, &s, 2);
+        }
+    }
+}
+
+int lyra_act_avx512(lyra_type at, const float *x, void *dst, int64_t n) {
+    if (at == LYRA_TYPE_Q8_0) act_q8_0(x, dst, n);
+    else if (at == LYRA_TYPE_Q8_K) act_q8_k(x, dst, n);
+    else return 0;
+    return 1;
+}
+
+/* ------------------------------------------------ Q8_0 / Q4_0 */
+
+/* Weight pair (blocks b, b+1 of a row) as unsigned bytes for vpdpbusd. */
+INLINE __m512i w_pair(int q4, const uint8_t *p0, const uint8_t *p1) {
+    if (!q4) {
+        __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)(p0 + 2))),
+                                       _mm256_loadu_si256((const __m256i *)(const void *)(p1 + 2)), 1);
+        return _mm512_xor_si512(v, _mm512_set1_epi8((char)0x80));
+    }
+    __m256i a = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(p0 + 2)));
+    __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(p1 + 2)));
+    __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1); /* [qa qa qb qb] */
+    v = _mm512_mask_srli_epi16(v, 0xFF00FF00u, v, 4);                 /* [lo hi lo hi] */
+    return _mm512_and_si512(v, _mm512_set1_epi8(0x0F));
+}
+
+/* Last (odd) block alone in the low half, zeros above. */
+INLINE __m512i w_one(int q4, const uint8_t *p0) {
+    if (!q4) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(p0 + 2));
+        return _mm512_zextsi256_si512(_mm256_xor_si256(v, _mm256_set1_epi8((char)0x80)));
+    }
+    __m256i a = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(p0 + 2)));
+    a = _mm256_mask_srli_epi16(a, 0xFF00u, a, 4);
+    return _mm512_zextsi256_si512(_mm256_and_si256(a, _mm256_set1_epi8(0x0F)));
+}
+
+INLINE void q8_tile(const int q4, const int R, const int T, int64_t n, const uint8_t *w, size_t ws,
+                    const uint8_t *a, size_t as, float *y, size_t ys) {
+    const size_t wb = q4 ? 18 : 34;
+    const int64_t nb = n / 32;
+    const __m512i kc = _mm512_set1_epi8(q4 ? 8 : (char)0x80);
+    __m512 acc[R][T];
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        __m512i wq[R];
+        __m512 wd[R];
+        UNROLL for (int r = 0; r < R; r++) {
+            const uint8_t *p0 = w + r * ws + b * wb;
+            wq[r] = w_pair(q4, p0, p0 + wb);
+            wd[r] = pair_scale(p0, p0 + wb);
+        }
+        UNROLL for (int t = 0; t < T; t++) {
+            const uint8_t *x0 = a + t * as + b * 34;
+            __m512i xq = _mm512_inserti64x4(
+                _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)(x0 + 2))),
+                _mm256_loadu_si256((const __m256i *)(const void *)(x0 + 36)), 1);
+            __m512i corr = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                             _mm512_dpbusd_epi32(_mm512_setzero_si512(), kc, xq));
+            __m512 xd = pair_scale(x0, x0 + 34);
+            UNROLL for (int r = 0; r < R; r++) {
+                __m512i p = _mm512_dpbusd_epi32(corr, wq[r], xq);
+                acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(wd[r], xd), acc[r][t]);
+            }
+        }
+    }
+    if (b < nb) { /* odd block count: the last block goes to lanes 0..7 */
+        __m512i wq[R];
+        __m512 wd[R];
+        UNROLL for (int r = 0; r < R; r++) {
+            const uint8_t *p0 = w + r * ws + b * wb;
+            wq[r] = w_one(q4, p0);
+            wd[r] = _mm512_set1_ps(h2f(p0));
+        }
+        UNROLL for (int t = 0; t < T; t++) {
+            const uint8_t *x0 = a + t * as + b * 34;
+            __m512i xq = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)(x0 + 2)));
+            __m512i corr = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                             _mm512_dpbusd_epi32(_mm512_setzero_si512(), kc, xq));
+            __m512 xd = _mm512_set1_ps(h2f(x0));
+            UNROLL for (int r = 0; r < R; r++) {
+                __m512i p = _mm512_dpbusd_epi32(corr, wq[r], xq);
+                acc[r][t] = _mm512_mask3_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(wd[r], xd), acc[r][t],
+                                                  0x00FF);
+            }
+        }
+    }
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) y[t * ys + r] = reduce16(acc[r][t]);
+}
+
+/* ---------------------------------- Q8_0 / Q4_0 with packed activations
+ * lyra_matmul's private activation layout (lyra_mm_act_avx512): per pair of
+ * blocks 192 bytes: qs[64] int8 | corr[16] int32 (-128 resp. -8 times the sum
+ * of each 4 x) | scale[16] f32 (f16(d) of the first block x8, second x8). An
+ * odd last block has zeros in its second half. Same values as the standard
+ * Q8_0 activations, so the same bits come out; the tile then needs no
+ * activation-side work. Weight scales come 16 blocks at a time by a gather. */
+#define P8_PAIR 192
+
+size_t lyra_mm_act_bytes_avx512(lyra_type wt, int64_t n) {
+    if (wt != LYRA_TYPE_Q8_0 && wt != LYRA_TYPE_Q4_0) return 0;
+    return (size_t)((n / 32 + 1) / 2) * P8_PAIR;
+}
+
+/* One block as in act_q8_0; returns its f16-rounded scale, stores 32 int8. */
+INLINE float q8_block(const float *x, uint8_t *q) {
+    __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
+    float amax = _mm512_reduce_max_ps(_mm512_max_ps(absps(x0), absps(x1)));
+    float d = amax / 127.0f;
+    float id = d != 0.0f ? 1.0f / d : 0.0f;
+    __m512 vid = _mm512_set1_ps(id);
+    _mm_storeu_si128((__m128i *)(void *)q, _mm512_cvtepi32_epi8(round_away(_mm512_mul_ps(x0, vid))));
+    _mm_storeu_si128((__m128i *)(void *)(q + 16), _mm512_cvtepi32_epi8(round_away(_mm512_mul_ps(x1, vid))));
+    return lyra_fp16_to_f32(lyra_f32_to_fp16(d));
+}
+
+void lyra_mm_act_avx512(lyra_type wt, const float *x, void *dst, int64_t n) {
+    const int64_t nb = n / 32;
+    const int sh = wt == LYRA_TYPE_Q4_0 ? 3 : 7;
+    uint8_t *P = dst;
+    for (int64_t b = 0; b < nb; b += 2, P += P8_PAIR) {
+        float d0 = q8_block(x + 32 * b, P), d1 = 0.0f;
+        if (b + 1 < nb) d1 = q8_block(x + 32 * b + 32, P + 32);
+        else memset(P + 32, 0, 32);
+        __m512i s4 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(1), _mm512_loadu_si512(P));
+        _mm512_storeu_si512(P + 64, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(s4, sh)));
+        _mm512_storeu_ps(P + 128, _mm512_insertf32x8(_mm512_set1_ps(d0), _mm256_set1_ps(d1), 1));
+    }
+}
+
+/* f32 scales of up to 16 consecutive blocks (mask m) of wb bytes from p. */
+INLINE __m512 w_scales16(const uint8_t *p, __m512i vindex, __mmask16 m) {
+    __m512i g = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, vindex, p, 1);
+    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
+}
+
+INLINE void q8p_tile(const int q4, const int R, const int T, int64_t n, const uint8_t *w, size_t ws,
+                     const uint8_t *a, size_t as, float *y, size_t ys) {
+    const int wb = q4 ? 18 : 34;
+    const int64_t nb = n / 32;
+    const __m512i vindex = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                              _mm512_set1_epi32(wb));
+    const __m512i idx0 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    __m512 acc[R][T];
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b += 16) {
+        int cnt = nb - b < 16 ? (int)(nb - b) : 16;
+        __mmask16 m = (__mmask16)(cnt == 16 ? 0xFFFFu : (1u << cnt) - 1);
+        __m512 dv[R];
+        UNROLL for (int r = 0; r < R; r++) dv[r] = w_scales16(w + r * ws + b * wb, vindex, m);
+        __m512i idx = idx0;
+        for (int p = 0; p < cnt / 2; p++) {
+            const int64_t bb = b + 2 * p;
+            __m512i wq[R];
+            __m512 wd[R];
+            UNROLL for (int r = 0; r < R; r++) {
+                const uint8_t *p0 = w + r * ws + bb * wb;
+                wq[r] = w_pair(q4, p0, p0 + wb);
+                wd[r] = _mm512_permutexvar_ps(idx, dv[r]);
+            }
+            UNROLL for (int t = 0; t < T; t++) {
+                const uint8_t *P = a + t * as + (bb / 2) * P8_PAIR;
+                __m512i xq = _mm512_loadu_si512(P), corr = _mm512_loadu_si512(P + 64);
+                __m512 xs = _mm512_loadu_ps(P + 128);
+                UNROLL for (int r = 0; r < R; r++) {
+                    __m512i pr = _mm512_dpbusd_epi32(corr, wq[r], xq);
+                    acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(pr), _mm512_mul_ps(wd[r], xs), acc[r][t]);
+                }
+            }
+            idx = _mm512_add_epi32(idx, _mm512_set1_epi32(2));
+        }
+        if (cnt & 1) { /* odd block count: the last block goes to lanes 0..7 */
+            const int64_t bb = b + cnt - 1;
+            __m512i wq[R];
+            __m512 wd[R];
+            UNROLL for (int r = 0; r < R; r++) {
+                wq[r] = w_one(q4, w + r * ws + bb * wb);
+                wd[r] = _mm512_permutexvar_ps(idx, dv[r]);
+            }
+            UNROLL for (int t = 0; t < T; t++) {
+                const uint8_t *P = a + t * as + (bb / 2) * P8_PAIR;
+                __m512i xq = _mm512_loadu_si512(P), corr = _mm512_loadu_si512(P + 64);
+                __m512 xs = _mm512_loadu_ps(P + 128);
+                UNROLL for (int r = 0; r < R; r++) {
+                    __m512i pr = _mm512_dpbusd_epi32(corr, wq[r], xq);
+                    acc[r][t] = _mm512_mask3_fmadd_ps(_mm512_cvtepi32_ps(pr), _mm512_mul_ps(wd[r], xs), acc[r][t],
+                                                      0x00FF);
+                }
+            }
+        }
+    }
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) y[t * ys + r] = reduce16(acc[r][t]);
+}
+
+#define P8_RP 4
+#define P8_TP 4
+#define P8_RD 4
+#define K_P8(R_, T_, W_, A_, Y_) q8p_tile(0, R_, T_, n, W_, ws, A_, as, Y_, ys)
+#define K_P4(R_, T_, W_, A_, Y_) q8p_tile(1, R_, T_, n, W_, ws, A_, as, Y_, ys)
+
+int lyra_mm_tile_avx512(lyra_type wt, int64_t n, const uint8_t *w, size_t ws, int nr, const uint8_t *a,
+                        size_t as, int nt, float *y, size_t ys) {
+    switch (wt) {
+    case LYRA_TYPE_Q8_0: LYRA_TILE_COVER(K_P8, P8_RP, P8_TP, P8_RD); return 1;
+    case LYRA_TYPE_Q4_0: LYRA_TILE_COVER(K_P4, P8_RP, P8_TP, P8_RD); return 1;
+    default: return 0;
+    }
+}
+
+void lyra_mm_shape_avx512(lyra_type wt, int64_t ntok, int *R, int *T) {
+    (void)wt;
+    *R = ntok <= 1 ? P8_RD : P8_RP;
+    *T = ntok <= 1 ? 1 : P8_TP;
+}
+
+/* ------------------------------------------------ K-quants */
+
+/* Q4_K/Q5_K: 8 six-bit scales (sc8) and mins (m8), one per byte. */
+INLINE void k4_scales(const uint8_t *s, uint64_t *sc8, uint64_t *m8) {
+    uint32_t u[3];
+    memcpy(u, s, 12);
+    uint32_t sl = u[0] & 0x3f3f3f3fu, ml = u[1] & 0x3f3f3f3fu;
+    uint32_t sh = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
+    uint32_t mh = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
+    *sc8 = sl | ((uint64_t)sh << 32);
+    *m8 = ml | ((uint64_t)mh << 32);
+}
+
+/* int16 lane m of group g's scale vector: Q4_K/Q5_K 2g + m/16, Q6_K 4g + m/8. */
+INLINE __m512i k_scale_idx(int kind, int g) {
+    uint16_t idx[32];
+    for (int m = 0; m < 32; m++) idx[m] = (uint16_t)(kind == 6 ? 4 * g + m / 8 : 2 * g + m / 16);
+    return _mm512_loadu_si512(idx);
+}
+
+/* 64 unsigned weights of group g (elements 64g..64g+63) of a K-quant block. */
+INLINE __m512i k_quants(int kind, const uint8_t *blk, int g) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    if (kind == 4 || kind == 5) {
+        const uint8_t *qs = blk + (kind == 4 ? 16 : 48) + 32 * g;
+        __m512i v = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(const void *)qs));
+        v = _mm512_and_si512(_mm512_mask_srli_epi16(v, 0xFFFF0000u, v, 4), m4);
+        if (kind == 4) return v;
+        __m512i hb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(const void *)(blk + 16)));
+        __m512i sh = _mm512_mask_set1_epi16(_mm512_set1_epi16((short)(2 * g)), 0xFFFF0000u, (short)(2 * g + 1));
+        __m512i th = _mm512_slli_epi16(_mm512_srlv_epi16(hb, sh), 4);
+        return _mm512_ternarylogic_epi32(v, th, _mm512_set1_epi8(0x10), 0xF8); /* v | (th & 0x10) */
+    }
+    int h = g >> 1, odd = g & 1;
+    __m512i ql = _mm512_loadu_si512(blk + 64 * h);
+    if (odd) ql = _mm512_srli_epi16(ql, 4);
+    ql = _mm512_and_si512(ql, m4);
+    __m512i hb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(const void *)(blk + 128 + 32 * h)));
+    __m512i sh = _mm512_mask_set1_epi16(_mm512_set1_epi16((short)(4 * odd)), 0xFFFF0000u, (short)(4 * odd + 2));
+    __m512i th = _mm512_slli_epi16(_mm512_srlv_epi16(hb, sh), 4);
+    return _mm512_ternarylogic_epi32(ql, th, _mm512_set1_epi8(0x30), 0xF8); /* ql | (th & 0x30) */
+}
+
+INLINE void k_tile(const int kind, const int R, const int T, int64_t n, const uint8_t *w, size_t ws,
+                   const uint8_t *a, size_t as, float *y, size_t ys) {
+    const size_t wb = kind == 4 ? 144 : kind == 5 ? 176 : 210;
+    __m512 acc[R][T];
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+    for (int64_t s = 0; s < n / 256; s++) {
+        __m512i scz[R];
+        __m256i mins[R];
+        float dw[R], dm[R];
+        UNROLL for (int r = 0; r < R; r++) {
+            const uint8_t *blk = w + r * ws + s * wb;
+            if (kind == 6) {
+                __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(blk + 192)));
+                scz[r] = _mm512_castsi256_si512(sc16);
+                mins[r] = sc16;
+                dw[r] = h2f(blk + 208);
+                dm[r] = 0.0f;
+            } else {
+                uint64_t sc8, m8;
+                k4_scales(blk + 4, &sc8, &m8);
+                scz[r] = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc8)));
+                __m256i m32 = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)m8));
+                mins[r] = _mm256_or_si256(m32, _mm256_slli_epi32(m32, 16));
+                dw[r] = h2f(blk);
+                dm[r] = h2f(blk + 2);
+            }
+        }
+        __m512i A[R][T];
+        UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) A[r][t] = _mm512_setzero_si512();
+        UNROLL for (int g = 0; g < 4; g++) {
+            __m512i q[R], sv[R];
+            __m512i idx = k_scale_idx(kind, g);
+            UNROLL for (int r = 0; r < R; r++) {
+                q[r] = k_quants(kind, w + r * ws + s * wb, g);
+                sv[r] = _mm512_permutexvar_epi16(idx, scz[r]);
+            }
+            UNROLL for (int t = 0; t < T; t++) {
+                __m512i xv = _mm512_loadu_si512(a + t * as + s * 292 + 4 + 64 * g);
+                UNROLL for (int r = 0; r < R; r++)
+                    A[r][t] = _mm512_dpwssd_epi32(A[r][t], _mm512_maddubs_epi16(q[r], xv), sv[r]);
+            }
+        }
+        UNROLL for (int t = 0; t < T; t++) {
+            const uint8_t *ab = a + t * as + s * 292;
+            float ad = rdf(ab);
+            __m256i bs = _mm256_loadu_si256((const __m256i *)(const void *)(ab + 260));
+            UNROLL for (int r = 0; r < R; r++) {
+                float dA = dw[r] * ad;
+                float nB = kind == 6 ? -32.0f * dA : -(dm[r] * ad);
+                acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(A[r][t]), _mm512_set1_ps(dA), acc[r][t]);
+                __m512 M = _mm512_zextps256_ps512(_mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mins[r])));
+                acc[r][t] = _mm512_mask3_fmadd_ps(M, _mm512_set1_ps(nB), acc[r][t], 0x00FF);
+            }
+        }
+    }
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) y[t * ys + r] = reduce16(acc[r][t]);
+}
+
+/* ------------------------------------------------ float weights */
+
+/* 16 weights of type wt at element i of row p, masked loads for m != 0xFFFF. */
+INLINE __m512 f_load(lyra_type wt, const uint8_t *p, int64_t i, __mmask16 m) {
+    if (wt == LYRA_TYPE_F32) return _mm512_maskz_loadu_ps(m, p + 4 * i);
+    __m256i h = _mm256_maskz_loadu_epi16(m, p + 2 * i);
+    if (wt == LYRA_TYPE_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+INLINE void f_tile(const lyra_type wt, const int R, const int T, int64_t n, const uint8_t *w, size_t ws,
+                   const uint8_t *a, size_t as, float *y, size_t ys) {
+    __m512 acc0[R][T], acc1[R][T];
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) {
+        acc0[r][t] = _mm512_setzero_ps();
+        acc1[r][t] = _mm512_setzero_ps();
+    }
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512 w0[R], w1[R];
+        UNROLL for (int r = 0; r < R; r++) {
+            w0[r] = f_load(wt, w + r * ws, i, 0xFFFF);
+            w1[r] = f_load(wt, w + r * ws, i + 16, 0xFFFF);
+        }
+        UNROLL for (int t = 0; t < T; t++) {
+            const float *x = (const float *)(const void *)(a + t * as);
+            __m512 x0 = _mm512_loadu_ps(x + i), x1 = _mm512_loadu_ps(x + i + 16);
+            UNROLL for (int r = 0; r < R; r++) {
+                acc0[r][t] = _mm512_fmadd_ps(w0[r], x0, acc0[r][t]);
+                acc1[r][t] = _mm512_fmadd_ps(w1[r], x1, acc1[r][t]);
+            }
+        }
+    }
+    if (i < n) {
+        int64_t rem = n - i;
+        __mmask16 m0 = rem >= 16 ? 0xFFFF : (__mmask16)((1u << rem) - 1);
+        __mmask16 m1 = rem > 16 ? (__mmask16)((1u << (rem - 16)) - 1) : 0;
+        __m512 w0[R], w1[R];
+        UNROLL for (int r = 0; r < R; r++) {
+            w0[r] = f_load(wt, w + r * ws, i, m0);
+            w1[r] = f_load(wt, w + r * ws, i + 16, m1);
+        }
+        UNROLL for (int t = 0; t < T; t++) {
+            const float *x = (const float *)(const void *)(a + t * as);
+            __m512 x0 = _mm512_maskz_loadu_ps(m0, x + i), x1 = _mm512_maskz_loadu_ps(m1, x + i + 16);
+            UNROLL for (int r = 0; r < R; r++) {
+                acc0[r][t] = _mm512_mask3_fmadd_ps(w0[r], x0, acc0[r][t], m0);
+                acc1[r][t] = _mm512_mask3_fmadd_ps(w1[r], x1, acc1[r][t], m1);
+            }
+        }
+    }
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++)
+        y[t * ys + r] = reduce16(_mm512_add_ps(acc0[r][t], acc1[r][t]));
+}
+
+/* ------------------------------------------------ dispatch */
+
+/* Tile shapes: prompt (ntok > 1) RP x TP, decode RD x 1. */
+#define Q8_RP 4
+#define Q8_TP 4
+#define Q8_RD 4
+#define K_RP 2
+#define K_TP 4
+#define K_RD 4
+#define F_RP 4
+#define F_TP 2
+#define F_RD 4
+
+void lyra_shape_avx512(lyra_type wt, int64_t ntok, int *R, int *T) {
+    int k = wt == LYRA_TYPE_Q4_K || wt == LYRA_TYPE_Q5_K || wt == LYRA_TYPE_Q6_K;
+    int q = wt == LYRA_TYPE_Q8_0 || wt == LYRA_TYPE_Q4_0;
+    if (ntok <= 1) {
+        *R = q ? Q8_RD : k ? K_RD : F_RD;
+        *T = 1;
+    } else {
+        *R = q ? Q8_RP : k ? K_RP : F_RP;
+        *T = q ? Q8_TP : k ? K_TP : F_TP;
+    }
+}
+
+#define K_Q8(R_, T_, W_, A_, Y_) q8_tile(0, R_, T_, n, W_, ws, A_, as, Y_, ys)
+#define K_Q4(R_, T_, W_, A_, Y_) q8_tile(1, R_, T_, n, W_, ws, A_, as, Y_, ys)
+#define K_K4(R_, T_, W_, A_, Y_) k_tile(4, R_, T_, n, W_, ws, A_, as, Y_, ys)
+#define K_K5(R_, T_, W_, A_, Y_) k_tile(5, R_, T_, n, W_, ws, A_, as, Y_, ys)
+#define K_K6(R_, T_, W_, A_, Y_) k_tile(6, R_, T_, n, W_, ws, A_, as, Y_, ys)
+#define K_F32(R_, T_, W_, A_, Y_) f_tile(LYRA_TYPE_F32, R_, T_, n, W_, ws, A_, as, Y_, ys)
+#define K_F16(R_, T_, W_, A_, Y_) f_tile(LYRA_TYPE_F16, R_, T_, n, W_, ws, A_, as, Y_, ys)
+#define K_BF16(R_, T_, W_, A_, Y_) f_tile(LYRA_TYPE_BF16, R_, T_, n, W_, ws, A_, as, Y_, ys)
+
+int lyra_tile_avx512(lyra_type wt, int64_t n, const uint8_t *w, size_t ws, int nr, const uint8_t *a,
+                     size_t as, int nt, float *y, size_t ys) {
+    switch (wt) {
+    case LYRA_TYPE_Q8_0: LYRA_TILE_COVER(K_Q8, Q8_RP, Q8_TP, Q8_RD); return 1;
+    case LYRA_TYPE_Q4_0: LYRA_TILE_COVER(K_Q4, Q8_RP, Q8_TP, Q8_RD); return 1;
+    case LYRA_TYPE_Q4_K: LYRA_TILE_COVER(K_K4, K_RP, K_TP, K_RD); return 1;
+    case LYRA_TYPE_Q5_K: LYRA_TILE_COVER(K_K5, K_RP, K_TP, K_RD); return 1;
+    case LYRA_TYPE_Q6_K: LYRA_TILE_COVER(K_K6, K_RP, K_TP, K_RD); return 1;
+    case LYRA_TYPE_F32: LYRA_TILE_COVER(K_F32, F_RP, F_TP, F_RD); return 1;
+    case LYRA_TYPE_F16: LYRA_TILE_COVER(K_F16, F_RP, F_TP, F_RD); return 1;
+    case LYRA_TYPE_BF16: LYRA_TILE_COVER(K_BF16, F_RP, F_TP, F_RD); return 1;
+    default: return 0;
+    }
+}

@@ -1,0 +1,354 @@
+/* quant_cpu.c: CPU kernel path selection (scalar / AVX2 / AVX-512), the
+ * scalar kernels that define the canonical evaluation order of every dot
+ * product (see quant_impl.h), activation quantization dispatch and the
+ * threaded, tiled lyra_matmul. */
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
+#include "quant/quant.h"
+#include "quant/quant_impl.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/fp16.h"
+
+#if LYRA_X86
+#include <cpuid.h>
+#endif
+
+/* ------------------------------------------------------------- paths */
+
+const char *lyra_cpu_path_name(lyra_cpu_path p) {
+    switch (p) {
+    case LYRA_CPU_SCALAR: return "scalar";
+    case LYRA_CPU_AVX2: return "avx2";
+    case LYRA_CPU_AVX512: return "avx512";
+    }
+    return "?";
+}
+
+int lyra_cpu_path_compiled(lyra_cpu_path p) {
+    if (p == LYRA_CPU_SCALAR) return 1;
+#if LYRA_X86
+    return p == LYRA_CPU_AVX2 || p == LYRA_CPU_AVX512;
+#else
+    return 0;
+#endif
+}
+
+int lyra_cpu_path_available(lyra_cpu_path p) {
+    if (!lyra_cpu_path_compiled(p)) return 0;
+    if (p == LYRA_CPU_SCALAR) return 1;
+#if LYRA_X86
+    __builtin_cpu_init();
+    /* F16C via cpuid (leaf 1, ecx bit 29): clang's builtin lacks the name */
+    unsigned eax, ebx, ecx = 0, edx;
+    int f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 29));
+    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
+    if (p == LYRA_CPU_AVX2) return avx2;
+    if (p == LYRA_CPU_AVX512)
+        return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+               __builtin_cpu_supports("avx512vnni");
+#endif
+    return 0;
+}
+
+int lyra_cpu_path_select(lyra_cpu_path *out, lyra_error *err) {
+    const char *env = getenv("LYRA_CPU");
+    if (env && *env) {
+        lyra_cpu_path p;
+        if (!strcmp(env, "scalar")) p = LYRA_CPU_SCALAR;
+        else if (!strcmp(env, "avx2")) p = LYRA_CPU_AVX2;
+        else if (!strcmp(env, "avx512")) p = LYRA_CPU_AVX512;
+        else
+            return lyra_err(err, LYRA_ERR_INPUT, "LYRA_CPU",
+                            "unknown CPU path '%.64s' (expected scalar, avx2 or avx512)", env);
+        if (!lyra_cpu_path_available(p))
+            return lyra_err(err, LYRA_ERR_INPUT, "LYRA_CPU", "CPU path '%s' is not %s", env,
+                            lyra_cpu_path_compiled(p) ? "supported by this CPU"
+                                                      : "built into this binary");
+        *out = p;
+        return LYRA_OK;
+    }
+    *out = lyra_cpu_path_available(LYRA_CPU_AVX512) ? LYRA_CPU_AVX512
+           : lyra_cpu_path_available(LYRA_CPU_AVX2) ? LYRA_CPU_AVX2
+                                                    : LYRA_CPU_SCALAR;
+    return LYRA_OK;
+}
+
+lyra_type lyra_vec_dot_type(lyra_type t) {
+    switch (t) {
+    case LYRA_TYPE_Q8_0: case LYRA_TYPE_Q4_0: return LYRA_TYPE_Q8_0;
+    case LYRA_TYPE_Q4_K: case LYRA_TYPE_Q5_K: case LYRA_TYPE_Q6_K: return LYRA_TYPE_Q8_K;
+    default: return LYRA_TYPE_F32;
+    }
+}
+
+/* ------------------------------------------------- scalar kernels */
+
+static inline float rdh(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return lyra_fp16_to_f32(v); }
+static inline int16_t rdi16(const uint8_t *p) { int16_t v; memcpy(&v, p, 2); return v; }
+
+/* Fixed halving sums of the canonical lanes. */
+static float reduce16(float *acc) {
+    for (int l = 0; l < 8; l++) acc[l] = acc[l] + acc[l + 8];
+    for (int l = 0; l < 4; l++) acc[l] = acc[l] + acc[l + 4];
+    for (int l = 0; l < 2; l++) acc[l] = acc[l] + acc[l + 2];
+    return acc[0] + acc[1];
+}
+
+static float reduce32(float *acc) {
+    for (int l = 0; l < 16; l++) acc[l] = acc[l] + acc[l + 16];
+    return reduce16(acc);
+}
+
+/* w: n/32 blocks of Q8_0 (q4 = 0) or Q4_0 (q4 = 1); a: Q8_0 blocks. */
+static float dot_q8_q4_0(int q4, int64_t n, const uint8_t *w, const uint8_t *a) {
+    float acc[16] = {0};
+    size_t wb = q4 ? 18 : 34;
+    for (int64_t b = 0; b < n / 32; b++, w += wb, a += 34) {
+        float s = rdh(w) * rdh(a);
+        const int8_t *x = (const int8_t *)(a + 2);
+        int base = (int)(b & 1) * 8;
+        for (int l = 0; l < 8; l++) {
+            int p = 0;
+            for (int i = 4 * l; i < 4 * l + 4; i++) {
+                int q = q4 ? (i < 16 ? (w[2 + i] & 0xF) : (w[2 + i - 16] >> 4)) - 8
+                           : (int8_t)w[2 + i];
+                p += q * x[i];
+            }
+            acc[base + l] = fmaf((float)p, s, acc[base + l]);
+        }
+    }
+    return reduce16(acc);
+}
+
+/* Q4_K (kind 4), Q5_K (5), Q6_K (6) weights x Q8_K activations. */
+static float dot_k(int kind, int64_t n, const uint8_t *w, const uint8_t *a) {
+    float acc[16] = {0};
+    size_t wb = kind == 4 ? 144 : kind == 5 ? 176 : 210;
+    for (int64_t b = 0; b < n / 256; b++, w += wb, a += 292) {
+        const int8_t *x = (const int8_t *)(a + 4);
+        float ad;
+        memcpy(&ad, a, 4);
+        int32_t A[16] = {0}, M[8];
+        float dA, nB;
+        if (kind == 6) {
+            const int8_t *sc = (const int8_t *)(w + 192);
+            for (int e = 0; e < 256; e++)
+                A[(e & 63) >> 2] += sc[e >> 4] * lyra_q6k_value(w, e) * x[e];
+            for (int j = 0; j < 8; j++)
+                M[j] = sc[2 * j] * rdi16(a + 260 + 4 * j) + sc[2 * j + 1] * rdi16(a + 262 + 4 * j);
+            dA = rdh(w + 208) * ad;
+            nB = -32.0f * dA;
+        } else {
+            int sc[8], m[8];
+            for (int j = 0; j < 8; j++) lyra_q4k_scale_min(w + 4, j, &sc[j], &m[j]);
+            const uint8_t *qs = kind == 4 ? w + 16 : w + 48, *qh = w + 16;
+            for (int e = 0; e < 256; e++) {
+                int g = e >> 6, p = e & 63;
+                int q = p < 32 ? (qs[32 * g + p] & 0xF) : (qs[32 * g + p - 32] >> 4);
+                if (kind == 5) q |= ((qh[e & 31] >> (e >> 5)) & 1) << 4;
+                A[p >> 2] += sc[e >> 5] * q * x[e];
+            }
+            for (int j = 0; j < 8; j++)
+                M[j] = m[j] * (rdi16(a + 260 + 4 * j) + rdi16(a + 262 + 4 * j));
+            dA = rdh(w) * ad;
+            nB = -(rdh(w + 2) * ad);
+        }
+        for (int l = 0; l < 16; l++) acc[l] = fmaf((float)A[l], dA, acc[l]);
+        for (int j = 0; j < 8; j++) acc[j] = fmaf((float)M[j], nB, acc[j]);
+    }
+    return reduce16(acc);
+}
+
+/* Float weights (F32, F16, BF16) x F32 activations. */
+static float dot_float(lyra_type wt, int64_t n, const uint8_t *w, const float *x) {
+    float acc[32] = {0};
+    for (int64_t i = 0; i < n; i++) {
+        float v;
+        if (wt == LYRA_TYPE_F32) memcpy(&v, w + 4 * i, 4);
+        else if (wt == LYRA_TYPE_F16) v = rdh(w + 2 * i);
+        else v = lyra_bf16_to_f32((uint16_t)rdi16(w + 2 * i));
+        acc[i & 31] = fmaf(v, x[i], acc[i & 31]);
+    }
+    return reduce32(acc);
+}
+
+static float dot_scalar(lyra_type wt, int64_t n, const uint8_t *w, const uint8_t *a) {
+    switch (wt) {
+    case LYRA_TYPE_Q8_0: return dot_q8_q4_0(0, n, w, a);
+    case LYRA_TYPE_Q4_0: return dot_q8_q4_0(1, n, w, a);
+    case LYRA_TYPE_Q4_K: return dot_k(4, n, w, a);
+    case LYRA_TYPE_Q5_K: return dot_k(5, n, w, a);
+    case LYRA_TYPE_Q6_K: return dot_k(6, n, w, a);
+    case LYRA_TYPE_F32: case LYRA_TYPE_F16: case LYRA_TYPE_BF16:
+        return dot_float(wt, n, w, (const float *)(const void *)a);
+    default: return 0.0f;
+    }
+}
+
+int lyra_tile_scalar(lyra_type wt, int64_t n, const uint8_t *w, size_t wstride, int nr,
+                     const uint8_t *a, size_t astride, int nt, float *y, size_t ys) {
+    if (!lyra_type_supported(wt)) return 0;
+    for (int t = 0; t < nt; t++)
+        for (int r = 0; r < nr; r++)
+            y[(size_t)t * ys + r] = dot_scalar(wt, n, w + (size_t)r * wstride, a + (size_t)t * astride);
+    return 1;
+}
+
+static void shape_scalar(lyra_type wt, int64_t ntok, int *R, int *T) {
+    (void)wt;
+    (void)ntok;
+    *R = 4;
+    *T = 1;
+}
+
+/* ------------------------------------------------------ dispatch */
+
+static lyra_tile_fn path_tile(lyra_cpu_path p) {
+#if LYRA_X86
+    if (p == LYRA_CPU_AVX2) return lyra_tile_avx2;
+    if (p == LYRA_CPU_AVX512) return lyra_tile_avx512;
+#endif
+    (void)p;
+    return lyra_tile_scalar;
+}
+
+static lyra_act_fn path_act(lyra_cpu_path p) {
+#if LYRA_X86
+    if (p == LYRA_CPU_AVX2) return lyra_act_avx2;
+    if (p == LYRA_CPU_AVX512) return lyra_act_avx512;
+#endif
+    (void)p;
+    return NULL;
+}
+
+static lyra_shape_fn path_shape(lyra_cpu_path p) {
+#if LYRA_X86
+    if (p == LYRA_CPU_AVX2) return lyra_shape_avx2;
+    if (p == LYRA_CPU_AVX512) return lyra_shape_avx512;
+#endif
+    (void)p;
+    return shape_scalar;
+}
+
+void lyra_quantize_act(lyra_cpu_path p, lyra_type wt, const float *x, void *dst, int64_t n) {
+    lyra_type at = lyra_vec_dot_type(wt);
+    if (at == LYRA_TYPE_F32) {
+        memmove(dst, x, (size_t)n * sizeof(float));
+        return;
+    }
+    lyra_act_fn fn = path_act(p);
+    if (fn && fn(at, x, dst, n)) return;
+    if (at == LYRA_TYPE_Q8_0) lyra_quantize_q8_0_ref(x, dst, n);
+    else lyra_quantize_q8_k_ref(x, dst, n);
+}
+
+float lyra_vec_dot(lyra_cpu_path p, lyra_type wt, int64_t n, const void *w, const void *act) {
+    float y = 0.0f;
+    if (!path_tile(p)(wt, n, w, 0, 1, act, 0, 1, &y, 1))
+        lyra_tile_scalar(wt, n, w, 0, 1, act, 0, 1, &y, 1);
+    return y;
+}
+
+/* ------------------------------------------------------ matmul */
+
+size_t lyra_matmul_work_size(lyra_type wt, int64_t cols, int64_t ntok) {
+    lyra_type at = lyra_vec_dot_type(wt);
+    if (at == LYRA_TYPE_F32) return 0; /* X is used as is */
+    size_t row = lyra_row_bytes(at, cols);
+    /* room for the AVX-512 path's private Q8_0 layout (192 bytes a pair) */
+    size_t packed = (size_t)((cols / 32 + 1) / 2) * 192;
+    if (at == LYRA_TYPE_Q8_0 && packed > row) row = packed;
+    return row * (size_t)ntok;
+}
+
+typedef struct {
+    lyra_cpu_path p;     /* kernel path */
+    lyra_type wt;        /* weight type */
+    lyra_type at;        /* activation type (lyra_vec_dot_type(wt)) */
+    const uint8_t *W;    /* [rows][wrow bytes] */
+    int64_t rows, cols;  /* W's shape */
+    const float *X;      /* [ntok][cols] */
+    int64_t ntok;        /* tokens */
+    float *Y;            /* [ntok][rows] */
+    uint8_t *A;          /* [ntok][arow bytes] activations (X itself for F32) */
+    size_t wrow, arow;   /* bytes per weight / activation row */
+    lyra_tile_fn tile;   /* kernel (scalar when the path lacks one for wt) */
+    int R, T;            /* tile shape */
+    int packed;          /* activations in the path's private layout */
+} mm_job;
+
+/* Threads split tokens: convert X rows to the activation type. */
+static void mm_quantize(void *arg, int ith, int nth) {
+    mm_job *j = arg;
+    long t0, t1;
+    lyra_split_rows((long)j->ntok, ith, nth, &t0, &t1);
+    for (long t = t0; t < t1; t++) {
+        const float *x = j->X + (size_t)t * (size_t)j->cols;
+        uint8_t *dst = j->A + (size_t)t * j->arow;
+#if LYRA_X86
+        if (j->packed) {
+            lyra_mm_act_avx512(j->wt, x, dst, j->cols);
+            continue;
+        }
+#endif
+        lyra_quantize_act(j->p, j->wt, x, dst, j->cols);
+    }
+}
+
+/* Threads split output rows; tiles of R rows x T tokens, tokens in chunks
+ * whose activations stay in cache while R weight rows are reused. */
+static void mm_compute(void *arg, int ith, int nth) {
+    mm_job *j = arg;
+    long r0, r1;
+    lyra_split_rows((long)j->rows, ith, nth, &r0, &r1);
+    int64_t chunk = (int64_t)(((size_t)1 << 20) / (j->arow ? j->arow : 1)); /* ~1 MB: L2 */
+    chunk = chunk / j->T * j->T;
+    if (chunk < j->T) chunk = j->T;
+    for (int64_t c0 = 0; c0 < j->ntok; c0 += chunk) {
+        int64_t c1 = c0 + chunk < j->ntok ? c0 + chunk : j->ntok;
+        for (long r = r0; r < r1; r += j->R) {
+            int nr = (int)(r1 - r < j->R ? r1 - r : j->R);
+            for (int64_t t = c0; t < c1; t += j->T) {
+                int nt = (int)(c1 - t < j->T ? c1 - t : j->T);
+                j->tile(j->wt, j->cols, j->W + (size_t)r * j->wrow, j->wrow, nr,
+                        j->A + (size_t)t * j->arow, j->arow, nt, j->Y + (size_t)t * (size_t)j->rows + r,
+                        (size_t)j->rows);
+            }
+        }
+    }
+}
+
+void lyra_matmul(lyra_cpu_path p, lyra_type wt, const void *W, int64_t rows, int64_t cols,
+                 const float *X, int64_t ntok, float *Y, void *work, lyra_pool *pool) {
+    if (rows <= 0 || ntok <= 0) return;
+    mm_job j = {.p = p, .wt = wt, .at = lyra_vec_dot_type(wt), .W = W, .rows = rows, .cols = cols,
+                .X = X, .ntok = ntok, .Y = Y, .wrow = lyra_row_bytes(wt, cols)};
+    j.arow = lyra_row_bytes(j.at, cols);
+    j.tile = path_tile(p);
+    if (!j.tile(wt, cols, NULL, 0, 0, NULL, 0, 0, NULL, 0)) j.tile = lyra_tile_scalar;
+    if (j.tile == lyra_tile_scalar) shape_scalar(wt, ntok, &j.R, &j.T);
+    else path_shape(p)(wt, ntok, &j.R, &j.T);
+#if LYRA_X86
+    if (p == LYRA_CPU_AVX512 && lyra_mm_act_bytes_avx512(wt, cols)) {
+        j.packed = 1;
+        j.arow = lyra_mm_act_bytes_avx512(wt, cols);
+        j.tile = lyra_mm_tile_avx512;
+        lyra_mm_shape_avx512(wt, ntok, &j.R, &j.T);
+    }
+#endif
+    if (j.at == LYRA_TYPE_F32) {
+        j.A = (uint8_t *)(uintptr_t)X;
+    } else {
+        j.A = work;
+        /* a token or two: convert here rather than pay a thread handoff */
+        if (ntok <= 2) mm_quantize(&j, 0, 1);
+        else lyra_pool_run(pool, mm_quantize, &j);
+    }
+    lyra_pool_run(pool, mm_compute, &j);
+}

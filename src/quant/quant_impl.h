@@ -1,0 +1,101 @@
+/* quant_impl.h: internals shared by the quant module's files (not a public
+ * interface): block helpers and the per-path kernel entry points.
+ *
+ * Every dot product has ONE canonical float evaluation order, defined by the
+ * scalar kernels in quant_cpu.c and reproduced exactly by the SIMD paths, so
+ * all paths, all thread counts and all tile shapes give bit-identical results:
+ *   - Q8_0 / Q4_0 weights x Q8_0 activations: for block b, lane l (0..7):
+ *       p = sum of the 4 products of elements 4l..4l+3 (exact int),
+ *       acc[(b&1)*8+l] = fmaf((float)p, f16(w.d)*f16(a.d), acc[...]).
+ *   - Q4_K / Q5_K / Q6_K x Q8_K, per super-block: exact ints
+ *       A[l] (l<16) = sum over e = 64g+4l+i (g<4, i<4) of scale(e)*q(e)*x(e),
+ *       M[j] (j<8)  = Q4_K/Q5_K: min_j*(bsum[2j]+bsum[2j+1]);
+ *                     Q6_K: sc[2j]*bsum[2j] + sc[2j+1]*bsum[2j+1],
+ *     then acc[l] = fmaf(A[l], dA, acc[l]) (16 lanes), acc[j] = fmaf(M[j], nB,
+ *     acc[j]) (8 lanes) with dA = f16(w.d)*a.d and nB = -(f16(w.dmin)*a.d)
+ *     (Q6_K: -32*dA; q(e) is the unsigned 6-bit value).
+ *   - F32 / F16 / BF16 x F32: acc[i%32] = fmaf(w[i], x[i], acc[i%32]).
+ *   The 16 (or 32) lanes are summed by halving: acc[l] += acc[l+half]. */
+#ifndef LYRA_QUANT_IMPL_H
+#define LYRA_QUANT_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "quant/quant.h"
+
+/* Q4_K/Q5_K: 6-bit scale and min of sub-block j (0..7) from the 12 bytes s. */
+void lyra_q4k_scale_min(const uint8_t *s, int j, int *sc, int *m);
+/* Q6_K: unsigned 6-bit value (0..63) of element e (0..255) of block blk. */
+int lyra_q6k_value(const uint8_t *blk, int e);
+/* Reference activation quantizers (the scalar path's lyra_quantize_act). */
+void lyra_quantize_q8_0_ref(const float *x, void *dst, int64_t n);
+void lyra_quantize_q8_k_ref(const float *x, void *dst, int64_t n);
+
+/* A tile of dot products: y[t*ys + r] = dot(W row r, activation row t) for
+ * r < nr, t < nt; rows of W are wstride bytes apart, activation rows astride
+ * bytes apart (activations already converted to lyra_vec_dot_type(wt)).
+ * nr <= R and nt <= T from the path's tile shape. Returns 0 (and computes
+ * nothing) when the path has no kernel for wt: the caller then uses scalar,
+ * which gives the same bits. */
+typedef int (*lyra_tile_fn)(lyra_type wt, int64_t n, const uint8_t *w, size_t wstride, int nr,
+                            const uint8_t *a, size_t astride, int nt, float *y, size_t ys);
+/* Activation conversion; returns 0 when the path has no kernel for the type
+ * (caller falls back to the reference, which gives the same bytes). */
+typedef int (*lyra_act_fn)(lyra_type at, const float *x, void *dst, int64_t n);
+
+/* Tile shape (rows R x tokens T) that a path uses for weight type wt. */
+typedef void (*lyra_shape_fn)(lyra_type wt, int64_t ntok, int *R, int *T);
+
+int lyra_tile_scalar(lyra_type wt, int64_t n, const uint8_t *w, size_t wstride, int nr,
+                     const uint8_t *a, size_t astride, int nt, float *y, size_t ys);
+#if LYRA_X86
+int lyra_tile_avx2(lyra_type wt, int64_t n, const uint8_t *w, size_t wstride, int nr,
+                   const uint8_t *a, size_t astride, int nt, float *y, size_t ys);
+int lyra_act_avx2(lyra_type at, const float *x, void *dst, int64_t n);
+void lyra_shape_avx2(lyra_type wt, int64_t ntok, int *R, int *T);
+int lyra_tile_avx512(lyra_type wt, int64_t n, const uint8_t *w, size_t wstride, int nr,
+                     const uint8_t *a, size_t astride, int nt, float *y, size_t ys);
+int lyra_act_avx512(lyra_type at, const float *x, void *dst, int64_t n);
+void lyra_shape_avx512(lyra_type wt, int64_t ntok, int *R, int *T);
+/* lyra_matmul's private activation layout on AVX-512 (Q8_0/Q4_0 weights):
+ * bytes per row (0: none for wt), conversion, tile and tile shape. */
+size_t lyra_mm_act_bytes_avx512(lyra_type wt, int64_t n);
+void lyra_mm_act_avx512(lyra_type wt, const float *x, void *dst, int64_t n);
+int lyra_mm_tile_avx512(lyra_type wt, int64_t n, const uint8_t *w, size_t wstride, int nr,
+                        const uint8_t *a, size_t astride, int nt, float *y, size_t ys);
+void lyra_mm_shape_avx512(lyra_type wt, int64_t ntok, int *R, int *T);
+#endif
+
+/* The largest R and T any path asks for. */
+#define LYRA_TILE_MAX_R 8
+#define LYRA_TILE_MAX_T 8
+
+/* Cover nr x nt with kernels (RP,TP), (RP,1), (1,TP), (1,1) or, for nt == 1,
+ * (RD,1) and (1,1). KERN(R, T, w, a, y) must be a macro calling the tile. Used by the
+ * SIMD files inside their lyra_tile_* (names n w ws nr a as nt y ys). */
+#define LYRA_TILE_COVER(KERN, RP, TP, RD)                                                     \
+    do {                                                                            \
+        if (nt == 1) {                                                              \
+            int r = 0;                                                              \
+            for (; r + RD <= nr; r += RD) KERN(RD, 1, w + r * ws, a, y + r);         \
+            for (; r < nr; r++) KERN(1, 1, w + r * ws, a, y + r);                    \
+            break;                                                                  \
+        }                                                                           \
+        for (int t = 0; t < nt;) {                                                  \
+            int tt = nt - t >= TP ? TP : 1;                                         \
+            const uint8_t *at = a + t * as;                                         \
+            float *yt = y + t * ys;                                                 \
+            int r = 0;                                                              \
+            if (tt == TP) {                                                         \
+                for (; r + RP <= nr; r += RP) KERN(RP, TP, w + r * ws, at, yt + r); \
+                for (; r < nr; r++) KERN(1, TP, w + r * ws, at, yt + r);             \
+            } else {                                                                \
+                for (; r + RP <= nr; r += RP) KERN(RP, 1, w + r * ws, at, yt + r);  \
+                for (; r < nr; r++) KERN(1, 1, w + r * ws, at, yt + r);              \
+            }                                                                       \
+            t += tt;                                                                \
+        }                                                                           \
+    } while (0)
+
+#endif
