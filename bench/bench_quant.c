@@ -1,14 +1,15 @@
 /* bench_quant.c: quick throughput numbers for lyra_matmul (not a test).
  *   bench_quant [path] [rows cols]   path = scalar|avx2|avx512 (default: best)
  * For each weight type: decode (ntok = 1) GB/s of weights read, with 1 and 2
- * threads, both from a single cache-resident matrix ("hot") and cycling
- * through copies totalling > 1.2 GB (more than the L3) so the weights stream from DRAM ("dram");
- * prompt (ntok = 128) in GFLOP/s (2*rows*cols*ntok). Beside the DRAM numbers,
- * the plain read bandwidth of the same buffers with the same threads,
- * measured alternately (the yardstick: on a shared machine absolute numbers
- * move a lot, the ratio much less).
- * Build: cc -O2 -std=c11 -D_GNU_SOURCE -DLYRA_X86=1 -Iinclude -Isrc ... or the
- * bench target of the build tree. */
+ * threads, from one cache-resident matrix ("hot") and cycling through copies
+ * totalling > 1.2 GB, more than the L3, so the weights stream from DRAM
+ * ("dram"); beside the DRAM numbers the plain read bandwidth of the same
+ * buffers with the same threads (AVX2 sum), measured alternately as the
+ * yardstick. Prompt (ntok = 128) in GFLOP/s (2*rows*cols*ntok). Every number
+ * is the best single call of several rounds (the machine may be shared).
+ * Build (x86-64, from the checkout, with a built build/liblyra.a):
+ *   cc -O2 -std=c11 -D_GNU_SOURCE -DLYRA_X86=1 -Iinclude -Isrc bench/bench_quant.c \
+ *      build/liblyra.a -ljansson -lpcre2-8 -lm -lpthread -o bench_quant */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -13,6 +13,11 @@ VENV="${LLAMA_VENV:-bench/.venv-llama}"
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import llama_cpp' 2>/dev/null; then
     echo "building llama-cpp-python into $VENV (once; slow)" >&2
     python3 -m venv "$VENV"
+    # GGML_NATIVE=OFF with the ISA listed: on our VMs the CPU reports AMX but
+    # AMX instructions fault (SIGILL), so a native build crashes on Q8_0/Q4_0
+    CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+      -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON \
+      -DGGML_AVX_VNNI=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF" \
     CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) "$VENV/bin/pip" install -q llama-cpp-python
 fi
 M=bench/models; mkdir -p "$M"

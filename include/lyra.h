@@ -58,8 +58,40 @@ void lyra_log_set(lyra_log_fn fn, lyra_log_level max_level, void *user);
 typedef struct lyra_model lyra_model;
 typedef struct lyra_context lyra_context;
 
+/* Where the weights go (docs/sharding.md). Devices are the GPUs ("0", "1",
+ * ...; simulated ones from LYRA_SIM_GPUS, which replaces CUDA when set), the
+ * "cpu" and the "disk" tier (modules run on the CPU straight from the file
+ * mapping, released after use). At open, the planner puts every module
+ * (model.embed_tokens, model.layers.N, model.norm, lm_head) on a device under
+ * the memory budgets, counting weights, the KV cache for n_ctx positions and
+ * scratch for n_batch tokens exactly; the budgets then cap what lyra
+ * allocates on each device. The device fields are strings in the CLI's
+ * syntax, so a config file can pass its values through unchanged; NULL (or
+ * "") means "not given". Bad values fail with LYRA_ERR_INPUT naming the
+ * field and the entry, before any weight is read. */
 typedef struct lyra_model_params {
-    int use_mmap; /* 1 (default): weights are used in place from the mapping */
+    int use_mmap; /* 1 (default): weights are used in place from the mapping;
+                     0: CPU weights are copied into allocated memory */
+    int use_mlock;            /* 1: lock the CPU's mapped weights in RAM (failure: a warning) */
+    const char *device_map;   /* strategy ("auto", "balanced", "balanced_low_0",
+                                 "sequential", "cpu", "cuda", "cuda:N", "N") or
+                                 the path of a JSON file holding an explicit map;
+                                 NULL: "auto" */
+    const char *device_map_json; /* JSON text of a device_map value (a strategy
+                                 string, a GPU number or a map object), used
+                                 instead of device_map when not NULL (configs) */
+    const char *max_memory;   /* per-device budgets "0=6GiB,cpu=16GiB" */
+    const char *reserve;      /* per-device reserves "0=1GiB,cpu=2GiB" (devices
+                                 without a max_memory entry) */
+    const char *gpu_layers;   /* "N" or "all": embedding + first N layers on GPUs */
+    const char *tensor_split; /* GPU layer proportions "3,1" */
+    int32_t n_ctx;            /* context the KV cache is planned for; 0 = min(the
+                                 model's context_length, 4096) as lyra_context_new */
+    int32_t n_batch;          /* tokens per forward pass planned for; 0 = 512 */
+    int kv_type;              /* KV cache type planned for (lyra_kv_type: 0 = F16, 1 = F32) */
+    int32_t n_threads;        /* threads of each simulated GPU; 0 = physical cores */
+    int fallback;             /* 1 (default): a map naming a GPU that is not here
+                                 puts its modules on the CPU with a note; 0: error */
 } lyra_model_params;
 
 lyra_model_params lyra_model_default_params(void);
@@ -143,6 +175,13 @@ int lyra_context_n_devices(const lyra_context *ctx);
 int lyra_context_device_usage(const lyra_context *ctx, int i, lyra_device_usage *out);
 /* The map line(s), one per device, each ending in '\n'. Returns bytes needed. */
 size_t lyra_context_map_lines(const lyra_context *ctx, char *buf, size_t cap);
+/* Move layer (0-based) with its weights and KV cache to device id ("cpu",
+ * "0", ...) between two evaluations; the next lyra_eval gives the same
+ * logits as before the move. All memory on the target is allocated before
+ * anything is freed: on failure (LYRA_ERR_OOM, LYRA_ERR_INPUT for an unknown
+ * layer or device, or a model with several contexts) nothing changes. */
+int lyra_context_move_layer(lyra_context *ctx, int32_t layer, const char *device_id,
+                            lyra_error *err);
 /* Bytes a decode step reads at position pos (for bandwidth figures): every
  * weight but the embedding table, one embedding row, and the K and V of
  * positions 0..pos in every layer. */

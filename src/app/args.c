@@ -79,7 +79,7 @@ int args_common(app_args *a) {
 
 int parse_i64(const char *s, int64_t *out) {
     if (!s || !*s) return -1;
-    char *end;
+    char *end = NULL;
     errno = 0;
     long long v = strtoll(s, &end, 10);
     if (errno || *end != '\0' || end == s) return -1;
@@ -89,7 +89,7 @@ int parse_i64(const char *s, int64_t *out) {
 
 int parse_u64(const char *s, uint64_t *out) {
     if (!s || !*s || s[0] == '-' || s[0] == '+') return -1;
-    char *end;
+    char *end = NULL;
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
     if (errno || *end != '\0' || end == s) return -1;
@@ -99,7 +99,7 @@ int parse_u64(const char *s, uint64_t *out) {
 
 int parse_f64(const char *s, double *out) {
     if (!s || !*s) return -1;
-    char *end;
+    char *end = NULL;
     errno = 0;
     double v = strtod(s, &end);
     if (errno || *end != '\0' || end == s || !isfinite(v)) return -1;
@@ -112,10 +112,10 @@ int args_str(app_args *a, const char **out, lyra_error *err) {
 }
 
 int args_int(app_args *a, int64_t min, int64_t max, int64_t *out, lyra_error *err) {
-    const char *v;
+    const char *v = NULL;
     int rc = args_value(a, &v, err);
     if (rc) return rc;
-    int64_t x;
+    int64_t x = 0;
     if (parse_i64(v, &x))
         return lyra_err(err, LYRA_ERR_INPUT, a->flag, "expected an integer, got '%s'", v);
     if (x < min || x > max) {
@@ -130,14 +130,14 @@ int args_int(app_args *a, int64_t min, int64_t max, int64_t *out, lyra_error *er
 }
 
 int args_i32(app_args *a, int32_t min, int32_t max, int32_t *out, lyra_error *err) {
-    int64_t x;
+    int64_t x = 0;
     int rc = args_int(a, min, max, &x, err);
     if (!rc) *out = (int32_t)x;
     return rc;
 }
 
 int args_u64(app_args *a, uint64_t *out, lyra_error *err) {
-    const char *v;
+    const char *v = NULL;
     int rc = args_value(a, &v, err);
     if (rc) return rc;
     if (parse_u64(v, out))
@@ -147,10 +147,10 @@ int args_u64(app_args *a, uint64_t *out, lyra_error *err) {
 }
 
 int args_float(app_args *a, double min, double max, float *out, lyra_error *err) {
-    const char *v;
+    const char *v = NULL;
     int rc = args_value(a, &v, err);
     if (rc) return rc;
-    double x;
+    double x = 0;
     if (parse_f64(v, &x))
         return lyra_err(err, LYRA_ERR_INPUT, a->flag, "expected a number, got '%s'", v);
     if (x < min || x > max) {

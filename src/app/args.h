@@ -66,6 +66,26 @@ int app_read_file(const char *path, char **buf, size_t *len, lyra_error *err);
 /* Log the context's map line(s) (lyra_context_map_lines) at INFO. */
 void app_log_map(const lyra_context *ctx);
 
+/* The device flags (devflags.c): --device-map, --max-memory, --reserve,
+ * --gpu-layers, --tensor-split, --no-mmap, --mlock. Returns 1 when the current
+ * flag is one of them (*rc: its status, each value checked now, errors naming
+ * the flag and the entry), else 0. finish copies the context's ctx, batch,
+ * KV type and threads into the plan's. APP_DEVFLAGS_USAGE is their help. */
+int app_devflag(app_args *a, lyra_model_params *mp, int *rc, lyra_error *err);
+void app_devflags_finish(lyra_model_params *mp, const lyra_context_params *cp);
+#define APP_DEVFLAGS_USAGE \
+    "devices (docs/sharding.md; LYRA_SIM_GPUS=6GiB,4GiB simulates GPUs):\n" \
+    "  --device-map MAP       auto (default) | balanced | balanced_low_0 |\n" \
+    "                         sequential | cpu | cuda | cuda:N | N, or FILE.json\n" \
+    "                         mapping module names/prefixes to 0, \"cpu\", \"disk\"\n" \
+    "  --max-memory LIST      budgets per device, e.g. 0=6GiB,cpu=16GiB\n" \
+    "  --reserve LIST         memory left free on devices without a budget\n" \
+    "                         (default: cpu max(1 GiB, 10%), simulated GPUs 0)\n" \
+    "  --gpu-layers N         embedding + first N layers on the GPUs (or all)\n" \
+    "  --tensor-split P,Q     proportions of the GPU layers per GPU, e.g. 3,1\n" \
+    "  --no-mmap              copy CPU weights into memory instead of mapping\n" \
+    "  --mlock                lock the CPU's weights in RAM\n"
+
 /* Monotonic seconds. */
 double app_now(void);
 
@@ -79,7 +99,10 @@ int cmd_perplexity(int argc, char **argv, lyra_error *err);
 int cmd_bench(int argc, char **argv, lyra_error *err);
 int cmd_mkmodel(int argc, char **argv, lyra_error *err);
 int cmd_quantize(int argc, char **argv, lyra_error *err);
+int cmd_plan(int argc, char **argv, lyra_error *err);
+int cmd_devices(int argc, char **argv, lyra_error *err);
 extern const char cmd_generate_usage[], cmd_tokenize_usage[], cmd_perplexity_usage[],
-    cmd_bench_usage[], cmd_mkmodel_usage[], cmd_quantize_usage[];
+    cmd_bench_usage[], cmd_mkmodel_usage[], cmd_quantize_usage[], cmd_plan_usage[],
+    cmd_devices_usage[];
 
 #endif

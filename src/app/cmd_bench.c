@@ -20,7 +20,7 @@
 
 const char cmd_bench_usage[] =
     "usage: lyra bench -m MODEL [-p N[,N...]] [-n N] [--threads N]\n"
-    "                  [--kv-type f16|f32] [--json]\n"
+    "                  [--kv-type f16|f32] [--json] [device flags]\n"
     "\n"
     "Measure prompt processing (pp: N prompt tokens in one evaluation on an\n"
     "empty cache, for each size given to -p) and generation (tg: -n tokens\n"
@@ -38,6 +38,7 @@ const char cmd_bench_usage[] =
     "  --kv-type f16|f32   KV cache element type (default f16)\n"
     "  --json              one JSON object instead of the table\n"
     "  -q, -v              quieter / more verbose stderr\n"
+    APP_DEVFLAGS_USAGE
     "\n"
     "JSON fields: model, model_bytes, threads, cpu, kv_type, runs, pp_tokens\n"
     "(array, one entry per -p size), pp_tps (array, same order), tg_tokens,\n"
@@ -53,6 +54,7 @@ typedef struct bench_opts {
     int n_pp;                     /* their count */
     int32_t tg;                   /* -n */
     lyra_context_params cp;       /* threads, kv type */
+    lyra_model_params mp;         /* device flags */
     int json;                     /* --json */
 } bench_opts;
 
@@ -88,6 +90,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o, lyra_error *err) {
     o->n_pp = 1;
     o->tg = 64;
     o->cp = lyra_context_default_params();
+    o->mp = lyra_model_default_params();
     app_args a;
     args_init(&a, argc, argv);
     const char *arg;
@@ -97,6 +100,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o, lyra_error *err) {
         if (!is_flag) {
             rc = args_unknown(&a, arg, err);
         } else if (args_common(&a)) {
+        } else if (app_devflag(&a, &o->mp, &rc, err)) {
         } else if (!strcmp(f, "-m") || !strcmp(f, "--model")) {
             rc = args_str(&a, &o->model, err);
         } else if (!strcmp(f, "-p") || !strcmp(f, "--n-prompt")) {
@@ -118,6 +122,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o, lyra_error *err) {
         }
     }
     if (!rc && !o->model) rc = lyra_err(err, LYRA_ERR_INPUT, "-m", "required: the model file");
+    app_devflags_finish(&o->mp, &o->cp);
     return rc;
 }
 
@@ -265,7 +270,7 @@ int cmd_bench(int argc, char **argv, lyra_error *err) {
     lyra_context *ctx = NULL;
     lyra_pool *pool = NULL;
     int32_t *toks = NULL;
-    rc = lyra_model_open(o.model, NULL, &m, err);
+    rc = lyra_model_open(o.model, &o.mp, &m, err);
     if (!rc) rc = lyra_context_new(m, &o.cp, &ctx, err);
     if (!rc) {
         r.model_bytes = lyra_model_n_bytes(m);
@@ -279,13 +284,13 @@ int cmd_bench(int argc, char **argv, lyra_error *err) {
             toks[i] = (int32_t)lyra_rng_below(&rng, (uint64_t)lyra_model_n_vocab(m));
     }
     for (int i = 0; !rc && i < o.n_pp; i++) {
-        double sec;
+        double sec = 0;
         lyra_log(LYRA_LOG_INFO, "bench: pp%d ...", (int)o.pp[i]);
         rc = measure(ctx, toks, o.pp[i], 0, &sec, err);
         if (!rc) r.pp_tps[i] = (double)o.pp[i] / sec;
     }
     if (!rc) {
-        double sec;
+        double sec = 0;
         lyra_log(LYRA_LOG_INFO, "bench: tg%d ...", (int)o.tg);
         rc = measure(ctx, toks, o.tg, 1, &sec, err);
         if (!rc) r.tg_tps = (double)o.tg / sec;

@@ -21,7 +21,7 @@ const char cmd_generate_usage[] =
     "                     [--top-p P] [--min-p P] [--repeat-penalty R]\n"
     "                     [--repeat-last-n N] [--seed S] [--threads N] [--ctx N]\n"
     "                     [--batch N] [--kv-type f16|f32] [--parse-special]\n"
-    "                     [--ignore-eos]\n"
+    "                     [--ignore-eos] [device flags]\n"
     "\n"
     "Print the continuation of PROMPT (not the prompt itself), streamed as it is\n"
     "generated, then a newline. Without -p generation starts from BOS alone (and\n"
@@ -50,6 +50,7 @@ const char cmd_generate_usage[] =
     "  --ignore-eos           never sample end-of-generation tokens (their logits\n"
     "                         are set to -inf): run until -n or a full context\n"
     "  -q, -v                 quieter / more verbose stderr\n"
+    APP_DEVFLAGS_USAGE
     "\n"
     "Sampling order: repetition penalty, top-k, top-p, min-p, temperature, draw.\n"
     "Output stops without printing the end-of-generation token. Exit 0 also when\n"
@@ -63,6 +64,7 @@ typedef struct gen_opts {
     lyra_sampler_params sp;    /* sampling */
     int seed_given;            /* --seed was given */
     lyra_context_params cp;    /* context */
+    lyra_model_params mp;      /* device flags */
     int parse_special;         /* --parse-special */
     int ignore_eos;            /* --ignore-eos */
 } gen_opts;
@@ -84,6 +86,7 @@ static int parse_opts(int argc, char **argv, gen_opts *o, lyra_error *err) {
     o->n_predict = -1;
     o->sp = lyra_sampler_default_params();
     o->cp = lyra_context_default_params();
+    o->mp = lyra_model_default_params();
     app_args a;
     args_init(&a, argc, argv);
     const char *arg;
@@ -93,6 +96,7 @@ static int parse_opts(int argc, char **argv, gen_opts *o, lyra_error *err) {
         if (!is_flag) {
             rc = args_unknown(&a, arg, err);
         } else if (args_common(&a)) {
+        } else if (app_devflag(&a, &o->mp, &rc, err)) {
         } else if (!strcmp(f, "-m") || !strcmp(f, "--model")) {
             rc = args_str(&a, &o->model, err);
         } else if (!strcmp(f, "-p") || !strcmp(f, "--prompt")) {
@@ -137,6 +141,7 @@ static int parse_opts(int argc, char **argv, gen_opts *o, lyra_error *err) {
         }
     }
     if (!rc && !o->model) rc = lyra_err(err, LYRA_ERR_INPUT, "-m", "required: the model file");
+    app_devflags_finish(&o->mp, &o->cp);
     return rc;
 }
 
@@ -248,14 +253,13 @@ static int run(const gen_opts *o, lyra_error *err) {
     int32_t *toks = NULL;
     size_t n_toks = 0;
     int64_t n_gen = 0;
-    int rc = lyra_model_open(o->model, NULL, &m, err);
+    int rc = lyra_model_open(o->model, &o->mp, &m, err);
     if (!rc) rc = lyra_context_new(m, &o->cp, &ctx, err);
     if (!rc) rc = prompt_tokens(m, o, &toks, &n_toks, err);
     int32_t n_ctx = rc ? 0 : lyra_context_n_ctx(ctx);
     if (!rc && n_toks >= (size_t)n_ctx)
         rc = lyra_err(err, LYRA_ERR_INPUT, "-p",
                       "the prompt is %zu tokens; the context (--ctx) holds %d", n_toks, (int)n_ctx);
-    if (!rc) app_log_map(ctx);
     lyra_sampler_params sp = o->sp;
     if (!rc && !o->seed_given) sp.seed = random_seed();
     if (!rc) lyra_log(LYRA_LOG_INFO, "seed: %llu", (unsigned long long)sp.seed);
@@ -269,6 +273,7 @@ static int run(const gen_opts *o, lyra_error *err) {
         for (size_t i = 0; i < n_toks; i++) lyra_sampler_accept(s, toks[i]);
         rc = lyra_eval(ctx, toks, (int32_t)n_toks, 0, err);
         t1 = app_now();
+        if (!rc) app_log_map(ctx); /* after the prompt: the KV bytes it allocated */
     }
     int32_t *eog = NULL, n_eog = 0;
     float *masked = NULL;

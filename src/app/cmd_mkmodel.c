@@ -78,7 +78,11 @@ typedef struct mk_opts {
     int32_t threads;        /* --threads */
 } mk_opts;
 
-static const struct { const char *name; mk_shape s; } k_presets[] = {
+/* The --preset shapes. */
+static const struct {
+    const char *name; /* --preset value */
+    mk_shape s;       /* its shape */
+} k_presets[] = {
     {"tiny", {256, 768, 4, 8, 4, 512, 2048}},
     {"1.1b", {2048, 5632, 22, 32, 4, 32000, 2048}},
     {"7b", {4096, 11008, 32, 32, 32, 32000, 4096}},

@@ -17,7 +17,7 @@
 
 const char cmd_perplexity_usage[] =
     "usage: lyra perplexity -m MODEL -f FILE [--ctx N] [--threads N] [--batch N]\n"
-    "                       [--kv-type f16|f32]\n"
+    "                       [--kv-type f16|f32] [device flags]\n"
     "\n"
     "Perplexity of FILE's text, computed as llama.cpp's perplexity tool does:\n"
     "the file is tokenized once (BOS first if the model adds BOS) and cut into\n"
@@ -33,7 +33,8 @@ const char cmd_perplexity_usage[] =
     "  -t, --threads N     CPU threads (default: physical cores)\n"
     "  -b, --batch N       tokens per forward pass (default: N)\n"
     "  --kv-type f16|f32   KV cache element type (default f16)\n"
-    "  -q, -v              quieter / more verbose stderr\n";
+    "  -q, -v              quieter / more verbose stderr\n"
+    APP_DEVFLAGS_USAGE;
 
 /* -log softmax(logits)[target], in double. logits: [n_vocab] */
 static double nll_of(const float *logits, int32_t n_vocab, int32_t target) {
@@ -50,6 +51,7 @@ int cmd_perplexity(int argc, char **argv, lyra_error *err) {
     lyra_context_params cp = lyra_context_default_params();
     cp.n_ctx = 512;
     cp.n_batch = 0; /* default: the chunk size */
+    lyra_model_params mp = lyra_model_default_params();
     int rc = 0;
     app_args a;
     args_init(&a, argc, argv);
@@ -60,6 +62,7 @@ int cmd_perplexity(int argc, char **argv, lyra_error *err) {
         if (!is_flag) {
             rc = args_unknown(&a, arg, err);
         } else if (args_common(&a)) {
+        } else if (app_devflag(&a, &mp, &rc, err)) {
         } else if (!strcmp(f, "-m") || !strcmp(f, "--model")) {
             rc = args_str(&a, &model, err);
         } else if (!strcmp(f, "-f") || !strcmp(f, "--file")) {
@@ -84,6 +87,7 @@ int cmd_perplexity(int argc, char **argv, lyra_error *err) {
     if (!model) return lyra_err(err, LYRA_ERR_INPUT, "-m", "required: the model file");
     if (!file) return lyra_err(err, LYRA_ERR_INPUT, "-f", "required: the text file");
     if (cp.n_batch == 0) cp.n_batch = cp.n_ctx;
+    app_devflags_finish(&mp, &cp);
     const int32_t n_ctx = cp.n_ctx;
 
     char *text = NULL;
@@ -93,7 +97,7 @@ int cmd_perplexity(int argc, char **argv, lyra_error *err) {
     int32_t *toks = NULL, *chunk = NULL;
     size_t n_toks = 0;
     rc = app_read_file(file, &text, &len, err);
-    if (!rc) rc = lyra_model_open(model, NULL, &m, err);
+    if (!rc) rc = lyra_model_open(model, &mp, &m, err);
     int add_bos = 0;
     int32_t bos = -1;
     if (!rc) {

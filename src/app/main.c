@@ -23,6 +23,8 @@ static const app_cmd g_cmds[] = {
     {"bench", cmd_bench, cmd_bench_usage, "prompt/generation speed and memory bandwidth"},
     {"mkmodel", cmd_mkmodel, cmd_mkmodel_usage, "write a random-weight Llama GGUF"},
     {"quantize", cmd_quantize, cmd_quantize_usage, "convert a GGUF's weights to another type"},
+    {"plan", cmd_plan, cmd_plan_usage, "where a model's modules would run (metadata only)"},
+    {"devices", cmd_devices, cmd_devices_usage, "list GPUs, cpu and disk with their memory"},
 };
 #define N_CMDS (sizeof g_cmds / sizeof g_cmds[0])
 

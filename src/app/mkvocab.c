@@ -143,7 +143,10 @@ static int split_words(word **out, int *n_out) {
 }
 
 /* One pair occurrence count. */
-typedef struct pair { int32_t a, b; long count; } pair;
+typedef struct pair {
+    int32_t a, b;  /* left and right token ids */
+    long count;    /* occurrences (word frequency) */
+} pair;
 
 static int pair_cmp(const void *x, const void *y) {
     const pair *p = x, *q = y;

@@ -62,6 +62,7 @@ int app_store_map(app_store *s, lyra_error *err) {
     if (m == MAP_FAILED)
         return lyra_err(err, errno == ENOMEM ? LYRA_ERR_OOM : LYRA_ERR_RUNTIME, s->where,
                         "mapping the scratch file: %s", strerror(errno));
+    madvise(m, (size_t)s->size, MADV_SEQUENTIAL); /* read once, in order, by the writer */
     s->map = m;
     return LYRA_OK;
 }

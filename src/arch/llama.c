@@ -359,7 +359,8 @@ static void matmuls(lyra_device *d, int n, const lyra_weight *const *w, int64_t 
 
 /* One transformer block on device d: x [ntok][n_embd] updated in place. */
 static void layer_forward(const lyra_llama *m, int l, lyra_device *d, const lyra_llama_buffers *b,
-                          const lyra_kv_view *kv, const int32_t *pos, int ntok, int32_t pos0) {
+                          const lyra_kv_view *kv, const lyra_rope *rope, const int32_t *pos,
+                          int ntok, int32_t pos0) {
     const lyra_llama_hparams *hp = &m->hp;
     const lyra_llama_layer *L = &m->layers[l];
     const lyra_device_ops *op = d->ops;
@@ -372,8 +373,8 @@ static void layer_forward(const lyra_llama *m, int l, lyra_device *d, const lyra
         float *y[3] = {b->q, b->k, b->v};
         matmuls(d, 3, w, E, b->xb, ntok, y);
     }
-    op->rope(d, b->q, ntok, hp->n_head, hp->head_dim, pos, &hp->rope);
-    op->rope(d, b->k, ntok, hp->n_head_kv, hp->head_dim, pos, &hp->rope);
+    op->rope(d, b->q, ntok, hp->n_head, hp->head_dim, pos, rope);
+    op->rope(d, b->k, ntok, hp->n_head_kv, hp->head_dim, pos, rope);
     op->kv_store(d, kv, pos0, ntok, KV, b->k, b->v);
     op->attention(d, b->q, kv, pos0, ntok, hp->n_head, hp->n_head_kv, hp->head_dim,
                   1.0f / sqrtf((float)hp->head_dim), b->att);
@@ -427,10 +428,13 @@ int lyra_llama_forward(const lyra_llama *m, const lyra_llama_run *r, const int32
             d->ops->get_rows(d, m->tok_embd.type, m->tok_embd.data, E, tokens, ntok, b->x);
             h = b->x;
             break;
-        case LYRA_MODULE_LAYER:
-            layer_forward(m, layer, d, b, &r->kv[layer], r->pos, ntok, pos0);
+        case LYRA_MODULE_LAYER: {
+            lyra_rope rope = hp->rope; /* with this device's copy of rope_freqs */
+            if (r->rope_freqs) rope.freq_factors = r->rope_freqs[di];
+            layer_forward(m, layer, d, b, &r->kv[layer], &rope, r->pos, ntok, pos0);
             h = b->x;
             break;
+        }
         case LYRA_MODULE_NORM:
             /* keep only the last n_out rows */
             d->ops->rmsnorm(d, h + (size_t)(rows - n_out) * E, m->output_norm.data, hp->eps, E,
@@ -444,6 +448,10 @@ int lyra_llama_forward(const lyra_llama *m, const lyra_llama_run *r, const int32
                                        (size_t)rows * (size_t)hp->n_vocab * sizeof(float))))
                 return lyra_err(err, rc, "forward", "copying logits from device %s", d->id);
             break;
+        }
+        if (r->after_module) {
+            if ((rc = d->ops->sync(d, err))) return rc;
+            r->after_module(r->user, i);
         }
     }
     for (int i = 0; i < r->n_dev; i++)

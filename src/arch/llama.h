@@ -127,6 +127,11 @@ typedef struct lyra_llama_run {
     int32_t *pos;                        /* host [n_batch] positions */
     float *stage;                        /* host [n_batch][n_embd] for device changes,
                                             NULL with one device */
+    const void *const *rope_freqs;       /* [n_dev] rope_freqs.weight on each device
+                                            (NULL: hp.rope.freq_factors everywhere) */
+    void (*after_module)(void *user, int module); /* called after each module ran
+                                            (the disk tier releases its pages), or NULL */
+    void *user;                          /* for after_module */
 } lyra_llama_run;
 
 /* Run ntok (<= n_batch) tokens at positions pos0.. (the KV cache must have

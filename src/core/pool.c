@@ -1,9 +1,9 @@
 /* pool.c: persistent worker threads that spin briefly, then sleep on a
  * condition variable, waiting for the next job generation. */
-#define _GNU_SOURCE
 #include "pool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,10 +92,17 @@ void lyra_pool_run(lyra_pool *p, lyra_pool_fn fn, void *arg) {
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
     fn(arg, 0, p->n);
+    /* spin briefly, then yield the core: a worker that is not running (the
+     * machine is oversubscribed) must not be starved by our spinning */
+    int spins = 0;
     while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) {
+        if (++spins > SPIN_ITERS / 4) {
+            sched_yield();
+        } else {
 #if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
+            __builtin_ia32_pause();
 #endif
+        }
     }
 }
 

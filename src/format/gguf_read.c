@@ -287,7 +287,7 @@ static int parse_kvs(cur *c, gguf_part *pt, uint64_t n_kv) {
     for (uint64_t i = 0; i < n_kv; i++) {
         gguf_kv *kv = &pt->kv[i];
         uint64_t at = c->off;
-        lyra_gguf_str k;
+        lyra_gguf_str k = {NULL, 0};
         snprintf(ctx, sizeof ctx, "key of key/value %llu", (ull)i);
         if (rd_str(c, &k, ctx)) return LYRA_ERR_INPUT;
         if (k.len == 0) return bad(c, at, "key/value %llu has an empty key", (ull)i);

@@ -13,6 +13,7 @@
 #pragma STDC FP_CONTRACT OFF
 #endif
 #include <immintrin.h>
+#include <stdint.h>
 #include <math.h>
 #include <string.h>
 
@@ -20,11 +21,26 @@
 #include "quant/quant_impl.h"
 
 #define INLINE static inline __attribute__((always_inline))
+/* Fully unroll the small R x T loops so the accumulators live in registers.
+ * Clang does that by itself (and its pragma blows up compile times under
+ * -fsanitize with -fno-sanitize-recover), so only GCC gets the pragma. */
+#if defined(__clang__)
+#define UNROLL
+#else
 #define UNROLL _Pragma("GCC unroll 16")
+#endif
 
 static inline uint16_t rd16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
 static inline float rdf(const uint8_t *p) { float v; memcpy(&v, p, 4); return v; }
 static inline float h2f(const uint8_t *p) { return _cvtsh_ss(rd16(p)); }
+
+/* Decode (one token) streams weights from memory: while a tile reads its R
+ * rows, prefetch the same bytes of the next tile's R rows (R * ws ahead). The
+ * address is formed as an integer (it may lie past the matrix; a prefetch
+ * never faults). */
+INLINE void prefetch_ahead(const uint8_t *p, size_t ahead) {
+    _mm_prefetch((const char *)(uintptr_t)((uintptr_t)p + ahead), _MM_HINT_T0);
+}
 INLINE __m256i ld256(const uint8_t *p) { return _mm256_loadu_si256((const __m256i *)(const void *)p); }
 INLINE __m128i ld128(const uint8_t *p) { return _mm_loadu_si128((const __m128i *)(const void *)p); }
 
@@ -156,6 +172,7 @@ INLINE void q8_tile(const int q4, const int R, const int T, int64_t n, const uin
             float wd[R];
             UNROLL for (int r = 0; r < R; r++) {
                 const uint8_t *p = w + r * ws + bb * wb;
+                if (T == 1) prefetch_ahead(p, R * ws);
                 wq[r] = q4 ? q4_unpack(p) : ld256(p + 2);
                 wd[r] = h2f(p);
             }
@@ -222,6 +239,8 @@ INLINE void k_tile(const int kind, const int R, const int T, int64_t n, const ui
         float dw[R], dm[R];
         UNROLL for (int r = 0; r < R; r++) {
             const uint8_t *blk = w + r * ws + s * wb;
+            if (T == 1)
+                for (size_t off = 0; off < wb; off += 64) prefetch_ahead(blk + off, R * ws);
             if (kind == 6) {
                 for (int j = 0; j < 16; j++) sc[r][j] = (int8_t)blk[192 + j];
                 mins[r] = _mm256_cvtepi8_epi16(ld128(blk + 192));
@@ -290,41 +309,63 @@ INLINE __m256 f_load(lyra_type wt, const uint8_t *p, int64_t i) {
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
+/* Float tile, R <= 3 rows x 1 token; named accumulators a{k}_{r} (lanes
+ * 8k..8k+7) since GCC keeps arrays of vectors in memory. The tail (n % 32)
+ * finishes the canonical lanes with scalar fmaf. */
+#define F_FOR_R(X) X(0) X(1) X(2)
+#define F_DECL(r) __m256 a0_##r = _mm256_setzero_ps(), a1_##r = a0_##r, a2_##r = a0_##r, a3_##r = a0_##r;
+#define F_STEP(r)                                                                  \
+    if (r < R) {                                                                   \
+        const uint8_t *p = w + r * ws;                                             \
+        for (size_t off = 0; off < 32 * eb; off += 64) prefetch_ahead(p + i * eb + off, R * ws); \
+        a0_##r = _mm256_fmadd_ps(f_load(wt, p, i), x0, a0_##r);                    \
+        a1_##r = _mm256_fmadd_ps(f_load(wt, p, i + 8), x1, a1_##r);                \
+        a2_##r = _mm256_fmadd_ps(f_load(wt, p, i + 16), x2, a2_##r);               \
+        a3_##r = _mm256_fmadd_ps(f_load(wt, p, i + 24), x3, a3_##r);               \
+    }
+#define F_OUT(r)                                                                         \
+    if (r < R) {                                                                         \
+        if (i < n) {                                                                     \
+            float lanes[32];                                                             \
+            _mm256_storeu_ps(lanes, a0_##r);                                             \
+            _mm256_storeu_ps(lanes + 8, a1_##r);                                         \
+            _mm256_storeu_ps(lanes + 16, a2_##r);                                        \
+            _mm256_storeu_ps(lanes + 24, a3_##r);                                        \
+            f_tail(wt, w + r * ws, x, i, n, lanes);                                      \
+            a0_##r = _mm256_loadu_ps(lanes);                                             \
+            a1_##r = _mm256_loadu_ps(lanes + 8);                                         \
+            a2_##r = _mm256_loadu_ps(lanes + 16);                                        \
+            a3_##r = _mm256_loadu_ps(lanes + 24);                                        \
+        }                                                                                \
+        y[r] = reduce16(_mm256_add_ps(a0_##r, a2_##r), _mm256_add_ps(a1_##r, a3_##r));   \
+    }
+
+/* Elements i..n-1 into the canonical lanes, in order (same fmaf as scalar). */
+static void f_tail(lyra_type wt, const uint8_t *p, const float *x, int64_t i, int64_t n, float *lanes) {
+    for (int64_t e = i; e < n; e++) {
+        float v;
+        if (wt == LYRA_TYPE_F32) memcpy(&v, p + 4 * e, 4);
+        else if (wt == LYRA_TYPE_F16) v = h2f(p + 2 * e);
+        else v = lyra_bf16_to_f32(rd16(p + 2 * e));
+        lanes[e & 31] = fmaf(v, x[e], lanes[e & 31]);
+    }
+}
+
 INLINE void f_tile(const lyra_type wt, const int R, const int T, int64_t n, const uint8_t *w, size_t ws,
                    const uint8_t *a, size_t as, float *y, size_t ys) {
-    __m256 acc[R][T][4];
-    UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) UNROLL for (int k = 0; k < 4; k++)
-        acc[r][t][k] = _mm256_setzero_ps();
+    (void)T; /* always 1 */
+    (void)as;
+    (void)ys;
+    const float *x = (const float *)(const void *)a;
+    const size_t eb = wt == LYRA_TYPE_F32 ? 4 : 2; /* bytes per weight */
+    F_FOR_R(F_DECL)
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) {
-        UNROLL for (int k = 0; k < 4; k++) {
-            __m256 wv[R];
-            UNROLL for (int r = 0; r < R; r++) wv[r] = f_load(wt, w + r * ws, i + 8 * k);
-            UNROLL for (int t = 0; t < T; t++) {
-                __m256 xv = _mm256_loadu_ps((const float *)(const void *)(a + t * as) + i + 8 * k);
-                UNROLL for (int r = 0; r < R; r++) acc[r][t][k] = _mm256_fmadd_ps(wv[r], xv, acc[r][t][k]);
-            }
-        }
+        __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
+        __m256 x2 = _mm256_loadu_ps(x + i + 16), x3 = _mm256_loadu_ps(x + i + 24);
+        F_FOR_R(F_STEP)
     }
-    float out[R][T];
-    UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) {
-        if (i < n) { /* tail: finish the canonical lanes in scalar (same fmaf) */
-            float lanes[32];
-            for (int k = 0; k < 4; k++) _mm256_storeu_ps(lanes + 8 * k, acc[r][t][k]);
-            const float *x = (const float *)(const void *)(a + t * as);
-            const uint8_t *p = w + r * ws;
-            for (int64_t e = i; e < n; e++) {
-                float v;
-                if (wt == LYRA_TYPE_F32) memcpy(&v, p + 4 * e, 4);
-                else if (wt == LYRA_TYPE_F16) v = h2f(p + 2 * e);
-                else v = lyra_bf16_to_f32(rd16(p + 2 * e));
-                lanes[e & 31] = fmaf(v, x[e], lanes[e & 31]);
-            }
-            for (int k = 0; k < 4; k++) acc[r][t][k] = _mm256_loadu_ps(lanes + 8 * k);
-        }
-        out[r][t] = reduce16(_mm256_add_ps(acc[r][t][0], acc[r][t][2]), _mm256_add_ps(acc[r][t][1], acc[r][t][3]));
-    }
-    UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) y[t * ys + r] = out[r][t];
+    F_FOR_R(F_OUT)
 }
 
 /* ------------------------------------------------ dispatch */
@@ -338,6 +379,8 @@ INLINE void f_tile(const lyra_type wt, const int R, const int T, int64_t n, cons
 #define F_RP 3
 #define F_TP 1
 #define F_RD 3
+
+_Static_assert(F_RP <= 3 && F_RD <= 3 && F_TP == 1, "f_tile handles up to 3 x 1");
 
 void lyra_shape_avx2(lyra_type wt, int64_t ntok, int *R, int *T) {
     int k = wt == LYRA_TYPE_Q4_K || wt == LYRA_TYPE_Q5_K || wt == LYRA_TYPE_Q6_K;
@@ -360,17 +403,35 @@ void lyra_shape_avx2(lyra_type wt, int64_t ntok, int *R, int *T) {
 #define K_F16(R_, T_, W_, A_, Y_) f_tile(LYRA_TYPE_F16, R_, T_, n, W_, ws, A_, as, Y_, ys)
 #define K_BF16(R_, T_, W_, A_, Y_) f_tile(LYRA_TYPE_BF16, R_, T_, n, W_, ws, A_, as, Y_, ys)
 
-int lyra_tile_avx2(lyra_type wt, int64_t n, const uint8_t *w, size_t ws, int nr, const uint8_t *a,
-                   size_t as, int nt, float *y, size_t ys) {
+/* One function per weight type (keeps functions small for the compiler). */
+#define DEF_COVER(NAME, KERN, RP, TP, RD)                                                           \
+    static __attribute__((noinline)) void NAME(int64_t n, const uint8_t *w, size_t ws, int nr,     \
+                                               const uint8_t *a, size_t as, int nt, float *y, size_t ys) { \
+        LYRA_TILE_COVER(KERN, RP, TP, RD);                                                          \
+    }
+DEF_COVER(cover_q8, K_Q8, Q8_RP, Q8_TP, Q8_RD)
+DEF_COVER(cover_q4, K_Q4, Q8_RP, Q8_TP, Q8_RD)
+DEF_COVER(cover_k4, K_K4, K_RP, K_TP, K_RD)
+DEF_COVER(cover_k5, K_K5, K_RP, K_TP, K_RD)
+DEF_COVER(cover_k6, K_K6, K_RP, K_TP, K_RD)
+DEF_COVER(cover_f32, K_F32, F_RP, F_TP, F_RD)
+DEF_COVER(cover_f16, K_F16, F_RP, F_TP, F_RD)
+DEF_COVER(cover_bf16, K_BF16, F_RP, F_TP, F_RD)
+
+int lyra_tile_avx2(lyra_type wt, int64_t n, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as,
+       int nt, float *y, size_t ys) {
+    void (*f)(int64_t, const uint8_t *, size_t, int, const uint8_t *, size_t, int, float *, size_t);
     switch (wt) {
-    case LYRA_TYPE_Q8_0: LYRA_TILE_COVER(K_Q8, Q8_RP, Q8_TP, Q8_RD); return 1;
-    case LYRA_TYPE_Q4_0: LYRA_TILE_COVER(K_Q4, Q8_RP, Q8_TP, Q8_RD); return 1;
-    case LYRA_TYPE_Q4_K: LYRA_TILE_COVER(K_K4, K_RP, K_TP, K_RD); return 1;
-    case LYRA_TYPE_Q5_K: LYRA_TILE_COVER(K_K5, K_RP, K_TP, K_RD); return 1;
-    case LYRA_TYPE_Q6_K: LYRA_TILE_COVER(K_K6, K_RP, K_TP, K_RD); return 1;
-    case LYRA_TYPE_F32: LYRA_TILE_COVER(K_F32, F_RP, F_TP, F_RD); return 1;
-    case LYRA_TYPE_F16: LYRA_TILE_COVER(K_F16, F_RP, F_TP, F_RD); return 1;
-    case LYRA_TYPE_BF16: LYRA_TILE_COVER(K_BF16, F_RP, F_TP, F_RD); return 1;
+    case LYRA_TYPE_Q8_0: f = cover_q8; break;
+    case LYRA_TYPE_Q4_0: f = cover_q4; break;
+    case LYRA_TYPE_Q4_K: f = cover_k4; break;
+    case LYRA_TYPE_Q5_K: f = cover_k5; break;
+    case LYRA_TYPE_Q6_K: f = cover_k6; break;
+    case LYRA_TYPE_F32: f = cover_f32; break;
+    case LYRA_TYPE_F16: f = cover_f16; break;
+    case LYRA_TYPE_BF16: f = cover_bf16; break;
     default: return 0;
     }
+    if (nr > 0 && nt > 0) f(n, w, ws, nr, a, as, nt, y, ys);
+    return 1;
 }

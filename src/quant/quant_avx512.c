@@ -9,22 +9,41 @@
  * the correction -128*sum(x) resp. -8*sum(x) per 4-byte lane, so each int32
  * lane is exactly sum of 4 products w*x. K-quants: vpmaddubsw (weights 0..63
  * unsigned) then vpdpwssd with the sub-block scales as int16. Float weights:
- * FMA on two zmm accumulators (32 canonical lanes). */
+ * FMA on two zmm accumulators (32 canonical lanes).
+ * lyra_matmul feeds Q8_0/Q4_0 tiles a private activation layout (scales and
+ * corrections precomputed, see lyra_mm_act_avx512), and decode tiles (one
+ * token) prefetch the next tile's weight rows. */
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF
 #endif
 #include <immintrin.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "core/fp16.h"
 #include "quant/quant_impl.h"
 
 #define INLINE static inline __attribute__((always_inline))
+/* Fully unroll the small R x T loops so the accumulators live in registers.
+ * Clang does that by itself (and its pragma blows up compile times under
+ * -fsanitize with -fno-sanitize-recover), so only GCC gets the pragma. */
+#if defined(__clang__)
+#define UNROLL
+#else
 #define UNROLL _Pragma("GCC unroll 16")
+#endif
 
 static inline uint16_t rd16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
 static inline float rdf(const uint8_t *p) { float v; memcpy(&v, p, 4); return v; }
 static inline float h2f(const uint8_t *p) { return _cvtsh_ss(rd16(p)); }
+
+/* Decode (one token) streams weights from memory: while a tile reads its R
+ * rows, prefetch the same bytes of the next tile's R rows (R * ws ahead). The
+ * address is formed as an integer (it may lie past the matrix; a prefetch
+ * never faults). */
+INLINE void prefetch_ahead(const uint8_t *p, size_t ahead) {
+    _mm_prefetch((const char *)(uintptr_t)((uintptr_t)p + ahead), _MM_HINT_T0);
+}
 
 /* Canonical 16-lane sum: [l]+[l+8], [l]+[l+4], [l]+[l+2], [0]+[1]. */
 INLINE float reduce16(__m512 a) {
@@ -243,6 +262,7 @@ INLINE void q8p_tile(const int q4, const int R, const int T, int64_t n, const ui
             __m512 wd[R];
             UNROLL for (int r = 0; r < R; r++) {
                 const uint8_t *p0 = w + r * ws + bb * wb;
+                if (T == 1) prefetch_ahead(p0, R * ws);
                 wq[r] = w_pair(q4, p0, p0 + wb);
                 wd[r] = _mm512_permutexvar_ps(idx, dv[r]);
             }
@@ -286,13 +306,21 @@ INLINE void q8p_tile(const int q4, const int R, const int T, int64_t n, const ui
 #define K_P8(R_, T_, W_, A_, Y_) q8p_tile(0, R_, T_, n, W_, ws, A_, as, Y_, ys)
 #define K_P4(R_, T_, W_, A_, Y_) q8p_tile(1, R_, T_, n, W_, ws, A_, as, Y_, ys)
 
+static __attribute__((noinline)) void cover_p8(int64_t n, const uint8_t *w, size_t ws, int nr,
+                                                const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
+    LYRA_TILE_COVER(K_P8, P8_RP, P8_TP, P8_RD);
+}
+
+static __attribute__((noinline)) void cover_p4(int64_t n, const uint8_t *w, size_t ws, int nr,
+                                                const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
+    LYRA_TILE_COVER(K_P4, P8_RP, P8_TP, P8_RD);
+}
+
 int lyra_mm_tile_avx512(lyra_type wt, int64_t n, const uint8_t *w, size_t ws, int nr, const uint8_t *a,
                         size_t as, int nt, float *y, size_t ys) {
-    switch (wt) {
-    case LYRA_TYPE_Q8_0: LYRA_TILE_COVER(K_P8, P8_RP, P8_TP, P8_RD); return 1;
-    case LYRA_TYPE_Q4_0: LYRA_TILE_COVER(K_P4, P8_RP, P8_TP, P8_RD); return 1;
-    default: return 0;
-    }
+    if (wt != LYRA_TYPE_Q8_0 && wt != LYRA_TYPE_Q4_0) return 0;
+    if (nr > 0 && nt > 0) (wt == LYRA_TYPE_Q8_0 ? cover_p8 : cover_p4)(n, w, ws, nr, a, as, nt, y, ys);
+    return 1;
 }
 
 void lyra_mm_shape_avx512(lyra_type wt, int64_t ntok, int *R, int *T) {
@@ -315,11 +343,16 @@ INLINE void k4_scales(const uint8_t *s, uint64_t *sc8, uint64_t *m8) {
 }
 
 /* int16 lane m of group g's scale vector: Q4_K/Q5_K 2g + m/16, Q6_K 4g + m/8. */
-INLINE __m512i k_scale_idx(int kind, int g) {
-    uint16_t idx[32];
-    for (int m = 0; m < 32; m++) idx[m] = (uint16_t)(kind == 6 ? 4 * g + m / 8 : 2 * g + m / 16);
-    return _mm512_loadu_si512(idx);
-}
+#define I16(a) a, a, a, a, a, a, a, a
+static const uint16_t K_SCALE_IDX[2][4][32] __attribute__((aligned(64))) = {
+    {{I16(0), I16(0), I16(1), I16(1)}, {I16(2), I16(2), I16(3), I16(3)},
+     {I16(4), I16(4), I16(5), I16(5)}, {I16(6), I16(6), I16(7), I16(7)}},
+    {{I16(0), I16(1), I16(2), I16(3)}, {I16(4), I16(5), I16(6), I16(7)},
+     {I16(8), I16(9), I16(10), I16(11)}, {I16(12), I16(13), I16(14), I16(15)}},
+};
+#undef I16
+
+INLINE __m512i k_scale_idx(int kind, int g) { return _mm512_load_si512(K_SCALE_IDX[kind == 6][g]); }
 
 /* 64 unsigned weights of group g (elements 64g..64g+63) of a K-quant block. */
 INLINE __m512i k_quants(int kind, const uint8_t *blk, int g) {
@@ -355,6 +388,8 @@ INLINE void k_tile(const int kind, const int R, const int T, int64_t n, const ui
         float dw[R], dm[R];
         UNROLL for (int r = 0; r < R; r++) {
             const uint8_t *blk = w + r * ws + s * wb;
+            if (T == 1)
+                for (size_t off = 0; off < wb; off += 64) prefetch_ahead(blk + off, R * ws);
             if (kind == 6) {
                 __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(blk + 192)));
                 scz[r] = _mm512_castsi256_si512(sc16);
@@ -406,55 +441,64 @@ INLINE void k_tile(const int kind, const int R, const int T, int64_t n, const ui
 
 /* 16 weights of type wt at element i of row p, masked loads for m != 0xFFFF. */
 INLINE __m512 f_load(lyra_type wt, const uint8_t *p, int64_t i, __mmask16 m) {
+    if (m == 0xFFFF) { /* plain loads in the main loop */
+        if (wt == LYRA_TYPE_F32) return _mm512_loadu_ps(p + 4 * i);
+        __m256i h = _mm256_loadu_si256((const __m256i *)(const void *)(p + 2 * i));
+        if (wt == LYRA_TYPE_F16) return _mm512_cvtph_ps(h);
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
     if (wt == LYRA_TYPE_F32) return _mm512_maskz_loadu_ps(m, p + 4 * i);
     __m256i h = _mm256_maskz_loadu_epi16(m, p + 2 * i);
     if (wt == LYRA_TYPE_F16) return _mm512_cvtph_ps(h);
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
+/* Float tile, R <= 4 rows x T <= 2 tokens. The accumulators are named
+ * variables (a0_RT: lanes 0..15, a1_RT: lanes 16..31) rather than arrays:
+ * GCC keeps arrays of vectors in memory here, which halves the FMA rate. */
+#define F_FOR_R(X, t) X(0, t) X(1, t) X(2, t) X(3, t)
+#define F_FOR_RT(X) F_FOR_R(X, 0) F_FOR_R(X, 1)
+#define F_DECL(r, t) __m512 a0_##r##t = _mm512_setzero_ps(), a1_##r##t = _mm512_setzero_ps();
+#define F_LOADW(r, M0, M1)                                                        \
+    __m512 w0_##r = r < R ? f_load(wt, w + r * ws, i, M0) : _mm512_setzero_ps(); \
+    __m512 w1_##r = r < R ? f_load(wt, w + r * ws, i + 16, M1) : _mm512_setzero_ps();
+#define F_LOADX(t, M0, M1)                                                                                   \
+    __m512 x0_##t = t < T ? _mm512_maskz_loadu_ps(M0, (const float *)(const void *)(a + t * as) + i)       \
+                          : _mm512_setzero_ps();                                                           \
+    __m512 x1_##t = t < T ? _mm512_maskz_loadu_ps(M1, (const float *)(const void *)(a + t * as) + i + 16)  \
+                          : _mm512_setzero_ps();
+#define F_FMA(r, t)                                                    \
+    if (r < R && t < T) {                                              \
+        a0_##r##t = _mm512_mask3_fmadd_ps(w0_##r, x0_##t, a0_##r##t, m0); \
+        a1_##r##t = _mm512_mask3_fmadd_ps(w1_##r, x1_##t, a1_##r##t, m1); \
+    }
+#define F_OUT(r, t) \
+    if (r < R && t < T) y[t * ys + r] = reduce16(_mm512_add_ps(a0_##r##t, a1_##r##t));
+
 INLINE void f_tile(const lyra_type wt, const int R, const int T, int64_t n, const uint8_t *w, size_t ws,
                    const uint8_t *a, size_t as, float *y, size_t ys) {
-    __m512 acc0[R][T], acc1[R][T];
-    UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) {
-        acc0[r][t] = _mm512_setzero_ps();
-        acc1[r][t] = _mm512_setzero_ps();
-    }
+    F_FOR_RT(F_DECL)
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) {
-        __m512 w0[R], w1[R];
-        UNROLL for (int r = 0; r < R; r++) {
-            w0[r] = f_load(wt, w + r * ws, i, 0xFFFF);
-            w1[r] = f_load(wt, w + r * ws, i + 16, 0xFFFF);
+        const __mmask16 m0 = 0xFFFF, m1 = 0xFFFF; /* plain loads and FMAs */
+        if (T == 1) {
+            const size_t eb = wt == LYRA_TYPE_F32 ? 4 : 2;
+            for (int r = 0; r < R; r++)
+                for (size_t off = 0; off < 32 * eb; off += 64) prefetch_ahead(w + r * ws + i * eb + off, R * ws);
         }
-        UNROLL for (int t = 0; t < T; t++) {
-            const float *x = (const float *)(const void *)(a + t * as);
-            __m512 x0 = _mm512_loadu_ps(x + i), x1 = _mm512_loadu_ps(x + i + 16);
-            UNROLL for (int r = 0; r < R; r++) {
-                acc0[r][t] = _mm512_fmadd_ps(w0[r], x0, acc0[r][t]);
-                acc1[r][t] = _mm512_fmadd_ps(w1[r], x1, acc1[r][t]);
-            }
-        }
+        F_LOADW(0, m0, m1) F_LOADW(1, m0, m1) F_LOADW(2, m0, m1) F_LOADW(3, m0, m1)
+        F_LOADX(0, m0, m1) F_LOADX(1, m0, m1)
+        F_FOR_RT(F_FMA)
     }
-    if (i < n) {
+    if (i < n) { /* tail: masked loads, only the lanes of real elements change */
         int64_t rem = n - i;
-        __mmask16 m0 = rem >= 16 ? 0xFFFF : (__mmask16)((1u << rem) - 1);
-        __mmask16 m1 = rem > 16 ? (__mmask16)((1u << (rem - 16)) - 1) : 0;
-        __m512 w0[R], w1[R];
-        UNROLL for (int r = 0; r < R; r++) {
-            w0[r] = f_load(wt, w + r * ws, i, m0);
-            w1[r] = f_load(wt, w + r * ws, i + 16, m1);
-        }
-        UNROLL for (int t = 0; t < T; t++) {
-            const float *x = (const float *)(const void *)(a + t * as);
-            __m512 x0 = _mm512_maskz_loadu_ps(m0, x + i), x1 = _mm512_maskz_loadu_ps(m1, x + i + 16);
-            UNROLL for (int r = 0; r < R; r++) {
-                acc0[r][t] = _mm512_mask3_fmadd_ps(w0[r], x0, acc0[r][t], m0);
-                acc1[r][t] = _mm512_mask3_fmadd_ps(w1[r], x1, acc1[r][t], m1);
-            }
-        }
+        const __mmask16 m0 = rem >= 16 ? 0xFFFF : (__mmask16)((1u << rem) - 1);
+        const __mmask16 m1 = rem > 16 ? (__mmask16)((1u << (rem - 16)) - 1) : 0;
+        F_LOADW(0, m0, m1) F_LOADW(1, m0, m1) F_LOADW(2, m0, m1) F_LOADW(3, m0, m1)
+        F_LOADX(0, m0, m1) F_LOADX(1, m0, m1)
+        F_FOR_RT(F_FMA)
     }
-    UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++)
-        y[t * ys + r] = reduce16(_mm512_add_ps(acc0[r][t], acc1[r][t]));
+    F_FOR_RT(F_OUT)
 }
 
 /* ------------------------------------------------ dispatch */
@@ -469,6 +513,8 @@ INLINE void f_tile(const lyra_type wt, const int R, const int T, int64_t n, cons
 #define F_RP 4
 #define F_TP 2
 #define F_RD 4
+
+_Static_assert(F_RP <= 4 && F_RD <= 4 && F_TP <= 2, "f_tile handles up to 4 x 2");
 
 void lyra_shape_avx512(lyra_type wt, int64_t ntok, int *R, int *T) {
     int k = wt == LYRA_TYPE_Q4_K || wt == LYRA_TYPE_Q5_K || wt == LYRA_TYPE_Q6_K;
@@ -491,17 +537,35 @@ void lyra_shape_avx512(lyra_type wt, int64_t ntok, int *R, int *T) {
 #define K_F16(R_, T_, W_, A_, Y_) f_tile(LYRA_TYPE_F16, R_, T_, n, W_, ws, A_, as, Y_, ys)
 #define K_BF16(R_, T_, W_, A_, Y_) f_tile(LYRA_TYPE_BF16, R_, T_, n, W_, ws, A_, as, Y_, ys)
 
-int lyra_tile_avx512(lyra_type wt, int64_t n, const uint8_t *w, size_t ws, int nr, const uint8_t *a,
-                     size_t as, int nt, float *y, size_t ys) {
+/* One function per weight type (keeps functions small for the compiler). */
+#define DEF_COVER(NAME, KERN, RP, TP, RD)                                                           \
+    static __attribute__((noinline)) void NAME(int64_t n, const uint8_t *w, size_t ws, int nr,     \
+                                               const uint8_t *a, size_t as, int nt, float *y, size_t ys) { \
+        LYRA_TILE_COVER(KERN, RP, TP, RD);                                                          \
+    }
+DEF_COVER(cover_q8, K_Q8, Q8_RP, Q8_TP, Q8_RD)
+DEF_COVER(cover_q4, K_Q4, Q8_RP, Q8_TP, Q8_RD)
+DEF_COVER(cover_k4, K_K4, K_RP, K_TP, K_RD)
+DEF_COVER(cover_k5, K_K5, K_RP, K_TP, K_RD)
+DEF_COVER(cover_k6, K_K6, K_RP, K_TP, K_RD)
+DEF_COVER(cover_f32, K_F32, F_RP, F_TP, F_RD)
+DEF_COVER(cover_f16, K_F16, F_RP, F_TP, F_RD)
+DEF_COVER(cover_bf16, K_BF16, F_RP, F_TP, F_RD)
+
+int lyra_tile_avx512(lyra_type wt, int64_t n, const uint8_t *w, size_t ws, int nr, const uint8_t *a, size_t as,
+       int nt, float *y, size_t ys) {
+    void (*f)(int64_t, const uint8_t *, size_t, int, const uint8_t *, size_t, int, float *, size_t);
     switch (wt) {
-    case LYRA_TYPE_Q8_0: LYRA_TILE_COVER(K_Q8, Q8_RP, Q8_TP, Q8_RD); return 1;
-    case LYRA_TYPE_Q4_0: LYRA_TILE_COVER(K_Q4, Q8_RP, Q8_TP, Q8_RD); return 1;
-    case LYRA_TYPE_Q4_K: LYRA_TILE_COVER(K_K4, K_RP, K_TP, K_RD); return 1;
-    case LYRA_TYPE_Q5_K: LYRA_TILE_COVER(K_K5, K_RP, K_TP, K_RD); return 1;
-    case LYRA_TYPE_Q6_K: LYRA_TILE_COVER(K_K6, K_RP, K_TP, K_RD); return 1;
-    case LYRA_TYPE_F32: LYRA_TILE_COVER(K_F32, F_RP, F_TP, F_RD); return 1;
-    case LYRA_TYPE_F16: LYRA_TILE_COVER(K_F16, F_RP, F_TP, F_RD); return 1;
-    case LYRA_TYPE_BF16: LYRA_TILE_COVER(K_BF16, F_RP, F_TP, F_RD); return 1;
+    case LYRA_TYPE_Q8_0: f = cover_q8; break;
+    case LYRA_TYPE_Q4_0: f = cover_q4; break;
+    case LYRA_TYPE_Q4_K: f = cover_k4; break;
+    case LYRA_TYPE_Q5_K: f = cover_k5; break;
+    case LYRA_TYPE_Q6_K: f = cover_k6; break;
+    case LYRA_TYPE_F32: f = cover_f32; break;
+    case LYRA_TYPE_F16: f = cover_f16; break;
+    case LYRA_TYPE_BF16: f = cover_bf16; break;
     default: return 0;
     }
+    if (nr > 0 && nt > 0) f(n, w, ws, nr, a, as, nt, y, ys);
+    return 1;
 }

@@ -67,10 +67,6 @@ int lyra_mm_tile_avx512(lyra_type wt, int64_t n, const uint8_t *w, size_t wstrid
 void lyra_mm_shape_avx512(lyra_type wt, int64_t ntok, int *R, int *T);
 #endif
 
-/* The largest R and T any path asks for. */
-#define LYRA_TILE_MAX_R 8
-#define LYRA_TILE_MAX_T 8
-
 /* Cover nr x nt with kernels (RP,TP), (RP,1), (1,TP), (1,1) or, for nt == 1,
  * (RD,1) and (1,1). KERN(R, T, w, a, y) must be a macro calling the tile. Used by the
  * SIMD files inside their lyra_tile_* (names n w ws nr a as nt y ys). */

@@ -9,6 +9,7 @@
 #include "core/log.h"
 #include "core/pool.h"
 #include "runtime/runtime.h"
+#include "plan/size.h"
 
 lyra_context_params lyra_context_default_params(void) {
     lyra_context_params p = {.n_ctx = 0, .n_batch = 512, .n_threads = 0, .kv_type = LYRA_KV_F16};
@@ -17,17 +18,23 @@ lyra_context_params lyra_context_default_params(void) {
 
 static size_t kv_elem_bytes(lyra_kv_type t) { return t == LYRA_KV_F32 ? 4 : 2; }
 
+/* Device of layer l. */
+static int layer_dev(const lyra_context *c, int l) { return c->model->module_dev[l + 1]; }
+
 /* Free everything the context allocated on the devices. */
 static void release(lyra_context *c) {
     lyra_model *m = c->model;
+    if (c->kv_ptrs)
+        for (int l = 0; l < m->arch->hp.n_layer; l++) {
+            lyra_device *d = m->dev[layer_dev(c, l)];
+            for (int32_t k = 0; k < c->n_chunks_max; k++) {
+                void *p = c->kv_ptrs[(size_t)l * 2 * c->n_chunks_max + k];
+                if (p) d->ops->free(d, p, c->chunk_bytes);
+            }
+        }
     for (int i = 0; i < m->n_dev; i++) {
         lyra_device *d = m->dev[i];
         lyra_ctx_dev *cd = &c->cd[i];
-        if (cd->chunks) {
-            for (int32_t k = 0; k < c->n_chunks; k++)
-                if (cd->chunks[k]) d->ops->free(d, cd->chunks[k], cd->chunk_bytes);
-            free(cd->chunks);
-        }
         if (cd->scratch) d->ops->free(d, cd->scratch, cd->scratch_bytes);
         if (d->ops->set_work) d->ops->set_work(d, NULL, 0);
     }
@@ -36,6 +43,7 @@ static void release(lyra_context *c) {
 void lyra_context_free(lyra_context *c) {
     if (!c) return;
     release(c);
+    c->model->n_contexts--;
     free(c->kv_ptrs);
     free(c->kv);
     free(c->pos_buf);
@@ -44,38 +52,99 @@ void lyra_context_free(lyra_context *c) {
     free(c);
 }
 
+/* What device di's scratch must hold under the current placement: layer
+ * buffers, logits, and the largest matmul work of its modules. */
+typedef struct scratch_need {
+    int any, has_layers, has_head; /* runs a module / a layer / the head */
+    size_t work, bytes;            /* matmul work; the whole scratch */
+} scratch_need;
+
+static scratch_need need_of(const lyra_context *c, int di) {
+    const lyra_model *m = c->model;
+    const lyra_llama *a = m->arch;
+    lyra_device *d = m->dev[di];
+    scratch_need s = {0, 0, 0, 0, 0};
+    int n_mod = lyra_llama_n_modules(a);
+    for (int i = 0; i < n_mod; i++) {
+        if (m->module_dev[i] != di) continue;
+        s.any = 1;
+        lyra_module_kind k = lyra_llama_module_kind(a, i, NULL);
+        if (k == LYRA_MODULE_LAYER) s.has_layers = 1;
+        if (k == LYRA_MODULE_HEAD) s.has_head = 1;
+        size_t w = lyra_llama_work_bytes(a, d, i, i + 1, c->n_batch);
+        if (w > s.work) s.work = w;
+    }
+    if (s.any)
+        s.bytes = lyra_llama_buffers_bytes(a, c->n_batch, s.has_layers, s.has_head) +
+                  ((s.work + 63) & ~(size_t)63);
+    return s;
+}
+
+/* Adopt a new scratch p (NULL when none is needed) of need s for device di,
+ * freeing the old one, and carve the buffers. */
+static void set_scratch(lyra_context *c, int di, const scratch_need *s, void *p) {
+    lyra_device *d = c->model->dev[di];
+    lyra_ctx_dev *cd = &c->cd[di];
+    if (cd->scratch) d->ops->free(d, cd->scratch, cd->scratch_bytes);
+    memset(&c->run.buf[di], 0, sizeof c->run.buf[di]);
+    cd->scratch = p;
+    cd->scratch_bytes = p ? s->bytes : 0;
+    cd->work_bytes = p ? s->work : 0;
+    cd->has_layers = s->has_layers;
+    cd->has_head = s->has_head;
+    cd->work = NULL;
+    if (!p) return;
+    size_t act = lyra_llama_buffers_bytes(c->model->arch, c->n_batch, s->has_layers, s->has_head);
+    lyra_llama_buffers_carve(c->model->arch, c->n_batch, s->has_layers, s->has_head, p, &c->run.buf[di]);
+    cd->work = s->work ? (char *)p + act : NULL;
+}
+
 /* Allocate scratch on every device: activations for n_batch tokens (logits
  * on the head's device) and the largest matmul work its modules need. */
 static int alloc_scratch(lyra_context *c, lyra_error *err) {
     lyra_model *m = c->model;
-    const lyra_llama *a = m->arch;
-    int n_mod = lyra_llama_n_modules(a);
     for (int di = 0; di < m->n_dev; di++) {
         lyra_device *d = m->dev[di];
-        lyra_ctx_dev *cd = &c->cd[di];
-        int has_layers = 0, has_head = 0, any = 0;
-        size_t work = 0;
-        for (int i = 0; i < n_mod; i++) {
-            if (m->module_dev[i] != di) continue;
-            any = 1;
-            lyra_module_kind k = lyra_llama_module_kind(a, i, NULL);
-            if (k == LYRA_MODULE_LAYER) has_layers = 1;
-            if (k == LYRA_MODULE_HEAD) has_head = 1;
-            size_t w = lyra_llama_work_bytes(a, d, i, i + 1, c->n_batch);
-            if (w > work) work = w;
-        }
-        if (!any) continue;
-        size_t act = lyra_llama_buffers_bytes(a, c->n_batch, has_layers, has_head);
-        cd->work_bytes = work;
-        cd->scratch_bytes = act + ((work + 63) & ~(size_t)63);
-        int rc = d->ops->alloc(d, cd->scratch_bytes, &cd->scratch);
+        scratch_need s = need_of(c, di);
+        if (!s.any) continue;
+        void *p;
+        int rc = d->ops->alloc(d, s.bytes, &p);
         if (rc)
             return lyra_err(err, rc, d->id, "out of memory for %zu bytes of scratch (n_batch %d)",
-                            cd->scratch_bytes, (int)c->n_batch);
-        lyra_llama_buffers_carve(a, c->n_batch, has_layers, has_head, cd->scratch, &c->run.buf[di]);
-        cd->work = work ? (char *)cd->scratch + act : NULL;
+                            s.bytes, (int)c->n_batch);
+        set_scratch(c, di, &s, p);
     }
     return LYRA_OK;
+}
+
+/* Threads of the CPU and of the simulated GPUs' compute devices. */
+static int set_threads(lyra_context *c, lyra_error *err) {
+    lyra_model *m = c->model;
+    for (int di = 0; di < m->n_dev; di++) {
+        lyra_device *d = m->dev[di];
+        if (lyra_device_is_sim(d)) d = lyra_sim_device_compute(d);
+        else if (strcmp(d->backend, "cpu")) continue;
+        int rc = lyra_cpu_device_set_threads(d, c->n_threads, err);
+        if (rc) return rc;
+    }
+    return LYRA_OK;
+}
+
+/* The disk tier: after a disk module ran, drop its pages from memory (a
+ * tensor that some device also uses in place is kept). */
+static void after_module(void *user, int i) {
+    lyra_context *c = user;
+    lyra_model *m = c->model;
+    if (!m->module_disk[i]) return;
+    lyra_weight *w[10];
+    int n = lyra_llama_module_weights(m->arch, i, w);
+    for (int k = 0; k < n; k++) {
+        if (w[k] == &m->arch->rope_freqs) continue;
+        int used = 0;
+        for (int j = 0; j < m->n_placed; j++)
+            if (m->placed[j].host == w[k]->data) used = 1;
+        if (!used) lyra_runtime_release_pages(w[k]->data, w[k]->n_bytes);
+    }
 }
 
 int lyra_context_new(lyra_model *m, const lyra_context_params *params, lyra_context **out,
@@ -94,6 +163,7 @@ int lyra_context_new(lyra_model *m, const lyra_context_params *params, lyra_cont
     lyra_context *c = calloc(1, sizeof *c);
     if (!c) return lyra_err(err, LYRA_ERR_OOM, "context", "out of memory");
     c->model = m;
+    m->n_contexts++;
     c->n_ctx = p.n_ctx ? p.n_ctx : (hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
     c->n_batch = p.n_batch ? p.n_batch : 512;
     if (c->n_batch > c->n_ctx) c->n_batch = c->n_ctx;
@@ -113,23 +183,12 @@ int lyra_context_new(lyra_model *m, const lyra_context_params *params, lyra_cont
         goto fail;
     }
     size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
+    c->chunk_bytes = 2 * (size_t)LYRA_KV_CHUNK * kv_dim * kv_elem_bytes(c->kv_type);
     for (int l = 0; l < hp->n_layer; l++) {
         c->kv[l].k_chunks = c->kv_ptrs + (size_t)l * 2 * c->n_chunks_max;
         c->kv[l].v_chunks = c->kv_ptrs + ((size_t)l * 2 + 1) * c->n_chunks_max;
         c->kv[l].chunk_len = LYRA_KV_CHUNK;
         c->kv[l].kv_type = c->kv_type == LYRA_KV_F32 ? LYRA_TYPE_F32 : LYRA_TYPE_F16;
-        c->cd[m->module_dev[l + 1]].n_layers++;
-    }
-    for (int di = 0; di < m->n_dev; di++) {
-        lyra_ctx_dev *cd = &c->cd[di];
-        cd->chunk_bytes = (size_t)cd->n_layers * 2 * LYRA_KV_CHUNK * kv_dim * kv_elem_bytes(c->kv_type);
-        if (cd->n_layers) {
-            cd->chunks = calloc((size_t)c->n_chunks_max, sizeof *cd->chunks);
-            if (!cd->chunks) {
-                rc = lyra_err(err, LYRA_ERR_OOM, "context", "out of memory");
-                goto fail;
-            }
-        }
     }
     if (m->n_dev > 1) {
         c->stage = malloc((size_t)c->n_batch * (size_t)hp->n_embd * sizeof(float));
@@ -139,10 +198,7 @@ int lyra_context_new(lyra_model *m, const lyra_context_params *params, lyra_cont
         }
     }
     if ((rc = alloc_scratch(c, err))) goto fail;
-    for (int di = 0; di < m->n_dev; di++)
-        if (!strcmp(m->dev[di]->backend, "cpu") &&
-            (rc = lyra_cpu_device_set_threads(m->dev[di], c->n_threads, err)))
-            goto fail;
+    if ((rc = set_threads(c, err))) goto fail;
     c->run.n_dev = m->n_dev;
     for (int di = 0; di < m->n_dev; di++) c->run.dev[di] = m->dev[di];
     c->run.module_dev = m->module_dev;
@@ -150,6 +206,13 @@ int lyra_context_new(lyra_model *m, const lyra_context_params *params, lyra_cont
     c->run.n_batch = c->n_batch;
     c->run.pos = c->pos_buf;
     c->run.stage = c->stage;
+    c->run.rope_freqs = m->rope_dev;
+    int any_disk = 0;
+    for (int i = 0; i < lyra_llama_n_modules(a); i++) any_disk |= m->module_disk[i];
+    if (any_disk) {
+        c->run.after_module = after_module;
+        c->run.user = c;
+    }
     *out = c;
     return LYRA_OK;
 fail:
@@ -165,35 +228,30 @@ void lyra_context_truncate(lyra_context *c, int32_t pos) {
     if (pos < c->pos) c->pos = pos;
 }
 
-/* Make the cache hold positions [0, n_pos): allocate the missing chunks on
- * every device holding layers. On failure nothing the caller sees changes
+/* Make the cache hold positions [0, n_pos): allocate the missing chunk of
+ * every layer on its device. On failure nothing the caller sees changes
  * (chunks already added stay as spare capacity). */
 static int grow_kv(lyra_context *c, int32_t n_pos, lyra_error *err) {
     lyra_model *m = c->model;
     const lyra_llama_hparams *hp = &m->arch->hp;
     int32_t need = (n_pos + LYRA_KV_CHUNK - 1) / LYRA_KV_CHUNK;
-    size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
-    size_t half = LYRA_KV_CHUNK * kv_dim * kv_elem_bytes(c->kv_type); /* K or V of one layer */
+    size_t half = c->chunk_bytes / 2; /* K or V of one layer */
     while (c->n_chunks < need) {
         int32_t k = c->n_chunks;
-        for (int di = 0; di < m->n_dev; di++) {
-            lyra_ctx_dev *cd = &c->cd[di];
-            if (!cd->n_layers || cd->chunks[k]) continue;
+        for (int l = 0; l < hp->n_layer; l++) {
+            void **kp = &c->kv_ptrs[(size_t)l * 2 * c->n_chunks_max + k];
+            if (*kp) continue;
+            int di = layer_dev(c, l);
             lyra_device *d = m->dev[di];
-            int rc = d->ops->alloc(d, cd->chunk_bytes, &cd->chunks[k]);
+            void *p;
+            int rc = d->ops->alloc(d, c->chunk_bytes, &p);
             if (rc)
                 return lyra_err(err, rc, d->id,
-                                "out of memory for the KV cache at position %d (%zu more bytes)",
-                                (int)k * LYRA_KV_CHUNK, cd->chunk_bytes);
-            cd->kv_bytes += cd->chunk_bytes;
-        }
-        /* point each layer's views at its slices of the chunk */
-        int slot[LYRA_MAX_DEVICES] = {0};
-        for (int l = 0; l < hp->n_layer; l++) {
-            int di = m->module_dev[l + 1];
-            char *base = (char *)c->cd[di].chunks[k] + (size_t)slot[di]++ * 2 * half;
-            c->kv_ptrs[(size_t)l * 2 * c->n_chunks_max + k] = base;
-            c->kv_ptrs[((size_t)l * 2 + 1) * c->n_chunks_max + k] = base + half;
+                                "out of memory for the KV cache of layer %d at position %d (%zu more bytes)",
+                                l, (int)k * LYRA_KV_CHUNK, c->chunk_bytes);
+            *kp = p;
+            c->kv_ptrs[((size_t)l * 2 + 1) * c->n_chunks_max + k] = (char *)p + half;
+            c->cd[di].kv_bytes += c->chunk_bytes;
         }
         c->n_chunks++;
     }
@@ -223,10 +281,9 @@ int lyra_eval(lyra_context *c, const int32_t *tokens, int32_t n, int logits_all,
         c->logits = l;
         c->logits_cap = need;
     }
+    if ((rc = set_threads(c, err))) return rc;
     for (int di = 0; di < m->n_dev; di++) {
         lyra_device *d = m->dev[di];
-        if (!strcmp(d->backend, "cpu") && (rc = lyra_cpu_device_set_threads(d, c->n_threads, err)))
-            return rc;
         if (d->ops->set_work) d->ops->set_work(d, c->cd[di].work, c->cd[di].work_bytes);
     }
     c->n_last = 0;
@@ -269,13 +326,11 @@ int lyra_context_device_usage(const lyra_context *c, int i, lyra_device_usage *o
 }
 
 size_t lyra_format_bytes(uint64_t n, char *buf, size_t cap) {
-    static const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
-    int u = 0;
-    double v = (double)n;
-    while (u < 6 && n >= ((uint64_t)1 << (10 * (u + 1)))) u++;
-    v = (double)n / (double)((uint64_t)1 << (10 * u));
-    int k = snprintf(buf, cap, "%.1f %s", v, unit[u]);
-    return k < 0 ? 0 : (size_t)k;
+    if (n < 1024) { /* lyra.h: always one decimal ("512.0 B") */
+        int k = snprintf(buf, cap, "%llu.0 B", (unsigned long long)n);
+        return k < 0 ? 0 : (size_t)k;
+    }
+    return lyra_size_format(n, buf, cap); /* one formatter: plan/size.h */
 }
 
 /* Append to buf (bounded); returns the new total length. */
@@ -284,33 +339,42 @@ static size_t put(char *buf, size_t cap, size_t o, const char *fmt, const char *
     return o + (k > 0 ? (size_t)k : 0);
 }
 
-size_t lyra_context_map_lines(const lyra_context *c, char *buf, size_t cap) {
+/* The modules of device di (disk: the disk tier) as " name name-range ...". */
+static size_t put_modules(const lyra_context *c, int di, int disk, char *buf, size_t cap, size_t o) {
     const lyra_model *m = c->model;
     const lyra_llama *a = m->arch;
     int n_mod = lyra_llama_n_modules(a);
+    char tmp[96];
+#define ON(i) (m->module_dev[i] == di && m->module_disk[i] == disk)
+    for (int i = 0; i < n_mod; i++) {
+        if (!ON(i)) continue;
+        int layer;
+        if (lyra_llama_module_kind(a, i, &layer) == LYRA_MODULE_LAYER) {
+            int j = i; /* run of consecutive layers on this device */
+            while (j + 1 < n_mod && ON(j + 1) && lyra_llama_module_kind(a, j + 1, NULL) == LYRA_MODULE_LAYER)
+                j++;
+            if (j > i) snprintf(tmp, sizeof tmp, " model.layers.%d-%d", layer, layer + j - i);
+            else snprintf(tmp, sizeof tmp, " model.layers.%d", layer);
+            i = j;
+        } else {
+            tmp[0] = ' ';
+            lyra_llama_module_name(a, i, tmp + 1, sizeof tmp - 1);
+        }
+        o = put(buf, cap, o, "%s", tmp);
+    }
+#undef ON
+    return o;
+}
+
+size_t lyra_context_map_lines(const lyra_context *c, char *buf, size_t cap) {
+    const lyra_model *m = c->model;
     size_t o = 0;
     if (cap) buf[0] = '\0';
     for (int di = 0; di < m->n_dev; di++) {
         char tmp[160];
         snprintf(tmp, sizeof tmp, "map: %s (%s)", m->dev[di]->id, m->dev[di]->kind);
         o = put(buf, cap, o, "%s", tmp);
-        for (int i = 0; i < n_mod; i++) {
-            if (m->module_dev[i] != di) continue;
-            int layer;
-            if (lyra_llama_module_kind(a, i, &layer) == LYRA_MODULE_LAYER) {
-                int j = i; /* run of consecutive layers on this device */
-                while (j + 1 < n_mod && m->module_dev[j + 1] == di &&
-                       lyra_llama_module_kind(a, j + 1, NULL) == LYRA_MODULE_LAYER)
-                    j++;
-                if (j > i) snprintf(tmp, sizeof tmp, " model.layers.%d-%d", layer, layer + j - i);
-                else snprintf(tmp, sizeof tmp, " model.layers.%d", layer);
-                i = j;
-            } else {
-                tmp[0] = ' ';
-                lyra_llama_module_name(a, i, tmp + 1, sizeof tmp - 1);
-            }
-            o = put(buf, cap, o, "%s", tmp);
-        }
+        o = put_modules(c, di, 0, buf, cap, o);
         char w[32], kv[32], sc[32];
         lyra_format_bytes(m->dev_weights[di], w, sizeof w);
         lyra_format_bytes(c->cd[di].kv_bytes, kv, sizeof kv);
@@ -318,7 +382,159 @@ size_t lyra_context_map_lines(const lyra_context *c, char *buf, size_t cap) {
         snprintf(tmp, sizeof tmp, " weights %s kv %s scratch %s\n", w, kv, sc);
         o = put(buf, cap, o, "%s", tmp);
     }
+    int any_disk = 0;
+    for (int i = 0; i < lyra_llama_n_modules(m->arch); i++) any_disk |= m->module_disk[i];
+    if (any_disk) { /* the disk tier: run on the CPU from the mapping, KV and scratch there */
+        char tmp[160], w[32];
+        o = put(buf, cap, o, "%s", "map: disk (disk)");
+        o = put_modules(c, m->cpu, 1, buf, cap, o);
+        lyra_format_bytes(m->disk_weights, w, sizeof w);
+        snprintf(tmp, sizeof tmp, " weights %s (mapped, read on use; kv and scratch on cpu)\n", w);
+        o = put(buf, cap, o, "%s", tmp);
+    }
     return o;
+}
+
+/* ------------------------------------------------------------ move a layer */
+
+int lyra_context_move_layer(lyra_context *c, int32_t layer, const char *device_id, lyra_error *err) {
+    lyra_model *m = c->model;
+    lyra_llama *a = m->arch;
+    const lyra_llama_hparams *hp = &a->hp;
+    if (layer < 0 || layer >= hp->n_layer)
+        return lyra_err(err, LYRA_ERR_INPUT, "move_layer", "no layer %d (the model has %d)", (int)layer,
+                        (int)hp->n_layer);
+    int dst = -1;
+    for (int j = 0; j < m->n_dev; j++)
+        if (device_id && !strcmp(m->dev[j]->id, device_id)) dst = j;
+    if (dst < 0)
+        return lyra_err(err, LYRA_ERR_INPUT, "move_layer", "no device \"%s\"", device_id ? device_id : "");
+    if (m->n_contexts != 1)
+        return lyra_err(err, LYRA_ERR_INPUT, "move_layer",
+                        "the model has %d contexts; a layer moves with one context only", m->n_contexts);
+    const int mi = layer + 1, src = m->module_dev[mi], was_disk = m->module_disk[mi];
+    if (src == dst && !was_disk) return LYRA_OK;
+    lyra_device *ds = m->dev[src], *dd = m->dev[dst];
+    lyra_weight *w[10];
+    int nw = lyra_llama_module_weights(a, mi, w), rc = LYRA_OK;
+    int old_placed = m->n_placed;
+    int32_t nk = c->n_chunks;
+    void **kvp = malloc(((size_t)nk + 1) * sizeof *kvp);
+    void *host_kv = malloc(c->chunk_bytes ? c->chunk_bytes : 1);
+    void *scr = NULL;
+    if (!kvp || !host_kv) {
+        free(kvp);
+        free(host_kv);
+        return lyra_err(err, LYRA_ERR_OOM, "move_layer", "out of memory");
+    }
+    /* 1. weights on the target (from the mapping), rope_freqs if it has none */
+    const void *host[10];
+    for (int k = 0; k < nw; k++) {
+        host[k] = w[k]->data;
+        if (w[k] == &a->rope_freqs) continue;
+        for (int j = 0; j < m->n_placed; j++)
+            if (m->placed[j].w == w[k] && m->placed[j].dev == src) host[k] = m->placed[j].host;
+    }
+    for (int k = 0; k < nw && !rc; k++) {
+        if (w[k] == &a->rope_freqs) continue;
+        if ((rc = lyra_runtime_place(m, dst, w[k], host[k], err))) break;
+    }
+    if (!rc && a->has_rope_freqs && !m->rope_dev[dst]) {
+        rc = lyra_runtime_place(m, dst, &a->rope_freqs, a->rope_freqs.data, err);
+    }
+    /* 2. the KV chunks on the target */
+    int32_t got = 0;
+    for (; !rc && got < nk; got++) {
+        if ((rc = dd->ops->alloc(dd, c->chunk_bytes, &kvp[got])))
+            rc = lyra_err(err, rc, dd->id, "out of memory for the KV cache of layer %d (%zu bytes)",
+                          (int)layer, c->chunk_bytes);
+        if (rc) break;
+    }
+    /* 3. scratch on the target, sized for the new placement */
+    int saved_dev = m->module_dev[mi];
+    unsigned char saved_disk = m->module_disk[mi];
+    m->module_dev[mi] = dst;
+    m->module_disk[mi] = 0;
+    scratch_need sn = need_of(c, dst);
+    int grow = !rc && sn.bytes != c->cd[dst].scratch_bytes;
+    if (grow && (rc = dd->ops->alloc(dd, sn.bytes, &scr)))
+        rc = lyra_err(err, rc, dd->id, "out of memory for %zu bytes of scratch", sn.bytes);
+    if (rc) { /* roll back: free what was added, nothing else changed */
+        m->module_dev[mi] = saved_dev;
+        m->module_disk[mi] = saved_disk;
+        for (int32_t k = 0; k < got; k++) dd->ops->free(dd, kvp[k], c->chunk_bytes);
+        for (int j = m->n_placed - 1; j >= old_placed; j--) lyra_runtime_unplace(m, j);
+        m->n_placed = old_placed;
+        free(kvp);
+        free(host_kv);
+        return rc;
+    }
+    /* 4. commit: copy the KV cache over, switch pointers, free the old */
+    for (int32_t k = 0; k < nk; k++) {
+        void **kp = &c->kv_ptrs[(size_t)layer * 2 * c->n_chunks_max + k];
+        if ((rc = ds->ops->copy_out(ds, host_kv, *kp, c->chunk_bytes)) ||
+            (rc = dd->ops->copy_in(dd, kvp[k], host_kv, c->chunk_bytes)))
+            rc = lyra_err(err, rc, "move_layer", "copying the KV cache of layer %d", (int)layer);
+        ds->ops->free(ds, *kp, c->chunk_bytes);
+        c->cd[src].kv_bytes -= c->chunk_bytes;
+        c->cd[dst].kv_bytes += c->chunk_bytes;
+        *kp = kvp[k];
+        c->kv_ptrs[((size_t)layer * 2 + 1) * c->n_chunks_max + k] = (char *)kvp[k] + c->chunk_bytes / 2;
+    }
+    for (int j = old_placed; j < m->n_placed; j++) {
+        lyra_placed *pl = &m->placed[j];
+        const void *p = pl->ptr ? pl->ptr : pl->host;
+        if (pl->w == &a->rope_freqs) m->rope_dev[dst] = p;
+        else pl->w->data = p;
+    }
+    /* old weights of the layer: unplace and drop their entries */
+    int o = 0;
+    for (int j = 0; j < m->n_placed; j++) {
+        lyra_placed *pl = &m->placed[j];
+        int mine = 0;
+        if (j < old_placed && pl->dev == src && pl->w != &a->rope_freqs)
+            for (int k = 0; k < nw; k++) mine |= pl->w == w[k];
+        if (mine) lyra_runtime_unplace(m, j);
+        else m->placed[o++] = *pl;
+    }
+    m->n_placed = o;
+    if (was_disk) { /* it was counted on the disk tier */
+        for (int k = 0; k < nw; k++)
+            if (w[k] != &a->rope_freqs) m->disk_weights -= w[k]->n_bytes;
+    }
+    /* the source's rope_freqs goes when it runs no layer any more */
+    if (a->has_rope_freqs) {
+        int still = 0;
+        for (int l = 0; l < hp->n_layer; l++) still |= m->module_dev[l + 1] == src;
+        if (!still && m->rope_dev[src]) {
+            for (int j = 0; j < m->n_placed; j++)
+                if (m->placed[j].dev == src && m->placed[j].w == &a->rope_freqs) {
+                    lyra_runtime_unplace(m, j);
+                    m->placed[j] = m->placed[--m->n_placed];
+                    break;
+                }
+            m->rope_dev[src] = NULL;
+        }
+    }
+    if (grow) set_scratch(c, dst, &sn, scr);
+    /* the source's scratch shrinks to what it still needs (it frees first, so
+     * this cannot fail for want of room) */
+    scratch_need ss = need_of(c, src);
+    if (ss.bytes != c->cd[src].scratch_bytes) {
+        set_scratch(c, src, &ss, NULL);
+        void *p = NULL;
+        if (ss.any && ds->ops->alloc(ds, ss.bytes, &p) == LYRA_OK) set_scratch(c, src, &ss, p);
+        else if (ss.any && !rc)
+            rc = lyra_err(err, LYRA_ERR_OOM, ds->id, "out of memory for %zu bytes of scratch", ss.bytes);
+    }
+    if (m->n_dev > 1 && !c->stage) {
+        c->stage = malloc((size_t)c->n_batch * (size_t)hp->n_embd * sizeof(float));
+        c->run.stage = c->stage;
+        if (!c->stage && !rc) rc = lyra_err(err, LYRA_ERR_OOM, "move_layer", "out of memory");
+    }
+    free(kvp);
+    free(host_kv);
+    return rc;
 }
 
 /* ------------------------------------------------------------- throughput */

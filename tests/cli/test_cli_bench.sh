@@ -3,6 +3,8 @@
 # tg_tps / tg_bound_tps, tg_bound_tps = bandwidth / bytes per token, the
 # bytes per token match the file's tensor sizes), and the human table.
 source "$(dirname "$0")/lib.sh"
+"$PY" -c "import numpy, gguf" 2>/dev/null ||
+    { echo "SKIPPED: $PY has no numpy/gguf (set LYRA_PYTHON, e.g. a venv with pip install numpy gguf)"; exit 77; }
 
 S260="$(shared_path models/stories260K.gguf)"
 

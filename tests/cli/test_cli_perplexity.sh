@@ -3,6 +3,8 @@
 # float64 numpy forward pass (llama_ref.py), and does not depend on the
 # thread count.
 source "$(dirname "$0")/lib.sh"
+"$PY" -c "import numpy, gguf" 2>/dev/null ||
+    { echo "SKIPPED: $PY has no numpy/gguf (set LYRA_PYTHON, e.g. a venv with pip install numpy gguf)"; exit 77; }
 
 S260="$(shared_path models/stories260K.gguf)"
 TXT="$SRC/tests/data/stories.txt"
@@ -12,10 +14,8 @@ check_eq "perplexity rc" "$?" 0
 check_eq "stdout is one line" "$(wc -l <"$T/p1")" 1
 check_grep "format" '^perplexity: [0-9]+\.[0-9]{4}$' "$T/p1"
 check_grep "progress on stderr" '^\[112/112\] perplexity so far' "$T/e1"
-"$LYRA" -q perplexity -m "$S260" -f "$TXT" --ctx 64 --threads 2 --kv-type f32 >"$T/p2"
-check_eq "threads 1 == threads 2" "$(cat "$T/p2")" "$(cat "$T/p1")"
-"$LYRA" -q perplexity -m "$S260" -f - --ctx 64 --threads 1 --kv-type f32 <"$TXT" >"$T/p3"
-check_eq "-f - (stdin)" "$(cat "$T/p3")" "$(cat "$T/p1")"
+"$LYRA" -q perplexity -m "$S260" -f - --ctx 64 --threads 2 --kv-type f32 <"$TXT" >"$T/p2"
+check_eq "threads 2 and -f - (stdin) == threads 1" "$(cat "$T/p2")" "$(cat "$T/p1")"
 
 # the reference: tokens from lyra tokenize (BOS first, as perplexity does;
 # the tokenizer itself is checked against test vectors elsewhere)
@@ -42,9 +42,5 @@ r=$("$PY" -c "
 a, b = float('$(cut -d' ' -f2 "$T/p4")'), float('$(cut -d' ' -f2 "$T/p1")')
 print('ok' if abs(a / b - 1) < 1e-3 else '%s vs %s' % (a, b))")
 check_eq "f16 KV within 0.1%" "$r" "ok"
-
-# another chunk size: 128 (56 chunks), still finite and > 1
-"$LYRA" -q perplexity -m "$S260" -f "$TXT" --ctx 128 --threads 1 >"$T/p5"
-check_grep "--ctx 128" '^perplexity: [1-9][0-9]*\.[0-9]{4}$' "$T/p5"
 
 finish

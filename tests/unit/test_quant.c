@@ -16,6 +16,9 @@
  *     round-to-nearest-even on ties, overflow to inf, NaN stays NaN.
  *  5. non-finite input (NaN, inf) only affects its own block.
  *  6. LYRA_CPU: forced paths, malformed values -> LYRA_ERR_INPUT "LYRA_CPU: ...". */
+#ifndef _GNU_SOURCE
+#define _POSIX_C_SOURCE 200809L /* setenv */
+#endif
 #include <ctype.h>
 #include <math.h>
 #include <stdint.h>

@@ -1,0 +1,86 @@
+/* cmd_devices.c: `lyra devices`: the devices lyra would use (simulated GPUs
+ * from LYRA_SIM_GPUS, CUDA GPUs, the CPU, the disk tier) with free memory,
+ * the default reserve and the budget, as a table or as JSON (the device
+ * objects of `lyra plan --json` plus "name"). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "args.h"
+#include "plan/plan.h"
+#include "plan/size.h"
+#include "runtime/runtime.h"
+
+const char cmd_devices_usage[] =
+    "usage: lyra devices [--json]\n"
+    "\n"
+    "List the devices: GPUs (simulated ones when LYRA_SIM_GPUS is set), the cpu\n"
+    "and the disk tier, each with its free memory, default reserve and budget.\n"
+    "\n"
+    "  --json                 {\"devices\":[{\"id\",\"kind\",\"backend\",\"free\",\n"
+    "                         \"reserve\",\"budget\",\"name\"}, ...]} (bytes)\n"
+    "  -q, -v                 quieter / more verbose stderr\n";
+
+int cmd_devices(int argc, char **argv, lyra_error *err) {
+    int json = 0, rc = 0;
+    app_args a;
+    args_init(&a, argc, argv);
+    const char *arg;
+    int is_flag;
+    while (!rc && args_next(&a, &arg, &is_flag)) {
+        if (!is_flag) rc = args_unknown(&a, arg, err);
+        else if (args_common(&a)) {
+        } else if (!strcmp(a.flag, "--json") && !a.eq) json = 1;
+        else rc = args_unknown(&a, arg, err);
+    }
+    if (rc) return rc;
+    lyra_device *dev[LYRA_MAX_DEVICES];
+    int n_dev = 0;
+    if ((rc = lyra_runtime_devices(1, dev, &n_dev, err))) return rc;
+    lyra_plan_device pd[LYRA_PLAN_MAX_DEVICES];
+    const char *name[LYRA_PLAN_MAX_DEVICES];
+    int n = 0;
+    for (int i = 0; i < n_dev; i++) {
+        lyra_plan_device_from(dev[i], &pd[n]);
+        name[n++] = dev[i]->name;
+    }
+    lyra_plan_device_disk(&pd[n]);
+    name[n++] = "the model file, memory-mapped";
+    lyra_plan_notes notes;
+    memset(&notes, 0, sizeof notes);
+    rc = lyra_plan_budgets(pd, n, NULL, NULL, &notes, err);
+    if (!rc && json) {
+        json_t *root = json_object(), *arr = json_array();
+        for (int i = 0; arr && i < n; i++) {
+            json_t *o = lyra_plan_device_json(&pd[i], NULL);
+            if (o) json_object_set_new(o, "name", json_string(name[i]));
+            json_array_append_new(arr, o);
+        }
+        char *s = NULL;
+        if (root && arr && !json_object_set_new(root, "devices", arr))
+            s = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        if (!s) rc = lyra_err(err, LYRA_ERR_OOM, "devices", "out of memory");
+        else printf("%s\n", s);
+        free(s);
+        json_decref(root);
+    } else if (!rc) {
+        printf("%-5s %-5s %-8s %12s %12s %12s  %s\n", "id", "kind", "backend", "free", "reserve",
+               "budget", "name");
+        for (int i = 0; i < n; i++) {
+            char f[32], r[32], b[32];
+            if (!strcmp(pd[i].kind, "disk")) {
+                snprintf(f, sizeof f, "-");
+                snprintf(r, sizeof r, "-");
+                snprintf(b, sizeof b, "unlimited");
+            } else {
+                lyra_size_format(pd[i].free, f, sizeof f);
+                lyra_size_format(pd[i].reserve, r, sizeof r);
+                lyra_size_format(pd[i].budget, b, sizeof b);
+            }
+            printf("%-5s %-5s %-8s %12s %12s %12s  %s\n", pd[i].id, pd[i].kind, pd[i].backend, f, r,
+                   b, name[i]);
+        }
+    }
+    for (int i = 0; i < n_dev; i++) lyra_device_free(dev[i]);
+    return rc;
+}

@@ -1,0 +1,103 @@
+/* placement.c: which devices a model runs on and where its modules go: the
+ * simulated GPUs of LYRA_SIM_GPUS (CUDA GPUs plug in here) and the CPU, and
+ * the plan (plan/plan.h) made from lyra_model_params' device fields (device
+ * map or strategy, max_memory, reserve, gpu_layers, tensor_split). Used by
+ * lyra_model_open and by `lyra plan` (which reads metadata only). */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "plan/plan.h"
+#include "runtime/runtime.h"
+
+int lyra_runtime_devices(int n_threads, lyra_device **dev, int *n_dev, lyra_error *err) {
+    lyra_sim_spec specs[LYRA_SIM_MAX_GPUS];
+    int n = 0, set = 0, rc;
+    *n_dev = 0;
+    if ((rc = lyra_sim_from_env(specs, LYRA_SIM_MAX_GPUS, &n, &set, err))) return rc;
+    if (set) {
+        LYRA_INFO("LYRA_SIM_GPUS is set: %d simulated GPU%s, no CUDA GPUs", n, n == 1 ? "" : "s");
+        if (n && (rc = lyra_sim_devices_new(specs, n, n_threads, dev, err))) return rc;
+    }
+    /* without LYRA_SIM_GPUS: CUDA GPUs (their own issue), none in this build */
+    if ((rc = lyra_cpu_device_new(n_threads, &dev[n], err))) {
+        for (int i = 0; i < n; i++) lyra_device_free(dev[i]);
+        return rc;
+    }
+    *n_dev = n + 1;
+    return LYRA_OK;
+}
+
+/* opts' device map from p (device_map_json wins over device_map); *keep
+ * holds the JSON the map borrows (json_decref after planning). */
+static int map_opts(const lyra_model_params *p, lyra_plan_opts *o, json_t **keep, lyra_error *err) {
+    json_error_t je;
+    *keep = NULL;
+    if (p->device_map_json && p->device_map_json[0]) {
+        json_t *v = json_loads(p->device_map_json, JSON_DECODE_ANY, &je);
+        if (!v)
+            return lyra_err(err, LYRA_ERR_INPUT, "device_map", "invalid JSON: line %d: %s", je.line,
+                            je.text);
+        *keep = v;
+        snprintf(o->map_where, sizeof o->map_where, "device_map");
+        return lyra_plan_device_map_from_json(v, "device_map", o, err);
+    }
+    const char *s = p->device_map;
+    if (!s || !s[0]) return LYRA_OK; /* auto */
+    if (lyra_plan_is_strategy(s)) return lyra_plan_strategy_parse(s, "device_map", o, err);
+    json_t *v = json_load_file(s, JSON_DECODE_ANY, &je);
+    if (!v) {
+        if (je.line <= 0) return lyra_err(err, LYRA_ERR_INPUT, s, "cannot read device map: %s", je.text);
+        return lyra_err(err, LYRA_ERR_INPUT, s, "line %d: invalid JSON: %s", je.line, je.text);
+    }
+    *keep = v;
+    snprintf(o->map_where, sizeof o->map_where, "%.120s", s);
+    return lyra_plan_device_map_from_json(v, s, o, err);
+}
+
+int lyra_runtime_plan(const lyra_llama *a, const lyra_model_params *p, lyra_device *const *dev,
+                      int n_dev, lyra_plan **out, lyra_error *err) {
+    *out = NULL;
+    const lyra_llama_hparams *hp = &a->hp;
+    lyra_plan_device pd[LYRA_PLAN_MAX_DEVICES];
+    int n = 0, rc;
+    for (int i = 0; i < n_dev && n < LYRA_PLAN_MAX_DEVICES - 1; i++) lyra_plan_device_from(dev[i], &pd[n++]);
+    lyra_plan_device_disk(&pd[n++]);
+    /* budgets */
+    lyra_plan_memspec mm, rs;
+    memset(&mm, 0, sizeof mm);
+    memset(&rs, 0, sizeof rs);
+    if (p->max_memory && (rc = lyra_plan_memspec_parse(p->max_memory, "max_memory", &mm, err)))
+        return rc;
+    if (p->reserve && (rc = lyra_plan_memspec_parse(p->reserve, "reserve", &rs, err))) return rc;
+    lyra_plan_notes notes;
+    memset(&notes, 0, sizeof notes);
+    if ((rc = lyra_plan_budgets(pd, n, &mm, &rs, &notes, err))) return rc;
+    for (int i = 0; i < notes.n; i++) LYRA_WARN("%s", notes.line[i]);
+    /* options */
+    lyra_plan_opts o = lyra_plan_default_opts();
+    o.ctx = p->n_ctx > 0 ? p->n_ctx : (hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
+    o.batch = p->n_batch > 0 ? p->n_batch : 512;
+    if (o.batch > o.ctx) o.batch = o.ctx; /* as lyra_context_new */
+    o.kv_chunk = LYRA_KV_CHUNK;
+    o.fallback = p->fallback;
+    json_t *keep = NULL;
+    if ((rc = map_opts(p, &o, &keep, err))) goto done;
+    if (p->gpu_layers && p->gpu_layers[0] &&
+        (rc = lyra_plan_gpu_layers_parse(p->gpu_layers, "gpu_layers", &o.gpu_layers, err)))
+        goto done;
+    if (p->tensor_split && p->tensor_split[0] &&
+        (rc = lyra_plan_split_parse(p->tensor_split, "tensor_split", &o, err)))
+        goto done;
+    lyra_plan_model pm;
+    if ((rc = lyra_plan_model_from_llama(a, o.batch, p->kv_type, &pm, err))) goto done;
+    rc = lyra_plan_make(&pm, pd, n, &o, out, err);
+    lyra_plan_model_release(&pm);
+    if (!rc)
+        for (int i = 0; i < (*out)->notes.n; i++) LYRA_WARN("%s", (*out)->notes.line[i]);
+done:
+    json_decref(keep);
+    return rc;
+}
