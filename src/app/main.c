@@ -33,7 +33,8 @@ static void usage(FILE *f) {
             "usage: lyra [-q | -v] COMMAND [FLAGS]\n"
             "       lyra --version | --help | COMMAND --help\n"
             "\n"
-            "lyra runs Llama-family GGUF models on the CPU.\n"
+            "lyra runs Llama-family GGUF models on the CPU, split across GPUs, CPU\n"
+            "memory and disk under memory budgets when asked (lyra plan --help).\n"
             "\n"
             "commands:\n");
     for (size_t i = 0; i < N_CMDS; i++) fprintf(f, "  %-11s %s\n", g_cmds[i].name, g_cmds[i].summary);
@@ -48,6 +49,7 @@ static void usage(FILE *f) {
             "environment:\n"
             "  LYRA_LOG=error|warn|info|debug   stderr verbosity (default info; -q/-v win)\n"
             "  LYRA_CPU=scalar|avx2|avx512      force a CPU kernel path\n"
+            "  LYRA_SIM_GPUS=SIZE[,SIZE...]     simulated GPUs instead of CUDA ones\n"
             "\n"
             "Results go to stdout; logs, progress and the seed to stderr. An error is\n"
             "one stderr line `lyra: error: WHERE: WHAT`. Exit codes: 0 ok, 1 runtime\n"
