@@ -78,14 +78,15 @@ static inline size_t tok_utf8_len(uint8_t c) {
     return lens[c >> 4];
 }
 
-/* Bytes of the character at s[0..n): the length of a valid UTF-8 sequence,
- * else 1 (an invalid or truncated sequence is taken byte by byte). */
-static inline size_t tok_utf8_char(const char *s, size_t n) {
-    const uint8_t *p = (const uint8_t *)s;
+/* Length of the UTF-8 unit at p[0..n): a complete valid character, or 1 for
+ * a byte that cannot start/continue a valid one. 0 when p holds the valid
+ * beginning of a character whose rest has not arrived (the streaming
+ * detokenizer waits for more). */
+static inline size_t tok_utf8_unit(const uint8_t *p, size_t n) {
     uint8_t c = p[0];
+    if (c < 0x80) return 1;
     size_t need;
     uint8_t lo = 0x80, hi = 0xbf; /* allowed range of the second byte */
-    if (c < 0x80) return 1;
     if (c >= 0xc2 && c <= 0xdf) need = 2;
     else if (c >= 0xe0 && c <= 0xef) {
         need = 3;
@@ -95,12 +96,20 @@ static inline size_t tok_utf8_char(const char *s, size_t n) {
         need = 4;
         if (c == 0xf0) lo = 0x90;
         if (c == 0xf4) hi = 0x8f;
-    } else return 1;
-    if (n < need) return 1;
-    if (p[1] < lo || p[1] > hi) return 1;
-    for (size_t i = 2; i < need; i++)
-        if (p[i] < 0x80 || p[i] > 0xbf) return 1;
+    } else return 1; /* continuation byte or invalid lead */
+    for (size_t i = 1; i < need; i++) {
+        if (i >= n) return 0; /* valid so far; wait for more */
+        uint8_t b = p[i];
+        if (i == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xbf)) return 1;
+    }
     return need;
+}
+
+/* Bytes of the character at s[0..n): the length of a valid UTF-8 sequence,
+ * else 1 (an invalid or truncated sequence is taken byte by byte). */
+static inline size_t tok_utf8_char(const char *s, size_t n) {
+    size_t u = tok_utf8_unit((const uint8_t *)s, n);
+    return u ? u : 1;
 }
 
 /* ---- tok_spm.c ---- */

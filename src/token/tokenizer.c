@@ -646,32 +646,6 @@ void lyra_tok_stream_free(lyra_tok_stream *s) {
 
 size_t lyra_tok_stream_pending(const lyra_tok_stream *s) { return s->n; }
 
-/* Length of the UTF-8 unit at p[0..n): a complete valid character, or 1 for
- * a byte that cannot start/continue a valid one (emitted as is). 0 when p
- * holds the valid beginning of a character whose rest has not arrived. */
-static size_t tok_utf8_unit(const uint8_t *p, size_t n) {
-    uint8_t c = p[0];
-    if (c < 0x80) return 1;
-    size_t need;
-    uint8_t lo = 0x80, hi = 0xbf; /* allowed range of the second byte */
-    if (c >= 0xc2 && c <= 0xdf) need = 2;
-    else if (c >= 0xe0 && c <= 0xef) {
-        need = 3;
-        if (c == 0xe0) lo = 0xa0;
-        if (c == 0xed) hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        need = 4;
-        if (c == 0xf0) lo = 0x90;
-        if (c == 0xf4) hi = 0x8f;
-    } else return 1; /* continuation byte or invalid lead */
-    for (size_t i = 1; i < need; i++) {
-        if (i >= n) return 0; /* valid so far; wait for more */
-        uint8_t b = p[i];
-        if (i == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xbf)) return 1;
-    }
-    return need;
-}
-
 /* Move the decided bytes (whole units, up to cap) from the buffer to out;
  * all: also the undecided tail (flush). */
 static size_t tok_stream_emit(lyra_tok_stream *s, char *out, size_t cap, int all) {
