@@ -23,7 +23,7 @@ extern "C" {
 #endif
 
 #define LYRA_VERSION "0.1.0"
-#define LYRA_API_VERSION 1
+#define LYRA_API_VERSION 2
 
 /* Status codes; they are also the CLI's exit codes. */
 enum {
@@ -90,11 +90,45 @@ typedef struct lyra_model_params {
     int32_t n_batch;          /* tokens per forward pass planned for; 0 = 512 */
     int kv_type;              /* KV cache type planned for (lyra_kv_type: 0 = F16, 1 = F32) */
     int32_t n_threads;        /* threads of each simulated GPU; 0 = physical cores */
-    int fallback;             /* 1 (default): a map naming a GPU that is not here
-                                 puts its modules on the CPU with a note; 0: error */
+    int fallback;             /* 1 (default): progressive fallback (docs/fallback.md):
+                                 when a GPU allocation fails at load or during
+                                 generation, layers step down to the CPU (and CPU
+                                 layers to disk) instead of failing; a map naming a
+                                 GPU that is not here puts its modules on the CPU
+                                 with a note. 0: both are errors (exit 3 / 2) */
+    int fallback_policy;      /* lyra_fallback_policy: LAYERS (default) or CONTEXT
+                                 (shrink the context first); NONE = fallback 0 */
+    int32_t gpu_layers_fallback; /* first GPU layer count tried after a failure;
+                                 -1 (default): none, binary search at once */
+    int32_t min_ctx;          /* CONTEXT policy: n_ctx is halved down to this; 0 = 2048 */
+    int probe;                /* 1: run the load search with real allocations but
+                                 read no weight and keep nothing allocated
+                                 (lyra plan --probe); the model only plans */
+    int load_in_bits;         /* on-load quantization of F32/F16/BF16 weights:
+                                 0 (default) as stored, 8 (Q8_0) or 4 (Q4_K) */
+    int32_t kv_chunk;         /* the KV cache grows in chunks of this many positions
+                                 (each an allocation per layer); 0 = 256 */
 } lyra_model_params;
 
+typedef enum lyra_fallback_policy {
+    LYRA_FALLBACK_LAYERS = 0, LYRA_FALLBACK_CONTEXT = 1, LYRA_FALLBACK_NONE = 2
+} lyra_fallback_policy;
+
 lyra_model_params lyra_model_default_params(void);
+
+/* One step of the progressive fallback (docs/fallback.md). */
+typedef enum lyra_fallback_phase { LYRA_PHASE_LOAD = 0, LYRA_PHASE_GENERATE = 1 } lyra_fallback_phase;
+typedef struct lyra_fallback_step {
+    int phase;          /* lyra_fallback_phase */
+    int32_t token;      /* generate: tokens in the context then; load: -1 */
+    char device[16];    /* device whose allocation failed ("0", "cpu") */
+    uint64_t asked;     /* bytes it was asked for */
+    uint64_t free;      /* bytes it could still give then (free memory within its budget) */
+    char what[8];       /* what from_k / to_k count: "gpu" (layers on GPUs), "cpu" (layers
+                           resident on the CPU, the rest going to disk), "ctx" (context) */
+    int32_t from_k;     /* before the step */
+    int32_t to_k;       /* after it */
+} lyra_fallback_step;
 
 /* Open a GGUF file (or the first part of a split GGUF). Reads and validates the
  * metadata and tensor table, maps the weights. params may be NULL. */
@@ -110,6 +144,16 @@ int32_t lyra_model_n_ctx_train(const lyra_model *model);
 uint64_t lyra_model_n_bytes(const lyra_model *model); /* weight bytes used (a tied embedding once) */
 /* Weight elements (parameters); like n_bytes, a tied embedding counts once. */
 uint64_t lyra_model_n_params(const lyra_model *model);
+/* Context positions the load fitted (n_ctx, or less after the context policy). */
+int32_t lyra_model_n_ctx(const lyra_model *model);
+/* The fallback history: steps taken at load and during generation, oldest first. */
+int lyra_model_fallback_steps(const lyra_model *model);
+/* Step i (0-based); LYRA_ERR_INPUT when out of range. */
+int lyra_model_fallback_step(const lyra_model *model, int i, lyra_fallback_step *out);
+/* Where every module is now, as Hugging Face's hf_device_map JSON text:
+ * {"model.embed_tokens":"0","model.layers.0":"0",...,"lm_head":"cpu"} (values
+ * are device ids or "disk"). Returns the bytes needed (as snprintf). */
+size_t lyra_model_device_map(const lyra_model *model, char *buf, size_t cap);
 
 /* --------------------------------------------------------------- tokenizer */
 /* Tokenize len bytes of text. *out is malloc'd (free with free()), *n_out its
@@ -144,6 +188,12 @@ typedef struct lyra_context_params {
     int32_t n_threads;   /* 0 = physical cores */
     lyra_kv_type kv_type;/* default LYRA_KV_F16 */
 } lyra_context_params;
+/* KV chunks follow the model's kv_chunk. n_ctx 0 is the context the model's
+ * load fitted; a larger n_ctx after the context policy shrank it at load is
+ * clamped to that (with a note). When the progressive fallback is on and a KV
+ * chunk or scratch allocation fails during lyra_eval, layers move off the
+ * failing device between two tokens (GPU -> CPU, CPU -> disk) and evaluation
+ * goes on with the same results; the step is in the model's history. */
 
 lyra_context_params lyra_context_default_params(void);
 int lyra_context_new(lyra_model *model, const lyra_context_params *params,
@@ -210,6 +260,67 @@ int32_t lyra_sampler_sample(lyra_sampler *s, const float *logits);
 void lyra_sampler_accept(lyra_sampler *s, int32_t token);
 void lyra_sampler_reset(lyra_sampler *s);
 void lyra_sampler_free(lyra_sampler *s);
+
+/* --------------------------------------------------------------- pipeline */
+/* The one-call API (docs/api.md), the analogue of Hugging Face's pipeline():
+ * a model, its context and its generation settings from a config file
+ * (docs/config.md) and keyword arguments.
+ *
+ *   lyra_error err;
+ *   lyra_kwargs *kw = lyra_kwargs_new();
+ *   lyra_kwargs_set(kw, "max_new_tokens", "64", &err);
+ *   lyra_pipeline *p = lyra_load_pipeline("model.gguf", "text-generation", NULL, kw, &err);
+ *   lyra_kwargs_free(kw);
+ *   if (!p) { fprintf(stderr, "%s\n", err.msg); return err.code; }
+ *   char *text; lyra_pipeline_generate(p, "Once upon a time", NULL, NULL, &text, &err);
+ */
+typedef struct lyra_pipeline lyra_pipeline;
+typedef struct lyra_kwargs lyra_kwargs;
+
+/* Keyword arguments: config keys by their JSON names, pipeline_kwargs ones
+ * bare or as "pipeline_kwargs.NAME" ("max_new_tokens", "temperature", "stop",
+ * ...) and every top-level key ("device_map", "max_memory", "load_in_8bit",
+ * ...), values as strings the way the command-line flags take them. */
+lyra_kwargs *lyra_kwargs_new(void); /* NULL when out of memory */
+/* Validated at once (source "api"): LYRA_ERR_INPUT naming the key for an
+ * unknown key or a bad value; nothing changes then. "stop" appends. */
+int lyra_kwargs_set(lyra_kwargs *kw, const char *key, const char *value, lyra_error *err);
+void lyra_kwargs_free(lyra_kwargs *kw);
+
+/* Load a pipeline. model_id: a GGUF path, a directory holding one, or
+ * org/name[:TAG] in the local Hugging Face cache; NULL: the config's
+ * model_id. task: "text-generation" (or NULL); others are LYRA_ERR_INPUT.
+ * config_path: a config file; NULL: discovery (LYRA_MODEL_CONFIG,
+ * ./config/model_config.json, $XDG_CONFIG_HOME/lyra/model_config.json).
+ * pipeline_kwargs (may be NULL) override the config. Returns NULL on
+ * failure, with err->code the exit code and err->msg one line. */
+lyra_pipeline *lyra_load_pipeline(const char *model_id, const char *task, const char *config_path,
+                                  const lyra_kwargs *pipeline_kwargs, lyra_error *err);
+
+/* Called with each piece of generated text (complete UTF-8, stop strings
+ * held back); a non-zero return cancels (the call then returns LYRA_OK with
+ * the text so far). */
+typedef int (*lyra_token_cb)(const char *piece, size_t len, void *user);
+
+/* Continue prompt (plain text, no template): max_new_tokens, stop and the
+ * sampling settings of the config and kwargs. cb may be NULL; *out_text
+ * (out_text may be NULL) is the whole continuation, malloc'd. Starts from an
+ * empty KV cache. */
+int lyra_pipeline_generate(lyra_pipeline *p, const char *prompt, lyra_token_cb cb, void *user,
+                           char **out_text, lyra_error *err);
+/* One chat turn: user_message after the turns so far, rendered with the
+ * model's chat template (or chat_template) and system_prompt; the KV cache
+ * keeps the conversation, so only the new tokens are evaluated. *out_reply
+ * (may be NULL) is the reply, malloc'd, without white space around it. */
+int lyra_pipeline_chat(lyra_pipeline *p, const char *user_message, lyra_token_cb cb, void *user,
+                       char **out_reply, lyra_error *err);
+/* Forget the chat turns and empty the KV cache. */
+void lyra_pipeline_reset(lyra_pipeline *p);
+/* The model and context (owned by the pipeline), for lyra_model_device_map,
+ * lyra_model_fallback_step, lyra_context_map_lines, lyra_context_pos, ... */
+lyra_model *lyra_pipeline_model(lyra_pipeline *p);
+lyra_context *lyra_pipeline_context(lyra_pipeline *p);
+void lyra_pipeline_free(lyra_pipeline *p);
 
 #ifdef __cplusplus
 }

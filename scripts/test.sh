@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test.sh: the README's second command. Builds lyra and runs the whole test
-# suite: gcc Release build + ctest, clang build with -Werror (warnings gate),
+# suite: gcc Release build + ctest (with the CUDA device when nvcc is on
+# PATH; its GPU tests skip without a GPU), clang build with -Werror (warnings gate),
 # an AddressSanitizer+UndefinedBehaviorSanitizer build + ctest, and short
 # bounded libFuzzer runs of every fuzz target. Python reference tools (numpy,
 # gguf) go in .venv. Each stage prints its time.
@@ -36,8 +37,17 @@ run_ctest() { # build dir
 
 if want gcc; then
     stage "gcc build + tests"
+    # the CUDA device is built here when nvcc is on PATH (one architecture,
+    # sm_90 + PTX, to keep it fast); without a GPU its GPU tests report skipped
+    if command -v nvcc >/dev/null 2>&1; then
+        CUDA_FLAGS=(-DLYRA_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90)
+        echo "CUDA build: $(nvcc --version | tail -1), sm_90"
+    else
+        CUDA_FLAGS=(-DLYRA_CUDA=OFF)
+        echo "CUDA build skipped: no nvcc"
+    fi
     cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=gcc -DLYRA_PYTHON="$PY" \
-          -DCMAKE_C_FLAGS="-Werror" >/dev/null
+          "${CUDA_FLAGS[@]}" -DCMAKE_C_FLAGS="-Werror" >/dev/null
     cmake --build build -j"$JOBS"
     run_ctest build
     stage_end "gcc build + tests"
@@ -46,6 +56,7 @@ fi
 if want clang; then
     stage "clang build (-Wall -Wextra -Werror) + tests"
     cmake -S . -B build-clang -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=clang -DLYRA_PYTHON="$PY" \
+          -DLYRA_CUDA=OFF \
           -DCMAKE_C_FLAGS="-Werror" >/dev/null
     cmake --build build-clang -j"$JOBS"
     run_ctest build-clang
@@ -54,7 +65,7 @@ fi
 
 if want asan; then
     stage "ASan+UBSan build + tests"
-    cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang -DLYRA_SANITIZE=ON \
+    cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang -DLYRA_SANITIZE=ON -DLYRA_CUDA=OFF \
           -DLYRA_PYTHON="$PY" >/dev/null
     cmake --build build-asan -j"$JOBS"
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
@@ -64,7 +75,7 @@ fi
 
 if want fuzz; then
     stage "fuzz (bounded)"
-    cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang -DLYRA_FUZZ=ON \
+    cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang -DLYRA_FUZZ=ON -DLYRA_CUDA=OFF \
           -DLYRA_TESTS=OFF >/dev/null
     cmake --build build-fuzz -j"$JOBS"
     secs="${LYRA_FUZZ_SECONDS:-30}"

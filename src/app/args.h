@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config/config.h"
 #include "core/err.h"
 #include "core/log.h"
 
@@ -84,7 +85,74 @@ void app_devflags_finish(lyra_model_params *mp, const lyra_context_params *cp);
     "  --gpu-layers N         embedding + first N layers on the GPUs (or all)\n" \
     "  --tensor-split P,Q     proportions of the GPU layers per GPU, e.g. 3,1\n" \
     "  --no-mmap              copy CPU weights into memory instead of mapping\n" \
-    "  --mlock                lock the CPU's weights in RAM\n"
+    "  --mlock                lock the CPU's weights in RAM\n" \
+    "fallback on out of memory (docs/fallback.md):\n" \
+    "  --fallback, --no-fallback\n" \
+    "                         step down (GPU layers to the CPU, CPU layers to\n" \
+    "                         disk) instead of failing with exit 3 (default: on)\n" \
+    "  --fallback-policy P    layers (default) | context (halve the context\n" \
+    "                         first, down to --min-ctx) | none (= --no-fallback)\n" \
+    "  --gpu-layers-fallback N  GPU layers to try first after a failure\n" \
+    "  --min-ctx N            the context policy's floor (default 2048)\n" \
+    "  --kv-chunk N           the KV cache grows in chunks of N positions\n" \
+    "                         (default 256)\n" \
+    "  LYRA_FAIL_ALLOC=ID:N[+],...  fail allocation call N (and later: +) on a\n" \
+    "                         device; LYRA_ALLOC_STATS=1 prints the counts\n"
+
+/* Config files (cfgflags.c, docs/config.md): the flag of every config key
+ * plus --model-config FILE and --no-config, for the groups a command takes.
+ * A command's parse loop calls app_cfgflag (1: the current flag was one of
+ * them, *rc its status: each value is checked at once, errors naming the
+ * flag as typed; 0: not a config flag of these groups); after the loop
+ * app_cfgflags_load discovers and loads the config file and applies the
+ * flags over it (flags win wherever they stand). */
+#define APP_CFG_MODEL 0x01u   /* -m, --model */
+#define APP_CFG_DEVICE 0x02u  /* device map, budgets, gpu/fallback, load_in_8bit/4bit */
+#define APP_CFG_CONTEXT 0x04u /* -c/--ctx, -b/--batch */
+#define APP_CFG_KV 0x08u      /* --kv-type */
+#define APP_CFG_THREADS 0x10u /* -t/--threads */
+#define APP_CFG_SAMPLE 0x20u  /* --seed --temp --greedy --top-k --top-p --min-p --repeat-penalty */
+#define APP_CFG_GEN 0x40u     /* -n/--n-predict/--max-new-tokens, --stop */
+#define APP_CFG_CHAT 0x80u    /* --system-prompt, --chat-template */
+#define APP_CFG_ALL 0xffu
+
+/* One recorded flag. */
+typedef struct app_cfgrec {
+    const char *key;    /* config key */
+    const char *value;  /* its value (argv or a constant) */
+    const char *typed;  /* the flag as typed, for messages */
+    char source[80];    /* "flag:--long-name" */
+} app_cfgrec;
+
+/* The config flags of one command line. */
+typedef struct app_cfgflags {
+    unsigned groups;            /* APP_CFG_* accepted */
+    const char *model_config;   /* --model-config FILE, or NULL */
+    int no_config;              /* --no-config */
+    app_cfgrec *rec;            /* [n] in command-line order */
+    int n, cap;                 /* used / allocated */
+    lyra_config *scratch;       /* where values are checked as they come */
+} app_cfgflags;
+
+void app_cfgflags_init(app_cfgflags *cf, unsigned groups);
+int app_cfgflag(app_args *a, app_cfgflags *cf, int *rc, lyra_error *err);
+/* Defaults < config file (discovery) < flags; *out freed with lyra_config_free. */
+int app_cfgflags_load(app_cfgflags *cf, lyra_config **out, lyra_error *err);
+void app_cfgflags_free(app_cfgflags *cf);
+/* The model file: model_id (from -m or the config) resolved by
+ * config/model_ref.h; *path malloc'd. No model_id: "-m: required". */
+int app_config_model(const lyra_config *c, char **path, lyra_error *err);
+/* The config's values into whichever of mp, cp, sp is not NULL (*seed_given:
+ * a seed is configured). */
+int app_config_apply(lyra_config *c, lyra_model_params *mp, lyra_context_params *cp,
+                     lyra_sampler_params *sp, int *seed_given, lyra_error *err);
+#define APP_CONFIG_USAGE \
+    "config files (docs/config.md):\n" \
+    "  --model-config FILE    read FILE; default: the first of $LYRA_MODEL_CONFIG,\n" \
+    "                         ./config/model_config.json,\n" \
+    "                         $XDG_CONFIG_HOME/lyra/model_config.json\n" \
+    "                         (~/.config/lyra/... when unset); flags win\n" \
+    "  --no-config            read none (also LYRA_MODEL_CONFIG=none)\n"
 
 /* Monotonic seconds. */
 double app_now(void);
@@ -101,8 +169,11 @@ int cmd_mkmodel(int argc, char **argv, lyra_error *err);
 int cmd_quantize(int argc, char **argv, lyra_error *err);
 int cmd_plan(int argc, char **argv, lyra_error *err);
 int cmd_devices(int argc, char **argv, lyra_error *err);
+int cmd_config(int argc, char **argv, lyra_error *err);
+int cmd_chat(int argc, char **argv, lyra_error *err);
+extern const char cmd_chat_usage[];
 extern const char cmd_generate_usage[], cmd_tokenize_usage[], cmd_perplexity_usage[],
     cmd_bench_usage[], cmd_mkmodel_usage[], cmd_quantize_usage[], cmd_plan_usage[],
-    cmd_devices_usage[];
+    cmd_devices_usage[], cmd_config_usage[];
 
 #endif

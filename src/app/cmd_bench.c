@@ -20,7 +20,9 @@
 
 const char cmd_bench_usage[] =
     "usage: lyra bench -m MODEL [-p N[,N...]] [-n N] [--threads N]\n"
-    "                  [--kv-type f16|f32] [--json] [device flags]\n"
+    "                  [--kv-type f16|f32] [--json] [--load-in-8bit |\n"
+    "                  --load-in-4bit] [--model-config FILE | --no-config]\n"
+    "                  [device flags]\n"
     "\n"
     "Measure prompt processing (pp: N prompt tokens in one evaluation on an\n"
     "empty cache, for each size given to -p) and generation (tg: -n tokens\n"
@@ -31,13 +33,18 @@ const char cmd_bench_usage[] =
     "except the embedding table, plus one embedding row, plus the KV cache at\n"
     "the run's mean position); tg_ratio = tg_tps / tg_bound_tps.\n"
     "\n"
-    "  -m, --model MODEL   GGUF model file (required)\n"
+    "  -m, --model MODEL   GGUF model file (required unless the config file has\n"
+    "                      model_id)\n"
     "  -p, --n-prompt LIST prompt sizes, comma-separated (default 128)\n"
-    "  -n, --n-gen N       generated tokens (default 64)\n"
+    "  -n, --n-gen N       generated tokens (default 64; the config's\n"
+    "                      max_new_tokens and context_length are not used)\n"
     "  -t, --threads N     CPU threads (default: physical cores)\n"
     "  --kv-type f16|f32   KV cache element type (default f16)\n"
     "  --json              one JSON object instead of the table\n"
+    "  --load-in-8bit      store F32/F16/BF16 weights as Q8_0 on load\n"
+    "  --load-in-4bit      store F32/F16/BF16 weights as 4-bit on load\n"
     "  -q, -v              quieter / more verbose stderr\n"
+    APP_CONFIG_USAGE
     APP_DEVFLAGS_USAGE
     "\n"
     "JSON fields: model, model_bytes, threads, cpu, kv_type, runs, pp_tokens\n"
@@ -47,9 +54,10 @@ const char cmd_bench_usage[] =
 #define BENCH_RUNS 5
 #define BENCH_MAX_PP 16
 
-/* Everything bench's flags set. */
+/* Everything bench's flags and config set. */
 typedef struct bench_opts {
-    const char *model;            /* -m */
+    char *model;                  /* the model file (-m or model_id, resolved; malloc'd) */
+    lyra_config *cfg;             /* the effective configuration (owns mp's strings) */
     int32_t pp[BENCH_MAX_PP];     /* -p sizes */
     int n_pp;                     /* their count */
     int32_t tg;                   /* -n */
@@ -91,6 +99,8 @@ static int parse_opts(int argc, char **argv, bench_opts *o, lyra_error *err) {
     o->tg = 64;
     o->cp = lyra_context_default_params();
     o->mp = lyra_model_default_params();
+    app_cfgflags cf;
+    app_cfgflags_init(&cf, APP_CFG_MODEL | APP_CFG_DEVICE | APP_CFG_KV | APP_CFG_THREADS);
     app_args a;
     args_init(&a, argc, argv);
     const char *arg;
@@ -100,28 +110,24 @@ static int parse_opts(int argc, char **argv, bench_opts *o, lyra_error *err) {
         if (!is_flag) {
             rc = args_unknown(&a, arg, err);
         } else if (args_common(&a)) {
+        } else if (app_cfgflag(&a, &cf, &rc, err)) {
         } else if (app_devflag(&a, &o->mp, &rc, err)) {
-        } else if (!strcmp(f, "-m") || !strcmp(f, "--model")) {
-            rc = args_str(&a, &o->model, err);
         } else if (!strcmp(f, "-p") || !strcmp(f, "--n-prompt")) {
             rc = parse_pp_list(&a, o, err);
         } else if (!strcmp(f, "-n") || !strcmp(f, "--n-gen")) {
             rc = args_i32(&a, 1, 1 << 20, &o->tg, err);
-        } else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) {
-            rc = args_i32(&a, 0, 4096, &o->cp.n_threads, err);
-        } else if (!strcmp(f, "--kv-type")) {
-            const char *v;
-            rc = args_str(&a, &v, err);
-            if (!rc && !strcmp(v, "f16")) o->cp.kv_type = LYRA_KV_F16;
-            else if (!rc && !strcmp(v, "f32")) o->cp.kv_type = LYRA_KV_F32;
-            else if (!rc) rc = lyra_err(err, LYRA_ERR_INPUT, f, "expected f16 or f32, got '%s'", v);
         } else if (!strcmp(f, "--json") && !a.eq) {
             o->json = 1;
         } else {
             rc = args_unknown(&a, arg, err);
         }
     }
-    if (!rc && !o->model) rc = lyra_err(err, LYRA_ERR_INPUT, "-m", "required: the model file");
+    if (!rc) rc = app_cfgflags_load(&cf, &o->cfg, err);
+    app_cfgflags_free(&cf);
+    if (!rc) rc = app_config_model(o->cfg, &o->model, err);
+    if (!rc) rc = app_config_apply(o->cfg, &o->mp, &o->cp, NULL, NULL, err);
+    o->cp.n_ctx = 0; /* bench sizes its own context and batch */
+    o->cp.n_batch = 512;
     app_devflags_finish(&o->mp, &o->cp);
     return rc;
 }
@@ -254,7 +260,11 @@ static void print_table(const bench_opts *o, const bench_res *r) {
 int cmd_bench(int argc, char **argv, lyra_error *err) {
     bench_opts o;
     int rc = parse_opts(argc, argv, &o, err);
-    if (rc) return rc;
+    if (rc) {
+        free(o.model);
+        lyra_config_free(o.cfg);
+        return rc;
+    }
     bench_res r;
     memset(&r, 0, sizeof r);
     r.threads = o.cp.n_threads > 0 ? o.cp.n_threads : lyra_physical_cores();
@@ -314,5 +324,7 @@ int cmd_bench(int argc, char **argv, lyra_error *err) {
     }
     lyra_pool_free(pool);
     free(toks);
+    free(o.model);
+    lyra_config_free(o.cfg);
     return rc;
 }

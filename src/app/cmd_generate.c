@@ -19,19 +19,25 @@
 const char cmd_generate_usage[] =
     "usage: lyra generate -m MODEL [-p PROMPT] [-n N] [--temp T] [--top-k K]\n"
     "                     [--top-p P] [--min-p P] [--repeat-penalty R]\n"
-    "                     [--repeat-last-n N] [--seed S] [--threads N] [--ctx N]\n"
-    "                     [--batch N] [--kv-type f16|f32] [--parse-special]\n"
-    "                     [--ignore-eos] [device flags]\n"
+    "                     [--repeat-last-n N] [--seed S] [--greedy] [--stop S]\n"
+    "                     [--threads N] [--ctx N] [--batch N] [--kv-type f16|f32]\n"
+    "                     [--parse-special] [--ignore-eos] [--load-in-8bit |\n"
+    "                     --load-in-4bit] [--model-config FILE | --no-config]\n"
+    "                     [device flags]\n"
     "\n"
     "Print the continuation of PROMPT (not the prompt itself), streamed as it is\n"
     "generated, then a newline. Without -p generation starts from BOS alone (and\n"
     "a SentencePiece model's dummy space before the first word is not printed).\n"
     "\n"
-    "  -m, --model MODEL      GGUF model file (required)\n"
+    "  -m, --model MODEL      GGUF model file, a directory holding one, or\n"
+    "                         org/name[:TAG] in the Hugging Face cache (required\n"
+    "                         unless the config file has model_id)\n"
     "  -p, --prompt PROMPT    text to continue (default: none, BOS only)\n"
     "  -n, --n-predict N      tokens to generate; -1 (default): until an\n"
     "                         end-of-generation token or the context is full\n"
+    "                         (config: pipeline_kwargs.max_new_tokens)\n"
     "  --temp T               temperature, >= 0; 0 = greedy (default 0.8)\n"
+    "  --greedy               always the most likely token (do_sample false)\n"
     "  --top-k K              keep the K most likely tokens, 0 = off (default 40)\n"
     "  --top-p P              nucleus: smallest set with probability >= P,\n"
     "                         0..1, 1 = off (default 0.95)\n"
@@ -42,6 +48,7 @@ const char cmd_generate_usage[] =
     "  --repeat-last-n N      window of the penalty (default 64)\n"
     "  --seed S               sampling seed, 0..2^64-1 (default: random, printed\n"
     "                         on stderr as `seed: S`)\n"
+    "  --stop S               stop before the text S (not printed); repeatable\n"
     "  -t, --threads N        CPU threads (default: physical cores)\n"
     "  -c, --ctx N            context size (default: min(model's, 4096))\n"
     "  -b, --batch N          prompt tokens per forward pass (default 512)\n"
@@ -49,16 +56,25 @@ const char cmd_generate_usage[] =
     "  --parse-special        match special tokens (<s>, ...) written in the prompt\n"
     "  --ignore-eos           never sample end-of-generation tokens (their logits\n"
     "                         are set to -inf): run until -n or a full context\n"
+    "  --load-in-8bit         store F32/F16/BF16 weights as Q8_0 on load\n"
+    "  --load-in-4bit         store F32/F16/BF16 weights as 4-bit on load\n"
     "  -q, -v                 quieter / more verbose stderr\n"
+    APP_CONFIG_USAGE
     APP_DEVFLAGS_USAGE
     "\n"
+    "Every flag but -p, --repeat-last-n, --parse-special, --ignore-eos, --no-mmap,\n"
+    "--mlock, --min-ctx and --kv-chunk has a config file key (docs/config.md);\n"
+    "flags win over the file.\n"
     "Sampling order: repetition penalty, top-k, top-p, min-p, temperature, draw.\n"
     "Output stops without printing the end-of-generation token. Exit 0 also when\n"
     "the context fills up (a note on stderr).\n";
 
-/* Everything generate's flags set. */
+/* Everything generate's flags and config set. */
 typedef struct gen_opts {
-    const char *model;         /* -m */
+    char *model;               /* the model file (-m or model_id, resolved; malloc'd) */
+    lyra_config *cfg;          /* the effective configuration (owns the strings below) */
+    const char *const *stop;   /* [n_stop] stop strings (--stop, pipeline_kwargs.stop) */
+    int n_stop;                /* their count */
     const char *prompt;        /* -p, NULL = BOS only */
     int64_t n_predict;         /* -n, -1 = unlimited */
     lyra_sampler_params sp;    /* sampling */
@@ -81,12 +97,15 @@ static uint64_t random_seed(void) {
     return s;
 }
 
+/* Flags, then the config file under them (docs/config.md), then the model. */
 static int parse_opts(int argc, char **argv, gen_opts *o, lyra_error *err) {
     memset(o, 0, sizeof *o);
     o->n_predict = -1;
     o->sp = lyra_sampler_default_params();
     o->cp = lyra_context_default_params();
     o->mp = lyra_model_default_params();
+    app_cfgflags cf;
+    app_cfgflags_init(&cf, APP_CFG_ALL & ~APP_CFG_CHAT);
     app_args a;
     args_init(&a, argc, argv);
     const char *arg;
@@ -96,42 +115,12 @@ static int parse_opts(int argc, char **argv, gen_opts *o, lyra_error *err) {
         if (!is_flag) {
             rc = args_unknown(&a, arg, err);
         } else if (args_common(&a)) {
+        } else if (app_cfgflag(&a, &cf, &rc, err)) {
         } else if (app_devflag(&a, &o->mp, &rc, err)) {
-        } else if (!strcmp(f, "-m") || !strcmp(f, "--model")) {
-            rc = args_str(&a, &o->model, err);
         } else if (!strcmp(f, "-p") || !strcmp(f, "--prompt")) {
             rc = args_str(&a, &o->prompt, err);
-        } else if (!strcmp(f, "-n") || !strcmp(f, "--n-predict")) {
-            rc = args_int(&a, -1, INT32_MAX, &o->n_predict, err);
-        } else if (!strcmp(f, "--temp")) {
-            rc = args_float(&a, 0.0, HUGE_VAL, &o->sp.temperature, err);
-        } else if (!strcmp(f, "--top-k")) {
-            rc = args_i32(&a, 0, INT32_MAX, &o->sp.top_k, err);
-        } else if (!strcmp(f, "--top-p")) {
-            rc = args_float(&a, 0.0, 1.0, &o->sp.top_p, err);
-        } else if (!strcmp(f, "--min-p")) {
-            rc = args_float(&a, 0.0, 1.0, &o->sp.min_p, err);
-        } else if (!strcmp(f, "--repeat-penalty")) {
-            rc = args_float(&a, 0.0, HUGE_VAL, &o->sp.repeat_penalty, err);
-            if (!rc && o->sp.repeat_penalty <= 0.0f)
-                rc = lyra_err(err, LYRA_ERR_INPUT, f, "must be > 0, got %g", o->sp.repeat_penalty);
         } else if (!strcmp(f, "--repeat-last-n")) {
             rc = args_i32(&a, 0, 1 << 20, &o->sp.repeat_last_n, err);
-        } else if (!strcmp(f, "--seed")) {
-            rc = args_u64(&a, &o->sp.seed, err);
-            o->seed_given = 1;
-        } else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) {
-            rc = args_i32(&a, 0, 4096, &o->cp.n_threads, err);
-        } else if (!strcmp(f, "-c") || !strcmp(f, "--ctx")) {
-            rc = args_i32(&a, 0, INT32_MAX, &o->cp.n_ctx, err);
-        } else if (!strcmp(f, "-b") || !strcmp(f, "--batch")) {
-            rc = args_i32(&a, 1, INT32_MAX, &o->cp.n_batch, err);
-        } else if (!strcmp(f, "--kv-type")) {
-            const char *v;
-            rc = args_str(&a, &v, err);
-            if (!rc && !strcmp(v, "f16")) o->cp.kv_type = LYRA_KV_F16;
-            else if (!rc && !strcmp(v, "f32")) o->cp.kv_type = LYRA_KV_F32;
-            else if (!rc) rc = lyra_err(err, LYRA_ERR_INPUT, f, "expected f16 or f32, got '%s'", v);
         } else if (!strcmp(f, "--parse-special") && !a.eq) {
             o->parse_special = 1;
         } else if (!strcmp(f, "--ignore-eos") && !a.eq) {
@@ -140,9 +129,83 @@ static int parse_opts(int argc, char **argv, gen_opts *o, lyra_error *err) {
             rc = args_unknown(&a, arg, err);
         }
     }
-    if (!rc && !o->model) rc = lyra_err(err, LYRA_ERR_INPUT, "-m", "required: the model file");
+    if (!rc) rc = app_cfgflags_load(&cf, &o->cfg, err);
+    app_cfgflags_free(&cf);
+    if (!rc) rc = app_config_model(o->cfg, &o->model, err);
+    if (!rc) rc = app_config_apply(o->cfg, &o->mp, &o->cp, &o->sp, &o->seed_given, err);
+    lyra_config_gen g;
+    if (!rc) rc = lyra_config_apply_gen(o->cfg, &g, err);
+    if (!rc) {
+        o->n_predict = g.max_new_tokens;
+        o->stop = g.stop;
+        o->n_stop = g.n_stop;
+    }
     app_devflags_finish(&o->mp, &o->cp);
     return rc;
+}
+
+static void free_opts(gen_opts *o) {
+    free(o->model);
+    lyra_config_free(o->cfg);
+    o->model = NULL;
+    o->cfg = NULL;
+}
+
+/* Stop strings: generated bytes are held back while they could be the start
+ * of a stop string; a complete one ends the output before it. */
+typedef struct stop_buf {
+    char *b;    /* [n] bytes not printed yet */
+    size_t n;   /* held */
+    size_t cap; /* allocated */
+} stop_buf;
+
+/* Bytes of the tail of b[n] that are a proper prefix of some stop string. */
+static size_t stop_hold(const gen_opts *o, const char *b, size_t n) {
+    size_t hold = 0;
+    for (int i = 0; i < o->n_stop; i++) {
+        size_t ls = strlen(o->stop[i]);
+        for (size_t k = ls - 1 < n ? ls - 1 : n; k > hold; k--)
+            if (!memcmp(b + n - k, o->stop[i], k)) {
+                hold = k;
+                break;
+            }
+    }
+    return hold;
+}
+
+/* Append p[k]; *out_n bytes of sb may be printed now; *stopped: a stop
+ * string was completed (then *out_n ends before it). */
+static int stop_feed(const gen_opts *o, stop_buf *sb, const char *p, size_t k, size_t *out_n,
+                     int *stopped, lyra_error *err) {
+    if (sb->n + k + 1 > sb->cap) {
+        size_t cap = (sb->n + k + 1) * 2;
+        char *nb = realloc(sb->b, cap);
+        if (!nb) return lyra_err(err, LYRA_ERR_OOM, "generate", "out of memory");
+        sb->b = nb;
+        sb->cap = cap;
+    }
+    memcpy(sb->b + sb->n, p, k);
+    sb->n += k;
+    sb->b[sb->n] = '\0';
+    *stopped = 0;
+    size_t first = sb->n;
+    for (int i = 0; i < o->n_stop; i++) {
+        const char *hit = memmem(sb->b, sb->n, o->stop[i], strlen(o->stop[i]));
+        if (hit && (size_t)(hit - sb->b) < first) first = (size_t)(hit - sb->b);
+    }
+    if (first < sb->n) {
+        *stopped = 1;
+        *out_n = first;
+        return LYRA_OK;
+    }
+    *out_n = sb->n - stop_hold(o, sb->b, sb->n);
+    return LYRA_OK;
+}
+
+/* Drop the first n bytes of sb (printed). */
+static void stop_consume(stop_buf *sb, size_t n) {
+    memmove(sb->b, sb->b + n, sb->n - n);
+    sb->n -= n;
 }
 
 /* Write n bytes to stdout and flush (streaming). */
@@ -191,10 +254,12 @@ static int has_space_prefix(const lyra_model *m) {
  * (text decoded from BOS alone, as SentencePiece decodes: the dummy prefix of
  * the first word is not text). eog: NULL, or (--ignore-eos) the ids
  * [n_eog] of the end-of-generation tokens, whose logits are set to -inf in
- * masked [n_vocab]. */
+ * masked [n_vocab]. With stop strings the output goes through sb, and
+ * *hit_stop says one ended the generation. */
 static int generate_loop(lyra_model *m, lyra_context *ctx, lyra_sampler *s, lyra_detok *d,
                          const gen_opts *o, int lstrip, const int32_t *eog, int32_t n_eog,
-                         float *masked, int64_t *n_gen, lyra_error *err) {
+                         float *masked, stop_buf *sb, int *hit_stop, int64_t *n_gen,
+                         lyra_error *err) {
     char buf[4096];
     int32_t n_ctx = lyra_context_n_ctx(ctx), n_vocab = lyra_model_n_vocab(m);
     for (*n_gen = 0; o->n_predict < 0 || *n_gen < o->n_predict;) {
@@ -219,8 +284,22 @@ static int generate_loop(lyra_model *m, lyra_context *ctx, lyra_sampler *s, lyra
             if (buf[0] == ' ') { p++; k--; }
             lstrip = 0;
         }
-        int rc = emit(p, k, err);
-        if (rc) return rc;
+        int rc;
+        if (o->n_stop) {
+            size_t out_n = 0;
+            int stopped = 0;
+            if ((rc = stop_feed(o, sb, p, k, &out_n, &stopped, err))) return rc;
+            if ((rc = emit(sb->b, out_n, err))) return rc;
+            stop_consume(sb, out_n);
+            if (stopped) {
+                sb->n = 0; /* the stop string and what follows are not printed */
+                *hit_stop = 1;
+                lyra_log(LYRA_LOG_DEBUG, "generate: stop string reached");
+                break;
+            }
+        } else if ((rc = emit(p, k, err))) {
+            return rc;
+        }
         if (o->n_predict >= 0 && *n_gen >= o->n_predict) break;
         if (lyra_context_pos(ctx) >= n_ctx) {
             lyra_log(LYRA_LOG_INFO, "generate: the context is full (%d tokens); stopping", (int)n_ctx);
@@ -278,17 +357,27 @@ static int run(const gen_opts *o, lyra_error *err) {
     int32_t *eog = NULL, n_eog = 0;
     float *masked = NULL;
     if (!rc && o->ignore_eos) rc = eog_mask(m, &eog, &n_eog, &masked, err);
+    stop_buf sb = {NULL, 0, 0};
+    int hit_stop = 0;
     if (!rc)
         rc = generate_loop(m, ctx, s, d, o, !o->prompt && has_space_prefix(m), eog, n_eog, masked,
-                           &n_gen, err);
+                           &sb, &hit_stop, &n_gen, err);
     free(eog);
     free(masked);
     double t2 = app_now();
     if (d && (ctx && (!rc || rc == LYRA_ERR_INTERRUPTED))) {
         char buf[64];
-        size_t k = lyra_detok_flush(d, buf, sizeof buf);
+        size_t k = hit_stop ? 0 : lyra_detok_flush(d, buf, sizeof buf);
         lyra_error e2;
-        int rc2 = emit(buf, k, &e2);
+        int rc2 = LYRA_OK;
+        if (o->n_stop && !hit_stop) { /* the held-back tail, unless a stop string completes */
+            size_t out_n = 0;
+            int stopped = 0;
+            rc2 = stop_feed(o, &sb, buf, k, &out_n, &stopped, &e2);
+            if (!rc2) rc2 = emit(sb.b, stopped ? out_n : sb.n, &e2);
+        } else {
+            rc2 = emit(buf, k, &e2);
+        }
         if (!rc2) rc2 = emit("\n", 1, &e2);
         if (rc2 && !rc) {
             rc = rc2;
@@ -300,6 +389,7 @@ static int run(const gen_opts *o, lyra_error *err) {
                  "generate: prompt %zu tokens in %.3f s (%.1f tok/s), %lld tokens in %.3f s (%.2f tok/s)",
                  n_toks, t1 - t0, (double)n_toks / (t1 - t0 > 0 ? t1 - t0 : 1e-9), (long long)n_gen,
                  t2 - t1, (double)n_gen / (t2 - t1 > 0 ? t2 - t1 : 1e-9));
+    free(sb.b);
     free(toks);
     lyra_detok_free(d);
     lyra_sampler_free(s);
@@ -311,6 +401,7 @@ static int run(const gen_opts *o, lyra_error *err) {
 int cmd_generate(int argc, char **argv, lyra_error *err) {
     gen_opts o;
     int rc = parse_opts(argc, argv, &o, err);
-    if (rc) return rc;
-    return run(&o, err);
+    if (!rc) rc = run(&o, err);
+    free_opts(&o);
+    return rc;
 }

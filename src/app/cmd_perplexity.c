@@ -17,7 +17,8 @@
 
 const char cmd_perplexity_usage[] =
     "usage: lyra perplexity -m MODEL -f FILE [--ctx N] [--threads N] [--batch N]\n"
-    "                       [--kv-type f16|f32] [device flags]\n"
+    "                       [--kv-type f16|f32] [--load-in-8bit | --load-in-4bit]\n"
+    "                       [--model-config FILE | --no-config] [device flags]\n"
     "\n"
     "Perplexity of FILE's text, computed as llama.cpp's perplexity tool does:\n"
     "the file is tokenized once (BOS first if the model adds BOS) and cut into\n"
@@ -27,13 +28,18 @@ const char cmd_perplexity_usage[] =
     "chunks; perplexity = exp(mean). Progress goes to stderr; the last stdout line\n"
     "is `perplexity: X` (4 decimals). The file needs at least 2*N tokens.\n"
     "\n"
-    "  -m, --model MODEL   GGUF model file (required)\n"
+    "  -m, --model MODEL   GGUF model file (required unless the config file has\n"
+    "                      model_id)\n"
     "  -f, --file FILE     text file (required; - = stdin)\n"
-    "  -c, --ctx N         chunk (context) size, >= 4 (default 512)\n"
+    "  -c, --ctx N         chunk (context) size, >= 4 (default 512; the config's\n"
+    "                      context_length is not used)\n"
     "  -t, --threads N     CPU threads (default: physical cores)\n"
     "  -b, --batch N       tokens per forward pass (default: N)\n"
     "  --kv-type f16|f32   KV cache element type (default f16)\n"
+    "  --load-in-8bit      store F32/F16/BF16 weights as Q8_0 on load\n"
+    "  --load-in-4bit      store F32/F16/BF16 weights as 4-bit on load\n"
     "  -q, -v              quieter / more verbose stderr\n"
+    APP_CONFIG_USAGE
     APP_DEVFLAGS_USAGE;
 
 /* -log softmax(logits)[target], in double. logits: [n_vocab] */
@@ -46,12 +52,13 @@ static double nll_of(const float *logits, int32_t n_vocab, int32_t target) {
     return log(z) + mx - (double)logits[target];
 }
 
-int cmd_perplexity(int argc, char **argv, lyra_error *err) {
-    const char *model = NULL, *file = NULL;
-    lyra_context_params cp = lyra_context_default_params();
-    cp.n_ctx = 512;
-    cp.n_batch = 0; /* default: the chunk size */
-    lyra_model_params mp = lyra_model_default_params();
+/* Flags, the config file under them (model, device, KV type and threads;
+ * the chunk size and batch are perplexity's own), the model file. */
+static int parse_opts(int argc, char **argv, char **model, const char **file, lyra_config **cfg,
+                      lyra_model_params *mp, lyra_context_params *cp, lyra_error *err) {
+    int32_t n_ctx = 512, n_batch = 0; /* batch 0: the chunk size */
+    app_cfgflags cf;
+    app_cfgflags_init(&cf, APP_CFG_MODEL | APP_CFG_DEVICE | APP_CFG_KV | APP_CFG_THREADS);
     int rc = 0;
     app_args a;
     args_init(&a, argc, argv);
@@ -62,32 +69,41 @@ int cmd_perplexity(int argc, char **argv, lyra_error *err) {
         if (!is_flag) {
             rc = args_unknown(&a, arg, err);
         } else if (args_common(&a)) {
-        } else if (app_devflag(&a, &mp, &rc, err)) {
-        } else if (!strcmp(f, "-m") || !strcmp(f, "--model")) {
-            rc = args_str(&a, &model, err);
+        } else if (app_cfgflag(&a, &cf, &rc, err)) {
+        } else if (app_devflag(&a, mp, &rc, err)) {
         } else if (!strcmp(f, "-f") || !strcmp(f, "--file")) {
-            rc = args_str(&a, &file, err);
+            rc = args_str(&a, file, err);
         } else if (!strcmp(f, "-c") || !strcmp(f, "--ctx")) {
-            rc = args_i32(&a, 4, INT32_MAX, &cp.n_ctx, err);
-        } else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) {
-            rc = args_i32(&a, 0, 4096, &cp.n_threads, err);
+            rc = args_i32(&a, 4, INT32_MAX, &n_ctx, err);
         } else if (!strcmp(f, "-b") || !strcmp(f, "--batch")) {
-            rc = args_i32(&a, 1, INT32_MAX, &cp.n_batch, err);
-        } else if (!strcmp(f, "--kv-type")) {
-            const char *v;
-            rc = args_str(&a, &v, err);
-            if (!rc && !strcmp(v, "f16")) cp.kv_type = LYRA_KV_F16;
-            else if (!rc && !strcmp(v, "f32")) cp.kv_type = LYRA_KV_F32;
-            else if (!rc) rc = lyra_err(err, LYRA_ERR_INPUT, f, "expected f16 or f32, got '%s'", v);
+            rc = args_i32(&a, 1, INT32_MAX, &n_batch, err);
         } else {
             rc = args_unknown(&a, arg, err);
         }
     }
-    if (rc) return rc;
-    if (!model) return lyra_err(err, LYRA_ERR_INPUT, "-m", "required: the model file");
-    if (!file) return lyra_err(err, LYRA_ERR_INPUT, "-f", "required: the text file");
-    if (cp.n_batch == 0) cp.n_batch = cp.n_ctx;
-    app_devflags_finish(&mp, &cp);
+    if (!rc) rc = app_cfgflags_load(&cf, cfg, err);
+    app_cfgflags_free(&cf);
+    if (!rc) rc = app_config_model(*cfg, model, err);
+    if (!rc && !*file) rc = lyra_err(err, LYRA_ERR_INPUT, "-f", "required: the text file");
+    if (!rc) rc = app_config_apply(*cfg, mp, cp, NULL, NULL, err);
+    cp->n_ctx = n_ctx;
+    cp->n_batch = n_batch ? n_batch : n_ctx;
+    app_devflags_finish(mp, cp);
+    return rc;
+}
+
+int cmd_perplexity(int argc, char **argv, lyra_error *err) {
+    char *model = NULL;
+    const char *file = NULL;
+    lyra_config *cfg = NULL; /* owns mp's strings */
+    lyra_context_params cp = lyra_context_default_params();
+    lyra_model_params mp = lyra_model_default_params();
+    int rc = parse_opts(argc, argv, &model, &file, &cfg, &mp, &cp, err);
+    if (rc) {
+        free(model);
+        lyra_config_free(cfg);
+        return rc;
+    }
     const int32_t n_ctx = cp.n_ctx;
 
     char *text = NULL;
@@ -166,5 +182,7 @@ int cmd_perplexity(int argc, char **argv, lyra_error *err) {
     free(text);
     lyra_context_free(ctx);
     lyra_model_free(m);
+    lyra_config_free(cfg);
+    free(model);
     return rc;
 }

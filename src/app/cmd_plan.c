@@ -15,28 +15,74 @@ const char cmd_plan_usage[] =
     "usage: lyra plan -m MODEL [--device-map STRATEGY|FILE.json]\n"
     "                 [--max-memory 0=6GiB,cpu=16GiB] [--reserve LIST]\n"
     "                 [--gpu-layers N] [--tensor-split P,Q] [--ctx N]\n"
-    "                 [--batch N] [--kv-type f16|f32] [--json]\n"
+    "                 [--batch N] [--kv-type f16|f32] [--json] [--probe]\n"
+    "                 [--load-in-8bit | --load-in-4bit]\n"
+    "                 [--model-config FILE | --no-config]\n"
     "\n"
     "Print where each module of MODEL would run and the bytes every device would\n"
     "hold: free memory, reserve, budget, planned weights, KV cache (for --ctx\n"
     "positions) and scratch (for --batch tokens), and its modules. Reads the\n"
     "model's metadata only (no weights). The same inputs give the same plan.\n"
     "\n"
-    "  -m, --model MODEL      GGUF model file (required)\n"
+    "  -m, --model MODEL      GGUF model file (required unless the config file\n"
+    "                         has model_id)\n"
     "  -c, --ctx N            context the KV cache is planned for\n"
-    "                         (default: min(model's, 4096))\n"
+    "                         (default: min(model's, 4096); 0 = that too)\n"
     "  -b, --batch N          tokens per forward pass (default 512)\n"
     "  --kv-type f16|f32      KV cache element type (default f16)\n"
     "  --json                 one JSON object: {\"ctx\",\"batch\",\"devices\":[...],\n"
     "                         \"map\":{module: device}} (bytes as integers)\n"
+    "  --probe                find the map that loads now: the fallback's search\n"
+    "                         with real allocations on the devices (no weight is\n"
+    "                         read, nothing stays allocated); prints the --json\n"
+    "                         format with \"probe\": true and the fallback steps\n"
+    "  --load-in-8bit         plan F32/F16/BF16 weights as Q8_0 (quantized on load)\n"
+    "  --load-in-4bit         plan F32/F16/BF16 weights as 4-bit\n"
+    APP_CONFIG_USAGE
     APP_DEVFLAGS_USAGE
     "  -q, -v                 quieter / more verbose stderr\n";
 
+/* --probe: open the model as a probe (the load's search with real
+ * allocations, no weights read, nothing kept) and print the map it found. */
+static int run_probe(const char *model, lyra_model_params *mp, lyra_error *err) {
+    lyra_model *m = NULL;
+    mp->probe = 1;
+    int rc = lyra_model_open(model, mp, &m, err);
+    if (rc) return rc;
+    json_t *j = lyra_plan_json(m->plan);
+    json_t *steps = json_array();
+    rc = j && steps ? LYRA_OK : LYRA_ERR_OOM;
+    for (int i = 0; !rc && i < lyra_model_fallback_steps(m); i++) {
+        lyra_fallback_step s;
+        lyra_model_fallback_step(m, i, &s);
+        json_t *o = json_pack("{s:s,s:s,s:I,s:I,s:s,s:i,s:i}", "phase", "load", "device", s.device,
+                              "asked", (json_int_t)s.asked, "free", (json_int_t)s.free, "what", s.what,
+                              "from", (int)s.from_k, "to", (int)s.to_k);
+        if (!o || json_array_append_new(steps, o)) rc = LYRA_ERR_OOM;
+    }
+    if (!rc && (json_object_set_new(j, "probe", json_true()) ||
+                json_object_set_new(j, "fallback", steps)))
+        rc = LYRA_ERR_OOM;
+    else if (!rc)
+        steps = NULL; /* owned by j */
+    char *s = rc ? NULL : json_dumps(j, JSON_COMPACT);
+    if (!s) rc = lyra_err(err, LYRA_ERR_OOM, "plan", "out of memory");
+    else printf("%s\n", s);
+    free(s);
+    json_decref(steps);
+    json_decref(j);
+    lyra_model_free(m);
+    return rc;
+}
+
+static int plan_run(const char *model, int json, lyra_model_params *mp, lyra_error *err);
+
 int cmd_plan(int argc, char **argv, lyra_error *err) {
-    const char *model = NULL;
-    int json = 0, rc = 0;
+    int json = 0, probe = 0, rc = 0;
     lyra_model_params mp = lyra_model_default_params();
     lyra_context_params cp = lyra_context_default_params();
+    app_cfgflags cf;
+    app_cfgflags_init(&cf, APP_CFG_MODEL | APP_CFG_DEVICE | APP_CFG_CONTEXT | APP_CFG_KV);
     app_args a;
     args_init(&a, argc, argv);
     const char *arg;
@@ -46,29 +92,35 @@ int cmd_plan(int argc, char **argv, lyra_error *err) {
         if (!is_flag) {
             rc = args_unknown(&a, arg, err);
         } else if (args_common(&a)) {
+        } else if (app_cfgflag(&a, &cf, &rc, err)) {
         } else if (app_devflag(&a, &mp, &rc, err)) {
-        } else if (!strcmp(f, "-m") || !strcmp(f, "--model")) {
-            rc = args_str(&a, &model, err);
-        } else if (!strcmp(f, "-c") || !strcmp(f, "--ctx")) {
-            rc = args_i32(&a, 1, INT32_MAX, &cp.n_ctx, err);
-        } else if (!strcmp(f, "-b") || !strcmp(f, "--batch")) {
-            rc = args_i32(&a, 1, INT32_MAX, &cp.n_batch, err);
-        } else if (!strcmp(f, "--kv-type")) {
-            const char *v = NULL;
-            rc = args_str(&a, &v, err);
-            if (!rc && !strcmp(v, "f16")) cp.kv_type = LYRA_KV_F16;
-            else if (!rc && !strcmp(v, "f32")) cp.kv_type = LYRA_KV_F32;
-            else if (!rc) rc = lyra_err(err, LYRA_ERR_INPUT, f, "expected f16 or f32, got '%s'", v);
         } else if (!strcmp(f, "--json") && !a.eq) {
             json = 1;
+        } else if (!strcmp(f, "--probe") && !a.eq) {
+            probe = 1;
         } else {
             rc = args_unknown(&a, arg, err);
         }
     }
-    if (!rc && !model) rc = lyra_err(err, LYRA_ERR_INPUT, "-m", "required: the model file");
-    if (rc) return rc;
-    app_devflags_finish(&mp, &cp);
-    mp.n_threads = 1; /* nothing computes */
+    lyra_config *cfg = NULL; /* owns mp's strings */
+    char *model = NULL;
+    if (!rc) rc = app_cfgflags_load(&cf, &cfg, err);
+    app_cfgflags_free(&cf);
+    if (!rc) rc = app_config_model(cfg, &model, err);
+    if (!rc) rc = app_config_apply(cfg, &mp, &cp, NULL, NULL, err);
+    if (!rc) {
+        app_devflags_finish(&mp, &cp);
+        mp.n_threads = 1; /* nothing computes */
+        rc = probe ? run_probe(model, &mp, err) : plan_run(model, json, &mp, err);
+    }
+    free(model);
+    lyra_config_free(cfg);
+    return rc;
+}
+
+/* The plan from the model's metadata alone, as a table or JSON. */
+static int plan_run(const char *model, int json, lyra_model_params *mp, lyra_error *err) {
+    int rc;
     lyra_gguf *g = NULL;
     lyra_llama *arch = NULL;
     lyra_device *dev[LYRA_MAX_DEVICES];
@@ -77,7 +129,7 @@ int cmd_plan(int argc, char **argv, lyra_error *err) {
     rc = lyra_gguf_open(model, &g, err);
     if (!rc) rc = lyra_llama_load(g, &arch, err);
     if (!rc) rc = lyra_runtime_devices(1, dev, &n_dev, err);
-    if (!rc) rc = lyra_runtime_plan(arch, &mp, dev, n_dev, &plan, err);
+    if (!rc) rc = lyra_runtime_plan(arch, mp, dev, n_dev, &plan, err);
     if (!rc) {
         char *s = json ? lyra_plan_json_string(plan) : lyra_plan_table(plan);
         if (!s) rc = lyra_err(err, LYRA_ERR_OOM, "plan", "out of memory");

@@ -1,21 +1,30 @@
 /* devflags.c: the device flags shared by generate, perplexity, bench and
  * plan (--device-map, --max-memory, --reserve, --gpu-layers, --tensor-split,
- * --no-mmap, --mlock): parsed into lyra_model_params, each value checked at
+ * --no-mmap, --mlock, and the fallback's --fallback/--no-fallback,
+ * --fallback-policy, --gpu-layers-fallback, --min-ctx, --kv-chunk): parsed into lyra_model_params, each value checked at
  * once so that an error names the flag and the entry before anything loads. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "args.h"
+#include "device/cuda.h"
 #include "device/device.h"
 #include "plan/plan.h"
 
-/* GPUs this machine has (simulated ones when LYRA_SIM_GPUS is set; no CUDA
- * in this build); -1 with err set when LYRA_SIM_GPUS is malformed. */
+/* GPUs this machine has (simulated ones when LYRA_SIM_GPUS is set, else the
+ * CUDA GPUs as LYRA_CUDA_DEVICES picks them); -1 with err set when
+ * LYRA_SIM_GPUS or LYRA_CUDA_DEVICES is malformed. */
 static int n_gpus(lyra_error *err) {
     lyra_sim_spec specs[LYRA_SIM_MAX_GPUS];
     int n = 0, set = 0;
     if (lyra_sim_from_env(specs, LYRA_SIM_MAX_GPUS, &n, &set, err)) return -1;
+    if (set) return n;
+    int cards = lyra_cuda_count(NULL, 0);
+    const char *pick = getenv("LYRA_CUDA_DEVICES");
+    if (!cards || !pick) return cards;
+    int ord[LYRA_CUDA_MAX_DEVICES];
+    if (lyra_cuda_parse_devices(pick, cards, ord, LYRA_CUDA_MAX_DEVICES, &n, err)) return -1;
     return n;
 }
 
@@ -45,6 +54,36 @@ int app_devflag(app_args *a, lyra_model_params *mp, int *rc, lyra_error *err) {
     }
     if (!strcmp(f, "--mlock") && !a->eq) {
         mp->use_mlock = 1;
+        return 1;
+    }
+    if (!strcmp(f, "--fallback") && !a->eq) {
+        mp->fallback = 1;
+        if (mp->fallback_policy == LYRA_FALLBACK_NONE) mp->fallback_policy = LYRA_FALLBACK_LAYERS;
+        return 1;
+    }
+    if (!strcmp(f, "--no-fallback") && !a->eq) {
+        mp->fallback = 0;
+        mp->fallback_policy = LYRA_FALLBACK_NONE;
+        return 1;
+    }
+    if (!strcmp(f, "--gpu-layers-fallback")) {
+        *rc = args_i32(a, 0, INT32_MAX, &mp->gpu_layers_fallback, err);
+        return 1;
+    }
+    if (!strcmp(f, "--min-ctx")) {
+        *rc = args_i32(a, 1, INT32_MAX, &mp->min_ctx, err);
+        return 1;
+    }
+    if (!strcmp(f, "--kv-chunk")) {
+        *rc = args_i32(a, 1, 1 << 20, &mp->kv_chunk, err);
+        return 1;
+    }
+    if (!strcmp(f, "--fallback-policy")) {
+        if ((*rc = args_str(a, &v, err))) return 1;
+        if (!strcmp(v, "layers")) mp->fallback_policy = LYRA_FALLBACK_LAYERS, mp->fallback = 1;
+        else if (!strcmp(v, "context")) mp->fallback_policy = LYRA_FALLBACK_CONTEXT, mp->fallback = 1;
+        else if (!strcmp(v, "none")) mp->fallback_policy = LYRA_FALLBACK_NONE, mp->fallback = 0;
+        else *rc = lyra_err(err, LYRA_ERR_INPUT, f, "expected layers, context or none, got '%s'", v);
         return 1;
     }
     if (strcmp(f, "--device-map") && strcmp(f, "--max-memory") && strcmp(f, "--reserve") &&

@@ -18,6 +18,7 @@ typedef struct app_cmd {
 
 static const app_cmd g_cmds[] = {
     {"generate", cmd_generate, cmd_generate_usage, "generate text from a prompt"},
+    {"chat", cmd_chat, cmd_chat_usage, "chat with a model (the KV cache kept between turns)"},
     {"tokenize", cmd_tokenize, cmd_tokenize_usage, "print the token ids of a text"},
     {"perplexity", cmd_perplexity, cmd_perplexity_usage, "perplexity of a text (llama.cpp's method)"},
     {"bench", cmd_bench, cmd_bench_usage, "prompt/generation speed and memory bandwidth"},
@@ -25,6 +26,7 @@ static const app_cmd g_cmds[] = {
     {"quantize", cmd_quantize, cmd_quantize_usage, "convert a GGUF's weights to another type"},
     {"plan", cmd_plan, cmd_plan_usage, "where a model's modules would run (metadata only)"},
     {"devices", cmd_devices, cmd_devices_usage, "list GPUs, cpu and disk with their memory"},
+    {"config", cmd_config, cmd_config_usage, "show or validate model configuration files"},
 };
 #define N_CMDS (sizeof g_cmds / sizeof g_cmds[0])
 

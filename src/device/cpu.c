@@ -506,6 +506,24 @@ static void cpu_destroy(lyra_device *d) {
     free(d);
 }
 
+/* K [kv_dim][L] <-> [L][kv_dim]; V is [L][kv_dim] in both. */
+static void kv_transpose(const char *src, char *dst, size_t rows, size_t cols, size_t es) {
+    for (size_t r = 0; r < rows; r++)
+        for (size_t c = 0; c < cols; c++) memcpy(dst + (c * rows + r) * es, src + (r * cols + c) * es, es);
+}
+
+void lyra_cpu_kv_to_rows(const void *chunk, void *rows, int32_t chunk_len, int64_t kv_dim, lyra_type t) {
+    size_t es = t == LYRA_TYPE_F32 ? 4 : 2, L = (size_t)chunk_len, D = (size_t)kv_dim;
+    kv_transpose(chunk, rows, D, L, es);
+    memcpy((char *)rows + L * D * es, (const char *)chunk + L * D * es, L * D * es);
+}
+
+void lyra_cpu_kv_from_rows(const void *rows, void *chunk, int32_t chunk_len, int64_t kv_dim, lyra_type t) {
+    size_t es = t == LYRA_TYPE_F32 ? 4 : 2, L = (size_t)chunk_len, D = (size_t)kv_dim;
+    kv_transpose(rows, chunk, L, D, es);
+    memcpy((char *)chunk + L * D * es, (const char *)rows + L * D * es, L * D * es);
+}
+
 static const lyra_device_ops cpu_ops = {
     .alloc = cpu_alloc, .free = cpu_free, .adopt = cpu_adopt, .unadopt = cpu_unadopt,
     .copy_in = cpu_copy, .copy_out = cpu_copy, .sync = cpu_sync,
@@ -514,6 +532,7 @@ static const lyra_device_ops cpu_ops = {
     .swiglu = cpu_swiglu, .add = cpu_add,
     .matmul_work_size = cpu_matmul_work_size, .set_work = cpu_set_work,
     .destroy = cpu_destroy, .free_mem = cpu_free_mem, .matmul_multi = cpu_matmul_multi,
+    .kv_to_rows = lyra_cpu_kv_to_rows, .kv_from_rows = lyra_cpu_kv_from_rows,
 };
 
 static const lyra_cpu_kernels *kernels_for(lyra_cpu_path p) {

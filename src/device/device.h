@@ -102,7 +102,20 @@ typedef struct lyra_device_ops {
     void (*matmul_multi)(lyra_device *d, int n, const lyra_type *wt, const void *const *W,
                          const int64_t *rows, int64_t cols, const float *X, int ntok,
                          float *const *Y);
+    /* Optional, host side: this device's KV chunk layout (kv_store /
+     * attention) to and from rows, so a layer's cache can move between
+     * devices whose layouts differ. A chunk is K then V, 2 * chunk_len *
+     * kv_dim elements of t; "rows" is K [chunk_len][kv_dim] then V
+     * [chunk_len][kv_dim]. src and dst are host copies (copy_out / copy_in).
+     * NULL: the device's layout is rows. */
+    void (*kv_to_rows)(const void *chunk, void *rows, int32_t chunk_len, int64_t kv_dim, lyra_type t);
+    void (*kv_from_rows)(const void *rows, void *chunk, int32_t chunk_len, int64_t kv_dim, lyra_type t);
 } lyra_device_ops;
+
+/* The CPU's kv_to_rows / kv_from_rows (K transposed; simulated GPUs share
+ * the CPU's layout). */
+void lyra_cpu_kv_to_rows(const void *chunk, void *rows, int32_t chunk_len, int64_t kv_dim, lyra_type t);
+void lyra_cpu_kv_from_rows(const void *rows, void *chunk, int32_t chunk_len, int64_t kv_dim, lyra_type t);
 
 typedef struct lyra_device_stats {
     uint64_t alloc_calls;   /* calls to alloc (successful or not) */
@@ -119,12 +132,29 @@ struct lyra_device {
     uint64_t total;         /* bytes of memory */
     uint64_t budget;        /* cap on allocated (0: none) */
     lyra_device_stats stats;
+    uint64_t fail_at;       /* fault injection (LYRA_FAIL_ALLOC): allocation call number
+                               fail_at (1-based, counted in stats.alloc_calls) fails;
+                               0: none */
+    int fail_after;         /* 1: every call after fail_at fails too ("N+") */
     const lyra_device_ops *ops;
     void *impl;             /* backend state */
 };
 
 /* Free memory as the device reports it now (CPU: MemAvailable). */
 uint64_t lyra_device_free_mem(const lyra_device *d);
+/* What lyra may still allocate on d: free memory, capped by the budget left. */
+uint64_t lyra_device_room(const lyra_device *d);
+
+/* Allocate through d->ops->alloc, honouring fault injection: the runtime
+ * allocates every weight copy, KV chunk, scratch and staging buffer through
+ * this. LYRA_OK, or LYRA_ERR_OOM with *ptr = NULL. */
+int lyra_device_alloc(lyra_device *d, size_t size, void **ptr);
+
+/* LYRA_FAIL_ALLOC=ID:N[+][,ID:N[+]...]: arm fault injection on dev[n] (IDs as
+ * `lyra devices` prints them). Unset or empty: nothing. Malformed, or an ID
+ * that is not here: LYRA_ERR_INPUT naming LYRA_FAIL_ALLOC and the entry.
+ * *armed = number of entries (the caller announces them). */
+int lyra_device_fault_from_env(lyra_device *const *dev, int n, int *armed, lyra_error *err);
 
 /* The CPU device: n_threads workers (0 = physical cores), kernel path chosen by
  * lyra_cpu_path_select (LYRA_CPU). */

@@ -316,6 +316,7 @@ static const lyra_device_ops sim_ops = {
     .swiglu = sim_swiglu, .add = sim_add,
     .matmul_work_size = sim_matmul_work_size, .set_work = sim_set_work,
     .destroy = sim_destroy, .free_mem = sim_free_mem,
+    .kv_to_rows = lyra_cpu_kv_to_rows, .kv_from_rows = lyra_cpu_kv_from_rows, /* its CPU's */
 };
 
 int lyra_sim_device_new(int index, const lyra_sim_spec *spec, lyra_device *compute,

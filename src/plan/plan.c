@@ -531,6 +531,19 @@ static int place(P *p, lyra_error *err) {
     if (o->n_split && st != LYRA_PLAN_BALANCED)
         return lyra_err(err, LYRA_ERR_INPUT, "tensor_split",
                         "needs the auto (balanced) strategy, not %s", where);
+    if (st == LYRA_PLAN_FIXED) {
+        if (!o->fixed) return lyra_err(err, LYRA_ERR_INPUT, "plan", "fixed map missing");
+        for (int i = 0; i < p->n; i++) {
+            int d = -1;
+            for (int j = 0; j < p->nd; j++)
+                if (o->fixed[i] && !strcmp(p->dev[j].id, o->fixed[i])) d = j;
+            if (d < 0)
+                return lyra_err(err, LYRA_ERR_INPUT, "plan", "%s: no device \"%s\"",
+                                p->m->modules[i].name, o->fixed[i] ? o->fixed[i] : "");
+            p->where[i] = d;
+        }
+        return LYRA_OK;
+    }
     if (st == LYRA_PLAN_MAP) {
         if (has_layers)
             return lyra_err(err, LYRA_ERR_INPUT, "gpu_layers", "conflicts with the map of %s", where);

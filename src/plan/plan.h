@@ -152,7 +152,9 @@ typedef enum lyra_plan_strategy {
     LYRA_PLAN_SEQUENTIAL,
     LYRA_PLAN_CPU,
     LYRA_PLAN_GPU,              /* everything on GPU opts.gpu ("cuda", "cuda:N", N) */
-    LYRA_PLAN_MAP               /* explicit map opts.map */
+    LYRA_PLAN_MAP,              /* explicit map opts.map */
+    LYRA_PLAN_FIXED             /* opts.fixed[i] is module i's device id; budgets not
+                                   checked (a map the runtime really loaded) */
 } lyra_plan_strategy;
 
 typedef struct lyra_plan_opts {
@@ -170,6 +172,7 @@ typedef struct lyra_plan_opts {
                                      (the runtime's LYRA_KV_CHUNK); 0 or 1: exact */
     int fallback;                 /* 1 (default): a map naming a missing GPU puts its
                                      modules on the CPU with a note; 0: error */
+    const char *const *fixed;     /* LYRA_PLAN_FIXED: [n_modules] device ids */
 } lyra_plan_opts;
 
 /* auto, no gpu_layers, no split, ctx 4096, batch 512, kv_chunk 256, fallback 1. */

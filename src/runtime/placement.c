@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "device/cuda.h"
 #include "plan/plan.h"
 #include "runtime/runtime.h"
 
@@ -21,11 +22,19 @@ int lyra_runtime_devices(int n_threads, lyra_device **dev, int *n_dev, lyra_erro
         LYRA_INFO("LYRA_SIM_GPUS is set: %d simulated GPU%s, no CUDA GPUs", n, n == 1 ? "" : "s");
         if (n && (rc = lyra_sim_devices_new(specs, n, n_threads, dev, err))) return rc;
     }
-    /* without LYRA_SIM_GPUS: CUDA GPUs (their own issue), none in this build */
+    /* without LYRA_SIM_GPUS: the CUDA GPUs (none in builds without CUDA, or
+     * without a driver or a device: one note, then the CPU alone) */
+    if (!set && (rc = lyra_cuda_devices_new(n_threads, dev, LYRA_MAX_DEVICES - 1, &n, err))) return rc;
     if ((rc = lyra_cpu_device_new(n_threads, &dev[n], err))) {
         for (int i = 0; i < n; i++) lyra_device_free(dev[i]);
         return rc;
     }
+    int armed = 0;
+    if ((rc = lyra_device_fault_from_env(dev, n + 1, &armed, err))) {
+        for (int i = 0; i <= n; i++) lyra_device_free(dev[i]);
+        return rc;
+    }
+    if (armed) LYRA_WARN("LYRA_FAIL_ALLOC=%s: fault injection armed", getenv("LYRA_FAIL_ALLOC"));
     *n_dev = n + 1;
     return LYRA_OK;
 }
@@ -57,8 +66,9 @@ static int map_opts(const lyra_model_params *p, lyra_plan_opts *o, json_t **keep
     return lyra_plan_device_map_from_json(v, s, o, err);
 }
 
-int lyra_runtime_plan(const lyra_llama *a, const lyra_model_params *p, lyra_device *const *dev,
-                      int n_dev, lyra_plan **out, lyra_error *err) {
+static int plan_with(const lyra_llama *a, const lyra_model_params *p, lyra_device *const *dev,
+                     int n_dev, const char *const *fixed, int32_t n_ctx, lyra_plan **out,
+                     lyra_error *err) {
     *out = NULL;
     const lyra_llama_hparams *hp = &a->hp;
     lyra_plan_device pd[LYRA_PLAN_MAX_DEVICES];
@@ -75,29 +85,48 @@ int lyra_runtime_plan(const lyra_llama *a, const lyra_model_params *p, lyra_devi
     lyra_plan_notes notes;
     memset(&notes, 0, sizeof notes);
     if ((rc = lyra_plan_budgets(pd, n, &mm, &rs, &notes, err))) return rc;
-    for (int i = 0; i < notes.n; i++) LYRA_WARN("%s", notes.line[i]);
+    if (!fixed)
+        for (int i = 0; i < notes.n; i++) LYRA_WARN("%s", notes.line[i]);
     /* options */
     lyra_plan_opts o = lyra_plan_default_opts();
     o.ctx = p->n_ctx > 0 ? p->n_ctx : (hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
     o.batch = p->n_batch > 0 ? p->n_batch : 512;
     if (o.batch > o.ctx) o.batch = o.ctx; /* as lyra_context_new */
-    o.kv_chunk = LYRA_KV_CHUNK;
+    o.kv_chunk = p->kv_chunk > 0 ? p->kv_chunk : LYRA_KV_CHUNK;
     o.fallback = p->fallback;
     json_t *keep = NULL;
-    if ((rc = map_opts(p, &o, &keep, err))) goto done;
-    if (p->gpu_layers && p->gpu_layers[0] &&
-        (rc = lyra_plan_gpu_layers_parse(p->gpu_layers, "gpu_layers", &o.gpu_layers, err)))
-        goto done;
-    if (p->tensor_split && p->tensor_split[0] &&
-        (rc = lyra_plan_split_parse(p->tensor_split, "tensor_split", &o, err)))
-        goto done;
+    if (fixed) {
+        o.strategy = LYRA_PLAN_FIXED;
+        o.fixed = fixed;
+        o.ctx = n_ctx;
+        if (o.batch > o.ctx) o.batch = o.ctx;
+    } else {
+        if ((rc = map_opts(p, &o, &keep, err))) goto done;
+        if (p->gpu_layers && p->gpu_layers[0] &&
+            (rc = lyra_plan_gpu_layers_parse(p->gpu_layers, "gpu_layers", &o.gpu_layers, err)))
+            goto done;
+        if (p->tensor_split && p->tensor_split[0] &&
+            (rc = lyra_plan_split_parse(p->tensor_split, "tensor_split", &o, err)))
+            goto done;
+    }
     lyra_plan_model pm;
     if ((rc = lyra_plan_model_from_llama(a, o.batch, p->kv_type, &pm, err))) goto done;
     rc = lyra_plan_make(&pm, pd, n, &o, out, err);
     lyra_plan_model_release(&pm);
-    if (!rc)
+    if (!rc && !fixed)
         for (int i = 0; i < (*out)->notes.n; i++) LYRA_WARN("%s", (*out)->notes.line[i]);
 done:
     json_decref(keep);
     return rc;
+}
+
+int lyra_runtime_plan(const lyra_llama *a, const lyra_model_params *p, lyra_device *const *dev,
+                      int n_dev, lyra_plan **out, lyra_error *err) {
+    return plan_with(a, p, dev, n_dev, NULL, 0, out, err);
+}
+
+int lyra_runtime_plan_fixed(const lyra_llama *a, const lyra_model_params *p,
+                            lyra_device *const *dev, int n_dev, const char *const *ids,
+                            int32_t n_ctx, lyra_plan **out, lyra_error *err) {
+    return plan_with(a, p, dev, n_dev, ids, n_ctx, out, err);
 }

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "build_info.h"
 #include "format/gguf.h"
 #include "lyra.h"
 #include "runtime/runtime.h"
@@ -227,7 +228,9 @@ static void test_context_behaviour(void) {
     snprintf(model, sizeof model, "%s", test_shared_path("models/stories260K.gguf"));
     lyra_model *m = NULL;
     lyra_error err;
-    if (lyra_model_open(model, NULL, &m, &err)) { CHECK(0, "open: %s", err.msg); return; }
+    lyra_model_params mp0 = lyra_model_default_params();
+    mp0.fallback = 0; /* an OOM below must stay an error (test_fallback covers stepping down) */
+    if (lyra_model_open(model, &mp0, &m, &err)) { CHECK(0, "open: %s", err.msg); return; }
     int V = lyra_model_n_vocab(m);
     CHECK(lyra_model_n_layer(m) == 5 && lyra_model_n_embd(m) == 64 && V == 512 &&
           lyra_model_n_ctx_train(m) == 2048 && !strcmp(lyra_model_arch(m), "llama"), "getters");
@@ -465,7 +468,8 @@ static void test_format_bytes(void) {
 
 int main(void) {
     test_format_bytes();
-    CHECK(strstr(lyra_build_features(), "no CUDA") && strstr(lyra_build_features(), "selected"),
+    CHECK(strstr(lyra_build_features(), LYRA_BUILD_HAVE_CUDA ? "; CUDA (archs " : "no CUDA") &&
+              strstr(lyra_build_features(), "selected"),
           "features: %s", lyra_build_features());
     CHECK(!strcmp(lyra_version(), LYRA_VERSION), "version");
     printf("features: %s\n", lyra_build_features());

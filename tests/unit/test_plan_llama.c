@@ -18,7 +18,11 @@ static void check_model(const char *rel, int32_t n_ctx, int32_t n_batch, lyra_kv
     const char *path = test_shared_path(rel);
     lyra_error err;
     lyra_model *m = NULL;
-    int rc = lyra_model_open(path, NULL, &m, &err);
+    lyra_model_params mp = lyra_model_default_params(); /* planned as the context will run */
+    mp.n_ctx = n_ctx;
+    mp.n_batch = n_batch;
+    mp.kv_type = (int)kvt;
+    int rc = lyra_model_open(path, &mp, &m, &err);
     CHECK(rc == LYRA_OK, "%s: %s", rel, err.msg);
     if (rc) return;
     lyra_context_params cp = lyra_context_default_params();

@@ -1,0 +1,715 @@
+/* cmd_chat.c: `lyra chat`: a conversation with a model, one user turn per
+ * input line, replies streamed on stdout.
+ *
+ * Every turn the whole conversation is rendered with the chat template
+ * (src/gen/chat.h) and tokenized; the tokens already in the KV cache (the
+ * longest common prefix with the new ones) are kept and only the rest is
+ * evaluated, so a turn costs its new tokens and the prompt is exactly the one
+ * `lyra generate --parse-special -p TEXT` would see for the same text. When
+ * the prompt and room for the reply do not fit the context, the oldest turns
+ * are dropped (a notice on stderr) and what follows the system prompt is
+ * evaluated again once. Replies stop at the model's end-of-generation
+ * tokens, the template's end-of-turn token or text (not shown), -n tokens, a
+ * full context, or Ctrl-C (which stops the reply, not the chat). */
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "args.h"
+#include "config/model_ref.h"
+#include "gen/chat.h"
+#include "lyra.h"
+#include "runtime/runtime.h"
+
+const char cmd_chat_usage[] =
+    "usage: lyra chat -m MODEL [--system-prompt TEXT] [--chat-template NAME]\n"
+    "                 [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]\n"
+    "                 [--repeat-penalty R] [--repeat-last-n N] [--seed S]\n"
+    "                 [--threads N] [--ctx N] [--batch N] [--kv-type f16|f32]\n"
+    "                 [device flags]\n"
+    "\n"
+    "Chat with a model: each line read is a user turn; the reply streams on\n"
+    "stdout. The conversation stays in the KV cache, so a turn evaluates only\n"
+    "its new tokens (logged as `chat: prompt N tokens: E evaluated, R reused`).\n"
+    "When the prompt and room for the reply (-n, else a quarter of the context)\n"
+    "do not fit, the oldest turns are dropped with a notice and the rest is\n"
+    "evaluated once; the system prompt is never dropped. Ctrl-C stops a reply,\n"
+    "Ctrl-D or /exit leaves. When stdin is not a terminal there is no banner\n"
+    "and no prompt: one turn per line, each reply followed by an empty line,\n"
+    "exit 0 at the end of the input.\n"
+    "\n"
+    "  -m, --model MODEL      a GGUF file, a directory holding one, or\n"
+    "                         org/name[:TAG] in the Hugging Face cache\n"
+    "  --system-prompt TEXT   system prompt (default: none, or the one the\n"
+    "                         model's template writes when given none)\n"
+    "  --chat-template NAME   chatml | llama2 | llama3 | phi3 | gemma | zephyr |\n"
+    "                         plain | none (default: recognised from the model's\n"
+    "                         tokenizer.chat_template; else plain User:/Assistant:\n"
+    "                         turns, with a warning); none: the texts as they are\n"
+    "  -n, --n-predict N      tokens per reply at most; -1 (default): until the\n"
+    "                         end of the turn or a full context\n"
+    "  --temp T               temperature, >= 0; 0 = greedy (default 0.8)\n"
+    "  --top-k K              keep the K most likely tokens, 0 = off (default 40)\n"
+    "  --top-p P              nucleus: smallest set with probability >= P,\n"
+    "                         0..1, 1 = off (default 0.95)\n"
+    "  --min-p P              drop tokens below P * the top probability, 0..1,\n"
+    "                         0 = off (default 0.05)\n"
+    "  --repeat-penalty R     penalise the last --repeat-last-n tokens, > 0,\n"
+    "                         1 = off (default 1.0)\n"
+    "  --repeat-last-n N      window of the penalty (default 64)\n"
+    "  --seed S               sampling seed, 0..2^64-1 (default: random, printed\n"
+    "                         on stderr as `seed: S`); every reply starts from it\n"
+    "  -t, --threads N        CPU threads (default: physical cores)\n"
+    "  -c, --ctx N            context size (default: min(model's, 4096))\n"
+    "  -b, --batch N          prompt tokens per forward pass (default 512)\n"
+    "  --kv-type f16|f32      KV cache element type (default f16)\n"
+    "  -q, -v                 quieter / more verbose stderr\n"
+    APP_DEVFLAGS_USAGE
+    "\n"
+    "Lines that are commands: /help (this list), /reset (forget the turns, keep\n"
+    "the system prompt), /exit or /quit (leave). Empty lines are skipped; a\n"
+    "line starting with // sends the text after the first /. On a terminal, a\n"
+    "line ending in \\ continues on the next. Replies are shown without leading\n"
+    "or trailing white space.\n";
+
+/* ---------------------------------------------------------------- options */
+
+/* Everything chat's flags set. */
+typedef struct chat_opts {
+    const char *model;       /* -m as typed (a path or org/name[:TAG]) */
+    const char *system;      /* --system-prompt, NULL = none */
+    const char *tmpl_name;   /* --chat-template, NULL = the model's */
+    int64_t n_predict;       /* -n per reply, -1 = until the end of the turn */
+    lyra_sampler_params sp;  /* sampling */
+    int seed_given;          /* --seed was given */
+    lyra_context_params cp;  /* context */
+    lyra_model_params mp;    /* device flags */
+} chat_opts;
+
+/* One flag group each: 1 when the current flag belongs to it (*rc its status). */
+static int flag_model(app_args *a, chat_opts *o, int *rc, lyra_error *err) {
+    const char *f = a->flag;
+    if (!strcmp(f, "-m") || !strcmp(f, "--model")) *rc = args_str(a, &o->model, err);
+    else if (!strcmp(f, "--system-prompt")) *rc = args_str(a, &o->system, err);
+    else if (!strcmp(f, "--chat-template")) {
+        lyra_chat_kind k;
+        *rc = args_str(a, &o->tmpl_name, err);
+        if (!*rc && lyra_chat_kind_from_name(o->tmpl_name, &k))
+            *rc = lyra_err(err, LYRA_ERR_INPUT, f, "unknown template '%s' (expected %s)", o->tmpl_name,
+                           LYRA_CHAT_NAMES);
+    } else return 0;
+    return 1;
+}
+
+static int flag_sample(app_args *a, chat_opts *o, int *rc, lyra_error *err) {
+    const char *f = a->flag;
+    if (!strcmp(f, "-n") || !strcmp(f, "--n-predict")) {
+        *rc = args_int(a, -1, INT32_MAX, &o->n_predict, err);
+    } else if (!strcmp(f, "--temp")) {
+        *rc = args_float(a, 0.0, HUGE_VAL, &o->sp.temperature, err);
+    } else if (!strcmp(f, "--top-k")) {
+        *rc = args_i32(a, 0, INT32_MAX, &o->sp.top_k, err);
+    } else if (!strcmp(f, "--top-p")) {
+        *rc = args_float(a, 0.0, 1.0, &o->sp.top_p, err);
+    } else if (!strcmp(f, "--min-p")) {
+        *rc = args_float(a, 0.0, 1.0, &o->sp.min_p, err);
+    } else if (!strcmp(f, "--repeat-penalty")) {
+        *rc = args_float(a, 0.0, HUGE_VAL, &o->sp.repeat_penalty, err);
+        if (!*rc && o->sp.repeat_penalty <= 0.0f)
+            *rc = lyra_err(err, LYRA_ERR_INPUT, f, "must be > 0, got %g", o->sp.repeat_penalty);
+    } else if (!strcmp(f, "--repeat-last-n")) {
+        *rc = args_i32(a, 0, 1 << 20, &o->sp.repeat_last_n, err);
+    } else if (!strcmp(f, "--seed")) {
+        *rc = args_u64(a, &o->sp.seed, err);
+        o->seed_given = 1;
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+static int flag_context(app_args *a, chat_opts *o, int *rc, lyra_error *err) {
+    const char *f = a->flag;
+    if (!strcmp(f, "-t") || !strcmp(f, "--threads")) {
+        *rc = args_i32(a, 0, 4096, &o->cp.n_threads, err);
+    } else if (!strcmp(f, "-c") || !strcmp(f, "--ctx")) {
+        *rc = args_i32(a, 0, INT32_MAX, &o->cp.n_ctx, err);
+    } else if (!strcmp(f, "-b") || !strcmp(f, "--batch")) {
+        *rc = args_i32(a, 1, INT32_MAX, &o->cp.n_batch, err);
+    } else if (!strcmp(f, "--kv-type")) {
+        const char *v;
+        *rc = args_str(a, &v, err);
+        if (!*rc && !strcmp(v, "f16")) o->cp.kv_type = LYRA_KV_F16;
+        else if (!*rc && !strcmp(v, "f32")) o->cp.kv_type = LYRA_KV_F32;
+        else if (!*rc) *rc = lyra_err(err, LYRA_ERR_INPUT, f, "expected f16 or f32, got '%s'", v);
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+static int parse_opts(int argc, char **argv, chat_opts *o, lyra_error *err) {
+    memset(o, 0, sizeof *o);
+    o->n_predict = -1;
+    o->sp = lyra_sampler_default_params();
+    o->cp = lyra_context_default_params();
+    o->mp = lyra_model_default_params();
+    app_args a;
+    args_init(&a, argc, argv);
+    const char *arg;
+    int is_flag, rc = 0;
+    while (!rc && args_next(&a, &arg, &is_flag)) {
+        if (!is_flag) rc = args_unknown(&a, arg, err);
+        else if (args_common(&a)) {
+        } else if (app_devflag(&a, &o->mp, &rc, err)) {
+        } else if (flag_model(&a, o, &rc, err)) {
+        } else if (flag_sample(&a, o, &rc, err)) {
+        } else if (flag_context(&a, o, &rc, err)) {
+        } else rc = args_unknown(&a, arg, err);
+    }
+    if (!rc && !o->model) rc = lyra_err(err, LYRA_ERR_INPUT, "-m", "required: the model");
+    app_devflags_finish(&o->mp, &o->cp);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- session */
+
+/* The state of one conversation. */
+typedef struct chat_session {
+    lyra_model *m;                           /* the model */
+    lyra_context *ctx;                       /* its context (KV cache) */
+    lyra_sampler *s;                         /* the sampler, reset at each reply */
+    lyra_chat tmpl;                          /* the chat template */
+    const char *stops[LYRA_CHAT_MAX_STOPS];  /* texts that end a reply */
+    int n_stops;                             /* their count */
+    int32_t eot[LYRA_CHAT_MAX_STOPS];        /* token ids whose text is a stop text */
+    int n_eot;                               /* their count */
+    const char *system;                      /* system prompt, NULL = none */
+    char **user;                             /* [n_turns] the users' messages (owned) */
+    char **reply;                            /* [n_turns] the replies (owned; NULL while asked) */
+    int n_turns;                             /* turns kept */
+    int cap_turns;                           /* allocated */
+    int32_t *kv;                             /* [n_ctx] the tokens in the KV cache */
+    int32_t n_kv;                            /* their count (= the context's position) */
+    int32_t n_ctx;                           /* context size */
+    int64_t n_predict;                       /* -n */
+    int interactive;                         /* stdin is a terminal */
+    int mapped;                              /* the map line was logged */
+    int stopped;                             /* Ctrl-C stopped the last reply */
+} chat_session;
+
+static void session_free(chat_session *cs) {
+    for (int i = 0; i < cs->n_turns; i++) {
+        free(cs->user[i]);
+        free(cs->reply[i]);
+    }
+    free(cs->user);
+    free(cs->reply);
+    free(cs->kv);
+    lyra_sampler_free(cs->s);
+    lyra_context_free(cs->ctx);
+    lyra_model_free(cs->m);
+}
+
+/* Forget turns [0, k). */
+static void drop_turns(chat_session *cs, int k) {
+    for (int i = 0; i < k; i++) {
+        free(cs->user[i]);
+        free(cs->reply[i]);
+    }
+    memmove(cs->user, cs->user + k, sizeof *cs->user * (size_t)(cs->n_turns - k));
+    memmove(cs->reply, cs->reply + k, sizeof *cs->reply * (size_t)(cs->n_turns - k));
+    cs->n_turns -= k;
+}
+
+static int add_turn(chat_session *cs, const char *text, lyra_error *err) {
+    if (cs->n_turns == cs->cap_turns) {
+        int cap = cs->cap_turns ? 2 * cs->cap_turns : 16;
+        char **u = realloc(cs->user, sizeof *u * (size_t)cap);
+        if (u) cs->user = u;
+        char **r = u ? realloc(cs->reply, sizeof *r * (size_t)cap) : NULL;
+        if (!r) return lyra_err(err, LYRA_ERR_OOM, "chat", "out of memory");
+        cs->reply = r;
+        cs->cap_turns = cap;
+    }
+    char *t = strdup(text);
+    if (!t) return lyra_err(err, LYRA_ERR_OOM, "chat", "out of memory");
+    cs->user[cs->n_turns] = t;
+    cs->reply[cs->n_turns] = NULL;
+    cs->n_turns++;
+    return LYRA_OK;
+}
+
+/* Text of token id from the vocabulary as a NUL-terminated string into
+ * buf[cap] ("" for none / too long). */
+static const char *token_text(const lyra_model *m, int32_t id, char *buf, size_t cap) {
+    size_t len = 0;
+    const char *t = id >= 0 ? lyra_tok_text(m->tok, id, &len) : NULL;
+    if (!t || len >= cap) len = 0;
+    if (len) memcpy(buf, t, len);
+    buf[len] = '\0';
+    return buf;
+}
+
+/* The template: --chat-template, else the model's tokenizer.chat_template. */
+static int setup_template(chat_session *cs, const chat_opts *o, lyra_error *err) {
+    lyra_gguf_str s = {0};
+    int has = lyra_gguf_get_str(cs->m->gguf, "tokenizer.chat_template", &s) && s.len > 0;
+    lyra_chat_kind kind;
+    if (o->tmpl_name) {
+        if (lyra_chat_kind_from_name(o->tmpl_name, &kind))
+            return lyra_err(err, LYRA_ERR_INPUT, "--chat-template", "unknown template '%s'", o->tmpl_name);
+        lyra_log(LYRA_LOG_INFO, "chat: template %s (--chat-template)", lyra_chat_kind_name(kind));
+    } else {
+        int known = 0;
+        kind = lyra_chat_detect(has ? s.ptr : NULL, has ? (size_t)s.len : 0, &known);
+        if (known)
+            lyra_log(LYRA_LOG_INFO, "chat: template %s (from the model's tokenizer.chat_template)",
+                     lyra_chat_kind_name(kind));
+        else
+            lyra_log(LYRA_LOG_WARN, "chat: %s; using plain User:/Assistant: turns (--chat-template NAME to "
+                     "choose: %s)", has ? "the model's chat template is not one lyra knows"
+                                        : "the model has no chat template (tokenizer.chat_template)",
+                     LYRA_CHAT_NAMES);
+    }
+    char bos[128], eos[128];
+    token_text(cs->m, lyra_token_bos(cs->m), bos, sizeof bos);
+    token_text(cs->m, lyra_token_eos(cs->m), eos, sizeof eos);
+    lyra_chat_init(&cs->tmpl, kind, bos, eos, has ? s.ptr : NULL, has ? (size_t)s.len : 0);
+    if (!cs->system && cs->tmpl.default_system[0])
+        lyra_log(LYRA_LOG_INFO, "chat: the template's default system prompt: %s", cs->tmpl.default_system);
+    cs->n_stops = lyra_chat_stops(&cs->tmpl, cs->stops);
+    for (int i = 0; i < cs->n_stops; i++) {
+        int32_t id = lyra_tok_find(cs->m->tok, cs->stops[i], strlen(cs->stops[i]));
+        if (id >= 0) cs->eot[cs->n_eot++] = id;
+    }
+    return LYRA_OK;
+}
+
+static int session_open(chat_session *cs, const chat_opts *o, lyra_error *err) {
+    memset(cs, 0, sizeof *cs);
+    cs->system = o->system && o->system[0] ? o->system : NULL;
+    cs->n_predict = o->n_predict;
+    cs->interactive = isatty(STDIN_FILENO);
+    char *path = NULL;
+    int rc = lyra_model_ref_resolve(o->model, "-m", &path, err);
+    if (!rc && strcmp(path, o->model)) lyra_log(LYRA_LOG_INFO, "chat: model %s", path);
+    if (!rc) rc = lyra_model_open(path, &o->mp, &cs->m, err);
+    free(path);
+    if (!rc) rc = lyra_context_new(cs->m, &o->cp, &cs->ctx, err);
+    if (rc) return rc;
+    cs->n_ctx = lyra_context_n_ctx(cs->ctx);
+    cs->kv = malloc(sizeof *cs->kv * (size_t)cs->n_ctx);
+    lyra_sampler_params sp = o->sp;
+    if (!o->seed_given) {
+        FILE *f = fopen("/dev/urandom", "rb");
+        if (!f || fread(&sp.seed, sizeof sp.seed, 1, f) != 1) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            sp.seed = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)ts.tv_sec;
+        }
+        if (f) fclose(f);
+    }
+    lyra_log(LYRA_LOG_INFO, "seed: %llu", (unsigned long long)sp.seed);
+    cs->s = lyra_sampler_new(&sp, lyra_model_n_vocab(cs->m));
+    if (!cs->kv || !cs->s) return lyra_err(err, LYRA_ERR_OOM, "chat", "out of memory");
+    return setup_template(cs, o, err);
+}
+
+/* ---------------------------------------------------------------- prompt */
+
+/* Render turns [first, n_turns) (the last one asked) and tokenize: *toks
+ * malloc'd. BOS is added as the model says unless the text starts with it. */
+static int prompt_tokens(chat_session *cs, int first, int32_t **toks, size_t *n, lyra_error *err) {
+    int k = cs->n_turns - first;
+    lyra_chat_turn *t = malloc(sizeof *t * (size_t)k);
+    if (!t) return lyra_err(err, LYRA_ERR_OOM, "chat", "out of memory");
+    for (int i = 0; i < k; i++) {
+        t[i].user = cs->user[first + i];
+        t[i].assistant = cs->reply[first + i];
+    }
+    char *text = NULL;
+    size_t len = 0;
+    int rc = lyra_chat_render(&cs->tmpl, cs->system, t, (size_t)k, &text, &len, err);
+    free(t);
+    if (rc) return rc;
+    size_t nb = strlen(cs->tmpl.bos);
+    int add_bos = nb && len >= nb && !memcmp(text, cs->tmpl.bos, nb) ? 0 : -1;
+    lyra_log(LYRA_LOG_DEBUG, "chat: prompt text (%zu bytes): %s", len, text);
+    rc = lyra_tokenize(cs->m, text, len, add_bos, 1, toks, n, err);
+    free(text);
+    return rc;
+}
+
+/* Tokens of the prompt for the last turn, dropping the oldest turns while
+ * the prompt and the room kept for the reply do not fit. 1 (and nothing
+ * allocated) when even the last turn alone does not fit. */
+static int fit_prompt(chat_session *cs, int32_t **toks, size_t *n, lyra_error *err) {
+    int64_t room = cs->n_predict >= 0 ? cs->n_predict : cs->n_ctx / 4;
+    if (room > cs->n_ctx / 2) room = cs->n_ctx / 2;
+    int first = 0;
+    for (;;) {
+        int rc = prompt_tokens(cs, first, toks, n, err);
+        if (rc) return rc;
+        int last = first == cs->n_turns - 1;
+        if ((int64_t)*n + room <= cs->n_ctx || (last && (int64_t)*n < cs->n_ctx)) break;
+        free(*toks);
+        *toks = NULL;
+        if (last) { /* forget this message, keep the conversation */
+            lyra_log(LYRA_LOG_WARN, "chat: the message needs %zu tokens with the system prompt; the context "
+                     "(--ctx) holds %d: not sent", *n, (int)cs->n_ctx);
+            free(cs->user[--cs->n_turns]);
+            return 1;
+        }
+        first++;
+    }
+    if (first) {
+        lyra_log(LYRA_LOG_WARN, "chat: dropped the %d oldest turn%s to fit the context of %d tokens (the "
+                 "system prompt is kept)", first, first == 1 ? "" : "s", (int)cs->n_ctx);
+        drop_turns(cs, first);
+    }
+    return 0;
+}
+
+/* Evaluate what of toks[n] is not in the KV cache already. */
+static int eval_prompt(chat_session *cs, const int32_t *toks, size_t n, lyra_error *err) {
+    if (n == 0) return lyra_err(err, LYRA_ERR_INPUT, "chat", "the prompt has no tokens");
+    int32_t keep = 0;
+    while (keep < cs->n_kv && (size_t)keep < n && cs->kv[keep] == toks[keep]) keep++;
+    if ((size_t)keep == n) keep--; /* the last token again, for its logits */
+    lyra_context_truncate(cs->ctx, keep);
+    cs->n_kv = keep;
+    int rc = lyra_eval(cs->ctx, toks + keep, (int32_t)(n - (size_t)keep), 0, err);
+    if (rc) return rc;
+    memcpy(cs->kv + keep, toks + keep, sizeof *toks * (n - (size_t)keep));
+    cs->n_kv = (int32_t)n;
+    lyra_log(LYRA_LOG_INFO, "chat: prompt %zu tokens: %zu evaluated, %d reused from the cache", n,
+             n - (size_t)keep, (int)keep);
+    if (!cs->mapped) app_log_map(cs->ctx);
+    cs->mapped = 1;
+    return LYRA_OK;
+}
+
+/* ---------------------------------------------------------------- reply */
+
+/* The reply being generated: its text, and how much of it is shown. */
+typedef struct reply_buf {
+    char *p;       /* the decoded text */
+    size_t n;      /* its length */
+    size_t cap;    /* allocated */
+    size_t shown;  /* bytes [0, shown) are written (or skipped as leading space) */
+    int started;   /* a non-space byte was written */
+} reply_buf;
+
+static int rb_add(reply_buf *r, const char *s, size_t k, lyra_error *err) {
+    if (r->n + k + 1 > r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 1024;
+        while (cap < r->n + k + 1) cap *= 2;
+        char *p = realloc(r->p, cap);
+        if (!p) return lyra_err(err, LYRA_ERR_OOM, "chat", "out of memory");
+        r->p = p;
+        r->cap = cap;
+    }
+    memcpy(r->p + r->n, s, k);
+    r->n += k;
+    r->p[r->n] = '\0';
+    return LYRA_OK;
+}
+
+static int is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+/* Write r->p[shown, limit) to stdout without leading white space of the
+ * reply, holding back white space at the end (shown later if text follows). */
+static int rb_show(reply_buf *r, size_t limit, lyra_error *err) {
+    size_t i = r->shown;
+    if (!r->started) {
+        while (i < limit && is_space(r->p[i])) i++;
+        r->shown = i;
+        if (i == limit) return LYRA_OK;
+        r->started = 1;
+    }
+    size_t end = limit;
+    while (end > i && is_space(r->p[end - 1])) end--;
+    if (end > i && fwrite(r->p + i, 1, end - i, stdout) != end - i)
+        return lyra_err(err, LYRA_ERR_RUNTIME, "<stdout>", "write failed");
+    if (fflush(stdout) != 0) return lyra_err(err, LYRA_ERR_RUNTIME, "<stdout>", "write failed");
+    r->shown = end;
+    return LYRA_OK;
+}
+
+/* Where the first stop text starts in r (from byte from on), or -1; *hold:
+ * the longest tail of r that begins a stop text (kept back from the screen). */
+static long find_stop(const chat_session *cs, const reply_buf *r, size_t from, size_t *hold) {
+    long best = -1;
+    *hold = 0;
+    for (int i = 0; i < cs->n_stops; i++) {
+        size_t k = strlen(cs->stops[i]);
+        for (size_t j = from; j + k <= r->n; j++)
+            if (!memcmp(r->p + j, cs->stops[i], k)) {
+                if (best < 0 || (long)j < best) best = (long)j;
+                break;
+            }
+        for (size_t h = k - 1; h > *hold; h--)
+            if (h <= r->n && !memcmp(r->p + r->n - h, cs->stops[i], h)) {
+                *hold = h;
+                break;
+            }
+    }
+    return best;
+}
+
+static int is_eot(const chat_session *cs, int32_t t) {
+    if (lyra_token_is_eog(cs->m, t)) return 1;
+    for (int i = 0; i < cs->n_eot; i++)
+        if (cs->eot[i] == t) return 1;
+    return 0;
+}
+
+/* Append k decoded bytes to the reply, show what is decided; *stopped when
+ * a stop text appeared (the reply ends before it). */
+static int reply_feed(chat_session *cs, reply_buf *r, const char *buf, size_t k, int *stopped,
+                      lyra_error *err) {
+    size_t longest = 0;
+    for (int i = 0; i < cs->n_stops; i++)
+        if (strlen(cs->stops[i]) > longest) longest = strlen(cs->stops[i]);
+    size_t from = r->n > longest ? r->n - longest : 0;
+    int rc = rb_add(r, buf, k, err);
+    if (rc) return rc;
+    size_t hold;
+    long at = find_stop(cs, r, from, &hold);
+    if (at >= 0) {
+        r->n = (size_t)at;
+        r->p[r->n] = '\0';
+        *stopped = 1;
+        return rb_show(r, r->n, err);
+    }
+    return rb_show(r, r->n - hold, err);
+}
+
+/* Generate the reply to the prompt in the cache; its text in *text
+ * (malloc'd). *interrupted when Ctrl-C stopped it. */
+static int generate_reply(chat_session *cs, char **text, int *interrupted, lyra_error *err) {
+    reply_buf r = {0};
+    char buf[512];
+    int rc = rb_add(&r, "", 0, err), stopped = 0, full = 0;
+    lyra_detok *d = rc ? NULL : lyra_detok_new(cs->m);
+    if (!rc && !d) rc = lyra_err(err, LYRA_ERR_OOM, "chat", "out of memory");
+    int64_t n_gen = 0;
+    double t0 = app_now();
+    while (!rc && !stopped && (cs->n_predict < 0 || n_gen < cs->n_predict)) {
+        if (app_interrupted) {
+            *interrupted = 1;
+            break;
+        }
+        const float *logits = lyra_get_logits(cs->ctx, -1);
+        if (!logits) {
+            rc = lyra_err(err, LYRA_ERR_RUNTIME, "chat", "no logits");
+            break;
+        }
+        int32_t t = lyra_sampler_sample(cs->s, logits);
+        lyra_sampler_accept(cs->s, t);
+        if (is_eot(cs, t)) break;
+        n_gen++;
+        size_t k = lyra_detok_feed(d, t, buf, sizeof buf);
+        rc = reply_feed(cs, &r, buf, k, &stopped, err);
+        if (rc || stopped || (cs->n_predict >= 0 && n_gen >= cs->n_predict)) break;
+        if (cs->n_kv >= cs->n_ctx) {
+            full = 1;
+            break;
+        }
+        rc = lyra_eval(cs->ctx, &t, 1, 0, err);
+        if (!rc) cs->kv[cs->n_kv++] = t;
+    }
+    if (!rc && !stopped && d) {
+        size_t k = lyra_detok_flush(d, buf, sizeof buf);
+        rc = reply_feed(cs, &r, buf, k, &stopped, err);
+    }
+    if (!rc) rc = rb_show(&r, r.n, err);
+    lyra_detok_free(d);
+    if (full)
+        lyra_log(LYRA_LOG_WARN, "chat: the context is full (%d tokens): the reply is cut; old turns are "
+                 "dropped at the next turn", (int)cs->n_ctx);
+    double dt = app_now() - t0;
+    lyra_log(LYRA_LOG_DEBUG, "chat: reply %lld tokens in %.3f s (%.1f tok/s)", (long long)n_gen, dt,
+             (double)n_gen / (dt > 0 ? dt : 1e-9));
+    if (rc) {
+        free(r.p);
+        return rc;
+    }
+    *text = r.p;
+    return LYRA_OK;
+}
+
+/* ---------------------------------------------------------------- turns */
+
+static void on_sigint(int sig) {
+    (void)sig;
+    app_interrupted = 1;
+}
+
+/* Ctrl-C sets app_interrupted; a second one (before re-arming) kills. No
+ * SA_RESTART: a read waiting for input returns at once. */
+static void arm_sigint(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESETHAND;
+    sigaction(SIGINT, &sa, NULL);
+}
+
+/* Answer one user message: prompt, reply on stdout, the turn kept. */
+static int chat_turn(chat_session *cs, const char *msg, lyra_error *err) {
+    int rc = add_turn(cs, msg, err);
+    int32_t *toks = NULL;
+    size_t n = 0;
+    if (!rc) rc = fit_prompt(cs, &toks, &n, err);
+    if (rc == 1) return LYRA_OK; /* not sent; said on stderr */
+    if (!rc) rc = eval_prompt(cs, toks, n, err);
+    free(toks);
+    if (rc) return rc;
+    char *text = NULL;
+    int interrupted = 0;
+    lyra_sampler_reset(cs->s);
+    /* the repetition window holds the prompt, as generate's does */
+    for (int32_t i = 0; i < cs->n_kv; i++) lyra_sampler_accept(cs->s, cs->kv[i]);
+    rc = generate_reply(cs, &text, &interrupted, err);
+    if (rc) return rc;
+    cs->reply[cs->n_turns - 1] = text;
+    if (interrupted) { /* said once the reply's line is ended */
+        app_interrupted = 0;
+        arm_sigint();
+        cs->stopped = 1;
+    }
+    return LYRA_OK;
+}
+
+static void print_help(void) {
+    fputs("commands: /help (this list), /reset (forget the turns, keep the system prompt),\n"
+          "/exit or /quit (leave; also Ctrl-D). Ctrl-C stops a reply. A line ending in \\\n"
+          "continues on the next; // at the start sends a line starting with /.\n",
+          stderr);
+}
+
+/* Read one line (without its newline) into *line; *got 0 at the end of
+ * input. On a terminal lines ending in '\' continue. */
+static int read_line(chat_session *cs, char **line, size_t *cap, int *got, lyra_error *err) {
+    *got = 0;
+    size_t len = 0;
+    char *part = NULL;
+    size_t part_cap = 0;
+    if (!*line) {
+        *cap = 256;
+        *line = malloc(*cap);
+        if (!*line) return lyra_err(err, LYRA_ERR_OOM, "chat", "out of memory");
+    }
+    (*line)[0] = '\0';
+    for (;;) {
+        if (cs->interactive) {
+            fputs(len ? "... " : "> ", stderr);
+            fflush(stderr);
+        }
+        errno = 0;
+        ssize_t k = getline(&part, &part_cap, stdin);
+        if (k < 0) {
+            int e = errno;
+            free(part);
+            if (app_interrupted) {
+                if (cs->interactive) fputs("\n", stderr);
+                return lyra_err(err, LYRA_ERR_INTERRUPTED, "chat", "interrupted");
+            }
+            if (ferror(stdin)) return lyra_err(err, LYRA_ERR_RUNTIME, "<stdin>", "read error: %s", strerror(e));
+            if (cs->interactive) fputs("\n", stderr);
+            *got = len > 0;
+            return LYRA_OK;
+        }
+        if (k > 0 && part[k - 1] == '\n') part[--k] = '\0';
+        if (k > 0 && part[k - 1] == '\r') part[--k] = '\0';
+        int more = cs->interactive && k > 0 && part[k - 1] == '\\';
+        if (more) part[--k] = '\0';
+        if (len + (size_t)k + 2 > *cap) {
+            size_t c = *cap;
+            while (len + (size_t)k + 2 > c) c *= 2;
+            char *p = realloc(*line, c);
+            if (!p) {
+                free(part);
+                return lyra_err(err, LYRA_ERR_OOM, "chat", "out of memory");
+            }
+            *line = p;
+            *cap = c;
+        }
+        memcpy(*line + len, part, (size_t)k);
+        len += (size_t)k;
+        if (more) (*line)[len++] = '\n';
+        (*line)[len] = '\0';
+        if (!more) break;
+    }
+    free(part);
+    *got = 1;
+    return LYRA_OK;
+}
+
+/* The loop: read, answer, until EOF or /exit. */
+static int chat_loop(chat_session *cs, const chat_opts *o, lyra_error *err) {
+    if (cs->interactive)
+        fprintf(stderr,
+                "lyra chat: %s, template %s, context %d tokens.\n"
+                "Type a message and Enter. /help lists the commands; Ctrl-C stops a reply, Ctrl-D or /exit "
+                "leaves.\n",
+                o->model, lyra_chat_kind_name(cs->tmpl.kind), (int)cs->n_ctx);
+    char *line = NULL;
+    size_t cap = 0;
+    int rc = LYRA_OK;
+    while (!rc) {
+        int got = 0;
+        rc = read_line(cs, &line, &cap, &got, err);
+        if (rc || !got) break;
+        const char *s = line;
+        while (*s == ' ' || *s == '\t') s++;
+        if (!*s) continue;
+        if (s[0] == '/' && s[1] != '/') {
+            char cmd[32];
+            size_t k = strcspn(s, " \t");
+            snprintf(cmd, sizeof cmd, "%.*s", (int)(k < 31 ? k : 31), s);
+            if (!strcmp(cmd, "/exit") || !strcmp(cmd, "/quit")) break;
+            if (!strcmp(cmd, "/help")) print_help();
+            else if (!strcmp(cmd, "/reset")) {
+                drop_turns(cs, cs->n_turns);
+                lyra_log(LYRA_LOG_INFO, "chat: the conversation is cleared (the system prompt is kept)");
+            } else {
+                lyra_log(LYRA_LOG_WARN, "chat: unknown command %s (/help lists them; // sends a line "
+                         "starting with /)", cmd);
+            }
+            continue;
+        }
+        if (s[0] == '/') s++; /* "//text" sends "/text" */
+        rc = chat_turn(cs, s, err);
+        if (!rc && fputs(cs->interactive ? "\n" : "\n\n", stdout) == EOF)
+            rc = lyra_err(err, LYRA_ERR_RUNTIME, "<stdout>", "write failed");
+        if (!rc && fflush(stdout) != 0) rc = lyra_err(err, LYRA_ERR_RUNTIME, "<stdout>", "write failed");
+        if (cs->stopped) lyra_log(LYRA_LOG_WARN, "chat: reply stopped (Ctrl-C)");
+        cs->stopped = 0;
+    }
+    free(line);
+    return rc;
+}
+
+int cmd_chat(int argc, char **argv, lyra_error *err) {
+    chat_opts o;
+    int rc = parse_opts(argc, argv, &o, err);
+    if (rc) return rc;
+    chat_session cs;
+    rc = session_open(&cs, &o, err);
+    if (!rc && app_interrupted) rc = lyra_err(err, LYRA_ERR_INTERRUPTED, "chat", "interrupted");
+    if (!rc) {
+        arm_sigint();
+        rc = chat_loop(&cs, &o, err);
+    }
+    session_free(&cs);
+    return rc;
+}

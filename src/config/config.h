@@ -1,0 +1,179 @@
+/* config.h: model configuration files (docs/config.md). A config is one JSON
+ * object per model and machine, in the seed's format:
+ *
+ *   {"model_id": "microsoft/phi-2", "device_map": "auto",
+ *    "max_memory": {"0": "6GB", "cpu": "16GB"}, "gpu_layers_fallback": 16,
+ *    "enable_progressive_fallback": true,
+ *    "pipeline_kwargs": {"max_new_tokens": 4000}}
+ *
+ * A lyra_config holds every key with its value and where the value came
+ * from: "default", "file:/abs/path", "env:NAME" or "flag:--name". Layers are
+ * applied in order of precedence, lowest first: defaults (lyra_config_new),
+ * one file (lyra_config_load_file, found by lyra_config_discover), then the
+ * command line or API (lyra_config_set). A later layer replaces a key's
+ * value, except that max_memory and reserve merge per device entry, and
+ * pipeline_kwargs per key (each is its own key here). A layer is one file,
+ * one setter source, or the whole command line (every "flag:" source).
+ * Cross-key rules: gpu_layers set from another layer than an explicit device
+ * map drops the map (back to "auto"), and an explicit map set from another
+ * layer than gpu_layers drops gpu_layers; load_in_8bit / load_in_4bit set
+ * true turns the other one off when it came from another layer, and is an
+ * error within one layer.
+ *
+ * Every value is validated as it enters, with the planner's parsers for
+ * sizes, memory specs, strategies, gpu_layers and tensor_split. Errors are
+ * LYRA_ERR_INPUT with one line naming the file and JSON path
+ * ("cfg.json: max_memory.0: bad size ...", "cfg.json:3:7: invalid JSON: ...")
+ * or the flag; on error nothing changes. The "apply" functions fill the
+ * public parameter structs; the strings they point to are owned by the
+ * config (valid until the next apply or lyra_config_free). */
+#ifndef LYRA_CONFIG_CONFIG_H
+#define LYRA_CONFIG_CONFIG_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/err.h"
+
+/* The keys, in the order `lyra config show` prints them. */
+typedef enum lyra_cfg_key {
+    LYRA_CFG_MODEL_ID = 0,         /* string: GGUF path / dir / org/name[:TAG] */
+    LYRA_CFG_DEVICE_MAP,           /* strategy string, GPU index or explicit map object */
+    LYRA_CFG_MAX_MEMORY,           /* {device: size} budgets */
+    LYRA_CFG_RESERVE,              /* {device: size} memory kept free */
+    LYRA_CFG_GPU_LAYERS,           /* integer >= 0 or "all"; null = not given */
+    LYRA_CFG_TENSOR_SPLIT,         /* [3, 1] or "3,1"; null = not given */
+    LYRA_CFG_GPU_LAYERS_FALLBACK,  /* integer >= 0; null = none */
+    LYRA_CFG_FALLBACK,             /* enable_progressive_fallback: bool */
+    LYRA_CFG_FALLBACK_POLICY,      /* "layers" | "context" | "none" */
+    LYRA_CFG_LOAD_IN_8BIT,         /* bool */
+    LYRA_CFG_LOAD_IN_4BIT,         /* bool */
+    LYRA_CFG_CONTEXT_LENGTH,       /* integer >= 0; 0 = min(model's, 4096) */
+    LYRA_CFG_BATCH_SIZE,           /* integer >= 1 */
+    LYRA_CFG_KV_CACHE_TYPE,        /* "f16" | "f32" */
+    LYRA_CFG_THREADS,              /* integer 0..4096; 0 = physical cores */
+    LYRA_CFG_SEED,                 /* integer 0..2^64-1 (a digit string above 2^63-1); null = random */
+    LYRA_CFG_SYSTEM_PROMPT,        /* string or null */
+    LYRA_CFG_CHAT_TEMPLATE,        /* chatml|llama2|llama3|phi3|gemma|zephyr|none|auto; null = auto */
+    LYRA_CFG_MAX_NEW_TOKENS,       /* pipeline_kwargs.max_new_tokens: integer >= -1; -1 = no limit */
+    LYRA_CFG_TEMPERATURE,          /* pipeline_kwargs.temperature: number >= 0 */
+    LYRA_CFG_DO_SAMPLE,            /* pipeline_kwargs.do_sample: bool; false = greedy */
+    LYRA_CFG_TOP_K,                /* pipeline_kwargs.top_k: integer >= 0 */
+    LYRA_CFG_TOP_P,                /* pipeline_kwargs.top_p: number 0..1 */
+    LYRA_CFG_MIN_P,                /* pipeline_kwargs.min_p: number 0..1 */
+    LYRA_CFG_REPETITION_PENALTY,   /* pipeline_kwargs.repetition_penalty: number > 0 */
+    LYRA_CFG_STOP,                 /* pipeline_kwargs.stop: array of non-empty strings */
+    LYRA_CFG_N_KEYS
+} lyra_cfg_key;
+
+/* One configuration: values, their sources, and the strings handed out. */
+typedef struct lyra_config {
+    json_t *value[LYRA_CFG_N_KEYS];  /* [key] normalized value, never NULL (json null = not given) */
+    char *source[LYRA_CFG_N_KEYS];   /* [key] "default", "file:/abs", "env:NAME", "flag:--name" (malloc'd) */
+    json_t *entry_source[2];         /* max_memory [0] and reserve [1]: {device: source} */
+    int map_is_file;                 /* device_map is the path of a JSON map file (a flag's value) */
+    char *path;                      /* absolute path of the file loaded, or NULL */
+    const char *how;                 /* lyra_config_load_auto: the discovery rung (static) */
+    char *s_device_map_json;         /* apply: device_map as JSON text (integer / object) */
+    char *s_max_memory;              /* apply: "0=6GB,cpu=16GB" */
+    char *s_reserve;                 /* apply: reserve in the same form */
+    char *s_gpu_layers;              /* apply: "N" / "all" */
+    char *s_tensor_split;            /* apply: "3.000000,1.000000" */
+    const char **stop;               /* apply: [n_stop] pointers into value[LYRA_CFG_STOP] */
+    int n_stop;                      /* apply: stop strings */
+} lyra_config;
+
+/* ----------------------------------------------------------------- keys */
+
+/* Key by name: the JSON path ("max_memory", "pipeline_kwargs.top_k") or, for
+ * pipeline_kwargs, the bare name ("top_k"); -1 when unknown. */
+int lyra_config_key_find(const char *name);
+/* JSON path of key k ("pipeline_kwargs.top_k"). */
+const char *lyra_config_key_name(int k);
+/* The long command-line flag of key k ("--top-k"; "--fallback" for
+ * enable_progressive_fallback, "--greedy" for do_sample). */
+const char *lyra_config_key_flag(int k);
+/* The default value of key k as JSON text ("0.8", "\"auto\"", "null"). */
+const char *lyra_config_key_default(int k);
+/* "did you mean X?" for an unknown key name (at top level when
+ * in_pipeline is 0, inside pipeline_kwargs otherwise); "" when nothing is
+ * close. Writes into buf and returns it. */
+const char *lyra_config_suggest(const char *name, int in_pipeline, char *buf, size_t cap);
+
+/* --------------------------------------------------------------- layers */
+
+/* A config holding the defaults; NULL when out of memory. */
+lyra_config *lyra_config_new(void);
+void lyra_config_free(lyra_config *c);
+
+/* Which file applies (docs/config.md): explicit (--model-config; must exist)
+ * > LYRA_MODEL_CONFIG (must exist; "none" = off) > ./config/model_config.json
+ * > $XDG_CONFIG_HOME/lyra/model_config.json ($HOME/.config/... when unset) >
+ * none. no_config (--no-config) turns discovery off (with explicit: an
+ * error). *path: malloc'd, or NULL for none; *how: a static label of the rung
+ * ("--model-config", "LYRA_MODEL_CONFIG", "./config/model_config.json",
+ * "$XDG_CONFIG_HOME", "$HOME/.config", "--no-config", "LYRA_MODEL_CONFIG=none",
+ * "none"). */
+int lyra_config_discover(const char *explicit_path, int no_config, char **path,
+                         const char **how, lyra_error *err);
+
+/* Validate the file at path and apply it over c (its keys replace c's).
+ * Notes ("torch_dtype: ignored") go to LYRA_WARN after success. On error
+ * nothing changes. */
+int lyra_config_load_file(lyra_config *c, const char *path, lyra_error *err);
+/* The same for len bytes already read; name is used in messages and, made
+ * absolute, in the sources. */
+int lyra_config_load_buffer(lyra_config *c, const char *buf, size_t len, const char *name,
+                            lyra_error *err);
+/* Discovery then load: the front ends' one call. */
+int lyra_config_load_auto(lyra_config *c, const char *explicit_path, int no_config,
+                          lyra_error *err);
+
+/* Set key (see lyra_config_key_find) from a string, as a flag or setter
+ * gives it: integers, numbers, true/false, sizes lists "0=6GB,cpu=16GB" (or a
+ * JSON object), device maps (strategy, JSON object text, or the path of a
+ * JSON map file), gpu_layers "N"/"all", tensor_split "3,1", a stop string
+ * (appended when the stop list already comes from the same source). source:
+ * "flag:--temp", "env:NAME", ...; where names the culprit in messages (the
+ * flag as typed; NULL: the key's JSON path). */
+int lyra_config_set(lyra_config *c, const char *key, const char *value, const char *source,
+                    const char *where, lyra_error *err);
+/* Set key from a JSON value (borrowed), with the file's validation. */
+int lyra_config_set_json(lyra_config *c, const char *key, const json_t *value,
+                         const char *source, const char *where, lyra_error *err);
+
+/* ---------------------------------------------------------------- apply */
+
+/* Fill the device, fallback, quantization, context and thread fields of mp
+ * (other fields untouched). */
+int lyra_config_apply_model(lyra_config *c, lyra_model_params *mp, lyra_error *err);
+void lyra_config_apply_context(const lyra_config *c, lyra_context_params *cp);
+/* Sampling (do_sample false: temperature 0, greedy). Returns 1 when a seed
+ * is configured (sp->seed set), 0 when the caller picks a random one. */
+int lyra_config_apply_sampler(const lyra_config *c, lyra_sampler_params *sp);
+
+/* What generation needs beyond the sampler. */
+typedef struct lyra_config_gen {
+    const char *model_id;       /* NULL when not given */
+    int64_t max_new_tokens;     /* -1: until end of generation or a full context */
+    const char *const *stop;    /* [n_stop] stop strings (owned by the config) */
+    int n_stop;                 /* their count */
+    const char *system_prompt;  /* NULL: none */
+    const char *chat_template;  /* NULL: from the model's metadata ("auto") */
+} lyra_config_gen;
+int lyra_config_apply_gen(lyra_config *c, lyra_config_gen *g, lyra_error *err);
+
+/* ----------------------------------------------------------------- show */
+
+/* {"KEY": {"value": V, "source": S}, ...} for every key (pipeline_kwargs
+ * keys as "pipeline_kwargs.NAME"); a new reference, NULL if out of memory. */
+json_t *lyra_config_show_json(const lyra_config *c);
+/* One line per key "KEY  VALUE  SOURCE" (merged max_memory / reserve with
+ * per-entry sources); malloc'd, NULL if out of memory. */
+char *lyra_config_show_text(const lyra_config *c);
+/* The config as a file would hold it (non-default keys, pipeline_kwargs
+ * nested); loading it gives the same values. A new reference. */
+json_t *lyra_config_file_json(const lyra_config *c);
+
+#endif

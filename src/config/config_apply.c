@@ -1,0 +1,275 @@
+/* config_apply.c: a configuration's effect (see config.h): the public
+ * parameter structs filled from it (lyra_model_params, lyra_context_params,
+ * lyra_sampler_params, generation options), and its display for
+ * `lyra config show` (text, JSON) and as a config file. */
+#include <float.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/config_impl.h"
+#include "plan/plan.h"
+
+#define PK "pipeline_kwargs."
+#define PK_LEN (sizeof PK - 1)
+
+/* ----------------------------------------------------------------- apply */
+
+/* Replace *slot by s (taken); returns s. */
+static char *keep(char **slot, char *s) {
+    free(*slot);
+    *slot = s;
+    return s;
+}
+
+/* {"0": "6GB", "cpu": 17179869184} -> "0=6GB,cpu=17179869184B"; NULL for {}. */
+static char *memspec_string(const json_t *o) {
+    if (!json_object_size(o)) return NULL;
+    size_t cap = 64, n = 0;
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)o, key, v) cap += strlen(key) + 32 + (json_is_string(v) ? json_string_length(v) : 0);
+    char *s = malloc(cap);
+    if (!s) return NULL;
+    s[0] = '\0';
+    json_object_foreach((json_t *)o, key, v) {
+        int k = json_is_string(v)
+                    ? snprintf(s + n, cap - n, "%s%s=%s", n ? "," : "", key, json_string_value(v))
+                    : snprintf(s + n, cap - n, "%s%s=%" PRId64 "B", n ? "," : "", key,
+                               (int64_t)json_integer_value(v));
+        if (k > 0) n += (size_t)k;
+    }
+    return s;
+}
+
+/* tensor_split as the planner's string: a string as given; an array through
+ * the planner's fixed point ("3.000000,1.000000"). */
+static int split_string(const json_t *v, char **out, lyra_error *err) {
+    if (json_is_string(v)) {
+        *out = lyra_cfg_strdup(json_string_value(v));
+        return *out ? LYRA_OK : lyra_err(err, LYRA_ERR_OOM, "tensor_split", "out of memory");
+    }
+    lyra_plan_opts o = lyra_plan_default_opts();
+    int rc = lyra_plan_split_from_json(v, "tensor_split", &o, err);
+    if (rc) return rc;
+    size_t cap = (size_t)o.n_split * 32 + 1, n = 0;
+    char *s = malloc(cap);
+    if (!s) return lyra_err(err, LYRA_ERR_OOM, "tensor_split", "out of memory");
+    s[0] = '\0';
+    for (int i = 0; i < o.n_split; i++) {
+        int k = snprintf(s + n, cap - n, "%s%" PRIu64 ".%06" PRIu64, i ? "," : "",
+                         o.split[i] / LYRA_PLAN_SPLIT_ONE, o.split[i] % LYRA_PLAN_SPLIT_ONE);
+        if (k > 0) n += (size_t)k;
+    }
+    *out = s;
+    return LYRA_OK;
+}
+
+static int32_t int_of(const lyra_config *c, int k) {
+    return (int32_t)json_integer_value(c->value[k]);
+}
+
+static int is(const lyra_config *c, int k, const char *s) {
+    return json_is_string(c->value[k]) && !strcmp(json_string_value(c->value[k]), s);
+}
+
+int lyra_config_apply_model(lyra_config *c, lyra_model_params *mp, lyra_error *err) {
+    const json_t *map = c->value[LYRA_CFG_DEVICE_MAP];
+    mp->device_map = NULL;
+    mp->device_map_json = NULL;
+    if (json_is_string(map)) {
+        mp->device_map = json_string_value(map); /* a strategy, or a map file (flag) */
+    } else {
+        char *s = json_dumps(map, JSON_ENCODE_ANY | JSON_COMPACT);
+        if (!s) return lyra_err(err, LYRA_ERR_OOM, "device_map", "out of memory");
+        mp->device_map_json = keep(&c->s_device_map_json, s);
+    }
+    mp->max_memory = keep(&c->s_max_memory, memspec_string(c->value[LYRA_CFG_MAX_MEMORY]));
+    mp->reserve = keep(&c->s_reserve, memspec_string(c->value[LYRA_CFG_RESERVE]));
+    if ((json_object_size(c->value[LYRA_CFG_MAX_MEMORY]) && !mp->max_memory) ||
+        (json_object_size(c->value[LYRA_CFG_RESERVE]) && !mp->reserve))
+        return lyra_err(err, LYRA_ERR_OOM, "max_memory", "out of memory");
+    const json_t *gl = c->value[LYRA_CFG_GPU_LAYERS];
+    mp->gpu_layers = NULL;
+    if (json_is_string(gl)) {
+        mp->gpu_layers = json_string_value(gl);
+    } else if (json_is_integer(gl)) {
+        char *s = malloc(24);
+        if (!s) return lyra_err(err, LYRA_ERR_OOM, "gpu_layers", "out of memory");
+        snprintf(s, 24, "%" PRId64, (int64_t)json_integer_value(gl));
+        mp->gpu_layers = keep(&c->s_gpu_layers, s);
+    }
+    mp->tensor_split = NULL;
+    if (!json_is_null(c->value[LYRA_CFG_TENSOR_SPLIT])) {
+        char *s = NULL;
+        int rc = split_string(c->value[LYRA_CFG_TENSOR_SPLIT], &s, err);
+        if (rc) return rc;
+        mp->tensor_split = keep(&c->s_tensor_split, s);
+    }
+    int policy = is(c, LYRA_CFG_FALLBACK_POLICY, "context") ? LYRA_FALLBACK_CONTEXT
+                 : is(c, LYRA_CFG_FALLBACK_POLICY, "none")  ? LYRA_FALLBACK_NONE
+                                                            : LYRA_FALLBACK_LAYERS;
+    int on = json_is_true(c->value[LYRA_CFG_FALLBACK]) && policy != LYRA_FALLBACK_NONE;
+    mp->fallback = on;
+    mp->fallback_policy = on ? policy : LYRA_FALLBACK_NONE;
+    mp->gpu_layers_fallback = json_is_null(c->value[LYRA_CFG_GPU_LAYERS_FALLBACK])
+                                  ? -1 : int_of(c, LYRA_CFG_GPU_LAYERS_FALLBACK);
+    mp->load_in_bits = json_is_true(c->value[LYRA_CFG_LOAD_IN_8BIT])   ? 8
+                       : json_is_true(c->value[LYRA_CFG_LOAD_IN_4BIT]) ? 4 : 0;
+    mp->n_ctx = int_of(c, LYRA_CFG_CONTEXT_LENGTH);
+    mp->n_batch = int_of(c, LYRA_CFG_BATCH_SIZE);
+    mp->kv_type = is(c, LYRA_CFG_KV_CACHE_TYPE, "f32") ? LYRA_KV_F32 : LYRA_KV_F16;
+    mp->n_threads = int_of(c, LYRA_CFG_THREADS);
+    return LYRA_OK;
+}
+
+void lyra_config_apply_context(const lyra_config *c, lyra_context_params *cp) {
+    cp->n_ctx = int_of(c, LYRA_CFG_CONTEXT_LENGTH);
+    cp->n_batch = int_of(c, LYRA_CFG_BATCH_SIZE);
+    cp->n_threads = int_of(c, LYRA_CFG_THREADS);
+    cp->kv_type = is(c, LYRA_CFG_KV_CACHE_TYPE, "f32") ? LYRA_KV_F32 : LYRA_KV_F16;
+}
+
+/* A checked number (finite, >= 0) as a float, within [FLT_MIN, FLT_MAX] when > 0. */
+static float float_of(const lyra_config *c, int k) {
+    double x = json_number_value(c->value[k]);
+    if (x > FLT_MAX) return FLT_MAX;
+    if (x > 0.0 && x < FLT_MIN) return FLT_MIN; /* a positive value stays positive */
+    return (float)x;
+}
+
+int lyra_config_apply_sampler(const lyra_config *c, lyra_sampler_params *sp) {
+    sp->temperature = float_of(c, LYRA_CFG_TEMPERATURE);
+    if (json_is_false(c->value[LYRA_CFG_DO_SAMPLE])) sp->temperature = 0.0f; /* greedy */
+    sp->top_k = int_of(c, LYRA_CFG_TOP_K);
+    sp->top_p = float_of(c, LYRA_CFG_TOP_P);
+    sp->min_p = float_of(c, LYRA_CFG_MIN_P);
+    sp->repeat_penalty = float_of(c, LYRA_CFG_REPETITION_PENALTY);
+    const json_t *seed = c->value[LYRA_CFG_SEED];
+    if (json_is_integer(seed)) {
+        sp->seed = (uint64_t)json_integer_value(seed);
+        return 1;
+    }
+    if (json_is_string(seed)) { /* above 2^63-1, checked digits */
+        sp->seed = strtoull(json_string_value(seed), NULL, 10);
+        return 1;
+    }
+    return 0;
+}
+
+int lyra_config_apply_gen(lyra_config *c, lyra_config_gen *g, lyra_error *err) {
+    const json_t *stop = c->value[LYRA_CFG_STOP];
+    size_t n = json_array_size(stop);
+    const char **p = malloc((n ? n : 1) * sizeof *p);
+    if (!p) return lyra_err(err, LYRA_ERR_OOM, "stop", "out of memory");
+    for (size_t i = 0; i < n; i++) p[i] = json_string_value(json_array_get(stop, i));
+    free(c->stop);
+    c->stop = p;
+    c->n_stop = (int)n;
+    const json_t *m = c->value[LYRA_CFG_MODEL_ID], *sys = c->value[LYRA_CFG_SYSTEM_PROMPT],
+                 *tpl = c->value[LYRA_CFG_CHAT_TEMPLATE];
+    g->model_id = json_is_string(m) ? json_string_value(m) : NULL;
+    g->max_new_tokens = (int64_t)json_integer_value(c->value[LYRA_CFG_MAX_NEW_TOKENS]);
+    g->stop = c->stop;
+    g->n_stop = c->n_stop;
+    g->system_prompt = json_is_string(sys) ? json_string_value(sys) : NULL;
+    g->chat_template = json_is_string(tpl) && strcmp(json_string_value(tpl), "auto")
+                           ? json_string_value(tpl) : NULL;
+    return LYRA_OK;
+}
+
+/* ------------------------------------------------------------------ show */
+
+json_t *lyra_config_show_json(const lyra_config *c) {
+    json_t *o = json_object();
+    for (int k = 0; o && k < LYRA_CFG_N_KEYS; k++) {
+        json_t *e = json_pack("{s:O,s:s}", "value", c->value[k], "source", c->source[k]);
+        if (!e || json_object_set_new(o, lyra_cfg_defs[k].name, e)) {
+            json_decref(o);
+            return NULL;
+        }
+    }
+    return o;
+}
+
+/* The source column of max_memory / reserve: one source, or per entry. */
+static void entry_sources(const lyra_config *c, int k, char *buf, size_t cap) {
+    const json_t *es = c->entry_source[k == LYRA_CFG_RESERVE];
+    const json_t *v = c->value[k];
+    const char *key, *first = NULL;
+    json_t *s;
+    int mixed = 0;
+    json_object_foreach((json_t *)v, key, s) {
+        const char *src = json_string_value(json_object_get(es, key));
+        if (!src) continue;
+        if (!first) first = src;
+        else if (strcmp(first, src)) mixed = 1;
+    }
+    if (!mixed) {
+        snprintf(buf, cap, "%s", c->source[k]);
+        return;
+    }
+    size_t n = 0;
+    json_object_foreach((json_t *)v, key, s) {
+        const char *src = json_string_value(json_object_get(es, key));
+        int w = snprintf(buf + n, cap - n, "%s%s: %s", n ? ", " : "", key, src ? src : "?");
+        if (w < 0 || (size_t)w >= cap - n) break;
+        n += (size_t)w;
+    }
+}
+
+char *lyra_config_show_text(const lyra_config *c) {
+    size_t cap = 4096, n = 0;
+    char *out = malloc(cap);
+    if (!out) return NULL;
+    int w = snprintf(out, cap, "config file: %s (%s)\n", c->path ? c->path : "none",
+                     c->how ? c->how : "none");
+    n = w > 0 ? (size_t)w : 0;
+    for (int k = 0; k < LYRA_CFG_N_KEYS; k++) {
+        char *val = json_dumps(c->value[k], JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(15));
+        char src[2048];
+        if (!val) {
+            free(out);
+            return NULL;
+        }
+        if (k == LYRA_CFG_MAX_MEMORY || k == LYRA_CFG_RESERVE) entry_sources(c, k, src, sizeof src);
+        else snprintf(src, sizeof src, "%s", c->source[k]);
+        size_t need = strlen(lyra_cfg_defs[k].name) + strlen(val) + strlen(src) + 80;
+        if (n + need > cap) {
+            while (n + need > cap) cap *= 2;
+            char *nb = realloc(out, cap);
+            if (!nb) {
+                free(val);
+                free(out);
+                return NULL;
+            }
+            out = nb;
+        }
+        w = snprintf(out + n, cap - n, "%-35s %-24s %s\n", lyra_cfg_defs[k].name, val, src);
+        if (w > 0) n += (size_t)w;
+        free(val);
+    }
+    return out;
+}
+
+json_t *lyra_config_file_json(const lyra_config *c) {
+    json_t *o = json_object(), *pk = json_object();
+    if (!o || !pk) goto fail;
+    for (int k = 0; k < LYRA_CFG_N_KEYS; k++) {
+        json_t *def = json_loads(lyra_cfg_defs[k].defval, JSON_DECODE_ANY, NULL);
+        int same = def && json_equal(def, c->value[k]);
+        json_decref(def);
+        if (same) continue;
+        const char *name = lyra_cfg_defs[k].name;
+        int in_pk = !strncmp(name, PK, PK_LEN);
+        if (json_object_set(in_pk ? pk : o, in_pk ? name + PK_LEN : name, c->value[k])) goto fail;
+    }
+    if (json_object_size(pk) && json_object_set(o, "pipeline_kwargs", pk)) goto fail;
+    json_decref(pk);
+    return o;
+fail:
+    json_decref(pk);
+    json_decref(o);
+    return NULL;
+}

@@ -1,0 +1,455 @@
+/* config_keys.c: the config keys (names, flags, types, ranges, defaults),
+ * the checker every value goes through (files, flags and API setters alike),
+ * and the "did you mean" suggestions for unknown keys. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/config_impl.h"
+#include "plan/plan.h"
+#include "plan/size.h"
+
+#define I32 INT32_MAX
+
+/* name, flag, type, nullable, imin, imax, dmin, dmax, dmin_open, choices, default */
+const cfg_def lyra_cfg_defs[LYRA_CFG_N_KEYS] = {
+    [LYRA_CFG_MODEL_ID] = {"model_id", "--model", CFG_STRING, 1, 0, 0, 0, 0, 0, NULL, "null"},
+    [LYRA_CFG_DEVICE_MAP] = {"device_map", "--device-map", CFG_DEVICE_MAP, 0, 0, 0, 0, 0, 0, NULL,
+                             "\"auto\""},
+    [LYRA_CFG_MAX_MEMORY] = {"max_memory", "--max-memory", CFG_MEMSPEC, 0, 0, 0, 0, 0, 0, NULL, "{}"},
+    [LYRA_CFG_RESERVE] = {"reserve", "--reserve", CFG_MEMSPEC, 0, 0, 0, 0, 0, 0, NULL, "{}"},
+    [LYRA_CFG_GPU_LAYERS] = {"gpu_layers", "--gpu-layers", CFG_GPU_LAYERS, 1, 0, 0, 0, 0, 0, NULL,
+                             "null"},
+    [LYRA_CFG_TENSOR_SPLIT] = {"tensor_split", "--tensor-split", CFG_SPLIT, 1, 0, 0, 0, 0, 0, NULL,
+                               "null"},
+    [LYRA_CFG_GPU_LAYERS_FALLBACK] = {"gpu_layers_fallback", "--gpu-layers-fallback", CFG_INT, 1, -1,
+                                      I32, 0, 0, 0, NULL, "null"},
+    [LYRA_CFG_FALLBACK] = {"enable_progressive_fallback", "--fallback", CFG_BOOL, 0, 0, 0, 0, 0, 0,
+                           NULL, "true"},
+    [LYRA_CFG_FALLBACK_POLICY] = {"fallback_policy", "--fallback-policy", CFG_STRING, 0, 0, 0, 0, 0,
+                                  0, "layers|context|none", "\"layers\""},
+    [LYRA_CFG_LOAD_IN_8BIT] = {"load_in_8bit", "--load-in-8bit", CFG_BOOL, 0, 0, 0, 0, 0, 0, NULL,
+                               "false"},
+    [LYRA_CFG_LOAD_IN_4BIT] = {"load_in_4bit", "--load-in-4bit", CFG_BOOL, 0, 0, 0, 0, 0, 0, NULL,
+                               "false"},
+    [LYRA_CFG_CONTEXT_LENGTH] = {"context_length", "--ctx", CFG_INT, 0, 0, I32, 0, 0, 0, NULL, "0"},
+    [LYRA_CFG_BATCH_SIZE] = {"batch_size", "--batch", CFG_INT, 0, 1, I32, 0, 0, 0, NULL, "512"},
+    [LYRA_CFG_KV_CACHE_TYPE] = {"kv_cache_type", "--kv-type", CFG_STRING, 0, 0, 0, 0, 0, 0, "f16|f32",
+                                "\"f16\""},
+    [LYRA_CFG_THREADS] = {"threads", "--threads", CFG_INT, 0, 0, 4096, 0, 0, 0, NULL, "0"},
+    [LYRA_CFG_SEED] = {"seed", "--seed", CFG_SEED, 1, 0, 0, 0, 0, 0, NULL, "null"},
+    [LYRA_CFG_SYSTEM_PROMPT] = {"system_prompt", "--system-prompt", CFG_STRING, 1, 0, 0, 0, 0, 0, NULL,
+                                "null"},
+    [LYRA_CFG_CHAT_TEMPLATE] = {"chat_template", "--chat-template", CFG_STRING, 1, 0, 0, 0, 0, 0,
+                                "auto|chatml|llama2|llama3|phi3|gemma|zephyr|none", "null"},
+    [LYRA_CFG_MAX_NEW_TOKENS] = {"pipeline_kwargs.max_new_tokens", "--n-predict", CFG_INT, 0, -1, I32,
+                                 0, 0, 0, NULL, "-1"},
+    [LYRA_CFG_TEMPERATURE] = {"pipeline_kwargs.temperature", "--temp", CFG_NUMBER, 0, 0, 0, 0.0,
+                              HUGE_VAL, 0, NULL, "0.8"},
+    [LYRA_CFG_DO_SAMPLE] = {"pipeline_kwargs.do_sample", "--greedy", CFG_BOOL, 0, 0, 0, 0, 0, 0, NULL,
+                            "true"},
+    [LYRA_CFG_TOP_K] = {"pipeline_kwargs.top_k", "--top-k", CFG_INT, 0, 0, I32, 0, 0, 0, NULL, "40"},
+    [LYRA_CFG_TOP_P] = {"pipeline_kwargs.top_p", "--top-p", CFG_NUMBER, 0, 0, 0, 0.0, 1.0, 0, NULL,
+                        "0.95"},
+    [LYRA_CFG_MIN_P] = {"pipeline_kwargs.min_p", "--min-p", CFG_NUMBER, 0, 0, 0, 0.0, 1.0, 0, NULL,
+                        "0.05"},
+    [LYRA_CFG_REPETITION_PENALTY] = {"pipeline_kwargs.repetition_penalty", "--repeat-penalty",
+                                     CFG_NUMBER, 0, 0, 0, 0.0, HUGE_VAL, 1, NULL, "1.0"},
+    [LYRA_CFG_STOP] = {"pipeline_kwargs.stop", "--stop", CFG_STOP, 0, 0, 0, 0, 0, 0, NULL, "[]"},
+};
+
+#define PK "pipeline_kwargs."
+#define PK_LEN (sizeof PK - 1)
+#define MAX_STOP 64
+
+/* ------------------------------------------------------------------ names */
+
+int lyra_config_key_find(const char *name) {
+    if (!name) return -1;
+    for (int k = 0; k < LYRA_CFG_N_KEYS; k++) {
+        const char *n = lyra_cfg_defs[k].name;
+        if (!strcmp(name, n)) return k;
+        if (!strncmp(n, PK, PK_LEN) && !strcmp(name, n + PK_LEN)) return k;
+    }
+    return -1;
+}
+
+const char *lyra_config_key_name(int k) {
+    return k >= 0 && k < LYRA_CFG_N_KEYS ? lyra_cfg_defs[k].name : "?";
+}
+
+const char *lyra_config_key_flag(int k) {
+    return k >= 0 && k < LYRA_CFG_N_KEYS ? lyra_cfg_defs[k].flag : "?";
+}
+
+const char *lyra_config_key_default(int k) {
+    return k >= 0 && k < LYRA_CFG_N_KEYS ? lyra_cfg_defs[k].defval : "null";
+}
+
+const char *lyra_cfg_hf_ignored(const char *name) {
+    static const char *const tab[][2] = {
+        {"torch_dtype", "lyra computes in the GGUF file's types; load_in_8bit / load_in_4bit "
+                        "quantize on load"},
+        {"trust_remote_code", "lyra runs no code from model repositories"},
+        {"low_cpu_mem_usage", "lyra always maps the weights (see --no-mmap)"},
+        {"revision", "the Hugging Face cache's refs/main picks the snapshot"},
+        {"offload_folder", "the disk tier reads straight from the model file"},
+    };
+    for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++)
+        if (!strcmp(name, tab[i][0])) return tab[i][1];
+    return NULL;
+}
+
+char *lyra_cfg_strdup(const char *s) {
+    if (!s) return NULL;
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+const char *lyra_cfg_quote(const char *s, char *buf, size_t cap) {
+    return lyra_size_quote(s, strlen(s), buf, cap);
+}
+
+/* -------------------------------------------------------------- did you mean */
+
+/* Optimal string alignment distance of a and b, compared without case and
+ * with '-' = '_' (names are short: at most 63 bytes are looked at). */
+static int edit_distance(const char *a, const char *b) {
+    char x[64], y[64];
+    size_t n = 0, m = 0;
+    for (; a[n] && n < 63; n++) x[n] = (char)(a[n] == '-' ? '_' : (a[n] >= 'A' && a[n] <= 'Z' ? a[n] + 32 : a[n]));
+    for (; b[m] && m < 63; m++) y[m] = (char)(b[m] == '-' ? '_' : (b[m] >= 'A' && b[m] <= 'Z' ? b[m] + 32 : b[m]));
+    int d[64][64];
+    for (size_t i = 0; i <= n; i++) d[i][0] = (int)i;
+    for (size_t j = 0; j <= m; j++) d[0][j] = (int)j;
+    for (size_t i = 1; i <= n; i++)
+        for (size_t j = 1; j <= m; j++) {
+            int c = x[i - 1] != y[j - 1];
+            int v = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < v) v = d[i][j - 1] + 1;
+            if (d[i - 1][j - 1] + c < v) v = d[i - 1][j - 1] + c;
+            if (i > 1 && j > 1 && x[i - 1] == y[j - 2] && x[i - 2] == y[j - 1] && d[i - 2][j - 2] + 1 < v)
+                v = d[i - 2][j - 2] + 1;
+            d[i][j] = v;
+        }
+    return d[n][m];
+}
+
+/* Keep cand (displayed as shown) when it is closer than the best so far. */
+static void consider(const char *name, const char *cand, const char *shown, int *best,
+                     char *buf, size_t cap) {
+    size_t len = strlen(name);
+    int limit = len <= 3 ? 1 : len <= 6 ? 2 : 3;
+    int d = edit_distance(name, cand);
+    if (d <= limit && d < *best) {
+        *best = d;
+        snprintf(buf, cap, "%s", shown);
+    }
+}
+
+const char *lyra_config_suggest(const char *name, int in_pipeline, char *buf, size_t cap) {
+    static const char *const hf[] = {"torch_dtype", "trust_remote_code", "low_cpu_mem_usage",
+                                     "revision", "offload_folder"};
+    char best_s[96] = "";
+    int best = 1000;
+    if (cap) buf[0] = '\0';
+    if (!name || strlen(name) > 63) return buf;
+    /* a dotted path written as one key: "pipeline_kwargs.top_k", "max_memory.0" */
+    const char *dot = strchr(name, '.');
+    if (!in_pipeline && dot && dot[1]) {
+        int len = (int)(dot - name);
+        int known = len == (int)PK_LEN - 1 && !strncmp(name, PK, PK_LEN - 1);
+        for (int k = 0; k < LYRA_CFG_N_KEYS && !known; k++)
+            known = (int)strlen(lyra_cfg_defs[k].name) == len && !strncmp(lyra_cfg_defs[k].name, name, (size_t)len);
+        if (known) {
+            snprintf(buf, cap, "did you mean {\"%.*s\": {\"%s\": ...}}?", len, name, dot + 1);
+            return buf;
+        }
+    }
+    /* the same level first, then the other level (a key put in the wrong place) */
+    for (int pass = 0; pass < 2; pass++) {
+        int want_pk = pass == 0 ? in_pipeline : !in_pipeline;
+        for (int k = 0; k < LYRA_CFG_N_KEYS; k++) {
+            const char *n = lyra_cfg_defs[k].name;
+            int is_pk = !strncmp(n, PK, PK_LEN);
+            if (is_pk != want_pk) continue;
+            const char *bare = is_pk ? n + PK_LEN : n;
+            char shown[96];
+            if (pass == 0) snprintf(shown, sizeof shown, "%s", bare);
+            else if (is_pk) snprintf(shown, sizeof shown, "%s (inside pipeline_kwargs)", n);
+            else snprintf(shown, sizeof shown, "the top-level key %s", n);
+            consider(name, bare, shown, &best, best_s, sizeof best_s);
+        }
+        if (!want_pk) {
+            const char *shown = pass == 0 ? "pipeline_kwargs" : "the top-level key pipeline_kwargs";
+            consider(name, "pipeline_kwargs", shown, &best, best_s, sizeof best_s);
+            for (size_t i = 0; i < sizeof hf / sizeof hf[0]; i++)
+                consider(name, hf[i], hf[i], &best, best_s, sizeof best_s);
+        }
+        if (best == 0) break;
+    }
+    if (best_s[0]) snprintf(buf, cap, "did you mean %s?", best_s);
+    return buf;
+}
+
+/* ------------------------------------------------------------------ check */
+
+void lyra_cfg_describe(const json_t *v, char *buf, size_t cap) {
+    char q[256];
+    switch (json_typeof(v)) {
+    case JSON_STRING:
+        lyra_size_quote(json_string_value(v), json_string_length(v), q, sizeof q);
+        snprintf(buf, cap, "a string (\"%s\")", q);
+        break;
+    case JSON_INTEGER: snprintf(buf, cap, "%lld", (long long)json_integer_value(v)); break;
+    case JSON_REAL: snprintf(buf, cap, "%g", json_real_value(v)); break;
+    case JSON_TRUE: snprintf(buf, cap, "true"); break;
+    case JSON_FALSE: snprintf(buf, cap, "false"); break;
+    case JSON_NULL: snprintf(buf, cap, "null"); break;
+    case JSON_OBJECT: snprintf(buf, cap, "an object"); break;
+    case JSON_ARRAY: snprintf(buf, cap, "an array"); break;
+    default: snprintf(buf, cap, "?"); break;
+    }
+}
+
+/* "expected WHAT, got V" */
+static int wrong_type(const json_t *v, const char *where, const char *what, lyra_error *err) {
+    char d[300];
+    lyra_cfg_describe(v, d, sizeof d);
+    return lyra_err(err, LYRA_ERR_INPUT, where, "expected %s, got %s", what, d);
+}
+
+static int check_string(const cfg_def *def, const json_t *v, const char *where, lyra_error *err) {
+    if (!json_is_string(v)) return wrong_type(v, where, "a string", err);
+    const char *s = json_string_value(v);
+    if (def == &lyra_cfg_defs[LYRA_CFG_MODEL_ID] && !s[0])
+        return lyra_err(err, LYRA_ERR_INPUT, where, "empty (a GGUF file, a directory or org/name)");
+    if (!def->choices) return LYRA_OK;
+    size_t n = strlen(s);
+    for (const char *c = def->choices; *c;) {
+        const char *e = strchr(c, '|');
+        size_t len = e ? (size_t)(e - c) : strlen(c);
+        if (len == n && !strncmp(c, s, n)) return LYRA_OK;
+        c += len + (e ? 1 : 0);
+    }
+    /* "a, b or c" */
+    char q[256], list[256];
+    size_t j = 0;
+    const char *last = strrchr(def->choices, '|');
+    for (const char *c = def->choices; *c && j + 5 < sizeof list; c++) {
+        if (*c != '|') list[j++] = *c;
+        else if (c == last) { memcpy(list + j, " or ", 4); j += 4; }
+        else { list[j++] = ','; list[j++] = ' '; }
+    }
+    list[j] = '\0';
+    lyra_cfg_quote(s, q, sizeof q);
+    return lyra_err(err, LYRA_ERR_INPUT, where, "expected %s, got \"%s\"", list, q);
+}
+
+/* One value of an explicit map: a GPU index (0, "0", "cuda:0", "cuda"),
+ * "cpu" or "disk". */
+static int check_map_device(const json_t *d, const char *where, lyra_error *err) {
+    if (json_is_integer(d) && json_integer_value(d) >= 0 && json_integer_value(d) < 1000)
+        return LYRA_OK;
+    if (json_is_string(d)) {
+        const char *s = json_string_value(d);
+        if (!strcmp(s, "cpu") || !strcmp(s, "disk")) return LYRA_OK;
+        lyra_plan_opts o = lyra_plan_default_opts();
+        if (lyra_plan_is_strategy(s) && !lyra_plan_strategy_parse(s, where, &o, NULL) &&
+            o.strategy == LYRA_PLAN_GPU)
+            return LYRA_OK;
+    }
+    char desc[300];
+    lyra_cfg_describe(d, desc, sizeof desc);
+    return lyra_err(err, LYRA_ERR_INPUT, where,
+                    "unknown device %s (a GPU index such as 0, \"0\" or \"cuda:0\", \"cpu\" or "
+                    "\"disk\")",
+                    desc);
+}
+
+static int check_device_map(const json_t *v, const char *where, lyra_error *err) {
+    lyra_plan_opts o = lyra_plan_default_opts();
+    int rc = lyra_plan_device_map_from_json(v, where, &o, err);
+    if (rc || !json_is_object(v)) return rc;
+    if (json_object_size(v) == 0)
+        return lyra_err(err, LYRA_ERR_INPUT, where,
+                        "empty map (e.g. {\"\": \"cpu\"} puts everything on the cpu)");
+    const char *key;
+    json_t *d;
+    json_object_foreach((json_t *)v, key, d) {
+        char q[256], w[700];
+        lyra_cfg_quote(key, q, sizeof q);
+        snprintf(w, sizeof w, "%s.%s", where, q);
+        if ((rc = check_map_device(d, w, err))) return rc;
+    }
+    return LYRA_OK;
+}
+
+/* {device: size}: each entry through the memspec parser (canonical keys,
+ * errors naming WHERE.DEVICE), then the whole object (duplicates such as
+ * "0" and "cuda:0"). *out: {canonical device: the value as given}. */
+static int check_memspec(const json_t *v, const char *where, json_t **out, lyra_error *err) {
+    lyra_plan_memspec ms;
+    if (!json_is_object(v)) return lyra_plan_memspec_from_json(v, where, &ms, err);
+    json_t *res = json_object();
+    if (!res) return lyra_err(err, LYRA_ERR_OOM, where, "out of memory");
+    const char *key;
+    json_t *val;
+    int rc = LYRA_OK;
+    json_object_foreach((json_t *)v, key, val) {
+        json_t *one = json_object();
+        if (!one || json_object_set(one, key, val)) {
+            json_decref(one);
+            rc = lyra_err(err, LYRA_ERR_OOM, where, "out of memory");
+            break;
+        }
+        rc = lyra_plan_memspec_from_json(one, where, &ms, err);
+        json_decref(one);
+        if (rc) break;
+        if (json_object_set(res, ms.key[0], val)) {
+            rc = lyra_err(err, LYRA_ERR_OOM, where, "out of memory");
+            break;
+        }
+    }
+    if (!rc) rc = lyra_plan_memspec_from_json(v, where, &ms, err);
+    if (rc) {
+        json_decref(res);
+        return rc;
+    }
+    *out = res;
+    return LYRA_OK;
+}
+
+static int check_int(const cfg_def *def, const json_t *v, const char *where, lyra_error *err) {
+    if (!json_is_integer(v)) return wrong_type(v, where, "an integer", err);
+    long long x = (long long)json_integer_value(v);
+    if (x >= def->imin && x <= def->imax) return LYRA_OK;
+    if (def->imax == INT32_MAX) {
+        if (x < def->imin)
+            return lyra_err(err, LYRA_ERR_INPUT, where, "must be >= %lld, got %lld",
+                            (long long)def->imin, x);
+        return lyra_err(err, LYRA_ERR_INPUT, where, "must be at most %d, got %lld", INT32_MAX, x);
+    }
+    return lyra_err(err, LYRA_ERR_INPUT, where, "must be between %lld and %lld, got %lld",
+                    (long long)def->imin, (long long)def->imax, x);
+}
+
+static int check_number(const cfg_def *def, const json_t *v, const char *where, double *x,
+                        lyra_error *err) {
+    if (!json_is_number(v)) return wrong_type(v, where, "a number", err);
+    *x = json_number_value(v);
+    if (!isfinite(*x)) return wrong_type(v, where, "a finite number", err);
+    int low = def->dmin_open ? !(*x > def->dmin) : !(*x >= def->dmin);
+    if (!low && *x <= def->dmax) return LYRA_OK;
+    if (isinf(def->dmax))
+        return lyra_err(err, LYRA_ERR_INPUT, where, "must be %s %g, got %g",
+                        def->dmin_open ? ">" : ">=", def->dmin, *x);
+    return lyra_err(err, LYRA_ERR_INPUT, where, "must be between %g and %g, got %g", def->dmin,
+                    def->dmax, *x);
+}
+
+static int check_seed(const json_t *v, const char *where, json_t **out, lyra_error *err) {
+    if (json_is_integer(v)) {
+        if (json_integer_value(v) < 0)
+            return lyra_err(err, LYRA_ERR_INPUT, where,
+                            "must be between 0 and 18446744073709551615, got %lld",
+                            (long long)json_integer_value(v));
+        *out = json_integer(json_integer_value(v));
+    } else if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        uint64_t x = 0;
+        size_t n = strlen(s);
+        int ok = n > 0 && n <= 20;
+        for (size_t i = 0; ok && i < n; i++) {
+            unsigned dgt = (unsigned)(s[i] - '0');
+            if (s[i] < '0' || s[i] > '9' || x > (UINT64_MAX - dgt) / 10) ok = 0;
+            else x = x * 10 + dgt;
+        }
+        if (!ok) return wrong_type(v, where, "an unsigned 64-bit integer", err);
+        *out = x <= (uint64_t)INT64_MAX ? json_integer((json_int_t)x) : json_string(s);
+    } else {
+        return wrong_type(v, where, "an unsigned 64-bit integer", err);
+    }
+    return *out ? LYRA_OK : lyra_err(err, LYRA_ERR_OOM, where, "out of memory");
+}
+
+static int check_stop(const json_t *v, const char *where, json_t **out, lyra_error *err) {
+    if (json_is_string(v)) {
+        if (!json_string_length(v)) return lyra_err(err, LYRA_ERR_INPUT, where, "empty stop string");
+        *out = json_pack("[s]", json_string_value(v));
+        return *out ? LYRA_OK : lyra_err(err, LYRA_ERR_OOM, where, "out of memory");
+    }
+    if (!json_is_array(v)) return wrong_type(v, where, "an array of strings", err);
+    if (json_array_size(v) > MAX_STOP)
+        return lyra_err(err, LYRA_ERR_INPUT, where, "more than %d stop strings", MAX_STOP);
+    size_t i;
+    json_t *e;
+    json_array_foreach(v, i, e) {
+        char w[700];
+        snprintf(w, sizeof w, "%s.%zu", where, i);
+        if (!json_is_string(e)) return wrong_type(e, w, "a string", err);
+        if (!json_string_length(e)) return lyra_err(err, LYRA_ERR_INPUT, w, "empty stop string");
+    }
+    *out = json_deep_copy(v);
+    return *out ? LYRA_OK : lyra_err(err, LYRA_ERR_OOM, where, "out of memory");
+}
+
+int lyra_cfg_check(int k, const json_t *v, const char *where, json_t **out, lyra_error *err) {
+    const cfg_def *def = &lyra_cfg_defs[k];
+    int rc = LYRA_OK;
+    double x = 0;
+    *out = NULL;
+    if (json_is_null(v)) {
+        if (!def->nullable) {
+            const char *what[] = {[CFG_STRING] = "a string", [CFG_DEVICE_MAP] = "a device map",
+                                  [CFG_MEMSPEC] = "an object of sizes", [CFG_GPU_LAYERS] = "a number of layers",
+                                  [CFG_SPLIT] = "proportions", [CFG_INT] = "an integer",
+                                  [CFG_BOOL] = "true or false", [CFG_SEED] = "an integer",
+                                  [CFG_NUMBER] = "a number", [CFG_STOP] = "an array of strings"};
+            return wrong_type(v, where, what[def->type], err);
+        }
+        *out = json_null();
+        return LYRA_OK;
+    }
+    switch (def->type) {
+    case CFG_STRING:
+        rc = check_string(def, v, where, err);
+        break;
+    case CFG_DEVICE_MAP:
+        rc = check_device_map(v, where, err);
+        break;
+    case CFG_MEMSPEC:
+        return check_memspec(v, where, out, err);
+    case CFG_GPU_LAYERS: {
+        int32_t n = 0;
+        if ((rc = lyra_plan_gpu_layers_from_json(v, where, &n, err))) return rc;
+        *out = n == LYRA_PLAN_ALL_LAYERS ? json_string("all") : json_integer(n);
+        return *out ? LYRA_OK : lyra_err(err, LYRA_ERR_OOM, where, "out of memory");
+    }
+    case CFG_SPLIT: {
+        lyra_plan_opts o = lyra_plan_default_opts();
+        rc = lyra_plan_split_from_json(v, where, &o, err);
+        break;
+    }
+    case CFG_INT:
+        rc = check_int(def, v, where, err);
+        break;
+    case CFG_BOOL:
+        if (!json_is_boolean(v)) rc = wrong_type(v, where, "true or false", err);
+        break;
+    case CFG_SEED:
+        return check_seed(v, where, out, err);
+    case CFG_NUMBER:
+        if ((rc = check_number(def, v, where, &x, err))) return rc;
+        *out = json_real(x);
+        return *out ? LYRA_OK : lyra_err(err, LYRA_ERR_OOM, where, "out of memory");
+    case CFG_STOP:
+        return check_stop(v, where, out, err);
+    }
+    if (rc) return rc;
+    *out = json_deep_copy(v);
+    return *out ? LYRA_OK : lyra_err(err, LYRA_ERR_OOM, where, "out of memory");
+}

@@ -1,0 +1,83 @@
+/* cuda.h: NVIDIA GPUs as lyra devices (kind "gpu", backend "cuda"), behind
+ * the same interface as the CPU and the simulated GPUs (device.h). The
+ * device itself is src/device/cuda/ (built when CMake finds nvcc >= 12, see
+ * LYRA_CUDA); builds without CUDA get the same functions from cuda_host.c,
+ * reporting no GPU, so callers never need #if.
+ *
+ * Which GPUs: every card the CUDA runtime sees, once, in its order
+ * (CUDA_VISIBLE_DEVICES applies first); LYRA_CUDA_DEVICES=LIST picks cards
+ * by CUDA ordinal instead, and may name a card several times: "0,0" makes two
+ * lyra devices "0" and "1" on card 0, each reporting half of its memory and
+ * tracking its own allocations and budget (multi-GPU splits on one card).
+ * An empty LYRA_CUDA_DEVICES hides every GPU.
+ *
+ * Memory: cudaMalloc per allocation; a failure returns LYRA_ERR_OOM to the
+ * caller (the fallback's signal) and never aborts. The device allocates
+ * nothing on the GPU behind the runtime's back: matmul's work memory (which
+ * also holds cuBLAS's workspace) comes from matmul_work_size/set_work. What
+ * the CUDA runtime and cuBLAS take when a device is created (the context,
+ * cuBLAS's handle) is outside lyra's accounting and already missing from the
+ * free memory the planner sees. Copies to and from the host go through a
+ * pinned staging buffer (2 x 8 MiB of page-locked host memory per device);
+ * when it cannot be had the device says so once and copies from pageable
+ * memory (correct, slower). */
+#ifndef LYRA_CUDA_H
+#define LYRA_CUDA_H
+
+#include <stddef.h>
+
+#include "device/device.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Largest number of lyra devices LYRA_CUDA_DEVICES may name. */
+#define LYRA_CUDA_MAX_DEVICES 16
+
+/* Usable CUDA GPUs (cards, before LYRA_CUDA_DEVICES): 0 in builds without
+ * CUDA, without a driver or without a device; then why (may be NULL) gets
+ * the reason, e.g. "no NVIDIA driver (CUDA driver version is insufficient
+ * for CUDA runtime version)". */
+int lyra_cuda_count(char *why, size_t why_cap);
+/* 1 when lyra_cuda_count() > 0. */
+int lyra_cuda_available(void);
+
+/* Parse a LYRA_CUDA_DEVICES value: comma-separated CUDA ordinals, each
+ * < n_cards; *n = entries ("" gives 0). Malformed, out of range or more than
+ * max entries: LYRA_ERR_INPUT naming LYRA_CUDA_DEVICES and the entry. */
+int lyra_cuda_parse_devices(const char *value, int n_cards, int *ordinals, int max, int *n,
+                            lyra_error *err);
+
+/* The CUDA GPUs as lyra devices out[0..*n) with ids "0", "1", ... (see
+ * above). No driver, no device, or a card that cannot be opened: those
+ * devices are left out with one LYRA_WARN note per process ("CUDA: no usable
+ * GPU (REASON); running on the CPU") and the call succeeds. A malformed
+ * LYRA_CUDA_DEVICES, or more devices than max: LYRA_ERR_INPUT. n_threads is
+ * accepted for symmetry with the other constructors (GPUs use none). */
+int lyra_cuda_devices_new(int n_threads, lyra_device **out, int max, int *n, lyra_error *err);
+/* 1 for a device made by lyra_cuda_devices_new. */
+int lyra_device_is_cuda(const lyra_device *d);
+
+/* ---- host emulation of the kernels' arithmetic (tests; CUDA builds) ----
+ * The kernels' per-block math (activation quantization, weight unpacking,
+ * the integer dot products, dequantization) is written once as host+device
+ * functions; these run it on the host, so tests check it against the CPU's
+ * reference without a GPU. */
+/* x[n] quantized as the GPU quantizes matmul activations, written in the
+ * CPU's layout of lyra_vec_dot_type(wt) (the bytes lyra_quantize_act
+ * writes). 0, or LYRA_ERR_INPUT for a weight type that has no quantized
+ * activations. */
+int lyra_cuda_host_quantize_act(lyra_type wt, const float *x, int64_t n, void *out);
+/* One output of the decode kernel: the dot product of a weight row w (type
+ * wt, n elements) with activations x[n], quantized and accumulated unit by
+ * unit in the kernel's lane order and reduced as the warp reduces. */
+float lyra_cuda_host_dot(lyra_type wt, const void *w, const float *x, int64_t n);
+/* A row of n elements dequantized as get_rows and the GEMM weight tiles do. */
+void lyra_cuda_host_dequant(lyra_type wt, const void *row, int64_t n, float *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
