@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test.sh: the README's second command. Builds lyra and runs the whole test
 # suite: gcc Release build + ctest (with the CUDA device when nvcc is on
-# PATH; its GPU tests skip without a GPU), clang build with -Werror (warnings gate),
+# PATH; its GPU tests skip without a GPU) + examples/ built against the
+# installed library (scripts/example-check.sh), clang build with -Werror (warnings gate),
 # an AddressSanitizer+UndefinedBehaviorSanitizer build + ctest, and short
 # bounded libFuzzer runs of every fuzz target. Python reference tools (numpy,
 # gguf) go in .venv. Each stage prints its time.
@@ -50,6 +51,15 @@ if want gcc; then
           "${CUDA_FLAGS[@]}" -DCMAKE_C_FLAGS="-Werror" >/dev/null
     cmake --build build -j"$JOBS"
     run_ctest build
+    # the C API as a user builds against it: installed, pkg-config, shared and static
+    ex_rc=0
+    scripts/example-check.sh build || ex_rc=$?
+    if [ "$ex_rc" = 77 ] && [ "${LYRA_REQUIRE_SHARED:-0}" != 1 ]; then
+        echo "example check skipped (no test model)"
+    elif [ "$ex_rc" != 0 ]; then
+        echo "example check failed" >&2
+        exit 1
+    fi
     stage_end "gcc build + tests"
 fi
 

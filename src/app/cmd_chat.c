@@ -9,8 +9,12 @@
  * the prompt and room for the reply do not fit the context, the oldest turns
  * are dropped (a notice on stderr) and what follows the system prompt is
  * evaluated again once. Replies stop at the model's end-of-generation
- * tokens, the template's end-of-turn token or text (not shown), -n tokens, a
- * full context, or Ctrl-C (which stops the reply, not the chat). */
+ * tokens, the template's end-of-turn token or text or a --stop text (not
+ * shown), -n tokens, a full context, or Ctrl-C (which stops the reply, not
+ * the chat). The settings are the flags over the model config file
+ * (docs/config.md: model_id, system_prompt, chat_template, pipeline_kwargs,
+ * devices), wired as generate's are; main.c runs chat when `lyra` is given
+ * no command and a config file names a model. */
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -28,10 +32,11 @@
 
 const char cmd_chat_usage[] =
     "usage: lyra chat -m MODEL [--system-prompt TEXT] [--chat-template NAME]\n"
-    "                 [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]\n"
-    "                 [--repeat-penalty R] [--repeat-last-n N] [--seed S]\n"
-    "                 [--threads N] [--ctx N] [--batch N] [--kv-type f16|f32]\n"
-    "                 [device flags]\n"
+    "                 [-n N] [--temp T] [--greedy] [--top-k K] [--top-p P]\n"
+    "                 [--min-p P] [--repeat-penalty R] [--repeat-last-n N]\n"
+    "                 [--seed S] [--stop S] [--threads N] [--ctx N] [--batch N]\n"
+    "                 [--kv-type f16|f32] [--load-in-8bit | --load-in-4bit]\n"
+    "                 [--model-config FILE | --no-config] [device flags]\n"
     "\n"
     "Chat with a model: each line read is a user turn; the reply streams on\n"
     "stdout. The conversation stays in the KV cache, so a turn evaluates only\n"
@@ -41,19 +46,24 @@ const char cmd_chat_usage[] =
     "evaluated once; the system prompt is never dropped. Ctrl-C stops a reply,\n"
     "Ctrl-D or /exit leaves. When stdin is not a terminal there is no banner\n"
     "and no prompt: one turn per line, each reply followed by an empty line,\n"
-    "exit 0 at the end of the input.\n"
+    "exit 0 at the end of the input. `lyra` with no command runs `lyra chat`\n"
+    "when a config file names the model (model_id).\n"
     "\n"
     "  -m, --model MODEL      a GGUF file, a directory holding one, or\n"
-    "                         org/name[:TAG] in the Hugging Face cache\n"
+    "                         org/name[:TAG] in the Hugging Face cache (required\n"
+    "                         unless the config file has model_id)\n"
     "  --system-prompt TEXT   system prompt (default: none, or the one the\n"
     "                         model's template writes when given none)\n"
     "  --chat-template NAME   chatml | llama2 | llama3 | phi3 | gemma | zephyr |\n"
-    "                         plain | none (default: recognised from the model's\n"
-    "                         tokenizer.chat_template; else plain User:/Assistant:\n"
-    "                         turns, with a warning); none: the texts as they are\n"
-    "  -n, --n-predict N      tokens per reply at most; -1 (default): until the\n"
-    "                         end of the turn or a full context\n"
+    "                         plain | none | auto (default auto: recognised from\n"
+    "                         the model's tokenizer.chat_template; else plain\n"
+    "                         User:/Assistant: turns, with a warning); none: the\n"
+    "                         texts as they are\n"
+    "  -n, --n-predict N      tokens per reply at most (also --max-new-tokens);\n"
+    "                         -1 (default): until the end of the turn or a full\n"
+    "                         context (config: pipeline_kwargs.max_new_tokens)\n"
     "  --temp T               temperature, >= 0; 0 = greedy (default 0.8)\n"
+    "  --greedy               always the most likely token (do_sample false)\n"
     "  --top-k K              keep the K most likely tokens, 0 = off (default 40)\n"
     "  --top-p P              nucleus: smallest set with probability >= P,\n"
     "                         0..1, 1 = off (default 0.95)\n"
@@ -64,13 +74,20 @@ const char cmd_chat_usage[] =
     "  --repeat-last-n N      window of the penalty (default 64)\n"
     "  --seed S               sampling seed, 0..2^64-1 (default: random, printed\n"
     "                         on stderr as `seed: S`); every reply starts from it\n"
+    "  --stop S               end a reply before the text S (not shown, not kept\n"
+    "                         in the conversation); repeatable\n"
     "  -t, --threads N        CPU threads (default: physical cores)\n"
     "  -c, --ctx N            context size (default: min(model's, 4096))\n"
     "  -b, --batch N          prompt tokens per forward pass (default 512)\n"
     "  --kv-type f16|f32      KV cache element type (default f16)\n"
+    "  --load-in-8bit         store F32/F16/BF16 weights as Q8_0 on load\n"
+    "  --load-in-4bit         store F32/F16/BF16 weights as 4-bit on load\n"
     "  -q, -v                 quieter / more verbose stderr\n"
+    APP_CONFIG_USAGE
     APP_DEVFLAGS_USAGE
     "\n"
+    "Every flag but --repeat-last-n, --no-mmap, --mlock, --min-ctx and\n"
+    "--kv-chunk has a config file key (docs/config.md); flags win over the file.\n"
     "Lines that are commands: /help (this list), /reset (forget the turns, keep\n"
     "the system prompt), /exit or /quit (leave). Empty lines are skipped; a\n"
     "line starting with // sends the text after the first /. On a terminal, a\n"
@@ -79,86 +96,66 @@ const char cmd_chat_usage[] =
 
 /* ---------------------------------------------------------------- options */
 
-/* Everything chat's flags set. */
+/* Everything chat's flags and config file set. */
 typedef struct chat_opts {
-    const char *model;       /* -m as typed (a path or org/name[:TAG]) */
-    const char *system;      /* --system-prompt, NULL = none */
-    const char *tmpl_name;   /* --chat-template, NULL = the model's */
-    int64_t n_predict;       /* -n per reply, -1 = until the end of the turn */
-    lyra_sampler_params sp;  /* sampling */
-    int seed_given;          /* --seed was given */
-    lyra_context_params cp;  /* context */
-    lyra_model_params mp;    /* device flags */
+    char *model;              /* the model file (-m or model_id, resolved; malloc'd) */
+    const char *model_ref;    /* -m / model_id as given, for the banner */
+    lyra_config *cfg;         /* the effective configuration (owns the strings below) */
+    const char *system;       /* system_prompt, NULL = none */
+    const char *tmpl_name;    /* chat_template, NULL = the model's (auto) */
+    const char *tmpl_source;  /* where chat_template came from ("flag:--chat-template", "file:...") */
+    const char *const *stop;  /* [n_stop] stop strings (--stop, pipeline_kwargs.stop) */
+    int n_stop;               /* their count */
+    int64_t n_predict;        /* -n per reply, -1 = until the end of the turn */
+    lyra_sampler_params sp;   /* sampling */
+    int seed_given;           /* a seed was given (--seed or the config) */
+    lyra_context_params cp;   /* context */
+    lyra_model_params mp;     /* device flags */
 } chat_opts;
 
-/* One flag group each: 1 when the current flag belongs to it (*rc its status). */
-static int flag_model(app_args *a, chat_opts *o, int *rc, lyra_error *err) {
-    const char *f = a->flag;
-    if (!strcmp(f, "-m") || !strcmp(f, "--model")) *rc = args_str(a, &o->model, err);
-    else if (!strcmp(f, "--system-prompt")) *rc = args_str(a, &o->system, err);
-    else if (!strcmp(f, "--chat-template")) {
-        lyra_chat_kind k;
-        *rc = args_str(a, &o->tmpl_name, err);
-        if (!*rc && lyra_chat_kind_from_name(o->tmpl_name, &k))
-            *rc = lyra_err(err, LYRA_ERR_INPUT, f, "unknown template '%s' (expected %s)", o->tmpl_name,
-                           LYRA_CHAT_NAMES);
-    } else return 0;
+/* --chat-template NAME: a template chat knows (any case) or auto, checked
+ * here with chat's own message; *name keeps the value as typed. Set on the
+ * config (lowercased) after the file is loaded. */
+static int flag_template(app_args *a, const char **name, int *rc, lyra_error *err) {
+    if (strcmp(a->flag, "--chat-template")) return 0;
+    lyra_chat_kind k;
+    *rc = args_str(a, name, err);
+    if (!*rc && strcmp(*name, "auto") && lyra_chat_kind_from_name(*name, &k))
+        *rc = lyra_err(err, LYRA_ERR_INPUT, a->flag, "unknown template '%s' (expected %s or auto)", *name,
+                       LYRA_CHAT_NAMES);
     return 1;
 }
 
-static int flag_sample(app_args *a, chat_opts *o, int *rc, lyra_error *err) {
-    const char *f = a->flag;
-    if (!strcmp(f, "-n") || !strcmp(f, "--n-predict")) {
-        *rc = args_int(a, -1, INT32_MAX, &o->n_predict, err);
-    } else if (!strcmp(f, "--temp")) {
-        *rc = args_float(a, 0.0, HUGE_VAL, &o->sp.temperature, err);
-    } else if (!strcmp(f, "--top-k")) {
-        *rc = args_i32(a, 0, INT32_MAX, &o->sp.top_k, err);
-    } else if (!strcmp(f, "--top-p")) {
-        *rc = args_float(a, 0.0, 1.0, &o->sp.top_p, err);
-    } else if (!strcmp(f, "--min-p")) {
-        *rc = args_float(a, 0.0, 1.0, &o->sp.min_p, err);
-    } else if (!strcmp(f, "--repeat-penalty")) {
-        *rc = args_float(a, 0.0, HUGE_VAL, &o->sp.repeat_penalty, err);
-        if (!*rc && o->sp.repeat_penalty <= 0.0f)
-            *rc = lyra_err(err, LYRA_ERR_INPUT, f, "must be > 0, got %g", o->sp.repeat_penalty);
-    } else if (!strcmp(f, "--repeat-last-n")) {
-        *rc = args_i32(a, 0, 1 << 20, &o->sp.repeat_last_n, err);
-    } else if (!strcmp(f, "--seed")) {
-        *rc = args_u64(a, &o->sp.seed, err);
-        o->seed_given = 1;
-    } else {
-        return 0;
-    }
-    return 1;
+/* --chat-template's value over the config file's chat_template. */
+static int set_template_flag(lyra_config *c, const char *name, lyra_error *err) {
+    char low[32];
+    size_t n = strlen(name);
+    if (n >= sizeof low) n = sizeof low - 1; /* checked already: a known name is short */
+    for (size_t i = 0; i < n; i++)
+        low[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] - 'A' + 'a' : name[i]);
+    low[n] = '\0';
+    return lyra_config_set(c, "chat_template", low, "flag:--chat-template", "--chat-template", err);
 }
 
-static int flag_context(app_args *a, chat_opts *o, int *rc, lyra_error *err) {
-    const char *f = a->flag;
-    if (!strcmp(f, "-t") || !strcmp(f, "--threads")) {
-        *rc = args_i32(a, 0, 4096, &o->cp.n_threads, err);
-    } else if (!strcmp(f, "-c") || !strcmp(f, "--ctx")) {
-        *rc = args_i32(a, 0, INT32_MAX, &o->cp.n_ctx, err);
-    } else if (!strcmp(f, "-b") || !strcmp(f, "--batch")) {
-        *rc = args_i32(a, 1, INT32_MAX, &o->cp.n_batch, err);
-    } else if (!strcmp(f, "--kv-type")) {
-        const char *v;
-        *rc = args_str(a, &v, err);
-        if (!*rc && !strcmp(v, "f16")) o->cp.kv_type = LYRA_KV_F16;
-        else if (!*rc && !strcmp(v, "f32")) o->cp.kv_type = LYRA_KV_F32;
-        else if (!*rc) *rc = lyra_err(err, LYRA_ERR_INPUT, f, "expected f16 or f32, got '%s'", v);
-    } else {
-        return 0;
-    }
-    return 1;
+/* The model file: -m as chat always named it in messages ("-m: ..."), a
+ * config's model_id with its file and key. */
+static int resolve_model(const lyra_config *c, char **path, lyra_error *err) {
+    const json_t *m = c->value[LYRA_CFG_MODEL_ID];
+    if (json_is_string(m) && !strncmp(c->source[LYRA_CFG_MODEL_ID], "flag:", 5))
+        return lyra_model_ref_resolve(json_string_value(m), "-m", path, err);
+    return app_config_model(c, path, err);
 }
 
+/* Flags, then the config file under them (docs/config.md), then the model. */
 static int parse_opts(int argc, char **argv, chat_opts *o, lyra_error *err) {
     memset(o, 0, sizeof *o);
     o->n_predict = -1;
     o->sp = lyra_sampler_default_params();
     o->cp = lyra_context_default_params();
     o->mp = lyra_model_default_params();
+    app_cfgflags cf;
+    app_cfgflags_init(&cf, APP_CFG_ALL);
+    const char *tmpl_flag = NULL;
     app_args a;
     args_init(&a, argc, argv);
     const char *arg;
@@ -166,17 +163,39 @@ static int parse_opts(int argc, char **argv, chat_opts *o, lyra_error *err) {
     while (!rc && args_next(&a, &arg, &is_flag)) {
         if (!is_flag) rc = args_unknown(&a, arg, err);
         else if (args_common(&a)) {
+        } else if (flag_template(&a, &tmpl_flag, &rc, err)) {
+        } else if (app_cfgflag(&a, &cf, &rc, err)) {
         } else if (app_devflag(&a, &o->mp, &rc, err)) {
-        } else if (flag_model(&a, o, &rc, err)) {
-        } else if (flag_sample(&a, o, &rc, err)) {
-        } else if (flag_context(&a, o, &rc, err)) {
+        } else if (!strcmp(a.flag, "--repeat-last-n")) {
+            rc = args_i32(&a, 0, 1 << 20, &o->sp.repeat_last_n, err);
         } else rc = args_unknown(&a, arg, err);
     }
-    if (!rc && !o->model) rc = lyra_err(err, LYRA_ERR_INPUT, "-m", "required: the model");
+    if (!rc) rc = app_cfgflags_load(&cf, &o->cfg, err);
+    app_cfgflags_free(&cf);
+    if (!rc && tmpl_flag) rc = set_template_flag(o->cfg, tmpl_flag, err);
+    if (!rc) rc = resolve_model(o->cfg, &o->model, err);
+    if (!rc) rc = app_config_apply(o->cfg, &o->mp, &o->cp, &o->sp, &o->seed_given, err);
+    lyra_config_gen g;
+    if (!rc) rc = lyra_config_apply_gen(o->cfg, &g, err);
+    if (!rc) {
+        o->model_ref = g.model_id;
+        o->system = g.system_prompt;
+        o->tmpl_name = g.chat_template;
+        o->tmpl_source = o->cfg->source[LYRA_CFG_CHAT_TEMPLATE];
+        o->n_predict = g.max_new_tokens;
+        o->stop = g.stop;
+        o->n_stop = g.n_stop;
+    }
     app_devflags_finish(&o->mp, &o->cp);
     return rc;
 }
 
+static void free_opts(chat_opts *o) {
+    free(o->model);
+    lyra_config_free(o->cfg);
+    o->model = NULL;
+    o->cfg = NULL;
+}
 /* ---------------------------------------------------------------- session */
 
 /* The state of one conversation. */
@@ -185,7 +204,8 @@ typedef struct chat_session {
     lyra_context *ctx;                       /* its context (KV cache) */
     lyra_sampler *s;                         /* the sampler, reset at each reply */
     lyra_chat tmpl;                          /* the chat template */
-    const char *stops[LYRA_CHAT_MAX_STOPS];  /* texts that end a reply */
+    const char **stops;                      /* [n_stops] texts that end a reply: the
+                                                template's, then --stop's (malloc'd) */
     int n_stops;                             /* their count */
     int32_t eot[LYRA_CHAT_MAX_STOPS];        /* token ids whose text is a stop text */
     int n_eot;                               /* their count */
@@ -211,6 +231,7 @@ static void session_free(chat_session *cs) {
     free(cs->user);
     free(cs->reply);
     free(cs->kv);
+    free(cs->stops);
     lyra_sampler_free(cs->s);
     lyra_context_free(cs->ctx);
     lyra_model_free(cs->m);
@@ -256,15 +277,23 @@ static const char *token_text(const lyra_model *m, int32_t id, char *buf, size_t
     return buf;
 }
 
-/* The template: --chat-template, else the model's tokenizer.chat_template. */
+/* The template: --chat-template or the config's chat_template, else the
+ * model's tokenizer.chat_template; then the texts that end a reply. */
 static int setup_template(chat_session *cs, const chat_opts *o, lyra_error *err) {
     lyra_gguf_str s = {0};
     int has = lyra_gguf_get_str(cs->m->gguf, "tokenizer.chat_template", &s) && s.len > 0;
     lyra_chat_kind kind;
     if (o->tmpl_name) {
+        const char *src = o->tmpl_source ? o->tmpl_source : "";
         if (lyra_chat_kind_from_name(o->tmpl_name, &kind))
-            return lyra_err(err, LYRA_ERR_INPUT, "--chat-template", "unknown template '%s'", o->tmpl_name);
-        lyra_log(LYRA_LOG_INFO, "chat: template %s (--chat-template)", lyra_chat_kind_name(kind));
+            return lyra_err(err, LYRA_ERR_INPUT, !strncmp(src, "file:", 5) ? src + 5 : "--chat-template",
+                            "chat_template: unknown template '%s' (expected %s)", o->tmpl_name,
+                            LYRA_CHAT_NAMES);
+        if (!strncmp(src, "file:", 5))
+            lyra_log(LYRA_LOG_INFO, "chat: template %s (chat_template in %s)", lyra_chat_kind_name(kind),
+                     src + 5);
+        else
+            lyra_log(LYRA_LOG_INFO, "chat: template %s (--chat-template)", lyra_chat_kind_name(kind));
     } else {
         int known = 0;
         kind = lyra_chat_detect(has ? s.ptr : NULL, has ? (size_t)s.len : 0, &known);
@@ -283,11 +312,14 @@ static int setup_template(chat_session *cs, const chat_opts *o, lyra_error *err)
     lyra_chat_init(&cs->tmpl, kind, bos, eos, has ? s.ptr : NULL, has ? (size_t)s.len : 0);
     if (!cs->system && cs->tmpl.default_system[0])
         lyra_log(LYRA_LOG_INFO, "chat: the template's default system prompt: %s", cs->tmpl.default_system);
+    cs->stops = malloc(sizeof *cs->stops * (size_t)(LYRA_CHAT_MAX_STOPS + o->n_stop));
+    if (!cs->stops) return lyra_err(err, LYRA_ERR_OOM, "chat", "out of memory");
     cs->n_stops = lyra_chat_stops(&cs->tmpl, cs->stops);
     for (int i = 0; i < cs->n_stops; i++) {
         int32_t id = lyra_tok_find(cs->m->tok, cs->stops[i], strlen(cs->stops[i]));
         if (id >= 0) cs->eot[cs->n_eot++] = id;
     }
+    for (int i = 0; i < o->n_stop; i++) cs->stops[cs->n_stops++] = o->stop[i];
     return LYRA_OK;
 }
 
@@ -296,11 +328,8 @@ static int session_open(chat_session *cs, const chat_opts *o, lyra_error *err) {
     cs->system = o->system && o->system[0] ? o->system : NULL;
     cs->n_predict = o->n_predict;
     cs->interactive = isatty(STDIN_FILENO);
-    char *path = NULL;
-    int rc = lyra_model_ref_resolve(o->model, "-m", &path, err);
-    if (!rc && strcmp(path, o->model)) lyra_log(LYRA_LOG_INFO, "chat: model %s", path);
-    if (!rc) rc = lyra_model_open(path, &o->mp, &cs->m, err);
-    free(path);
+    if (strcmp(o->model, o->model_ref)) lyra_log(LYRA_LOG_INFO, "chat: model %s", o->model);
+    int rc = lyra_model_open(o->model, &o->mp, &cs->m, err);
     if (!rc) rc = lyra_context_new(cs->m, &o->cp, &cs->ctx, err);
     if (rc) return rc;
     cs->n_ctx = lyra_context_n_ctx(cs->ctx);
@@ -661,7 +690,7 @@ static int chat_loop(chat_session *cs, const chat_opts *o, lyra_error *err) {
                 "lyra chat: %s, template %s, context %d tokens.\n"
                 "Type a message and Enter. /help lists the commands; Ctrl-C stops a reply, Ctrl-D or /exit "
                 "leaves.\n",
-                o->model, lyra_chat_kind_name(cs->tmpl.kind), (int)cs->n_ctx);
+                o->model_ref, lyra_chat_kind_name(cs->tmpl.kind), (int)cs->n_ctx);
     char *line = NULL;
     size_t cap = 0;
     int rc = LYRA_OK;
@@ -702,7 +731,10 @@ static int chat_loop(chat_session *cs, const chat_opts *o, lyra_error *err) {
 int cmd_chat(int argc, char **argv, lyra_error *err) {
     chat_opts o;
     int rc = parse_opts(argc, argv, &o, err);
-    if (rc) return rc;
+    if (rc) {
+        free_opts(&o);
+        return rc;
+    }
     chat_session cs;
     rc = session_open(&cs, &o, err);
     if (!rc && app_interrupted) rc = lyra_err(err, LYRA_ERR_INTERRUPTED, "chat", "interrupted");
@@ -711,5 +743,6 @@ int cmd_chat(int argc, char **argv, lyra_error *err) {
         rc = chat_loop(&cs, &o, err);
     }
     session_free(&cs);
+    free_opts(&o);
     return rc;
 }

@@ -359,6 +359,7 @@ static int run(const gen_opts *o, lyra_error *err) {
     if (!rc && o->ignore_eos) rc = eog_mask(m, &eog, &n_eog, &masked, err);
     stop_buf sb = {NULL, 0, 0};
     int hit_stop = 0;
+    int steps0 = m ? lyra_model_fallback_steps(m) : 0;
     if (!rc)
         rc = generate_loop(m, ctx, s, d, o, !o->prompt && has_space_prefix(m), eog, n_eog, masked,
                            &sb, &hit_stop, &n_gen, err);
@@ -379,6 +380,7 @@ static int run(const gen_opts *o, lyra_error *err) {
             rc2 = emit(buf, k, &e2);
         }
         if (!rc2) rc2 = emit("\n", 1, &e2);
+        if (lyra_model_fallback_steps(m) > steps0) app_log_map(ctx); /* where it runs now */
         if (rc2 && !rc) {
             rc = rc2;
             *err = e2;

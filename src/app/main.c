@@ -1,8 +1,11 @@
 /* main.c: the `lyra` command: global flags, dispatch to one subcommand (one
  * file each: cmd_*.c), and the single error line "lyra: error: WHERE: WHAT".
+ * `lyra` with no command chats with the configured model (a config file
+ * with model_id), else prints the usage on stderr and exits 2.
  * Exit codes: 0 ok, 1 runtime, 2 invalid input, 3 out of memory, 130 SIGINT. */
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "args.h"
@@ -33,10 +36,17 @@ static const app_cmd g_cmds[] = {
 static void usage(FILE *f) {
     fprintf(f,
             "usage: lyra [-q | -v] COMMAND [FLAGS]\n"
+            "       lyra [-q | -v]\n"
             "       lyra --version | --help | COMMAND --help\n"
             "\n"
             "lyra runs Llama-family GGUF models on the CPU, split across GPUs, CPU\n"
             "memory and disk under memory budgets when asked (lyra plan --help).\n"
+            "\n"
+            "Without a COMMAND, lyra runs `lyra chat` when a config file names a model\n"
+            "(model_id in $LYRA_MODEL_CONFIG, ./config/model_config.json or\n"
+            "$XDG_CONFIG_HOME/lyra/model_config.json, ~/.config/... when unset:\n"
+            "docs/config.md); with none it prints this text on stderr and exits 2\n"
+            "(stdin is not read).\n"
             "\n"
             "commands:\n");
     for (size_t i = 0; i < N_CMDS; i++) fprintf(f, "  %-11s %s\n", g_cmds[i].name, g_cmds[i].summary);
@@ -52,6 +62,7 @@ static void usage(FILE *f) {
             "  LYRA_LOG=error|warn|info|debug   stderr verbosity (default info; -q/-v win)\n"
             "  LYRA_CPU=scalar|avx2|avx512      force a CPU kernel path\n"
             "  LYRA_SIM_GPUS=SIZE[,SIZE...]     simulated GPUs instead of CUDA ones\n"
+            "  LYRA_MODEL_CONFIG=FILE|none      the config file (none: no discovery)\n"
             "\n"
             "Results go to stdout; logs, progress and the seed to stderr. An error is\n"
             "one stderr line `lyra: error: WHERE: WHAT`. Exit codes: 0 ok, 1 runtime\n"
@@ -73,10 +84,43 @@ static void install_sigint(void) {
     sigaction(SIGINT, &sa, NULL);
 }
 
+/* `lyra` alone: 1 when it should chat: LYRA_MODEL_CONFIG names a file, or
+ * the file discovery finds has a model_id (a file that does not parse counts
+ * too: chat then reports what is wrong with it). Nothing is read from
+ * stdin here. */
+static int model_configured(void) {
+    char *path = NULL;
+    const char *how = "none";
+    lyra_error e;
+    if (lyra_config_discover(NULL, 0, &path, &how, &e)) return 1; /* chat says why */
+    if (!path) return 0;
+    int yes = !strcmp(how, "LYRA_MODEL_CONFIG");
+    if (!yes) {
+        json_t *root = json_load_file(path, 0, NULL);
+        yes = !root || !json_is_object(root) ||
+              (json_object_get(root, "model_id") && !json_is_null(json_object_get(root, "model_id")));
+        json_decref(root);
+    }
+    free(path);
+    return yes;
+}
+
 static int fail(const lyra_error *err) {
     fflush(stdout);
     fprintf(stderr, "lyra: error: %s\n", err->msg[0] ? err->msg : "failed");
     return err->code ? err->code : LYRA_ERR_RUNTIME;
+}
+
+/* Run a command; its exit code (stdout flushed, an error printed). */
+static int run_cmd(int (*run)(int, char **, lyra_error *), int argc, char **argv, lyra_error *err) {
+    int rc = run(argc, argv, err);
+    if (rc == LYRA_OK && fflush(stdout) != 0) {
+        lyra_err(err, LYRA_ERR_RUNTIME, "<stdout>", "write failed");
+        rc = LYRA_ERR_RUNTIME;
+    }
+    if (rc == LYRA_OK) return 0;
+    err->code = rc;
+    return fail(err);
 }
 
 int main(int argc, char **argv) {
@@ -104,7 +148,13 @@ int main(int argc, char **argv) {
         }
     }
     if (i >= argc) {
-        lyra_err(&err, LYRA_ERR_INPUT, "COMMAND", "missing (see lyra --help)");
+        if (model_configured()) {
+            char chat[] = "chat";
+            char *av[] = {chat, NULL};
+            return run_cmd(cmd_chat, 1, av, &err);
+        }
+        usage(stderr);
+        lyra_err(&err, LYRA_ERR_INPUT, "COMMAND", "missing, and no config file names a model to chat with");
         return fail(&err);
     }
     if (!strcmp(argv[i], "help")) { /* `lyra help [CMD]` */
@@ -123,16 +173,7 @@ int main(int argc, char **argv) {
             fputs(g_cmds[c].usage, stdout);
             return 0;
         }
-        int rc = g_cmds[c].run(argc - i, argv + i, &err);
-        if (rc == LYRA_OK && fflush(stdout) != 0) {
-            lyra_err(&err, LYRA_ERR_RUNTIME, "<stdout>", "write failed");
-            rc = LYRA_ERR_RUNTIME;
-        }
-        if (rc != LYRA_OK) {
-            err.code = rc;
-            return fail(&err);
-        }
-        return 0;
+        return run_cmd(g_cmds[c].run, argc - i, argv + i, &err);
     }
     lyra_err(&err, LYRA_ERR_INPUT, argv[i], "unknown command (see lyra --help)");
     return fail(&err);

@@ -55,7 +55,7 @@ typedef enum lyra_cfg_key {
     LYRA_CFG_THREADS,              /* integer 0..4096; 0 = physical cores */
     LYRA_CFG_SEED,                 /* integer 0..2^64-1 (a digit string above 2^63-1); null = random */
     LYRA_CFG_SYSTEM_PROMPT,        /* string or null */
-    LYRA_CFG_CHAT_TEMPLATE,        /* chatml|llama2|llama3|phi3|gemma|zephyr|none|auto; null = auto */
+    LYRA_CFG_CHAT_TEMPLATE,        /* chatml|llama2|llama3|phi3|gemma|zephyr|plain|none|auto; null = auto */
     LYRA_CFG_MAX_NEW_TOKENS,       /* pipeline_kwargs.max_new_tokens: integer >= -1; -1 = no limit */
     LYRA_CFG_TEMPERATURE,          /* pipeline_kwargs.temperature: number >= 0 */
     LYRA_CFG_DO_SAMPLE,            /* pipeline_kwargs.do_sample: bool; false = greedy */

@@ -37,8 +37,7 @@ extern "C" {
 
 /* Usable CUDA GPUs (cards, before LYRA_CUDA_DEVICES): 0 in builds without
  * CUDA, without a driver or without a device; then why (may be NULL) gets
- * the reason, e.g. "no NVIDIA driver (CUDA driver version is insufficient
- * for CUDA runtime version)". */
+ * the reason, e.g. "no NVIDIA driver, or one too old for CUDA 13.0". */
 int lyra_cuda_count(char *why, size_t why_cap);
 /* 1 when lyra_cuda_count() > 0. */
 int lyra_cuda_available(void);

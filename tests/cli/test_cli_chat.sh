@@ -9,9 +9,24 @@
 # Also: /reset, /help, unknown commands, empty lines, the llama2 and chatml
 # templates, an org/name:TAG model from a fake Hugging Face cache, errors,
 # Ctrl-C stopping a reply (not the chat), and --help quoted in docs/cli.md.
+# Then config files (section 10): model_id, system_prompt, chat_template and
+# pipeline_kwargs read by chat, -m and flags over them, --no-config, `lyra`
+# with no command (chat when a config names a model, else usage and exit 2
+# without reading stdin). Everything runs in a temporary working directory
+# with a temporary HOME and XDG_CONFIG_HOME, so no config file of the
+# machine's is discovered.
 source "$(dirname "$0")/lib.sh"
 
 S260="$(shared_path models/stories260K.gguf)"
+S260="$(cd "$(dirname "$S260")" && pwd)/$(basename "$S260")"
+case "$LYRA" in */*) LYRA="$(cd "$(dirname "$LYRA")" && pwd)/$(basename "$LYRA")" ;; esac
+case "$PY" in */*) PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")" ;; esac
+SRC="$(cd "$SRC" && pwd)"
+W="$T/work"
+mkdir -p "$W" "$T/home" "$T/xdg"
+export HOME="$T/home" XDG_CONFIG_HOME="$T/xdg"
+unset LYRA_MODEL_CONFIG LYRA_SIM_GPUS LYRA_FAIL_ALLOC
+cd "$W" || exit 1
 N=24
 
 # trim S: S without white space at both ends (chat's display rule)
@@ -267,5 +282,201 @@ for py in "$PY" python3; do
         break
     fi
 done
+
+
+# 10. config files (docs/config.md). A file with model_id, system_prompt and
+# pipeline_kwargs {max_new_tokens, do_sample: false} gives the replies the
+# same flags give (checked against generate as above); -m and flags win over
+# it; --no-config reads none; pipeline_kwargs.stop and every chat_template
+# value work; the device and fallback keys reach chat.
+N=16 # the config's max_new_tokens (the flags above used 24)
+jstr() { "$PY" -c 'import json, sys; print(json.dumps(sys.argv[1]))' "$1"; }
+# cfg FILE KEYS...: a config with model_id = stories260K plus the JSON members KEYS
+cfg() {
+    local f="$1" body
+    shift
+    body="\"model_id\": $(jstr "$S260")"
+    for k in "$@"; do body+=", $k"; done
+    printf '{%s}\n' "$body" >"$f"
+}
+PK="\"pipeline_kwargs\": {\"max_new_tokens\": $N, \"do_sample\": false}"
+CFG="$T/chat.json"
+cfg "$CFG" "\"system_prompt\": $(jstr "$SYS")" "$PK"
+
+# 10a. --model-config: replies and prompt counts as with the flags
+simulate "$SYS" 2048 "$M1" "$M2"
+cp "$T/want" "$T/want_cfg"
+cp "$T/want_counts" "$T/want_cfg_counts"
+printf '%s\n' "$M1" "$M2" | "$LYRA" chat --model-config "$CFG" >"$T/out" 2>"$T/err"
+check_eq "config rc" "$?" 0
+if cmp -s "$T/out" "$T/want_cfg"; then ok; else bad "config: got [$(cat "$T/out")] want [$(cat "$T/want_cfg")]"; fi
+check_counts "config" reuse
+check_grep "config file logged" "^config: .*/chat.json \(--model-config\)$" "$T/err"
+
+# 10b. -m overrides model_id (here a file that does not exist)
+cfg "$T/bad_model.json" "\"system_prompt\": $(jstr "$SYS")" "$PK"
+sed -i "s|$(printf '%s' "$S260" | sed 's/[.[\*^$|]/\\&/g')|$T/nope.gguf|" "$T/bad_model.json"
+check_rc "model_id missing file" 2 "$LYRA" chat --model-config "$T/bad_model.json"
+check_grep "model_id message" "^lyra: error: .*bad_model.json: model_id: .*nope.gguf" "$T/err"
+printf '%s\n' "$M1" "$M2" | "$LYRA" chat --model-config "$T/bad_model.json" -m "$S260" >"$T/out" 2>"$T/err"
+check_eq "-m over model_id rc" "$?" 0
+if cmp -s "$T/out" "$T/want_cfg"; then ok; else bad "-m over model_id: got [$(cat "$T/out")]"; fi
+
+# 10c. flags over the file (--max-new-tokens 24), and --no-config (the
+# discovered ./config/model_config.json of W2 not read: no system prompt;
+# --greedy and -n as flags)
+W2="$T/w2"
+mkdir -p "$W2/config"
+cp "$CFG" "$W2/config/model_config.json"
+N=24
+simulate "$SYS" 2048 "$M1"
+printf '%s\n' "$M1" | "$LYRA" chat --model-config "$CFG" --max-new-tokens 24 >"$T/out" 2>"$T/err"
+check_eq "flag over config rc" "$?" 0
+if cmp -s "$T/out" "$T/want"; then ok; else bad "--max-new-tokens over the config: got [$(cat "$T/out")] want [$(cat "$T/want")]"; fi
+simulate "" 2048 "$M1"
+(cd "$W2" && printf '%s\n' "$M1" | "$LYRA" chat --no-config -m "$S260" --greedy -n 24 >"$T/out" 2>"$T/err")
+check_eq "--no-config rc" "$?" 0
+if cmp -s "$T/out" "$T/want"; then ok; else bad "--no-config: got [$(cat "$T/out")] want [$(cat "$T/want")]"; fi
+if grep -q '^config: ' "$T/err"; then bad "--no-config read a file: $(grep '^config: ' "$T/err")"; else ok; fi
+(cd "$W2" && "$LYRA" chat --no-config </dev/null >"$T/out" 2>"$T/err")
+check_eq "--no-config without -m rc" "$?" 2
+check_grep "--no-config without -m" '^lyra: error: -m: required' "$T/err"
+N=16
+
+# 10d. pipeline_kwargs.stop and --stop: the first reply ends before the
+# stop text (its second word), not shown
+g1="$(sed -n 1p "$T/want_cfg")"
+w2="$(printf '%s\n' "$g1" | awk '{print $2}')"
+if [ -n "$w2" ]; then
+    stop=" $w2"
+    want_stop="$(trim "${g1%%"$stop"*}")"
+    cfg "$T/stop.json" "\"system_prompt\": $(jstr "$SYS")" \
+        "\"pipeline_kwargs\": {\"max_new_tokens\": $N, \"do_sample\": false, \"stop\": [$(jstr "$stop")]}"
+    printf '%s\n' "$M1" | "$LYRA" chat --model-config "$T/stop.json" >"$T/out" 2>"$T/err"
+    check_eq "config stop rc" "$?" 0
+    check_eq "config stop reply" "$(cat "$T/out")" "$want_stop"
+    printf '%s\n' "$M1" | "$LYRA" chat --model-config "$CFG" --stop "$stop" >"$T/out" 2>"$T/err"
+    check_eq "--stop reply" "$(cat "$T/out")" "$want_stop"
+else
+    bad "the first reply [$g1] has no second word to stop at"
+fi
+
+# 10e. `lyra` with no command: chat with the discovered config, through a pipe
+(cd "$W2" && printf '%s\n' "$M1" "$M2" | "$LYRA" >"$T/out" 2>"$T/err")
+check_eq "lyra alone rc" "$?" 0
+if cmp -s "$T/out" "$T/want_cfg"; then ok; else bad "lyra alone: got [$(cat "$T/out")] want [$(cat "$T/want_cfg")]"; fi
+check_grep "lyra alone: discovered" "^config: .*/w2/config/model_config.json \(./config/model_config.json\)$" "$T/err"
+cp "$T/want_cfg_counts" "$T/want_counts"
+check_counts "lyra alone" reuse
+# global flags before: -q leaves only errors on stderr
+(cd "$W2" && printf '%s\n' "$M1" "$M2" | "$LYRA" -q >"$T/out" 2>"$T/err")
+check_eq "lyra -q alone rc" "$?" 0
+if cmp -s "$T/out" "$T/want_cfg"; then ok; else bad "lyra -q alone: got [$(cat "$T/out")]"; fi
+check_eq "lyra -q alone stderr" "$(cat "$T/err")" ""
+# LYRA_MODEL_CONFIG names the file (from W, which has no ./config)
+printf '%s\n' "$M1" "$M2" | LYRA_MODEL_CONFIG="$CFG" "$LYRA" >"$T/out" 2>"$T/err"
+check_eq "LYRA_MODEL_CONFIG alone rc" "$?" 0
+if cmp -s "$T/out" "$T/want_cfg"; then ok; else bad "LYRA_MODEL_CONFIG alone: got [$(cat "$T/out")]"; fi
+# $XDG_CONFIG_HOME/lyra/model_config.json
+mkdir -p "$XDG_CONFIG_HOME/lyra"
+cp "$CFG" "$XDG_CONFIG_HOME/lyra/model_config.json"
+printf '%s\n' "$M1" "$M2" | "$LYRA" >"$T/out" 2>"$T/err"
+check_eq "XDG config alone rc" "$?" 0
+if cmp -s "$T/out" "$T/want_cfg"; then ok; else bad "XDG config alone: got [$(cat "$T/out")]"; fi
+check_grep "XDG config alone: discovered" '^config: .*/xdg/lyra/model_config.json \(\$XDG_CONFIG_HOME\)$' "$T/err"
+rm "$XDG_CONFIG_HOME/lyra/model_config.json"
+
+# 10f. `lyra` with no command and no model configured: usage on stderr, exit
+# 2, at once, stdin open and never read (/dev/zero never ends; a FIFO with a
+# writer never gives EOF); also LYRA_MODEL_CONFIG=none beside a config, and a
+# discovered config without model_id
+no_model() { # NAME: $T/out, $T/err from the run; checks rc 2 and the usage
+    check_eq "$1 rc" "$2" 2
+    check_eq "$1 stdout" "$(wc -c <"$T/out")" 0
+    check_eq "$1 usage first" "$(head -1 "$T/err")" "usage: lyra [-q | -v] COMMAND [FLAGS]"
+    check_grep "$1 usage commands" '^  chat +chat with a model' "$T/err"
+    check_grep "$1 last line" '^lyra: error: COMMAND: missing, and no config file names a model' \
+        <(tail -1 "$T/err")
+}
+timeout 5 "$LYRA" </dev/zero >"$T/out" 2>"$T/err"
+no_model "no config, /dev/zero" "$?"
+mkfifo "$T/idle"
+exec 8<>"$T/idle"
+timeout 5 "$LYRA" <"$T/idle" >"$T/out" 2>"$T/err"
+no_model "no config, open FIFO" "$?"
+exec 8>&-
+(cd "$W2" && LYRA_MODEL_CONFIG=none timeout 5 "$LYRA" </dev/zero >"$T/out" 2>"$T/err")
+no_model "LYRA_MODEL_CONFIG=none" "$?"
+mkdir -p "$T/w3/config"
+printf '{"system_prompt": "hi", "pipeline_kwargs": {"max_new_tokens": 4}}\n' >"$T/w3/config/model_config.json"
+(cd "$T/w3" && timeout 5 "$LYRA" </dev/zero >"$T/out" 2>"$T/err")
+no_model "config without model_id" "$?"
+
+# 10g. every chat_template value of a config file, one turn each: the reply
+# is generate's on the prompt src/gen/chat.h documents for that template
+# (templates that write BOS themselves: generate adds it), cut at the
+# template's stop texts; the prompt's token count matches `lyra tokenize`
+N=24
+PK="\"pipeline_kwargs\": {\"max_new_tokens\": $N, \"do_sample\": false}"
+tmpl_case() { # NAME PROMPT-after-BOS STOP...
+    local name="$1" p="$2" g s
+    shift 2
+    g="$(gen_raw "$p")"
+    for s in "$@"; do g="${g%%"$s"*}"; done
+    g="$(trim "$g")"
+    cfg "$T/t_$name.json" "\"system_prompt\": $(jstr "$SYS")" "\"chat_template\": \"$name\"" "$PK"
+    printf '%s\n' "$M1" | "$LYRA" chat --model-config "$T/t_$name.json" >"$T/out" 2>"$T/err"
+    check_eq "config template $name rc" "$?" 0
+    check_grep "config template $name used" "^chat: template $name \(chat_template in .*/t_$name.json\)$" "$T/err"
+    check_eq "config template $name reply" "$(cat "$T/out")" "$g"
+    check_eq "config template $name prompt tokens" \
+        "$(sed -nE 's/^chat: prompt ([0-9]+) tokens.*/\1/p' "$T/err")" "$(ntok "$p")"
+}
+tmpl_case chatml "<|im_start|>system"$'\n'"$SYS<|im_end|>"$'\n'"<|im_start|>user"$'\n'"$M1<|im_end|>"$'\n'"<|im_start|>assistant"$'\n' \
+    "<|im_end|>" "<|im_start|>"
+tmpl_case llama2 "[INST] <<SYS>>"$'\n'"$SYS"$'\n'"<</SYS>>"$'\n\n'"$M1 [/INST]" "</s>" "[INST]"
+tmpl_case llama3 "<|start_header_id|>system<|end_header_id|>"$'\n\n'"$SYS<|eot_id|><|start_header_id|>user<|end_header_id|>"$'\n\n'"$M1<|eot_id|><|start_header_id|>assistant<|end_header_id|>"$'\n\n' \
+    "<|eot_id|>" "<|start_header_id|>"
+tmpl_case phi3 "<|system|>"$'\n'"$SYS<|end|>"$'\n'"<|user|>"$'\n'"$M1<|end|>"$'\n'"<|assistant|>"$'\n' \
+    "<|end|>" "<|user|>" "<|endoftext|>"
+tmpl_case gemma "<start_of_turn>user"$'\n'"$SYS"$'\n\n'"$M1<end_of_turn>"$'\n'"<start_of_turn>model"$'\n' \
+    "<end_of_turn>" "<start_of_turn>"
+tmpl_case zephyr "<|system|>"$'\n'"$SYS</s>"$'\n'"<|user|>"$'\n'"$M1</s>"$'\n'"<|assistant|>"$'\n' "</s>" "<|user|>"
+tmpl_case plain "$SYS"$'\n\n'"User: $M1"$'\n'"Assistant:" $'\n'"User:"
+tmpl_case none "$SYS$M1"
+# --chat-template (any case) wins over the file's chat_template
+printf '%s\n' "$M1" | "$LYRA" chat --model-config "$T/t_chatml.json" --chat-template PLAIN >"$T/out" 2>"$T/err"
+check_eq "--chat-template over config rc" "$?" 0
+check_grep "--chat-template over config" '^chat: template plain \(--chat-template\)$' "$T/err"
+printf '%s\n' "$M1" | "$LYRA" chat --model-config "$T/t_plain.json" >"$T/want" 2>/dev/null
+check_eq "--chat-template over config reply" "$(cat "$T/out")" "$(cat "$T/want")"
+# --chat-template auto: back to the model's (none: plain, with the warning)
+printf '%s\n' "$M1" | "$LYRA" chat --model-config "$T/t_chatml.json" --chat-template auto >"$T/out" 2>"$T/err"
+check_grep "--chat-template auto" 'no chat template.*plain User:/Assistant:' "$T/err"
+check_eq "--chat-template auto reply" "$(cat "$T/out")" "$(cat "$T/want")"
+# a value chat_template does not accept: the file and key named
+printf '{"chat_template": "vicuna"}\n' >"$T/t_bad.json"
+check_rc "config bad template" 2 "$LYRA" chat --model-config "$T/t_bad.json" -m "$S260"
+check_grep "config bad template msg" '^lyra: error: .*t_bad.json: chat_template: expected auto, chatml, .*plain or none, got "vicuna"$' "$T/err"
+
+# 10h. device and fallback keys reach chat: gpu_layers 3 on a simulated GPU
+# (same reply, the map puts layers 0-2 on it); with every allocation on the
+# GPU failing, enable_progressive_fallback false is exit 3 and the default
+# falls back to the CPU
+N=16
+cfg "$T/dev.json" "\"system_prompt\": $(jstr "$SYS")" "\"pipeline_kwargs\": {\"max_new_tokens\": $N, \"do_sample\": false}" \
+    '"gpu_layers": 3'
+printf '%s\n' "$M1" "$M2" | LYRA_SIM_GPUS=1GiB "$LYRA" chat --model-config "$T/dev.json" >"$T/out" 2>"$T/err"
+check_eq "gpu_layers rc" "$?" 0
+if cmp -s "$T/out" "$T/want_cfg"; then ok; else bad "gpu_layers: got [$(cat "$T/out")]"; fi
+check_grep "gpu_layers map" '^map: 0 \(gpu\) model.embed_tokens model.layers.0-2 ' "$T/err"
+cfg "$T/nofb.json" '"gpu_layers": "all"' '"enable_progressive_fallback": false'
+printf '%s\n' "$M1" | LYRA_SIM_GPUS=1GiB LYRA_FAIL_ALLOC=0:1+ "$LYRA" chat --model-config "$T/nofb.json" >"$T/out" 2>"$T/err"
+check_eq "no fallback rc" "$?" 3
+printf '%s\n' "$M1" | LYRA_SIM_GPUS=1GiB LYRA_FAIL_ALLOC=0:1+ "$LYRA" chat --model-config "$T/nofb.json" --fallback \
+    --greedy -n $N --system-prompt "$SYS" >"$T/out" 2>"$T/err"
+check_eq "--fallback over the config rc" "$?" 0
+check_grep "--fallback over the config" '^load: 0 GPU layers, 5 CPU layers' "$T/err"
+check_eq "--fallback over the config reply" "$(cat "$T/out")" "$(sed -n 1p "$T/want_cfg")"
 
 finish

@@ -26,7 +26,12 @@ expect_err "unknown flag" 2 '--bogus: unknown flag' "$LYRA" "${G[@]}" --bogus
 expect_err "unknown flag=value" 2 '--bogus: unknown flag' "$LYRA" "${G[@]}" --bogus=1
 expect_err "unknown command" 2 'frobnicate: unknown command' "$LYRA" frobnicate
 expect_err "unknown global flag" 2 '--frob: unknown flag' "$LYRA" --frob generate
-expect_err "no command" 2 'COMMAND: ' "$LYRA"
+# no command and no model configured: the usage on stderr, then the error line
+env LYRA_MODEL_CONFIG=none "$LYRA" </dev/null >"$T/out" 2>"$T/err"
+check_eq "no command: exit code" "$?" 2
+check_eq "no command: stdout" "$(wc -c <"$T/out")" 0
+check_grep "no command: usage" '^usage: lyra' "$T/err"
+check_eq "no command: last line" "$(tail -n 1 "$T/err" | grep -c '^lyra: error: COMMAND: ')" 1
 expect_err "stray argument" 2 'extra: unexpected argument' "$LYRA" "${G[@]}" extra
 expect_err "-n abc" 2 '-n: expected an integer' "$LYRA" "${G[@]}" -n abc
 expect_err "-n 1.5" 2 '-n: expected an integer' "$LYRA" "${G[@]}" -n 1.5

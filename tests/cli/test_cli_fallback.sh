@@ -58,6 +58,18 @@ for id in 0 1 cpu; do
 done
 echo "sweep: $runs runs"
 
+# during generation: one GPU, KV chunks of 8 positions; fail the second
+# allocation after what a 1-token run makes (a chunk at position 8)
+export LYRA_SIM_GPUS=64MiB
+LYRA_ALLOC_STATS=1 "$LYRA" "${GEN[@]/16/1}" >"$T/out" 2>"$T/err"
+n1=$(sed -n 's/^alloc: 0 calls=\([0-9]*\) .*/\1/p' "$T/err")
+LYRA_FAIL_ALLOC="0:$((n1 + 2))" "$LYRA" "${GEN[@]}" >"$T/out" 2>"$T/err"
+check_eq "mid-generation: exit" "$?" 0
+check_eq "mid-generation: cpu text" "$(cat "$T/out")" "$(cat "$T/ref")"
+check_grep "mid-generation: step line" '^fallback: during generation at token [0-9]+: 5 -> 4 GPU layers \(out of memory on 0: asked ' "$T/err"
+check_grep "mid-generation: map after" '^map: cpu \(cpu\) model\.layers\.4 ' "$T/err"
+export LYRA_SIM_GPUS=600KiB,600KiB
+
 # a GPU failure on the first allocation with the fallback on: one step line
 LYRA_FAIL_ALLOC=0:1 "$LYRA" "${GEN[@]}" >"$T/out" 2>"$T/err"
 check_grep "load step line" '^fallback: 3 -> 1 GPU layers \(out of memory on 0: asked ' "$T/err"

@@ -197,8 +197,8 @@ static void test_errors(void) {
     expect_error("{\"seed\": -1}", ": seed: must be between 0 and 18446744073709551615, got -1");
     expect_error("{\"kv_cache_type\": \"q8\"}", ": kv_cache_type: expected f16 or f32, got \"q8\"");
     expect_error("{\"chat_template\": \"alpaca\"}",
-                 ": chat_template: expected auto, chatml, llama2, llama3, phi3, gemma, zephyr "
-                 "or none, got \"alpaca\"");
+                 ": chat_template: expected auto, chatml, llama2, llama3, phi3, gemma, zephyr, "
+                 "plain or none, got \"alpaca\"");
     expect_error("{\"gpu_layers\": -2}",
                  ": gpu_layers: -2: the number of GPU layers cannot be negative (0.. or all)");
     /* sizes, through the size parser */

@@ -6,7 +6,8 @@
  *     row counts, 1..8 tokens (decode kernel) and 9, 64 (cuBLAS), columns
  *     not a multiple of 32 for float weights: <= 1e-3 (the issue's bound);
  *     matmul_multi bit for bit equal to separate matmuls;
- *   - get_rows (every type, more than 256 ids) and kv_store: bit for bit;
+ *   - get_rows (every type, more than 256 ids) and kv_store (the CPU's cache
+ *     converted to rows, lyra_cpu_kv_to_rows): bit for bit;
  *   - rmsnorm, rope (freq_factors, 300 tokens), swiglu, add, attention (head
  *     dims 8/64/128, grouped-query, F16/F32 cache, positions across chunk
  *     boundaries, more than 16 chunks): <= 1e-5 (same formulas; only the
@@ -360,28 +361,21 @@ static void test_attention(int hd, int nh, int nkv, int L) {
             gpu->ops->kv_store(gpu, &gc.view, p, n, kv_dim, (float *)dK + off, (float *)dV + off);
             p += n;
         }
-        /* the stored values: the GPU's layout is [L][kv_dim] for K and V */
-        size_t es = ty ? 2 : 4, ok = 1;
-        uint8_t *chunk = malloc(2 * gc.bytes);
+        /* the stored values: the GPU's chunk layout is "rows" (K [L][kv_dim]
+         * then V [L][kv_dim]); the CPU's converted to rows must be the same
+         * bytes for every stored position */
+        size_t es = ty ? 2 : 4, rowb = (size_t)kv_dim * es;
+        int ok = 1;
+        uint8_t *gch = malloc(2 * gc.bytes), *crows = malloc(2 * cc.bytes);
         for (int c = 0; c < nch; c++) {
-            down(gpu, chunk, gc.k[c], 2 * gc.bytes);
-            for (int r = 0; r < L && c * L + r < npos; r += 5)
-                for (int j = 0; j < kv_dim; j++) {
-                    size_t src = (size_t)(c * L + r) * kv_dim + j, o = ((size_t)r * kv_dim + j) * es;
-                    float kw = K[src], vw = V[src], kg, vg;
-                    if (ty) {
-                        uint16_t hk, hv;
-                        memcpy(&hk, chunk + o, 2);
-                        memcpy(&hv, chunk + gc.bytes + o, 2);
-                        ok &= hk == lyra_f32_to_fp16(kw) && hv == lyra_f32_to_fp16(vw);
-                    } else {
-                        memcpy(&kg, chunk + o, 4);
-                        memcpy(&vg, chunk + gc.bytes + o, 4);
-                        ok &= kg == kw && vg == vw;
-                    }
-                }
+            down(gpu, gch, gc.k[c], 2 * gc.bytes);
+            lyra_cpu_kv_to_rows(cc.k[c], crows, L, kv_dim, t);
+            for (int r = 0; r < L && c * L + r < npos; r++)
+                ok &= !memcmp(gch + r * rowb, crows + r * rowb, rowb) &&
+                      !memcmp(gch + gc.bytes + r * rowb, crows + cc.bytes + r * rowb, rowb);
         }
-        free(chunk);
+        free(gch);
+        free(crows);
         CHECK(ok, "kv_store %s hd %d L %d: stored values differ", lyra_type_name(t), hd, L);
         float scale = 1.0f / sqrtf((float)hd);
         cpu->ops->attention(cpu, q, &cc.view, pos0, ntok, nh, nkv, hd, scale, a);

@@ -186,9 +186,12 @@ static void cuda_set_work(lyra_device *d, void *work, size_t size) {
     c->work_size = size;
     c->blas_ws_set = 0;
     if (!lc_use(d)) return;
-    if (lc_blas_ok(d, cublasSetWorkspace(c->blas, use_ws ? w : NULL, use_ws ? c->blas_ws : 0),
-                   "cublasSetWorkspace"))
-        c->blas_ws_set = use_ws;
+    if (!use_ws) { /* no GEMM will run: cuBLAS needs no workspace */
+        (void)cublasSetWorkspace(c->blas, NULL, 0);
+        return;
+    }
+    if (lc_blas_ok(d, cublasSetWorkspace(c->blas, w, c->blas_ws), "cublasSetWorkspace"))
+        c->blas_ws_set = 1;
 }
 
 /* ------------------------------------------------------------------ device */
@@ -235,6 +238,7 @@ static lyra_device_ops make_ops(void) {
     o.destroy = cuda_destroy;
     o.free_mem = cuda_free_mem;
     o.matmul_multi = lc_matmul_multi;
+    /* kv_to_rows / kv_from_rows stay NULL: the cache chunks are rows */
     return o;
 }
 
@@ -245,8 +249,8 @@ static void reason(cudaError_t e, const char *what, char *why, size_t cap) {
     if (e == cudaErrorNoDevice)
         snprintf(why, cap, "no CUDA device");
     else if (e == cudaErrorInsufficientDriver)
-        snprintf(why, cap, "no NVIDIA driver, or one older than this CUDA runtime: %s",
-                 cudaGetErrorString(e));
+        snprintf(why, cap, "no NVIDIA driver, or one too old for CUDA %d.%d", CUDART_VERSION / 1000,
+                 CUDART_VERSION % 1000 / 10);
     else
         snprintf(why, cap, "%s: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e));
 }
@@ -289,7 +293,9 @@ static int device_new(int index, int ordinal, int part, int parts, lyra_device *
          * (cublasSetStream resets the workspace, so it comes first) */
         cublasStatus_t s = cublasCreate(&c->blas);
         if (s == CUBLAS_STATUS_SUCCESS) s = cublasSetStream(c->blas, c->stream);
-        if (s == CUBLAS_STATUS_SUCCESS) s = cublasSetWorkspace(c->blas, NULL, 0);
+        /* (a cuBLAS that refused "no workspace" would keep its own pool:
+         * not worth losing the GPU for) */
+        if (s == CUBLAS_STATUS_SUCCESS) (void)cublasSetWorkspace(c->blas, NULL, 0);
         if (s != CUBLAS_STATUS_SUCCESS) {
             snprintf(why, cap, "cuBLAS: %s", cublasGetStatusString(s));
             (void)cudaGetLastError();

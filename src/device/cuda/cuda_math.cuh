@@ -4,8 +4,9 @@
  * on the CPU so tests check it against lyra's reference without a GPU.
  *
  * A "unit" is 32 consecutive elements of a weight row: a Q8_0/Q4_0 block,
- * one 32-element sub-block of a K-quant super-block, or 32 floats. The
- * decode kernel gives unit u of a row to lane u % 32 of a warp.
+ * one 32-element sub-block of a K-quant super-block, or 32 floats; a "part"
+ * is a quarter of a unit (8 elements). The decode kernel gives part k of
+ * unit u to lane 4*(u % 8) + k of a warp.
  *
  * Activations dotted with quantized weights are quantized exactly as the CPU
  * quantizes them (lyra_vec_dot_type: Q8_0 for Q8_0/Q4_0, Q8_K for K-quants;
@@ -136,27 +137,33 @@ LC_HD int lc_pack4(int a, int b, int c, int d) {
 
 /* Quantized activations of ntok rows of n elements in the device's layout.
  * ablk = 32 (Q8_0: d is the f16-rounded scale, as the CPU's dot products
- * read it) or 256 (Q8_K: d in f32, and bs holds the sums of each 16 q). */
+ * read it) or 256 (Q8_K: d in f32). Q8_K's sums of 16 (bsums) are not kept:
+ * the dot products sum the quantized values they read (the same integers). */
 typedef struct lc_act {
     int8_t *q;    /* [ntok][n] quantized values */
     float *d;     /* [ntok][n / ablk] block scales */
-    int16_t *bs;  /* [ntok][n / 16] sums of 16 q (Q8_K), else NULL */
     int64_t n;    /* elements per row */
     int ablk;     /* elements per scale: 32 (Q8_0) or 256 (Q8_K) */
 } lc_act;
 
-/* ------------------------------------------------------ weight units */
+/* ------------------------------------------------------ weight parts */
 
-/* One unit of a quantized weight row, unpacked for dp4a: q[i] holds the
- * bytes of elements 4i..4i+3, as stored values (Q8_0: signed; Q4_0: 0..15,
- * the -8 applied in the dot; Q4_K 0..15, Q5_K 0..31, Q6_K 0..63). */
+/* A part is a quarter of a unit: elements 8k..8k+7 (k < 4) of unit u, i.e.
+ * elements 32u + 8k .. +7 of the row. The decode kernel gives the 4 parts
+ * of a unit to 4 neighbouring lanes, so a warp reads 8 consecutive units
+ * (whole blocks) per step as contiguous memory. */
+#define LC_PART 8
+
+/* One part of a quantized weight row, unpacked for dp4a: q[i] holds the
+ * bytes of the part's elements 4i..4i+3 as stored values (Q8_0: signed;
+ * Q4_0: 0..15, the -8 applied in the dot; Q4_K 0..15, Q5_K 0..31, Q6_K
+ * 0..63, the -32 applied in the dot). */
 typedef struct lc_wq {
-    int q[8];    /* packed element values */
-    float d;     /* block scale (K-quants: super-block d) */
-    float dm;    /* Q4_K/Q5_K: super-block dmin */
-    int sc;      /* K-quants: sub-block scale (Q6_K: of elements 0..15) */
-    int m;       /* Q4_K/Q5_K: sub-block min */
-    int sc1;     /* Q6_K: scale of elements 16..31 */
+    int q[2];    /* packed element values */
+    float d;     /* block scale (K-quants: the super-block's d) */
+    float dm;    /* Q4_K/Q5_K: the super-block's dmin */
+    int sc;      /* K-quants: the part's sub-block scale (Q6_K: of its 16 elements) */
+    int m;       /* Q4_K/Q5_K: the sub-block's min */
 } lc_wq;
 
 /* Q4_K/Q5_K: 6-bit scale and min of sub-block j from the 12 bytes s. */
@@ -170,91 +177,74 @@ LC_HD void lc_q4k_scale_min(const uint8_t *s, int j, int *sc, int *m) {
     }
 }
 
-/* Unit u of a row of type T (quantized types only). Block layouts: quant.h. */
+/* Part k of unit u of a row of type T (quantized types only). Block
+ * layouts: quant.h. */
 template <int T>
-LC_HD void lc_unpack(const uint8_t *row, int64_t u, lc_wq *w) {
+LC_HD void lc_unpack(const uint8_t *row, int64_t u, int k, lc_wq *w) {
     if (T == LYRA_TYPE_Q8_0) { /* d f16, qs[32] int8 */
         const uint8_t *b = row + 34 * u;
         w->d = lc_h2f(lc_ld16(b));
-        for (int i = 0; i < 8; i++) w->q[i] = (int)lc_ld32(b + 2 + 4 * i);
-    } else if (T == LYRA_TYPE_Q4_0) { /* d f16, qs[16]: element j low nibble, j+16 high */
+        for (int i = 0; i < 2; i++) w->q[i] = (int)lc_ld32(b + 2 + 8 * k + 4 * i);
+    } else if (T == LYRA_TYPE_Q4_0) { /* d f16, qs[16]: element e low nibble, e+16 high */
         const uint8_t *b = row + 18 * u;
+        const int shift = (k >> 1) * 4;
         w->d = lc_h2f(lc_ld16(b));
-        for (int i = 0; i < 4; i++) {
-            uint32_t v = lc_ld32(b + 2 + 4 * i);
-            w->q[i] = (int)(v & 0x0F0F0F0Fu);
-            w->q[i + 4] = (int)((v >> 4) & 0x0F0F0F0Fu);
-        }
+        for (int i = 0; i < 2; i++)
+            w->q[i] = (int)((lc_ld32(b + 2 + 8 * (k & 1) + 4 * i) >> shift) & 0x0F0F0F0Fu);
     } else if (T == LYRA_TYPE_Q4_K || T == LYRA_TYPE_Q5_K) {
         /* d, dmin f16; scales[12]; Q5_K: qh[32]; qs[128]: sub-block j is the
-         * low (j even) or high (j odd) nibbles of qs[32*(j/2) ..+32] */
+         * low (j even) or high (j odd) nibbles of qs[32*(j/2) ..+32]; Q5_K's
+         * fifth bit of element e of sub-block j is bit j of qh[e] */
         const int Q5 = T == LYRA_TYPE_Q5_K;
         const uint8_t *b = row + (Q5 ? 176 : 144) * (u >> 3);
         const int j = (int)(u & 7), shift = (j & 1) * 4;
         w->d = lc_h2f(lc_ld16(b));
         w->dm = lc_h2f(lc_ld16(b + 2));
         lc_q4k_scale_min(b + 4, j, &w->sc, &w->m);
-        const uint8_t *qs = b + (Q5 ? 48 : 16) + 32 * (j >> 1);
-        for (int i = 0; i < 8; i++) {
+        const uint8_t *qs = b + (Q5 ? 48 : 16) + 32 * (j >> 1) + 8 * k;
+        for (int i = 0; i < 2; i++) {
             uint32_t v = (lc_ld32(qs + 4 * i) >> shift) & 0x0F0F0F0Fu;
-            if (Q5) v |= ((lc_ld32(b + 16 + 4 * i) >> j) & 0x01010101u) << 4; /* bit j of qh[k] */
+            if (Q5) v |= ((lc_ld32(b + 16 + 8 * k + 4 * i) >> j) & 0x01010101u) << 4;
             w->q[i] = (int)v;
         }
     } else if (T == LYRA_TYPE_Q6_K) {
-        /* ql[128], qh[64], scales[16] int8, d f16. Element e = 32j + k:
-         * h = j/4, s = j%4; low 4 bits from ql[64h + 32(s%2) + k] (low nibble
-         * for s < 2, high for s >= 2), high 2 bits (qh[32h + k] >> 2s) & 3;
-         * scale scales[e/16] */
+        /* ql[128], qh[64], scales[16] int8, d f16. Element e = 32j + p of
+         * sub-block j: h = j/4, s = j%4; low 4 bits from ql[64h + 32(s%2) + p]
+         * (low nibble for s < 2, high for s >= 2), high 2 bits
+         * (qh[32h + p] >> 2s) & 3; scale scales[e/16] */
         const uint8_t *b = row + 210 * (u >> 3);
         const int j = (int)(u & 7), h = j >> 2, s = j & 3;
-        const uint8_t *ql = b + 64 * h + 32 * (s & 1), *qh = b + 128 + 32 * h;
+        const uint8_t *ql = b + 64 * h + 32 * (s & 1) + 8 * k, *qh = b + 128 + 32 * h + 8 * k;
         const int lsh = (s >> 1) * 4;
-        for (int i = 0; i < 8; i++) {
+        for (int i = 0; i < 2; i++) {
             uint32_t lo = (lc_ld32(ql + 4 * i) >> lsh) & 0x0F0F0F0Fu;
             uint32_t hi = (lc_ld32(qh + 4 * i) >> (2 * s)) & 0x03030303u;
             w->q[i] = (int)(lo | hi << 4);
         }
-        w->sc = (int8_t)b[192 + 2 * j];
-        w->sc1 = (int8_t)b[192 + 2 * j + 1];
+        w->sc = (int8_t)b[192 + 2 * j + (k >> 1)];
         w->d = lc_h2f(lc_ld16(b + 208));
     }
 }
 
-/* Contribution of one unfolded unit to a dot product with the unit's
- * quantized activations x[8] (packed int8), their block scale dx and (Q8_K)
- * the sums of their two halves bs0, bs1. The integer part is exact; the
- * float part follows the CPU's formulas (quant_impl.h). */
+/* Contribution of one unpacked part to a dot product with the part's
+ * quantized activations x[2] (packed int8) and their block scale dx. The
+ * integer part is exact; the float part follows the CPU's formulas
+ * (quant_impl.h). */
 template <int T>
-LC_HD float lc_unit_dot(const lc_wq *w, const int *x, float dx, int bs0, int bs1) {
-    if (T == LYRA_TYPE_Q8_0) {
-        int s = 0;
-        for (int i = 0; i < 8; i++) s = lc_dp4a(w->q[i], x[i], s);
-        return (float)s * (w->d * dx);
-    } else if (T == LYRA_TYPE_Q4_0) { /* sum (q-8)*x = sum q*x - 8*sum x */
-        int s = 0, sx = 0;
-        for (int i = 0; i < 8; i++) {
-            s = lc_dp4a(w->q[i], x[i], s);
-            sx = lc_dp4a(0x01010101, x[i], sx);
-        }
-        return (float)(s - 8 * sx) * (w->d * dx);
-    } else if (T == LYRA_TYPE_Q4_K || T == LYRA_TYPE_Q5_K) {
-        int s = 0;
-        for (int i = 0; i < 8; i++) s = lc_dp4a(w->q[i], x[i], s);
-        /* d*sc*sum(q*x)*dx - dmin*m*sum(x)*dx */
-        return (float)(w->sc * s) * (w->d * dx) + (float)(w->m * (bs0 + bs1)) * (-(w->dm * dx));
-    } else if (T == LYRA_TYPE_Q6_K) { /* sum sc*(q-32)*x over the two halves */
-        int s0 = 0, s1 = 0;
-        for (int i = 0; i < 4; i++) s0 = lc_dp4a(w->q[i], x[i], s0);
-        for (int i = 4; i < 8; i++) s1 = lc_dp4a(w->q[i], x[i], s1);
-        int t = w->sc * (s0 - 32 * bs0) + w->sc1 * (s1 - 32 * bs1);
-        return (float)t * (w->d * dx);
-    }
+LC_HD float lc_part_dot(const lc_wq *w, const int *x, float dx) {
+    int s = lc_dp4a(w->q[1], x[1], lc_dp4a(w->q[0], x[0], 0));
+    if (T == LYRA_TYPE_Q8_0) return (float)s * (w->d * dx);
+    int sx = lc_dp4a(0x01010101, x[1], lc_dp4a(0x01010101, x[0], 0)); /* sum of x */
+    if (T == LYRA_TYPE_Q4_0) return (float)(s - 8 * sx) * (w->d * dx); /* sum (q-8)*x */
+    if (T == LYRA_TYPE_Q4_K || T == LYRA_TYPE_Q5_K) /* d*sc*sum(q*x)*dx - dmin*m*sum(x)*dx */
+        return (float)(w->sc * s) * (w->d * dx) + (float)(w->m * sx) * (-(w->dm * dx));
+    if (T == LYRA_TYPE_Q6_K) return (float)(w->sc * (s - 32 * sx)) * (w->d * dx); /* sc*(q-32)*x */
     return 0.0f;
 }
 
-/* Element k (0..31) of an unpacked unit: its stored byte value. */
-LC_HD int lc_wq_byte(const lc_wq *w, int k) {
-    return (int)(((uint32_t)w->q[k >> 2] >> (8 * (k & 3))) & 0xFF);
+/* Element i (0..7) of an unpacked part: its stored byte value. */
+LC_HD int lc_wq_byte(const lc_wq *w, int i) {
+    return (int)(((uint32_t)w->q[i >> 2] >> (8 * (i & 3))) & 0xFF);
 }
 
 /* Element i of a float-type row (F32, F16, BF16). */
@@ -273,38 +263,37 @@ LC_HD float lc_float_elem(const uint8_t *row, int64_t i) {
     return lc_bf2f(lc_ld16(row + 2 * i));
 }
 
-/* Unit u of a row of n elements of type T dequantized into v[32] with the
- * CPU's float operations (lyra_dequantize_row); returns the number of valid
- * elements (32, or fewer for the last unit of a float row). */
+/* Part k of unit u of a row of n elements of type T dequantized into v[8]
+ * with the CPU's float operations (lyra_dequantize_row); returns the number
+ * of valid elements (8, or fewer at the end of a float row). */
 template <int T>
-LC_HD int lc_dequant_unit(const uint8_t *row, int64_t u, int64_t n, float *v) {
+LC_HD int lc_dequant_part(const uint8_t *row, int64_t u, int k, int64_t n, float *v) {
     if (T == LYRA_TYPE_F32 || T == LYRA_TYPE_F16 || T == LYRA_TYPE_BF16) {
-        int64_t left = n - LC_UNIT * u;
-        int nv = left < LC_UNIT ? (int)left : LC_UNIT;
-        for (int k = 0; k < nv; k++) v[k] = lc_float_elem<T>(row, LC_UNIT * u + k);
+        int64_t e0 = LC_UNIT * u + LC_PART * k, left = n - e0;
+        int nv = left < 0 ? 0 : left < LC_PART ? (int)left : LC_PART;
+        for (int i = 0; i < nv; i++) v[i] = lc_float_elem<T>(row, e0 + i);
         return nv;
     }
     lc_wq w;
-    lc_unpack<T>(row, u, &w);
+    lc_unpack<T>(row, u, k, &w);
     if (T == LYRA_TYPE_Q8_0) {
-        for (int k = 0; k < 32; k++) v[k] = lc_mul((float)(int8_t)(uint8_t)lc_wq_byte(&w, k), w.d);
+        for (int i = 0; i < 8; i++) v[i] = lc_mul((float)(int8_t)(uint8_t)lc_wq_byte(&w, i), w.d);
     } else if (T == LYRA_TYPE_Q4_0) {
-        for (int k = 0; k < 32; k++) v[k] = lc_mul(w.d, (float)(lc_wq_byte(&w, k) - 8));
+        for (int i = 0; i < 8; i++) v[i] = lc_mul(w.d, (float)(lc_wq_byte(&w, i) - 8));
     } else if (T == LYRA_TYPE_Q4_K || T == LYRA_TYPE_Q5_K) {
         float dj = lc_mul(w.d, (float)w.sc), mj = lc_mul(w.dm, (float)w.m);
-        for (int k = 0; k < 32; k++) v[k] = lc_sub(lc_mul(dj, (float)lc_wq_byte(&w, k)), mj);
+        for (int i = 0; i < 8; i++) v[i] = lc_sub(lc_mul(dj, (float)lc_wq_byte(&w, i)), mj);
     } else if (T == LYRA_TYPE_Q6_K) {
-        float d0 = lc_mul(w.d, (float)w.sc), d1 = lc_mul(w.d, (float)w.sc1);
-        for (int k = 0; k < 32; k++)
-            v[k] = lc_mul(k < 16 ? d0 : d1, (float)(lc_wq_byte(&w, k) - 32));
+        float ds = lc_mul(w.d, (float)w.sc);
+        for (int i = 0; i < 8; i++) v[i] = lc_mul(ds, (float)(lc_wq_byte(&w, i) - 32));
     }
-    return 32;
+    return LC_PART;
 }
 
-/* acc + w[k] * x[k] for k < nv, added in order (a float unit into a
- * lane's accumulator, as the decode kernel adds it). */
+/* acc + w[i] * x[i] for i < nv, added in order (a float part into a lane's
+ * accumulator, as the decode kernel adds it). */
 LC_HD float lc_float_acc(float acc, const float *w, const float *x, int nv) {
-    for (int k = 0; k < nv; k++) acc += w[k] * x[k];
+    for (int i = 0; i < nv; i++) acc += w[i] * x[i];
     return acc;
 }
 

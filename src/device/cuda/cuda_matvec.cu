@@ -4,9 +4,10 @@
  *
  * Decode (ntok <= LC_MV_TOK): activations are quantized on the GPU exactly
  * as the CPU quantizes them (Q8_0 / Q8_K, cuda_math.cuh), then one warp per
- * weight row reads the quantized weights directly, lane l taking units l,
- * l+32, ... (integer dp4a dot products per unit, float accumulation for up to
- * LC_MV_TOK tokens at once), and the lanes' sums are reduced by shuffles.
+ * weight row reads the quantized weights directly, 8 units (whole blocks,
+ * contiguous) per step with 4 lanes per unit (integer dp4a dot products per
+ * part, float accumulation for up to LC_MV_TOK tokens at once), and the
+ * lanes' sums are reduced by shuffles.
  * matmul_multi covers several matrices sharing X in one launch.
  *
  * Prompts (ntok > LC_MV_TOK): cuBLAS. X is converted to F16 (quantized and
@@ -32,22 +33,16 @@ size_t lc_act_bytes(lyra_type wt, int64_t cols, int ntok) {
     if (at == LYRA_TYPE_F32) return 0;
     size_t n = (size_t)cols * (size_t)ntok;
     size_t ablk = at == LYRA_TYPE_Q8_K ? 256 : 32;
-    size_t b = lc_align(n) + lc_align(n / ablk * sizeof(float));
-    if (at == LYRA_TYPE_Q8_K) b += lc_align(n / 16 * sizeof(int16_t));
-    return b;
+    return lc_align(n) + lc_align(n / ablk * sizeof(float));
 }
 
 lc_act lc_act_carve(uint8_t *base, lyra_type wt, int64_t cols, int ntok) {
     lc_act a;
-    lyra_type at = lyra_vec_dot_type(wt);
     size_t n = (size_t)cols * (size_t)ntok;
     a.n = cols;
-    a.ablk = at == LYRA_TYPE_Q8_K ? 256 : 32;
+    a.ablk = lyra_vec_dot_type(wt) == LYRA_TYPE_Q8_K ? 256 : 32;
     a.q = (int8_t *)base;
     a.d = (float *)(base + lc_align(n));
-    a.bs = at == LYRA_TYPE_Q8_K
-               ? (int16_t *)(base + lc_align(n) + lc_align(n / (size_t)a.ablk * sizeof(float)))
-               : NULL;
     return a;
 }
 
@@ -121,7 +116,7 @@ __global__ void k_quant_q8_0(const float *X, int64_t nblk, lc_act a, __half *xh)
 }
 
 /* Q8_K: one warp per 256-element super-block (8 elements per lane); nsb
- * super-blocks of X. bs: sums of 16 (lane pairs). DEQ as above. */
+ * super-blocks of X. DEQ as above. */
 template <bool DEQ>
 __global__ void k_quant_q8_k(const float *X, int64_t nsb, lc_act a, __half *xh) {
     int64_t sb = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
@@ -136,11 +131,8 @@ __global__ void k_quant_q8_k(const float *X, int64_t nsb, lc_act a, __half *xh) 
     for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
     float d, id;
     lc_q8_scale(amax, &d, &id);
-    int q[8], s = 0;
-    for (int i = 0; i < 8; i++) {
-        q[i] = lc_q8_val(x[i], id);
-        s += (int8_t)q[i];
-    }
+    int q[8];
+    for (int i = 0; i < 8; i++) q[i] = lc_q8_val(x[i], id);
     if (DEQ) {
         for (int i = 0; i < 8; i++)
             xh[sb * 256 + lane * 8 + i] = __float2half_rn(lc_mul(d, (float)(int8_t)q[i]));
@@ -149,8 +141,6 @@ __global__ void k_quant_q8_k(const float *X, int64_t nsb, lc_act a, __half *xh) 
     int *qo = (int *)(a.q + sb * 256 + lane * 8);
     qo[0] = lc_pack4(q[0], q[1], q[2], q[3]);
     qo[1] = lc_pack4(q[4], q[5], q[6], q[7]);
-    s += __shfl_xor_sync(0xffffffffu, s, 1); /* lanes 2g, 2g+1 hold group g of 16 */
-    if (!(lane & 1)) a.bs[sb * 16 + lane / 2] = (int16_t)s;
     if (lane == 0) a.d[sb] = d;
 }
 
@@ -198,58 +188,58 @@ typedef struct mv_args {
     int vec;                      /* float weights: 16-byte loads (aligned, cols % 32 == 0) */
 } mv_args;
 
-/* Float weights: acc[j] += w[k] * x[j][k] over the unit's elements k in
- * order (as lc_float_acc). vec: a full unit read with 16-byte loads, four
- * (F32) or eight (F16/BF16) elements at a time; else element by element. */
+/* Float weights: acc[j] += w[i] * x[j][i] over the part's elements in
+ * order (as lc_float_acc). vec: a full part read with 16-byte loads (F32: two,
+ * F16/BF16: one); else element by element. */
 template <int T>
-static __device__ __forceinline__ void float_unit(const uint8_t *row, int64_t u, const mv_args &a,
+static __device__ __forceinline__ void float_part(const uint8_t *row, int64_t e0, const mv_args &a,
                                                   float *acc) {
     const int nt = a.ntok;
-    const size_t e0 = (size_t)u * LC_UNIT;
     if (!a.vec) {
-        int nv = a.cols - (int64_t)e0 < LC_UNIT ? (int)(a.cols - (int64_t)e0) : LC_UNIT;
-        for (int k = 0; k < nv; k++) {
-            float w = lc_float_elem<T>(row, (int64_t)e0 + k);
+        int64_t left = a.cols - e0;
+        int nv = left < LC_PART ? (int)left : LC_PART;
+        for (int i = 0; i < nv; i++) {
+            float w = lc_float_elem<T>(row, e0 + i);
 #pragma unroll
             for (int j = 0; j < LC_MV_TOK; j++)
-                if (j < nt) acc[j] += w * a.X[(size_t)j * a.cols + e0 + k];
+                if (j < nt) acc[j] += w * a.X[(size_t)j * a.cols + e0 + i];
         }
         return;
     }
-    const int per = T == LYRA_TYPE_F32 ? 4 : 8; /* elements per 16-byte load */
-#pragma unroll
-    for (int i = 0; i < LC_UNIT / per; i++) {
-        float w[8];
-        uint4 v = ((const uint4 *)(row + e0 * (T == LYRA_TYPE_F32 ? 4 : 2)))[i];
+    float w[LC_PART];
+    if (T == LYRA_TYPE_F32) {
+        const float4 *p = (const float4 *)(row + e0 * 4);
+        float4 v0 = p[0], v1 = p[1];
+        w[0] = v0.x; w[1] = v0.y; w[2] = v0.z; w[3] = v0.w;
+        w[4] = v1.x; w[5] = v1.y; w[6] = v1.z; w[7] = v1.w;
+    } else {
+        uint4 v = *(const uint4 *)(row + e0 * 2);
         uint32_t h[4] = {v.x, v.y, v.z, v.w};
-        if (T == LYRA_TYPE_F32) {
-            for (int k = 0; k < 4; k++) w[k] = __uint_as_float(h[k]);
-        } else {
-            for (int k = 0; k < 4; k++) {
-                uint16_t lo = (uint16_t)(h[k] & 0xFFFF), hi = (uint16_t)(h[k] >> 16);
-                w[2 * k] = T == LYRA_TYPE_F16 ? lc_h2f(lo) : lc_bf2f(lo);
-                w[2 * k + 1] = T == LYRA_TYPE_F16 ? lc_h2f(hi) : lc_bf2f(hi);
-            }
-        }
 #pragma unroll
-        for (int j = 0; j < LC_MV_TOK; j++) {
-            if (j >= nt) break;
-            const float4 *x = (const float4 *)(a.X + (size_t)j * a.cols + e0 + (size_t)i * per);
-#pragma unroll
-            for (int k4 = 0; k4 < per / 4; k4++) {
-                float4 xv = x[k4];
-                acc[j] += w[4 * k4] * xv.x;
-                acc[j] += w[4 * k4 + 1] * xv.y;
-                acc[j] += w[4 * k4 + 2] * xv.z;
-                acc[j] += w[4 * k4 + 3] * xv.w;
-            }
+        for (int k = 0; k < 4; k++) {
+            uint16_t lo = (uint16_t)(h[k] & 0xFFFF), hi = (uint16_t)(h[k] >> 16);
+            w[2 * k] = T == LYRA_TYPE_F16 ? lc_h2f(lo) : lc_bf2f(lo);
+            w[2 * k + 1] = T == LYRA_TYPE_F16 ? lc_h2f(hi) : lc_bf2f(hi);
         }
+    }
+#pragma unroll
+    for (int j = 0; j < LC_MV_TOK; j++) {
+        if (j >= nt) break;
+        const float4 *x = (const float4 *)(a.X + (size_t)j * a.cols + e0);
+        float4 x0 = x[0], x1 = x[1];
+        float xv[LC_PART] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
+#pragma unroll
+        for (int i = 0; i < LC_PART; i++) acc[j] += w[i] * xv[i];
     }
 }
 
+/* One warp per output row (rows of the nm matrices concatenated); lane
+ * 4*v + k takes part k of units v, v+8, v+16, ... so each step of the warp
+ * reads 8 consecutive units as contiguous memory; the lanes' sums are then
+ * reduced by shuffles. */
 template <int T>
 __global__ void __launch_bounds__(32 * MV_WARPS) k_matvec(mv_args a) {
-    const int lane = threadIdx.x & 31;
+    const int lane = threadIdx.x & 31, k = lane & 3;
     int64_t r = (int64_t)blockIdx.x * MV_WARPS + (threadIdx.x >> 5);
     if (r >= a.total) return; /* whole warps */
     int mi = 0;
@@ -261,27 +251,20 @@ __global__ void __launch_bounds__(32 * MV_WARPS) k_matvec(mv_args a) {
 #pragma unroll
     for (int j = 0; j < LC_MV_TOK; j++) acc[j] = 0.0f;
     const bool is_float = T == LYRA_TYPE_F32 || T == LYRA_TYPE_F16 || T == LYRA_TYPE_BF16;
-    for (int64_t u = lane; u < nu; u += 32) {
+    for (int64_t u = lane >> 2; u < nu; u += 8) {
+        const int64_t e0 = u * LC_UNIT + LC_PART * k; /* the part's first element */
         if (is_float) {
-            float_unit<T>(row, u, a, acc);
+            if (e0 < a.cols) float_part<T>(row, e0, a, acc);
         } else {
             lc_wq w;
-            lc_unpack<T>(row, u, &w);
+            lc_unpack<T>(row, u, k, &w);
 #pragma unroll
             for (int j = 0; j < LC_MV_TOK; j++) {
                 if (j >= nt) break;
-                const int4 *xq = (const int4 *)(a.act.q + (size_t)j * a.cols + (size_t)u * LC_UNIT);
-                int4 x0 = xq[0], x1 = xq[1];
-                int x[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
-                int64_t blk = (int64_t)j * (a.cols / a.act.ablk) + u * LC_UNIT / a.act.ablk;
-                float dx = a.act.d[blk];
-                int bs0 = 0, bs1 = 0;
-                if (a.act.bs) {
-                    const int16_t *bs = a.act.bs + (size_t)j * (a.cols / 16) + 2 * u;
-                    bs0 = bs[0];
-                    bs1 = bs[1];
-                }
-                acc[j] += lc_unit_dot<T>(&w, x, dx, bs0, bs1);
+                int2 xv = *(const int2 *)(a.act.q + (size_t)j * a.cols + e0);
+                int x[2] = {xv.x, xv.y};
+                float dx = a.act.d[(int64_t)j * (a.cols / a.act.ablk) + e0 / a.act.ablk];
+                acc[j] += lc_part_dot<T>(&w, x, dx);
             }
         }
     }
@@ -327,7 +310,7 @@ static void matvec_group(lyra_device *d, const lyra_type wt, const void *const *
     a.X = X;
     a.ntok = ntok;
     if (lyra_vec_dot_type(wt) != LYRA_TYPE_F32) a.act = lc_act_carve(LC(d)->work, wt, cols, ntok);
-    a.vec = cols % 32 == 0 && ((uintptr_t)X & 15) == 0;
+    a.vec = cols % LC_UNIT == 0 && ((uintptr_t)X & 15) == 0;
     for (int i = i0; i < i1; i++) {
         a.W[i - i0] = (const uint8_t *)W[i];
         a.Y[i - i0] = Y[i];
@@ -343,21 +326,21 @@ static void matvec_group(lyra_device *d, const lyra_type wt, const void *const *
 /* ---------------------------------------------------------------- prompts */
 
 /* Rows [r0, r0+nr) of W dequantized into dst [nr][cols] (F16, or F32 when
- * O is float). One thread per unit. */
+ * O is float). One thread per part (8 elements). */
 template <int T, typename O>
 __global__ void k_dequant_tile(const uint8_t *W, size_t rb, int64_t cols, int64_t nr, O *dst) {
-    const int64_t nu = (cols + LC_UNIT - 1) / LC_UNIT;
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < nr * nu;
+    const int64_t np = (cols + LC_PART - 1) / LC_PART; /* parts per row */
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < nr * np;
          i += (int64_t)gridDim.x * blockDim.x) {
-        int64_t r = i / nu, u = i % nu;
-        O *o = dst + (size_t)r * cols + (size_t)u * LC_UNIT;
-        if (T == LYRA_TYPE_F32 || T == LYRA_TYPE_F16 || T == LYRA_TYPE_BF16) {
-            int64_t e0 = u * LC_UNIT, nv = cols - e0 < LC_UNIT ? cols - e0 : LC_UNIT;
-            for (int64_t k = 0; k < nv; k++) o[k] = (O)lc_float_elem<T>(W + (size_t)r * rb, e0 + k);
+        int64_t r = i / np, pi = i % np;
+        float v[LC_PART];
+        int nv = lc_dequant_part<T>(W + (size_t)r * rb, pi / 4, (int)(pi % 4), cols, v);
+        O *o = dst + (size_t)r * cols + (size_t)pi * LC_PART;
+        if (nv == LC_PART) {
+#pragma unroll
+            for (int k = 0; k < LC_PART; k++) o[k] = (O)v[k];
         } else {
-            float v[LC_UNIT];
-            lc_dequant_unit<T>(W + (size_t)r * rb, u, cols, v);
-            for (int k = 0; k < LC_UNIT; k++) o[k] = (O)v[k];
+            for (int k = 0; k < nv; k++) o[k] = (O)v[k];
         }
     }
 }
@@ -365,7 +348,7 @@ __global__ void k_dequant_tile(const uint8_t *W, size_t rb, int64_t cols, int64_
 template <int T>
 static void launch_dequant_half(lyra_device *d, const uint8_t *W, size_t rb, int64_t cols,
                                 int64_t nr, __half *dst) {
-    int64_t n = nr * ((cols + LC_UNIT - 1) / LC_UNIT);
+    int64_t n = nr * ((cols + LC_PART - 1) / LC_PART);
     k_dequant_tile<T, __half><<<lc_blocks(n, 256), 256, 0, LC(d)->stream>>>(W, rb, cols, nr, dst);
 }
 
@@ -400,7 +383,7 @@ static void matmul_gemm(lyra_device *d, lyra_type wt, const void *W, int64_t row
         size_t rb = lyra_row_bytes(wt, cols);
         for (int64_t r0 = 0; r0 < rows; r0 += tr) {
             int64_t nr = rows - r0 < tr ? rows - r0 : tr;
-            int64_t n = nr * ((cols + LC_UNIT - 1) / LC_UNIT);
+            int64_t n = nr * ((cols + LC_PART - 1) / LC_PART);
             k_dequant_tile<LYRA_TYPE_BF16, float><<<lc_blocks(n, 256), 256, 0, c->stream>>>(
                 (const uint8_t *)W + (size_t)r0 * rb, rb, cols, nr, (float *)tile);
             if (!lc_launched(d, "matmul: widening BF16 weights") ||

@@ -7,9 +7,11 @@
  * Host arrays (token ids, positions, KV chunk pointers) reach the kernels as
  * kernel parameters, LC_IDS_MAX entries per launch: nothing is allocated.
  *
- * KV cache layout inside a chunk of L positions (this device's own): K and V
- * both [L][kv_dim] by position, element j of position p at p*kv_dim + j, so
- * a warp reads one position's head as contiguous memory. */
+ * KV cache layout inside a chunk of L positions: device.h's "rows", K and V
+ * both [L][kv_dim] by position (element j of position p at p*kv_dim + j), so
+ * a warp reads one position's head as contiguous memory; the ops table leaves
+ * kv_to_rows / kv_from_rows NULL, and the runtime converts when a layer's
+ * cache moves to or from the CPU (whose K is transposed). */
 #include <stdint.h>
 
 #include "cuda_impl.cuh"
@@ -35,24 +37,24 @@ typedef struct lc_ids {
 
 /* -------------------------------------------------------------- get_rows */
 
-/* out[t][:] = row ids[t] of table, dequantized; one thread per unit. */
+/* out[t][:] = row ids[t] of table, dequantized; one thread per part (8
+ * elements). */
 template <int T>
 __global__ void k_get_rows(const uint8_t *table, size_t rb, int64_t n, lc_ids ids, int ntok,
                            float *out) {
-    const int64_t nu = (n + LC_UNIT - 1) / LC_UNIT;
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < nu * ntok;
+    const int64_t np = (n + LC_PART - 1) / LC_PART; /* parts per row */
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < np * ntok;
          i += (int64_t)gridDim.x * blockDim.x) {
-        int t = (int)(i / nu);
-        int64_t u = i % nu;
-        const uint8_t *row = table + (size_t)ids.v[t] * rb;
-        float *o = out + (size_t)t * n + (size_t)u * LC_UNIT;
-        if (T == LYRA_TYPE_F32 || T == LYRA_TYPE_F16 || T == LYRA_TYPE_BF16) {
-            int64_t e0 = u * LC_UNIT, nv = n - e0 < LC_UNIT ? n - e0 : LC_UNIT;
-            for (int64_t k = 0; k < nv; k++) o[k] = lc_float_elem<T>(row, e0 + k);
+        int t = (int)(i / np);
+        int64_t pi = i % np;
+        float v[LC_PART];
+        int nv = lc_dequant_part<T>(table + (size_t)ids.v[t] * rb, pi / 4, (int)(pi % 4), n, v);
+        float *o = out + (size_t)t * n + (size_t)pi * LC_PART;
+        if (nv == LC_PART) {
+#pragma unroll
+            for (int k = 0; k < LC_PART; k++) o[k] = v[k];
         } else {
-            float v[LC_UNIT];
-            lc_dequant_unit<T>(row, u, n, v);
-            for (int k = 0; k < LC_UNIT; k++) o[k] = v[k];
+            for (int k = 0; k < nv; k++) o[k] = v[k];
         }
     }
 }
@@ -60,7 +62,7 @@ __global__ void k_get_rows(const uint8_t *table, size_t rb, int64_t n, lc_ids id
 template <int T>
 static void launch_get_rows(lyra_device *d, const uint8_t *table, size_t rb, int64_t n,
                             const lc_ids *ids, int nt, float *out) {
-    int64_t work = nt * ((n + LC_UNIT - 1) / LC_UNIT);
+    int64_t work = nt * ((n + LC_PART - 1) / LC_PART);
     k_get_rows<T><<<lc_blocks(work, 128), 128, 0, LC(d)->stream>>>(table, rb, n, *ids, nt, out);
 }
 
