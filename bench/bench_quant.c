@@ -1,5 +1,6 @@
 /* bench_quant.c: quick throughput numbers for lyra_matmul (not a test).
- *   bench_quant [path] [rows cols]   path = scalar|avx2|avx512 (default: best)
+ *   bench_quant [path] [rows cols [types]]   path = scalar|avx2|avx512 (default:
+ *   best); types: comma-separated weight types to run (default: all below)
  * For each weight type: decode (ntok = 1) GB/s of weights read, with 1 and 2
  * threads, from one cache-resident matrix ("hot") and cycling through copies
  * totalling > 1.2 GB, more than the L3, so the weights stream from DRAM
@@ -91,6 +92,7 @@ int main(int argc, char **argv) {
            lyra_cpu_path_name(path), (long long)rows, (long long)cols);
     lyra_type types[] = {LYRA_TYPE_Q8_0, LYRA_TYPE_Q4_0, LYRA_TYPE_Q4_K, LYRA_TYPE_Q5_K,
                          LYRA_TYPE_Q6_K, LYRA_TYPE_F16,  LYRA_TYPE_BF16, LYRA_TYPE_F32};
+    const char *only = argc > 4 ? argv[4] : NULL; /* "q4_0,q8_0": run just these */
     lyra_pool *pools[2] = {lyra_pool_new(1), lyra_pool_new(2)};
     lyra_rng rng;
     lyra_rng_seed(&rng, 1);
@@ -102,6 +104,16 @@ int main(int argc, char **argv) {
            "dram 2t (read)", "pp 1t", "pp 2t");
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         lyra_type t = types[ti];
+        if (only) {
+            char list[256];
+            snprintf(list, sizeof list, "%s", only);
+            int want = 0;
+            for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
+                lyra_type u;
+                if (lyra_type_parse(tok, &u) == LYRA_OK && u == t) want = 1;
+            }
+            if (!want) continue;
+        }
         size_t wrow = lyra_row_bytes(t, cols), wbytes = wrow * (size_t)rows;
         int ncopy = (int)(((size_t)1200 << 20) / wbytes) + 1;
         uint8_t *W = malloc(wbytes * (size_t)ncopy);

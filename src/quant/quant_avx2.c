@@ -4,10 +4,11 @@
  *
  * The 16 canonical lanes live in two ymm accumulators (lanes 0..7: even
  * blocks / first half of each 64-element group; 8..15: odd blocks / second
- * half). Int8 products use vpmaddubsw + vpmaddwd: Q8_0 with the |w|, sign(x,w)
- * trick (activations from lyra_quantize_act are never -128), Q4_0 with the raw
- * nibbles and a -8*sum(x) correction, K-quants with the unsigned 4/5/6-bit
- * values and their sub-block scales as int16. Float weights: FMA on four ymm
+ * half; Q4_0: the lane order of quant_impl.h). Int8 products use vpmaddubsw +
+ * vpmaddwd: Q8_0 with the |w|, sign(x,w) trick (activations from
+ * lyra_quantize_act are never -128), Q4_0 with the raw nibbles and a
+ * -8*sum(x) correction and whole-block sums by a hadd tree, K-quants with
+ * the unsigned 4/5/6-bit values and their sub-block scales as int16. Float weights: FMA on four ymm
  * accumulators (32 canonical lanes). */
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF
@@ -133,8 +134,7 @@ int lyra_act_avx2(lyra_type at, const float *x, void *dst, int64_t n) {
 
 /* ------------------------------------------------ Q8_0 / Q4_0 */
 
-/* One block's 32 weights: Q8_0 as |w| (unsigned) with w kept for the sign;
- * Q4_0 as the raw nibbles 0..15. */
+/* One Q4_0 block's 32 weights as the raw nibbles 0..15. */
 INLINE __m256i q4_unpack(const uint8_t *p) {
     __m128i v = ld128(p + 2);
     __m256i y = _mm256_set_m128i(_mm_srli_epi16(v, 4), v);
@@ -142,7 +142,8 @@ INLINE __m256i q4_unpack(const uint8_t *p) {
 }
 
 /* Exact int32 lanes: sum of 4 products per lane, for block w (raw bytes wq)
- * and activation block xq; corr = -8*sum4(x) for Q4_0. */
+ * and activation block xq. Q8_0: |w| (unsigned) with sign(x, w); Q4_0: raw
+ * nibbles, corr = -8*sum4(x). */
 INLINE __m256i q8_lanes(int q4, __m256i wq, __m256i xq, __m256i corr) {
     const __m256i ones = _mm256_set1_epi16(1);
     if (q4) return _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(wq, xq), ones), corr);
@@ -155,9 +156,10 @@ INLINE __m256i q4_corr(__m256i xq) {
     return _mm256_sub_epi32(_mm256_setzero_si256(), s);
 }
 
-INLINE void q8_tile(const int q4, const int R, const int T, int64_t n, const uint8_t *w, size_t ws,
+/* Q8_0: per block 8 lanes of 4 products, FMA'd per lane (quant_impl.h). */
+INLINE void q8_tile(const int R, const int T, int64_t n, const uint8_t *w, size_t ws,
                     const uint8_t *a, size_t as, float *y, size_t ys) {
-    const size_t wb = q4 ? 18 : 34;
+    const size_t wb = 34;
     const int64_t nb = n / 32;
     __m256 acc[R][T][2];
     UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) {
@@ -173,17 +175,97 @@ INLINE void q8_tile(const int q4, const int R, const int T, int64_t n, const uin
             UNROLL for (int r = 0; r < R; r++) {
                 const uint8_t *p = w + r * ws + bb * wb;
                 if (T == 1) prefetch_ahead(p, R * ws);
-                wq[r] = q4 ? q4_unpack(p) : ld256(p + 2);
+                wq[r] = ld256(p + 2);
                 wd[r] = h2f(p);
             }
             UNROLL for (int t = 0; t < T; t++) {
                 const uint8_t *x0 = a + t * as + bb * 34;
                 __m256i xq = ld256(x0 + 2);
-                __m256i corr = q4 ? q4_corr(xq) : _mm256_setzero_si256();
                 float xd = h2f(x0);
                 UNROLL for (int r = 0; r < R; r++) {
-                    __m256 f = _mm256_cvtepi32_ps(q8_lanes(q4, wq[r], xq, corr));
+                    __m256 f = _mm256_cvtepi32_ps(q8_lanes(0, wq[r], xq, _mm256_setzero_si256()));
                     acc[r][t][h] = _mm256_fmadd_ps(f, _mm256_set1_ps(wd[r] * xd), acc[r][t][h]);
+                }
+            }
+        }
+    }
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++)
+        y[t * ys + r] = reduce16(acc[r][t][0], acc[r][t][1]);
+}
+
+/* f16 scales (at p + k*bs) of the blocks k of a group of 16 that land in
+ * canonical lanes 8h..8h+7 (lane 4i+j: block 4j+i), as f32; 0 past cnt. */
+INLINE __m256 q4_scales8(const uint8_t *p, size_t bs, int h, int cnt) {
+    if (cnt == 16) { /* gather the 8 f16 (low halves of 32-bit reads), pack, convert */
+        const __m256i k = _mm256_add_epi32(_mm256_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13), _mm256_set1_epi32(2 * h));
+        __m256i g = _mm256_i32gather_epi32((const int *)(const void *)p,
+                                           _mm256_mullo_epi32(k, _mm256_set1_epi32((int)bs)), 1);
+        g = _mm256_shuffle_epi8(g, _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1, 0, 1,
+                                                    4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1));
+        g = _mm256_permute4x64_epi64(g, 0x08); /* qwords 0, 2 */
+        return _mm256_cvtph_ps(_mm256_castsi256_si128(g));
+    }
+    uint16_t v[8];
+    for (int l = 0; l < 8; l++) {
+        int k = 4 * (l & 3) + 2 * h + (l >> 2);
+        v[l] = k < cnt ? rd16(p + (size_t)k * bs) : 0;
+    }
+    return _mm256_cvtph_ps(ld128((const uint8_t *)v));
+}
+
+/* Q4_0 (quant_impl.h: one exact int32 sum and one FMA per block, block 4j+i
+ * of each group of 16 in lane 4i+j). Per block 8 int32 lanes (vpmaddubsw +
+ * vpmaddwd, -8*sum(x) correction); the blocks i, 4+i, 8+i, 12+i are summed
+ * by a hadd tree into [their low-4-lane sums | high-4-lane sums], and two
+ * such trees (i = 2h, 2h+1) give lanes 8h..8h+7 of the block sums. */
+INLINE void q4_tile(const int R, const int T, int64_t n, const uint8_t *w, size_t ws,
+                    const uint8_t *a, size_t as, float *y, size_t ys) {
+    const int64_t nb = n / 32;
+    __m256 acc[R][T][2];
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) {
+        acc[r][t][0] = _mm256_setzero_ps();
+        acc[r][t][1] = _mm256_setzero_ps();
+    }
+    for (int64_t b = 0; b < nb; b += 16) {
+        const int cnt = nb - b < 16 ? (int)(nb - b) : 16;
+        UNROLL for (int h = 0; h < 2; h++) {
+            __m256i H[R][T][2];
+            UNROLL for (int e = 0; e < 2; e++) {
+                const int i = 2 * h + e;
+                __m256i X[R][T], V0[R][T];
+                UNROLL for (int j = 0; j < 4; j++) {
+                    const int k = 4 * j + i; /* block of the group */
+                    __m256i wq[R];
+                    UNROLL for (int r = 0; r < R; r++) {
+                        const uint8_t *p = w + r * ws + (b + k) * 18;
+                        if (T == 1 && k < cnt) prefetch_ahead(p, R * ws);
+                        wq[r] = k < cnt ? q4_unpack(p) : _mm256_setzero_si256();
+                    }
+                    UNROLL for (int t = 0; t < T; t++) {
+                        __m256i xq = k < cnt ? ld256(a + t * as + (b + k) * 34 + 2) : _mm256_setzero_si256();
+                        __m256i corr = q4_corr(xq);
+                        UNROLL for (int r = 0; r < R; r++) {
+                            __m256i v = q8_lanes(1, wq[r], xq, corr);
+                            if (j == 0 || j == 2) V0[r][t] = v;
+                            else if (j == 1) X[r][t] = _mm256_hadd_epi32(V0[r][t], v);
+                            else H[r][t][e] = _mm256_hadd_epi32(X[r][t], _mm256_hadd_epi32(V0[r][t], v));
+                        }
+                    }
+                }
+            }
+            /* lane l of this half holds block 4(l&3) + 2h + (l>>2): live if < cnt */
+            const __m256i kl = _mm256_add_epi32(_mm256_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13), _mm256_set1_epi32(2 * h));
+            const __m256 live = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(cnt), kl));
+            __m256 xd[T];
+            UNROLL for (int t = 0; t < T; t++) xd[t] = q4_scales8(a + t * as + b * 34, 34, h, cnt);
+            UNROLL for (int r = 0; r < R; r++) {
+                __m256 wd = q4_scales8(w + r * ws + b * 18, 18, h, cnt);
+                UNROLL for (int t = 0; t < T; t++) {
+                    __m256i s = _mm256_add_epi32(_mm256_permute2x128_si256(H[r][t][0], H[r][t][1], 0x20),
+                                                 _mm256_permute2x128_si256(H[r][t][0], H[r][t][1], 0x31));
+                    __m256 f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(wd, xd[t]), acc[r][t][h]);
+                    /* lanes of blocks past the row keep their value (as in scalar) */
+                    acc[r][t][h] = cnt == 16 ? f : _mm256_blendv_ps(acc[r][t][h], f, live);
                 }
             }
         }
@@ -373,6 +455,9 @@ INLINE void f_tile(const lyra_type wt, const int R, const int T, int64_t n, cons
 #define Q8_RP 2
 #define Q8_TP 2
 #define Q8_RD 4
+#define Q4_RP 2
+#define Q4_TP 2
+#define Q4_RD 2
 #define K_RP 2
 #define K_TP 2
 #define K_RD 2
@@ -384,8 +469,11 @@ _Static_assert(F_RP <= 3 && F_RD <= 3 && F_TP == 1, "f_tile handles up to 3 x 1"
 
 void lyra_shape_avx2(lyra_type wt, int64_t ntok, int *R, int *T) {
     int k = wt == LYRA_TYPE_Q4_K || wt == LYRA_TYPE_Q5_K || wt == LYRA_TYPE_Q6_K;
-    int q = wt == LYRA_TYPE_Q8_0 || wt == LYRA_TYPE_Q4_0;
-    if (ntok <= 1) {
+    int q = wt == LYRA_TYPE_Q8_0;
+    if (wt == LYRA_TYPE_Q4_0) {
+        *R = ntok <= 1 ? Q4_RD : Q4_RP;
+        *T = ntok <= 1 ? 1 : Q4_TP;
+    } else if (ntok <= 1) {
         *R = q ? Q8_RD : k ? K_RD : F_RD;
         *T = 1;
     } else {
@@ -394,8 +482,8 @@ void lyra_shape_avx2(lyra_type wt, int64_t ntok, int *R, int *T) {
     }
 }
 
-#define K_Q8(R_, T_, W_, A_, Y_) q8_tile(0, R_, T_, n, W_, ws, A_, as, Y_, ys)
-#define K_Q4(R_, T_, W_, A_, Y_) q8_tile(1, R_, T_, n, W_, ws, A_, as, Y_, ys)
+#define K_Q8(R_, T_, W_, A_, Y_) q8_tile(R_, T_, n, W_, ws, A_, as, Y_, ys)
+#define K_Q4(R_, T_, W_, A_, Y_) q4_tile(R_, T_, n, W_, ws, A_, as, Y_, ys)
 #define K_K4(R_, T_, W_, A_, Y_) k_tile(4, R_, T_, n, W_, ws, A_, as, Y_, ys)
 #define K_K5(R_, T_, W_, A_, Y_) k_tile(5, R_, T_, n, W_, ws, A_, as, Y_, ys)
 #define K_K6(R_, T_, W_, A_, Y_) k_tile(6, R_, T_, n, W_, ws, A_, as, Y_, ys)
@@ -410,7 +498,7 @@ void lyra_shape_avx2(lyra_type wt, int64_t ntok, int *R, int *T) {
         LYRA_TILE_COVER(KERN, RP, TP, RD);                                                          \
     }
 DEF_COVER(cover_q8, K_Q8, Q8_RP, Q8_TP, Q8_RD)
-DEF_COVER(cover_q4, K_Q4, Q8_RP, Q8_TP, Q8_RD)
+DEF_COVER(cover_q4, K_Q4, Q4_RP, Q4_TP, Q4_RD)
 DEF_COVER(cover_k4, K_K4, K_RP, K_TP, K_RD)
 DEF_COVER(cover_k5, K_K5, K_RP, K_TP, K_RD)
 DEF_COVER(cover_k6, K_K6, K_RP, K_TP, K_RD)

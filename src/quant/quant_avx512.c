@@ -3,11 +3,12 @@
  * evaluation order of quant_impl.h exactly (so results equal the scalar
  * path's bit for bit).
  *
- * Q8_0/Q4_0: a zmm holds a PAIR of 32-element blocks; int8 products go
- * through vpdpbusd (unsigned x signed), with the weights made unsigned
- * (Q8_0: w+128; Q4_0: the raw nibble 0..15) and the accumulator started at
- * the correction -128*sum(x) resp. -8*sum(x) per 4-byte lane, so each int32
- * lane is exactly sum of 4 products w*x. K-quants: vpmaddubsw (weights 0..63
+ * Q8_0: a zmm holds a PAIR of 32-element blocks; int8 products go through
+ * vpdpbusd (unsigned x signed), with the weights made unsigned (w+128) and
+ * the accumulator started at the correction -128*sum(x) per 4-byte lane, so
+ * each int32 lane is exactly sum of 4 products w*x. Q4_0: whole-block int32
+ * sums from vpdpbusd on the raw nibbles, 16 blocks reduced into one zmm by a
+ * transpose-add, then one FMA per block (see q4_tile). K-quants: vpmaddubsw (weights 0..63
  * unsigned) then vpdpwssd with the sub-block scales as int16. Float weights:
  * FMA on two zmm accumulators (32 canonical lanes).
  * lyra_matmul feeds Q8_0/Q4_0 tiles a private activation layout (scales and
@@ -114,38 +115,27 @@ int lyra_act_avx512(lyra_type at, const float *x, void *dst, int64_t n) {
     return 1;
 }
 
-/* ------------------------------------------------ Q8_0 / Q4_0 */
+/* ------------------------------------------------ Q8_0 */
 
-/* Weight pair (blocks b, b+1 of a row) as unsigned bytes for vpdpbusd. */
-INLINE __m512i w_pair(int q4, const uint8_t *p0, const uint8_t *p1) {
-    if (!q4) {
-        __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)(p0 + 2))),
-                                       _mm256_loadu_si256((const __m256i *)(const void *)(p1 + 2)), 1);
-        return _mm512_xor_si512(v, _mm512_set1_epi8((char)0x80));
-    }
-    __m256i a = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(p0 + 2)));
-    __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(p1 + 2)));
-    __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1); /* [qa qa qb qb] */
-    v = _mm512_mask_srli_epi16(v, 0xFF00FF00u, v, 4);                 /* [lo hi lo hi] */
-    return _mm512_and_si512(v, _mm512_set1_epi8(0x0F));
+/* Weight pair (blocks b, b+1 of a Q8_0 row) as unsigned bytes (w + 128). */
+INLINE __m512i w_pair(const uint8_t *p0, const uint8_t *p1) {
+    __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)(p0 + 2))),
+                                   _mm256_loadu_si256((const __m256i *)(const void *)(p1 + 2)), 1);
+    return _mm512_xor_si512(v, _mm512_set1_epi8((char)0x80));
 }
 
 /* Last (odd) block alone in the low half, zeros above. */
-INLINE __m512i w_one(int q4, const uint8_t *p0) {
-    if (!q4) {
-        __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(p0 + 2));
-        return _mm512_zextsi256_si512(_mm256_xor_si256(v, _mm256_set1_epi8((char)0x80)));
-    }
-    __m256i a = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(p0 + 2)));
-    a = _mm256_mask_srli_epi16(a, 0xFF00u, a, 4);
-    return _mm512_zextsi256_si512(_mm256_and_si256(a, _mm256_set1_epi8(0x0F)));
+INLINE __m512i w_one(const uint8_t *p0) {
+    __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(p0 + 2));
+    return _mm512_zextsi256_si512(_mm256_xor_si256(v, _mm256_set1_epi8((char)0x80)));
 }
 
-INLINE void q8_tile(const int q4, const int R, const int T, int64_t n, const uint8_t *w, size_t ws,
+/* Q8_0 tile on standard Q8_0 activations (lyra_vec_dot). */
+INLINE void q8_tile(const int R, const int T, int64_t n, const uint8_t *w, size_t ws,
                     const uint8_t *a, size_t as, float *y, size_t ys) {
-    const size_t wb = q4 ? 18 : 34;
+    const size_t wb = 34;
     const int64_t nb = n / 32;
-    const __m512i kc = _mm512_set1_epi8(q4 ? 8 : (char)0x80);
+    const __m512i kc = _mm512_set1_epi8((char)0x80);
     __m512 acc[R][T];
     UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
     int64_t b = 0;
@@ -154,7 +144,7 @@ INLINE void q8_tile(const int q4, const int R, const int T, int64_t n, const uin
         __m512 wd[R];
         UNROLL for (int r = 0; r < R; r++) {
             const uint8_t *p0 = w + r * ws + b * wb;
-            wq[r] = w_pair(q4, p0, p0 + wb);
+            wq[r] = w_pair(p0, p0 + wb);
             wd[r] = pair_scale(p0, p0 + wb);
         }
         UNROLL for (int t = 0; t < T; t++) {
@@ -176,7 +166,7 @@ INLINE void q8_tile(const int q4, const int R, const int T, int64_t n, const uin
         __m512 wd[R];
         UNROLL for (int r = 0; r < R; r++) {
             const uint8_t *p0 = w + r * ws + b * wb;
-            wq[r] = w_one(q4, p0);
+            wq[r] = w_one(p0);
             wd[r] = _mm512_set1_ps(h2f(p0));
         }
         UNROLL for (int t = 0; t < T; t++) {
@@ -195,18 +185,159 @@ INLINE void q8_tile(const int q4, const int R, const int T, int64_t n, const uin
     UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) y[t * ys + r] = reduce16(acc[r][t]);
 }
 
-/* ---------------------------------- Q8_0 / Q4_0 with packed activations
- * lyra_matmul's private activation layout (lyra_mm_act_avx512): per pair of
- * blocks 192 bytes: qs[64] int8 | corr[16] int32 (-128 resp. -8 times the sum
- * of each 4 x) | scale[16] f32 (f16(d) of the first block x8, second x8). An
- * odd last block has zeros in its second half. Same values as the standard
- * Q8_0 activations, so the same bits come out; the tile then needs no
- * activation-side work. Weight scales come 16 blocks at a time by a gather. */
+/* ------------------------------------------------ Q4_0
+ * Canonical order (quant_impl.h): each block's 32 products summed exactly in
+ * int32, then one FMA per block into lane LYRA_Q4_LANE(b). Work goes in
+ * groups of 16 blocks; block 4j+i of a group (quad j, position i) lands in
+ * lane 4i+j. Per quad and row: one zmm holds the 4 blocks' 16 nibble bytes
+ * (128-bit lane i = block 4j+i); low and high nibbles (elements 0..15 and
+ * 16..31) go through two vpdpbusd against activations laid out to match,
+ * giving 4 int32 partial sums per block. The 4 quads' sums are then reduced
+ * by a 4x4 transpose-add (two rounds of unpack + add) into one zmm of 16
+ * block sums in lane order, plus -8 * (block sum of x) for the nibble offset,
+ * converted once and FMA'd with the 16 products d_w * d_x.
+ *
+ * The activations of one group, as this tile reads them (Q4G bytes):
+ *   [128j, 128j+64): low halves (elements 0..15) of blocks 4j..4j+3
+ *   [128j+64, 128j+128): high halves (elements 16..31) of the same blocks
+ *   [512, 576): int32 corr[16], lane order: -8 * sum of the block's 32 x
+ *   [576, 640): f32 xd[16], lane order: the block's f16 scale as f32
+ * Blocks past the row's end are zeros. */
+#define Q4G 640
+
+/* Q8_0 activation blocks a[0..cnt) (cnt <= 16) -> one group P (Q4G bytes). */
+static void q4_pack_group(const uint8_t *a, int cnt, uint8_t *P) {
+    memset(P, 0, Q4G);
+    int32_t corr[16] = {0};
+    float xd[16] = {0};
+    for (int k = 0; k < cnt; k++) {
+        const uint8_t *blk = a + 34 * k;
+        int j = k >> 2, i = k & 3, l = 4 * i + j;
+        memcpy(P + 128 * j + 16 * i, blk + 2, 16);
+        memcpy(P + 128 * j + 64 + 16 * i, blk + 18, 16);
+        int s = 0;
+        for (int e = 0; e < 32; e++) s += (int8_t)blk[2 + e];
+        corr[l] = -8 * s;
+        xd[l] = h2f(blk);
+    }
+    memcpy(P + 512, corr, 64);
+    memcpy(P + 576, xd, 64);
+}
+
+/* The 16 nibble bytes of blocks p, p+18, p+36, p+54 (nblk of them, the
+ * rest zero) in the four 128-bit lanes of a zmm. A full quad is one 64-byte
+ * load and one 16-byte load merged by a word permute (qs start at byte 2 of
+ * each 18-byte block, so at word boundaries). */
+INLINE __m512i q4_quad(const uint8_t *p, int nblk) {
+    if (nblk == 4) {
+        const __m512i idx = _mm512_set_epi16(39, 38, 37, 36, 35, 34, 33, 32, 26, 25, 24, 23, 22, 21, 20, 19,
+                                             17, 16, 15, 14, 13, 12, 11, 10, 8, 7, 6, 5, 4, 3, 2, 1);
+        __m512i lo = _mm512_loadu_si512(p);
+        __m512i hi = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(const void *)(p + 56)));
+        return _mm512_permutex2var_epi16(lo, idx, hi);
+    }
+    __m512i v = _mm512_setzero_si512();
+    for (int i = 0; i < nblk; i++)
+        v = _mm512_mask_broadcast_i32x4(v, (__mmask16)(0xFu << (4 * i)),
+                                        _mm_loadu_si128((const __m128i *)(const void *)(p + 18 * i + 2)));
+    return v;
+}
+
+/* f32 d_w of the group's blocks in lane order (lanes of blocks >= cnt: 0). */
+INLINE __m512 q4_wscales(const uint8_t *p, __mmask16 m) {
+    const __m512i vindex = _mm512_setr_epi32(0, 72, 144, 216, 18, 90, 162, 234, 36, 108, 180, 252, 54, 126,
+                                             198, 270); /* lane 4i+j: block 4j+i, 18 bytes each */
+    __m512i g = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, vindex, p, 1);
+    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
+}
+
+/* 4x4 transpose-add, step 1: per 128-bit lane [a0+a2, b0+b2, a1+a3, b1+b3]. */
+INLINE __m512i tadd32(__m512i a, __m512i b) {
+    return _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+}
+/* Step 2: per 128-bit lane [sum a, sum b, sum c, sum d] from tadd32(a,b), tadd32(c,d). */
+INLINE __m512i tadd64(__m512i ab, __m512i cd) {
+    return _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd));
+}
+
+/* Q4_0 tile, R rows x T tokens. a: T activation rows, each either in the
+ * packed layout (pk = 1: ceil(nb/16) groups of Q4G bytes) or standard Q8_0
+ * blocks (pk = 0: packed here, a group at a time, into a local buffer). */
+INLINE void q4_tile(const int pk, const int R, const int T, int64_t n, const uint8_t *w, size_t ws,
+                    const uint8_t *a, size_t as, float *y, size_t ys) {
+    const int64_t nb = n / 32;
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    uint8_t buf[pk ? 1 : T][pk ? 1 : Q4G] __attribute__((aligned(64)));
+    __m512 acc[R][T];
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b += 16) {
+        const int cnt = nb - b < 16 ? (int)(nb - b) : 16;
+        const uint8_t *P[T];
+        UNROLL for (int t = 0; t < T; t++) {
+            if (pk) {
+                P[t] = a + t * as + (b / 16) * Q4G;
+            } else {
+                q4_pack_group(a + t * as + b * 34, cnt, buf[t]);
+                P[t] = buf[t];
+            }
+        }
+        /* lanes of blocks that exist: lane 4i+j holds block 4j+i < cnt */
+        __mmask16 m = 0;
+        for (int l = 0; l < 16; l++) m |= (__mmask16)((4 * (l & 3) + (l >> 2) < cnt) << l);
+        __m512i h01[R][T], s[R][T];
+        UNROLL for (int j = 0; j < 4; j++) {
+            const int nblk = cnt - 4 * j >= 4 ? 4 : cnt - 4 * j;
+            __m512i lo[R], hi[R];
+            UNROLL for (int r = 0; r < R; r++) {
+                const uint8_t *p = w + r * ws + (b + 4 * j) * 18;
+                if (T == 1) {
+                    prefetch_ahead(p, R * ws);
+                    prefetch_ahead(p + 64, R * ws);
+                }
+                __m512i v = nblk > 0 ? q4_quad(p, nblk) : _mm512_setzero_si512();
+                lo[r] = _mm512_and_si512(v, m4);
+                hi[r] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            }
+            UNROLL for (int t = 0; t < T; t++) {
+                __m512i xl = _mm512_loadu_si512(P[t] + 128 * j), xh = _mm512_loadu_si512(P[t] + 128 * j + 64);
+                UNROLL for (int r = 0; r < R; r++) {
+                    __m512i v = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo[r], xl);
+                    v = _mm512_dpbusd_epi32(v, hi[r], xh);
+                    if (j == 0 || j == 2) s[r][t] = v;
+                    else if (j == 1) h01[r][t] = tadd32(s[r][t], v);
+                    else s[r][t] = tadd64(h01[r][t], tadd32(s[r][t], v));
+                }
+            }
+        }
+        __m512 dw[R];
+        UNROLL for (int r = 0; r < R; r++) dw[r] = q4_wscales(w + r * ws + b * 18, m);
+        UNROLL for (int t = 0; t < T; t++) {
+            __m512i corr = _mm512_loadu_si512(P[t] + 512);
+            __m512 xd = _mm512_loadu_ps(P[t] + 576);
+            UNROLL for (int r = 0; r < R; r++) {
+                __m512 f = _mm512_cvtepi32_ps(_mm512_add_epi32(s[r][t], corr));
+                acc[r][t] = _mm512_mask3_fmadd_ps(f, _mm512_mul_ps(dw[r], xd), acc[r][t], m);
+            }
+        }
+    }
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) y[t * ys + r] = reduce16(acc[r][t]);
+}
+
+/* ---------------------------------- packed activations for lyra_matmul
+ * lyra_matmul's private activation layouts (lyra_mm_act_avx512), computed
+ * once per token so that tiles need no activation-side work:
+ * Q8_0 weights: per pair of blocks 192 bytes: qs[64] int8 | corr[16] int32
+ * (-128 times the sum of each 4 x) | scale[16] f32 (f16(d) of the first
+ * block x8, second x8); an odd last block has zeros in its second half.
+ * Q4_0 weights: groups of 16 blocks of Q4G bytes (see q4_tile).
+ * Same values as the standard Q8_0 activations, so the same bits come out.
+ * Q8_0 weight scales come 16 blocks at a time by a gather. */
 #define P8_PAIR 192
 
 size_t lyra_mm_act_bytes_avx512(lyra_type wt, int64_t n) {
-    if (wt != LYRA_TYPE_Q8_0 && wt != LYRA_TYPE_Q4_0) return 0;
-    return (size_t)((n / 32 + 1) / 2) * P8_PAIR;
+    if (wt == LYRA_TYPE_Q8_0) return (size_t)((n / 32 + 1) / 2) * P8_PAIR;
+    if (wt == LYRA_TYPE_Q4_0) return (size_t)((n / 32 + 15) / 16) * Q4G;
+    return 0;
 }
 
 /* One block as in act_q8_0; returns its f16-rounded scale, stores 32 int8. */
@@ -223,14 +354,22 @@ INLINE float q8_block(const float *x, uint8_t *q) {
 
 void lyra_mm_act_avx512(lyra_type wt, const float *x, void *dst, int64_t n) {
     const int64_t nb = n / 32;
-    const int sh = wt == LYRA_TYPE_Q4_0 ? 3 : 7;
     uint8_t *P = dst;
+    if (wt == LYRA_TYPE_Q4_0) { /* standard blocks of a group, then the group layout */
+        uint8_t blk[16 * 34];
+        for (int64_t b = 0; b < nb; b += 16, P += Q4G) {
+            int cnt = nb - b < 16 ? (int)(nb - b) : 16;
+            act_q8_0(x + 32 * b, blk, 32 * cnt);
+            q4_pack_group(blk, cnt, P);
+        }
+        return;
+    }
     for (int64_t b = 0; b < nb; b += 2, P += P8_PAIR) {
         float d0 = q8_block(x + 32 * b, P), d1 = 0.0f;
         if (b + 1 < nb) d1 = q8_block(x + 32 * b + 32, P + 32);
         else memset(P + 32, 0, 32);
         __m512i s4 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(1), _mm512_loadu_si512(P));
-        _mm512_storeu_si512(P + 64, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(s4, sh)));
+        _mm512_storeu_si512(P + 64, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(s4, 7)));
         _mm512_storeu_ps(P + 128, _mm512_insertf32x8(_mm512_set1_ps(d0), _mm256_set1_ps(d1), 1));
     }
 }
@@ -241,9 +380,9 @@ INLINE __m512 w_scales16(const uint8_t *p, __m512i vindex, __mmask16 m) {
     return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
 }
 
-INLINE void q8p_tile(const int q4, const int R, const int T, int64_t n, const uint8_t *w, size_t ws,
+INLINE void q8p_tile(const int R, const int T, int64_t n, const uint8_t *w, size_t ws,
                      const uint8_t *a, size_t as, float *y, size_t ys) {
-    const int wb = q4 ? 18 : 34;
+    const int wb = 34;
     const int64_t nb = n / 32;
     const __m512i vindex = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                               _mm512_set1_epi32(wb));
@@ -263,7 +402,7 @@ INLINE void q8p_tile(const int q4, const int R, const int T, int64_t n, const ui
             UNROLL for (int r = 0; r < R; r++) {
                 const uint8_t *p0 = w + r * ws + bb * wb;
                 if (T == 1) prefetch_ahead(p0, R * ws);
-                wq[r] = w_pair(q4, p0, p0 + wb);
+                wq[r] = w_pair(p0, p0 + wb);
                 wd[r] = _mm512_permutexvar_ps(idx, dv[r]);
             }
             UNROLL for (int t = 0; t < T; t++) {
@@ -282,7 +421,7 @@ INLINE void q8p_tile(const int q4, const int R, const int T, int64_t n, const ui
             __m512i wq[R];
             __m512 wd[R];
             UNROLL for (int r = 0; r < R; r++) {
-                wq[r] = w_one(q4, w + r * ws + bb * wb);
+                wq[r] = w_one(w + r * ws + bb * wb);
                 wd[r] = _mm512_permutexvar_ps(idx, dv[r]);
             }
             UNROLL for (int t = 0; t < T; t++) {
@@ -300,11 +439,18 @@ INLINE void q8p_tile(const int q4, const int R, const int T, int64_t n, const ui
     UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) y[t * ys + r] = reduce16(acc[r][t]);
 }
 
+
+/* Tile shapes: Q8_0 prompt P8_RP x P8_TP, decode P8_RD x 1; Q4_0 prompt
+ * P4_RP x P4_TP (its reduction keeps two zmm per row and token live), decode
+ * P4_RD x 1. */
 #define P8_RP 4
 #define P8_TP 4
 #define P8_RD 4
-#define K_P8(R_, T_, W_, A_, Y_) q8p_tile(0, R_, T_, n, W_, ws, A_, as, Y_, ys)
-#define K_P4(R_, T_, W_, A_, Y_) q8p_tile(1, R_, T_, n, W_, ws, A_, as, Y_, ys)
+#define P4_RP 4
+#define P4_TP 2
+#define P4_RD 4
+#define K_P8(R_, T_, W_, A_, Y_) q8p_tile(R_, T_, n, W_, ws, A_, as, Y_, ys)
+#define K_P4(R_, T_, W_, A_, Y_) q4_tile(1, R_, T_, n, W_, ws, A_, as, Y_, ys)
 
 static __attribute__((noinline)) void cover_p8(int64_t n, const uint8_t *w, size_t ws, int nr,
                                                 const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
@@ -313,7 +459,7 @@ static __attribute__((noinline)) void cover_p8(int64_t n, const uint8_t *w, size
 
 static __attribute__((noinline)) void cover_p4(int64_t n, const uint8_t *w, size_t ws, int nr,
                                                 const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
-    LYRA_TILE_COVER(K_P4, P8_RP, P8_TP, P8_RD);
+    LYRA_TILE_COVER(K_P4, P4_RP, P4_TP, P4_RD);
 }
 
 int lyra_mm_tile_avx512(lyra_type wt, int64_t n, const uint8_t *w, size_t ws, int nr, const uint8_t *a,
@@ -324,9 +470,9 @@ int lyra_mm_tile_avx512(lyra_type wt, int64_t n, const uint8_t *w, size_t ws, in
 }
 
 void lyra_mm_shape_avx512(lyra_type wt, int64_t ntok, int *R, int *T) {
-    (void)wt;
-    *R = ntok <= 1 ? P8_RD : P8_RP;
-    *T = ntok <= 1 ? 1 : P8_TP;
+    int q4 = wt == LYRA_TYPE_Q4_0;
+    *R = ntok <= 1 ? (q4 ? P4_RD : P8_RD) : (q4 ? P4_RP : P8_RP);
+    *T = ntok <= 1 ? 1 : (q4 ? P4_TP : P8_TP);
 }
 
 /* ------------------------------------------------ K-quants */
@@ -518,8 +664,11 @@ _Static_assert(F_RP <= 4 && F_RD <= 4 && F_TP <= 2, "f_tile handles up to 4 x 2"
 
 void lyra_shape_avx512(lyra_type wt, int64_t ntok, int *R, int *T) {
     int k = wt == LYRA_TYPE_Q4_K || wt == LYRA_TYPE_Q5_K || wt == LYRA_TYPE_Q6_K;
-    int q = wt == LYRA_TYPE_Q8_0 || wt == LYRA_TYPE_Q4_0;
-    if (ntok <= 1) {
+    int q = wt == LYRA_TYPE_Q8_0;
+    if (wt == LYRA_TYPE_Q4_0) {
+        *R = ntok <= 1 ? P4_RD : P4_RP;
+        *T = ntok <= 1 ? 1 : P4_TP;
+    } else if (ntok <= 1) {
         *R = q ? Q8_RD : k ? K_RD : F_RD;
         *T = 1;
     } else {
@@ -528,8 +677,8 @@ void lyra_shape_avx512(lyra_type wt, int64_t ntok, int *R, int *T) {
     }
 }
 
-#define K_Q8(R_, T_, W_, A_, Y_) q8_tile(0, R_, T_, n, W_, ws, A_, as, Y_, ys)
-#define K_Q4(R_, T_, W_, A_, Y_) q8_tile(1, R_, T_, n, W_, ws, A_, as, Y_, ys)
+#define K_Q8(R_, T_, W_, A_, Y_) q8_tile(R_, T_, n, W_, ws, A_, as, Y_, ys)
+#define K_Q4(R_, T_, W_, A_, Y_) q4_tile(0, R_, T_, n, W_, ws, A_, as, Y_, ys)
 #define K_K4(R_, T_, W_, A_, Y_) k_tile(4, R_, T_, n, W_, ws, A_, as, Y_, ys)
 #define K_K5(R_, T_, W_, A_, Y_) k_tile(5, R_, T_, n, W_, ws, A_, as, Y_, ys)
 #define K_K6(R_, T_, W_, A_, Y_) k_tile(6, R_, T_, n, W_, ws, A_, as, Y_, ys)
@@ -544,7 +693,7 @@ void lyra_shape_avx512(lyra_type wt, int64_t ntok, int *R, int *T) {
         LYRA_TILE_COVER(KERN, RP, TP, RD);                                                          \
     }
 DEF_COVER(cover_q8, K_Q8, Q8_RP, Q8_TP, Q8_RD)
-DEF_COVER(cover_q4, K_Q4, Q8_RP, Q8_TP, Q8_RD)
+DEF_COVER(cover_q4, K_Q4, P4_RP, P4_TP, P4_RD)
 DEF_COVER(cover_k4, K_K4, K_RP, K_TP, K_RD)
 DEF_COVER(cover_k5, K_K5, K_RP, K_TP, K_RD)
 DEF_COVER(cover_k6, K_K6, K_RP, K_TP, K_RD)

@@ -105,23 +105,32 @@ static float reduce32(float *acc) {
     return reduce16(acc);
 }
 
-/* w: n/32 blocks of Q8_0 (q4 = 0) or Q4_0 (q4 = 1); a: Q8_0 blocks. */
-static float dot_q8_q4_0(int q4, int64_t n, const uint8_t *w, const uint8_t *a) {
+/* w: n/32 blocks of Q8_0; a: Q8_0 blocks. */
+static float dot_q8_0(int64_t n, const uint8_t *w, const uint8_t *a) {
     float acc[16] = {0};
-    size_t wb = q4 ? 18 : 34;
-    for (int64_t b = 0; b < n / 32; b++, w += wb, a += 34) {
+    for (int64_t b = 0; b < n / 32; b++, w += 34, a += 34) {
         float s = rdh(w) * rdh(a);
         const int8_t *x = (const int8_t *)(a + 2);
         int base = (int)(b & 1) * 8;
         for (int l = 0; l < 8; l++) {
             int p = 0;
-            for (int i = 4 * l; i < 4 * l + 4; i++) {
-                int q = q4 ? (i < 16 ? (w[2 + i] & 0xF) : (w[2 + i - 16] >> 4)) - 8
-                           : (int8_t)w[2 + i];
-                p += q * x[i];
-            }
+            for (int i = 4 * l; i < 4 * l + 4; i++) p += (int8_t)w[2 + i] * x[i];
             acc[base + l] = fmaf((float)p, s, acc[base + l]);
         }
+    }
+    return reduce16(acc);
+}
+
+/* w: n/32 blocks of Q4_0; a: Q8_0 blocks. One exact int32 sum per block,
+ * one FMA into lane LYRA_Q4_LANE(b). */
+static float dot_q4_0(int64_t n, const uint8_t *w, const uint8_t *a) {
+    float acc[16] = {0};
+    for (int64_t b = 0; b < n / 32; b++, w += 18, a += 34) {
+        const int8_t *x = (const int8_t *)(a + 2);
+        int s = 0;
+        for (int i = 0; i < 16; i++) s += ((w[2 + i] & 0xF) - 8) * x[i] + ((w[2 + i] >> 4) - 8) * x[i + 16];
+        int l = LYRA_Q4_LANE(b);
+        acc[l] = fmaf((float)s, rdh(w) * rdh(a), acc[l]);
     }
     return reduce16(acc);
 }
@@ -180,8 +189,8 @@ static float dot_float(lyra_type wt, int64_t n, const uint8_t *w, const float *x
 
 static float dot_scalar(lyra_type wt, int64_t n, const uint8_t *w, const uint8_t *a) {
     switch (wt) {
-    case LYRA_TYPE_Q8_0: return dot_q8_q4_0(0, n, w, a);
-    case LYRA_TYPE_Q4_0: return dot_q8_q4_0(1, n, w, a);
+    case LYRA_TYPE_Q8_0: return dot_q8_0(n, w, a);
+    case LYRA_TYPE_Q4_0: return dot_q4_0(n, w, a);
     case LYRA_TYPE_Q4_K: return dot_k(4, n, w, a);
     case LYRA_TYPE_Q5_K: return dot_k(5, n, w, a);
     case LYRA_TYPE_Q6_K: return dot_k(6, n, w, a);
@@ -261,8 +270,10 @@ size_t lyra_matmul_work_size(lyra_type wt, int64_t cols, int64_t ntok) {
     lyra_type at = lyra_vec_dot_type(wt);
     if (at == LYRA_TYPE_F32) return 0; /* X is used as is */
     size_t row = lyra_row_bytes(at, cols);
-    /* room for the AVX-512 path's private Q8_0 layout (192 bytes a pair) */
-    size_t packed = (size_t)((cols / 32 + 1) / 2) * 192;
+    /* room for the AVX-512 path's private layouts: Q8_0 weights 192 bytes a
+     * pair of blocks, Q4_0 weights 640 bytes a group of 16 blocks */
+    size_t packed = wt == LYRA_TYPE_Q4_0 ? (size_t)((cols / 32 + 15) / 16) * 640
+                                         : (size_t)((cols / 32 + 1) / 2) * 192;
     if (at == LYRA_TYPE_Q8_0 && packed > row) row = packed;
     return row * (size_t)ntok;
 }

@@ -4,9 +4,14 @@
  * Every dot product has ONE canonical float evaluation order, defined by the
  * scalar kernels in quant_cpu.c and reproduced exactly by the SIMD paths, so
  * all paths, all thread counts and all tile shapes give bit-identical results:
- *   - Q8_0 / Q4_0 weights x Q8_0 activations: for block b, lane l (0..7):
+ *   - Q8_0 weights x Q8_0 activations: for block b, lane l (0..7):
  *       p = sum of the 4 products of elements 4l..4l+3 (exact int),
  *       acc[(b&1)*8+l] = fmaf((float)p, f16(w.d)*f16(a.d), acc[...]).
+ *   - Q4_0 weights x Q8_0 activations: for block b,
+ *       S = sum of its 32 products (q-8)*x (exact int),
+ *       acc[LYRA_Q4_LANE(b)] = fmaf((float)S, f16(w.d)*f16(a.d), acc[...])
+ *     (one FMA per block: the AVX-512 tile reduces 16 blocks' int32 sums
+ *     into one register in this lane order; f16*f16 is exact in f32).
  *   - Q4_K / Q5_K / Q6_K x Q8_K, per super-block: exact ints
  *       A[l] (l<16) = sum over e = 64g+4l+i (g<4, i<4) of scale(e)*q(e)*x(e),
  *       M[j] (j<8)  = Q4_K/Q5_K: min_j*(bsum[2j]+bsum[2j+1]);
@@ -23,6 +28,10 @@
 #include <stdint.h>
 
 #include "quant/quant.h"
+
+/* Q4_0 canonical lane of block b: in each group of 16 blocks, block 4j+i
+ * (j, i < 4) goes to lane 4i+j. */
+#define LYRA_Q4_LANE(b) (4 * (int)((b) & 3) + (int)(((b) >> 2) & 3))
 
 /* Q4_K/Q5_K: 6-bit scale and min of sub-block j (0..7) from the 12 bytes s. */
 void lyra_q4k_scale_min(const uint8_t *s, int j, int *sc, int *m);

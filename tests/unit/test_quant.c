@@ -114,7 +114,8 @@ typedef struct {
 static void test_kernels(lyra_cpu_path path, lyra_pool **pools) {
     const kcase cases[] = {
         {LYRA_TYPE_Q8_0, 32},   {LYRA_TYPE_Q8_0, 96},  {LYRA_TYPE_Q8_0, 2048}, {LYRA_TYPE_Q8_0, 1056},
-        {LYRA_TYPE_Q4_0, 32},   {LYRA_TYPE_Q4_0, 160}, {LYRA_TYPE_Q4_0, 2048}, {LYRA_TYPE_Q4_K, 256},
+        {LYRA_TYPE_Q4_0, 32},   {LYRA_TYPE_Q4_0, 160}, {LYRA_TYPE_Q4_0, 2048}, {LYRA_TYPE_Q4_0, 608},
+        {LYRA_TYPE_Q4_0, 1440}, {LYRA_TYPE_Q4_0, 5632}, {LYRA_TYPE_Q4_K, 256},
         {LYRA_TYPE_Q4_K, 1280}, {LYRA_TYPE_Q5_K, 256}, {LYRA_TYPE_Q5_K, 768},  {LYRA_TYPE_Q6_K, 256},
         {LYRA_TYPE_Q6_K, 1792}, {LYRA_TYPE_F32, 1},    {LYRA_TYPE_F32, 70},    {LYRA_TYPE_F32, 1024},
         {LYRA_TYPE_F16, 13},    {LYRA_TYPE_F16, 64},   {LYRA_TYPE_F16, 1000},  {LYRA_TYPE_BF16, 33},
