@@ -14,21 +14,25 @@
  * the chat). The settings are the flags over the model config file
  * (docs/config.md: model_id, system_prompt, chat_template, pipeline_kwargs,
  * devices), wired as generate's are; main.c runs chat when `lyra` is given
- * no command and a config file names a model. */
+ * no command and a config file names a model.
+ *
+ * The conversation itself (template, turns, KV cache reuse, dropping old
+ * turns, sampling with stop texts held back) is src/gen/chat_session.h's,
+ * shared with the pipeline API; this file is the command: flags, the
+ * terminal/pipe loop, the banner, /help /reset /exit, Ctrl-C and the
+ * messages on stderr. */
 #include <errno.h>
-#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "args.h"
 #include "config/model_ref.h"
 #include "gen/chat.h"
+#include "gen/chat_session.h"
 #include "lyra.h"
-#include "runtime/runtime.h"
 
 const char cmd_chat_usage[] =
     "usage: lyra chat -m MODEL [--system-prompt TEXT] [--chat-template NAME]\n"
@@ -198,90 +202,21 @@ static void free_opts(chat_opts *o) {
 }
 /* ---------------------------------------------------------------- session */
 
-/* The state of one conversation. */
+/* The conversation (src/gen/chat_session.h) and what the command adds. */
 typedef struct chat_session {
-    lyra_model *m;                           /* the model */
-    lyra_context *ctx;                       /* its context (KV cache) */
-    lyra_sampler *s;                         /* the sampler, reset at each reply */
-    lyra_chat tmpl;                          /* the chat template */
-    const char **stops;                      /* [n_stops] texts that end a reply: the
-                                                template's, then --stop's (malloc'd) */
-    int n_stops;                             /* their count */
-    int32_t eot[LYRA_CHAT_MAX_STOPS];        /* token ids whose text is a stop text */
-    int n_eot;                               /* their count */
-    const char *system;                      /* system prompt, NULL = none */
-    char **user;                             /* [n_turns] the users' messages (owned) */
-    char **reply;                            /* [n_turns] the replies (owned; NULL while asked) */
-    int n_turns;                             /* turns kept */
-    int cap_turns;                           /* allocated */
-    int32_t *kv;                             /* [n_ctx] the tokens in the KV cache */
-    int32_t n_kv;                            /* their count (= the context's position) */
-    int32_t n_ctx;                           /* context size */
-    int64_t n_predict;                       /* -n */
-    int interactive;                         /* stdin is a terminal */
-    int mapped;                              /* the map line was logged */
-    int stopped;                             /* Ctrl-C stopped the last reply */
+    lyra_chat_session conv;  /* model, context, sampler, template, turns, KV tokens */
+    int64_t n_predict;       /* -n */
+    int interactive;         /* stdin is a terminal */
+    int mapped;              /* the map line was logged */
+    int stopped;             /* Ctrl-C stopped the last reply */
 } chat_session;
 
-static void session_free(chat_session *cs) {
-    for (int i = 0; i < cs->n_turns; i++) {
-        free(cs->user[i]);
-        free(cs->reply[i]);
-    }
-    free(cs->user);
-    free(cs->reply);
-    free(cs->kv);
-    free(cs->stops);
-    lyra_sampler_free(cs->s);
-    lyra_context_free(cs->ctx);
-    lyra_model_free(cs->m);
-}
-
-/* Forget turns [0, k). */
-static void drop_turns(chat_session *cs, int k) {
-    for (int i = 0; i < k; i++) {
-        free(cs->user[i]);
-        free(cs->reply[i]);
-    }
-    memmove(cs->user, cs->user + k, sizeof *cs->user * (size_t)(cs->n_turns - k));
-    memmove(cs->reply, cs->reply + k, sizeof *cs->reply * (size_t)(cs->n_turns - k));
-    cs->n_turns -= k;
-}
-
-static int add_turn(chat_session *cs, const char *text, lyra_error *err) {
-    if (cs->n_turns == cs->cap_turns) {
-        int cap = cs->cap_turns ? 2 * cs->cap_turns : 16;
-        char **u = realloc(cs->user, sizeof *u * (size_t)cap);
-        if (u) cs->user = u;
-        char **r = u ? realloc(cs->reply, sizeof *r * (size_t)cap) : NULL;
-        if (!r) return lyra_err(err, LYRA_ERR_OOM, "chat", "out of memory");
-        cs->reply = r;
-        cs->cap_turns = cap;
-    }
-    char *t = strdup(text);
-    if (!t) return lyra_err(err, LYRA_ERR_OOM, "chat", "out of memory");
-    cs->user[cs->n_turns] = t;
-    cs->reply[cs->n_turns] = NULL;
-    cs->n_turns++;
-    return LYRA_OK;
-}
-
-/* Text of token id from the vocabulary as a NUL-terminated string into
- * buf[cap] ("" for none / too long). */
-static const char *token_text(const lyra_model *m, int32_t id, char *buf, size_t cap) {
-    size_t len = 0;
-    const char *t = id >= 0 ? lyra_tok_text(m->tok, id, &len) : NULL;
-    if (!t || len >= cap) len = 0;
-    if (len) memcpy(buf, t, len);
-    buf[len] = '\0';
-    return buf;
-}
+static void session_free(chat_session *cs) { lyra_chat_session_free(&cs->conv); }
 
 /* The template: --chat-template or the config's chat_template, else the
- * model's tokenizer.chat_template; then the texts that end a reply. */
+ * model's tokenizer.chat_template (said on stderr); then the texts that end
+ * a reply: the template's, then --stop's. */
 static int setup_template(chat_session *cs, const chat_opts *o, lyra_error *err) {
-    lyra_gguf_str s = {0};
-    int has = lyra_gguf_get_str(cs->m->gguf, "tokenizer.chat_template", &s) && s.len > 0;
     lyra_chat_kind kind;
     if (o->tmpl_name) {
         const char *src = o->tmpl_source ? o->tmpl_source : "";
@@ -295,8 +230,8 @@ static int setup_template(chat_session *cs, const chat_opts *o, lyra_error *err)
         else
             lyra_log(LYRA_LOG_INFO, "chat: template %s (--chat-template)", lyra_chat_kind_name(kind));
     } else {
-        int known = 0;
-        kind = lyra_chat_detect(has ? s.ptr : NULL, has ? (size_t)s.len : 0, &known);
+        int known = 0, has = 0;
+        kind = lyra_chat_session_detect(&cs->conv, &known, &has);
         if (known)
             lyra_log(LYRA_LOG_INFO, "chat: template %s (from the model's tokenizer.chat_template)",
                      lyra_chat_kind_name(kind));
@@ -306,271 +241,98 @@ static int setup_template(chat_session *cs, const chat_opts *o, lyra_error *err)
                                         : "the model has no chat template (tokenizer.chat_template)",
                      LYRA_CHAT_NAMES);
     }
-    char bos[128], eos[128];
-    token_text(cs->m, lyra_token_bos(cs->m), bos, sizeof bos);
-    token_text(cs->m, lyra_token_eos(cs->m), eos, sizeof eos);
-    lyra_chat_init(&cs->tmpl, kind, bos, eos, has ? s.ptr : NULL, has ? (size_t)s.len : 0);
-    if (!cs->system && cs->tmpl.default_system[0])
-        lyra_log(LYRA_LOG_INFO, "chat: the template's default system prompt: %s", cs->tmpl.default_system);
-    cs->stops = malloc(sizeof *cs->stops * (size_t)(LYRA_CHAT_MAX_STOPS + o->n_stop));
-    if (!cs->stops) return lyra_err(err, LYRA_ERR_OOM, "chat", "out of memory");
-    cs->n_stops = lyra_chat_stops(&cs->tmpl, cs->stops);
-    for (int i = 0; i < cs->n_stops; i++) {
-        int32_t id = lyra_tok_find(cs->m->tok, cs->stops[i], strlen(cs->stops[i]));
-        if (id >= 0) cs->eot[cs->n_eot++] = id;
-    }
-    for (int i = 0; i < o->n_stop; i++) cs->stops[cs->n_stops++] = o->stop[i];
-    return LYRA_OK;
+    int rc = lyra_chat_session_template(&cs->conv, kind, o->stop, o->n_stop, "chat", err);
+    if (!rc && !cs->conv.system && cs->conv.tmpl.default_system[0])
+        lyra_log(LYRA_LOG_INFO, "chat: the template's default system prompt: %s", cs->conv.tmpl.default_system);
+    return rc;
 }
 
 static int session_open(chat_session *cs, const chat_opts *o, lyra_error *err) {
     memset(cs, 0, sizeof *cs);
-    cs->system = o->system && o->system[0] ? o->system : NULL;
     cs->n_predict = o->n_predict;
     cs->interactive = isatty(STDIN_FILENO);
     if (strcmp(o->model, o->model_ref)) lyra_log(LYRA_LOG_INFO, "chat: model %s", o->model);
-    int rc = lyra_model_open(o->model, &o->mp, &cs->m, err);
-    if (!rc) rc = lyra_context_new(cs->m, &o->cp, &cs->ctx, err);
+    int rc = lyra_chat_session_open(&cs->conv, o->model, &o->mp, &o->cp, "chat", err);
     if (rc) return rc;
-    cs->n_ctx = lyra_context_n_ctx(cs->ctx);
-    cs->kv = malloc(sizeof *cs->kv * (size_t)cs->n_ctx);
+    cs->conv.system = o->system && o->system[0] ? o->system : NULL;
     lyra_sampler_params sp = o->sp;
-    if (!o->seed_given) {
-        FILE *f = fopen("/dev/urandom", "rb");
-        if (!f || fread(&sp.seed, sizeof sp.seed, 1, f) != 1) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            sp.seed = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)ts.tv_sec;
-        }
-        if (f) fclose(f);
-    }
+    if (!o->seed_given) sp.seed = lyra_gen_random_seed();
     lyra_log(LYRA_LOG_INFO, "seed: %llu", (unsigned long long)sp.seed);
-    cs->s = lyra_sampler_new(&sp, lyra_model_n_vocab(cs->m));
-    if (!cs->kv || !cs->s) return lyra_err(err, LYRA_ERR_OOM, "chat", "out of memory");
-    return setup_template(cs, o, err);
+    rc = lyra_chat_session_sampler(&cs->conv, &sp, "chat", err);
+    return rc ? rc : setup_template(cs, o, err);
 }
 
 /* ---------------------------------------------------------------- prompt */
 
-/* Render turns [first, n_turns) (the last one asked) and tokenize: *toks
- * malloc'd. BOS is added as the model says unless the text starts with it. */
-static int prompt_tokens(chat_session *cs, int first, int32_t **toks, size_t *n, lyra_error *err) {
-    int k = cs->n_turns - first;
-    lyra_chat_turn *t = malloc(sizeof *t * (size_t)k);
-    if (!t) return lyra_err(err, LYRA_ERR_OOM, "chat", "out of memory");
-    for (int i = 0; i < k; i++) {
-        t[i].user = cs->user[first + i];
-        t[i].assistant = cs->reply[first + i];
-    }
-    char *text = NULL;
-    size_t len = 0;
-    int rc = lyra_chat_render(&cs->tmpl, cs->system, t, (size_t)k, &text, &len, err);
-    free(t);
-    if (rc) return rc;
-    size_t nb = strlen(cs->tmpl.bos);
-    int add_bos = nb && len >= nb && !memcmp(text, cs->tmpl.bos, nb) ? 0 : -1;
-    lyra_log(LYRA_LOG_DEBUG, "chat: prompt text (%zu bytes): %s", len, text);
-    rc = lyra_tokenize(cs->m, text, len, add_bos, 1, toks, n, err);
-    free(text);
-    return rc;
-}
-
 /* Tokens of the prompt for the last turn, dropping the oldest turns while
- * the prompt and the room kept for the reply do not fit. 1 (and nothing
- * allocated) when even the last turn alone does not fit. */
-static int fit_prompt(chat_session *cs, int32_t **toks, size_t *n, lyra_error *err) {
-    int64_t room = cs->n_predict >= 0 ? cs->n_predict : cs->n_ctx / 4;
-    if (room > cs->n_ctx / 2) room = cs->n_ctx / 2;
-    int first = 0;
-    for (;;) {
-        int rc = prompt_tokens(cs, first, toks, n, err);
-        if (rc) return rc;
-        int last = first == cs->n_turns - 1;
-        if ((int64_t)*n + room <= cs->n_ctx || (last && (int64_t)*n < cs->n_ctx)) break;
-        free(*toks);
-        *toks = NULL;
-        if (last) { /* forget this message, keep the conversation */
-            lyra_log(LYRA_LOG_WARN, "chat: the message needs %zu tokens with the system prompt; the context "
-                     "(--ctx) holds %d: not sent", *n, (int)cs->n_ctx);
-            free(cs->user[--cs->n_turns]);
-            return 1;
-        }
-        first++;
-    }
-    if (first) {
+ * the prompt and the room kept for the reply do not fit (a notice). *sent 0
+ * (and nothing allocated, the message forgotten) when even the last turn
+ * alone does not fit. */
+static int fit_prompt(chat_session *cs, int32_t **toks, size_t *n, int *sent, lyra_error *err) {
+    int dropped = 0;
+    int rc = lyra_chat_session_fit(&cs->conv, cs->n_predict, toks, n, &dropped, sent, err);
+    if (rc) return rc;
+    if (!*sent) { /* forget this message, keep the conversation */
+        lyra_log(LYRA_LOG_WARN, "chat: the message needs %zu tokens with the system prompt; the context "
+                 "(--ctx) holds %d: not sent", *n, (int)cs->conv.n_ctx);
+        lyra_chat_session_unask(&cs->conv);
+    } else if (dropped) {
         lyra_log(LYRA_LOG_WARN, "chat: dropped the %d oldest turn%s to fit the context of %d tokens (the "
-                 "system prompt is kept)", first, first == 1 ? "" : "s", (int)cs->n_ctx);
-        drop_turns(cs, first);
+                 "system prompt is kept)", dropped, dropped == 1 ? "" : "s", (int)cs->conv.n_ctx);
     }
-    return 0;
+    return LYRA_OK;
 }
 
 /* Evaluate what of toks[n] is not in the KV cache already. */
 static int eval_prompt(chat_session *cs, const int32_t *toks, size_t n, lyra_error *err) {
     if (n == 0) return lyra_err(err, LYRA_ERR_INPUT, "chat", "the prompt has no tokens");
     int32_t keep = 0;
-    while (keep < cs->n_kv && (size_t)keep < n && cs->kv[keep] == toks[keep]) keep++;
-    if ((size_t)keep == n) keep--; /* the last token again, for its logits */
-    lyra_context_truncate(cs->ctx, keep);
-    cs->n_kv = keep;
-    int rc = lyra_eval(cs->ctx, toks + keep, (int32_t)(n - (size_t)keep), 0, err);
+    int rc = lyra_chat_session_eval(&cs->conv, toks, n, 1, &keep, err);
     if (rc) return rc;
-    memcpy(cs->kv + keep, toks + keep, sizeof *toks * (n - (size_t)keep));
-    cs->n_kv = (int32_t)n;
     lyra_log(LYRA_LOG_INFO, "chat: prompt %zu tokens: %zu evaluated, %d reused from the cache", n,
              n - (size_t)keep, (int)keep);
-    if (!cs->mapped) app_log_map(cs->ctx);
+    if (!cs->mapped) app_log_map(cs->conv.ctx);
     cs->mapped = 1;
     return LYRA_OK;
 }
 
 /* ---------------------------------------------------------------- reply */
 
-/* The reply being generated: its text, and how much of it is shown. */
-typedef struct reply_buf {
-    char *p;       /* the decoded text */
-    size_t n;      /* its length */
-    size_t cap;    /* allocated */
-    size_t shown;  /* bytes [0, shown) are written (or skipped as leading space) */
-    int started;   /* a non-space byte was written */
-} reply_buf;
-
-static int rb_add(reply_buf *r, const char *s, size_t k, lyra_error *err) {
-    if (r->n + k + 1 > r->cap) {
-        size_t cap = r->cap ? r->cap * 2 : 1024;
-        while (cap < r->n + k + 1) cap *= 2;
-        char *p = realloc(r->p, cap);
-        if (!p) return lyra_err(err, LYRA_ERR_OOM, "chat", "out of memory");
-        r->p = p;
-        r->cap = cap;
+/* The reply's text as decided (src/gen/textstream.h) to stdout; *failed
+ * (user) on a write error, which cancels the reply. */
+static int write_stdout(const char *s, size_t n, void *user) {
+    if (fwrite(s, 1, n, stdout) != n || fflush(stdout) != 0) {
+        *(int *)user = 1;
+        return 1;
     }
-    memcpy(r->p + r->n, s, k);
-    r->n += k;
-    r->p[r->n] = '\0';
-    return LYRA_OK;
-}
-
-static int is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
-
-/* Write r->p[shown, limit) to stdout without leading white space of the
- * reply, holding back white space at the end (shown later if text follows). */
-static int rb_show(reply_buf *r, size_t limit, lyra_error *err) {
-    size_t i = r->shown;
-    if (!r->started) {
-        while (i < limit && is_space(r->p[i])) i++;
-        r->shown = i;
-        if (i == limit) return LYRA_OK;
-        r->started = 1;
-    }
-    size_t end = limit;
-    while (end > i && is_space(r->p[end - 1])) end--;
-    if (end > i && fwrite(r->p + i, 1, end - i, stdout) != end - i)
-        return lyra_err(err, LYRA_ERR_RUNTIME, "<stdout>", "write failed");
-    if (fflush(stdout) != 0) return lyra_err(err, LYRA_ERR_RUNTIME, "<stdout>", "write failed");
-    r->shown = end;
-    return LYRA_OK;
-}
-
-/* Where the first stop text starts in r (from byte from on), or -1; *hold:
- * the longest tail of r that begins a stop text (kept back from the screen). */
-static long find_stop(const chat_session *cs, const reply_buf *r, size_t from, size_t *hold) {
-    long best = -1;
-    *hold = 0;
-    for (int i = 0; i < cs->n_stops; i++) {
-        size_t k = strlen(cs->stops[i]);
-        for (size_t j = from; j + k <= r->n; j++)
-            if (!memcmp(r->p + j, cs->stops[i], k)) {
-                if (best < 0 || (long)j < best) best = (long)j;
-                break;
-            }
-        for (size_t h = k - 1; h > *hold; h--)
-            if (h <= r->n && !memcmp(r->p + r->n - h, cs->stops[i], h)) {
-                *hold = h;
-                break;
-            }
-    }
-    return best;
-}
-
-static int is_eot(const chat_session *cs, int32_t t) {
-    if (lyra_token_is_eog(cs->m, t)) return 1;
-    for (int i = 0; i < cs->n_eot; i++)
-        if (cs->eot[i] == t) return 1;
     return 0;
 }
 
-/* Append k decoded bytes to the reply, show what is decided; *stopped when
- * a stop text appeared (the reply ends before it). */
-static int reply_feed(chat_session *cs, reply_buf *r, const char *buf, size_t k, int *stopped,
-                      lyra_error *err) {
-    size_t longest = 0;
-    for (int i = 0; i < cs->n_stops; i++)
-        if (strlen(cs->stops[i]) > longest) longest = strlen(cs->stops[i]);
-    size_t from = r->n > longest ? r->n - longest : 0;
-    int rc = rb_add(r, buf, k, err);
-    if (rc) return rc;
-    size_t hold;
-    long at = find_stop(cs, r, from, &hold);
-    if (at >= 0) {
-        r->n = (size_t)at;
-        r->p[r->n] = '\0';
-        *stopped = 1;
-        return rb_show(r, r->n, err);
-    }
-    return rb_show(r, r->n - hold, err);
-}
-
-/* Generate the reply to the prompt in the cache; its text in *text
- * (malloc'd). *interrupted when Ctrl-C stopped it. */
+/* Generate the reply to the prompt in the cache, streamed on stdout without
+ * white space at either end; its text in *text (malloc'd). *interrupted
+ * when Ctrl-C stopped it. */
 static int generate_reply(chat_session *cs, char **text, int *interrupted, lyra_error *err) {
-    reply_buf r = {0};
-    char buf[512];
-    int rc = rb_add(&r, "", 0, err), stopped = 0, full = 0;
-    lyra_detok *d = rc ? NULL : lyra_detok_new(cs->m);
-    if (!rc && !d) rc = lyra_err(err, LYRA_ERR_OOM, "chat", "out of memory");
-    int64_t n_gen = 0;
+    lyra_chat_session *c = &cs->conv;
+    int failed = 0;
+    lyra_textstream t;
+    int rc = lyra_textstream_init(&t, c->stops, c->n_stops, 1, write_stdout, &failed, "chat", err);
+    lyra_gen_opts go = {cs->n_predict, 1, 0, &app_interrupted, "chat"};
+    lyra_gen_result res = {0, 0, 0};
     double t0 = app_now();
-    while (!rc && !stopped && (cs->n_predict < 0 || n_gen < cs->n_predict)) {
-        if (app_interrupted) {
-            *interrupted = 1;
-            break;
-        }
-        const float *logits = lyra_get_logits(cs->ctx, -1);
-        if (!logits) {
-            rc = lyra_err(err, LYRA_ERR_RUNTIME, "chat", "no logits");
-            break;
-        }
-        int32_t t = lyra_sampler_sample(cs->s, logits);
-        lyra_sampler_accept(cs->s, t);
-        if (is_eot(cs, t)) break;
-        n_gen++;
-        size_t k = lyra_detok_feed(d, t, buf, sizeof buf);
-        rc = reply_feed(cs, &r, buf, k, &stopped, err);
-        if (rc || stopped || (cs->n_predict >= 0 && n_gen >= cs->n_predict)) break;
-        if (cs->n_kv >= cs->n_ctx) {
-            full = 1;
-            break;
-        }
-        rc = lyra_eval(cs->ctx, &t, 1, 0, err);
-        if (!rc) cs->kv[cs->n_kv++] = t;
-    }
-    if (!rc && !stopped && d) {
-        size_t k = lyra_detok_flush(d, buf, sizeof buf);
-        rc = reply_feed(cs, &r, buf, k, &stopped, err);
-    }
-    if (!rc) rc = rb_show(&r, r.n, err);
-    lyra_detok_free(d);
-    if (full)
+    if (!rc) rc = lyra_chat_session_generate(c, &t, &go, &res, err);
+    if (!rc && failed) rc = lyra_err(err, LYRA_ERR_RUNTIME, "<stdout>", "write failed");
+    if (res.full)
         lyra_log(LYRA_LOG_WARN, "chat: the context is full (%d tokens): the reply is cut; old turns are "
-                 "dropped at the next turn", (int)cs->n_ctx);
+                 "dropped at the next turn", (int)c->n_ctx);
     double dt = app_now() - t0;
-    lyra_log(LYRA_LOG_DEBUG, "chat: reply %lld tokens in %.3f s (%.1f tok/s)", (long long)n_gen, dt,
-             (double)n_gen / (dt > 0 ? dt : 1e-9));
+    lyra_log(LYRA_LOG_DEBUG, "chat: reply %lld tokens in %.3f s (%.1f tok/s)", (long long)res.n_gen, dt,
+             (double)res.n_gen / (dt > 0 ? dt : 1e-9));
     if (rc) {
-        free(r.p);
+        lyra_textstream_free(&t);
         return rc;
     }
-    *text = r.p;
+    *interrupted = res.interrupted;
+    *text = lyra_textstream_take(&t);
     return LYRA_OK;
 }
 
@@ -594,22 +356,20 @@ static void arm_sigint(void) {
 
 /* Answer one user message: prompt, reply on stdout, the turn kept. */
 static int chat_turn(chat_session *cs, const char *msg, lyra_error *err) {
-    int rc = add_turn(cs, msg, err);
+    int rc = lyra_chat_session_ask(&cs->conv, msg, err);
     int32_t *toks = NULL;
     size_t n = 0;
-    if (!rc) rc = fit_prompt(cs, &toks, &n, err);
-    if (rc == 1) return LYRA_OK; /* not sent; said on stderr */
+    int sent = 0;
+    if (!rc) rc = fit_prompt(cs, &toks, &n, &sent, err);
+    if (!rc && !sent) return LYRA_OK; /* not sent; said on stderr */
     if (!rc) rc = eval_prompt(cs, toks, n, err);
     free(toks);
     if (rc) return rc;
     char *text = NULL;
     int interrupted = 0;
-    lyra_sampler_reset(cs->s);
-    /* the repetition window holds the prompt, as generate's does */
-    for (int32_t i = 0; i < cs->n_kv; i++) lyra_sampler_accept(cs->s, cs->kv[i]);
     rc = generate_reply(cs, &text, &interrupted, err);
     if (rc) return rc;
-    cs->reply[cs->n_turns - 1] = text;
+    lyra_chat_session_answer(&cs->conv, text);
     if (interrupted) { /* said once the reply's line is ended */
         app_interrupted = 0;
         arm_sigint();
@@ -690,7 +450,7 @@ static int chat_loop(chat_session *cs, const chat_opts *o, lyra_error *err) {
                 "lyra chat: %s, template %s, context %d tokens.\n"
                 "Type a message and Enter. /help lists the commands; Ctrl-C stops a reply, Ctrl-D or /exit "
                 "leaves.\n",
-                o->model_ref, lyra_chat_kind_name(cs->tmpl.kind), (int)cs->n_ctx);
+                o->model_ref, lyra_chat_kind_name(cs->conv.tmpl.kind), (int)cs->conv.n_ctx);
     char *line = NULL;
     size_t cap = 0;
     int rc = LYRA_OK;
@@ -708,7 +468,7 @@ static int chat_loop(chat_session *cs, const chat_opts *o, lyra_error *err) {
             if (!strcmp(cmd, "/exit") || !strcmp(cmd, "/quit")) break;
             if (!strcmp(cmd, "/help")) print_help();
             else if (!strcmp(cmd, "/reset")) {
-                drop_turns(cs, cs->n_turns);
+                lyra_chat_session_drop(&cs->conv, cs->conv.n_turns);
                 lyra_log(LYRA_LOG_INFO, "chat: the conversation is cleared (the system prompt is kept)");
             } else {
                 lyra_log(LYRA_LOG_WARN, "chat: unknown command %s (/help lists them; // sends a line "

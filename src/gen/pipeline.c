@@ -6,21 +6,17 @@
  * with the model's template, keeping the conversation in the KV cache so a
  * turn evaluates only its new tokens (as `lyra chat` does). Generated text
  * goes to a callback piece by piece (complete UTF-8, stop strings held back
- * until decided); a non-zero return from it cancels. */
-#include <stdio.h>
+ * until decided); a non-zero return from it cancels. The conversation, the
+ * KV cache and the sampling loop are src/gen/chat_session.h's, shared with
+ * `lyra chat`. */
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "config/config.h"
 #include "config/model_ref.h"
 #include "core/log.h"
-#include "gen/chat.h"
+#include "gen/chat_session.h"
 #include "lyra.h"
-#include "runtime/runtime.h"
-
-#define PIPE_MAX_STOPS 64 /* stop strings of the config plus the template's */
 
 /* ----------------------------------------------------------------- kwargs */
 
@@ -86,109 +82,45 @@ int lyra_kwargs_set(lyra_kwargs *kw, const char *key, const char *value, lyra_er
 /* --------------------------------------------------------------- pipeline */
 
 struct lyra_pipeline {
-    lyra_config *cfg;                  /* the effective configuration */
-    lyra_config_gen gen;               /* max_new_tokens, stop, system prompt (into cfg) */
-    lyra_model *m;                     /* the model */
-    lyra_context *ctx;                 /* its context (KV cache) */
-    lyra_sampler *s;                   /* the sampler, reset at each call */
-    lyra_chat tmpl;                    /* the chat template */
-    const char *chat_stops[LYRA_CHAT_MAX_STOPS]; /* texts that end a reply (the template's) */
-    int n_chat_stops;                  /* their count */
-    int32_t eot[LYRA_CHAT_MAX_STOPS];  /* token ids whose text is a template stop */
-    int n_eot;                         /* their count */
-    char **user;                       /* [n_turns] the users' messages (owned) */
-    char **reply;                      /* [n_turns] the replies (owned; NULL while asked) */
-    int n_turns;                       /* chat turns kept */
-    int cap_turns;                     /* allocated */
-    int32_t *kv;                       /* [n_ctx] the tokens in the KV cache */
-    int32_t n_kv;                      /* their count (= the context's position) */
-    int32_t n_ctx;                     /* context size */
+    lyra_config *cfg;      /* the effective configuration */
+    lyra_config_gen gen;   /* max_new_tokens, stop, system prompt (into cfg) */
+    lyra_chat_session cs;  /* model, context, sampler, template, turns, KV tokens */
 };
 
-lyra_model *lyra_pipeline_model(lyra_pipeline *p) { return p ? p->m : NULL; }
-lyra_context *lyra_pipeline_context(lyra_pipeline *p) { return p ? p->ctx : NULL; }
-
-/* Forget chat turns [0, k). */
-static void drop_turns(lyra_pipeline *p, int k) {
-    for (int i = 0; i < k; i++) {
-        free(p->user[i]);
-        free(p->reply[i]);
-    }
-    memmove(p->user, p->user + k, sizeof *p->user * (size_t)(p->n_turns - k));
-    memmove(p->reply, p->reply + k, sizeof *p->reply * (size_t)(p->n_turns - k));
-    p->n_turns -= k;
-}
+lyra_model *lyra_pipeline_model(lyra_pipeline *p) { return p ? p->cs.m : NULL; }
+lyra_context *lyra_pipeline_context(lyra_pipeline *p) { return p ? p->cs.ctx : NULL; }
 
 void lyra_pipeline_reset(lyra_pipeline *p) {
     if (!p) return;
-    drop_turns(p, p->n_turns);
-    lyra_context_truncate(p->ctx, 0);
-    p->n_kv = 0;
+    lyra_chat_session_drop(&p->cs, p->cs.n_turns);
+    lyra_context_truncate(p->cs.ctx, 0);
+    p->cs.n_kv = 0;
 }
 
 void lyra_pipeline_free(lyra_pipeline *p) {
     if (!p) return;
-    if (p->user) drop_turns(p, p->n_turns);
-    free(p->user);
-    free(p->reply);
-    free(p->kv);
-    lyra_sampler_free(p->s);
-    lyra_context_free(p->ctx);
-    lyra_model_free(p->m);
+    lyra_chat_session_free(&p->cs);
     lyra_config_free(p->cfg);
     free(p);
 }
 
-static uint64_t random_seed(void) {
-    uint64_t s = 0;
-    FILE *f = fopen("/dev/urandom", "rb");
-    if (!f || fread(&s, sizeof s, 1, f) != 1) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        s = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 32);
-    }
-    if (f) fclose(f);
-    return s;
-}
-
-/* Text of token id from the vocabulary into buf[cap] ("" for none / too long). */
-static const char *token_text(const lyra_model *m, int32_t id, char *buf, size_t cap) {
-    size_t len = 0;
-    const char *t = id >= 0 ? lyra_tok_text(m->tok, id, &len) : NULL;
-    if (!t || len >= cap) len = 0;
-    if (len) memcpy(buf, t, len);
-    buf[len] = '\0';
-    return buf;
-}
-
 /* The chat template: chat_template of the config, else the model's
- * tokenizer.chat_template, else plain turns (a warning). */
+ * tokenizer.chat_template, else plain turns (a note). */
 static int setup_template(lyra_pipeline *p, lyra_error *err) {
-    lyra_gguf_str s = {0};
-    int has = lyra_gguf_get_str(p->m->gguf, "tokenizer.chat_template", &s) && s.len > 0;
     lyra_chat_kind kind;
     if (p->gen.chat_template) {
         if (lyra_chat_kind_from_name(p->gen.chat_template, &kind))
             return lyra_err(err, LYRA_ERR_INPUT, "chat_template", "unknown template '%s' (expected %s)",
                             p->gen.chat_template, LYRA_CHAT_NAMES);
     } else {
-        int known = 0;
-        kind = lyra_chat_detect(has ? s.ptr : NULL, has ? (size_t)s.len : 0, &known);
+        int known = 0, has = 0;
+        kind = lyra_chat_session_detect(&p->cs, &known, &has);
         if (!known)
             lyra_log(LYRA_LOG_INFO, "pipeline: %s; chat uses plain User:/Assistant: turns",
                      has ? "the model's chat template is not one lyra knows"
                          : "the model has no chat template (tokenizer.chat_template)");
     }
-    char bos[128], eos[128];
-    token_text(p->m, lyra_token_bos(p->m), bos, sizeof bos);
-    token_text(p->m, lyra_token_eos(p->m), eos, sizeof eos);
-    lyra_chat_init(&p->tmpl, kind, bos, eos, has ? s.ptr : NULL, has ? (size_t)s.len : 0);
-    p->n_chat_stops = lyra_chat_stops(&p->tmpl, p->chat_stops);
-    for (int i = 0; i < p->n_chat_stops; i++) {
-        int32_t id = lyra_tok_find(p->m->tok, p->chat_stops[i], strlen(p->chat_stops[i]));
-        if (id >= 0) p->eot[p->n_eot++] = id;
-    }
-    return LYRA_OK;
+    return lyra_chat_session_template(&p->cs, kind, p->gen.stop, p->gen.n_stop, "lyra_load_pipeline", err);
 }
 
 /* The configuration: defaults, the file (config_path or discovery), kwargs. */
@@ -210,21 +142,17 @@ static int open_model(lyra_pipeline *p, const char *ref, lyra_error *err) {
     int rc = lyra_model_ref_resolve(ref, "model_id", &path, err);
     lyra_model_params mp = lyra_model_default_params();
     if (!rc) rc = lyra_config_apply_model(p->cfg, &mp, err);
-    if (!rc) rc = lyra_model_open(path, &mp, &p->m, err);
-    free(path);
-    if (rc) return rc;
     lyra_context_params cp = lyra_context_default_params();
     lyra_config_apply_context(p->cfg, &cp);
-    rc = lyra_context_new(p->m, &cp, &p->ctx, err);
+    if (!rc) rc = lyra_chat_session_open(&p->cs, path, &mp, &cp, "lyra_load_pipeline", err);
+    free(path);
     if (rc) return rc;
-    p->n_ctx = lyra_context_n_ctx(p->ctx);
+    p->cs.system = p->gen.system_prompt && p->gen.system_prompt[0] ? p->gen.system_prompt : NULL;
     lyra_sampler_params sp = lyra_sampler_default_params();
-    if (!lyra_config_apply_sampler(p->cfg, &sp)) sp.seed = random_seed();
+    if (!lyra_config_apply_sampler(p->cfg, &sp)) sp.seed = lyra_gen_random_seed();
     lyra_log(LYRA_LOG_INFO, "seed: %llu", (unsigned long long)sp.seed);
-    p->kv = malloc(sizeof *p->kv * (size_t)p->n_ctx);
-    p->s = lyra_sampler_new(&sp, lyra_model_n_vocab(p->m));
-    if (!p->kv || !p->s) return lyra_err(err, LYRA_ERR_OOM, "lyra_load_pipeline", "out of memory");
-    return setup_template(p, err);
+    rc = lyra_chat_session_sampler(&p->cs, &sp, "lyra_load_pipeline", err);
+    return rc ? rc : setup_template(p, err);
 }
 
 lyra_pipeline *lyra_load_pipeline(const char *model_id, const char *task, const char *config_path,
@@ -256,100 +184,6 @@ lyra_pipeline *lyra_load_pipeline(const char *model_id, const char *task, const 
     return p;
 }
 
-/* ----------------------------------------------------------------- stream */
-
-/* Generated text on its way to the callback: decoded bytes, how much is
- * shown, the stop strings that end it. */
-typedef struct text_stream {
-    char *p;                  /* the decoded text, NUL-terminated */
-    size_t n;                 /* its length */
-    size_t cap;               /* allocated */
-    size_t shown;             /* bytes [0, shown) passed to cb (or skipped) */
-    int trim;                 /* chat: no white space at either end is shown */
-    int started;              /* trim: a non-space byte was shown */
-    const char *const *stops; /* [n_stops] strings that end the text (not part of it) */
-    int n_stops;              /* their count */
-    lyra_token_cb cb;         /* receiver, may be NULL */
-    void *user;               /* its argument */
-    int stopped;              /* a stop string appeared */
-    int cancelled;            /* cb returned non-zero */
-} text_stream;
-
-static int is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
-
-static int ts_add(text_stream *t, const char *s, size_t k, lyra_error *err) {
-    if (t->n + k + 1 > t->cap) {
-        size_t cap = t->cap ? t->cap * 2 : 1024;
-        while (cap < t->n + k + 1) cap *= 2;
-        char *q = realloc(t->p, cap);
-        if (!q) return lyra_err(err, LYRA_ERR_OOM, "pipeline", "out of memory");
-        t->p = q;
-        t->cap = cap;
-    }
-    if (k) memcpy(t->p + t->n, s, k);
-    t->n += k;
-    t->p[t->n] = '\0';
-    return LYRA_OK;
-}
-
-/* Pass t->p[shown, limit) to the callback (trim: without the reply's
- * leading white space, holding back white space at the end). */
-static void ts_show(text_stream *t, size_t limit) {
-    size_t i = t->shown, end = limit;
-    if (t->trim) {
-        if (!t->started) {
-            while (i < limit && is_space(t->p[i])) i++;
-            t->shown = i;
-            if (i == limit) return;
-            t->started = 1;
-        }
-        while (end > i && is_space(t->p[end - 1])) end--;
-    }
-    if (end > i && t->cb && !t->cancelled && t->cb(t->p + i, end - i, t->user)) t->cancelled = 1;
-    if (end > t->shown) t->shown = end;
-}
-
-/* Where the first stop string starts in t (from byte from on), or -1;
- * *hold: the longest tail of t that begins a stop string. */
-static long ts_find_stop(const text_stream *t, size_t from, size_t *hold) {
-    long best = -1;
-    *hold = 0;
-    for (int i = 0; i < t->n_stops; i++) {
-        size_t k = strlen(t->stops[i]);
-        for (size_t j = from; j + k <= t->n; j++)
-            if (!memcmp(t->p + j, t->stops[i], k)) {
-                if (best < 0 || (long)j < best) best = (long)j;
-                break;
-            }
-        for (size_t h = k - 1; h > *hold; h--)
-            if (h <= t->n && !memcmp(t->p + t->n - h, t->stops[i], h)) {
-                *hold = h;
-                break;
-            }
-    }
-    return best;
-}
-
-/* Append k decoded bytes and show what is decided. */
-static int ts_feed(text_stream *t, const char *buf, size_t k, lyra_error *err) {
-    size_t longest = 0;
-    for (int i = 0; i < t->n_stops; i++)
-        if (strlen(t->stops[i]) > longest) longest = strlen(t->stops[i]);
-    size_t from = t->n > longest ? t->n - longest : 0;
-    int rc = ts_add(t, buf, k, err);
-    if (rc) return rc;
-    size_t hold;
-    long at = ts_find_stop(t, from, &hold);
-    if (at >= 0) {
-        t->n = (size_t)at;
-        t->p[t->n] = '\0';
-        t->stopped = 1;
-        hold = 0;
-    }
-    ts_show(t, t->n - hold);
-    return LYRA_OK;
-}
-
 /* ------------------------------------------------------------- generation */
 
 /* Evaluate what of toks[n] is not in the KV cache already (keep_prefix 0:
@@ -357,72 +191,25 @@ static int ts_feed(text_stream *t, const char *buf, size_t k, lyra_error *err) {
 static int eval_prompt(lyra_pipeline *p, const int32_t *toks, size_t n, int keep_prefix,
                        lyra_error *err) {
     if (n == 0) return lyra_err(err, LYRA_ERR_INPUT, "prompt", "no tokens");
-    if (n >= (size_t)p->n_ctx)
+    if (n >= (size_t)p->cs.n_ctx)
         return lyra_err(err, LYRA_ERR_INPUT, "prompt", "%zu tokens; the context (context_length) holds %d",
-                        n, (int)p->n_ctx);
+                        n, (int)p->cs.n_ctx);
     int32_t keep = 0;
-    while (keep_prefix && keep < p->n_kv && (size_t)keep < n && p->kv[keep] == toks[keep]) keep++;
-    if ((size_t)keep == n) keep--; /* the last token again, for its logits */
-    lyra_context_truncate(p->ctx, keep);
-    p->n_kv = keep;
-    int rc = lyra_eval(p->ctx, toks + keep, (int32_t)(n - (size_t)keep), 0, err);
+    int rc = lyra_chat_session_eval(&p->cs, toks, n, keep_prefix, &keep, err);
     if (rc) return rc;
-    memcpy(p->kv + keep, toks + keep, sizeof *toks * (n - (size_t)keep));
-    p->n_kv = (int32_t)n;
     lyra_log(LYRA_LOG_DEBUG, "pipeline: prompt %zu tokens: %zu evaluated, %d reused from the cache", n,
              n - (size_t)keep, (int)keep);
     return LYRA_OK;
 }
 
-static int is_stop_token(const lyra_pipeline *p, int32_t t, int chat) {
-    if (lyra_token_is_eog(p->m, t)) return 1;
-    for (int i = 0; chat && i < p->n_eot; i++)
-        if (p->eot[i] == t) return 1;
-    return 0;
-}
-
-/* Sample from the prompt in the cache until an end-of-generation token, a
- * stop string, max_new_tokens, a full context or a cancel. lstrip: drop one
- * leading space (a SentencePiece continuation of BOS alone). */
-static int gen_loop(lyra_pipeline *p, text_stream *t, int chat, int lstrip, lyra_error *err) {
-    char buf[512];
-    lyra_detok *d = lyra_detok_new(p->m);
-    if (!d) return lyra_err(err, LYRA_ERR_OOM, "pipeline", "out of memory");
-    lyra_sampler_reset(p->s); /* the repetition window holds the prompt, as generate's does */
-    for (int32_t i = 0; i < p->n_kv; i++) lyra_sampler_accept(p->s, p->kv[i]);
-    int64_t max = p->gen.max_new_tokens, n_gen = 0;
-    int rc = LYRA_OK;
-    while (!t->stopped && !t->cancelled && (max < 0 || n_gen < max)) {
-        const float *logits = lyra_get_logits(p->ctx, -1);
-        if (!logits) {
-            rc = lyra_err(err, LYRA_ERR_RUNTIME, "pipeline", "no logits");
-            break;
-        }
-        int32_t tok = lyra_sampler_sample(p->s, logits);
-        lyra_sampler_accept(p->s, tok);
-        if (is_stop_token(p, tok, chat)) break;
-        n_gen++;
-        size_t k = lyra_detok_feed(d, tok, buf, sizeof buf);
-        const char *q = buf;
-        if (lstrip && k > 0) {
-            if (buf[0] == ' ') { q++; k--; }
-            lstrip = 0;
-        }
-        rc = ts_feed(t, q, k, err);
-        if (rc || t->stopped || t->cancelled || (max >= 0 && n_gen >= max)) break;
-        if (p->n_kv >= p->n_ctx) {
-            lyra_log(LYRA_LOG_INFO, "pipeline: the context is full (%d tokens); stopping", (int)p->n_ctx);
-            break;
-        }
-        rc = lyra_eval(p->ctx, &tok, 1, 0, err);
-        if (!rc) p->kv[p->n_kv++] = tok;
-    }
-    if (!rc && !t->stopped) {
-        size_t k = lyra_detok_flush(d, buf, sizeof buf);
-        rc = ts_feed(t, buf, k, err);
-    }
-    if (!rc) ts_show(t, t->n);
-    lyra_detok_free(d);
+/* Sample into t from the prompt in the cache (chat: the template's
+ * end-of-turn tokens end it too; lstrip: drop one leading space). */
+static int gen_loop(lyra_pipeline *p, lyra_textstream *t, int chat, int lstrip, lyra_error *err) {
+    lyra_gen_opts o = {p->gen.max_new_tokens, chat, lstrip, NULL, "pipeline"};
+    lyra_gen_result res;
+    int rc = lyra_chat_session_generate(&p->cs, t, &o, &res, err);
+    if (!rc && res.full)
+        lyra_log(LYRA_LOG_INFO, "pipeline: the context is full (%d tokens); stopping", (int)p->cs.n_ctx);
     return rc;
 }
 
@@ -439,118 +226,59 @@ static int has_space_prefix(const lyra_model *m) {
     return r;
 }
 
-/* Hand the stream's text to *out (or free it). */
-static void give_text(text_stream *t, char **out) {
-    if (out) *out = t->p;
-    else free(t->p);
-    t->p = NULL;
-}
-
 int lyra_pipeline_generate(lyra_pipeline *p, const char *prompt, lyra_token_cb cb, void *user,
                            char **out_text, lyra_error *err) {
     if (out_text) *out_text = NULL;
     if (!p) return lyra_err(err, LYRA_ERR_INPUT, "lyra_pipeline_generate", "p is NULL");
+    lyra_model *m = p->cs.m;
     int32_t *toks = NULL;
     size_t n = 0;
     int rc = LYRA_OK, lstrip = 0;
-    if (prompt && prompt[0]) rc = lyra_tokenize(p->m, prompt, strlen(prompt), -1, 0, &toks, &n, err);
+    if (prompt && prompt[0]) rc = lyra_tokenize(m, prompt, strlen(prompt), -1, 0, &toks, &n, err);
     if (!rc && n == 0) { /* BOS alone */
         free(toks);
-        int32_t bos = lyra_token_bos(p->m);
+        int32_t bos = lyra_token_bos(m);
         if (bos < 0) return lyra_err(err, LYRA_ERR_INPUT, "prompt", "the model has no BOS token: give a prompt");
         toks = malloc(sizeof *toks);
         if (!toks) return lyra_err(err, LYRA_ERR_OOM, "pipeline", "out of memory");
         toks[0] = bos;
         n = 1;
-        lstrip = has_space_prefix(p->m);
+        lstrip = has_space_prefix(m);
     }
     if (!rc) rc = eval_prompt(p, toks, n, 0, err);
     free(toks);
     if (rc) return rc;
-    text_stream t = {0};
-    t.stops = p->gen.stop;
-    t.n_stops = p->gen.n_stop;
-    t.cb = cb;
-    t.user = user;
-    rc = ts_add(&t, "", 0, err);
+    lyra_textstream t;
+    rc = lyra_textstream_init(&t, p->gen.stop, p->gen.n_stop, 0, cb, user, "pipeline", err);
     if (!rc) rc = gen_loop(p, &t, 0, lstrip, err);
     if (rc) {
-        free(t.p);
+        lyra_textstream_free(&t);
         return rc;
     }
-    give_text(&t, out_text);
+    char *text = lyra_textstream_take(&t);
+    if (out_text) *out_text = text;
+    else free(text);
     return LYRA_OK;
 }
 
 /* ------------------------------------------------------------------- chat */
 
-static int add_turn(lyra_pipeline *p, const char *text, lyra_error *err) {
-    if (p->n_turns == p->cap_turns) {
-        int cap = p->cap_turns ? 2 * p->cap_turns : 16;
-        char **u = realloc(p->user, sizeof *u * (size_t)cap);
-        if (u) p->user = u;
-        char **r = u ? realloc(p->reply, sizeof *r * (size_t)cap) : NULL;
-        if (!r) return lyra_err(err, LYRA_ERR_OOM, "chat", "out of memory");
-        p->reply = r;
-        p->cap_turns = cap;
-    }
-    char *s = strdup(text);
-    if (!s) return lyra_err(err, LYRA_ERR_OOM, "chat", "out of memory");
-    p->user[p->n_turns] = s;
-    p->reply[p->n_turns] = NULL;
-    p->n_turns++;
-    return LYRA_OK;
-}
-
-/* Render turns [first, n_turns) (the last one asked) and tokenize: *toks
- * malloc'd. BOS is added as the model says unless the text starts with it. */
-static int chat_tokens(lyra_pipeline *p, int first, int32_t **toks, size_t *n, lyra_error *err) {
-    int k = p->n_turns - first;
-    lyra_chat_turn *t = malloc(sizeof *t * (size_t)k);
-    if (!t) return lyra_err(err, LYRA_ERR_OOM, "chat", "out of memory");
-    for (int i = 0; i < k; i++) {
-        t[i].user = p->user[first + i];
-        t[i].assistant = p->reply[first + i];
-    }
-    char *text = NULL;
-    size_t len = 0;
-    const char *sys = p->gen.system_prompt && p->gen.system_prompt[0] ? p->gen.system_prompt : NULL;
-    int rc = lyra_chat_render(&p->tmpl, sys, t, (size_t)k, &text, &len, err);
-    free(t);
-    if (rc) return rc;
-    size_t nb = strlen(p->tmpl.bos);
-    int add_bos = nb && len >= nb && !memcmp(text, p->tmpl.bos, nb) ? 0 : -1;
-    rc = lyra_tokenize(p->m, text, len, add_bos, 1, toks, n, err);
-    free(text);
-    return rc;
-}
+static int is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
 /* Tokens of the prompt for the last turn, dropping the oldest turns while
  * the prompt and room for the reply (max_new_tokens, else a quarter of the
  * context, at most half) do not fit. The system prompt is always kept. */
 static int chat_fit(lyra_pipeline *p, int32_t **toks, size_t *n, lyra_error *err) {
-    int64_t room = p->gen.max_new_tokens >= 0 ? p->gen.max_new_tokens : p->n_ctx / 4;
-    if (room > p->n_ctx / 2) room = p->n_ctx / 2;
-    int first = 0;
-    for (;;) {
-        int rc = chat_tokens(p, first, toks, n, err);
-        if (rc) return rc;
-        int last = first == p->n_turns - 1;
-        if ((int64_t)*n + room <= p->n_ctx || (last && (int64_t)*n < p->n_ctx)) break;
-        free(*toks);
-        *toks = NULL;
-        if (last)
-            return lyra_err(err, LYRA_ERR_INPUT, "user_message",
-                            "%zu tokens with the system prompt; the context (context_length) holds %d", *n,
-                            (int)p->n_ctx);
-        first++;
-    }
-    if (first) {
-        lyra_log(LYRA_LOG_WARN, "chat: dropped the %d oldest turn%s to fit the context of %d tokens", first,
-                 first == 1 ? "" : "s", (int)p->n_ctx);
-        drop_turns(p, first);
-    }
-    return LYRA_OK;
+    int dropped = 0, fits = 1;
+    int rc = lyra_chat_session_fit(&p->cs, p->gen.max_new_tokens, toks, n, &dropped, &fits, err);
+    if (!rc && !fits)
+        return lyra_err(err, LYRA_ERR_INPUT, "user_message",
+                        "%zu tokens with the system prompt; the context (context_length) holds %d", *n,
+                        (int)p->cs.n_ctx);
+    if (!rc && dropped)
+        lyra_log(LYRA_LOG_WARN, "chat: dropped the %d oldest turn%s to fit the context of %d tokens", dropped,
+                 dropped == 1 ? "" : "s", (int)p->cs.n_ctx);
+    return rc;
 }
 
 int lyra_pipeline_chat(lyra_pipeline *p, const char *user_message, lyra_token_cb cb, void *user,
@@ -558,43 +286,36 @@ int lyra_pipeline_chat(lyra_pipeline *p, const char *user_message, lyra_token_cb
     if (out_reply) *out_reply = NULL;
     if (!p) return lyra_err(err, LYRA_ERR_INPUT, "lyra_pipeline_chat", "p is NULL");
     if (!user_message) return lyra_err(err, LYRA_ERR_INPUT, "user_message", "is NULL");
-    const char *stops[PIPE_MAX_STOPS];
-    int n_stops = 0;
-    for (int i = 0; i < p->n_chat_stops; i++) stops[n_stops++] = p->chat_stops[i];
-    for (int i = 0; i < p->gen.n_stop && n_stops < PIPE_MAX_STOPS; i++) stops[n_stops++] = p->gen.stop[i];
-    int rc = add_turn(p, user_message, err);
+    int rc = lyra_chat_session_ask(&p->cs, user_message, err);
     if (rc) return rc;
     int32_t *toks = NULL;
     size_t n = 0;
     rc = chat_fit(p, &toks, &n, err);
     if (rc) {
-        free(p->user[--p->n_turns]); /* the message is not kept */
+        lyra_chat_session_unask(&p->cs); /* the message is not kept */
         return rc;
     }
     rc = eval_prompt(p, toks, n, 1, err);
     free(toks);
-    text_stream t = {0};
-    t.trim = 1;
-    t.stops = stops;
-    t.n_stops = n_stops;
-    t.cb = cb;
-    t.user = user;
-    if (!rc) rc = ts_add(&t, "", 0, err);
+    lyra_textstream t = {0};
+    if (!rc) rc = lyra_textstream_init(&t, p->cs.stops, p->cs.n_stops, 1, cb, user, "pipeline", err);
     if (!rc) rc = gen_loop(p, &t, 1, 0, err);
     if (rc) {
-        free(t.p);
-        free(p->user[--p->n_turns]); /* the turn is not kept */
+        lyra_textstream_free(&t);
+        lyra_chat_session_unask(&p->cs); /* the turn is not kept */
         return rc;
     }
     /* the reply as generated (the template trims it when rendering) */
-    p->reply[p->n_turns - 1] = t.p;
+    size_t len = t.n;
+    char *text = lyra_textstream_take(&t);
+    lyra_chat_session_answer(&p->cs, text);
     if (out_reply) {
-        size_t a = 0, b = t.n;
-        while (a < b && is_space(t.p[a])) a++;
-        while (b > a && is_space(t.p[b - 1])) b--;
+        size_t a = 0, b = len;
+        while (a < b && is_space(text[a])) a++;
+        while (b > a && is_space(text[b - 1])) b--;
         char *r = malloc(b - a + 1);
         if (!r) return lyra_err(err, LYRA_ERR_OOM, "chat", "out of memory");
-        memcpy(r, t.p + a, b - a);
+        memcpy(r, text + a, b - a);
         r[b - a] = '\0';
         *out_reply = r;
     }
