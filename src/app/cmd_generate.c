@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "args.h"
+#include "gen/chat_session.h"
 #include "gen/textstream.h"
 #include "lyra.h"
 
@@ -85,18 +86,6 @@ typedef struct gen_opts {
     int parse_special;         /* --parse-special */
     int ignore_eos;            /* --ignore-eos */
 } gen_opts;
-
-static uint64_t random_seed(void) {
-    uint64_t s = 0;
-    FILE *f = fopen("/dev/urandom", "rb");
-    if (!f || fread(&s, sizeof s, 1, f) != 1) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        s = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 32);
-    }
-    if (f) fclose(f);
-    return s;
-}
 
 /* Flags, then the config file under them (docs/config.md), then the model. */
 static int parse_opts(int argc, char **argv, gen_opts *o, lyra_error *err) {
@@ -192,19 +181,6 @@ static int prompt_tokens(const lyra_model *m, const gen_opts *o, int32_t **toks,
     return LYRA_OK;
 }
 
-/* 1 when the tokenizer puts a space before the first word (SentencePiece's
- * dummy prefix): the piece of "a"'s first token starts with ' '. */
-static int has_space_prefix(const lyra_model *m) {
-    int32_t *t = NULL;
-    size_t n = 0;
-    char piece[64];
-    int r = 0;
-    if (lyra_tokenize(m, "a", 1, 0, 0, &t, &n, NULL) == LYRA_OK && n > 0)
-        r = lyra_token_to_piece(m, t[0], 0, piece, sizeof piece) > 0 && piece[0] == ' ';
-    free(t);
-    return r;
-}
-
 /* The tokens after the prompt. lstrip: drop one leading space of the output
  * (text decoded from BOS alone, as SentencePiece decodes: the dummy prefix of
  * the first word is not text). eog: NULL, or (--ignore-eos) the ids
@@ -287,7 +263,7 @@ static int run(const gen_opts *o, lyra_error *err) {
         rc = lyra_err(err, LYRA_ERR_INPUT, "-p",
                       "the prompt is %zu tokens; the context (--ctx) holds %d", n_toks, (int)n_ctx);
     lyra_sampler_params sp = o->sp;
-    if (!rc && !o->seed_given) sp.seed = random_seed();
+    if (!rc && !o->seed_given) sp.seed = lyra_gen_random_seed();
     if (!rc) lyra_log(LYRA_LOG_INFO, "seed: %llu", (unsigned long long)sp.seed);
     if (!rc) {
         s = lyra_sampler_new(&sp, lyra_model_n_vocab(m));
@@ -309,7 +285,7 @@ static int run(const gen_opts *o, lyra_error *err) {
     int steps0 = m ? lyra_model_fallback_steps(m) : 0;
     if (!rc) rc = lyra_textstream_init(&ts, o->stop, o->n_stop, 0, write_stdout, &failed, "generate", err);
     if (!rc)
-        rc = generate_loop(m, ctx, s, d, o, !o->prompt && has_space_prefix(m), eog, n_eog, masked,
+        rc = generate_loop(m, ctx, s, d, o, !o->prompt && lyra_gen_space_prefix(m), eog, n_eog, masked,
                            &ts, &failed, &n_gen, err);
     free(eog);
     free(masked);

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "format/gguf.h"
+
 #define REF_PATH 4096 /* longest path handled */
 #define REF_DEPTH 2   /* directory levels searched below a snapshot / directory */
 #define REF_LIST 480  /* bytes of file lists in messages */
@@ -57,22 +59,10 @@ static int tag_alone(const char *s, const char *tag) {
 }
 
 /* Split-model part of a file name "...-NNNNN-of-MMMMM.gguf": 1 and *no,
- * *count set, else 0 (gguf_read.c's rule). */
+ * *count set, else 0 (the GGUF reader's rule). */
 static int split_part(const char *name, int *no, int *count) {
-    size_t n = strlen(name);
-    if (n < 20) return 0;
-    const char *s = name + n - 20;
-    if (s[0] != '-' || memcmp(s + 6, "-of-", 4) != 0 || memcmp(s + 15, ".gguf", 5) != 0) return 0;
-    int a = 0, b = 0;
-    for (int i = 0; i < 5; i++) {
-        if (s[1 + i] < '0' || s[1 + i] > '9' || s[10 + i] < '0' || s[10 + i] > '9') return 0;
-        a = a * 10 + (s[1 + i] - '0');
-        b = b * 10 + (s[10 + i] - '0');
-    }
-    if (a < 1 || a > b) return 0;
-    *no = a;
-    *count = b;
-    return 1;
+    size_t prefix;
+    return lyra_gguf_split_name(name, &prefix, no, count);
 }
 
 static const char *base_name(const char *p) {

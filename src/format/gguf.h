@@ -51,6 +51,10 @@ typedef struct lyra_gguf_tensor {
 typedef struct lyra_gguf lyra_gguf;
 
 /* Open and validate. A path NAME-00001-of-0000N.gguf opens all N parts. */
+/* If path ends in "-NNNNN-of-MMMMM.gguf" (1 <= NNNNN <= MMMMM), the name of
+ * one part of a split model: set the prefix length, part number and count
+ * and return 1; else 0. */
+int lyra_gguf_split_name(const char *path, size_t *prefix_len, int *no, int *count);
 int lyra_gguf_open(const char *path, lyra_gguf **out, lyra_error *err);
 /* Parse an in-memory buffer (fuzzing, tests); buf must outlive the result.
  * Tensor data is aligned only as far as buf is. split.* keys are not checked. */

@@ -494,9 +494,7 @@ static int map_file(gguf_part *pt, lyra_error *err) {
     return LYRA_OK;
 }
 
-/* If path ends in "-NNNNN-of-MMMMM.gguf" (1 <= NNNNN <= MMMMM) set the prefix
- * length, part number and count and return 1. */
-static int split_name(const char *path, size_t *prefix_len, int *no, int *count) {
+int lyra_gguf_split_name(const char *path, size_t *prefix_len, int *no, int *count) {
     size_t n = strlen(path);
     if (n < 20) return 0;
     const char *s = path + n - 20;
@@ -614,7 +612,7 @@ static lyra_gguf *new_gguf(int n_parts) {
 int lyra_gguf_open(const char *path, lyra_gguf **out, lyra_error *err) {
     *out = NULL;
     size_t plen = 0;
-    int no = 0, count = 0, split = split_name(path, &plen, &no, &count);
+    int no = 0, count = 0, split = lyra_gguf_split_name(path, &plen, &no, &count);
     if (split && no != 1)
         return lyra_err(err, LYRA_ERR_INPUT, path, "this is part %d of %d of a split model: open the first part, "
                         "%.*s-00001-of-%05d.gguf", no, count, (int)plen, path, count);

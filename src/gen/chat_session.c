@@ -23,6 +23,17 @@ uint64_t lyra_gen_random_seed(void) {
     return s;
 }
 
+int lyra_gen_space_prefix(const lyra_model *m) {
+    int32_t *t = NULL;
+    size_t n = 0;
+    char piece[64];
+    int r = 0;
+    if (lyra_tokenize(m, "a", 1, 0, 0, &t, &n, NULL) == LYRA_OK && n > 0)
+        r = lyra_token_to_piece(m, t[0], 0, piece, sizeof piece) > 0 && piece[0] == ' ';
+    free(t);
+    return r;
+}
+
 int lyra_chat_session_open(lyra_chat_session *cs, const char *path, const lyra_model_params *mp,
                            const lyra_context_params *cp, const char *where, lyra_error *err) {
     memset(cs, 0, sizeof *cs);

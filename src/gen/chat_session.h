@@ -69,6 +69,10 @@ typedef struct lyra_gen_result {
 
 /* A random sampling seed (/dev/urandom, else the clock). */
 uint64_t lyra_gen_random_seed(void);
+/* 1 when the tokenizer puts a space before the first word (SentencePiece's
+ * dummy prefix): the piece of "a"'s first token starts with ' '. Text
+ * generated from BOS alone drops that one leading space. */
+int lyra_gen_space_prefix(const lyra_model *m);
 
 /* Zero cs, open the model at path and a context for it; cs owns both (also
  * on an error: lyra_chat_session_free). where: WHERE of out-of-memory. */

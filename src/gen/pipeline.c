@@ -213,19 +213,6 @@ static int gen_loop(lyra_pipeline *p, lyra_textstream *t, int chat, int lstrip, 
     return rc;
 }
 
-/* 1 when the tokenizer puts a space before the first word (SentencePiece's
- * dummy prefix): the piece of "a"'s first token starts with ' '. */
-static int has_space_prefix(const lyra_model *m) {
-    int32_t *t = NULL;
-    size_t n = 0;
-    char piece[64];
-    int r = 0;
-    if (lyra_tokenize(m, "a", 1, 0, 0, &t, &n, NULL) == LYRA_OK && n > 0)
-        r = lyra_token_to_piece(m, t[0], 0, piece, sizeof piece) > 0 && piece[0] == ' ';
-    free(t);
-    return r;
-}
-
 int lyra_pipeline_generate(lyra_pipeline *p, const char *prompt, lyra_token_cb cb, void *user,
                            char **out_text, lyra_error *err) {
     if (out_text) *out_text = NULL;
@@ -243,7 +230,7 @@ int lyra_pipeline_generate(lyra_pipeline *p, const char *prompt, lyra_token_cb c
         if (!toks) return lyra_err(err, LYRA_ERR_OOM, "pipeline", "out of memory");
         toks[0] = bos;
         n = 1;
-        lstrip = has_space_prefix(m);
+        lstrip = lyra_gen_space_prefix(m);
     }
     if (!rc) rc = eval_prompt(p, toks, n, 0, err);
     free(toks);
