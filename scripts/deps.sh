@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # deps.sh: install the Debian packages lyra needs to build and test
-# (apt-get; uses sudo when not root). Idempotent and quiet when all present.
+# (apt-get; uses sudo when not root; waits up to 5 minutes for the apt lock
+# another apt holds). Idempotent and quiet when all present.
 set -euo pipefail
 PKGS="build-essential cmake pkg-config libjansson-dev libpcre2-dev clang libclang-rt-14-dev python3 python3-venv"
 missing=""
@@ -11,5 +12,5 @@ done
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 echo "installing:$missing" >&2
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+$SUDO apt-get -o DPkg::Lock::Timeout=300 update -qq
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq $missing >/dev/null

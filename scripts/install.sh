@@ -3,7 +3,8 @@
 # lyra into build/ (the command is build/lyra), writes a small random-weight
 # model with `lyra mkmodel` and generates from it. Random weights give
 # gibberish: this shows the path from weights to tokens works; see the README
-# for running a real GGUF.
+# for running a real GGUF. build/ is this script's alone: scripts/test.sh
+# builds in build-gcc, build-clang, build-asan and build-fuzz.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh

@@ -5,15 +5,34 @@
 # installed library (scripts/example-check.sh), clang build with -Werror (warnings gate),
 # an AddressSanitizer+UndefinedBehaviorSanitizer build + ctest, and short
 # bounded libFuzzer runs of every fuzz target. Python reference tools (numpy,
-# gguf) go in .venv. Each stage prints its time.
-#   LYRA_SHARED_DIR     test models (default ../shared)
+# gguf) go in .venv. Each stage prints its time. Build directories:
+# build-gcc, build-clang, build-asan, build-fuzz (build/ is scripts/install.sh's
+# and is left alone).
+#   scripts/test.sh           everything (what CI runs, through .ci/run)
+#   scripts/test.sh --fast    the edit-test loop (under 2 minutes): deps, the
+#                             gcc build and `ctest -L fast` (the tests
+#                             labelled slow, over ~5 s, are left out; no
+#                             example check, clang, sanitizer or fuzz stages)
+#   LYRA_SHARED_DIR     test models (default ../shared), read at ctest time
 #   LYRA_REQUIRE_SHARED=1  fail instead of skipping when they are missing
 #   LYRA_FUZZ_SECONDS   seconds per fuzz target (default 30)
 #   LYRA_TEST_STAGES    subset, e.g. "gcc asan" (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-STAGES="${LYRA_TEST_STAGES:-deps gcc clang asan fuzz}"
+FAST=0
+case "${1:-}" in
+    --fast) FAST=1 ;;
+    "") ;;
+    *) echo "usage: scripts/test.sh [--fast]" >&2; exit 2 ;;
+esac
+if [ "$FAST" = 1 ]; then
+    STAGES="${LYRA_TEST_STAGES:-deps gcc}"
+    CTEST_LABEL=(-L fast)
+else
+    STAGES="${LYRA_TEST_STAGES:-deps gcc clang asan fuzz}"
+    CTEST_LABEL=()
+fi
 JOBS=$(nproc)
 T0=$(date +%s)
 stage() { echo; echo "=== $1 ==="; STAGE_T=$(date +%s); }
@@ -33,7 +52,7 @@ PY="$ROOT/.venv/bin/python"
 [ -x "$PY" ] || PY=python3
 
 run_ctest() { # build dir
-    (cd "$1" && ctest --output-on-failure -j"$JOBS" --timeout 900)
+    (cd "$1" && ctest --output-on-failure -j"$JOBS" --timeout 900 ${CTEST_LABEL[@]+"${CTEST_LABEL[@]}"})
 }
 
 if want gcc; then
@@ -47,18 +66,20 @@ if want gcc; then
         CUDA_FLAGS=(-DLYRA_CUDA=OFF)
         echo "CUDA build skipped: no nvcc"
     fi
-    cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=gcc -DLYRA_PYTHON="$PY" \
+    cmake -S . -B build-gcc -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=gcc -DLYRA_PYTHON="$PY" \
           "${CUDA_FLAGS[@]}" -DCMAKE_C_FLAGS="-Werror" >/dev/null
-    cmake --build build -j"$JOBS"
-    run_ctest build
+    cmake --build build-gcc -j"$JOBS"
+    run_ctest build-gcc
     # the C API as a user builds against it: installed, pkg-config, shared and static
-    ex_rc=0
-    scripts/example-check.sh build || ex_rc=$?
-    if [ "$ex_rc" = 77 ] && [ "${LYRA_REQUIRE_SHARED:-0}" != 1 ]; then
-        echo "example check skipped (no test model)"
-    elif [ "$ex_rc" != 0 ]; then
-        echo "example check failed" >&2
-        exit 1
+    if [ "$FAST" = 0 ]; then
+        ex_rc=0
+        scripts/example-check.sh build-gcc || ex_rc=$?
+        if [ "$ex_rc" = 77 ] && [ "${LYRA_REQUIRE_SHARED:-0}" != 1 ]; then
+            echo "example check skipped (no test model)"
+        elif [ "$ex_rc" != 0 ]; then
+            echo "example check failed" >&2
+            exit 1
+        fi
     fi
     stage_end "gcc build + tests"
 fi
@@ -104,4 +125,4 @@ if want fuzz; then
     stage_end "fuzz (bounded)"
 fi
 echo
-echo "all stages passed in $(( $(date +%s) - T0 ))s"
+echo "all stages passed ($STAGES$([ "$FAST" = 1 ] && echo ", ctest -L fast")) in $(( $(date +%s) - T0 ))s"

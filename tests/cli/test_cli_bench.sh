@@ -6,7 +6,7 @@ source "$(dirname "$0")/lib.sh"
 "$PY" -c "import numpy, gguf" 2>/dev/null ||
     { echo "SKIPPED: $PY has no numpy/gguf (set LYRA_PYTHON, e.g. a venv with pip install numpy gguf)"; exit 77; }
 
-S260="$(shared_path models/stories260K.gguf)"
+shared_path S260 models/stories260K.gguf
 
 "$LYRA" bench -m "$S260" -p 8,16 -n 8 --threads 1 --json >"$T/j" 2>"$T/e"
 check_eq "bench --json rc" "$?" 0

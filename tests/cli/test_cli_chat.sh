@@ -17,7 +17,7 @@
 # machine's is discovered.
 source "$(dirname "$0")/lib.sh"
 
-S260="$(shared_path models/stories260K.gguf)"
+shared_path S260 models/stories260K.gguf
 S260="$(cd "$(dirname "$S260")" && pwd)/$(basename "$S260")"
 case "$LYRA" in */*) LYRA="$(cd "$(dirname "$LYRA")" && pwd)/$(basename "$LYRA")" ;; esac
 case "$PY" in */*) PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")" ;; esac

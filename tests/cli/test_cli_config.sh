@@ -191,9 +191,7 @@ check_eq "--gpu-layers over a map: map" "$(getkey device_map <"$T/g.json")" '"au
 check_eq "--gpu-layers over a map: layers" "$(getkey gpu_layers <"$T/g.json")" '2|flag:--gpu-layers'
 
 # --- the commands read the config (needs the shared test model) ------------
-S260="${LYRA_SHARED_DIR:-../shared}/models/stories260K.gguf"
-case "$S260" in /*) ;; *) S260="$OLDPWD/$S260" ;; esac
-if [ -r "$S260" ]; then
+if shared_have S260 models/stories260K.gguf; then
     P=(-p "Once upon a time" --seed 1)
     # backward compatibility: no config anywhere = --no-config
     "$LYRA" generate -m "$S260" "${P[@]}" -n 24 --temp 0 >"$T/a.txt" 2>"$T/err"
@@ -254,8 +252,6 @@ PYEOF
     check_grep "perplexity output" '^perplexity: [0-9]+\.[0-9]{4}$' "$T/out"
     check_rc "perplexity --no-config -m" 0 "$LYRA" -q perplexity --no-config -m "$S260" -f "$SRC/tests/data/stories.txt" -c 64
     check_eq "perplexity: the same with and without a config" "$(cat "$T/out")" "$("$LYRA" -q perplexity --model-config "$T/gen.json" -f "$SRC/tests/data/stories.txt" -c 64)"
-else
-    echo "note: $S260 not found; the commands' config tests were skipped"
 fi
 
 # help: stdout, exit 0, quoted verbatim in docs/cli.md

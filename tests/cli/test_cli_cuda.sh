@@ -10,8 +10,8 @@ if ! grep -q "CUDA (archs " "$T/v"; then
     echo "SKIPPED: built without CUDA"
     exit 77
 fi
-M=$(shared_path models/stories260K.gguf)
-G=$(shared_path models/golden/stories260K_t0_n256_once_upon_a_time.txt)
+shared_path M models/stories260K.gguf
+shared_path G models/golden/stories260K_t0_n256_once_upon_a_time.txt
 unset LYRA_CUDA_DEVICES LYRA_SIM_GPUS
 NOTE='^CUDA: no usable GPU \(.+\); running on the CPU$'
 

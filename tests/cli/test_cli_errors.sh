@@ -3,7 +3,7 @@
 # file, environment variable); plus --help / --version.
 source "$(dirname "$0")/lib.sh"
 
-S260="$(shared_path models/stories260K.gguf)"
+shared_path S260 models/stories260K.gguf
 TXT="$SRC/tests/data/stories.txt"
 head -c 100000 "$S260" >"$T/trunc.gguf"     # malformed: tensor data cut off
 printf 'GGUF\x03\x00\x00\x00' >"$T/header.gguf" # malformed: ends in the header

@@ -7,7 +7,7 @@
 # malformed LYRA_FAIL_ALLOC (exit 2). Run under ASan/LSan by CI, so a leak or
 # a bad access on any of these paths fails it.
 source "$(dirname "$0")/lib.sh"
-M=$(shared_path models/stories260K.gguf)
+shared_path M models/stories260K.gguf
 GEN=(generate -m "$M" -p "Once upon a time" -n 16 --temp 0 --ctx 256 --batch 64 --kv-chunk 8 -t 1)
 
 # the reference: all on the CPU

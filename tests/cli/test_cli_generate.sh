@@ -3,7 +3,7 @@
 # job on a mkmodel model, -n, a full context, -q/-v/LYRA_LOG, and SIGINT.
 source "$(dirname "$0")/lib.sh"
 
-S260="$(shared_path models/stories260K.gguf)"
+shared_path S260 models/stories260K.gguf
 P="Once upon a time"
 
 # same seed + flags -> same text, whatever the thread count

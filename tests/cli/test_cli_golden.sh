@@ -4,8 +4,8 @@
 # continuation, so it must equal the golden text after the prompt.
 source "$(dirname "$0")/lib.sh"
 
-S260="$(shared_path models/stories260K.gguf)"
-B105="$(shared_path models/babyllama105.gguf)"
+shared_path S260 models/stories260K.gguf
+shared_path B105 models/babyllama105.gguf
 G="$(dirname "$S260")/golden"
 
 # check_prefix NAME OUTPUT_FILE GOLDEN_FILE SKIP_BYTES MIN_BYTES: the output

@@ -6,7 +6,7 @@ source "$(dirname "$0")/lib.sh"
 "$PY" -c "import numpy, gguf" 2>/dev/null ||
     { echo "SKIPPED: $PY has no numpy/gguf (set LYRA_PYTHON, e.g. a venv with pip install numpy gguf)"; exit 77; }
 
-S260="$(shared_path models/stories260K.gguf)"
+shared_path S260 models/stories260K.gguf
 SMALL=(--dim 256 --ffn 512 --layers 2 --heads 4 --kv-heads 2 --vocab 300 --ctx 128)
 
 "$LYRA" -q mkmodel -o "$T/a.gguf" "${SMALL[@]}" --seed 5 --threads 1

@@ -6,7 +6,7 @@ source "$(dirname "$0")/lib.sh"
 "$PY" -c "import numpy, gguf" 2>/dev/null ||
     { echo "SKIPPED: $PY has no numpy/gguf (set LYRA_PYTHON, e.g. a venv with pip install numpy gguf)"; exit 77; }
 
-S260="$(shared_path models/stories260K.gguf)"
+shared_path S260 models/stories260K.gguf
 TXT="$SRC/tests/data/stories.txt"
 
 "$LYRA" perplexity -m "$S260" -f "$TXT" --ctx 64 --threads 1 --kv-type f32 >"$T/p1" 2>"$T/e1"

@@ -5,7 +5,7 @@
 # the entry, no stdout).
 source "$(dirname "$0")/lib.sh"
 
-S260="$(shared_path models/stories260K.gguf)"
+shared_path S260 models/stories260K.gguf
 PY="${LYRA_PYTHON:-python3}"
 export LYRA_SIM_GPUS=1MiB,512KiB
 MM=(--max-memory cpu=64MiB)   # a fixed CPU budget: the plan does not depend on free RAM

@@ -6,8 +6,8 @@ source "$(dirname "$0")/lib.sh"
 "$PY" -c "import numpy, gguf" 2>/dev/null ||
     { echo "SKIPPED: $PY has no numpy/gguf (set LYRA_PYTHON, e.g. a venv with pip install numpy gguf)"; exit 77; }
 
-S260="$(shared_path models/stories260K.gguf)"
-B105="$(shared_path models/babyllama105.gguf)"
+shared_path S260 models/stories260K.gguf
+shared_path B105 models/babyllama105.gguf
 TXT="$SRC/tests/data/stories.txt"
 
 # compare IN OUT TYPE FILE_TYPE RULE: gguf-py: every key but general.file_type

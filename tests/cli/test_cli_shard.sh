@@ -5,7 +5,7 @@
 # device with the bytes actually allocated, --no-mmap and --mlock.
 source "$(dirname "$0")/lib.sh"
 
-S260="$(shared_path models/stories260K.gguf)"
+shared_path S260 models/stories260K.gguf
 TXT="$SRC/tests/data/stories.txt"
 G=(generate -m "$S260" -p "Once upon a time" -n 40 --temp 0 --ctx 256 -t 2)
 

@@ -4,9 +4,9 @@
 # format, BOS handling and input modes on stories260K.
 source "$(dirname "$0")/lib.sh"
 
-V="$(shared_path models/vocab/ggml-vocab-llama-spm.gguf)"
+shared_path V models/vocab/ggml-vocab-llama-spm.gguf
 V="$(dirname "$V")"
-S260="$(shared_path models/stories260K.gguf)"
+shared_path S260 models/stories260K.gguf
 
 for voc in llama-spm gpt-2; do
     r=$("$PY" - "$LYRA" "$V/ggml-vocab-$voc.gguf" "$T/in" <<'EOF'
