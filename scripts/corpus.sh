@@ -38,6 +38,7 @@ mask() { # volatile figures: host memory, timings, temp dirs
     sed -E -e "s#$W#WORK#g" \
         -e 's/("(free|reserve|budget)":)[0-9]+/\1N/g' \
         -e 's/^(cpu +cpu +cpu +)[^C]*CPU/\1MASKED CPU/' \
+        -e 's/^(cpu +cpu +cpu +)[0-9.]+ [KMGT]?i?B +[0-9.]+ [KMGT]?i?B +[0-9.]+ [KMGT]?i?B/\1MASKED/' \
         -e 's/[0-9.]+ s\/chunk, ~[0-9]+ s left/T s\/chunk/' \
         -e 's/[0-9]+(\.[0-9]+)? (tok\/s|ms|s|GB\/s)\b/T \2/g' \
         -e 's/seed(:)? [0-9]+/seed\1 N/' \
