@@ -1,4 +1,4 @@
-/* fuzz_size.c: libFuzzer target for the size grammar (plan/size.h) and the
+/* fuzz_size.c: libFuzzer target for the size grammar (core/size.h) and the
  * lists built on it (LYRA_SIM_GPUS, --max-memory / --reserve specs).
  * Checked beyond "no crash / no sanitizer report":
  *   - every failure is LYRA_ERR_INPUT with a one-line message;
@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/size.h"
 #include "device/device.h"
 #include "plan/plan.h"
-#include "plan/size.h"
 
 static void fz_fail(const char *what, const uint8_t *d, size_t n) {
     fprintf(stderr, "fuzz_size: %s on input of %zu bytes: \"%.*s\"\n", what, n, (int)n,

@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "args.h"
+#include "core/size.h"
 #include "plan/plan.h"
-#include "plan/size.h"
 #include "runtime/runtime.h"
 
 const char cmd_devices_usage[] =

@@ -12,8 +12,8 @@
 
 #include "config/config_impl.h"
 #include "core/log.h"
+#include "core/size.h"
 #include "plan/plan.h"
-#include "plan/size.h"
 
 #define PK "pipeline_kwargs."
 #define PK_LEN (sizeof PK - 1)

@@ -46,7 +46,7 @@ int lyra_cfg_check(int k, const json_t *v, const char *where, json_t **out, lyra
  * (\"abc\")", "1.5", "null"). */
 void lyra_cfg_describe(const json_t *v, char *buf, size_t cap);
 
-/* Quote len bytes of s for messages (plan/size.h's quoting). */
+/* Quote len bytes of s for messages (core/size.h's quoting). */
 const char *lyra_cfg_quote(const char *s, char *buf, size_t cap);
 
 /* malloc'd copy (NULL if out of memory or s NULL). */

@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "config/config_impl.h"
+#include "core/size.h"
 #include "plan/plan.h"
-#include "plan/size.h"
 
 #define I32 INT32_MAX
 

@@ -168,7 +168,7 @@ int lyra_cpu_device_set_threads(lyra_device *d, int n_threads, lyra_error *err);
 
 /* ---- simulated GPUs (sim.c) ----
  * LYRA_SIM_GPUS, when set (even empty), replaces all CUDA GPUs: a
- * comma-separated list of SIZE or CAP@REPORTED entries (plan/size.h grammar)
+ * comma-separated list of SIZE or CAP@REPORTED entries (core/size.h grammar)
  * making GPUs "0", "1", ... (kind "gpu", backend "sim"). Memory is separate
  * host allocations; alloc of n succeeds iff allocated + n <= CAP (and within
  * the device budget when one is set), else LYRA_ERR_OOM as cudaMalloc would;

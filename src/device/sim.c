@@ -22,8 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/size.h"
 #include "device/device.h"
-#include "plan/size.h"
 
 /* One allocation. */
 typedef struct sim_block {

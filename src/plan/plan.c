@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/size.h"
 #include "plan/plan.h"
-#include "plan/size.h"
 
 #define ALIGN64(n) (((n) + 63) & ~(uint64_t)63)
 /* Balanced search: budget fractions in steps of 1/LAMBDA_ONE. */

@@ -215,7 +215,7 @@ typedef struct lyra_plan_memspec {
     char where[64];                          /* source ("--max-memory"), for notes */
 } lyra_plan_memspec;
 
-/* "0=6GiB,cpu=16GiB" (keys N, cuda:N or cpu; sizes as plan/size.h; "" = no
+/* "0=6GiB,cpu=16GiB" (keys N, cuda:N or cpu; sizes as core/size.h; "" = no
  * entries). Duplicate or unknown keys are LYRA_ERR_INPUT. */
 int lyra_plan_memspec_parse(const char *s, const char *where, lyra_plan_memspec *out,
                             lyra_error *err);

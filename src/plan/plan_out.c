@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/size.h"
 #include "plan/plan.h"
-#include "plan/size.h"
 
 /* Append to buf (bounded); returns the new length needed. */
 static size_t put(char *buf, size_t cap, size_t o, const char *fmt, ...) LYRA_PRINTF(4, 5);

@@ -1,5 +1,5 @@
 /* model.c: lyra_model (lyra.h): opening a GGUF, loading the architecture and
- * the tokenizer, then placing it (load.c: plan, progressive fallback,
+ * the tokenizer, then placing it (fallback.c: plan, progressive fallback,
  * weights on devices), the model getters (fallback history, device map) and
  * the tokenizer wrappers; also the library's version and build features. */
 #include <errno.h>
@@ -11,7 +11,9 @@
 
 #include "build_info.h"
 #include "core/log.h"
-#include "runtime/runtime.h"
+#include "runtime/fallback.h"
+#include "runtime/quantize_load.h"
+#include "runtime/residency.h"
 
 /* ----------------------------------------------------------------- version */
 

@@ -11,7 +11,8 @@
 #include "core/log.h"
 #include "device/cuda.h"
 #include "plan/plan.h"
-#include "runtime/runtime.h"
+#include "runtime/objects.h"
+#include "runtime/placement.h"
 
 int lyra_runtime_devices(int n_threads, lyra_device **dev, int *n_dev, lyra_error *err) {
     lyra_sim_spec specs[LYRA_SIM_MAX_GPUS];

@@ -15,7 +15,8 @@
 #include <string.h>
 
 #include "core/log.h"
-#include "runtime/runtime.h"
+#include "runtime/quantize_load.h"
+#include "runtime/residency.h"
 
 static int is_float(lyra_type t) {
     return t == LYRA_TYPE_F32 || t == LYRA_TYPE_F16 || t == LYRA_TYPE_BF16;

@@ -12,8 +12,8 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "core/size.h"
 #include "plan/plan.h"
-#include "plan/size.h"
 #include "testutil.h"
 
 static char g_dir[1024];   /* scratch directory (absolute) */

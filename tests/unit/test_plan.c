@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/size.h"
 #include "plan/plan.h"
-#include "plan/size.h"
 #include "testutil.h"
 
 #define NL 8

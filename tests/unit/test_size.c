@@ -1,10 +1,10 @@
-/* test_size.c: the size parser and formatter (plan/size.h): every unit, exact
+/* test_size.c: the size parser and formatter (core/size.h): every unit, exact
  * fractions, the bits error, missing/unknown units, overflow, JSON values,
  * and the formatter's units and rounding. Expected values are written out by
  * hand (powers of 10 and 2), not computed by the code under test. */
 #include <string.h>
 
-#include "plan/size.h"
+#include "core/size.h"
 #include "testutil.h"
 
 typedef struct ok_case { const char *s; uint64_t want; } ok_case;

@@ -1,5 +1,6 @@
-/* load.c: putting a model's weights on its devices, with the progressive
- * fallback (docs/fallback.md).
+/* fallback.c: putting a model's weights on its devices, with the progressive
+ * fallback (docs/fallback.md), and the step-down between two tokens
+ * (fallback.h).
  *
  * A load attempt takes an assignment (module -> device or disk) and allocates
  * every buffer it needs before copying any weight: the weight copies (GPUs,
@@ -11,76 +12,18 @@
  * count that loads, down to all-CPU), on a CPU failure the highest-index CPU
  * layers go to disk; with the context policy the context is halved first. The
  * file stays mapped across attempts; weights are read only by the attempt
- * that succeeds. Every step is logged ("fallback: ...") and kept in the
- * model's history. */
-#include <errno.h>
+ * that succeeds. During generation an allocation that fails moves one layer
+ * down a tier (lyra_runtime_step_down, through residency.h's move). Every
+ * step is logged ("fallback: ...") and kept in the model's history. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "core/log.h"
-#include "runtime/runtime.h"
+#include "runtime/fallback.h"
+#include "runtime/placement.h"
 
-/* ------------------------------------------------------------ residency */
-
-static size_t page_size(void) {
-    long ps = sysconf(_SC_PAGESIZE);
-    return ps > 0 ? (size_t)ps : 4096;
-}
-
-/* Make [p, p+n) of the mapping resident: read one byte per page; with lock,
- * mlock it (outward to pages). Returns 1 when locked. */
-static int make_resident(const void *p, size_t n, int lock) {
-    size_t ps = page_size();
-    uintptr_t a = (uintptr_t)p & ~(uintptr_t)(ps - 1), e = (uintptr_t)p + n;
-    madvise((void *)a, e - a, MADV_WILLNEED);
-    volatile unsigned char sink = 0;
-    for (uintptr_t q = (uintptr_t)p; q < e; q += ps) sink ^= *(const volatile unsigned char *)q;
-    if (n) sink ^= *((const volatile unsigned char *)p + n - 1);
-    (void)sink;
-    if (!lock) return 0;
-    if (mlock((void *)a, e - a)) {
-        LYRA_WARN("--mlock: cannot lock %zu bytes of weights in RAM: %s (raise ulimit -l)", n,
-                  strerror(errno));
-        return 0;
-    }
-    return 1;
-}
-
-static void unlock(const void *p, size_t n) {
-    size_t ps = page_size();
-    uintptr_t a = (uintptr_t)p & ~(uintptr_t)(ps - 1), e = (uintptr_t)p + n;
-    munlock((void *)a, e - a);
-}
-
-void lyra_runtime_release_pages(const void *p, size_t n) {
-    size_t ps = page_size();
-    uintptr_t a = ((uintptr_t)p + ps - 1) & ~(uintptr_t)(ps - 1);
-    uintptr_t e = ((uintptr_t)p + n) & ~(uintptr_t)(ps - 1);
-    if (e > a) madvise((void *)a, e - a, MADV_DONTNEED);
-}
-
-/* ----------------------------------------------------------- allocation */
-
-int lyra_runtime_alloc(lyra_model *m, int di, size_t n, void **p, lyra_oom *oom) {
-    lyra_device *d = m->dev[di];
-    int rc = lyra_device_alloc(d, n, p);
-    if (rc && oom) {
-        oom->dev = di;
-        oom->asked = n;
-        oom->room = lyra_device_room(d);
-    }
-    return rc;
-}
-
-void lyra_runtime_oom_text(const lyra_model *m, const lyra_oom *oom, char *buf, size_t cap) {
-    char a[32], f[32];
-    lyra_format_bytes(oom->asked, a, sizeof a);
-    lyra_format_bytes(oom->room, f, sizeof f);
-    snprintf(buf, cap, "out of memory on %s: asked %s, free %s", m->dev[oom->dev]->id, a, f);
-}
+/* ---------------------------------------------------------------- history */
 
 int lyra_runtime_fallback_step(lyra_model *m, int phase, int32_t token, const lyra_oom *oom,
                                const char *what, int32_t from, int32_t to) {
@@ -114,65 +57,6 @@ int lyra_runtime_fallback_step(lyra_model *m, int phase, int32_t token, const ly
     return LYRA_OK;
 }
 
-/* ------------------------------------------------------------ placements */
-
-/* Undo placed entry j (it stays in the array; the caller compacts). */
-void lyra_runtime_unplace(lyra_model *m, int j) {
-    lyra_placed *pl = &m->placed[j];
-    lyra_device *d = m->dev[pl->dev];
-    if (pl->ptr) d->ops->free(d, pl->ptr, pl->n_bytes);
-    else {
-        if (pl->locked) unlock(pl->host, pl->n_bytes);
-        d->ops->unadopt(d, pl->host, pl->n_bytes);
-    }
-    m->dev_weights[pl->dev] -= pl->n_bytes;
-}
-
-static int add_placed(lyra_model *m, lyra_placed **out, lyra_error *err) {
-    if (m->n_placed == m->cap_placed) {
-        int cap = m->cap_placed ? 2 * m->cap_placed : 64;
-        lyra_placed *p = realloc(m->placed, (size_t)cap * sizeof *p);
-        if (!p) return lyra_err(err, LYRA_ERR_OOM, "model", "out of memory");
-        m->placed = p;
-        m->cap_placed = cap;
-    }
-    *out = &m->placed[m->n_placed];
-    memset(*out, 0, sizeof **out);
-    return LYRA_OK;
-}
-
-int lyra_runtime_place(lyra_model *m, int di, lyra_weight *w, const void *host, lyra_oom *oom,
-                       lyra_error *err) {
-    lyra_device *d = m->dev[di];
-    lyra_placed *pl = NULL;
-    int rc = add_placed(m, &pl, err);
-    if (rc) return rc;
-    pl->dev = di;
-    pl->w = w;
-    pl->host = host;
-    pl->n_bytes = w->n_bytes;
-    if (m->use_mmap && !strcmp(d->kind, "cpu") && d->ops->adopt(d, host, w->n_bytes) == LYRA_OK) {
-        pl->locked = make_resident(host, w->n_bytes, m->use_mlock);
-    } else {
-        void *p;
-        lyra_oom o;
-        rc = lyra_runtime_alloc(m, di, w->n_bytes, &p, &o);
-        if (rc) {
-            char why[160];
-            if (oom) *oom = o;
-            lyra_runtime_oom_text(m, &o, why, sizeof why);
-            return lyra_err(err, rc, d->id, "weight %s: %s", w->name, why);
-        }
-        if ((rc = d->ops->copy_in(d, p, host, w->n_bytes))) {
-            d->ops->free(d, p, w->n_bytes);
-            return lyra_err(err, rc, d->id, "cannot load weight %s", w->name);
-        }
-        pl->ptr = p;
-    }
-    m->n_placed++;
-    m->dev_weights[di] += w->n_bytes;
-    return LYRA_OK;
-}
 
 /* ------------------------------------------------------------- attempts */
 
@@ -195,27 +79,6 @@ static int runs_on(const lyra_model *m, const int *asg, int i) {
 }
 
 static int is_gpu(const lyra_model *m, int di) { return di < m->n_dev && strcmp(m->dev[di]->kind, "cpu"); }
-
-lyra_scratch_need lyra_runtime_scratch_need(const lyra_model *m, const int *module_dev, int di,
-                                            int n_batch) {
-    const lyra_llama *a = m->arch;
-    lyra_device *d = m->dev[di];
-    lyra_scratch_need s = {0, 0, 0, 0, 0};
-    int n_mod = lyra_llama_n_modules(a);
-    for (int i = 0; i < n_mod; i++) {
-        if (module_dev[i] != di) continue;
-        s.any = 1;
-        lyra_module_kind k = lyra_llama_module_kind(a, i, NULL);
-        if (k == LYRA_MODULE_LAYER) s.has_layers = 1;
-        if (k == LYRA_MODULE_HEAD) s.has_head = 1;
-        size_t w = lyra_llama_work_bytes(a, d, i, i + 1, n_batch);
-        if (w > s.work) s.work = w;
-    }
-    if (s.any)
-        s.bytes = lyra_llama_buffers_bytes(a, n_batch, s.has_layers, s.has_head) +
-                  ((s.work + 63) & ~(size_t)63);
-    return s;
-}
 
 /* What an attempt needs: the entries, and per device the mapped bytes. */
 typedef struct attempt {
@@ -442,7 +305,7 @@ static int attempt_run(search *S, int mode, lyra_oom *oom, lyra_error *err) {
     for (int j = 0; j < t.n; j++) {
         entry *e = &t.e[j];
         lyra_placed *pl = NULL;
-        if (add_placed(m, &pl, err)) { /* cannot fail past the first: reserve below */
+        if (lyra_runtime_add_placed(m, &pl, err)) { /* cannot fail past the first: reserve below */
             rc = LYRA_ERR_OOM;
             break;
         }
@@ -451,7 +314,7 @@ static int attempt_run(search *S, int mode, lyra_oom *oom, lyra_error *err) {
         pl->host = e->host;
         pl->ptr = e->ptr;
         pl->n_bytes = e->n_bytes;
-        if (!e->copy) pl->locked = make_resident(e->host, e->n_bytes, m->use_mlock);
+        if (!e->copy) pl->locked = lyra_runtime_make_resident(e->host, e->n_bytes, m->use_mlock);
         m->n_placed++;
         m->dev_weights[e->dev] += e->n_bytes;
         e->ptr = NULL; /* owned by m->placed now */
@@ -690,4 +553,53 @@ done:
     free(S.asg0);
     free(S.asg);
     return rc;
+}
+
+/* -------------------------------------------------------------- step-down */
+
+/* The progressive fallback between two tokens: after the allocation *oom
+ * failed, move one layer off that device (a GPU's highest-index layer to the
+ * CPU, the CPU's highest-index resident layer to disk), record the step, and
+ * return LYRA_OK so that the caller retries. When the CPU cannot take the
+ * GPU's layer, a CPU layer goes to disk first. LYRA_ERR_OOM (err says why)
+ * when there is nothing left to move. */
+int lyra_runtime_step_down(lyra_context *c, const lyra_oom *oom, int phase, int32_t token,
+                           lyra_error *err) {
+    lyra_model *m = c->model;
+    const int n_mod = lyra_llama_n_modules(m->arch), di = oom->dev, gpu = is_gpu(m, di);
+    int mi = -1;
+    for (int i = n_mod - 1; i >= 0 && mi < 0; i--) /* the highest-index layer there */
+        if (m->module_dev[i] == di && !m->module_disk[i] &&
+            lyra_llama_module_kind(m->arch, i, NULL) == LYRA_MODULE_LAYER)
+            mi = i;
+    for (int i = n_mod - 1; i >= 0 && mi < 0 && gpu; i--) /* a GPU: then embedding, norm, head */
+        if (m->module_dev[i] == di) mi = i;
+    if (mi < 0 || m->n_contexts != 1) {
+        char why[160];
+        lyra_runtime_oom_text(m, oom, why, sizeof why);
+        return lyra_err(err, LYRA_ERR_OOM, m->dev[di]->id, "%s, and there is no way left (%s)", why,
+                        mi < 0 ? (gpu ? "nothing left on it" : "every layer is on disk already")
+                               : "several contexts share the model");
+    }
+    int is_layer = lyra_llama_module_kind(m->arch, mi, NULL) == LYRA_MODULE_LAYER;
+    int from = gpu ? lyra_runtime_gpu_layers(m) : lyra_runtime_cpu_layers(m);
+    for (int tries = 0; tries <= n_mod; tries++) {
+        lyra_oom o2;
+        int rc = lyra_runtime_move_module(c, mi, m->cpu, !gpu, &o2, err);
+        if (rc == LYRA_OK) {
+            if (is_layer)
+                lyra_runtime_fallback_step(m, phase, token, oom, gpu ? "gpu" : "cpu", from, from - 1);
+            else {
+                char name[64];
+                lyra_llama_module_name(m->arch, mi, name, sizeof name);
+                lyra_runtime_fallback_step(m, phase, token, oom, "gpu", from, from);
+                LYRA_INFO("%s moved to the cpu (out of memory on its GPU)", name);
+            }
+            return LYRA_OK;
+        }
+        if (rc != LYRA_ERR_OOM || o2.dev != m->cpu || !gpu) return rc;
+        /* the CPU could not take it: make room there first */
+        if ((rc = lyra_runtime_step_down(c, &o2, phase, token, err))) return rc;
+    }
+    return lyra_err(err, LYRA_ERR_OOM, m->dev[di]->id, "the fallback found no placement");
 }

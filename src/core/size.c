@@ -1,7 +1,7 @@
 /* size.c: parsing and formatting memory sizes (see size.h). All arithmetic is
  * on integers so "0.1GB" is exactly 100000000 bytes and every input has one
  * answer on every machine. */
-#include "plan/size.h"
+#include "size.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -201,4 +201,14 @@ size_t lyra_size_format(uint64_t n, char *buf, size_t cap) {
     k = snprintf(buf, cap, "%llu.%llu %s", (unsigned long long)(tenths / 10),
                  (unsigned long long)(tenths % 10), unit[u]);
     return k < 0 ? 0 : (size_t)k;
+}
+
+/* lyra.h's lyra_format_bytes: lyra_size_format, except below 1 KiB, where
+ * the public API always shows one decimal ("512.0 B"). */
+size_t lyra_format_bytes(uint64_t n, char *buf, size_t cap) {
+    if (n < 1024) { /* lyra.h: always one decimal ("512.0 B") */
+        int k = snprintf(buf, cap, "%llu.0 B", (unsigned long long)n);
+        return k < 0 ? 0 : (size_t)k;
+    }
+    return lyra_size_format(n, buf, cap); /* one formatter */
 }

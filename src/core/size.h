@@ -1,6 +1,8 @@
 /* size.h: memory sizes as people write them, the ONE parser used by
  * --max-memory, --reserve, configs (max_memory) and LYRA_SIM_GPUS, and the
- * formatter used by map lines, plan tables and fallback messages.
+ * formatter used by map lines, plan tables and fallback messages (and, in
+ * size.c, lyra.h's lyra_format_bytes). In core: the device (LYRA_SIM_GPUS),
+ * the plan, the config and the front ends all read sizes.
  *
  * Grammar (surrounding spaces/tabs ignored, spaces allowed before the unit):
  *   size   = digits [ "." digits ] unit
@@ -17,14 +19,14 @@
  * ("0.1GB" = 100000000, "1.5GiB" = 1610612736, "1.5B" = 1). Results above
  * UINT64_MAX are errors. Every error is LYRA_ERR_INPUT with the message
  * "WHERE: bad size \"VALUE\": WHY". */
-#ifndef LYRA_PLAN_SIZE_H
-#define LYRA_PLAN_SIZE_H
+#ifndef LYRA_CORE_SIZE_H
+#define LYRA_CORE_SIZE_H
 
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/err.h"
+#include "err.h"
 
 /* Parse the NUL-terminated string s. where names the source for messages
  * ("--max-memory", "LYRA_SIM_GPUS", "config.json: max_memory.cpu"). */

@@ -1,0 +1,27 @@
+/* placement.h: which devices a model runs on and the plan of where its
+ * modules go (placement.c), made from lyra_model_params' device fields.
+ * Used by the load (fallback.c) and by `lyra plan` / `lyra devices`. */
+#ifndef LYRA_RUNTIME_PLACEMENT_H
+#define LYRA_RUNTIME_PLACEMENT_H
+
+#include "arch/llama.h"
+#include "device/device.h"
+#include "lyra.h"
+#include "plan/plan.h"
+
+/* The devices a model runs on: the simulated GPUs of LYRA_SIM_GPUS (when set,
+ * they replace CUDA; said on stderr at INFO), then the CPU; n_threads for
+ * each (0 = physical cores). On failure none is left. */
+int lyra_runtime_devices(int n_threads, lyra_device **dev, int *n_dev, lyra_error *err);
+/* Plan a's modules on dev[n_dev] (lyra_runtime_devices' order) from p's
+ * device fields; notes go to the log (WARN). */
+int lyra_runtime_plan(const lyra_llama *a, const lyra_model_params *p, lyra_device *const *dev,
+                      int n_dev, struct lyra_plan **out, lyra_error *err);
+/* The plan of a map the runtime chose (ids[i]: device id of module i, "disk"
+ * for the disk tier) for n_ctx positions, with p's budgets; not checked
+ * against them (the map is what really loaded). */
+int lyra_runtime_plan_fixed(const lyra_llama *a, const lyra_model_params *p,
+                            lyra_device *const *dev, int n_dev, const char *const *ids,
+                            int32_t n_ctx, struct lyra_plan **out, lyra_error *err);
+
+#endif
