@@ -1,9 +1,43 @@
 /* lyra.h: the public C API of liblyra, a local LLM runtime.
  *
- * Conventions: every fallible call returns an int status, LYRA_OK (0) or one of
- * the exit codes below, and fills a caller-provided lyra_error with one line
- * "WHERE: WHAT". Objects are opaque and freed by their *_free function (NULL is
- * accepted). No global state: two models in one process are independent.
+ * Conventions:
+ *  - Status: every fallible call returns an int status, LYRA_OK (0) or one of
+ *    the exit codes below, and fills a caller-provided lyra_error (may be
+ *    NULL) with one line "WHERE: WHAT".
+ *  - Constructors: int lyra_X_new/open(..., lyra_X **out, lyra_error *err);
+ *    *out is set on success (NULL on failure). Objects are opaque and freed
+ *    by their *_free function (NULL is accepted). The documented exceptions
+ *    return the object itself: lyra_detok_new, lyra_sampler_new and
+ *    lyra_kwargs_new (they can only run out of memory: NULL), and
+ *    lyra_load_pipeline (NULL with err filled; lyra_pipeline_open is the
+ *    same with a status).
+ *  - Outputs: text goes into caller-owned buffers (buf, cap) and the call
+ *    returns the text's full length, as snprintf does (a result > cap, or
+ *    >= cap where the text is NUL-terminated, means it was cut); only
+ *    lyra_detok_feed and lyra_detok_flush return the bytes written. Token
+ *    lists and generated texts the library allocates are malloc'd and freed
+ *    by the caller with free() (said at each call). Pointers returned by
+ *    getters (lyra_version, lyra_get_logits, lyra_pipeline_model) stay owned
+ *    by the library.
+ *  - Only the functions below are exported by liblyra.so (LYRA_API).
+ *  - No global state but the log sink: two models in one process are
+ *    independent; backend settings come from lyra_backend_params (by
+ *    default from the environment, read at lyra_model_open).
+ *
+ * Threads: the library starts its own worker threads; its objects are not
+ * locked. A model and the contexts made from it are used by one thread at a
+ * time (lyra_eval on two contexts of one model must not overlap: they share
+ * the model's devices, and the fallback may move the model's layers). The
+ * vocabulary never changes after lyra_model_open, so the tokenizer calls
+ * (lyra_tokenize, lyra_token_*, lyra_model_meta_str, a lyra_detok of the
+ * model) may run on any threads at once, also while another thread
+ * evaluates, but not after lyra_model_free has begun. Samplers, detoks,
+ * kwargs and pipelines are used by one thread at a time each; different
+ * objects (and different models) may be used on different threads at once.
+ * lyra_log_set and the log sink are safe from any thread (one mutex; the
+ * sink is called with it held, one line at a time, so it must not call into
+ * lyra). lyra_version, lyra_build_features and the *_default_params calls
+ * may be called anywhere.
  *
  * A minimal program:
  *   lyra_error err; lyra_model *m; lyra_context *c;
@@ -22,8 +56,17 @@
 extern "C" {
 #endif
 
+/* Marks the exported functions (liblyra.so is built with hidden visibility). */
+#if defined(__GNUC__) || defined(__clang__)
+#define LYRA_API __attribute__((visibility("default")))
+#else
+#define LYRA_API
+#endif
+
 #define LYRA_VERSION "0.1.0"
-#define LYRA_API_VERSION 2
+/* 2: the pipeline; 3: lyra_backend_params, the vocabulary and metadata
+ * accessors, lyra_pipeline_open */
+#define LYRA_API_VERSION 3
 
 /* Status codes; they are also the CLI's exit codes. */
 enum {
@@ -41,8 +84,8 @@ typedef struct lyra_error {
 } lyra_error;
 
 /* Library version string, and the build features ("avx2 avx512 no-CUDA"). */
-const char *lyra_version(void);
-const char *lyra_build_features(void);
+LYRA_API const char *lyra_version(void);
+LYRA_API const char *lyra_build_features(void);
 
 /* -------------------------------------------------------------------- log */
 /* Library messages (notes, warnings) go to one sink: by default stderr at
@@ -51,12 +94,40 @@ typedef enum lyra_log_level {
     LYRA_LOG_ERROR = 0, LYRA_LOG_WARN = 1, LYRA_LOG_INFO = 2, LYRA_LOG_DEBUG = 3
 } lyra_log_level;
 typedef void (*lyra_log_fn)(lyra_log_level level, const char *line, void *user);
-/* fn NULL = stderr. Messages above max_level are dropped. */
-void lyra_log_set(lyra_log_fn fn, lyra_log_level max_level, void *user);
+/* fn NULL = stderr. Messages above max_level are dropped. Safe from any
+ * thread; the sink gets one line at a time under the library's log mutex
+ * (so it must not call into lyra), and is not called once this returns. */
+LYRA_API void lyra_log_set(lyra_log_fn fn, lyra_log_level max_level, void *user);
 
 /* ------------------------------------------------------------------ model */
 typedef struct lyra_model lyra_model;
 typedef struct lyra_context lyra_context;
+
+/* Backend settings: what the environment variables of the same names set
+ * when a model is opened without them (docs/api.md lists them).
+ * Strings are borrowed for the call they are passed to; values are checked
+ * there and a bad one fails with LYRA_ERR_INPUT, the message naming the
+ * variable ("LYRA_SIM_GPUS: ..."), as for the environment. */
+typedef struct lyra_backend_params {
+    const char *sim_gpus;     /* LYRA_SIM_GPUS: simulated GPUs "SIZE[@REPORTED],..."
+                                 (e.g. "6GiB,500KiB@64MiB") replacing the CUDA GPUs;
+                                 NULL: none (the CUDA GPUs); "": no GPU at all */
+    const char *cuda_devices; /* LYRA_CUDA_DEVICES: CUDA ordinals to use ("0,1"; "0,0"
+                                 splits card 0 in two); NULL: every card; "": none */
+    const char *cpu_path;     /* LYRA_CPU: CPU kernels "scalar", "avx2" or "avx512";
+                                 NULL or "": the best this CPU runs */
+    const char *fail_alloc;   /* LYRA_FAIL_ALLOC: fault injection "ID:N[+],..." (the N-th
+                                 allocation on device ID fails; with +: also every later
+                                 one); NULL or "": none */
+    int alloc_stats;          /* LYRA_ALLOC_STATS (set and not "0"): 1 logs each device's
+                                 allocation count and peak (WARN) at lyra_model_free */
+} lyra_backend_params;
+
+/* Everything off: no simulated GPU, every CUDA card, the best CPU kernels. */
+LYRA_API lyra_backend_params lyra_backend_default_params(void);
+/* The settings the environment gives now (the default of lyra_model_open);
+ * the strings point into the environment. */
+LYRA_API lyra_backend_params lyra_backend_params_from_env(void);
 
 /* Where the weights go (docs/sharding.md). Devices are the GPUs ("0", "1",
  * ...; simulated ones from LYRA_SIM_GPUS, which replaces CUDA when set), the
@@ -108,13 +179,15 @@ typedef struct lyra_model_params {
                                  0 (default) as stored, 8 (Q8_0) or 4 (Q4_K) */
     int32_t kv_chunk;         /* the KV cache grows in chunks of this many positions
                                  (each an allocation per layer); 0 = 256 */
+    const lyra_backend_params *backend; /* NULL (default): from the environment
+                                 (lyra_backend_params_from_env at lyra_model_open) */
 } lyra_model_params;
 
 typedef enum lyra_fallback_policy {
     LYRA_FALLBACK_LAYERS = 0, LYRA_FALLBACK_CONTEXT = 1, LYRA_FALLBACK_NONE = 2
 } lyra_fallback_policy;
 
-lyra_model_params lyra_model_default_params(void);
+LYRA_API lyra_model_params lyra_model_default_params(void);
 
 /* One step of the progressive fallback (docs/fallback.md). */
 typedef enum lyra_fallback_phase { LYRA_PHASE_LOAD = 0, LYRA_PHASE_GENERATE = 1 } lyra_fallback_phase;
@@ -132,52 +205,67 @@ typedef struct lyra_fallback_step {
 
 /* Open a GGUF file (or the first part of a split GGUF). Reads and validates the
  * metadata and tensor table, maps the weights. params may be NULL. */
-int lyra_model_open(const char *path, const lyra_model_params *params,
-                    lyra_model **out, lyra_error *err);
-void lyra_model_free(lyra_model *model);
+LYRA_API int lyra_model_open(const char *path, const lyra_model_params *params,
+                             lyra_model **out, lyra_error *err);
+LYRA_API void lyra_model_free(lyra_model *model);
 
-const char *lyra_model_arch(const lyra_model *model); /* "llama" */
-int32_t lyra_model_n_vocab(const lyra_model *model);
-int32_t lyra_model_n_layer(const lyra_model *model);
-int32_t lyra_model_n_embd(const lyra_model *model);
-int32_t lyra_model_n_ctx_train(const lyra_model *model);
-uint64_t lyra_model_n_bytes(const lyra_model *model); /* weight bytes used (a tied embedding once) */
+LYRA_API const char *lyra_model_arch(const lyra_model *model); /* "llama" */
+LYRA_API int32_t lyra_model_n_vocab(const lyra_model *model);
+LYRA_API int32_t lyra_model_n_layer(const lyra_model *model);
+LYRA_API int32_t lyra_model_n_embd(const lyra_model *model);
+LYRA_API int32_t lyra_model_n_ctx_train(const lyra_model *model);
+/* Weight bytes used (a tied embedding once). */
+LYRA_API uint64_t lyra_model_n_bytes(const lyra_model *model);
 /* Weight elements (parameters); like n_bytes, a tied embedding counts once. */
-uint64_t lyra_model_n_params(const lyra_model *model);
+LYRA_API uint64_t lyra_model_n_params(const lyra_model *model);
 /* Context positions the load fitted (n_ctx, or less after the context policy). */
-int32_t lyra_model_n_ctx(const lyra_model *model);
+LYRA_API int32_t lyra_model_n_ctx(const lyra_model *model);
 /* The fallback history: steps taken at load and during generation, oldest first. */
-int lyra_model_fallback_steps(const lyra_model *model);
+LYRA_API int lyra_model_fallback_steps(const lyra_model *model);
 /* Step i (0-based); LYRA_ERR_INPUT when out of range. */
-int lyra_model_fallback_step(const lyra_model *model, int i, lyra_fallback_step *out);
+LYRA_API int lyra_model_fallback_step(const lyra_model *model, int i, lyra_fallback_step *out);
 /* Where every module is now, as Hugging Face's hf_device_map JSON text:
  * {"model.embed_tokens":"0","model.layers.0":"0",...,"lm_head":"cpu"} (values
  * are device ids or "disk"). Returns the bytes needed (as snprintf). */
-size_t lyra_model_device_map(const lyra_model *model, char *buf, size_t cap);
+LYRA_API size_t lyra_model_device_map(const lyra_model *model, char *buf, size_t cap);
+/* A string of the model's GGUF metadata by key ("general.name",
+ * "tokenizer.chat_template"), NUL-terminated into buf[cap] (cut to cap - 1
+ * bytes; buf may be NULL when cap is 0). Returns the string's length, or -1
+ * (buf untouched) when the key is absent or its value is not a string. */
+LYRA_API int64_t lyra_model_meta_str(const lyra_model *model, const char *key, char *buf,
+                                     size_t cap);
+/* The model's chat template (tokenizer.chat_template) as lyra_model_meta_str. */
+LYRA_API int64_t lyra_model_chat_template(const lyra_model *model, char *buf, size_t cap);
 
 /* --------------------------------------------------------------- tokenizer */
 /* Tokenize len bytes of text. *out is malloc'd (free with free()), *n_out its
  * length. add_bos: 1 add, 0 don't, -1 as the model's metadata says. */
-int lyra_tokenize(const lyra_model *model, const char *text, size_t len,
-                  int add_bos, int parse_special, int32_t **out,
-                  size_t *n_out, lyra_error *err);
+LYRA_API int lyra_tokenize(const lyra_model *model, const char *text, size_t len,
+                           int add_bos, int parse_special, int32_t **out,
+                           size_t *n_out, lyra_error *err);
 /* The bytes of one token (byte tokens <0xNN> give that byte; special tokens
  * give "" unless render_special). Returns the byte count, written up to cap. */
-size_t lyra_token_to_piece(const lyra_model *model, int32_t token,
-                           int render_special, char *buf, size_t cap);
-int32_t lyra_token_bos(const lyra_model *model); /* -1 when none */
-int32_t lyra_token_eos(const lyra_model *model);
-int lyra_token_is_eog(const lyra_model *model, int32_t token);
-int lyra_add_bos_default(const lyra_model *model);
+LYRA_API size_t lyra_token_to_piece(const lyra_model *model, int32_t token,
+                                    int render_special, char *buf, size_t cap);
+LYRA_API int32_t lyra_token_bos(const lyra_model *model); /* -1 when none */
+LYRA_API int32_t lyra_token_eos(const lyra_model *model);
+LYRA_API int lyra_token_is_eog(const lyra_model *model, int32_t token);
+LYRA_API int lyra_add_bos_default(const lyra_model *model);
+/* The token's text as stored in the vocabulary ("<s>", "<|im_end|>", "\xe2\x96\x81the"),
+ * not NUL-terminated. Returns its length (0 for an id out of range) and
+ * writes up to cap bytes of it. */
+LYRA_API size_t lyra_token_text(const lyra_model *model, int32_t token, char *buf, size_t cap);
+/* The token whose vocabulary text is exactly text[0..len), -1 if none. */
+LYRA_API int32_t lyra_token_find(const lyra_model *model, const char *text, size_t len);
 
 /* Streaming detokenizer: feeds token pieces and emits only complete UTF-8. */
 typedef struct lyra_detok lyra_detok;
-lyra_detok *lyra_detok_new(const lyra_model *model);
+LYRA_API lyra_detok *lyra_detok_new(const lyra_model *model); /* NULL: out of memory */
 /* Append the piece of token; write the bytes that are now complete UTF-8 (or
  * cannot become valid) to buf. Returns the byte count (at most cap). */
-size_t lyra_detok_feed(lyra_detok *d, int32_t token, char *buf, size_t cap);
-size_t lyra_detok_flush(lyra_detok *d, char *buf, size_t cap);
-void lyra_detok_free(lyra_detok *d);
+LYRA_API size_t lyra_detok_feed(lyra_detok *d, int32_t token, char *buf, size_t cap);
+LYRA_API size_t lyra_detok_flush(lyra_detok *d, char *buf, size_t cap);
+LYRA_API void lyra_detok_free(lyra_detok *d);
 
 /* ---------------------------------------------------------------- context */
 typedef enum lyra_kv_type { LYRA_KV_F16 = 0, LYRA_KV_F32 = 1 } lyra_kv_type;
@@ -195,23 +283,23 @@ typedef struct lyra_context_params {
  * failing device between two tokens (GPU -> CPU, CPU -> disk) and evaluation
  * goes on with the same results; the step is in the model's history. */
 
-lyra_context_params lyra_context_default_params(void);
-int lyra_context_new(lyra_model *model, const lyra_context_params *params,
-                     lyra_context **out, lyra_error *err);
-void lyra_context_free(lyra_context *ctx);
-int32_t lyra_context_n_ctx(const lyra_context *ctx);
-int32_t lyra_context_pos(const lyra_context *ctx); /* tokens in the KV cache */
+LYRA_API lyra_context_params lyra_context_default_params(void);
+LYRA_API int lyra_context_new(lyra_model *model, const lyra_context_params *params,
+                              lyra_context **out, lyra_error *err);
+LYRA_API void lyra_context_free(lyra_context *ctx);
+LYRA_API int32_t lyra_context_n_ctx(const lyra_context *ctx);
+LYRA_API int32_t lyra_context_pos(const lyra_context *ctx); /* tokens in the KV cache */
 /* Forget positions >= pos (pos 0: empty the cache). */
-void lyra_context_truncate(lyra_context *ctx, int32_t pos);
+LYRA_API void lyra_context_truncate(lyra_context *ctx, int32_t pos);
 
 /* Evaluate n tokens at the next positions, in batches of n_batch. With
  * logits_all the logits of every one of the n positions are kept, else only
  * the last one's. Fails with LYRA_ERR_INPUT when the context would overflow. */
-int lyra_eval(lyra_context *ctx, const int32_t *tokens, int32_t n,
-              int logits_all, lyra_error *err);
+LYRA_API int lyra_eval(lyra_context *ctx, const int32_t *tokens, int32_t n,
+                       int logits_all, lyra_error *err);
 /* Logits (n_vocab floats) of the i-th token of the last lyra_eval (i = -1:
  * the last one). NULL if i was not kept. */
-const float *lyra_get_logits(const lyra_context *ctx, int32_t i);
+LYRA_API const float *lyra_get_logits(const lyra_context *ctx, int32_t i);
 
 /* Devices in use: count, then per device its id ("cpu", "0"), kind ("cpu",
  * "gpu"), bytes of weights / kv / scratch actually allocated or mapped, and
@@ -221,24 +309,24 @@ typedef struct lyra_device_usage {
     char kind[16];
     uint64_t weights, kv, scratch;
 } lyra_device_usage;
-int lyra_context_n_devices(const lyra_context *ctx);
-int lyra_context_device_usage(const lyra_context *ctx, int i, lyra_device_usage *out);
+LYRA_API int lyra_context_n_devices(const lyra_context *ctx);
+LYRA_API int lyra_context_device_usage(const lyra_context *ctx, int i, lyra_device_usage *out);
 /* The map line(s), one per device, each ending in '\n'. Returns bytes needed. */
-size_t lyra_context_map_lines(const lyra_context *ctx, char *buf, size_t cap);
+LYRA_API size_t lyra_context_map_lines(const lyra_context *ctx, char *buf, size_t cap);
 /* Move layer (0-based) with its weights and KV cache to device id ("cpu",
  * "0", ...) between two evaluations; the next lyra_eval gives the same
  * logits as before the move. All memory on the target is allocated before
  * anything is freed: on failure (LYRA_ERR_OOM, LYRA_ERR_INPUT for an unknown
  * layer or device, or a model with several contexts) nothing changes. */
-int lyra_context_move_layer(lyra_context *ctx, int32_t layer, const char *device_id,
-                            lyra_error *err);
+LYRA_API int lyra_context_move_layer(lyra_context *ctx, int32_t layer, const char *device_id,
+                                     lyra_error *err);
 /* Bytes a decode step reads at position pos (for bandwidth figures): every
  * weight but the embedding table, one embedding row, and the K and V of
  * positions 0..pos in every layer. */
-uint64_t lyra_context_bytes_per_token(const lyra_context *ctx, int32_t pos);
+LYRA_API uint64_t lyra_context_bytes_per_token(const lyra_context *ctx, int32_t pos);
 /* n bytes as the map lines print them: one decimal in the largest binary unit
  * giving a value >= 1 ("512.0 B", "1.5 KiB", "1.1 GiB"). Returns snprintf's count. */
-size_t lyra_format_bytes(uint64_t n, char *buf, size_t cap);
+LYRA_API size_t lyra_format_bytes(uint64_t n, char *buf, size_t cap);
 
 /* ---------------------------------------------------------------- sampler */
 typedef struct lyra_sampler_params {
@@ -252,14 +340,15 @@ typedef struct lyra_sampler_params {
 } lyra_sampler_params;
 
 typedef struct lyra_sampler lyra_sampler;
-lyra_sampler_params lyra_sampler_default_params(void);
-lyra_sampler *lyra_sampler_new(const lyra_sampler_params *params, int32_t n_vocab);
+LYRA_API lyra_sampler_params lyra_sampler_default_params(void);
+/* NULL: out of memory, or n_vocab <= 0. params may be NULL (the defaults). */
+LYRA_API lyra_sampler *lyra_sampler_new(const lyra_sampler_params *params, int32_t n_vocab);
 /* Sample from logits (not modified). */
-int32_t lyra_sampler_sample(lyra_sampler *s, const float *logits);
+LYRA_API int32_t lyra_sampler_sample(lyra_sampler *s, const float *logits);
 /* Record a token in the repetition window (prompt tokens and sampled ones). */
-void lyra_sampler_accept(lyra_sampler *s, int32_t token);
-void lyra_sampler_reset(lyra_sampler *s);
-void lyra_sampler_free(lyra_sampler *s);
+LYRA_API void lyra_sampler_accept(lyra_sampler *s, int32_t token);
+LYRA_API void lyra_sampler_reset(lyra_sampler *s);
+LYRA_API void lyra_sampler_free(lyra_sampler *s);
 
 /* --------------------------------------------------------------- pipeline */
 /* The one-call API (docs/api.md), the analogue of Hugging Face's pipeline():
@@ -281,11 +370,11 @@ typedef struct lyra_kwargs lyra_kwargs;
  * bare or as "pipeline_kwargs.NAME" ("max_new_tokens", "temperature", "stop",
  * ...) and every top-level key ("device_map", "max_memory", "load_in_8bit",
  * ...), values as strings the way the command-line flags take them. */
-lyra_kwargs *lyra_kwargs_new(void); /* NULL when out of memory */
+LYRA_API lyra_kwargs *lyra_kwargs_new(void); /* NULL when out of memory */
 /* Validated at once (source "api"): LYRA_ERR_INPUT naming the key for an
  * unknown key or a bad value; nothing changes then. "stop" appends. */
-int lyra_kwargs_set(lyra_kwargs *kw, const char *key, const char *value, lyra_error *err);
-void lyra_kwargs_free(lyra_kwargs *kw);
+LYRA_API int lyra_kwargs_set(lyra_kwargs *kw, const char *key, const char *value, lyra_error *err);
+LYRA_API void lyra_kwargs_free(lyra_kwargs *kw);
 
 /* Load a pipeline. model_id: a GGUF path, a directory holding one, or
  * org/name[:TAG] in the local Hugging Face cache; NULL: the config's
@@ -294,8 +383,13 @@ void lyra_kwargs_free(lyra_kwargs *kw);
  * ./config/model_config.json, $XDG_CONFIG_HOME/lyra/model_config.json).
  * pipeline_kwargs (may be NULL) override the config. Returns NULL on
  * failure, with err->code the exit code and err->msg one line. */
-lyra_pipeline *lyra_load_pipeline(const char *model_id, const char *task, const char *config_path,
-                                  const lyra_kwargs *pipeline_kwargs, lyra_error *err);
+LYRA_API lyra_pipeline *lyra_load_pipeline(const char *model_id, const char *task,
+                                           const char *config_path,
+                                           const lyra_kwargs *pipeline_kwargs, lyra_error *err);
+/* The same with the library's convention: a status, *out on success. */
+LYRA_API int lyra_pipeline_open(const char *model_id, const char *task, const char *config_path,
+                                const lyra_kwargs *pipeline_kwargs, lyra_pipeline **out,
+                                lyra_error *err);
 
 /* Called with each piece of generated text (complete UTF-8, stop strings
  * held back); a non-zero return cancels (the call then returns LYRA_OK with
@@ -306,21 +400,21 @@ typedef int (*lyra_token_cb)(const char *piece, size_t len, void *user);
  * sampling settings of the config and kwargs. cb may be NULL; *out_text
  * (out_text may be NULL) is the whole continuation, malloc'd. Starts from an
  * empty KV cache. */
-int lyra_pipeline_generate(lyra_pipeline *p, const char *prompt, lyra_token_cb cb, void *user,
-                           char **out_text, lyra_error *err);
+LYRA_API int lyra_pipeline_generate(lyra_pipeline *p, const char *prompt, lyra_token_cb cb,
+                                    void *user, char **out_text, lyra_error *err);
 /* One chat turn: user_message after the turns so far, rendered with the
  * model's chat template (or chat_template) and system_prompt; the KV cache
  * keeps the conversation, so only the new tokens are evaluated. *out_reply
  * (may be NULL) is the reply, malloc'd, without white space around it. */
-int lyra_pipeline_chat(lyra_pipeline *p, const char *user_message, lyra_token_cb cb, void *user,
-                       char **out_reply, lyra_error *err);
+LYRA_API int lyra_pipeline_chat(lyra_pipeline *p, const char *user_message, lyra_token_cb cb,
+                                void *user, char **out_reply, lyra_error *err);
 /* Forget the chat turns and empty the KV cache. */
-void lyra_pipeline_reset(lyra_pipeline *p);
+LYRA_API void lyra_pipeline_reset(lyra_pipeline *p);
 /* The model and context (owned by the pipeline), for lyra_model_device_map,
  * lyra_model_fallback_step, lyra_context_map_lines, lyra_context_pos, ... */
-lyra_model *lyra_pipeline_model(lyra_pipeline *p);
-lyra_context *lyra_pipeline_context(lyra_pipeline *p);
-void lyra_pipeline_free(lyra_pipeline *p);
+LYRA_API lyra_model *lyra_pipeline_model(lyra_pipeline *p);
+LYRA_API lyra_context *lyra_pipeline_context(lyra_pipeline *p);
+LYRA_API void lyra_pipeline_free(lyra_pipeline *p);
 
 #ifdef __cplusplus
 }

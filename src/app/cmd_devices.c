@@ -36,7 +36,7 @@ int cmd_devices(int argc, char **argv, lyra_error *err) {
     if (rc) return rc;
     lyra_device *dev[LYRA_MAX_DEVICES];
     int n_dev = 0;
-    if ((rc = lyra_runtime_devices(1, dev, &n_dev, err))) return rc;
+    if ((rc = lyra_runtime_devices(NULL, 1, dev, &n_dev, err))) return rc;
     lyra_plan_device pd[LYRA_PLAN_MAX_DEVICES];
     const char *name[LYRA_PLAN_MAX_DEVICES];
     int n = 0;

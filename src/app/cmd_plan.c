@@ -128,7 +128,7 @@ static int plan_run(const char *model, int json, lyra_model_params *mp, lyra_err
     lyra_plan *plan = NULL;
     rc = lyra_gguf_open(model, &g, err);
     if (!rc) rc = lyra_llama_load(g, &arch, err);
-    if (!rc) rc = lyra_runtime_devices(1, dev, &n_dev, err);
+    if (!rc) rc = lyra_runtime_devices(NULL, 1, dev, &n_dev, err);
     if (!rc) rc = lyra_runtime_plan(arch, mp, dev, n_dev, &plan, err);
     if (!rc) {
         char *s = json ? lyra_plan_json_string(plan) : lyra_plan_table(plan);

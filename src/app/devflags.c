@@ -21,7 +21,7 @@ static int n_gpus(lyra_error *err) {
     if (lyra_sim_from_env(specs, LYRA_SIM_MAX_GPUS, &n, &set, err)) return -1;
     if (set) return n;
     int cards = lyra_cuda_count(NULL, 0);
-    const char *pick = getenv("LYRA_CUDA_DEVICES");
+    const char *pick = lyra_backend_params_from_env().cuda_devices;
     if (!cards || !pick) return cards;
     int ord[LYRA_CUDA_MAX_DEVICES];
     if (lyra_cuda_parse_devices(pick, cards, ord, LYRA_CUDA_MAX_DEVICES, &n, err)) return -1;

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/env.h"
 #include "core/fp16.h"
 #include "core/pool.h"
 #include "device/cpu_kernels.h"
@@ -551,11 +552,15 @@ static void set_name(lyra_device *d) {
 }
 
 int lyra_cpu_device_new(int n_threads, lyra_device **out, lyra_error *err) {
+    return lyra_cpu_device_open(n_threads, lyra_backend_params_from_env().cpu_path, out, err);
+}
+
+int lyra_cpu_device_open(int n_threads, const char *cpu_path, lyra_device **out, lyra_error *err) {
     *out = NULL;
     if (n_threads < 0)
         return lyra_err(err, LYRA_ERR_INPUT, "threads", "must be >= 0, got %d", n_threads);
     lyra_cpu_path path;
-    int rc = lyra_cpu_path_select(&path, err);
+    int rc = lyra_cpu_path_parse(cpu_path, &path, err);
     if (rc) return rc;
     lyra_device *d = calloc(1, sizeof *d);
     cpu_impl *c = calloc(1, sizeof *c);

@@ -1,20 +1,24 @@
 /* cuda_host.c: the parts of the CUDA device (cuda.h) that need no CUDA: the
- * LYRA_CUDA_DEVICES parser, and, in builds without CUDA, the entry points
+ * LYRA_CUDA_DEVICES parser and lyra_cuda_devices_new, and, in builds without CUDA, the entry points
  * reporting that there is no GPU (silently: such a build behaves as before
  * the CUDA device existed). */
 #include <stdio.h>
 #include <string.h>
 
 #include "build_info.h"
+#include "core/env.h"
 #include "device/cuda.h"
 
 int lyra_cuda_parse_devices(const char *value, int n_cards, int *ordinals, int max, int *n,
                             lyra_error *err) {
     *n = 0;
-    const char *s = value ? value : "";
-    while (*s) {
-        const char *e = strchr(s, ',');
-        size_t len = e ? (size_t)(e - s) : strlen(s);
+    if (!value || !value[0]) return LYRA_OK;
+    const char *cur = value, *s;
+    size_t len;
+    while (lyra_list_next(&cur, &s, &len)) {
+        if (len == 0 && !s[0]) /* "" after the last comma */
+            return lyra_err(err, LYRA_ERR_INPUT, "LYRA_CUDA_DEVICES",
+                            "\"%.64s\": trailing comma", value);
         char entry[16];
         if (len == 0 || len >= sizeof entry)
             return lyra_err(err, LYRA_ERR_INPUT, "LYRA_CUDA_DEVICES",
@@ -41,15 +45,13 @@ int lyra_cuda_parse_devices(const char *value, int n_cards, int *ordinals, int m
             return lyra_err(err, LYRA_ERR_INPUT, "LYRA_CUDA_DEVICES",
                             "\"%.64s\": at most %d devices", value, max);
         ordinals[(*n)++] = v;
-        s += len;
-        if (*s == ',') {
-            s++;
-            if (!*s)
-                return lyra_err(err, LYRA_ERR_INPUT, "LYRA_CUDA_DEVICES",
-                                "\"%.64s\": trailing comma", value);
-        }
     }
     return LYRA_OK;
+}
+
+int lyra_cuda_devices_new(int n_threads, lyra_device **out, int max, int *n, lyra_error *err) {
+    return lyra_cuda_devices_open(lyra_backend_params_from_env().cuda_devices, n_threads, out, max,
+                                  n, err);
 }
 
 #if !LYRA_BUILD_HAVE_CUDA
@@ -60,8 +62,9 @@ int lyra_cuda_count(char *why, size_t why_cap) {
 
 int lyra_cuda_available(void) { return 0; }
 
-int lyra_cuda_devices_new(int n_threads, lyra_device **out, int max, int *n, lyra_error *err) {
-    (void)n_threads; (void)out; (void)max; (void)err;
+int lyra_cuda_devices_open(const char *pick, int n_threads, lyra_device **out, int max, int *n,
+                           lyra_error *err) {
+    (void)pick; (void)n_threads; (void)out; (void)max; (void)err;
     *n = 0;
     return LYRA_OK;
 }

@@ -1,11 +1,13 @@
 /* device.c: the backend-independent parts of the device interface: free
- * memory, the allocation entry point with fault injection (LYRA_FAIL_ALLOC),
- * and freeing a device. */
+ * memory, the allocation entry point with fault injection (a LYRA_FAIL_ALLOC
+ * value), and freeing a device. */
 #include "device/device.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "core/env.h"
 
 uint64_t lyra_device_free_mem(const lyra_device *d) {
     return d && d->ops && d->ops->free_mem ? d->ops->free_mem(d) : 0;
@@ -30,14 +32,14 @@ int lyra_device_alloc(lyra_device *d, size_t size, void **ptr) {
     return d->ops->alloc(d, size, ptr);
 }
 
-int lyra_device_fault_from_env(lyra_device *const *dev, int n, int *armed, lyra_error *err) {
-    const char *v = getenv("LYRA_FAIL_ALLOC");
+int lyra_device_fault_parse(const char *v, lyra_device *const *dev, int n, int *armed,
+                            lyra_error *err) {
     *armed = 0;
     if (!v || !v[0]) return LYRA_OK;
-    const char *s = v;
-    while (*s) {
-        const char *e = strchr(s, ',');
-        size_t len = e ? (size_t)(e - s) : strlen(s);
+    const char *cur = v, *s;
+    size_t len;
+    while (lyra_list_next(&cur, &s, &len)) {
+        if (len == 0 && !s[0]) break; /* a trailing comma */
         char entry[64];
         if (len == 0 || len >= sizeof entry)
             return lyra_err(err, LYRA_ERR_INPUT, "LYRA_FAIL_ALLOC",
@@ -78,8 +80,6 @@ int lyra_device_fault_from_env(lyra_device *const *dev, int n, int *armed, lyra_
         dev[found]->fail_at = at;
         dev[found]->fail_after = plus;
         (*armed)++;
-        s += len;
-        if (*s == ',') s++;
     }
     return LYRA_OK;
 }

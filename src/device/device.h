@@ -150,14 +150,19 @@ uint64_t lyra_device_room(const lyra_device *d);
  * this. LYRA_OK, or LYRA_ERR_OOM with *ptr = NULL. */
 int lyra_device_alloc(lyra_device *d, size_t size, void **ptr);
 
-/* LYRA_FAIL_ALLOC=ID:N[+][,ID:N[+]...]: arm fault injection on dev[n] (IDs as
- * `lyra devices` prints them). Unset or empty: nothing. Malformed, or an ID
- * that is not here: LYRA_ERR_INPUT naming LYRA_FAIL_ALLOC and the entry.
- * *armed = number of entries (the caller announces them). */
-int lyra_device_fault_from_env(lyra_device *const *dev, int n, int *armed, lyra_error *err);
+/* A LYRA_FAIL_ALLOC value (lyra_backend_params.fail_alloc)
+ * "ID:N[+][,ID:N[+]...]": arm fault injection on dev[n] (IDs as `lyra
+ * devices` prints them). NULL or empty: nothing. Malformed, or an ID that is
+ * not here: LYRA_ERR_INPUT naming LYRA_FAIL_ALLOC and the entry. *armed =
+ * number of entries (the caller announces them). */
+int lyra_device_fault_parse(const char *value, lyra_device *const *dev, int n, int *armed,
+                            lyra_error *err);
 
-/* The CPU device: n_threads workers (0 = physical cores), kernel path chosen by
- * lyra_cpu_path_select (LYRA_CPU). */
+/* The CPU device: n_threads workers (0 = physical cores), kernels cpu_path
+ * (a LYRA_CPU value: "scalar", "avx2", "avx512"; NULL or "": the best here;
+ * lyra_cpu_path_parse). */
+int lyra_cpu_device_open(int n_threads, const char *cpu_path, lyra_device **out, lyra_error *err);
+/* The same with cpu_path from the environment (LYRA_CPU). */
 int lyra_cpu_device_new(int n_threads, lyra_device **out, lyra_error *err);
 void lyra_device_free(lyra_device *d);
 lyra_cpu_path lyra_cpu_device_path(const lyra_device *d);
@@ -185,8 +190,9 @@ typedef struct lyra_sim_spec {
     uint64_t reported;  /* total the device reports (= cap when not given) */
 } lyra_sim_spec;
 
-/* Parse a LYRA_SIM_GPUS value into specs[max]; *n = entries ("" gives 0).
- * Malformed: LYRA_ERR_INPUT naming LYRA_SIM_GPUS and the entry. */
+/* Parse a LYRA_SIM_GPUS value (lyra_backend_params.sim_gpus) into
+ * specs[max]; *n = entries ("" gives 0). Malformed: LYRA_ERR_INPUT naming
+ * LYRA_SIM_GPUS and the entry. */
 int lyra_sim_parse(const char *value, lyra_sim_spec *specs, int max, int *n, lyra_error *err);
 /* The same from the environment; *set = 0 (and *n = 0) when LYRA_SIM_GPUS is unset. */
 int lyra_sim_from_env(lyra_sim_spec *specs, int max, int *n, int *set, lyra_error *err);
@@ -196,7 +202,11 @@ int lyra_sim_from_env(lyra_sim_spec *specs, int max, int *n, int *set, lyra_erro
 int lyra_sim_device_new(int index, const lyra_sim_spec *spec, lyra_device *compute,
                         lyra_device **out, lyra_error *err);
 /* n simulated GPUs from specs, each computing with its own CPU device of
- * n_threads threads (0 = physical cores). On failure none is left. */
+ * n_threads threads (0 = physical cores) and kernels cpu_path (as
+ * lyra_cpu_device_open). On failure none is left. */
+int lyra_sim_devices_open(const lyra_sim_spec *specs, int n, int n_threads, const char *cpu_path,
+                          lyra_device **out, lyra_error *err);
+/* The same with cpu_path from the environment (LYRA_CPU). */
 int lyra_sim_devices_new(const lyra_sim_spec *specs, int n, int n_threads, lyra_device **out,
                          lyra_error *err);
 int lyra_device_is_sim(const lyra_device *d);

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/env.h"
 #include "core/size.h"
 #include "device/device.h"
 
@@ -359,12 +360,12 @@ int lyra_sim_device_new(int index, const lyra_sim_spec *spec, lyra_device *compu
     return LYRA_OK;
 }
 
-int lyra_sim_devices_new(const lyra_sim_spec *specs, int n, int n_threads, lyra_device **out,
-                         lyra_error *err) {
+int lyra_sim_devices_open(const lyra_sim_spec *specs, int n, int n_threads, const char *cpu_path,
+                          lyra_device **out, lyra_error *err) {
     for (int i = 0; i < n; i++) out[i] = NULL;
     for (int i = 0; i < n; i++) {
         lyra_device *cpu;
-        int rc = lyra_cpu_device_new(n_threads, &cpu, err);
+        int rc = lyra_cpu_device_open(n_threads, cpu_path, &cpu, err);
         if (!rc) rc = lyra_sim_device_new(i, &specs[i], cpu, &out[i], err);
         if (rc) {
             for (int j = 0; j < i; j++) {
@@ -375,6 +376,12 @@ int lyra_sim_devices_new(const lyra_sim_spec *specs, int n, int n_threads, lyra_
         }
     }
     return LYRA_OK;
+}
+
+int lyra_sim_devices_new(const lyra_sim_spec *specs, int n, int n_threads, lyra_device **out,
+                         lyra_error *err) {
+    return lyra_sim_devices_open(specs, n, n_threads, lyra_backend_params_from_env().cpu_path, out,
+                                 err);
 }
 
 int lyra_device_is_sim(const lyra_device *d) { return d && d->ops == &sim_ops; }
@@ -399,11 +406,11 @@ int lyra_sim_parse(const char *value, lyra_sim_spec *specs, int max, int *n, lyr
     while (a < len && is_blank(value[a])) a++;
     if (a == len) return LYRA_OK; /* empty: no GPUs */
     int count = 0;
-    for (size_t i = 0; i <= len;) {
-        size_t j = i;
-        while (j < len && value[j] != ',') j++;
-        /* entry [i, j), trimmed */
-        size_t e0 = i, e1 = j;
+    const char *cur = value, *ent;
+    size_t el;
+    while (lyra_list_next(&cur, &ent, &el)) {
+        /* the entry, trimmed: value[e0, e1) */
+        size_t e0 = (size_t)(ent - value), e1 = e0 + el;
         while (e0 < e1 && is_blank(value[e0])) e0++;
         while (e1 > e0 && is_blank(value[e1 - 1])) e1--;
         char q[256], where[300];
@@ -435,14 +442,13 @@ int lyra_sim_parse(const char *value, lyra_sim_spec *specs, int max, int *n, lyr
         }
         if (rc) return rc;
         specs[count++] = sp;
-        i = j + 1;
     }
     *n = count;
     return LYRA_OK;
 }
 
 int lyra_sim_from_env(lyra_sim_spec *specs, int max, int *n, int *set, lyra_error *err) {
-    const char *v = getenv("LYRA_SIM_GPUS");
+    const char *v = lyra_backend_params_from_env().sim_gpus;
     *n = 0;
     *set = v != NULL;
     return v ? lyra_sim_parse(v, specs, max, n, err) : LYRA_OK;

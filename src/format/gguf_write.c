@@ -173,18 +173,28 @@ int lyra_gguf_writer_add_val(lyra_gguf_writer *w, const char *key, lyra_gguf_vty
     return set_kv(w, key, (uint32_t)type, &b);
 }
 
+/* v[n] through add_val in an 8-byte buffer: once add_val is inlined (the
+ * library's functions are hidden, so gcc may), gcc cannot see that
+ * put_scalar reads only the type's size and warns about the wider cases. */
+static int add_typed(lyra_gguf_writer *w, const char *key, lyra_gguf_vtype type, const void *v,
+                     size_t n) {
+    unsigned char x[8] = {0};
+    memcpy(x, v, n);
+    return lyra_gguf_writer_add_val(w, key, type, x);
+}
+
 int lyra_gguf_writer_add_u32(lyra_gguf_writer *w, const char *key, uint32_t v) {
-    return lyra_gguf_writer_add_val(w, key, LYRA_GGUF_U32, &v);
+    return add_typed(w, key, LYRA_GGUF_U32, &v, sizeof v);
 }
 int lyra_gguf_writer_add_i32(lyra_gguf_writer *w, const char *key, int32_t v) {
-    return lyra_gguf_writer_add_val(w, key, LYRA_GGUF_I32, &v);
+    return add_typed(w, key, LYRA_GGUF_I32, &v, sizeof v);
 }
 int lyra_gguf_writer_add_f32(lyra_gguf_writer *w, const char *key, float v) {
-    return lyra_gguf_writer_add_val(w, key, LYRA_GGUF_F32, &v);
+    return add_typed(w, key, LYRA_GGUF_F32, &v, sizeof v);
 }
 int lyra_gguf_writer_add_bool(lyra_gguf_writer *w, const char *key, int v) {
     uint8_t x = v != 0;
-    return lyra_gguf_writer_add_val(w, key, LYRA_GGUF_BOOL, &x);
+    return add_typed(w, key, LYRA_GGUF_BOOL, &x, sizeof x);
 }
 
 int lyra_gguf_writer_add_str(lyra_gguf_writer *w, const char *key, const char *v) {

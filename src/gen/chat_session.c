@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include "core/log.h"
-#include "runtime/runtime.h"
 
 uint64_t lyra_gen_random_seed(void) {
     uint64_t s = 0;
@@ -43,6 +42,13 @@ int lyra_chat_session_open(lyra_chat_session *cs, const char *path, const lyra_m
     cs->n_ctx = lyra_context_n_ctx(cs->ctx);
     cs->kv = malloc(sizeof *cs->kv * (size_t)cs->n_ctx);
     if (!cs->kv) return lyra_err(err, LYRA_ERR_OOM, where, "out of memory");
+    int64_t tl = lyra_model_chat_template(cs->m, NULL, 0);
+    if (tl > 0) {
+        cs->template_text = malloc((size_t)tl + 1);
+        if (!cs->template_text) return lyra_err(err, LYRA_ERR_OOM, where, "out of memory");
+        lyra_model_chat_template(cs->m, cs->template_text, (size_t)tl + 1);
+        cs->template_len = (size_t)tl;
+    }
     return LYRA_OK;
 }
 
@@ -53,44 +59,33 @@ int lyra_chat_session_sampler(lyra_chat_session *cs, const lyra_sampler_params *
     return LYRA_OK;
 }
 
-/* The model's tokenizer.chat_template (*has 0: none or empty). */
-static lyra_gguf_str model_template(const lyra_chat_session *cs, int *has) {
-    lyra_gguf_str s = {0};
-    *has = lyra_gguf_get_str(cs->m->gguf, "tokenizer.chat_template", &s) && s.len > 0;
-    return s;
-}
-
 lyra_chat_kind lyra_chat_session_detect(const lyra_chat_session *cs, int *known, int *has) {
-    lyra_gguf_str s = model_template(cs, has);
-    return lyra_chat_detect(*has ? s.ptr : NULL, *has ? (size_t)s.len : 0, known);
+    *has = cs->template_text != NULL;
+    return lyra_chat_detect(cs->template_text, cs->template_len, known);
 }
 
 /* Text of token id from the vocabulary as a NUL-terminated string into
  * buf[cap] ("" for none / too long). */
 static const char *token_text(const lyra_model *m, int32_t id, char *buf, size_t cap) {
-    size_t len = 0;
-    const char *t = id >= 0 ? lyra_tok_text(m->tok, id, &len) : NULL;
-    if (!t || len >= cap) len = 0;
-    if (len) memcpy(buf, t, len);
+    size_t len = id >= 0 ? lyra_token_text(m, id, buf, cap) : 0;
+    if (len >= cap) len = 0;
     buf[len] = '\0';
     return buf;
 }
 
 int lyra_chat_session_template(lyra_chat_session *cs, lyra_chat_kind kind, const char *const *stop,
                                int n_stop, const char *where, lyra_error *err) {
-    int has;
-    lyra_gguf_str s = model_template(cs, &has);
     char bos[128], eos[128];
     token_text(cs->m, lyra_token_bos(cs->m), bos, sizeof bos);
     token_text(cs->m, lyra_token_eos(cs->m), eos, sizeof eos);
-    lyra_chat_init(&cs->tmpl, kind, bos, eos, has ? s.ptr : NULL, has ? (size_t)s.len : 0);
+    lyra_chat_init(&cs->tmpl, kind, bos, eos, cs->template_text, cs->template_len);
     free(cs->stops);
     cs->n_stops = cs->n_tmpl_stops = cs->n_eot = 0;
     cs->stops = malloc(sizeof *cs->stops * (size_t)(LYRA_CHAT_MAX_STOPS + n_stop));
     if (!cs->stops) return lyra_err(err, LYRA_ERR_OOM, where, "out of memory");
     cs->n_stops = cs->n_tmpl_stops = lyra_chat_stops(&cs->tmpl, cs->stops);
     for (int i = 0; i < cs->n_stops; i++) {
-        int32_t id = lyra_tok_find(cs->m->tok, cs->stops[i], strlen(cs->stops[i]));
+        int32_t id = lyra_token_find(cs->m, cs->stops[i], strlen(cs->stops[i]));
         if (id >= 0) cs->eot[cs->n_eot++] = id;
     }
     for (int i = 0; i < n_stop; i++) cs->stops[cs->n_stops++] = stop[i];
@@ -113,6 +108,7 @@ void lyra_chat_session_free(lyra_chat_session *cs) {
     free(cs->reply);
     free(cs->kv);
     free(cs->stops);
+    free(cs->template_text);
     lyra_sampler_free(cs->s);
     lyra_context_free(cs->ctx);
     lyra_model_free(cs->m);

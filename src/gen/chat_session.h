@@ -32,6 +32,9 @@ typedef struct lyra_chat_session {
     lyra_context *ctx;                /* its context, the KV cache (owned) */
     lyra_sampler *s;                  /* the sampler, reset at each reply (owned) */
     lyra_chat tmpl;                   /* the chat template */
+    char *template_text;              /* the model's tokenizer.chat_template (owned),
+                                         NULL: none or empty */
+    size_t template_len;              /* its length */
     const char **stops;               /* [n_stops] texts that end a reply: the template's
                                          n_tmpl_stops first, then the caller's (malloc'd
                                          array; the caller's strings are borrowed) */

@@ -1,6 +1,7 @@
 /* pipeline.c: the one-call C API (include/lyra.h, docs/api.md):
- * lyra_load_pipeline resolves a model and its settings from a config file
- * (src/config/config.h) and keyword arguments, opens the model and a
+ * lyra_pipeline_open (and lyra_load_pipeline) resolves a model and its
+ * settings from a config file (src/config/config.h, the one module below
+ * lyra.h that src/gen uses) and keyword arguments, opens the model and a
  * context; lyra_pipeline_generate continues a plain prompt (the same tokens
  * and sampling as `lyra generate`), lyra_pipeline_chat answers one chat turn
  * with the model's template, keeping the conversation in the KV cache so a
@@ -155,21 +156,18 @@ static int open_model(lyra_pipeline *p, const char *ref, lyra_error *err) {
     return rc ? rc : setup_template(p, err);
 }
 
-lyra_pipeline *lyra_load_pipeline(const char *model_id, const char *task, const char *config_path,
-                                  const lyra_kwargs *pipeline_kwargs, lyra_error *err) {
+int lyra_pipeline_open(const char *model_id, const char *task, const char *config_path,
+                       const lyra_kwargs *pipeline_kwargs, lyra_pipeline **out, lyra_error *err) {
     lyra_error local;
     if (!err) err = &local;
     err->code = LYRA_OK;
     err->msg[0] = '\0';
-    if (task && strcmp(task, "text-generation")) {
-        lyra_err(err, LYRA_ERR_INPUT, "task", "'%s' is not supported (only \"text-generation\")", task);
-        return NULL;
-    }
+    *out = NULL;
+    if (task && strcmp(task, "text-generation"))
+        return lyra_err(err, LYRA_ERR_INPUT, "task", "'%s' is not supported (only \"text-generation\")",
+                        task);
     lyra_pipeline *p = calloc(1, sizeof *p);
-    if (!p) {
-        lyra_err(err, LYRA_ERR_OOM, "lyra_load_pipeline", "out of memory");
-        return NULL;
-    }
+    if (!p) return lyra_err(err, LYRA_ERR_OOM, "lyra_load_pipeline", "out of memory");
     int rc = load_config(p, config_path, pipeline_kwargs, err);
     const char *ref = model_id ? model_id : p->gen.model_id;
     if (!rc && !ref)
@@ -179,8 +177,16 @@ lyra_pipeline *lyra_load_pipeline(const char *model_id, const char *task, const 
     if (!rc) rc = open_model(p, ref, err);
     if (rc) {
         lyra_pipeline_free(p);
-        return NULL;
+        return rc;
     }
+    *out = p;
+    return LYRA_OK;
+}
+
+lyra_pipeline *lyra_load_pipeline(const char *model_id, const char *task, const char *config_path,
+                                  const lyra_kwargs *pipeline_kwargs, lyra_error *err) {
+    lyra_pipeline *p;
+    lyra_pipeline_open(model_id, task, config_path, pipeline_kwargs, &p, err);
     return p;
 }
 

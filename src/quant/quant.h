@@ -89,8 +89,11 @@ typedef enum { LYRA_CPU_SCALAR = 0, LYRA_CPU_AVX2 = 1, LYRA_CPU_AVX512 = 2 } lyr
 const char *lyra_cpu_path_name(lyra_cpu_path p);   /* "scalar" "avx2" "avx512" */
 int lyra_cpu_path_compiled(lyra_cpu_path p);      /* built into this binary */
 int lyra_cpu_path_available(lyra_cpu_path p);     /* compiled and the CPU has it */
-/* The path to use: LYRA_CPU (scalar|avx2|avx512) when set, else the best
- * available. A malformed or unavailable LYRA_CPU is LYRA_ERR_INPUT. */
+/* The path to use: name (a LYRA_CPU value: scalar|avx2|avx512) when not NULL
+ * or "", else the best available. A malformed or unavailable name is
+ * LYRA_ERR_INPUT naming LYRA_CPU. */
+int lyra_cpu_path_parse(const char *name, lyra_cpu_path *out, lyra_error *err);
+/* The same with LYRA_CPU from the environment. */
 int lyra_cpu_path_select(lyra_cpu_path *out, lyra_error *err);
 
 /* Activation type that weights of type t are dotted with: Q8_0 for Q8_0 and

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/env.h"
 #include "core/fp16.h"
 
 #if LYRA_X86
@@ -57,7 +58,10 @@ int lyra_cpu_path_available(lyra_cpu_path p) {
 }
 
 int lyra_cpu_path_select(lyra_cpu_path *out, lyra_error *err) {
-    const char *env = getenv("LYRA_CPU");
+    return lyra_cpu_path_parse(lyra_backend_params_from_env().cpu_path, out, err);
+}
+
+int lyra_cpu_path_parse(const char *env, lyra_cpu_path *out, lyra_error *err) {
     if (env && *env) {
         lyra_cpu_path p;
         if (!strcmp(env, "scalar")) p = LYRA_CPU_SCALAR;

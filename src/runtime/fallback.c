@@ -488,7 +488,7 @@ static int plan_final(lyra_model *m, const lyra_model_params *p, lyra_error *err
 }
 
 int lyra_runtime_load(lyra_model *m, const lyra_model_params *p, lyra_error *err) {
-    int rc = lyra_runtime_devices(p->n_threads, m->dev, &m->n_dev, err);
+    int rc = lyra_runtime_devices(p->backend, p->n_threads, m->dev, &m->n_dev, err);
     if (rc) return rc;
     m->cpu = m->n_dev - 1;
     m->kv_chunk = p->kv_chunk > 0 ? p->kv_chunk : LYRA_KV_CHUNK;

@@ -71,8 +71,12 @@ int lyra_model_open(const char *path, const lyra_model_params *params, lyra_mode
         return lyra_err(err, LYRA_ERR_INPUT, "kv_chunk", "must be >= 0, got %d", (int)p.kv_chunk);
     if (p.load_in_bits != 0 && p.load_in_bits != 4 && p.load_in_bits != 8)
         return lyra_err(err, LYRA_ERR_INPUT, "load_in_bits", "must be 0, 4 or 8, got %d", p.load_in_bits);
+    /* the backend settings, read from the environment once when not given */
+    lyra_backend_params bp = p.backend ? *p.backend : lyra_backend_params_from_env();
+    p.backend = &bp;
     lyra_model *m = calloc(1, sizeof *m);
     if (!m) return lyra_err(err, LYRA_ERR_OOM, path, "out of memory");
+    m->alloc_stats = bp.alloc_stats != 0;
     m->use_mmap = p.use_mmap != 0;
     m->use_mlock = p.use_mlock != 0;
     int rc = lyra_gguf_open(path, &m->gguf, err);
@@ -96,10 +100,8 @@ void lyra_model_free(lyra_model *m) {
     if (!m) return;
     for (int j = 0; j < m->n_placed; j++) lyra_runtime_unplace(m, j);
     free(m->placed);
-    const char *st = getenv("LYRA_ALLOC_STATS");
-    int stats = st && st[0] && strcmp(st, "0");
     for (int i = 0; i < m->n_dev; i++) {
-        if (stats)
+        if (m->alloc_stats)
             LYRA_WARN("alloc: %s calls=%llu peak=%llu", m->dev[i]->id,
                       (unsigned long long)m->dev[i]->stats.alloc_calls,
                       (unsigned long long)m->dev[i]->stats.peak);
@@ -148,6 +150,21 @@ size_t lyra_model_device_map(const lyra_model *m, char *buf, size_t cap) {
     return o;
 }
 
+int64_t lyra_model_meta_str(const lyra_model *m, const char *key, char *buf, size_t cap) {
+    lyra_gguf_str v;
+    if (!key || !lyra_gguf_get_str(m->gguf, key, &v)) return -1;
+    if (buf && cap) {
+        size_t k = v.len < cap - 1 ? (size_t)v.len : cap - 1;
+        memcpy(buf, v.ptr, k);
+        buf[k] = '\0';
+    }
+    return v.len > INT64_MAX ? INT64_MAX : (int64_t)v.len;
+}
+
+int64_t lyra_model_chat_template(const lyra_model *m, char *buf, size_t cap) {
+    return lyra_model_meta_str(m, "tokenizer.chat_template", buf, cap);
+}
+
 /* --------------------------------------------------------------- tokenizer */
 
 int lyra_tokenize(const lyra_model *m, const char *text, size_t len, int add_bos,
@@ -165,6 +182,18 @@ int32_t lyra_token_bos(const lyra_model *m) { return lyra_tok_bos(m->tok); }
 int32_t lyra_token_eos(const lyra_model *m) { return lyra_tok_eos(m->tok); }
 int lyra_token_is_eog(const lyra_model *m, int32_t token) { return lyra_tok_is_eog(m->tok, token); }
 int lyra_add_bos_default(const lyra_model *m) { return lyra_tok_add_bos(m->tok); }
+
+size_t lyra_token_text(const lyra_model *m, int32_t token, char *buf, size_t cap) {
+    size_t len = 0;
+    const char *t = token >= 0 ? lyra_tok_text(m->tok, token, &len) : NULL;
+    if (!t) return 0;
+    if (buf) memcpy(buf, t, len < cap ? len : cap);
+    return len;
+}
+
+int32_t lyra_token_find(const lyra_model *m, const char *text, size_t len) {
+    return text ? lyra_tok_find(m->tok, text, len) : -1;
+}
 
 /* The public streaming detokenizer is the tokenizer's stream with every space
  * kept (the continuation of a prompt). */

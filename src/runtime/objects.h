@@ -69,6 +69,7 @@ struct lyra_model {
     int fallback;                           /* progressive fallback on (load done) */
     int policy;                             /* lyra_fallback_policy */
     int probe;                              /* 1: a probe: only the map, no weights */
+    int alloc_stats;                        /* lyra_backend_params.alloc_stats */
     char *qbuf;                             /* on-load quantized weights (host), or NULL */
     uint64_t qbuf_bytes;                    /* its size */
     lyra_fallback_step *steps;              /* [n_steps] fallback history */

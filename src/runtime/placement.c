@@ -14,28 +14,36 @@
 #include "runtime/objects.h"
 #include "runtime/placement.h"
 
-int lyra_runtime_devices(int n_threads, lyra_device **dev, int *n_dev, lyra_error *err) {
+int lyra_runtime_devices(const lyra_backend_params *bp, int n_threads, lyra_device **dev,
+                         int *n_dev, lyra_error *err) {
+    lyra_backend_params env;
+    if (!bp) {
+        env = lyra_backend_params_from_env();
+        bp = &env;
+    }
     lyra_sim_spec specs[LYRA_SIM_MAX_GPUS];
-    int n = 0, set = 0, rc;
+    int n = 0, set = bp->sim_gpus != NULL, rc;
     *n_dev = 0;
-    if ((rc = lyra_sim_from_env(specs, LYRA_SIM_MAX_GPUS, &n, &set, err))) return rc;
+    if ((rc = lyra_sim_parse(bp->sim_gpus, specs, LYRA_SIM_MAX_GPUS, &n, err))) return rc;
     if (set) {
         LYRA_INFO("LYRA_SIM_GPUS is set: %d simulated GPU%s, no CUDA GPUs", n, n == 1 ? "" : "s");
-        if (n && (rc = lyra_sim_devices_new(specs, n, n_threads, dev, err))) return rc;
+        if (n && (rc = lyra_sim_devices_open(specs, n, n_threads, bp->cpu_path, dev, err))) return rc;
     }
     /* without LYRA_SIM_GPUS: the CUDA GPUs (none in builds without CUDA, or
      * without a driver or a device: one note, then the CPU alone) */
-    if (!set && (rc = lyra_cuda_devices_new(n_threads, dev, LYRA_MAX_DEVICES - 1, &n, err))) return rc;
-    if ((rc = lyra_cpu_device_new(n_threads, &dev[n], err))) {
+    if (!set && (rc = lyra_cuda_devices_open(bp->cuda_devices, n_threads, dev, LYRA_MAX_DEVICES - 1,
+                                             &n, err)))
+        return rc;
+    if ((rc = lyra_cpu_device_open(n_threads, bp->cpu_path, &dev[n], err))) {
         for (int i = 0; i < n; i++) lyra_device_free(dev[i]);
         return rc;
     }
     int armed = 0;
-    if ((rc = lyra_device_fault_from_env(dev, n + 1, &armed, err))) {
+    if ((rc = lyra_device_fault_parse(bp->fail_alloc, dev, n + 1, &armed, err))) {
         for (int i = 0; i <= n; i++) lyra_device_free(dev[i]);
         return rc;
     }
-    if (armed) LYRA_WARN("LYRA_FAIL_ALLOC=%s: fault injection armed", getenv("LYRA_FAIL_ALLOC"));
+    if (armed) LYRA_WARN("LYRA_FAIL_ALLOC=%s: fault injection armed", bp->fail_alloc);
     *n_dev = n + 1;
     return LYRA_OK;
 }

@@ -9,10 +9,13 @@
 #include "lyra.h"
 #include "plan/plan.h"
 
-/* The devices a model runs on: the simulated GPUs of LYRA_SIM_GPUS (when set,
- * they replace CUDA; said on stderr at INFO), then the CPU; n_threads for
- * each (0 = physical cores). On failure none is left. */
-int lyra_runtime_devices(int n_threads, lyra_device **dev, int *n_dev, lyra_error *err);
+/* The devices a model runs on as bp says (NULL: from the environment): the
+ * simulated GPUs of sim_gpus (when set, they replace CUDA; said at INFO) or
+ * the CUDA GPUs of cuda_devices, then the CPU with the kernels of cpu_path,
+ * fault injection armed from fail_alloc; n_threads for each (0 = physical
+ * cores). On failure none is left. */
+int lyra_runtime_devices(const lyra_backend_params *bp, int n_threads, lyra_device **dev,
+                         int *n_dev, lyra_error *err);
 /* Plan a's modules on dev[n_dev] (lyra_runtime_devices' order) from p's
  * device fields; notes go to the log (WARN). */
 int lyra_runtime_plan(const lyra_llama *a, const lyra_model_params *p, lyra_device *const *dev,

@@ -363,10 +363,10 @@ int lyra_cuda_available(void) { return lyra_cuda_count(NULL, 0) > 0; }
 
 int lyra_device_is_cuda(const lyra_device *d) { return d && d->ops == &cuda_ops; }
 
-int lyra_cuda_devices_new(int n_threads, lyra_device **out, int max, int *n, lyra_error *err) {
+int lyra_cuda_devices_open(const char *env, int n_threads, lyra_device **out, int max, int *n,
+                           lyra_error *err) {
     (void)n_threads;
     *n = 0;
-    const char *env = getenv("LYRA_CUDA_DEVICES");
     if (env && !env[0]) return LYRA_OK; /* every GPU hidden on purpose */
     char why[256];
     int cards = lyra_cuda_count(why, sizeof why);
