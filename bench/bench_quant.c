@@ -18,7 +18,7 @@
 
 #include "core/pool.h"
 #include "core/rng.h"
-#include "quant/quant.h"
+#include "kernels/kernels.h"
 
 static double now(void) {
     struct timespec ts;

@@ -9,7 +9,7 @@ Reads every #include "..." of src/ and fails (exit 1) on
      module A including B's header while B includes A's is a cycle even
      though no header includes itself. A header without a source of its own
      (types and inline helpers like runtime/objects.h, a folder's private
-     header like quant/quant_impl.h) is a leaf here: what it includes is
+     header like kernels/kernels_impl.h) is a leaf here: what it includes is
      checked by 3.
   3. a cycle between files (headers including each other).
 With --build DIR (a CMake build directory) it also reads the object files of
@@ -35,9 +35,9 @@ import sys
 # the ones before it, never one after it. Folders on one line share a layer
 # (they may include each other; file-level cycles are still checked).
 LAYERS = [
-    ["core"],      # errors, log, thread pool, fp16, sizes: knows nothing else
-    ["quant"],     # weight types, block layouts, reference (de)quantizers
-    ["kernels"],   # CPU kernels (SIMD), when they live in their own folder
+    ["core"],      # errors, log, thread pool, fp16, sizes, weight types: knows nothing else
+    ["quant"],     # block layouts, reference (de)quantizers
+    ["kernels"],   # CPU kernels: scalar / AVX2 / AVX-512 matmul and vector ops
     ["format"],    # GGUF reading and writing
     ["token"],     # tokenizers from GGUF metadata
     ["device"],    # devices: CPU, simulated GPUs, CUDA

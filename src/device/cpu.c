@@ -5,7 +5,7 @@
  * each output computed by one thread in a fixed order, so results do not
  * depend on the thread count. Ops too small to be worth a dispatch run on the
  * calling thread (same arithmetic). Matrix products are lyra_matmul's; the
- * vector kernels are cpu_kernels*.c, chosen by the same path (LYRA_CPU).
+ * vector kernels are src/kernels/vec*.c, chosen by the same path (LYRA_CPU).
  *
  * Work memory: matmul needs lyra_matmul_work_size bytes; the runtime sizes and
  * allocates it through this device (it is counted as scratch) and hands it
@@ -19,7 +19,7 @@
 #include "core/env.h"
 #include "core/fp16.h"
 #include "core/pool.h"
-#include "device/cpu_kernels.h"
+#include "kernels/vec.h"
 #include "device/device.h"
 
 /* Below this many output elements an op runs on the calling thread. */

@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 #include "core/err.h"
-#include "quant/quant.h"
+#include "kernels/kernels.h"
 
 typedef struct lyra_device lyra_device;
 

@@ -14,7 +14,7 @@
 #include <stdint.h>
 
 #include "core/err.h"
-#include "quant/quant.h"
+#include "core/wtype.h"
 
 typedef enum lyra_gguf_vtype {
     LYRA_GGUF_U8 = 0, LYRA_GGUF_I8 = 1, LYRA_GGUF_U16 = 2, LYRA_GGUF_I16 = 3,

@@ -70,8 +70,8 @@
 #include <stdint.h>
 
 #include "core/err.h"
+#include "core/wtype.h"
 #include "device/device.h"
-#include "quant/quant.h"
 
 #define LYRA_PLAN_MAX_GPUS 16
 #define LYRA_PLAN_MAX_DEVICES (LYRA_PLAN_MAX_GPUS + 2) /* + cpu + disk */

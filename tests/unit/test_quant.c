@@ -29,7 +29,7 @@
 #include "core/fp16.h"
 #include "core/pool.h"
 #include "core/rng.h"
-#include "quant/quant.h"
+#include "kernels/kernels.h"
 #include "testutil.h"
 
 static lyra_rng rng;

@@ -25,7 +25,7 @@
 
 extern "C" {
 #include "core/fp16.h"
-#include "quant/quant.h"
+#include "kernels/kernels.h"
 }
 
 #define LC_HD __host__ __device__ __forceinline__
@@ -229,7 +229,7 @@ LC_HD void lc_unpack(const uint8_t *row, int64_t u, int k, lc_wq *w) {
 /* Contribution of one unpacked part to a dot product with the part's
  * quantized activations x[2] (packed int8) and their block scale dx. The
  * integer part is exact; the float part follows the CPU's formulas
- * (quant_impl.h). */
+ * (src/kernels/kernels_impl.h). */
 template <int T>
 LC_HD float lc_part_dot(const lc_wq *w, const int *x, float dx) {
     int s = lc_dp4a(w->q[1], x[1], lc_dp4a(w->q[0], x[0], 0));

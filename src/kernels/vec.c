@@ -1,6 +1,6 @@
-/* cpu_kernels.c: the portable scalar versions of the CPU device's vector
- * kernels (see cpu_kernels.h); the reference for the SIMD ones. */
-#include "cpu_kernels.h"
+/* vec.c: the portable scalar versions of the CPU device's vector
+ * kernels (see vec.h); the reference for the SIMD ones. */
+#include "kernels/vec.h"
 
 #include <math.h>
 

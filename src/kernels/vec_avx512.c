@@ -1,7 +1,7 @@
-/* cpu_kernels_avx512.c: AVX-512 versions of the CPU device's vector kernels
- * (see cpu_kernels.h). Compiled with -mavx512f (and friends); used only when
+/* vec_avx512.c: AVX-512 versions of the CPU device's vector kernels
+ * (see vec.h). Compiled with -mavx512f (and friends); used only when
  * the CPU has AVX-512 (F, BW, VL, DQ). exp is the same Cephes-style polynomial as the AVX2 one. */
-#include "cpu_kernels.h"
+#include "kernels/vec.h"
 
 #include <immintrin.h>
 #include <math.h>

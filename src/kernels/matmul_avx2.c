@@ -1,10 +1,10 @@
-/* quant_avx2.c: AVX2 + FMA + F16C CPU kernels: activation quantization and
+/* matmul_avx2.c: AVX2 + FMA + F16C CPU kernels: activation quantization and
  * tiles of dot products, reproducing the canonical evaluation order of
- * quant_impl.h exactly (results equal the scalar path's bit for bit).
+ * kernels_impl.h exactly (results equal the scalar path's bit for bit).
  *
  * The 16 canonical lanes live in two ymm accumulators (lanes 0..7: even
  * blocks / first half of each 64-element group; 8..15: odd blocks / second
- * half; Q4_0: the lane order of quant_impl.h). Int8 products use vpmaddubsw +
+ * half; Q4_0: the lane order of kernels_impl.h). Int8 products use vpmaddubsw +
  * vpmaddwd: Q8_0 with the |w|, sign(x,w) trick (activations from
  * lyra_quantize_act are never -128), Q4_0 with the raw nibbles and a
  * -8*sum(x) correction and whole-block sums by a hadd tree, K-quants with
@@ -19,7 +19,7 @@
 #include <string.h>
 
 #include "core/fp16.h"
-#include "quant/quant_impl.h"
+#include "kernels/kernels_impl.h"
 
 #define INLINE static inline __attribute__((always_inline))
 /* Fully unroll the small R x T loops so the accumulators live in registers.
@@ -156,7 +156,7 @@ INLINE __m256i q4_corr(__m256i xq) {
     return _mm256_sub_epi32(_mm256_setzero_si256(), s);
 }
 
-/* Q8_0: per block 8 lanes of 4 products, FMA'd per lane (quant_impl.h). */
+/* Q8_0: per block 8 lanes of 4 products, FMA'd per lane (kernels_impl.h). */
 INLINE void q8_tile(const int R, const int T, int64_t n, const uint8_t *w, size_t ws,
                     const uint8_t *a, size_t as, float *y, size_t ys) {
     const size_t wb = 34;
@@ -213,7 +213,7 @@ INLINE __m256 q4_scales8(const uint8_t *p, size_t bs, int h, int cnt) {
     return _mm256_cvtph_ps(ld128((const uint8_t *)v));
 }
 
-/* Q4_0 (quant_impl.h: one exact int32 sum and one FMA per block, block 4j+i
+/* Q4_0 (kernels_impl.h: one exact int32 sum and one FMA per block, block 4j+i
  * of each group of 16 in lane 4i+j). Per block 8 int32 lanes (vpmaddubsw +
  * vpmaddwd, -8*sum(x) correction); the blocks i, 4+i, 8+i, 12+i are summed
  * by a hadd tree into [their low-4-lane sums | high-4-lane sums], and two

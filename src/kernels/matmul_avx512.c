@@ -1,6 +1,6 @@
-/* quant_avx512.c: AVX-512 (F, BW, VL, DQ, VNNI) CPU kernels: activation
+/* matmul_avx512.c: AVX-512 (F, BW, VL, DQ, VNNI) CPU kernels: activation
  * quantization and tiles of dot products, reproducing the canonical
- * evaluation order of quant_impl.h exactly (so results equal the scalar
+ * evaluation order of kernels_impl.h exactly (so results equal the scalar
  * path's bit for bit).
  *
  * Q8_0: a zmm holds a PAIR of 32-element blocks; int8 products go through
@@ -22,7 +22,7 @@
 #include <string.h>
 
 #include "core/fp16.h"
-#include "quant/quant_impl.h"
+#include "kernels/kernels_impl.h"
 
 #define INLINE static inline __attribute__((always_inline))
 /* Fully unroll the small R x T loops so the accumulators live in registers.
@@ -186,7 +186,7 @@ INLINE void q8_tile(const int R, const int T, int64_t n, const uint8_t *w, size_
 }
 
 /* ------------------------------------------------ Q4_0
- * Canonical order (quant_impl.h): each block's 32 products summed exactly in
+ * Canonical order (kernels_impl.h): each block's 32 products summed exactly in
  * int32, then one FMA per block into lane LYRA_Q4_LANE(b). Work goes in
  * groups of 16 blocks; block 4j+i of a group (quad j, position i) lands in
  * lane 4i+j. Per quad and row: one zmm holds the 4 blocks' 16 nibble bytes

@@ -1,9 +1,9 @@
-/* cpu_kernels_avx2.c: AVX2/FMA/F16C versions of the CPU device's vector
- * kernels (see cpu_kernels.h). Compiled with -mavx2 -mfma -mf16c; used only
+/* vec_avx2.c: AVX2/FMA/F16C versions of the CPU device's vector
+ * kernels (see vec.h). Compiled with -mavx2 -mfma -mf16c; used only
  * when the CPU has them. exp is a Cephes-style polynomial (about 1 ulp), used for
  * every element (tails too), so an element's result does not depend on where
  * it sits in the range. */
-#include "cpu_kernels.h"
+#include "kernels/vec.h"
 
 #include <immintrin.h>
 #include <math.h>

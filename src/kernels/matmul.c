@@ -1,12 +1,12 @@
-/* quant_cpu.c: CPU kernel path selection (scalar / AVX2 / AVX-512), the
+/* matmul.c: CPU kernel path selection (scalar / AVX2 / AVX-512), the
  * scalar kernels that define the canonical evaluation order of every dot
- * product (see quant_impl.h), activation quantization dispatch and the
+ * product (see kernels_impl.h), activation quantization dispatch and the
  * threaded, tiled lyra_matmul. */
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF
 #endif
-#include "quant/quant.h"
-#include "quant/quant_impl.h"
+#include "kernels/kernels.h"
+#include "kernels/kernels_impl.h"
 
 #include <math.h>
 #include <stdlib.h>

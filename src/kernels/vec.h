@@ -1,14 +1,14 @@
-/* cpu_kernels.h: the CPU device's small vector kernels (attention, norms,
- * activations), one table per instruction set: scalar (cpu_kernels.c), AVX2
- * (cpu_kernels_avx2.c), AVX-512 (cpu_kernels_avx512.c). Matrix products are
- * not here: they are lyra_matmul's (src/quant).
+/* vec.h: the CPU device's small vector kernels (attention, norms,
+ * activations), one table per instruction set: scalar (vec.c), AVX2
+ * (vec_avx2.c), AVX-512 (vec_avx512.c). Matrix products are not here: they
+ * are lyra_matmul's (kernels.h).
  *
  * Every kernel computes each output element with a fixed sequence of
  * operations that depends only on its inputs and sizes, never on how the
  * caller partitioned the work, so results do not depend on the thread count.
  * Half-precision rows are IEEE binary16 bit patterns (uint16_t). */
-#ifndef LYRA_CPU_KERNELS_H
-#define LYRA_CPU_KERNELS_H
+#ifndef LYRA_KERNELS_VEC_H
+#define LYRA_KERNELS_VEC_H
 
 #include <stddef.h>
 #include <stdint.h>

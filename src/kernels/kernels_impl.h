@@ -1,8 +1,8 @@
-/* quant_impl.h: internals shared by the quant module's files (not a public
- * interface): block helpers and the per-path kernel entry points.
+/* kernels_impl.h: internals shared by the matmul kernels' files (not a
+ * public interface): the per-path kernel entry points.
  *
  * Every dot product has ONE canonical float evaluation order, defined by the
- * scalar kernels in quant_cpu.c and reproduced exactly by the SIMD paths, so
+ * scalar kernels in matmul.c and reproduced exactly by the SIMD paths, so
  * all paths, all thread counts and all tile shapes give bit-identical results:
  *   - Q8_0 weights x Q8_0 activations: for block b, lane l (0..7):
  *       p = sum of the 4 products of elements 4l..4l+3 (exact int),
@@ -21,25 +21,17 @@
  *     (Q6_K: -32*dA; q(e) is the unsigned 6-bit value).
  *   - F32 / F16 / BF16 x F32: acc[i%32] = fmaf(w[i], x[i], acc[i%32]).
  *   The 16 (or 32) lanes are summed by halving: acc[l] += acc[l+half]. */
-#ifndef LYRA_QUANT_IMPL_H
-#define LYRA_QUANT_IMPL_H
+#ifndef LYRA_KERNELS_IMPL_H
+#define LYRA_KERNELS_IMPL_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "quant/quant.h"
+#include "kernels/kernels.h"
 
 /* Q4_0 canonical lane of block b: in each group of 16 blocks, block 4j+i
  * (j, i < 4) goes to lane 4i+j. */
 #define LYRA_Q4_LANE(b) (4 * (int)((b) & 3) + (int)(((b) >> 2) & 3))
-
-/* Q4_K/Q5_K: 6-bit scale and min of sub-block j (0..7) from the 12 bytes s. */
-void lyra_q4k_scale_min(const uint8_t *s, int j, int *sc, int *m);
-/* Q6_K: unsigned 6-bit value (0..63) of element e (0..255) of block blk. */
-int lyra_q6k_value(const uint8_t *blk, int e);
-/* Reference activation quantizers (the scalar path's lyra_quantize_act). */
-void lyra_quantize_q8_0_ref(const float *x, void *dst, int64_t n);
-void lyra_quantize_q8_k_ref(const float *x, void *dst, int64_t n);
 
 /* A tile of dot products: y[t*ys + r] = dot(W row r, activation row t) for
  * r < nr, t < nt; rows of W are wstride bytes apart, activation rows astride
