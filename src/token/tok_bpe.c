@@ -20,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/heap.h"
+
 /* ------------------------------------------------------------ byte map */
 
 /* GPT-2 keeps the printable bytes 33..126, 161..172 and 174..255 as code
@@ -304,62 +306,25 @@ typedef struct bpe_pair {
     int32_t result;      /* string id of the merged symbol */
 } bpe_pair;
 
-typedef struct bpe_heap {
-    bpe_pair *v;  /* [cap] heap-ordered */
-    size_t n;     /* used */
-    size_t cap;   /* allocated */
-} bpe_heap;
-
-static int bpe_before(const bpe_pair *a, const bpe_pair *b) {
+/* The merge queue's order: lower rank first, then smaller left. */
+static int bpe_before(const void *pa, const void *pb) {
+    const bpe_pair *a = pa, *b = pb;
     if (a->rank != b->rank) return a->rank < b->rank;
     return a->left < b->left;
 }
 
-static int bpe_heap_push(bpe_heap *h, bpe_pair p) {
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 64;
-        bpe_pair *v = realloc(h->v, cap * sizeof *v);
-        if (!v) return LYRA_ERR_OOM;
-        h->v = v;
-        h->cap = cap;
-    }
-    size_t i = h->n++;
-    while (i > 0) {
-        size_t up = (i - 1) / 2;
-        if (!bpe_before(&p, &h->v[up])) break;
-        h->v[i] = h->v[up];
-        i = up;
-    }
-    h->v[i] = p;
-    return LYRA_OK;
-}
-
-static bpe_pair bpe_heap_pop(bpe_heap *h) {
-    bpe_pair top = h->v[0], last = h->v[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n) break;
-        if (c + 1 < h->n && bpe_before(&h->v[c + 1], &h->v[c])) c++;
-        if (!bpe_before(&h->v[c], &last)) break;
-        h->v[i] = h->v[c];
-        i = c;
-    }
-    if (h->n) h->v[i] = last;
-    return top;
-}
-
-static int bpe_try_pair(const lyra_tokenizer *t, const bpe_sym *sym, int32_t l, int32_t r, bpe_heap *h) {
+static int bpe_try_pair(const lyra_tokenizer *t, const bpe_sym *sym, int32_t l, int32_t r, lyra_heap *h) {
     if (l < 0 || r < 0 || sym[l].id < 0 || sym[r].id < 0) return LYRA_OK;
     const tok_merge *m = tok_merge_find(t, sym[l].id, sym[r].id);
     if (!m) return LYRA_OK;
-    return bpe_heap_push(h, (bpe_pair){m->rank, l, r, sym[l].id, sym[r].id, m->result});
+    bpe_pair p = {m->rank, l, r, sym[l].id, sym[r].id, m->result};
+    return lyra_heap_push(h, &p, sizeof p, bpe_before);
 }
 
 /* Merge the bytes w[0..n) of one pre-tokenized piece and emit its tokens.
  * sym: scratch of at least n entries. */
 static int bpe_word(const lyra_tokenizer *t, const uint8_t *w, size_t n, bpe_sym *sym,
-                    bpe_heap *h, tok_vec *out) {
+                    lyra_heap *h, tok_vec *out) {
     int32_t ns = (int32_t)n;
     for (int32_t i = 0; i < ns; i++)
         sym[i] = (bpe_sym){i - 1, i + 1 < ns ? i + 1 : -1, t->byte_sym[w[i]], (uint32_t)i, 1};
@@ -367,7 +332,8 @@ static int bpe_word(const lyra_tokenizer *t, const uint8_t *w, size_t n, bpe_sym
     for (int32_t i = 1; i < ns; i++)
         if (bpe_try_pair(t, sym, i - 1, i, h)) return LYRA_ERR_OOM;
     while (h->n) {
-        bpe_pair p = bpe_heap_pop(h);
+        bpe_pair p;
+        lyra_heap_pop(h, &p, sizeof p, bpe_before);
         bpe_sym *l = &sym[p.left], *r = &sym[p.right];
         if (l->n == 0 || r->n == 0 || l->id != p.lid || r->id != p.rid || l->next != p.right)
             continue; /* stale */
@@ -445,7 +411,7 @@ int lyra_tokint_bpe_encode(const lyra_tokenizer *t, const char *text, size_t len
     if (len > (size_t)INT32_MAX)
         return lyra_err(err, LYRA_ERR_INPUT, "tokenize", "text of %zu bytes is too long", len);
     bpe_spans a = {0};
-    bpe_heap h = {0};
+    lyra_heap h = {0};
     bpe_sym *sym = NULL;
     int rc = bpe_pretok(t, text, len, &a, err);
     if (rc) return rc;
@@ -461,7 +427,7 @@ oom:
     rc = lyra_err(err, LYRA_ERR_OOM, "tokenize", "out of memory");
 done:
     free(sym);
-    free(h.v);
+    lyra_heap_free(&h);
     free(a.v);
     return rc;
 }

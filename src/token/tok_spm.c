@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/heap.h"
+
 /* One symbol: a run of bytes of the escaped text, in a linked list. */
 typedef struct spm_sym {
     int32_t prev, next; /* neighbours (-1: none) */
@@ -30,50 +32,11 @@ typedef struct spm_pair {
     uint32_t size;  /* bytes of the merged piece (stale check) */
 } spm_pair;
 
-/* Max-heap of pairs: higher score first, then smaller left. */
-typedef struct spm_heap {
-    spm_pair *v;  /* [cap] heap-ordered pairs */
-    size_t n;     /* used */
-    size_t cap;   /* allocated */
-} spm_heap;
-
-static int spm_before(const spm_pair *a, const spm_pair *b) {
+/* The merge queue's order: higher score first, then smaller left. */
+static int spm_before(const void *pa, const void *pb) {
+    const spm_pair *a = pa, *b = pb;
     if (a->score != b->score) return a->score > b->score;
     return a->left < b->left;
-}
-
-static int spm_heap_push(spm_heap *h, spm_pair p) {
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 64;
-        spm_pair *v = realloc(h->v, cap * sizeof *v);
-        if (!v) return LYRA_ERR_OOM;
-        h->v = v;
-        h->cap = cap;
-    }
-    size_t i = h->n++;
-    while (i > 0) {
-        size_t up = (i - 1) / 2;
-        if (!spm_before(&p, &h->v[up])) break;
-        h->v[i] = h->v[up];
-        i = up;
-    }
-    h->v[i] = p;
-    return LYRA_OK;
-}
-
-static spm_pair spm_heap_pop(spm_heap *h) {
-    spm_pair top = h->v[0], last = h->v[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n) break;
-        if (c + 1 < h->n && spm_before(&h->v[c + 1], &h->v[c])) c++;
-        if (!spm_before(&h->v[c], &last)) break;
-        h->v[i] = h->v[c];
-        i = c;
-    }
-    if (h->n) h->v[i] = last;
-    return top;
 }
 
 /* Token of s[0..n) usable as a merged piece, or -1. */
@@ -86,12 +49,13 @@ static int32_t spm_piece(const lyra_tokenizer *t, const char *s, size_t n) {
 }
 
 static int spm_try_pair(const lyra_tokenizer *t, const char *esc, const spm_sym *sym,
-                        int32_t l, int32_t r, spm_heap *h) {
+                        int32_t l, int32_t r, lyra_heap *h) {
     if (l < 0 || r < 0) return LYRA_OK;
     uint32_t size = sym[l].n + sym[r].n;
     int32_t id = spm_piece(t, esc + sym[l].off, size);
     if (id < 0) return LYRA_OK;
-    return spm_heap_push(h, (spm_pair){t->scores[id], l, r, size});
+    spm_pair p = {t->scores[id], l, r, size};
+    return lyra_heap_push(h, &p, sizeof p, spm_before);
 }
 
 /* Output one final symbol: its token, or byte tokens, or <unk>. */
@@ -116,7 +80,7 @@ static int spm_is_space(const char *s, uint32_t n) {
 
 /* Merge the symbols [a, b) (one word) and emit their tokens. */
 static int spm_segment(const lyra_tokenizer *t, const char *esc, spm_sym *sym, int32_t a,
-                       int32_t b, spm_heap *h, tok_vec *out) {
+                       int32_t b, lyra_heap *h, tok_vec *out) {
     for (int32_t i = a; i < b; i++) {
         sym[i].prev = i > a ? i - 1 : -1;
         sym[i].next = i + 1 < b ? i + 1 : -1;
@@ -125,7 +89,8 @@ static int spm_segment(const lyra_tokenizer *t, const char *esc, spm_sym *sym, i
     for (int32_t i = a + 1; i < b; i++)
         if (spm_try_pair(t, esc, sym, i - 1, i, h)) return LYRA_ERR_OOM;
     while (h->n) {
-        spm_pair p = spm_heap_pop(h);
+        spm_pair p;
+        lyra_heap_pop(h, &p, sizeof p, spm_before);
         spm_sym *l = &sym[p.left], *r = &sym[p.right];
         if (l->n == 0 || r->n == 0 || l->n + r->n != p.size) continue; /* stale */
         l->n += r->n;
@@ -149,7 +114,7 @@ int lyra_tokint_spm_encode(const lyra_tokenizer *t, const char *text, size_t len
     /* escaped text: [3 * len + 3] at most */
     char *esc = malloc(3 * len + 3);
     spm_sym *sym = malloc((len + 1) * sizeof *sym); /* one per character at most */
-    spm_heap h = {0};
+    lyra_heap h = {0};
     int rc = LYRA_OK;
     if (!esc || !sym) goto oom;
     size_t k = 0;
@@ -180,7 +145,7 @@ int lyra_tokint_spm_encode(const lyra_tokenizer *t, const char *text, size_t len
 oom:
     rc = lyra_err(err, LYRA_ERR_OOM, "tokenize", "out of memory");
 done:
-    free(h.v);
+    lyra_heap_free(&h);
     free(sym);
     free(esc);
     return rc;
