@@ -163,6 +163,59 @@ int args_float(app_args *a, double min, double max, float *out, lyra_error *err)
     return LYRA_OK;
 }
 
+/* The entry of opts[] for the current flag (or, positional, the
+ * APP_POSITIONAL one), or NULL. */
+static const app_opt *find_opt(const app_args *a, const app_opt *opts, int is_flag) {
+    for (const app_opt *o = opts; o && o->kind != APP_OPT_END; o++) {
+        if (!is_flag) {
+            if (!o->name) return o;
+            continue;
+        }
+        if (!o->name || (strcmp(a->flag, o->name) && (!o->alias || strcmp(a->flag, o->alias))))
+            continue;
+        if (o->kind == APP_OPT_SWITCH && a->eq) continue; /* "--switch=V": not this flag */
+        return o;
+    }
+    return NULL;
+}
+
+/* The value of the current flag into o->dst. */
+static int take_opt(app_args *a, const char *arg, const app_opt *o, lyra_error *err) {
+    switch (o->kind) {
+    case APP_OPT_SWITCH: *(int *)o->dst = 1; return LYRA_OK;
+    case APP_OPT_STR: return args_str(a, (const char **)o->dst, err);
+    case APP_OPT_I32: return args_i32(a, o->min, o->max, (int32_t *)o->dst, err);
+    case APP_OPT_FN: return o->fn(a, arg, o->dst, err);
+    case APP_OPT_END: break;
+    }
+    return args_unknown(a, arg, err);
+}
+
+int args_parse(int argc, char **argv, const char *cmd, const app_opt *opts, unsigned groups,
+               lyra_model_params *mp, lyra_config **cfg, lyra_error *err) {
+    app_cfgflags cf;
+    app_cfgflags_init(&cf, groups);
+    app_args a;
+    args_init(&a, argc, argv);
+    if (cmd) a.cmd = cmd;
+    const char *arg;
+    int is_flag, rc = 0;
+    while (!rc && args_next(&a, &arg, &is_flag)) {
+        const app_opt *o = NULL;
+        if (is_flag && args_common(&a)) {
+        } else if ((o = find_opt(&a, opts, is_flag))) {
+            rc = take_opt(&a, arg, o, err);
+        } else if (is_flag && groups && app_cfgflag(&a, &cf, &rc, err)) {
+        } else if (is_flag && mp && app_devflag(&a, mp, &rc, err)) {
+        } else {
+            rc = args_unknown(&a, arg, err);
+        }
+    }
+    if (!rc && groups) rc = app_cfgflags_load(&cf, cfg, err);
+    app_cfgflags_free(&cf);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- logging */
 
 static lyra_log_level g_base = LYRA_LOG_INFO; /* from LYRA_LOG */

@@ -154,6 +154,44 @@ int app_config_apply(lyra_config *c, lyra_model_params *mp, lyra_context_params 
     "                         (~/.config/lyra/... when unset); flags win\n" \
     "  --no-config            read none (also LYRA_MODEL_CONFIG=none)\n"
 
+/* One parse loop for every command (args_parse), driven by a table of the
+ * command's own flags, ended by APP_OPT_END_. */
+typedef enum app_opt_kind {
+    APP_OPT_END = 0, /* ends the table */
+    APP_OPT_SWITCH,  /* no value: *(int *)dst = 1 ("--flag=V" is not this flag) */
+    APP_OPT_STR,     /* *(const char **)dst = the value */
+    APP_OPT_I32,     /* *(int32_t *)dst = the value, min..max (args_i32) */
+    APP_OPT_FN,      /* fn(a, arg, dst, err) takes the value itself (args_*) */
+} app_opt_kind;
+
+typedef struct app_opt {
+    const char *name;  /* "-p"; NULL: the positional arguments (APP_OPT_FN) */
+    const char *alias; /* "--prompt", or NULL */
+    app_opt_kind kind;
+    void *dst;         /* where the value goes */
+    int32_t min, max;  /* APP_OPT_I32's range */
+    int (*fn)(app_args *a, const char *arg, void *dst, lyra_error *err); /* APP_OPT_FN */
+} app_opt;
+
+#define APP_SWITCH(name, dst) {(name), NULL, APP_OPT_SWITCH, (dst), 0, 0, NULL}
+#define APP_STR(name, alias, dst) {(name), (alias), APP_OPT_STR, (dst), 0, 0, NULL}
+#define APP_I32(name, alias, dst, lo, hi) {(name), (alias), APP_OPT_I32, (dst), (lo), (hi), NULL}
+#define APP_FN(name, alias, fn, dst) {(name), (alias), APP_OPT_FN, (dst), 0, 0, (fn)}
+#define APP_POSITIONAL(fn, dst) {NULL, NULL, APP_OPT_FN, (dst), 0, 0, (fn)}
+#define APP_OPT_END_ {NULL, NULL, APP_OPT_END, NULL, 0, 0, NULL}
+
+/* Parse a command line (argv[0] the command; cmd names it in messages, NULL:
+ * argv[0]): -q/-v (args_common), then the command's own flags opts[] (before
+ * the shared ones, so one may take a config flag's name: chat's
+ * --chat-template), then the config flags of the groups APP_CFG_* (0: none)
+ * and the device flags into mp (mp NULL: none). Anything else, and
+ * positional arguments without an APP_POSITIONAL entry, is args_unknown's
+ * error; parsing stops at the first error. With groups, the config file is
+ * then loaded under the flags into *cfg (app_cfgflags_load; freed with
+ * lyra_config_free). */
+int args_parse(int argc, char **argv, const char *cmd, const app_opt *opts, unsigned groups,
+               lyra_model_params *mp, lyra_config **cfg, lyra_error *err);
+
 /* Monotonic seconds. */
 double app_now(void);
 

@@ -66,7 +66,10 @@ typedef struct bench_opts {
     int json;                     /* --json */
 } bench_opts;
 
-static int parse_pp_list(app_args *a, bench_opts *o, lyra_error *err) {
+/* -p LIST into the bench_opts at dst. */
+static int parse_pp_list(app_args *a, const char *arg, void *dst, lyra_error *err) {
+    (void)arg;
+    bench_opts *o = dst;
     const char *v;
     int rc = args_str(a, &v, err);
     if (rc) return rc;
@@ -99,31 +102,14 @@ static int parse_opts(int argc, char **argv, bench_opts *o, lyra_error *err) {
     o->tg = 64;
     o->cp = lyra_context_default_params();
     o->mp = lyra_model_default_params();
-    app_cfgflags cf;
-    app_cfgflags_init(&cf, APP_CFG_MODEL | APP_CFG_DEVICE | APP_CFG_KV | APP_CFG_THREADS);
-    app_args a;
-    args_init(&a, argc, argv);
-    const char *arg;
-    int is_flag, rc = 0;
-    while (!rc && args_next(&a, &arg, &is_flag)) {
-        const char *f = a.flag;
-        if (!is_flag) {
-            rc = args_unknown(&a, arg, err);
-        } else if (args_common(&a)) {
-        } else if (app_cfgflag(&a, &cf, &rc, err)) {
-        } else if (app_devflag(&a, &o->mp, &rc, err)) {
-        } else if (!strcmp(f, "-p") || !strcmp(f, "--n-prompt")) {
-            rc = parse_pp_list(&a, o, err);
-        } else if (!strcmp(f, "-n") || !strcmp(f, "--n-gen")) {
-            rc = args_i32(&a, 1, 1 << 20, &o->tg, err);
-        } else if (!strcmp(f, "--json") && !a.eq) {
-            o->json = 1;
-        } else {
-            rc = args_unknown(&a, arg, err);
-        }
-    }
-    if (!rc) rc = app_cfgflags_load(&cf, &o->cfg, err);
-    app_cfgflags_free(&cf);
+    const app_opt opts[] = {
+        APP_FN("-p", "--n-prompt", parse_pp_list, o),
+        APP_I32("-n", "--n-gen", &o->tg, 1, 1 << 20),
+        APP_SWITCH("--json", &o->json),
+        APP_OPT_END_,
+    };
+    int rc = args_parse(argc, argv, NULL, opts,
+                        APP_CFG_MODEL | APP_CFG_DEVICE | APP_CFG_KV | APP_CFG_THREADS, &o->mp, &o->cfg, err);
     if (!rc) rc = app_config_model(o->cfg, &o->model, err);
     if (!rc) rc = app_config_apply(o->cfg, &o->mp, &o->cp, NULL, NULL, err);
     o->cp.n_ctx = 0; /* bench sizes its own context and batch */

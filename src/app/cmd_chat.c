@@ -118,16 +118,17 @@ typedef struct chat_opts {
 } chat_opts;
 
 /* --chat-template NAME: a template chat knows (any case) or auto, checked
- * here with chat's own message; *name keeps the value as typed. Set on the
- * config (lowercased) after the file is loaded. */
-static int flag_template(app_args *a, const char **name, int *rc, lyra_error *err) {
-    if (strcmp(a->flag, "--chat-template")) return 0;
+ * here with chat's own message; *(const char **)dst keeps the value as
+ * typed. Set on the config (lowercased) after the file is loaded. */
+static int flag_template(app_args *a, const char *arg, void *dst, lyra_error *err) {
+    (void)arg;
+    const char **name = dst;
     lyra_chat_kind k;
-    *rc = args_str(a, name, err);
-    if (!*rc && strcmp(*name, "auto") && lyra_chat_kind_from_name(*name, &k))
-        *rc = lyra_err(err, LYRA_ERR_INPUT, a->flag, "unknown template '%s' (expected %s or auto)", *name,
-                       LYRA_CHAT_NAMES);
-    return 1;
+    int rc = args_str(a, name, err);
+    if (!rc && strcmp(*name, "auto") && lyra_chat_kind_from_name(*name, &k))
+        rc = lyra_err(err, LYRA_ERR_INPUT, a->flag, "unknown template '%s' (expected %s or auto)", *name,
+                      LYRA_CHAT_NAMES);
+    return rc;
 }
 
 /* --chat-template's value over the config file's chat_template. */
@@ -157,25 +158,13 @@ static int parse_opts(int argc, char **argv, chat_opts *o, lyra_error *err) {
     o->sp = lyra_sampler_default_params();
     o->cp = lyra_context_default_params();
     o->mp = lyra_model_default_params();
-    app_cfgflags cf;
-    app_cfgflags_init(&cf, APP_CFG_ALL);
     const char *tmpl_flag = NULL;
-    app_args a;
-    args_init(&a, argc, argv);
-    const char *arg;
-    int is_flag, rc = 0;
-    while (!rc && args_next(&a, &arg, &is_flag)) {
-        if (!is_flag) rc = args_unknown(&a, arg, err);
-        else if (args_common(&a)) {
-        } else if (flag_template(&a, &tmpl_flag, &rc, err)) {
-        } else if (app_cfgflag(&a, &cf, &rc, err)) {
-        } else if (app_devflag(&a, &o->mp, &rc, err)) {
-        } else if (!strcmp(a.flag, "--repeat-last-n")) {
-            rc = args_i32(&a, 0, 1 << 20, &o->sp.repeat_last_n, err);
-        } else rc = args_unknown(&a, arg, err);
-    }
-    if (!rc) rc = app_cfgflags_load(&cf, &o->cfg, err);
-    app_cfgflags_free(&cf);
+    const app_opt opts[] = {
+        APP_FN("--chat-template", NULL, flag_template, &tmpl_flag),
+        APP_I32("--repeat-last-n", NULL, &o->sp.repeat_last_n, 0, 1 << 20),
+        APP_OPT_END_,
+    };
+    int rc = args_parse(argc, argv, NULL, opts, APP_CFG_ALL, &o->mp, &o->cfg, err);
     if (!rc && tmpl_flag) rc = set_template_flag(o->cfg, tmpl_flag, err);
     if (!rc) rc = resolve_model(o->cfg, &o->model, err);
     if (!rc) rc = app_config_apply(o->cfg, &o->mp, &o->cp, &o->sp, &o->seed_given, err);

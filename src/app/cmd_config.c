@@ -43,23 +43,10 @@ const char cmd_config_usage[] =
     "  -q, -v                 quieter / more verbose stderr\n";
 
 static int show(int argc, char **argv, lyra_error *err) {
-    app_cfgflags cf;
-    app_cfgflags_init(&cf, APP_CFG_ALL);
-    app_args a;
-    args_init(&a, argc, argv);
-    a.cmd = "config";
-    const char *arg;
-    int is_flag, rc = 0, json = 0;
-    while (!rc && args_next(&a, &arg, &is_flag)) {
-        if (!is_flag) rc = args_unknown(&a, arg, err);
-        else if (args_common(&a)) {
-        } else if (!strcmp(a.flag, "--json") && !a.eq) json = 1;
-        else if (app_cfgflag(&a, &cf, &rc, err)) {
-        } else rc = args_unknown(&a, arg, err);
-    }
+    int json = 0;
+    const app_opt opts[] = {APP_SWITCH("--json", &json), APP_OPT_END_};
     lyra_config *c = NULL;
-    if (!rc) rc = app_cfgflags_load(&cf, &c, err);
-    app_cfgflags_free(&cf);
+    int rc = args_parse(argc, argv, "config", opts, APP_CFG_ALL, NULL, &c, err);
     if (rc) return rc;
     char *out = NULL;
     if (json) {

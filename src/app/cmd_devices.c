@@ -22,17 +22,9 @@ const char cmd_devices_usage[] =
     "  -q, -v                 quieter / more verbose stderr\n";
 
 int cmd_devices(int argc, char **argv, lyra_error *err) {
-    int json = 0, rc = 0;
-    app_args a;
-    args_init(&a, argc, argv);
-    const char *arg;
-    int is_flag;
-    while (!rc && args_next(&a, &arg, &is_flag)) {
-        if (!is_flag) rc = args_unknown(&a, arg, err);
-        else if (args_common(&a)) {
-        } else if (!strcmp(a.flag, "--json") && !a.eq) json = 1;
-        else rc = args_unknown(&a, arg, err);
-    }
+    int json = 0;
+    const app_opt opts[] = {APP_SWITCH("--json", &json), APP_OPT_END_};
+    int rc = args_parse(argc, argv, NULL, opts, 0, NULL, NULL, err);
     if (rc) return rc;
     lyra_device *dev[LYRA_MAX_DEVICES];
     int n_dev = 0;

@@ -94,33 +94,14 @@ static int parse_opts(int argc, char **argv, gen_opts *o, lyra_error *err) {
     o->sp = lyra_sampler_default_params();
     o->cp = lyra_context_default_params();
     o->mp = lyra_model_default_params();
-    app_cfgflags cf;
-    app_cfgflags_init(&cf, APP_CFG_ALL & ~APP_CFG_CHAT);
-    app_args a;
-    args_init(&a, argc, argv);
-    const char *arg;
-    int is_flag, rc = 0;
-    while (!rc && args_next(&a, &arg, &is_flag)) {
-        const char *f = a.flag;
-        if (!is_flag) {
-            rc = args_unknown(&a, arg, err);
-        } else if (args_common(&a)) {
-        } else if (app_cfgflag(&a, &cf, &rc, err)) {
-        } else if (app_devflag(&a, &o->mp, &rc, err)) {
-        } else if (!strcmp(f, "-p") || !strcmp(f, "--prompt")) {
-            rc = args_str(&a, &o->prompt, err);
-        } else if (!strcmp(f, "--repeat-last-n")) {
-            rc = args_i32(&a, 0, 1 << 20, &o->sp.repeat_last_n, err);
-        } else if (!strcmp(f, "--parse-special") && !a.eq) {
-            o->parse_special = 1;
-        } else if (!strcmp(f, "--ignore-eos") && !a.eq) {
-            o->ignore_eos = 1;
-        } else {
-            rc = args_unknown(&a, arg, err);
-        }
-    }
-    if (!rc) rc = app_cfgflags_load(&cf, &o->cfg, err);
-    app_cfgflags_free(&cf);
+    const app_opt opts[] = {
+        APP_STR("-p", "--prompt", &o->prompt),
+        APP_I32("--repeat-last-n", NULL, &o->sp.repeat_last_n, 0, 1 << 20),
+        APP_SWITCH("--parse-special", &o->parse_special),
+        APP_SWITCH("--ignore-eos", &o->ignore_eos),
+        APP_OPT_END_,
+    };
+    int rc = args_parse(argc, argv, NULL, opts, APP_CFG_ALL & ~APP_CFG_CHAT, &o->mp, &o->cfg, err);
     if (!rc) rc = app_config_model(o->cfg, &o->model, err);
     if (!rc) rc = app_config_apply(o->cfg, &o->mp, &o->cp, &o->sp, &o->seed_given, err);
     lyra_config_gen g;

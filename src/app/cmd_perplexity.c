@@ -57,32 +57,14 @@ static double nll_of(const float *logits, int32_t n_vocab, int32_t target) {
 static int parse_opts(int argc, char **argv, char **model, const char **file, lyra_config **cfg,
                       lyra_model_params *mp, lyra_context_params *cp, lyra_error *err) {
     int32_t n_ctx = 512, n_batch = 0; /* batch 0: the chunk size */
-    app_cfgflags cf;
-    app_cfgflags_init(&cf, APP_CFG_MODEL | APP_CFG_DEVICE | APP_CFG_KV | APP_CFG_THREADS);
-    int rc = 0;
-    app_args a;
-    args_init(&a, argc, argv);
-    const char *arg;
-    int is_flag;
-    while (!rc && args_next(&a, &arg, &is_flag)) {
-        const char *f = a.flag;
-        if (!is_flag) {
-            rc = args_unknown(&a, arg, err);
-        } else if (args_common(&a)) {
-        } else if (app_cfgflag(&a, &cf, &rc, err)) {
-        } else if (app_devflag(&a, mp, &rc, err)) {
-        } else if (!strcmp(f, "-f") || !strcmp(f, "--file")) {
-            rc = args_str(&a, file, err);
-        } else if (!strcmp(f, "-c") || !strcmp(f, "--ctx")) {
-            rc = args_i32(&a, 4, INT32_MAX, &n_ctx, err);
-        } else if (!strcmp(f, "-b") || !strcmp(f, "--batch")) {
-            rc = args_i32(&a, 1, INT32_MAX, &n_batch, err);
-        } else {
-            rc = args_unknown(&a, arg, err);
-        }
-    }
-    if (!rc) rc = app_cfgflags_load(&cf, cfg, err);
-    app_cfgflags_free(&cf);
+    const app_opt opts[] = {
+        APP_STR("-f", "--file", file),
+        APP_I32("-c", "--ctx", &n_ctx, 4, INT32_MAX),
+        APP_I32("-b", "--batch", &n_batch, 1, INT32_MAX),
+        APP_OPT_END_,
+    };
+    int rc = args_parse(argc, argv, NULL, opts,
+                        APP_CFG_MODEL | APP_CFG_DEVICE | APP_CFG_KV | APP_CFG_THREADS, mp, cfg, err);
     if (!rc) rc = app_config_model(*cfg, model, err);
     if (!rc && !*file) rc = lyra_err(err, LYRA_ERR_INPUT, "-f", "required: the text file");
     if (!rc) rc = app_config_apply(*cfg, mp, cp, NULL, NULL, err);

@@ -78,34 +78,18 @@ static int run_probe(const char *model, lyra_model_params *mp, lyra_error *err) 
 static int plan_run(const char *model, int json, lyra_model_params *mp, lyra_error *err);
 
 int cmd_plan(int argc, char **argv, lyra_error *err) {
-    int json = 0, probe = 0, rc = 0;
+    int json = 0, probe = 0;
     lyra_model_params mp = lyra_model_default_params();
     lyra_context_params cp = lyra_context_default_params();
-    app_cfgflags cf;
-    app_cfgflags_init(&cf, APP_CFG_MODEL | APP_CFG_DEVICE | APP_CFG_CONTEXT | APP_CFG_KV);
-    app_args a;
-    args_init(&a, argc, argv);
-    const char *arg;
-    int is_flag;
-    while (!rc && args_next(&a, &arg, &is_flag)) {
-        const char *f = a.flag;
-        if (!is_flag) {
-            rc = args_unknown(&a, arg, err);
-        } else if (args_common(&a)) {
-        } else if (app_cfgflag(&a, &cf, &rc, err)) {
-        } else if (app_devflag(&a, &mp, &rc, err)) {
-        } else if (!strcmp(f, "--json") && !a.eq) {
-            json = 1;
-        } else if (!strcmp(f, "--probe") && !a.eq) {
-            probe = 1;
-        } else {
-            rc = args_unknown(&a, arg, err);
-        }
-    }
+    const app_opt opts[] = {
+        APP_SWITCH("--json", &json),
+        APP_SWITCH("--probe", &probe),
+        APP_OPT_END_,
+    };
     lyra_config *cfg = NULL; /* owns mp's strings */
     char *model = NULL;
-    if (!rc) rc = app_cfgflags_load(&cf, &cfg, err);
-    app_cfgflags_free(&cf);
+    int rc = args_parse(argc, argv, NULL, opts, APP_CFG_MODEL | APP_CFG_DEVICE | APP_CFG_CONTEXT | APP_CFG_KV,
+                        &mp, &cfg, err);
     if (!rc) rc = app_config_model(cfg, &model, err);
     if (!rc) rc = app_config_apply(cfg, &mp, &cp, NULL, NULL, err);
     if (!rc) {

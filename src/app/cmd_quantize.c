@@ -213,29 +213,33 @@ static int run(const char *in, const char *out, const q_target *q, int32_t threa
     return rc;
 }
 
+/* IN OUT TYPE, in order. */
+typedef struct q_args {
+    const char *v[3]; /* IN, OUT, TYPE */
+    int n;            /* given */
+} q_args;
+
+static int take_positional(app_args *a, const char *arg, void *dst, lyra_error *err) {
+    (void)a;
+    q_args *p = dst;
+    if (p->n == 3) return lyra_err(err, LYRA_ERR_INPUT, arg, "unexpected argument: quantize takes IN OUT TYPE");
+    p->v[p->n++] = arg;
+    return LYRA_OK;
+}
+
 int cmd_quantize(int argc, char **argv, lyra_error *err) {
-    const char *pos[3];
-    int npos = 0, rc = 0;
+    q_args pos = {{NULL}, 0};
     int32_t threads = 0;
-    app_args a;
-    args_init(&a, argc, argv);
-    const char *arg;
-    int is_flag;
-    while (!rc && args_next(&a, &arg, &is_flag)) {
-        if (!is_flag) {
-            if (npos == 3) rc = lyra_err(err, LYRA_ERR_INPUT, arg, "unexpected argument: quantize takes IN OUT TYPE");
-            else pos[npos++] = arg;
-        } else if (args_common(&a)) {
-        } else if (!strcmp(a.flag, "-t") || !strcmp(a.flag, "--threads")) {
-            rc = args_i32(&a, 0, 4096, &threads, err);
-        } else {
-            rc = args_unknown(&a, arg, err);
-        }
-    }
+    const app_opt opts[] = {
+        APP_I32("-t", "--threads", &threads, 0, 4096),
+        APP_POSITIONAL(take_positional, &pos),
+        APP_OPT_END_,
+    };
+    int rc = args_parse(argc, argv, NULL, opts, 0, NULL, NULL, err);
     if (rc) return rc;
-    if (npos < 3)
+    if (pos.n < 3)
         return lyra_err(err, LYRA_ERR_INPUT, "quantize", "expected IN OUT TYPE (see lyra quantize --help)");
     q_target q;
-    rc = parse_target(pos[2], &q, err);
-    return rc ? rc : run(pos[0], pos[1], &q, threads, err);
+    rc = parse_target(pos.v[2], &q, err);
+    return rc ? rc : run(pos.v[0], pos.v[1], &q, threads, err);
 }

@@ -23,31 +23,27 @@ const char cmd_tokenize_usage[] =
     "  --parse-special     match special tokens (<s>, ...) written in the text\n"
     "  -q, -v              quieter / more verbose stderr\n";
 
+/* TEXT: one at most. */
+static int take_text(app_args *a, const char *arg, void *dst, lyra_error *err) {
+    (void)a;
+    const char **text = dst;
+    if (*text) return lyra_err(err, LYRA_ERR_INPUT, arg, "only one TEXT may be given (quote it)");
+    *text = arg;
+    return LYRA_OK;
+}
+
 int cmd_tokenize(int argc, char **argv, lyra_error *err) {
     const char *model = NULL, *file = NULL, *text = NULL;
-    int no_bos = 0, parse_special = 0, rc = 0;
-    app_args a;
-    args_init(&a, argc, argv);
-    const char *arg;
-    int is_flag;
-    while (!rc && args_next(&a, &arg, &is_flag)) {
-        const char *f = a.flag;
-        if (!is_flag) {
-            if (text) rc = lyra_err(err, LYRA_ERR_INPUT, arg, "only one TEXT may be given (quote it)");
-            text = arg;
-        } else if (args_common(&a)) {
-        } else if (!strcmp(f, "-m") || !strcmp(f, "--model")) {
-            rc = args_str(&a, &model, err);
-        } else if (!strcmp(f, "-f") || !strcmp(f, "--file")) {
-            rc = args_str(&a, &file, err);
-        } else if (!strcmp(f, "--no-bos") && !a.eq) {
-            no_bos = 1;
-        } else if (!strcmp(f, "--parse-special") && !a.eq) {
-            parse_special = 1;
-        } else {
-            rc = args_unknown(&a, arg, err);
-        }
-    }
+    int no_bos = 0, parse_special = 0;
+    const app_opt opts[] = {
+        APP_STR("-m", "--model", &model),
+        APP_STR("-f", "--file", &file),
+        APP_SWITCH("--no-bos", &no_bos),
+        APP_SWITCH("--parse-special", &parse_special),
+        APP_POSITIONAL(take_text, &text),
+        APP_OPT_END_,
+    };
+    int rc = args_parse(argc, argv, NULL, opts, 0, NULL, NULL, err);
     if (rc) return rc;
     if (!model) return lyra_err(err, LYRA_ERR_INPUT, "-m", "required: the model file");
     if (text && file) return lyra_err(err, LYRA_ERR_INPUT, "-f", "give TEXT or -f FILE, not both");
