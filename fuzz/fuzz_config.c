@@ -5,16 +5,15 @@
  *     file's name, and leaves the config exactly as it was;
  *   - an accepted file round-trips: written back as a config file
  *     (lyra_config_file_json) and loaded again, every key has the same value;
- *   - the apply functions succeed, and the strings they hand to the runtime
- *     re-parse with the planner's parsers (budgets, gpu_layers, tensor_split,
- *     device map JSON). */
+ *   - the apply functions succeed, and the typed fields they hand to the
+ *     runtime are in range (budgets, gpu_layers, tensor_split, the device
+ *     map's entries, the geometry). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "config/config.h"
-#include "plan/plan.h"
 
 static void fz_fail(const char *what, const uint8_t *d, size_t n) {
     fprintf(stderr, "fuzz_config: %s on input of %zu bytes: \"%.*s\"\n", what, n, (int)n,
@@ -22,35 +21,33 @@ static void fz_fail(const char *what, const uint8_t *d, size_t n) {
     abort();
 }
 
-/* The runtime's view of the applied params must parse. */
+/* The runtime's view of the applied params: typed fields within range. */
 static void check_apply(lyra_config *c, const uint8_t *d, size_t n) {
     lyra_error err;
     lyra_model_params mp = lyra_model_default_params();
     if (lyra_config_apply_model(c, &mp, &err)) fz_fail("apply_model failed", d, n);
-    lyra_plan_memspec ms;
-    if (mp.max_memory && lyra_plan_memspec_parse(mp.max_memory, "fuzz", &ms, &err))
-        fz_fail("max_memory string does not parse", d, n);
-    if (mp.reserve && lyra_plan_memspec_parse(mp.reserve, "fuzz", &ms, &err))
-        fz_fail("reserve string does not parse", d, n);
-    int32_t g;
-    if (mp.gpu_layers && lyra_plan_gpu_layers_parse(mp.gpu_layers, "fuzz", &g, &err))
-        fz_fail("gpu_layers string does not parse", d, n);
-    lyra_plan_opts o = lyra_plan_default_opts();
-    if (mp.tensor_split && lyra_plan_split_parse(mp.tensor_split, "fuzz", &o, &err))
-        fz_fail("tensor_split string does not parse", d, n);
-    if (mp.device_map_json) {
-        json_t *v = json_loads(mp.device_map_json, JSON_DECODE_ANY, NULL);
-        if (!v || lyra_plan_device_map_from_json(v, "fuzz", &o, &err))
-            fz_fail("device_map JSON does not parse", d, n);
-        json_decref(v);
-    } else if (!mp.device_map || lyra_plan_strategy_parse(mp.device_map, "fuzz", &o, &err)) {
-        fz_fail("device_map strategy does not parse", d, n);
-    }
+    if (mp.n_max_memory < 0 || mp.n_max_memory > LYRA_DEVSPEC_MAX_BYTES ||
+        (mp.n_max_memory && !mp.max_memory) || mp.n_reserve < 0 ||
+        mp.n_reserve > LYRA_DEVSPEC_MAX_BYTES || (mp.n_reserve && !mp.reserve))
+        fz_fail("budgets", d, n);
+    for (int i = 0; i < mp.n_max_memory; i++)
+        if (mp.max_memory[i].device < LYRA_DEVICE_CPU) fz_fail("max_memory device", d, n);
+    for (int i = 0; i < mp.n_reserve; i++)
+        if (mp.reserve[i].device < LYRA_DEVICE_CPU) fz_fail("reserve device", d, n);
+    if (mp.gpu_layers < LYRA_GPU_LAYERS_UNSET) fz_fail("gpu_layers", d, n);
+    if (mp.n_tensor_split < 0 || mp.n_tensor_split > LYRA_MAX_TENSOR_SPLIT) fz_fail("split", d, n);
+    for (int i = 0; i < mp.n_tensor_split; i++)
+        if (!(mp.tensor_split[i] >= 0.0f) || mp.tensor_split[i] > 1e6f) fz_fail("split value", d, n);
+    if ((int)mp.device_strategy < 0 || mp.device_strategy > LYRA_DEVICE_MAP_EXPLICIT)
+        fz_fail("device strategy", d, n);
+    if (mp.device_strategy == LYRA_DEVICE_MAP_EXPLICIT)
+        for (int i = 0; i < mp.n_device_map; i++)
+            if (!mp.device_map[i].module || mp.device_map[i].device < LYRA_DEVICE_DISK)
+                fz_fail("device map entry", d, n);
+    if (mp.n_batch < 1 || mp.n_ctx < 0 || (mp.kv_type != LYRA_KV_F16 && mp.kv_type != LYRA_KV_F32))
+        fz_fail("geometry", d, n);
     if (mp.load_in_bits != 0 && mp.load_in_bits != 4 && mp.load_in_bits != 8)
         fz_fail("load_in_bits", d, n);
-    lyra_context_params cp = lyra_context_default_params();
-    lyra_config_apply_context(c, &cp);
-    if (cp.n_batch < 1 || cp.n_ctx < 0) fz_fail("context params", d, n);
     lyra_sampler_params sp = lyra_sampler_default_params();
     lyra_config_apply_sampler(c, &sp);
     if (!(sp.temperature >= 0.0f) || !(sp.top_p >= 0.0f && sp.top_p <= 1.0f))

@@ -1,5 +1,6 @@
 /* fuzz_size.c: libFuzzer target for the size grammar (core/size.h) and the
- * lists built on it (LYRA_SIM_GPUS, --max-memory / --reserve specs).
+ * lists built on it (LYRA_SIM_GPUS, --max-memory / --reserve specs, and
+ * config/devspec.h's tensor_split and gpu_layers).
  * Checked beyond "no crash / no sanitizer report":
  *   - every failure is LYRA_ERR_INPUT with a one-line message;
  *   - an accepted size agrees with an independent oracle (128-bit integer
@@ -12,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/devspec.h"
 #include "core/size.h"
 #include "device/device.h"
-#include "plan/plan.h"
 
 static void fz_fail(const char *what, const uint8_t *d, size_t n) {
     fprintf(stderr, "fuzz_size: %s on input of %zu bytes: \"%.*s\"\n", what, n, (int)n,
@@ -107,17 +108,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     rc = lyra_sim_parse(z, specs, LYRA_SIM_MAX_GPUS, &n, &err);
     if (rc) check_err(rc, &err, data, size);
     else if (n < 0 || n > LYRA_SIM_MAX_GPUS) fz_fail("sim count", data, size);
-    lyra_plan_memspec ms;
-    rc = lyra_plan_memspec_parse(z, "fuzz", &ms, &err);
+    lyra_device_bytes ms[LYRA_DEVSPEC_MAX_BYTES];
+    int n_ms = -1;
+    rc = lyra_devspec_bytes_parse(z, "fuzz", ms, &n_ms, &err);
     if (rc) check_err(rc, &err, data, size);
-    else if (ms.n < 0 || ms.n > LYRA_PLAN_MAX_DEVICES) fz_fail("memspec count", data, size);
-    lyra_plan_opts o = lyra_plan_default_opts();
-    rc = lyra_plan_split_parse(z, "fuzz", &o, &err);
+    else if (n_ms < 0 || n_ms > LYRA_DEVSPEC_MAX_BYTES) fz_fail("memspec count", data, size);
+    float split[LYRA_MAX_TENSOR_SPLIT];
+    int n_split = 0;
+    rc = lyra_devspec_split_parse(z, "fuzz", split, &n_split, &err);
     if (rc) check_err(rc, &err, data, size);
+    else if (n_split < 1 || n_split > LYRA_MAX_TENSOR_SPLIT) fz_fail("split count", data, size);
     int32_t g;
-    rc = lyra_plan_gpu_layers_parse(z, "fuzz", &g, &err);
+    rc = lyra_devspec_gpu_layers_parse(z, "fuzz", &g, &err);
     if (rc) check_err(rc, &err, data, size);
-    else if (g < 0) fz_fail("negative gpu_layers accepted", data, size);
+    else if (g < 0 && g != LYRA_GPU_LAYERS_ALL) fz_fail("negative gpu_layers accepted", data, size);
     free(z);
     return 0;
 }

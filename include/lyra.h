@@ -65,8 +65,10 @@ extern "C" {
 
 #define LYRA_VERSION "0.1.0"
 /* 2: the pipeline; 3: lyra_backend_params, the vocabulary and metadata
- * accessors, lyra_pipeline_open */
-#define LYRA_API_VERSION 3
+ * accessors, lyra_pipeline_open;
+ * 4: typed device settings (device map entries, budgets, gpu_layers,
+ * tensor_split, strategy enum) and the geometry contexts inherit */
+#define LYRA_API_VERSION 4
 
 /* Status codes; they are also the CLI's exit codes. */
 enum {
@@ -129,38 +131,89 @@ LYRA_API lyra_backend_params lyra_backend_default_params(void);
  * the strings point into the environment. */
 LYRA_API lyra_backend_params lyra_backend_params_from_env(void);
 
-/* Where the weights go (docs/sharding.md). Devices are the GPUs ("0", "1",
- * ...; simulated ones from LYRA_SIM_GPUS, which replaces CUDA when set), the
- * "cpu" and the "disk" tier (modules run on the CPU straight from the file
- * mapping, released after use). At open, the planner puts every module
+/* KV cache element type (lyra_model_params, lyra_context_params). */
+typedef enum lyra_kv_type {
+    LYRA_KV_DEFAULT = 0, /* model: F16; context: the model's */
+    LYRA_KV_F16 = 1,
+    LYRA_KV_F32 = 2
+} lyra_kv_type;
+
+/* Where the weights go (docs/sharding.md). Devices are the GPUs (0, 1, ...;
+ * simulated ones from LYRA_SIM_GPUS, which replaces CUDA when set), the CPU
+ * and the disk tier (modules run on the CPU straight from the file mapping,
+ * released after use). At open, the planner puts every module
  * (model.embed_tokens, model.layers.N, model.norm, lm_head) on a device under
  * the memory budgets, counting weights, the KV cache for n_ctx positions and
  * scratch for n_batch tokens exactly; the budgets then cap what lyra
- * allocates on each device. The device fields are strings in the CLI's
- * syntax, so a config file can pass its values through unchanged; NULL (or
- * "") means "not given". Bad values fail with LYRA_ERR_INPUT naming the
- * field and the entry, before any weight is read. */
+ * allocates on each device.
+ *
+ * The device fields are typed: the library parses no text and reads no file
+ * for them (the CLI's flags, config files and lyra_kwargs_set parse their
+ * strings into these fields; examples/device_map.c sets them directly). Bad
+ * values fail with LYRA_ERR_INPUT naming the field and the entry, before any
+ * weight is read. */
+typedef enum lyra_device_strategy {
+    LYRA_DEVICE_MAP_AUTO = 0,       /* = balanced (the default) */
+    LYRA_DEVICE_MAP_BALANCED,       /* GPUs in proportion to their budgets, then cpu, disk */
+    LYRA_DEVICE_MAP_BALANCED_LOW_0, /* as balanced, GPU 0 gets what the others cannot take */
+    LYRA_DEVICE_MAP_SEQUENTIAL,     /* fill GPU 0, 1, ..., then the cpu, then disk */
+    LYRA_DEVICE_MAP_CPU,            /* no GPUs: the cpu, then disk */
+    LYRA_DEVICE_MAP_GPU,            /* everything on GPU device_gpu */
+    LYRA_DEVICE_MAP_EXPLICIT        /* the explicit map device_map[n_device_map] */
+} lyra_device_strategy;
+
+/* Device numbers in maps and budgets: a GPU index (0, 1, ...), the CPU, the
+ * disk tier (maps only). */
+#define LYRA_DEVICE_CPU (-1)
+#define LYRA_DEVICE_DISK (-2)
+
+/* One entry of an explicit map: a module name or a dot-boundary prefix
+ * ("" covers all, "model.layers" every layer; Hugging Face and GGUF
+ * spellings accepted; the longest key wins) and its device. */
+typedef struct lyra_device_map_entry {
+    const char *module; /* must outlive lyra_model_open */
+    int32_t device;     /* GPU index, LYRA_DEVICE_CPU or LYRA_DEVICE_DISK */
+} lyra_device_map_entry;
+
+/* A number of bytes for one device (max_memory, reserve). */
+typedef struct lyra_device_bytes {
+    int32_t device;     /* GPU index or LYRA_DEVICE_CPU */
+    uint64_t bytes;
+} lyra_device_bytes;
+
+#define LYRA_GPU_LAYERS_ALL (-1)   /* gpu_layers: every layer (as any N >= the layer count) */
+#define LYRA_GPU_LAYERS_UNSET (-2) /* gpu_layers: not given (the strategy decides) */
+#define LYRA_MAX_TENSOR_SPLIT 16   /* tensor_split entries at most */
+
 typedef struct lyra_model_params {
     int use_mmap; /* 1 (default): weights are used in place from the mapping;
                      0: CPU weights are copied into allocated memory */
     int use_mlock;            /* 1: lock the CPU's mapped weights in RAM (failure: a warning) */
-    const char *device_map;   /* strategy ("auto", "balanced", "balanced_low_0",
-                                 "sequential", "cpu", "cuda", "cuda:N", "N") or
-                                 the path of a JSON file holding an explicit map;
-                                 NULL: "auto" */
-    const char *device_map_json; /* JSON text of a device_map value (a strategy
-                                 string, a GPU number or a map object), used
-                                 instead of device_map when not NULL (configs) */
-    const char *max_memory;   /* per-device budgets "0=6GiB,cpu=16GiB" */
-    const char *reserve;      /* per-device reserves "0=1GiB,cpu=2GiB" (devices
-                                 without a max_memory entry) */
-    const char *gpu_layers;   /* "N" or "all": embedding + first N layers on GPUs */
-    const char *tensor_split; /* GPU layer proportions "3,1" */
-    int32_t n_ctx;            /* context the KV cache is planned for; 0 = min(the
-                                 model's context_length, 4096) as lyra_context_new */
-    int32_t n_batch;          /* tokens per forward pass planned for; 0 = 512 */
-    int kv_type;              /* KV cache type planned for (lyra_kv_type: 0 = F16, 1 = F32) */
-    int32_t n_threads;        /* threads of each simulated GPU; 0 = physical cores */
+    lyra_device_strategy device_strategy; /* default LYRA_DEVICE_MAP_AUTO */
+    int32_t device_gpu;       /* LYRA_DEVICE_MAP_GPU: the GPU index */
+    const lyra_device_map_entry *device_map; /* LYRA_DEVICE_MAP_EXPLICIT: [n_device_map] */
+    int32_t n_device_map;
+    const char *device_map_source; /* names the device map setting in messages (a
+                                 file path, "device_map"); NULL: "device_map" */
+    const lyra_device_bytes *max_memory; /* [n_max_memory] budgets (reserve 0) */
+    int32_t n_max_memory;
+    const lyra_device_bytes *reserve; /* [n_reserve] memory kept free on devices
+                                 without a max_memory entry (default: cpu
+                                 max(1 GiB, 10%), CUDA max(512 MiB, 5%), simulated 0) */
+    int32_t n_reserve;
+    int32_t gpu_layers;       /* embedding + first N layers on GPUs, LYRA_GPU_LAYERS_ALL,
+                                 or LYRA_GPU_LAYERS_UNSET (default) */
+    const float *tensor_split;/* [n_tensor_split] GPU layer proportions (3, 1), each
+                                 0..1000000, used to 6 decimals; needs strategy auto
+                                 or balanced */
+    int32_t n_tensor_split;   /* 0: not given; at most LYRA_MAX_TENSOR_SPLIT */
+    /* The geometry the model is planned for; contexts inherit what they leave
+     * 0. Defaults (in one place): n_ctx min(the model's context_length, 4096),
+     * n_batch 512 (at most n_ctx), kv_type F16, n_threads physical cores. */
+    int32_t n_ctx;            /* context the KV cache is planned for; 0 = default */
+    int32_t n_batch;          /* tokens per forward pass planned for; 0 = default */
+    lyra_kv_type kv_type;     /* KV cache type planned for; 0 = default (F16) */
+    int32_t n_threads;        /* threads of the CPU and each simulated GPU; 0 = default */
     int fallback;             /* 1 (default): progressive fallback (docs/fallback.md):
                                  when a GPU allocation fails at load or during
                                  generation, layers step down to the CPU (and CPU
@@ -268,17 +321,18 @@ LYRA_API size_t lyra_detok_flush(lyra_detok *d, char *buf, size_t cap);
 LYRA_API void lyra_detok_free(lyra_detok *d);
 
 /* ---------------------------------------------------------------- context */
-typedef enum lyra_kv_type { LYRA_KV_F16 = 0, LYRA_KV_F32 = 1 } lyra_kv_type;
-
+/* A context's geometry: 0 (all fields, the default) inherits the model's
+ * (lyra_model_params): n_ctx the context the model's load fitted, n_batch
+ * (at most n_ctx), kv_type and n_threads as the model was opened with. */
 typedef struct lyra_context_params {
-    int32_t n_ctx;       /* context size; 0 = min(model's context_length, 4096) */
-    int32_t n_batch;     /* prompt tokens per forward pass; default 512 */
-    int32_t n_threads;   /* 0 = physical cores */
-    lyra_kv_type kv_type;/* default LYRA_KV_F16 */
+    int32_t n_ctx;       /* context size; 0 = the model's */
+    int32_t n_batch;     /* prompt tokens per forward pass; 0 = the model's */
+    int32_t n_threads;   /* 0 = the model's */
+    lyra_kv_type kv_type;/* LYRA_KV_DEFAULT = the model's */
 } lyra_context_params;
-/* KV chunks follow the model's kv_chunk. n_ctx 0 is the context the model's
- * load fitted; a larger n_ctx after the context policy shrank it at load is
- * clamped to that (with a note). When the progressive fallback is on and a KV
+/* KV chunks follow the model's kv_chunk. An n_ctx (given or inherited)
+ * larger than the context the load fitted after the context policy shrank it
+ * is clamped to that (with a note). When the progressive fallback is on and a KV
  * chunk or scratch allocation fails during lyra_eval, layers move off the
  * failing device between two tokens (GPU -> CPU, CPU -> disk) and evaluation
  * goes on with the same results; the step is in the model's history. */

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # example-check.sh: build examples/pipeline.c against an installed lyra the
 # way a user would (pkg-config, shared and static), run it on stories260K and
-# check that its text equals `lyra generate ... --temp 0`.
+# check that its text equals `lyra generate ... --temp 0`; then the same for
+# examples/device_map.c (typed device map: embedding + layers 0-1 on a
+# simulated GPU 0, the rest on the CPU; LYRA_SIM_GPUS set here).
 #
 #   scripts/example-check.sh [BUILD_DIR]     (default: build)
 #
@@ -67,3 +69,19 @@ got=$(cd "$TMP" && "$TMP/pipeline-static" "$MODEL" "$PROMPT" "$N" 2>"$TMP/static
   example: $got
   lyra:    $want"
 echo "example-check: static: ok"
+
+# device_map.c: the typed device settings, against liblyra.so, on a simulated GPU
+# shellcheck disable=SC2046
+"$CC" -Wall -Wextra "$ROOT/examples/device_map.c" $("${PKG[@]}" --cflags --libs lyra) -o "$TMP/device-map" \
+    || fail "building examples/device_map.c against liblyra.so"
+NDM=32
+want=$(LYRA_SIM_GPUS=8MiB "$BUILD/lyra" generate -m "$MODEL" -p "$PROMPT" -n "$NDM" --temp 0 --ctx 256 2>/dev/null) \
+    || fail "lyra generate (device map) failed"
+got=$(cd "$TMP" && LYRA_SIM_GPUS=8MiB LD_LIBRARY_PATH=$LIBDIR "$TMP/device-map" "$MODEL" "$PROMPT" "$NDM" 2>"$TMP/dm.err") \
+    || { cat "$TMP/dm.err" >&2; fail "the device_map example failed"; }
+[ "$got" = "$want" ] || fail "device_map example text differs:
+  example: $got
+  lyra:    $want"
+grep -q '"model.embed_tokens":"0","model.layers.0":"0","model.layers.1":"0","model.layers.2":"cpu"' "$TMP/dm.err" \
+    || fail "the device_map example's map is not the one it set: $(cat "$TMP/dm.err")"
+echo "example-check: device_map: ok ($NDM tokens on GPU 0 + cpu)"

@@ -67,13 +67,17 @@ int app_read_file(const char *path, char **buf, size_t *len, lyra_error *err);
 /* Log the context's map line(s) (lyra_context_map_lines) at INFO. */
 void app_log_map(const lyra_context *ctx);
 
-/* The device flags (devflags.c): --device-map, --max-memory, --reserve,
- * --gpu-layers, --tensor-split, --no-mmap, --mlock. Returns 1 when the current
- * flag is one of them (*rc: its status, each value checked now, errors naming
- * the flag and the entry), else 0. finish copies the context's ctx, batch,
- * KV type and threads into the plan's. APP_DEVFLAGS_USAGE is their help. */
+/* The device flags (devflags.c): --no-mmap, --mlock, --kv-chunk, --min-ctx
+ * and the fallback's flags onto mp. Returns 1 when the current flag is one
+ * of them (*rc: its status, errors naming the flag), else 0. --device-map,
+ * --max-memory, --reserve, --gpu-layers and --tensor-split are config keys
+ * (app_cfgflag); check_gpus fails naming flag when a --max-memory /
+ * --reserve object (the config's value) names a GPU this machine does not
+ * have. APP_DEVFLAGS_USAGE is their help. The geometry (--ctx, --batch,
+ * --kv-type, --threads) is the model's (lyra_model_params); contexts
+ * inherit it. */
 int app_devflag(app_args *a, lyra_model_params *mp, int *rc, lyra_error *err);
-void app_devflags_finish(lyra_model_params *mp, const lyra_context_params *cp);
+int app_devflags_check_gpus(const char *flag, const json_t *sizes, lyra_error *err);
 #define APP_DEVFLAGS_USAGE \
     "devices (docs/sharding.md; LYRA_SIM_GPUS=6GiB,4GiB simulates GPUs):\n" \
     "  --device-map MAP       auto (default) | balanced | balanced_low_0 |\n" \
@@ -142,8 +146,8 @@ void app_cfgflags_free(app_cfgflags *cf);
 /* The model file: model_id (from -m or the config) resolved by
  * config/model_ref.h; *path malloc'd. No model_id: "-m: required". */
 int app_config_model(const lyra_config *c, char **path, lyra_error *err);
-/* The config's values into whichever of mp, cp, sp is not NULL (*seed_given:
- * a seed is configured). */
+/* The config's values into whichever of mp, sp is not NULL (*seed_given: a
+ * seed is configured); cp is left to inherit mp's geometry (may be NULL). */
 int app_config_apply(lyra_config *c, lyra_model_params *mp, lyra_context_params *cp,
                      lyra_sampler_params *sp, int *seed_given, lyra_error *err);
 #define APP_CONFIG_USAGE \

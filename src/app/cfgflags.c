@@ -18,17 +18,17 @@ typedef struct cfg_flag {
     const char *key;    /* config key */
     const char *fixed;  /* value of a flag without one ("true"), else NULL */
     unsigned group;     /* APP_CFG_* */
-    int devflag;        /* checked by app_devflag too (GPU keys of budgets, ...) */
+    int gpus;           /* budgets: the GPUs they name must be here */
 } cfg_flag;
 
 static const cfg_flag g_flags[] = {
     {"-m", "--model", "model_id", NULL, APP_CFG_MODEL, 0},
     {"--model", "--model", "model_id", NULL, APP_CFG_MODEL, 0},
-    {"--device-map", "--device-map", "device_map", NULL, APP_CFG_DEVICE, 1},
+    {"--device-map", "--device-map", "device_map", NULL, APP_CFG_DEVICE, 0},
     {"--max-memory", "--max-memory", "max_memory", NULL, APP_CFG_DEVICE, 1},
     {"--reserve", "--reserve", "reserve", NULL, APP_CFG_DEVICE, 1},
-    {"--gpu-layers", "--gpu-layers", "gpu_layers", NULL, APP_CFG_DEVICE, 1},
-    {"--tensor-split", "--tensor-split", "tensor_split", NULL, APP_CFG_DEVICE, 1},
+    {"--gpu-layers", "--gpu-layers", "gpu_layers", NULL, APP_CFG_DEVICE, 0},
+    {"--tensor-split", "--tensor-split", "tensor_split", NULL, APP_CFG_DEVICE, 0},
     {"--gpu-layers-fallback", "--gpu-layers-fallback", "gpu_layers_fallback", NULL, APP_CFG_DEVICE, 0},
     {"--fallback", "--fallback", "enable_progressive_fallback", "true", APP_CFG_DEVICE, 0},
     {"--no-fallback", "--no-fallback", "enable_progressive_fallback", "false", APP_CFG_DEVICE, 0},
@@ -76,7 +76,15 @@ static int record(app_cfgflags *cf, const cfg_flag *f, const char *typed, const 
     snprintf(src, sizeof src, "flag:%s", f->canon);
     if (!cf->scratch && !(cf->scratch = lyra_config_new()))
         return lyra_err(err, LYRA_ERR_OOM, typed, "out of memory");
-    int rc = lyra_config_set(cf->scratch, f->key, v, src, typed, err);
+    int rc;
+    if (f->gpus && v[0] == '{') { /* a flag takes the list form only: its parser's error */
+        lyra_device_bytes e[LYRA_DEVSPEC_MAX_BYTES];
+        int n = 0;
+        if ((rc = lyra_devspec_bytes_parse(v, typed, e, &n, err))) return rc;
+    }
+    rc = lyra_config_set(cf->scratch, f->key, v, src, typed, err);
+    if (!rc && f->gpus)
+        rc = app_devflags_check_gpus(typed, cf->scratch->value[lyra_config_key_find(f->key)], err);
     if (rc) return rc;
     if (cf->n == cf->cap) {
         int cap = cf->cap ? cf->cap * 2 : 16;
@@ -111,12 +119,6 @@ int app_cfgflag(app_args *a, app_cfgflags *cf, int *rc, lyra_error *err) {
             if (a->eq) return 0; /* "--greedy=x": not this flag */
             *rc = record(cf, f, flag, f->fixed, err);
             return 1;
-        }
-        if (f->devflag) { /* the device flags' own checks (GPUs that are here) */
-            lyra_model_params mp = lyra_model_default_params();
-            int save = a->i;
-            if (app_devflag(a, &mp, rc, err) != 1 || *rc) return 1;
-            a->i = save;
         }
         if ((*rc = args_str(a, &v, err))) return 1;
         *rc = record(cf, f, flag, v, err);
@@ -157,8 +159,8 @@ int app_config_model(const lyra_config *c, char **path, lyra_error *err) {
 int app_config_apply(lyra_config *c, lyra_model_params *mp, lyra_context_params *cp,
                      lyra_sampler_params *sp, int *seed_given, lyra_error *err) {
     int rc = LYRA_OK;
+    (void)cp; /* contexts inherit the model's geometry */
     if (mp) rc = lyra_config_apply_model(c, mp, err);
-    if (cp) lyra_config_apply_context(c, cp);
     if (sp) {
         int s = lyra_config_apply_sampler(c, sp);
         if (seed_given) *seed_given = s;

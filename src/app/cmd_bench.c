@@ -112,9 +112,8 @@ static int parse_opts(int argc, char **argv, bench_opts *o, lyra_error *err) {
                         APP_CFG_MODEL | APP_CFG_DEVICE | APP_CFG_KV | APP_CFG_THREADS, &o->mp, &o->cfg, err);
     if (!rc) rc = app_config_model(o->cfg, &o->model, err);
     if (!rc) rc = app_config_apply(o->cfg, &o->mp, &o->cp, NULL, NULL, err);
-    o->cp.n_ctx = 0; /* bench sizes its own context and batch */
-    o->cp.n_batch = 512;
-    app_devflags_finish(&o->mp, &o->cp);
+    o->mp.n_ctx = 0; /* bench sizes its own contexts and batches */
+    o->mp.n_batch = 512;
     return rc;
 }
 
@@ -207,7 +206,7 @@ static int print_json(const bench_opts *o, const bench_res *r, lyra_error *err) 
     json_object_set_new(j, "model_bytes", json_integer((json_int_t)r->model_bytes));
     json_object_set_new(j, "threads", json_integer(r->threads));
     json_object_set_new(j, "cpu", json_string(r->cpu));
-    json_object_set_new(j, "kv_type", json_string(o->cp.kv_type == LYRA_KV_F32 ? "f32" : "f16"));
+    json_object_set_new(j, "kv_type", json_string(o->mp.kv_type == LYRA_KV_F32 ? "f32" : "f16"));
     json_object_set_new(j, "runs", json_integer(BENCH_RUNS));
     json_object_set_new(j, "pp_tokens", ppt);
     json_object_set_new(j, "pp_tps", pps);
@@ -227,7 +226,7 @@ static int print_json(const bench_opts *o, const bench_res *r, lyra_error *err) 
 
 static void print_table(const bench_opts *o, const bench_res *r) {
     printf("model: %s (%.1f MB of weights)\n", o->model, (double)r->model_bytes / 1e6);
-    printf("cpu: %s, %d threads, kv %s\n", r->cpu, r->threads, o->cp.kv_type == LYRA_KV_F32 ? "f32" : "f16");
+    printf("cpu: %s, %d threads, kv %s\n", r->cpu, r->threads, o->mp.kv_type == LYRA_KV_F32 ? "f32" : "f16");
     printf("%-8s %8s %12s\n", "test", "tokens", "tok/s");
     for (int i = 0; i < o->n_pp; i++) {
         char name[32];
@@ -253,7 +252,7 @@ int cmd_bench(int argc, char **argv, lyra_error *err) {
     }
     bench_res r;
     memset(&r, 0, sizeof r);
-    r.threads = o.cp.n_threads > 0 ? o.cp.n_threads : lyra_physical_cores();
+    r.threads = o.mp.n_threads > 0 ? o.mp.n_threads : lyra_physical_cores();
     o.cp.n_threads = r.threads;
     cpu_name(r.cpu, sizeof r.cpu);
     int32_t max_pp = 0;

@@ -111,7 +111,6 @@ static int parse_opts(int argc, char **argv, gen_opts *o, lyra_error *err) {
         o->stop = g.stop;
         o->n_stop = g.n_stop;
     }
-    app_devflags_finish(&o->mp, &o->cp);
     return rc;
 }
 

@@ -68,9 +68,9 @@ static int parse_opts(int argc, char **argv, char **model, const char **file, ly
     if (!rc) rc = app_config_model(*cfg, model, err);
     if (!rc && !*file) rc = lyra_err(err, LYRA_ERR_INPUT, "-f", "required: the text file");
     if (!rc) rc = app_config_apply(*cfg, mp, cp, NULL, NULL, err);
-    cp->n_ctx = n_ctx;
-    cp->n_batch = n_batch ? n_batch : n_ctx;
-    app_devflags_finish(mp, cp);
+    (void)cp; /* the context inherits the model's geometry */
+    mp->n_ctx = n_ctx;
+    mp->n_batch = n_batch ? n_batch : n_ctx;
     return rc;
 }
 
@@ -86,7 +86,7 @@ int cmd_perplexity(int argc, char **argv, lyra_error *err) {
         lyra_config_free(cfg);
         return rc;
     }
-    const int32_t n_ctx = cp.n_ctx;
+    const int32_t n_ctx = mp.n_ctx;
 
     char *text = NULL;
     size_t len = 0;

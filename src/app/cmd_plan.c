@@ -93,7 +93,6 @@ int cmd_plan(int argc, char **argv, lyra_error *err) {
     if (!rc) rc = app_config_model(cfg, &model, err);
     if (!rc) rc = app_config_apply(cfg, &mp, &cp, NULL, NULL, err);
     if (!rc) {
-        app_devflags_finish(&mp, &cp);
         mp.n_threads = 1; /* nothing computes */
         rc = probe ? run_probe(model, &mp, err) : plan_run(model, json, &mp, err);
     }
@@ -113,7 +112,8 @@ static int plan_run(const char *model, int json, lyra_model_params *mp, lyra_err
     rc = lyra_gguf_open(model, &g, err);
     if (!rc) rc = lyra_llama_load(g, &arch, err);
     if (!rc) rc = lyra_runtime_devices(NULL, 1, dev, &n_dev, err);
-    if (!rc) rc = lyra_runtime_plan(arch, mp, dev, n_dev, &plan, err);
+    lyra_geometry geom = arch ? lyra_runtime_geometry(arch, mp) : (lyra_geometry){0, 0, 0, 0};
+    if (!rc) rc = lyra_runtime_plan(arch, mp, &geom, dev, n_dev, &plan, err);
     if (!rc) {
         char *s = json ? lyra_plan_json_string(plan) : lyra_plan_table(plan);
         if (!s) rc = lyra_err(err, LYRA_ERR_OOM, "plan", "out of memory");

@@ -1,16 +1,21 @@
 /* devflags.c: the device flags shared by generate, perplexity, bench and
  * plan (--device-map, --max-memory, --reserve, --gpu-layers, --tensor-split,
  * --no-mmap, --mlock, and the fallback's --fallback/--no-fallback,
- * --fallback-policy, --gpu-layers-fallback, --min-ctx, --kv-chunk): parsed into lyra_model_params, each value checked at
- * once so that an error names the flag and the entry before anything loads. */
+ * --fallback-policy, --gpu-layers-fallback, --min-ctx, --kv-chunk), each
+ * value checked at once so that an error names the flag and the entry
+ * before anything loads. The first five are config keys: cfgflags.c records
+ * them, parsed once by config/devspec.h (as a config file's values are),
+ * and they reach lyra_model_params' typed fields when the config is
+ * applied; here only the GPUs a budget names are checked against the
+ * machine. The others are set on lyra_model_params here. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "args.h"
+#include "config/devspec.h"
 #include "device/cuda.h"
 #include "device/device.h"
-#include "plan/plan.h"
 
 /* GPUs this machine has (simulated ones when LYRA_SIM_GPUS is set, else the
  * CUDA GPUs as LYRA_CUDA_DEVICES picks them); -1 with err set when
@@ -30,17 +35,14 @@ static int n_gpus(lyra_error *err) {
 
 /* Every GPU key of a --max-memory / --reserve value must name a GPU that is
  * here (a config may name absent ones: a note; a flag typed here: an error). */
-static int check_keys(const char *flag, const lyra_plan_memspec *ms, lyra_error *err) {
-    for (int i = 0; i < ms->n; i++) {
-        const char *k = ms->key[i];
-        if (!strcmp(k, "cpu")) continue;
-        if (!strncmp(k, "cuda:", 5)) k += 5;
-        int g = atoi(k), n = n_gpus(err);
+static int check_keys(const char *flag, const lyra_device_bytes *e, int n_e, lyra_error *err) {
+    for (int i = 0; i < n_e; i++) {
+        if (e[i].device == LYRA_DEVICE_CPU) continue;
+        int g = e[i].device, n = n_gpus(err);
         if (n < 0) return err->code;
         if (g >= n)
-            return lyra_err(err, LYRA_ERR_INPUT, flag, "%s: unknown device (this machine has %d GPU%s%s)",
-                            ms->key[i], n, n == 1 ? "" : "s",
-                            n ? "" : "; LYRA_SIM_GPUS simulates some");
+            return lyra_err(err, LYRA_ERR_INPUT, flag, "%d: unknown device (this machine has %d GPU%s%s)",
+                            g, n, n == 1 ? "" : "s", n ? "" : "; LYRA_SIM_GPUS simulates some");
     }
     return LYRA_OK;
 }
@@ -86,35 +88,12 @@ int app_devflag(app_args *a, lyra_model_params *mp, int *rc, lyra_error *err) {
         else *rc = lyra_err(err, LYRA_ERR_INPUT, f, "expected layers, context or none, got '%s'", v);
         return 1;
     }
-    if (strcmp(f, "--device-map") && strcmp(f, "--max-memory") && strcmp(f, "--reserve") &&
-        strcmp(f, "--gpu-layers") && strcmp(f, "--tensor-split"))
-        return 0;
-    if ((*rc = args_str(a, &v, err))) return 1;
-    lyra_plan_opts o = lyra_plan_default_opts();
-    if (!strcmp(f, "--device-map")) {
-        if (lyra_plan_is_strategy(v)) *rc = lyra_plan_strategy_parse(v, f, &o, err);
-        else if (!v[0]) *rc = lyra_err(err, LYRA_ERR_INPUT, f, "expected a strategy or a JSON file");
-        mp->device_map = v;
-    } else if (!strcmp(f, "--max-memory") || !strcmp(f, "--reserve")) {
-        lyra_plan_memspec ms;
-        *rc = lyra_plan_memspec_parse(v, f, &ms, err);
-        if (!*rc) *rc = check_keys(f, &ms, err);
-        if (!strcmp(f, "--max-memory")) mp->max_memory = v;
-        else mp->reserve = v;
-    } else if (!strcmp(f, "--gpu-layers")) {
-        int32_t n;
-        *rc = lyra_plan_gpu_layers_parse(v, f, &n, err);
-        mp->gpu_layers = v;
-    } else {
-        *rc = lyra_plan_split_parse(v, f, &o, err);
-        mp->tensor_split = v;
-    }
-    return 1;
+    return 0;
 }
 
-void app_devflags_finish(lyra_model_params *mp, const lyra_context_params *cp) {
-    mp->n_ctx = cp->n_ctx;
-    mp->n_batch = cp->n_batch;
-    mp->kv_type = (int)cp->kv_type;
-    mp->n_threads = cp->n_threads;
+int app_devflags_check_gpus(const char *flag, const json_t *sizes, lyra_error *err) {
+    lyra_device_bytes e[LYRA_DEVSPEC_MAX_BYTES];
+    int n = 0;
+    int rc = lyra_devspec_bytes_from_json(sizes, flag, e, &n, err);
+    return rc ? rc : check_keys(flag, e, n, err);
 }

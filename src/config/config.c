@@ -11,9 +11,9 @@
 #include <unistd.h>
 
 #include "config/config_impl.h"
+#include "config/devspec.h"
 #include "core/log.h"
 #include "core/size.h"
-#include "plan/plan.h"
 
 #define PK "pipeline_kwargs."
 #define PK_LEN (sizeof PK - 1)
@@ -25,6 +25,7 @@
 lyra_config *lyra_config_new(void) {
     lyra_config *c = calloc(1, sizeof *c);
     if (!c) return NULL;
+    lyra_devspec_init(&c->dev);
     for (int k = 0; k < LYRA_CFG_N_KEYS; k++) {
         c->value[k] = json_loads(lyra_cfg_defs[k].defval, JSON_DECODE_ANY, NULL);
         c->source[k] = lyra_cfg_strdup("default");
@@ -52,11 +53,7 @@ void lyra_config_free(lyra_config *c) {
     json_decref(c->entry_source[0]);
     json_decref(c->entry_source[1]);
     free(c->path);
-    free(c->s_device_map_json);
-    free(c->s_max_memory);
-    free(c->s_reserve);
-    free(c->s_gpu_layers);
-    free(c->s_tensor_split);
+    lyra_devspec_free(&c->dev);
     free(c->stop);
     free(c);
 }
@@ -229,11 +226,11 @@ static int str_i64(const char *s, long long *out) {
 
 /* "0=6GB, cpu=16GB" (already checked by the memspec parser) -> {"0": "6GB",
  * "cpu": "16GB"} with the parser's canonical keys, in order. */
-static json_t *memspec_object(const char *s, const lyra_plan_memspec *ms) {
+static json_t *memspec_object(const char *s, const lyra_device_bytes *ms, int n_ms) {
     json_t *o = json_object();
     size_t len = strlen(s);
     int n = 0;
-    for (size_t i = 0; o && len && i <= len && n < ms->n;) {
+    for (size_t i = 0; o && len && i <= len && n < n_ms;) {
         size_t j = i;
         while (j < len && s[j] != ',') j++;
         const char *eq = memchr(s + i, '=', j - i);
@@ -242,7 +239,8 @@ static json_t *memspec_object(const char *s, const lyra_plan_memspec *ms) {
             while (a < b && (s[a] == ' ' || s[a] == '\t')) a++;
             while (b > a && (s[b - 1] == ' ' || s[b - 1] == '\t')) b--;
             json_t *v = json_stringn(s + a, b - a);
-            if (!v || json_object_set_new(o, ms->key[n], v)) {
+            char name[16];
+            if (!v || json_object_set_new(o, lyra_devspec_device_name(ms[n].device, name, sizeof name), v)) {
                 json_decref(o);
                 return NULL;
             }
@@ -269,7 +267,7 @@ static int from_string(int k, const char *s, const char *where, json_t **out, in
         if (!*out) return lyra_err(err, LYRA_ERR_INPUT, where, "not valid UTF-8");
         return LYRA_OK;
     case CFG_DEVICE_MAP:
-        if (lyra_plan_is_strategy(s)) {
+        if (lyra_devspec_is_strategy(s)) {
             *out = json_string(s);
         } else if (s[0] == '{') {
             *out = json_loads(s, JSON_REJECT_DUPLICATES, &je);
@@ -292,22 +290,24 @@ static int from_string(int k, const char *s, const char *where, json_t **out, in
                                 je.column, je.text);
             break;
         }
-        lyra_plan_memspec ms;
-        int rc = lyra_plan_memspec_parse(s, where, &ms, err);
+        lyra_device_bytes ms[LYRA_DEVSPEC_MAX_BYTES];
+        int n_ms = 0;
+        int rc = lyra_devspec_bytes_parse(s, where, ms, &n_ms, err);
         if (rc) return rc;
-        *out = memspec_object(s, &ms);
+        *out = memspec_object(s, ms, n_ms);
         break;
     }
     case CFG_GPU_LAYERS: {
         int32_t n = 0;
-        int rc = lyra_plan_gpu_layers_parse(s, where, &n, err);
+        int rc = lyra_devspec_gpu_layers_parse(s, where, &n, err);
         if (rc) return rc;
-        *out = n == LYRA_PLAN_ALL_LAYERS ? json_string("all") : json_integer(n);
+        *out = n == LYRA_GPU_LAYERS_ALL ? json_string("all") : json_integer(n);
         break;
     }
     case CFG_SPLIT: {
-        lyra_plan_opts o = lyra_plan_default_opts();
-        int rc = lyra_plan_split_parse(s, where, &o, err);
+        float split[LYRA_MAX_TENSOR_SPLIT];
+        int n = 0;
+        int rc = lyra_devspec_split_parse(s, where, split, &n, err);
         if (rc) return rc;
         *out = json_string(s);
         break;

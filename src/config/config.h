@@ -20,13 +20,15 @@
  * true turns the other one off when it came from another layer, and is an
  * error within one layer.
  *
- * Every value is validated as it enters, with the planner's parsers for
- * sizes, memory specs, strategies, gpu_layers and tensor_split. Errors are
+ * Every value is validated as it enters, with the device settings' parser
+ * (config/devspec.h) for memory specs, strategies, maps, gpu_layers and
+ * tensor_split. Errors are
  * LYRA_ERR_INPUT with one line naming the file and JSON path
  * ("cfg.json: max_memory.0: bad size ...", "cfg.json:3:7: invalid JSON: ...")
  * or the flag; on error nothing changes. The "apply" functions fill the
- * public parameter structs; the strings they point to are owned by the
- * config (valid until the next apply or lyra_config_free). */
+ * public parameter structs; what they point to (device map entries, budgets,
+ * strings) is owned by the config (valid until the next apply or
+ * lyra_config_free). */
 #ifndef LYRA_CONFIG_CONFIG_H
 #define LYRA_CONFIG_CONFIG_H
 
@@ -34,6 +36,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config/devspec.h"
 #include "core/err.h"
 
 /* The keys, in the order `lyra config show` prints them. */
@@ -75,11 +78,7 @@ typedef struct lyra_config {
     int map_is_file;                 /* device_map is the path of a JSON map file (a flag's value) */
     char *path;                      /* absolute path of the file loaded, or NULL */
     const char *how;                 /* lyra_config_load_auto: the discovery rung (static) */
-    char *s_device_map_json;         /* apply: device_map as JSON text (integer / object) */
-    char *s_max_memory;              /* apply: "0=6GB,cpu=16GB" */
-    char *s_reserve;                 /* apply: reserve in the same form */
-    char *s_gpu_layers;              /* apply: "N" / "all" */
-    char *s_tensor_split;            /* apply: "3.000000,1.000000" */
+    lyra_devspec dev;                /* apply: the typed device settings mp points into */
     const char **stop;               /* apply: [n_stop] pointers into value[LYRA_CFG_STOP] */
     int n_stop;                      /* apply: stop strings */
 } lyra_config;
@@ -145,10 +144,12 @@ int lyra_config_set_json(lyra_config *c, const char *key, const json_t *value,
 
 /* ---------------------------------------------------------------- apply */
 
-/* Fill the device, fallback, quantization, context and thread fields of mp
- * (other fields untouched). */
+/* Fill the device, fallback, quantization and geometry (context, batch, KV
+ * type, threads) fields of mp (other fields untouched): the typed device
+ * settings come from the values through config/devspec.h; a device map file
+ * (a flag's value) is read here, its errors naming the file. Contexts
+ * inherit the geometry (lyra_context_params 0). */
 int lyra_config_apply_model(lyra_config *c, lyra_model_params *mp, lyra_error *err);
-void lyra_config_apply_context(const lyra_config *c, lyra_context_params *cp);
 /* Sampling (do_sample false: temperature 0, greedy). Returns 1 when a seed
  * is configured (sp->seed set), 0 when the caller picks a random one. */
 int lyra_config_apply_sampler(const lyra_config *c, lyra_sampler_params *sp);

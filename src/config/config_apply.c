@@ -1,70 +1,19 @@
 /* config_apply.c: a configuration's effect (see config.h): the public
- * parameter structs filled from it (lyra_model_params, lyra_context_params,
+ * parameter structs filled from it (lyra_model_params with the typed device
+ * settings of config/devspec.h and the geometry contexts inherit,
  * lyra_sampler_params, generation options), and its display for
  * `lyra config show` (text, JSON) and as a config file. */
 #include <float.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "config/config_impl.h"
-#include "plan/plan.h"
 
 #define PK "pipeline_kwargs."
 #define PK_LEN (sizeof PK - 1)
 
 /* ----------------------------------------------------------------- apply */
-
-/* Replace *slot by s (taken); returns s. */
-static char *keep(char **slot, char *s) {
-    free(*slot);
-    *slot = s;
-    return s;
-}
-
-/* {"0": "6GB", "cpu": 17179869184} -> "0=6GB,cpu=17179869184B"; NULL for {}. */
-static char *memspec_string(const json_t *o) {
-    if (!json_object_size(o)) return NULL;
-    size_t cap = 64, n = 0;
-    const char *key;
-    json_t *v;
-    json_object_foreach((json_t *)o, key, v) cap += strlen(key) + 32 + (json_is_string(v) ? json_string_length(v) : 0);
-    char *s = malloc(cap);
-    if (!s) return NULL;
-    s[0] = '\0';
-    json_object_foreach((json_t *)o, key, v) {
-        int k = json_is_string(v)
-                    ? snprintf(s + n, cap - n, "%s%s=%s", n ? "," : "", key, json_string_value(v))
-                    : snprintf(s + n, cap - n, "%s%s=%" PRId64 "B", n ? "," : "", key,
-                               (int64_t)json_integer_value(v));
-        if (k > 0) n += (size_t)k;
-    }
-    return s;
-}
-
-/* tensor_split as the planner's string: a string as given; an array through
- * the planner's fixed point ("3.000000,1.000000"). */
-static int split_string(const json_t *v, char **out, lyra_error *err) {
-    if (json_is_string(v)) {
-        *out = lyra_cfg_strdup(json_string_value(v));
-        return *out ? LYRA_OK : lyra_err(err, LYRA_ERR_OOM, "tensor_split", "out of memory");
-    }
-    lyra_plan_opts o = lyra_plan_default_opts();
-    int rc = lyra_plan_split_from_json(v, "tensor_split", &o, err);
-    if (rc) return rc;
-    size_t cap = (size_t)o.n_split * 32 + 1, n = 0;
-    char *s = malloc(cap);
-    if (!s) return lyra_err(err, LYRA_ERR_OOM, "tensor_split", "out of memory");
-    s[0] = '\0';
-    for (int i = 0; i < o.n_split; i++) {
-        int k = snprintf(s + n, cap - n, "%s%" PRIu64 ".%06" PRIu64, i ? "," : "",
-                         o.split[i] / LYRA_PLAN_SPLIT_ONE, o.split[i] % LYRA_PLAN_SPLIT_ONE);
-        if (k > 0) n += (size_t)k;
-    }
-    *out = s;
-    return LYRA_OK;
-}
 
 static int32_t int_of(const lyra_config *c, int k) {
     return (int32_t)json_integer_value(c->value[k]);
@@ -75,38 +24,29 @@ static int is(const lyra_config *c, int k, const char *s) {
 }
 
 int lyra_config_apply_model(lyra_config *c, lyra_model_params *mp, lyra_error *err) {
-    const json_t *map = c->value[LYRA_CFG_DEVICE_MAP];
-    mp->device_map = NULL;
-    mp->device_map_json = NULL;
-    if (json_is_string(map)) {
-        mp->device_map = json_string_value(map); /* a strategy, or a map file (flag) */
-    } else {
-        char *s = json_dumps(map, JSON_ENCODE_ANY | JSON_COMPACT);
-        if (!s) return lyra_err(err, LYRA_ERR_OOM, "device_map", "out of memory");
-        mp->device_map_json = keep(&c->s_device_map_json, s);
+    lyra_devspec *d = &c->dev;
+    lyra_devspec_free(d);
+    const json_t *map = c->value[LYRA_CFG_DEVICE_MAP], *v;
+    int rc;
+    if (json_is_string(map) && c->map_is_file) /* a flag's map file */
+        rc = lyra_devspec_map_file(d, json_string_value(map), err);
+    else
+        rc = lyra_devspec_map_from_json(d, map, "device_map", err);
+    if (!rc)
+        rc = lyra_devspec_bytes_from_json(c->value[LYRA_CFG_MAX_MEMORY], "max_memory", d->max_memory,
+                                          &d->n_max_memory, err);
+    if (!rc)
+        rc = lyra_devspec_bytes_from_json(c->value[LYRA_CFG_RESERVE], "reserve", d->reserve,
+                                          &d->n_reserve, err);
+    if (!rc && !json_is_null(v = c->value[LYRA_CFG_GPU_LAYERS]))
+        rc = lyra_devspec_gpu_layers_from_json(v, "gpu_layers", &d->gpu_layers, err);
+    if (!rc && !json_is_null(v = c->value[LYRA_CFG_TENSOR_SPLIT]))
+        rc = lyra_devspec_split_from_json(v, "tensor_split", d->tensor_split, &d->n_tensor_split, err);
+    if (rc) {
+        lyra_devspec_free(d);
+        return rc;
     }
-    mp->max_memory = keep(&c->s_max_memory, memspec_string(c->value[LYRA_CFG_MAX_MEMORY]));
-    mp->reserve = keep(&c->s_reserve, memspec_string(c->value[LYRA_CFG_RESERVE]));
-    if ((json_object_size(c->value[LYRA_CFG_MAX_MEMORY]) && !mp->max_memory) ||
-        (json_object_size(c->value[LYRA_CFG_RESERVE]) && !mp->reserve))
-        return lyra_err(err, LYRA_ERR_OOM, "max_memory", "out of memory");
-    const json_t *gl = c->value[LYRA_CFG_GPU_LAYERS];
-    mp->gpu_layers = NULL;
-    if (json_is_string(gl)) {
-        mp->gpu_layers = json_string_value(gl);
-    } else if (json_is_integer(gl)) {
-        char *s = malloc(24);
-        if (!s) return lyra_err(err, LYRA_ERR_OOM, "gpu_layers", "out of memory");
-        snprintf(s, 24, "%" PRId64, (int64_t)json_integer_value(gl));
-        mp->gpu_layers = keep(&c->s_gpu_layers, s);
-    }
-    mp->tensor_split = NULL;
-    if (!json_is_null(c->value[LYRA_CFG_TENSOR_SPLIT])) {
-        char *s = NULL;
-        int rc = split_string(c->value[LYRA_CFG_TENSOR_SPLIT], &s, err);
-        if (rc) return rc;
-        mp->tensor_split = keep(&c->s_tensor_split, s);
-    }
+    lyra_devspec_apply(d, mp);
     int policy = is(c, LYRA_CFG_FALLBACK_POLICY, "context") ? LYRA_FALLBACK_CONTEXT
                  : is(c, LYRA_CFG_FALLBACK_POLICY, "none")  ? LYRA_FALLBACK_NONE
                                                             : LYRA_FALLBACK_LAYERS;
@@ -122,13 +62,6 @@ int lyra_config_apply_model(lyra_config *c, lyra_model_params *mp, lyra_error *e
     mp->kv_type = is(c, LYRA_CFG_KV_CACHE_TYPE, "f32") ? LYRA_KV_F32 : LYRA_KV_F16;
     mp->n_threads = int_of(c, LYRA_CFG_THREADS);
     return LYRA_OK;
-}
-
-void lyra_config_apply_context(const lyra_config *c, lyra_context_params *cp) {
-    cp->n_ctx = int_of(c, LYRA_CFG_CONTEXT_LENGTH);
-    cp->n_batch = int_of(c, LYRA_CFG_BATCH_SIZE);
-    cp->n_threads = int_of(c, LYRA_CFG_THREADS);
-    cp->kv_type = is(c, LYRA_CFG_KV_CACHE_TYPE, "f32") ? LYRA_KV_F32 : LYRA_KV_F16;
 }
 
 /* A checked number (finite, >= 0) as a float, within [FLT_MIN, FLT_MAX] when > 0. */

@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "config/config_impl.h"
+#include "config/devspec.h"
 #include "core/size.h"
-#include "plan/plan.h"
 
 #define I32 INT32_MAX
 
@@ -257,9 +257,10 @@ static int check_map_device(const json_t *d, const char *where, lyra_error *err)
     if (json_is_string(d)) {
         const char *s = json_string_value(d);
         if (!strcmp(s, "cpu") || !strcmp(s, "disk")) return LYRA_OK;
-        lyra_plan_opts o = lyra_plan_default_opts();
-        if (lyra_plan_is_strategy(s) && !lyra_plan_strategy_parse(s, where, &o, NULL) &&
-            o.strategy == LYRA_PLAN_GPU)
+        lyra_device_strategy st = LYRA_DEVICE_MAP_AUTO;
+        int32_t g = 0;
+        if (lyra_devspec_is_strategy(s) && !lyra_devspec_strategy_parse(s, where, &st, &g, NULL) &&
+            st == LYRA_DEVICE_MAP_GPU)
             return LYRA_OK;
     }
     char desc[300];
@@ -271,29 +272,34 @@ static int check_map_device(const json_t *d, const char *where, lyra_error *err)
 }
 
 static int check_device_map(const json_t *v, const char *where, lyra_error *err) {
-    lyra_plan_opts o = lyra_plan_default_opts();
-    int rc = lyra_plan_device_map_from_json(v, where, &o, err);
+    lyra_devspec d;
+    lyra_devspec_init(&d);
+    int rc = json_is_object(v) ? LYRA_OK : lyra_devspec_map_from_json(&d, v, where, err);
     if (rc || !json_is_object(v)) return rc;
     if (json_object_size(v) == 0)
         return lyra_err(err, LYRA_ERR_INPUT, where,
                         "empty map (e.g. {\"\": \"cpu\"} puts everything on the cpu)");
     const char *key;
-    json_t *d;
-    json_object_foreach((json_t *)v, key, d) {
+    json_t *dv;
+    json_object_foreach((json_t *)v, key, dv) {
         char q[256], w[700];
         lyra_cfg_quote(key, q, sizeof q);
         snprintf(w, sizeof w, "%s.%s", where, q);
-        if ((rc = check_map_device(d, w, err))) return rc;
+        if ((rc = check_map_device(dv, w, err))) return rc;
     }
-    return LYRA_OK;
+    rc = lyra_devspec_map_from_json(&d, v, where, err); /* the entries, as apply makes them */
+    lyra_devspec_free(&d);
+    return rc;
 }
 
 /* {device: size}: each entry through the memspec parser (canonical keys,
  * errors naming WHERE.DEVICE), then the whole object (duplicates such as
  * "0" and "cuda:0"). *out: {canonical device: the value as given}. */
 static int check_memspec(const json_t *v, const char *where, json_t **out, lyra_error *err) {
-    lyra_plan_memspec ms;
-    if (!json_is_object(v)) return lyra_plan_memspec_from_json(v, where, &ms, err);
+    lyra_device_bytes ms[LYRA_DEVSPEC_MAX_BYTES];
+    int n = 0;
+    char name[16];
+    if (!json_is_object(v)) return lyra_devspec_bytes_from_json(v, where, ms, &n, err);
     json_t *res = json_object();
     if (!res) return lyra_err(err, LYRA_ERR_OOM, where, "out of memory");
     const char *key;
@@ -306,15 +312,15 @@ static int check_memspec(const json_t *v, const char *where, json_t **out, lyra_
             rc = lyra_err(err, LYRA_ERR_OOM, where, "out of memory");
             break;
         }
-        rc = lyra_plan_memspec_from_json(one, where, &ms, err);
+        rc = lyra_devspec_bytes_from_json(one, where, ms, &n, err);
         json_decref(one);
         if (rc) break;
-        if (json_object_set(res, ms.key[0], val)) {
+        if (json_object_set(res, lyra_devspec_device_name(ms[0].device, name, sizeof name), val)) {
             rc = lyra_err(err, LYRA_ERR_OOM, where, "out of memory");
             break;
         }
     }
-    if (!rc) rc = lyra_plan_memspec_from_json(v, where, &ms, err);
+    if (!rc) rc = lyra_devspec_bytes_from_json(v, where, ms, &n, err);
     if (rc) {
         json_decref(res);
         return rc;
@@ -425,13 +431,14 @@ int lyra_cfg_check(int k, const json_t *v, const char *where, json_t **out, lyra
         return check_memspec(v, where, out, err);
     case CFG_GPU_LAYERS: {
         int32_t n = 0;
-        if ((rc = lyra_plan_gpu_layers_from_json(v, where, &n, err))) return rc;
-        *out = n == LYRA_PLAN_ALL_LAYERS ? json_string("all") : json_integer(n);
+        if ((rc = lyra_devspec_gpu_layers_from_json(v, where, &n, err))) return rc;
+        *out = n == LYRA_GPU_LAYERS_ALL ? json_string("all") : json_integer(n);
         return *out ? LYRA_OK : lyra_err(err, LYRA_ERR_OOM, where, "out of memory");
     }
     case CFG_SPLIT: {
-        lyra_plan_opts o = lyra_plan_default_opts();
-        rc = lyra_plan_split_from_json(v, where, &o, err);
+        float split[LYRA_MAX_TENSOR_SPLIT];
+        int n = 0;
+        rc = lyra_devspec_split_from_json(v, where, split, &n, err);
         break;
     }
     case CFG_INT:

@@ -143,8 +143,7 @@ static int open_model(lyra_pipeline *p, const char *ref, lyra_error *err) {
     int rc = lyra_model_ref_resolve(ref, "model_id", &path, err);
     lyra_model_params mp = lyra_model_default_params();
     if (!rc) rc = lyra_config_apply_model(p->cfg, &mp, err);
-    lyra_context_params cp = lyra_context_default_params();
-    lyra_config_apply_context(p->cfg, &cp);
+    lyra_context_params cp = lyra_context_default_params(); /* the model's geometry */
     if (!rc) rc = lyra_chat_session_open(&p->cs, path, &mp, &cp, "lyra_load_pipeline", err);
     free(path);
     if (rc) return rc;

@@ -367,6 +367,7 @@ static void canonical_key(const char *arch, const char *key, char *out, size_t c
 /* One key of a map. */
 typedef struct mkey {
     const char *raw;      /* as written */
+    int32_t value;        /* the entry's device */
     char canon[256];      /* canonical */
     int dev;              /* device index, or -1: a GPU that is not here */
     int gpu;              /* the GPU index asked for (dev == -1) */
@@ -376,67 +377,44 @@ static int cmp_raw(const void *a, const void *b) {
     return strcmp(((const mkey *)a)->raw, ((const mkey *)b)->raw);
 }
 
-/* Device index for a map value; -1 for a missing GPU (*gpu set). */
-static int map_value(P *p, const json_t *v, const char *where, const char *q, int *dev, int *gpu,
+/* Device index for a map entry's device; -1 for a missing GPU (*gpu set). */
+static int map_value(P *p, int32_t v, const char *where, const char *q, int *dev, int *gpu,
                      lyra_error *err) {
-    int g = -1;
-    if (json_is_integer(v)) {
-        json_int_t x = json_integer_value(v);
-        if (x >= 0 && x < 1000) g = (int)x;
-    } else if (json_is_string(v)) {
-        const char *s = json_string_value(v);
-        size_t n = json_string_length(v);
-        if (!strcmp(s, "cpu")) { *dev = p->cpu; return LYRA_OK; }
-        if (!strcmp(s, "disk")) { *dev = p->disk; return LYRA_OK; }
-        if (!strcmp(s, "cuda")) g = 0;
-        else if (n > 5 && !strncmp(s, "cuda:", 5)) s += 5, n -= 5;
-        if (g < 0 && n >= 1 && n <= 3 && strspn(s, "0123456789") == n) g = atoi(s);
-    }
-    if (g < 0) {
-        char vq[160];
-        if (json_is_string(v)) { /* "gpu" */
-            char t[150];
-            lyra_size_quote(json_string_value(v), json_string_length(v), t, sizeof t);
-            snprintf(vq, sizeof vq, "\"%s\"", t);
-        } else { /* -1, true, null, [..] */
-            char *vs = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-            snprintf(vq, sizeof vq, "%.60s%s", vs ? vs : "?", vs && strlen(vs) > 60 ? "..." : "");
-            for (char *c = vq; *c; c++)
-                if ((unsigned char)*c < 0x20) *c = ' ';
-            free(vs);
-        }
+    if (v == LYRA_DEVICE_CPU) { *dev = p->cpu; return LYRA_OK; }
+    if (v == LYRA_DEVICE_DISK) { *dev = p->disk; return LYRA_OK; }
+    if (v < 0)
         return lyra_err(err, LYRA_ERR_INPUT, where,
-                        "\"%s\": unknown device %s (0, \"0\", \"cuda:0\", \"cpu\" or \"disk\")", q,
-                        vq);
-    }
-    *gpu = g;
+                        "\"%s\": unknown device %d (a GPU index, LYRA_DEVICE_CPU or LYRA_DEVICE_DISK)",
+                        q, (int)v);
+    *gpu = (int)v;
     *dev = -1;
     char id[16];
-    snprintf(id, sizeof id, "%d", g);
+    snprintf(id, sizeof id, "%d", (int)v);
     for (int d = 0; d < p->ngpu; d++)
         if (!strcmp(p->dev[d].id, id)) *dev = d;
     return LYRA_OK;
 }
 
 static int place_map(P *p, lyra_error *err) {
-    const json_t *map = p->o->map;
+    const lyra_device_map_entry *map = p->o->map;
     const char *where = p->o->map_where[0] ? p->o->map_where : "device_map";
-    size_t nk = json_object_size(map);
-    if (!nk) return lyra_err(err, LYRA_ERR_INPUT, where, "the map is empty");
+    size_t nk = p->o->n_map > 0 ? (size_t)p->o->n_map : 0;
+    if (!nk || !map) return lyra_err(err, LYRA_ERR_INPUT, where, "the map is empty");
     mkey *keys = calloc(nk, sizeof *keys);
     if (!keys) return lyra_err(err, LYRA_ERR_OOM, where, "out of memory");
     int rc = LYRA_OK;
-    size_t n = 0;
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)map, k, v) keys[n++].raw = k;
-    qsort(keys, n, sizeof *keys, cmp_raw); /* errors independent of hash order */
+    size_t n = nk;
+    for (size_t i = 0; i < n; i++) {
+        keys[i].raw = map[i].module ? map[i].module : "";
+        keys[i].value = map[i].device;
+    }
+    qsort(keys, n, sizeof *keys, cmp_raw); /* errors independent of the entries' order */
     for (size_t i = 0; i < n && !rc; i++) {
         mkey *K = &keys[i];
         char q[256];
         lyra_size_quote(K->raw, strlen(K->raw), q, sizeof q);
         canonical_key(p->m->arch, K->raw, K->canon, sizeof K->canon);
-        rc = map_value(p, json_object_get(map, K->raw), where, q, &K->dev, &K->gpu, err);
+        rc = map_value(p, K->value, where, q, &K->dev, &K->gpu, err);
         if (rc) break;
         int any = 0;
         for (int m = 0; m < p->n && !rc; m++) {
@@ -688,8 +666,8 @@ int lyra_plan_make(const lyra_plan_model *model, const lyra_plan_device *devs, i
     if (o->ctx <= 0 || o->batch <= 0)
         return lyra_err(err, LYRA_ERR_INPUT, "plan", "ctx and batch must be > 0 (got %d, %d)",
                         (int)o->ctx, (int)o->batch);
-    if (o->strategy == LYRA_PLAN_MAP && !json_is_object(o->map))
-        return lyra_err(err, LYRA_ERR_INPUT, "plan", "the map strategy needs a JSON object");
+    if (o->strategy == LYRA_PLAN_MAP && o->n_map && !o->map)
+        return lyra_err(err, LYRA_ERR_INPUT, "plan", "the map strategy needs entries");
     lyra_plan *pl = calloc(1, sizeof *pl);
     P p;
     memset(&p, 0, sizeof p);

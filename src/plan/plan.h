@@ -36,13 +36,13 @@
  *   sequential       fill GPU 0, then 1, ..., then the CPU, then disk.
  *   cpu              no GPUs: the CPU, then disk.
  *   cuda, cuda:N, N  everything on that GPU (an error if it does not fit).
- *   explicit map     a JSON object {key: device}: keys are module names or
+ *   explicit map     entries (key, device): keys are module names or
  *                    dot-boundary prefixes ("" covers all, "model.layers"
  *                    every layer), Hugging Face / GGUF spellings accepted
  *                    (aliases per architecture: phi2's model.final_layernorm
  *                    = model.norm, gpt2's transformer.h.N = model.layers.N,
  *                    GGUF's blk.N = model.layers.N ...); the longest key wins;
- *                    values 0, "0", "cuda:0", "cuda", "cpu", "disk". Errors:
+ *                    devices: a GPU index, LYRA_DEVICE_CPU, LYRA_DEVICE_DISK. Errors:
  *                    a key below a module ("model.layers.3.mlp": a layer is
  *                    never split), a key matching no module, two keys naming
  *                    the same thing ("model.norm" and "output_norm"), a module
@@ -61,7 +61,8 @@
  *                    modules. Needs strategy auto/balanced.
  * Errors are LYRA_ERR_INPUT with one line naming the entry, module or device
  * and the bytes. Notes (ignored max_memory entries, missing GPUs) are returned,
- * never printed. */
+ * never printed. The planner parses no text: its inputs are typed
+ * (lyra_model_params' device fields; config/devspec.h parses the strings). */
 #ifndef LYRA_PLAN_PLAN_H
 #define LYRA_PLAN_PLAN_H
 
@@ -160,9 +161,10 @@ typedef enum lyra_plan_strategy {
 typedef struct lyra_plan_opts {
     lyra_plan_strategy strategy;  /* default auto */
     int gpu;                      /* LYRA_PLAN_GPU: the GPU index */
-    const json_t *map;            /* LYRA_PLAN_MAP: the JSON object (borrowed) */
+    const lyra_device_map_entry *map; /* LYRA_PLAN_MAP: [n_map] entries (borrowed) */
+    int n_map;                    /* their count */
     char map_where[128];          /* where the map/strategy came from, for messages
-                                     ("--device-map m.json", "config.json: device_map") */
+                                     ("m.json", "device_map") */
     int32_t gpu_layers;           /* -1: not given; 0..; LYRA_PLAN_ALL_LAYERS */
     int n_split;                  /* tensor_split entries (0: not given) */
     uint64_t split[LYRA_PLAN_MAX_GPUS]; /* proportions, LYRA_PLAN_SPLIT_ONE = 1.0 */
@@ -178,25 +180,25 @@ typedef struct lyra_plan_opts {
 /* auto, no gpu_layers, no split, ctx 4096, batch 512, kv_chunk 256, fallback 1. */
 lyra_plan_opts lyra_plan_default_opts(void);
 
-/* 1 when s names a strategy: auto, balanced, balanced_low_0, sequential, cpu,
- * cuda, cuda:N, N (digits). Anything else is, for the CLI, a JSON file. */
-int lyra_plan_is_strategy(const char *s);
-/* Set opts' strategy from such a name; LYRA_ERR_INPUT naming where otherwise. */
-int lyra_plan_strategy_parse(const char *s, const char *where, lyra_plan_opts *o,
-                             lyra_error *err);
-/* A device_map value from JSON (config or --device-map FILE.json): a string
- * strategy, an integer GPU, or an object (explicit map; v must outlive o). */
-int lyra_plan_device_map_from_json(const json_t *v, const char *where, lyra_plan_opts *o,
-                                   lyra_error *err);
-/* gpu_layers: "all" or an integer >= 0 (string), or a JSON integer / "all". */
-int lyra_plan_gpu_layers_parse(const char *s, const char *where, int32_t *out, lyra_error *err);
-int lyra_plan_gpu_layers_from_json(const json_t *v, const char *where, int32_t *out,
-                                   lyra_error *err);
-/* tensor_split: "3,1" / "0.6,0.4" (at most 6 decimals, each <= 1000000), or a
- * JSON array of numbers or such a string. At least one entry > 0. */
-int lyra_plan_split_parse(const char *s, const char *where, lyra_plan_opts *o, lyra_error *err);
-int lyra_plan_split_from_json(const json_t *v, const char *where, lyra_plan_opts *o,
-                              lyra_error *err);
+/* The geometry a model is planned for (lyra_model_params' n_ctx, n_batch,
+ * kv_type, n_threads): an explicit input of planning, and what contexts
+ * inherit. */
+typedef struct lyra_geometry {
+    int32_t n_ctx;      /* positions the KV cache holds; 0 = default */
+    int32_t n_batch;    /* tokens per forward pass; 0 = default */
+    int kv_type;        /* lyra_kv_type; LYRA_KV_DEFAULT = default */
+    int32_t n_threads;  /* threads; 0 = physical cores */
+} lyra_geometry;
+/* The one validation: negative sizes or an unknown KV type are
+ * LYRA_ERR_INPUT naming the field ("n_ctx: must be >= 0, got -5"). */
+int lyra_geometry_check(const lyra_geometry *g, lyra_error *err);
+/* The one place for defaults: n_ctx 0 -> ctx_default, n_batch 0 -> 512,
+ * then n_batch at most n_ctx, kv_type default -> F16 (n_threads stays: 0
+ * means physical cores to the devices). */
+lyra_geometry lyra_geometry_resolve(lyra_geometry g, int32_t ctx_default);
+/* The default context of a model trained on n_ctx_train positions:
+ * min(n_ctx_train, 4096). */
+int32_t lyra_geometry_default_ctx(int32_t n_ctx_train);
 
 /* ---------------------------------------------------------------- budgets */
 
@@ -207,7 +209,7 @@ typedef struct lyra_plan_notes {
 } lyra_plan_notes;
 void lyra_plan_note(lyra_plan_notes *notes, const char *fmt, ...) LYRA_PRINTF(2, 3);
 
-/* --max-memory / --reserve / max_memory: per device bytes. */
+/* Per device bytes (max_memory, reserve) as the budgets use them. */
 typedef struct lyra_plan_memspec {
     int n;                                   /* entries */
     char key[LYRA_PLAN_MAX_DEVICES][16];     /* [n] "0", "1", ... or "cpu" */
@@ -215,16 +217,11 @@ typedef struct lyra_plan_memspec {
     char where[64];                          /* source ("--max-memory"), for notes */
 } lyra_plan_memspec;
 
-/* "0=6GiB,cpu=16GiB" (keys N, cuda:N or cpu; sizes as core/size.h; "" = no
- * entries). Duplicate or unknown keys are LYRA_ERR_INPUT. */
-int lyra_plan_memspec_parse(const char *s, const char *where, lyra_plan_memspec *out,
-                            lyra_error *err);
-/* A JSON object {"0": "6GiB", "cpu": 17179869184}. */
-int lyra_plan_memspec_from_json(const json_t *v, const char *where, lyra_plan_memspec *out,
-                                lyra_error *err);
-/* Entries of src replace or extend dst (the command line over a config). */
-int lyra_plan_memspec_merge(lyra_plan_memspec *dst, const lyra_plan_memspec *src,
-                            lyra_error *err);
+/* Typed entries (lyra_model_params' max_memory, reserve) as a memspec:
+ * GPU index N -> key "N", LYRA_DEVICE_CPU -> "cpu". Other devices and
+ * duplicates are LYRA_ERR_INPUT naming where. */
+int lyra_plan_memspec_from(const lyra_device_bytes *e, int n, const char *where,
+                           lyra_plan_memspec *out, lyra_error *err);
 
 /* A plan device from a live device (free = lyra_device_free_mem, total). */
 void lyra_plan_device_from(const lyra_device *d, lyra_plan_device *out);

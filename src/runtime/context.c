@@ -15,7 +15,7 @@
 #include "runtime/residency.h"
 
 lyra_context_params lyra_context_default_params(void) {
-    lyra_context_params p = {.n_ctx = 0, .n_batch = 512, .n_threads = 0, .kv_type = LYRA_KV_F16};
+    lyra_context_params p = {.n_ctx = 0, .n_batch = 0, .n_threads = 0, .kv_type = LYRA_KV_DEFAULT};
     return p;
 }
 
@@ -121,35 +121,35 @@ int lyra_context_new(lyra_model *m, const lyra_context_params *params, lyra_cont
     const lyra_llama_hparams *hp = &a->hp;
     if (m->probe)
         return lyra_err(err, LYRA_ERR_INPUT, "context", "the model was opened as a probe (no weights)");
-    if (p.n_ctx < 0) return lyra_err(err, LYRA_ERR_INPUT, "n_ctx", "must be >= 0, got %d", p.n_ctx);
-    if (p.n_batch < 0)
-        return lyra_err(err, LYRA_ERR_INPUT, "n_batch", "must be >= 0, got %d", p.n_batch);
-    if (p.n_threads < 0)
-        return lyra_err(err, LYRA_ERR_INPUT, "n_threads", "must be >= 0, got %d", p.n_threads);
-    if (p.kv_type != LYRA_KV_F16 && p.kv_type != LYRA_KV_F32)
-        return lyra_err(err, LYRA_ERR_INPUT, "kv_type", "unknown KV cache type %d", (int)p.kv_type);
+    /* the geometry: one validation; 0 inherits the model's */
+    lyra_geometry g = {p.n_ctx, p.n_batch, (int)p.kv_type, p.n_threads};
+    int rc = lyra_geometry_check(&g, err);
+    if (rc) return rc;
+    if (!g.n_batch) g.n_batch = m->geom.n_batch;
+    if (g.kv_type == LYRA_KV_DEFAULT) g.kv_type = m->geom.kv_type;
+    if (!g.n_threads) g.n_threads = m->geom.n_threads;
     int shrunk = 0; /* the context policy halved the context at load */
     for (int i = 0; i < m->n_steps; i++)
         shrunk |= m->steps[i].phase == LYRA_PHASE_LOAD && !strcmp(m->steps[i].what, "ctx");
-    if (shrunk && p.n_ctx > m->n_ctx) {
+    if (!g.n_ctx) g.n_ctx = m->ctx_asked; /* the model's n_ctx as given (0: its default) */
+    if (shrunk && g.n_ctx > m->n_ctx) {
         LYRA_WARN("context: %d positions, not %d: the fallback's context policy shrank it at load",
-                  (int)m->n_ctx, (int)p.n_ctx);
-        p.n_ctx = m->n_ctx;
+                  (int)m->n_ctx, (int)g.n_ctx);
+        g.n_ctx = m->n_ctx;
     }
+    if (!g.n_ctx) g.n_ctx = m->n_ctx; /* the context the load fitted */
     lyra_context *c = calloc(1, sizeof *c);
     if (!c) return lyra_err(err, LYRA_ERR_OOM, "context", "out of memory");
     c->model = m;
     m->n_contexts++;
-    c->n_ctx = p.n_ctx ? p.n_ctx : m->n_ctx;
-    c->n_batch = p.n_batch ? p.n_batch : 512;
-    if (c->n_batch > c->n_ctx) c->n_batch = c->n_ctx;
-    c->n_threads = p.n_threads ? p.n_threads : lyra_physical_cores();
-    c->kv_type = p.kv_type;
+    c->n_ctx = g.n_ctx;
+    c->n_batch = g.n_batch < c->n_ctx ? g.n_batch : c->n_ctx;
+    c->n_threads = g.n_threads ? g.n_threads : lyra_physical_cores();
+    c->kv_type = (lyra_kv_type)g.kv_type;
     c->kv_chunk = m->kv_chunk;
-    if (p.n_ctx > hp->n_ctx_train)
+    if (c->n_ctx > hp->n_ctx_train)
         LYRA_WARN("n_ctx %d is larger than the %d positions the model was trained on",
-                  (int)p.n_ctx, (int)hp->n_ctx_train);
-    int rc = LYRA_OK;
+                  (int)c->n_ctx, (int)hp->n_ctx_train);
     /* KV cache bookkeeping, per sequence (memory comes chunk by chunk in lyra_eval) */
     c->n_seq = 1;
     c->n_chunks_max = (c->n_ctx + c->kv_chunk - 1) / c->kv_chunk;

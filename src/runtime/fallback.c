@@ -255,7 +255,7 @@ static int attempt_run(search *S, int mode, lyra_oom *oom, lyra_error *err) {
         if (t.e[j].copy) rc = lyra_runtime_alloc(m, t.e[j].dev, t.e[j].n_bytes, &t.e[j].ptr, oom);
     /* 2. probes: each device's KV cache for the whole context and its scratch */
     size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
-    size_t elem = S->p->kv_type == LYRA_KV_F32 ? 4 : 2;
+    size_t elem = S->m->geom.kv_type == LYRA_KV_F32 ? 4 : 2;
     size_t chunk = 2 * (size_t)m->kv_chunk * kv_dim * elem;
     size_t n_chunks = ((size_t)S->ctx + (size_t)m->kv_chunk - 1) / (size_t)m->kv_chunk;
     int *runs = malloc((size_t)S->n_mod * sizeof *runs);
@@ -488,14 +488,16 @@ static int plan_final(lyra_model *m, const lyra_model_params *p, lyra_error *err
 }
 
 int lyra_runtime_load(lyra_model *m, const lyra_model_params *p, lyra_error *err) {
-    int rc = lyra_runtime_devices(p->backend, p->n_threads, m->dev, &m->n_dev, err);
+    m->geom = lyra_runtime_geometry(m->arch, p);
+    m->ctx_asked = p->n_ctx;
+    int rc = lyra_runtime_devices(p->backend, m->geom.n_threads, m->dev, &m->n_dev, err);
     if (rc) return rc;
     m->cpu = m->n_dev - 1;
     m->kv_chunk = p->kv_chunk > 0 ? p->kv_chunk : LYRA_KV_CHUNK;
     m->fallback = p->fallback != 0 && p->fallback_policy != LYRA_FALLBACK_NONE;
     m->policy = m->fallback ? p->fallback_policy : LYRA_FALLBACK_NONE;
     m->probe = p->probe != 0;
-    if ((rc = lyra_runtime_plan(m->arch, p, m->dev, m->n_dev, &m->plan, err))) return rc;
+    if ((rc = lyra_runtime_plan(m->arch, p, &m->geom, m->dev, m->n_dev, &m->plan, err))) return rc;
     const lyra_plan *pl = m->plan;
     int n_mod = lyra_llama_n_modules(m->arch);
     if (pl->n_modules != n_mod)

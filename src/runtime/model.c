@@ -43,8 +43,8 @@ lyra_model_params lyra_model_default_params(void) {
     lyra_model_params p;
     memset(&p, 0, sizeof p);
     p.use_mmap = 1;
-    p.n_batch = 512;
-    p.kv_type = LYRA_KV_F16;
+    p.device_strategy = LYRA_DEVICE_MAP_AUTO;
+    p.gpu_layers = LYRA_GPU_LAYERS_UNSET;
     p.fallback = 1;
     p.gpu_layers_fallback = -1;
     return p;
@@ -54,12 +54,9 @@ int lyra_model_open(const char *path, const lyra_model_params *params, lyra_mode
                     lyra_error *err) {
     *out = NULL;
     lyra_model_params p = params ? *params : lyra_model_default_params();
-    if (p.n_ctx < 0) return lyra_err(err, LYRA_ERR_INPUT, "n_ctx", "must be >= 0, got %d", p.n_ctx);
-    if (p.n_batch < 0) return lyra_err(err, LYRA_ERR_INPUT, "n_batch", "must be >= 0, got %d", p.n_batch);
-    if (p.n_threads < 0)
-        return lyra_err(err, LYRA_ERR_INPUT, "n_threads", "must be >= 0, got %d", p.n_threads);
-    if (p.kv_type != LYRA_KV_F16 && p.kv_type != LYRA_KV_F32)
-        return lyra_err(err, LYRA_ERR_INPUT, "kv_type", "unknown KV cache type %d", p.kv_type);
+    lyra_geometry g = {p.n_ctx, p.n_batch, (int)p.kv_type, p.n_threads};
+    int rc = lyra_geometry_check(&g, err);
+    if (rc) return rc;
     if (p.fallback_policy < LYRA_FALLBACK_LAYERS || p.fallback_policy > LYRA_FALLBACK_NONE)
         return lyra_err(err, LYRA_ERR_INPUT, "fallback_policy", "unknown policy %d", p.fallback_policy);
     if (p.gpu_layers_fallback < -1)
@@ -79,7 +76,7 @@ int lyra_model_open(const char *path, const lyra_model_params *params, lyra_mode
     m->alloc_stats = bp.alloc_stats != 0;
     m->use_mmap = p.use_mmap != 0;
     m->use_mlock = p.use_mlock != 0;
-    int rc = lyra_gguf_open(path, &m->gguf, err);
+    rc = lyra_gguf_open(path, &m->gguf, err);
     if (!rc) rc = lyra_llama_load(m->gguf, &m->arch, err);
     if (!rc) rc = lyra_tokenizer_load(m->gguf, &m->tok, err);
     if (!rc && lyra_tok_n_vocab(m->tok) > m->arch->hp.n_vocab)

@@ -63,6 +63,9 @@ struct lyra_model {
     int use_mmap;                           /* lyra_model_params.use_mmap */
     int use_mlock;                          /* lyra_model_params.use_mlock */
     int n_contexts;                         /* live contexts (move_layer needs one) */
+    lyra_geometry geom;                     /* the geometry asked for, defaults resolved
+                                               (contexts inherit it) */
+    int32_t ctx_asked;                      /* lyra_model_params.n_ctx (0: the default) */
     int32_t n_ctx;                          /* context the load fitted (planned; the
                                                context policy may have halved it) */
     int32_t kv_chunk;                       /* positions per KV cache chunk */

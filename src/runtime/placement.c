@@ -1,9 +1,10 @@
 /* placement.c: which devices a model runs on and where its modules go: the
  * simulated GPUs of LYRA_SIM_GPUS (CUDA GPUs plug in here) and the CPU, and
- * the plan (plan/plan.h) made from lyra_model_params' device fields (device
- * map or strategy, max_memory, reserve, gpu_layers, tensor_split). Used by
+ * the plan (plan/plan.h) made from the geometry and lyra_model_params' typed
+ * device fields (strategy or explicit map, max_memory, reserve, gpu_layers,
+ * tensor_split; parsed from text by config/devspec.h, not here). Used by
  * lyra_model_open and by `lyra plan` (which reads metadata only). */
-#include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,94 +49,119 @@ int lyra_runtime_devices(const lyra_backend_params *bp, int n_threads, lyra_devi
     return LYRA_OK;
 }
 
-/* opts' device map from p (device_map_json wins over device_map); *keep
- * holds the JSON the map borrows (json_decref after planning). */
-static int map_opts(const lyra_model_params *p, lyra_plan_opts *o, json_t **keep, lyra_error *err) {
-    json_error_t je;
-    *keep = NULL;
-    if (p->device_map_json && p->device_map_json[0]) {
-        json_t *v = json_loads(p->device_map_json, JSON_DECODE_ANY, &je);
-        if (!v)
-            return lyra_err(err, LYRA_ERR_INPUT, "device_map", "invalid JSON: line %d: %s", je.line,
-                            je.text);
-        *keep = v;
-        snprintf(o->map_where, sizeof o->map_where, "device_map");
-        return lyra_plan_device_map_from_json(v, "device_map", o, err);
-    }
-    const char *s = p->device_map;
-    if (!s || !s[0]) return LYRA_OK; /* auto */
-    if (lyra_plan_is_strategy(s)) return lyra_plan_strategy_parse(s, "device_map", o, err);
-    json_t *v = json_load_file(s, JSON_DECODE_ANY, &je);
-    if (!v) {
-        if (je.line <= 0) return lyra_err(err, LYRA_ERR_INPUT, s, "cannot read device map: %s", je.text);
-        return lyra_err(err, LYRA_ERR_INPUT, s, "line %d: invalid JSON: %s", je.line, je.text);
-    }
-    *keep = v;
-    snprintf(o->map_where, sizeof o->map_where, "%.120s", s);
-    return lyra_plan_device_map_from_json(v, s, o, err);
+lyra_geometry lyra_runtime_geometry(const lyra_llama *a, const lyra_model_params *p) {
+    lyra_geometry g = {p->n_ctx, p->n_batch, (int)p->kv_type, p->n_threads};
+    return lyra_geometry_resolve(g, lyra_geometry_default_ctx(a->hp.n_ctx_train));
 }
 
-static int plan_with(const lyra_llama *a, const lyra_model_params *p, lyra_device *const *dev,
-                     int n_dev, const char *const *fixed, int32_t n_ctx, lyra_plan **out,
-                     lyra_error *err) {
+/* opts' strategy and map from p's typed device fields. */
+static int map_opts(const lyra_model_params *p, lyra_plan_opts *o, lyra_error *err) {
+    static const lyra_plan_strategy st[] = {
+        [LYRA_DEVICE_MAP_AUTO] = LYRA_PLAN_AUTO,
+        [LYRA_DEVICE_MAP_BALANCED] = LYRA_PLAN_BALANCED,
+        [LYRA_DEVICE_MAP_BALANCED_LOW_0] = LYRA_PLAN_BALANCED_LOW_0,
+        [LYRA_DEVICE_MAP_SEQUENTIAL] = LYRA_PLAN_SEQUENTIAL,
+        [LYRA_DEVICE_MAP_CPU] = LYRA_PLAN_CPU,
+        [LYRA_DEVICE_MAP_GPU] = LYRA_PLAN_GPU,
+        [LYRA_DEVICE_MAP_EXPLICIT] = LYRA_PLAN_MAP,
+    };
+    const char *where = p->device_map_source && p->device_map_source[0] ? p->device_map_source
+                                                                         : "device_map";
+    snprintf(o->map_where, sizeof o->map_where, "%.120s", where);
+    if ((int)p->device_strategy < 0 || p->device_strategy > LYRA_DEVICE_MAP_EXPLICIT)
+        return lyra_err(err, LYRA_ERR_INPUT, "device_strategy", "unknown strategy %d",
+                        (int)p->device_strategy);
+    o->strategy = st[p->device_strategy];
+    if (o->strategy == LYRA_PLAN_GPU) {
+        if (p->device_gpu < 0)
+            return lyra_err(err, LYRA_ERR_INPUT, "device_gpu", "GPU index %d out of range",
+                            (int)p->device_gpu);
+        o->gpu = p->device_gpu;
+    }
+    if (o->strategy == LYRA_PLAN_MAP) {
+        if (p->n_device_map < 0 || (p->n_device_map && !p->device_map))
+            return lyra_err(err, LYRA_ERR_INPUT, "device_map", "%d entries but no array",
+                            (int)p->n_device_map);
+        o->map = p->device_map;
+        o->n_map = p->n_device_map;
+    }
+    if (p->gpu_layers != LYRA_GPU_LAYERS_UNSET) {
+        if (p->gpu_layers < LYRA_GPU_LAYERS_ALL)
+            return lyra_err(err, LYRA_ERR_INPUT, "gpu_layers",
+                            "%d: the number of GPU layers cannot be negative (0.., "
+                            "LYRA_GPU_LAYERS_ALL or LYRA_GPU_LAYERS_UNSET)",
+                            (int)p->gpu_layers);
+        o->gpu_layers = p->gpu_layers == LYRA_GPU_LAYERS_ALL ? LYRA_PLAN_ALL_LAYERS : p->gpu_layers;
+    }
+    if (p->n_tensor_split) {
+        if (p->n_tensor_split < 0 || p->n_tensor_split > LYRA_MAX_TENSOR_SPLIT || !p->tensor_split)
+            return lyra_err(err, LYRA_ERR_INPUT, "tensor_split", "%d proportions (1 to %d)",
+                            (int)p->n_tensor_split, LYRA_MAX_TENSOR_SPLIT);
+        int any = 0;
+        for (int i = 0; i < p->n_tensor_split; i++) {
+            float x = p->tensor_split[i];
+            if (!(x >= 0.0f) || x > 1e6f)
+                return lyra_err(err, LYRA_ERR_INPUT, "tensor_split",
+                                "entry %d: expected a number from 0 to 1000000", i);
+            o->split[i] = (uint64_t)llround((double)x * LYRA_PLAN_SPLIT_ONE);
+            any |= o->split[i] != 0;
+        }
+        if (!any) return lyra_err(err, LYRA_ERR_INPUT, "tensor_split", "every proportion is 0");
+        o->n_split = p->n_tensor_split;
+    }
+    return LYRA_OK;
+}
+
+/* Plan a on dev[n_dev] for geometry g (fixed: the map that loaded, else p's
+ * device fields). */
+static int plan_with(const lyra_llama *a, const lyra_model_params *p, const lyra_geometry *g,
+                     lyra_device *const *dev, int n_dev, const char *const *fixed,
+                     lyra_plan **out, lyra_error *err) {
     *out = NULL;
-    const lyra_llama_hparams *hp = &a->hp;
     lyra_plan_device pd[LYRA_PLAN_MAX_DEVICES];
     int n = 0, rc;
     for (int i = 0; i < n_dev && n < LYRA_PLAN_MAX_DEVICES - 1; i++) lyra_plan_device_from(dev[i], &pd[n++]);
     lyra_plan_device_disk(&pd[n++]);
     /* budgets */
     lyra_plan_memspec mm, rs;
-    memset(&mm, 0, sizeof mm);
-    memset(&rs, 0, sizeof rs);
-    if (p->max_memory && (rc = lyra_plan_memspec_parse(p->max_memory, "max_memory", &mm, err)))
+    if ((rc = lyra_plan_memspec_from(p->max_memory, p->n_max_memory, "max_memory", &mm, err)) ||
+        (rc = lyra_plan_memspec_from(p->reserve, p->n_reserve, "reserve", &rs, err)))
         return rc;
-    if (p->reserve && (rc = lyra_plan_memspec_parse(p->reserve, "reserve", &rs, err))) return rc;
     lyra_plan_notes notes;
     memset(&notes, 0, sizeof notes);
     if ((rc = lyra_plan_budgets(pd, n, &mm, &rs, &notes, err))) return rc;
     if (!fixed)
         for (int i = 0; i < notes.n; i++) LYRA_WARN("%s", notes.line[i]);
-    /* options */
+    /* options: the geometry, then the strategy or the fixed map */
     lyra_plan_opts o = lyra_plan_default_opts();
-    o.ctx = p->n_ctx > 0 ? p->n_ctx : (hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
-    o.batch = p->n_batch > 0 ? p->n_batch : 512;
-    if (o.batch > o.ctx) o.batch = o.ctx; /* as lyra_context_new */
+    o.ctx = g->n_ctx;
+    o.batch = g->n_batch < g->n_ctx ? g->n_batch : g->n_ctx; /* as lyra_context_new */
     o.kv_chunk = p->kv_chunk > 0 ? p->kv_chunk : LYRA_KV_CHUNK;
     o.fallback = p->fallback;
-    json_t *keep = NULL;
     if (fixed) {
         o.strategy = LYRA_PLAN_FIXED;
         o.fixed = fixed;
-        o.ctx = n_ctx;
-        if (o.batch > o.ctx) o.batch = o.ctx;
-    } else {
-        if ((rc = map_opts(p, &o, &keep, err))) goto done;
-        if (p->gpu_layers && p->gpu_layers[0] &&
-            (rc = lyra_plan_gpu_layers_parse(p->gpu_layers, "gpu_layers", &o.gpu_layers, err)))
-            goto done;
-        if (p->tensor_split && p->tensor_split[0] &&
-            (rc = lyra_plan_split_parse(p->tensor_split, "tensor_split", &o, err)))
-            goto done;
+    } else if ((rc = map_opts(p, &o, err))) {
+        return rc;
     }
     lyra_plan_model pm;
-    if ((rc = lyra_plan_model_from_llama(a, o.batch, p->kv_type, &pm, err))) goto done;
+    if ((rc = lyra_plan_model_from_llama(a, o.batch, g->kv_type, &pm, err))) return rc;
     rc = lyra_plan_make(&pm, pd, n, &o, out, err);
     lyra_plan_model_release(&pm);
     if (!rc && !fixed)
         for (int i = 0; i < (*out)->notes.n; i++) LYRA_WARN("%s", (*out)->notes.line[i]);
-done:
-    json_decref(keep);
     return rc;
 }
 
-int lyra_runtime_plan(const lyra_llama *a, const lyra_model_params *p, lyra_device *const *dev,
-                      int n_dev, lyra_plan **out, lyra_error *err) {
-    return plan_with(a, p, dev, n_dev, NULL, 0, out, err);
+int lyra_runtime_plan(const lyra_llama *a, const lyra_model_params *p, const lyra_geometry *g,
+                      lyra_device *const *dev, int n_dev, lyra_plan **out, lyra_error *err) {
+    return plan_with(a, p, g, dev, n_dev, NULL, out, err);
 }
 
 int lyra_runtime_plan_fixed(const lyra_llama *a, const lyra_model_params *p,
                             lyra_device *const *dev, int n_dev, const char *const *ids,
                             int32_t n_ctx, lyra_plan **out, lyra_error *err) {
-    return plan_with(a, p, dev, n_dev, ids, n_ctx, out, err);
+    lyra_geometry g = lyra_runtime_geometry(a, p);
+    g.n_ctx = n_ctx;
+    return plan_with(a, p, &g, dev, n_dev, ids, out, err);
 }

@@ -1,5 +1,6 @@
 /* placement.h: which devices a model runs on and the plan of where its
- * modules go (placement.c), made from lyra_model_params' device fields.
+ * modules go (placement.c), made from the geometry and lyra_model_params'
+ * typed device fields (config/devspec.h parses strings into them).
  * Used by the load (fallback.c) and by `lyra plan` / `lyra devices`. */
 #ifndef LYRA_RUNTIME_PLACEMENT_H
 #define LYRA_RUNTIME_PLACEMENT_H
@@ -16,10 +17,13 @@
  * cores). On failure none is left. */
 int lyra_runtime_devices(const lyra_backend_params *bp, int n_threads, lyra_device **dev,
                          int *n_dev, lyra_error *err);
-/* Plan a's modules on dev[n_dev] (lyra_runtime_devices' order) from p's
- * device fields; notes go to the log (WARN). */
-int lyra_runtime_plan(const lyra_llama *a, const lyra_model_params *p, lyra_device *const *dev,
-                      int n_dev, struct lyra_plan **out, lyra_error *err);
+/* The geometry p asks for, defaults resolved (lyra_geometry_resolve; n_ctx
+ * 0: min(the model's context_length, 4096)). */
+lyra_geometry lyra_runtime_geometry(const lyra_llama *a, const lyra_model_params *p);
+/* Plan a's modules on dev[n_dev] (lyra_runtime_devices' order) for geometry g
+ * from p's typed device fields (never text); notes go to the log (WARN). */
+int lyra_runtime_plan(const lyra_llama *a, const lyra_model_params *p, const lyra_geometry *g,
+                      lyra_device *const *dev, int n_dev, struct lyra_plan **out, lyra_error *err);
 /* The plan of a map the runtime chose (ids[i]: device id of module i, "disk"
  * for the disk tier) for n_ctx positions, with p's budgets; not checked
  * against them (the map is what really loaded). */

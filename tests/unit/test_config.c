@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "config/devspec.h"
 #include "core/size.h"
 #include "plan/plan.h"
 #include "testutil.h"
@@ -96,20 +97,24 @@ static void test_defaults(void) {
               sp.min_p == want.min_p && sp.repeat_penalty == want.repeat_penalty,
           "sampler defaults: %g %d %g %g %g", sp.temperature, sp.top_k, sp.top_p, sp.min_p,
           sp.repeat_penalty);
-    lyra_context_params cp = lyra_context_default_params(), cw = cp;
-    lyra_config_apply_context(c, &cp);
-    CHECK(cp.n_ctx == cw.n_ctx && cp.n_batch == cw.n_batch && cp.n_threads == cw.n_threads &&
-              cp.kv_type == cw.kv_type,
+    /* contexts inherit the model's geometry: all 0 */
+    lyra_context_params cp = lyra_context_default_params();
+    CHECK(cp.n_ctx == 0 && cp.n_batch == 0 && cp.n_threads == 0 && cp.kv_type == LYRA_KV_DEFAULT,
           "context defaults: %d %d %d %d", cp.n_ctx, cp.n_batch, cp.n_threads, (int)cp.kv_type);
     lyra_model_params mp = lyra_model_default_params(), mw = mp;
     lyra_error err;
     CHECK(lyra_config_apply_model(c, &mp, &err) == 0, "apply model");
-    CHECK(mp.device_map && !strcmp(mp.device_map, "auto") && !mp.device_map_json, "device_map auto");
-    CHECK(!mp.max_memory && !mp.reserve && !mp.gpu_layers && !mp.tensor_split, "no budgets");
+    CHECK(mp.device_strategy == LYRA_DEVICE_MAP_AUTO && !mp.device_map && !mp.n_device_map &&
+              !mp.device_map_source, "device_map auto");
+    CHECK(!mp.max_memory && !mp.n_max_memory && !mp.reserve && !mp.n_reserve &&
+              mp.gpu_layers == LYRA_GPU_LAYERS_UNSET && !mp.tensor_split && !mp.n_tensor_split,
+          "no budgets");
     CHECK(mp.fallback == 1 && mw.fallback == 1, "fallback on by default");
     CHECK(mp.gpu_layers_fallback == mw.gpu_layers_fallback, "gpu_layers_fallback %d vs %d",
           mp.gpu_layers_fallback, mw.gpu_layers_fallback);
-    CHECK(mp.load_in_bits == 0 && mp.n_batch == mw.n_batch && mp.kv_type == mw.kv_type,
+    /* the config's geometry is the library's defaults, made explicit */
+    CHECK(mp.load_in_bits == 0 && mp.n_ctx == 0 && mp.n_batch == 512 && mp.kv_type == LYRA_KV_F16 &&
+              mw.n_batch == 0 && mw.kv_type == LYRA_KV_DEFAULT && mp.n_threads == 0,
           "model defaults");
     lyra_config_gen g;
     CHECK(lyra_config_apply_gen(c, &g, &err) == 0, "apply gen");
@@ -139,15 +144,13 @@ static void test_seed_file(void) {
     free(abs);
     lyra_model_params mp = lyra_model_default_params();
     CHECK(lyra_config_apply_model(c, &mp, &err) == 0, "apply");
-    CHECK(mp.max_memory && !strcmp(mp.max_memory, "0=6GB,cpu=16GB"), "max_memory %s",
-          mp.max_memory ? mp.max_memory : "NULL");
     /* "6GB" is decimal, as in accelerate */
-    lyra_plan_memspec ms;
-    CHECK(lyra_plan_memspec_parse(mp.max_memory, "t", &ms, &err) == 0 && ms.n == 2 &&
-              ms.bytes[0] == 6000000000ull && ms.bytes[1] == 16000000000ull,
+    CHECK(mp.n_max_memory == 2 && mp.max_memory[0].device == 0 &&
+              mp.max_memory[0].bytes == 6000000000ull && mp.max_memory[1].device == LYRA_DEVICE_CPU &&
+              mp.max_memory[1].bytes == 16000000000ull,
           "budgets in bytes");
-    CHECK(mp.gpu_layers_fallback == 16 && mp.fallback == 1 && !strcmp(mp.device_map, "auto"),
-          "fallback keys");
+    CHECK(mp.gpu_layers_fallback == 16 && mp.fallback == 1 &&
+              mp.device_strategy == LYRA_DEVICE_MAP_AUTO, "fallback keys");
     lyra_config_gen g;
     lyra_config_apply_gen(c, &g, &err);
     CHECK(g.max_new_tokens == 4000, "max_new_tokens %lld", (long long)g.max_new_tokens);
@@ -339,18 +342,19 @@ static void test_set(void) {
     json_t *arr = json_pack("[f,f,i]", 0.6, 0.25, 3);
     CHECK(lyra_config_set_json(c, "tensor_split", arr, "api", NULL, &err) == 0, "%s", err.msg);
     lyra_config_apply_model(c, &mp, &err);
-    CHECK(mp.tensor_split && !strcmp(mp.tensor_split, "0.600000,0.250000,3.000000"), "split %s",
-          mp.tensor_split ? mp.tensor_split : "NULL");
-    lyra_plan_opts a = lyra_plan_default_opts(), b = lyra_plan_default_opts();
-    CHECK(lyra_plan_split_from_json(arr, "t", &a, &err) == 0 &&
-              lyra_plan_split_parse(mp.tensor_split, "t", &b, &err) == 0 && a.n_split == 3 &&
-              b.n_split == 3 && !memcmp(a.split, b.split, sizeof a.split[0] * 3),
-          "split round trip");
+    CHECK(mp.n_tensor_split == 3 && mp.tensor_split[0] == 0.6f && mp.tensor_split[1] == 0.25f &&
+              mp.tensor_split[2] == 3.0f, "split %d", (int)mp.n_tensor_split);
+    float a[LYRA_MAX_TENSOR_SPLIT], b[LYRA_MAX_TENSOR_SPLIT];
+    int na = 0, nb = 0;
+    CHECK(lyra_devspec_split_from_json(arr, "t", a, &na, &err) == 0 &&
+              lyra_devspec_split_parse("0.6,0.25,3", "t", b, &nb, &err) == 0 && na == 3 &&
+              nb == 3 && !memcmp(a, b, sizeof a[0] * 3) && !memcmp(a, mp.tensor_split, sizeof a[0] * 3),
+          "split: the array and the string give the same floats");
     json_decref(arr);
     /* gpu_layers "all" */
     lyra_config_set(c, "gpu_layers", "all", "flag:--gpu-layers", "--gpu-layers", &err);
     lyra_config_apply_model(c, &mp, &err);
-    CHECK(mp.gpu_layers && !strcmp(mp.gpu_layers, "all"), "gpu_layers all");
+    CHECK(mp.gpu_layers == LYRA_GPU_LAYERS_ALL, "gpu_layers all");
     /* fallback policy none turns fallback off */
     lyra_config_set(c, "fallback_policy", "none", "flag:--fallback-policy", "--fallback-policy", &err);
     lyra_config_apply_model(c, &mp, &err);
@@ -397,13 +401,19 @@ static void test_merge(void) {
           "%s", err.msg);
     lyra_model_params mp = lyra_model_default_params();
     CHECK(lyra_config_apply_model(c, &mp, &err) == 0, "%s", err.msg);
-    CHECK(mp.max_memory && !strcmp(mp.max_memory, "0=6GB,cpu=8GiB,1=2GB"), "merged %s",
-          mp.max_memory ? mp.max_memory : "NULL");
+    CHECK(mp.n_max_memory == 3 && mp.max_memory[0].device == 0 &&
+              mp.max_memory[0].bytes == 6000000000ull && mp.max_memory[1].device == LYRA_DEVICE_CPU &&
+              mp.max_memory[1].bytes == (8ull << 30) && mp.max_memory[2].device == 1 &&
+              mp.max_memory[2].bytes == 2000000000ull,
+          "merged, in order: %d", (int)mp.n_max_memory);
     CHECK(!strcmp(json_string_value(json_object_get(c->entry_source[0], "0")), fsrc) &&
               !strcmp(json_string_value(json_object_get(c->entry_source[0], "cpu")), "flag:--max-memory"),
           "entry sources");
-    CHECK(mp.device_map_json && !strcmp(mp.device_map_json, "{\"\":\"cpu\",\"lm_head\":0}"),
-          "explicit map as JSON text: %s", mp.device_map_json ? mp.device_map_json : "NULL");
+    CHECK(mp.device_strategy == LYRA_DEVICE_MAP_EXPLICIT && mp.n_device_map == 2 &&
+              !strcmp(mp.device_map[0].module, "") && mp.device_map[0].device == LYRA_DEVICE_CPU &&
+              !strcmp(mp.device_map[1].module, "lm_head") && mp.device_map[1].device == 0 &&
+              !mp.device_map_source,
+          "explicit map as typed entries: %d", (int)mp.n_device_map);
     /* pipeline_kwargs per key */
     lyra_config_set(c, "top_k", "9", "flag:--top-k", "--top-k", &err);
     CHECK(json_integer_value(c->value[LYRA_CFG_MAX_NEW_TOKENS]) == 100 &&
@@ -419,22 +429,30 @@ static void test_merge(void) {
               !strcmp(c->source[LYRA_CFG_DEVICE_MAP], "flag:--gpu-layers"),
           "map replaced");
     lyra_config_apply_model(c, &mp, &err);
-    CHECK(mp.gpu_layers && !strcmp(mp.gpu_layers, "3") && !mp.device_map_json &&
-              !strcmp(mp.device_map, "auto"),
+    CHECK(mp.gpu_layers == 3 && !mp.n_device_map && mp.device_strategy == LYRA_DEVICE_MAP_AUTO,
           "gpu_layers 3 on auto");
     /* device_map replaced whole; a flag's map file drops a file's gpu_layers */
     lyra_config_free(c);
     c = lyra_config_new();
     p = write_file("g.json", "{\"gpu_layers\": 10, \"device_map\": \"sequential\"}");
     CHECK(lyra_config_load_file(c, p, &err) == 0, "%s", err.msg);
-    lyra_config_set(c, "device_map", "map.json", "flag:--device-map", "--device-map", &err);
-    lyra_config_apply_model(c, &mp, &err);
-    CHECK(mp.device_map && !strcmp(mp.device_map, "map.json") && !mp.gpu_layers,
-          "a flag's map file drops the file's gpu_layers");
+    const char *mf = write_file("map.json", "{\"\": \"disk\", \"model.layers.1\": \"cuda:1\"}");
+    lyra_config_set(c, "device_map", mf, "flag:--device-map", "--device-map", &err);
+    CHECK(lyra_config_apply_model(c, &mp, &err) == 0, "%s", err.msg);
+    CHECK(mp.device_strategy == LYRA_DEVICE_MAP_EXPLICIT && mp.n_device_map == 2 &&
+              mp.device_map[0].device == LYRA_DEVICE_DISK && mp.device_map[1].device == 1 &&
+              mp.device_map_source && !strcmp(mp.device_map_source, mf) &&
+              mp.gpu_layers == LYRA_GPU_LAYERS_UNSET,
+          "a flag's map file (read at apply) drops the file's gpu_layers");
+    /* a map file that is not there: the error names it, at apply */
+    lyra_config_set(c, "device_map", "/nonexistent/m.json", "flag:--device-map", "--device-map", &err);
+    CHECK(lyra_config_apply_model(c, &mp, &err) == LYRA_ERR_INPUT &&
+              !strncmp(err.msg, "/nonexistent/m.json: cannot read device map: ", 44),
+          "missing map file: %s", err.msg);
     lyra_config_set(c, "device_map", "{\"\": 0}", "flag:--device-map", "--device-map", &err);
     lyra_config_apply_model(c, &mp, &err);
-    CHECK(!mp.device_map && mp.device_map_json && !strcmp(mp.device_map_json, "{\"\":0}"),
-          "inline JSON map");
+    CHECK(mp.device_strategy == LYRA_DEVICE_MAP_EXPLICIT && mp.n_device_map == 1 &&
+              mp.device_map[0].device == 0 && !mp.device_map_source, "inline JSON map");
     /* file_json round trip */
     json_t *fj = lyra_config_file_json(c);
     char *text = json_dumps(fj, 0);

@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/devspec.h"
+
 #include "build_info.h"
 #include "device/cuda.h"
 #include "lyra.h"
@@ -68,8 +70,13 @@ static void run(const char *path, const char *name, const char *device_map, cons
                 int want_cuda, int want_devs, run_out *o) {
     memset(o, 0, sizeof *o);
     lyra_model_params mp = lyra_model_default_params();
-    mp.device_map = device_map;
-    mp.gpu_layers = gpu_layers;
+    lyra_error perr;
+    if (device_map) /* the typed fields through the CLI's parser (config/devspec.h) */
+        CHECK(lyra_devspec_strategy_parse(device_map, "device_map", &mp.device_strategy,
+                                          &mp.device_gpu, &perr) == 0, "%s", perr.msg);
+    if (gpu_layers)
+        CHECK(lyra_devspec_gpu_layers_parse(gpu_layers, "gpu_layers", &mp.gpu_layers, &perr) == 0,
+              "%s", perr.msg);
     mp.fallback = 0; /* a GPU that is not used must fail the test, not fall back */
     lyra_model *m = NULL;
     lyra_error err;

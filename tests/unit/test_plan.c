@@ -10,9 +10,11 @@
  * maps (prefixes, "", aliases, GPU -> CPU -> GPU, errors), disk spill,
  * budgets and reserves, the spec parsers, tied heads, extras, target types,
  * determinism (5 runs, same bytes) and the exact JSON format. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/devspec.h"
 #include "core/size.h"
 #include "plan/plan.h"
 #include "testutil.h"
@@ -96,6 +98,67 @@ static lyra_plan_opts opts_ctx100(void) {
     o.batch = 4;
     o.kv_chunk = 0;
     return o;
+}
+
+/* The planner reads typed inputs: strings go through config/devspec.h
+ * (as flags and configs do) and become options the way the runtime's
+ * placement makes them. */
+static int strategy(const char *s, lyra_plan_opts *o, lyra_error *err) {
+    static const lyra_plan_strategy st[] = {LYRA_PLAN_AUTO, LYRA_PLAN_BALANCED,
+                                            LYRA_PLAN_BALANCED_LOW_0, LYRA_PLAN_SEQUENTIAL,
+                                            LYRA_PLAN_CPU, LYRA_PLAN_GPU, LYRA_PLAN_MAP};
+    lyra_device_strategy ds;
+    int32_t g = 0;
+    int rc = lyra_devspec_strategy_parse(s, "--device-map", &ds, &g, err);
+    if (rc) return rc;
+    o->strategy = st[ds];
+    o->gpu = g;
+    o->map = NULL;
+    snprintf(o->map_where, sizeof o->map_where, "--device-map");
+    return LYRA_OK;
+}
+
+static void split_opts(const float *f, int n, lyra_plan_opts *o) {
+    for (int i = 0; i < n; i++) o->split[i] = (uint64_t)llround((double)f[i] * LYRA_PLAN_SPLIT_ONE);
+    o->n_split = n;
+}
+
+static int split(const char *s, lyra_plan_opts *o, lyra_error *err) {
+    float f[LYRA_MAX_TENSOR_SPLIT];
+    int n = 0, rc = lyra_devspec_split_parse(s, "--tensor-split", f, &n, err);
+    if (!rc) split_opts(f, n, o);
+    return rc;
+}
+
+static int split_json(const json_t *v, lyra_plan_opts *o, lyra_error *err) {
+    float f[LYRA_MAX_TENSOR_SPLIT];
+    int n = 0, rc = lyra_devspec_split_from_json(v, "tensor_split", f, &n, err);
+    if (!rc) split_opts(f, n, o);
+    return rc;
+}
+
+static int memspec(const char *s, const char *where, lyra_plan_memspec *out, lyra_error *err) {
+    lyra_device_bytes e[LYRA_DEVSPEC_MAX_BYTES];
+    int n = 0, rc = lyra_devspec_bytes_parse(s, where, e, &n, err);
+    return rc ? rc : lyra_plan_memspec_from(e, n, where, out, err);
+}
+
+static int memspec_json(const json_t *v, const char *where, lyra_plan_memspec *out,
+                        lyra_error *err) {
+    lyra_device_bytes e[LYRA_DEVSPEC_MAX_BYTES];
+    int n = 0, rc = lyra_devspec_bytes_from_json(v, where, e, &n, err);
+    return rc ? rc : lyra_plan_memspec_from(e, n, where, out, err);
+}
+
+static lyra_devspec g_map; /* the entries of json_map's last map */
+
+/* o's explicit map from JSON, through the devspec parser. */
+static void json_map(lyra_plan_opts *o, const json_t *j) {
+    lyra_error err;
+    lyra_devspec_free(&g_map);
+    CHECK(lyra_devspec_map_from_json(&g_map, j, "m.json", &err) == LYRA_OK, "map: %s", err.msg);
+    o->map = g_map.map;
+    o->n_map = g_map.n_map;
 }
 
 /* "0:RANGES|1:RANGES|cpu:RANGES|disk:RANGES" */
@@ -273,7 +336,7 @@ static void test_single_gpu(void) {
     synth_make(&s, "llama");
     lyra_plan_opts o = opts_ctx100();
     lyra_error err;
-    CHECK(lyra_plan_strategy_parse("cuda:1", "--device-map", &o, &err) == LYRA_OK &&
+    CHECK(strategy("cuda:1", &o, &err) == LYRA_OK &&
               o.strategy == LYRA_PLAN_GPU && o.gpu == 1, "cuda:1");
     lyra_plan_device d[] = {dev_gpu("0", 200000), dev_gpu("1", 100000), dev_cpu(1000000000)};
     lyra_plan *p = expect_map(&s, d, 3, &o, "0:|1:model.embed_tokens model.layers.0-7 model.norm "
@@ -281,14 +344,14 @@ static void test_single_gpu(void) {
     lyra_plan_free(p);
     lyra_plan_device d2[] = {dev_gpu("0", 200000), dev_gpu("1", 50000), dev_cpu(1000000000)};
     expect_err(&s, d2, 3, &o, "model.layers.4 does not fit on GPU 1", "cuda:1 too small");
-    CHECK(lyra_plan_strategy_parse("0", "--device-map", &o, &err) == LYRA_OK && o.gpu == 0, "0");
+    CHECK(strategy("0", &o, &err) == LYRA_OK && o.gpu == 0, "0");
     p = expect_map(&s, d2, 3, &o, "0:model.embed_tokens model.layers.0-7 model.norm lm_head|1:|"
                    "cpu:|disk:", "0");
     lyra_plan_free(p);
-    CHECK(lyra_plan_strategy_parse("cuda", "--device-map", &o, &err) == LYRA_OK && o.gpu == 0,
+    CHECK(strategy("cuda", &o, &err) == LYRA_OK && o.gpu == 0,
           "cuda");
     /* a GPU that is not here: the CPU with a note, or an error without fallback */
-    CHECK(lyra_plan_strategy_parse("cuda:5", "--device-map", &o, &err) == LYRA_OK, "cuda:5");
+    CHECK(strategy("cuda:5", &o, &err) == LYRA_OK, "cuda:5");
     p = expect_map(&s, d, 3, &o, "0:|1:|cpu:model.embed_tokens model.layers.0-7 model.norm "
                    "lm_head|disk:", "missing GPU: fallback");
     if (p) {
@@ -353,22 +416,22 @@ static void test_gpu_layers(void) {
     /* the parsers */
     int32_t g = 0;
     lyra_error err;
-    CHECK(lyra_plan_gpu_layers_parse("all", "--gpu-layers", &g, &err) == LYRA_OK &&
-              g == LYRA_PLAN_ALL_LAYERS, "all");
-    CHECK(lyra_plan_gpu_layers_parse("12", "--gpu-layers", &g, &err) == LYRA_OK && g == 12, "12");
-    CHECK(lyra_plan_gpu_layers_parse("99999999999", "--gpu-layers", &g, &err) == LYRA_OK &&
-              g == LYRA_PLAN_ALL_LAYERS, "huge = all");
-    CHECK(lyra_plan_gpu_layers_parse("-1", "--gpu-layers", &g, &err) == LYRA_ERR_INPUT &&
+    CHECK(lyra_devspec_gpu_layers_parse("all", "--gpu-layers", &g, &err) == LYRA_OK &&
+              g == LYRA_GPU_LAYERS_ALL, "all");
+    CHECK(lyra_devspec_gpu_layers_parse("12", "--gpu-layers", &g, &err) == LYRA_OK && g == 12, "12");
+    CHECK(lyra_devspec_gpu_layers_parse("99999999999", "--gpu-layers", &g, &err) == LYRA_OK &&
+              g == LYRA_GPU_LAYERS_ALL, "huge = all");
+    CHECK(lyra_devspec_gpu_layers_parse("-1", "--gpu-layers", &g, &err) == LYRA_ERR_INPUT &&
               strstr(err.msg, "--gpu-layers: \"-1\": the number of GPU layers cannot be negative"),
           "-1: %s", err.msg);
-    CHECK(lyra_plan_gpu_layers_parse("1x", "--gpu-layers", &g, &err) == LYRA_ERR_INPUT, "1x");
-    CHECK(lyra_plan_gpu_layers_parse("", "--gpu-layers", &g, &err) == LYRA_ERR_INPUT, "empty");
+    CHECK(lyra_devspec_gpu_layers_parse("1x", "--gpu-layers", &g, &err) == LYRA_ERR_INPUT, "1x");
+    CHECK(lyra_devspec_gpu_layers_parse("", "--gpu-layers", &g, &err) == LYRA_ERR_INPUT, "empty");
     json_t *j = json_integer(-2);
-    CHECK(lyra_plan_gpu_layers_from_json(j, "gpu_layers", &g, &err) == LYRA_ERR_INPUT, "json -2");
+    CHECK(lyra_devspec_gpu_layers_from_json(j, "gpu_layers", &g, &err) == LYRA_ERR_INPUT, "json -2");
     json_decref(j);
     j = json_string("all");
-    CHECK(lyra_plan_gpu_layers_from_json(j, "gpu_layers", &g, &err) == LYRA_OK &&
-              g == LYRA_PLAN_ALL_LAYERS, "json all");
+    CHECK(lyra_devspec_gpu_layers_from_json(j, "gpu_layers", &g, &err) == LYRA_OK &&
+              g == LYRA_GPU_LAYERS_ALL, "json all");
     json_decref(j);
 }
 
@@ -380,7 +443,7 @@ static void test_tensor_split(void) {
     lyra_plan *p;
     lyra_plan_device d[] = {dev_gpu("0", 1000000), dev_gpu("1", 1000000), dev_cpu(1000000000)};
     /* 3:1 of 8 layers: layer j on GPU 0 while j/8 < 3/4, i.e. j < 6 */
-    CHECK(lyra_plan_split_parse("3,1", "--tensor-split", &o, &err) == LYRA_OK && o.n_split == 2 &&
+    CHECK(split("3,1", &o, &err) == LYRA_OK && o.n_split == 2 &&
               o.split[0] == 3000000 && o.split[1] == 1000000, "parse 3,1");
     p = expect_map(&s, d, 3, &o, "0:model.embed_tokens model.layers.0-5|1:model.layers.6-7 "
                    "model.norm lm_head|cpu:|disk:", "split 3,1");
@@ -391,11 +454,11 @@ static void test_tensor_split(void) {
                    "cpu:model.layers.4-7 model.norm lm_head|disk:", "split 3,1 gpu_layers 4");
     lyra_plan_free(p);
     o.gpu_layers = -1;
-    CHECK(lyra_plan_split_parse("0,1", "--tensor-split", &o, &err) == LYRA_OK, "0,1");
+    CHECK(split("0,1", &o, &err) == LYRA_OK, "0,1");
     p = expect_map(&s, d, 3, &o, "0:|1:model.embed_tokens model.layers.0-7 model.norm lm_head|"
                    "cpu:|disk:", "split 0,1");
     lyra_plan_free(p);
-    CHECK(lyra_plan_split_parse("0.6, 0.4", "--tensor-split", &o, &err) == LYRA_OK &&
+    CHECK(split("0.6, 0.4", &o, &err) == LYRA_OK &&
               o.split[0] == 600000 && o.split[1] == 400000, "0.6,0.4");
     /* j/8 < 0.6: j <= 4 */
     p = expect_map(&s, d, 3, &o, "0:model.embed_tokens model.layers.0-4|1:model.layers.5-7 "
@@ -404,25 +467,25 @@ static void test_tensor_split(void) {
     /* over a budget */
     lyra_plan_device ds[] = {dev_gpu("0", 30000), dev_gpu("1", 1000000), dev_cpu(1000000000)};
     expect_err(&s, ds, 3, &o, "GPU 0 would hold 56600 bytes", "split over budget");
-    CHECK(lyra_plan_split_parse("1,1,1", "--tensor-split", &o, &err) == LYRA_OK, "1,1,1");
+    CHECK(split("1,1,1", &o, &err) == LYRA_OK, "1,1,1");
     expect_err(&s, d, 3, &o, "3 proportions but 2 GPUs", "too many proportions");
     o.strategy = LYRA_PLAN_SEQUENTIAL;
     expect_err(&s, d, 3, &o, "needs the auto", "split with sequential");
     /* parse errors */
-    CHECK(lyra_plan_split_parse("0,0", "--tensor-split", &o, &err) == LYRA_ERR_INPUT &&
+    CHECK(split("0,0", &o, &err) == LYRA_ERR_INPUT &&
               strstr(err.msg, "every proportion is 0"), "0,0");
-    CHECK(lyra_plan_split_parse("1.1234567", "--tensor-split", &o, &err) == LYRA_ERR_INPUT, "7 decimals");
-    CHECK(lyra_plan_split_parse("1,-1", "--tensor-split", &o, &err) == LYRA_ERR_INPUT, "negative");
-    CHECK(lyra_plan_split_parse("1,", "--tensor-split", &o, &err) == LYRA_ERR_INPUT, "trailing comma");
-    CHECK(lyra_plan_split_parse("a", "--tensor-split", &o, &err) == LYRA_ERR_INPUT &&
+    CHECK(split("1.1234567", &o, &err) == LYRA_ERR_INPUT, "7 decimals");
+    CHECK(split("1,-1", &o, &err) == LYRA_ERR_INPUT, "negative");
+    CHECK(split("1,", &o, &err) == LYRA_ERR_INPUT, "trailing comma");
+    CHECK(split("a", &o, &err) == LYRA_ERR_INPUT &&
               strstr(err.msg, "--tensor-split: \"a\" is not a proportion"), "a: %s", err.msg);
     json_error_t je;
     json_t *j = json_loads("[3, 1.5]", 0, &je);
-    CHECK(lyra_plan_split_from_json(j, "tensor_split", &o, &err) == LYRA_OK && o.n_split == 2 &&
+    CHECK(split_json(j, &o, &err) == LYRA_OK && o.n_split == 2 &&
               o.split[0] == 3000000 && o.split[1] == 1500000, "json [3, 1.5]");
     json_decref(j);
     j = json_loads("[1, \"x\"]", 0, &je);
-    CHECK(lyra_plan_split_from_json(j, "tensor_split", &o, &err) == LYRA_ERR_INPUT, "json bad");
+    CHECK(split_json(j, &o, &err) == LYRA_ERR_INPUT, "json bad");
     json_decref(j);
 }
 
@@ -434,13 +497,25 @@ static lyra_plan *map_plan(const synth *s, const lyra_plan_device *d, int n, con
     CHECK(j != NULL, "%s: bad test JSON %s", what, je.text);
     lyra_plan_opts o = opts_ctx100();
     lyra_error err;
-    CHECK(lyra_plan_device_map_from_json(j, "m.json", &o, &err) == LYRA_OK &&
-              o.strategy == LYRA_PLAN_MAP, "%s: from json", what);
-    o.fallback = fallback;
+    lyra_devspec ds;
+    lyra_devspec_init(&ds);
     lyra_plan *p = NULL;
+    int rc = lyra_devspec_map_from_json(&ds, j, "m.json", &err);
+    json_decref(j);
+    if (rc) { /* a value the parser rejects (the planner never sees it) */
+        CHECK(want[0] == '!' && strstr(err.msg, want + 1) && !strncmp(err.msg, "m.json: ", 8),
+              "%s: parse error %s", what, err.msg);
+        return NULL;
+    }
+    CHECK(ds.strategy == LYRA_DEVICE_MAP_EXPLICIT, "%s: from json", what);
+    o.strategy = LYRA_PLAN_MAP;
+    o.map = ds.map;
+    o.n_map = ds.n_map;
+    snprintf(o.map_where, sizeof o.map_where, "m.json");
+    o.fallback = fallback;
     if (want[0] == '!') expect_err(s, d, n, &o, want + 1, what);
     else p = expect_map(s, d, n, &o, want, what);
-    json_decref(j);
+    lyra_devspec_free(&ds);
     return p;
 }
 
@@ -547,29 +622,31 @@ static void test_maps(void) {
                  "model.norm|disk:lm_head", "GGUF names");
     lyra_plan_free(p);
     /* device_map JSON forms */
-    lyra_plan_opts o = lyra_plan_default_opts();
+    lyra_devspec dm;
+    lyra_devspec_init(&dm);
     lyra_error err;
     json_t *j = json_integer(1);
-    CHECK(lyra_plan_device_map_from_json(j, "device_map", &o, &err) == LYRA_OK &&
-              o.strategy == LYRA_PLAN_GPU && o.gpu == 1, "json 1");
+    CHECK(lyra_devspec_map_from_json(&dm, j, "device_map", &err) == LYRA_OK &&
+              dm.strategy == LYRA_DEVICE_MAP_GPU && dm.gpu == 1, "json 1");
     json_decref(j);
     j = json_string("balanced_low_0");
-    CHECK(lyra_plan_device_map_from_json(j, "device_map", &o, &err) == LYRA_OK &&
-              o.strategy == LYRA_PLAN_BALANCED_LOW_0, "json balanced_low_0");
+    CHECK(lyra_devspec_map_from_json(&dm, j, "device_map", &err) == LYRA_OK &&
+              dm.strategy == LYRA_DEVICE_MAP_BALANCED_LOW_0, "json balanced_low_0");
     json_decref(j);
     j = json_string("fastest");
-    CHECK(lyra_plan_device_map_from_json(j, "config.json: device_map", &o, &err) == LYRA_ERR_INPUT &&
+    CHECK(lyra_devspec_map_from_json(&dm, j, "config.json: device_map", &err) == LYRA_ERR_INPUT &&
               strstr(err.msg, "config.json: device_map: unknown device map \"fastest\""), "%s", err.msg);
     json_decref(j);
     j = json_real(1.5);
-    CHECK(lyra_plan_device_map_from_json(j, "device_map", &o, &err) == LYRA_ERR_INPUT, "json real");
+    CHECK(lyra_devspec_map_from_json(&dm, j, "device_map", &err) == LYRA_ERR_INPUT, "json real");
     json_decref(j);
-    CHECK(lyra_plan_is_strategy("auto") && lyra_plan_is_strategy("balanced") &&
-              lyra_plan_is_strategy("balanced_low_0") && lyra_plan_is_strategy("sequential") &&
-              lyra_plan_is_strategy("cpu") && lyra_plan_is_strategy("cuda") &&
-              lyra_plan_is_strategy("cuda:1") && lyra_plan_is_strategy("0") &&
-              !lyra_plan_is_strategy("map.json") && !lyra_plan_is_strategy("cuda:") &&
-              !lyra_plan_is_strategy(""), "is_strategy");
+    lyra_devspec_free(&dm);
+    CHECK(lyra_devspec_is_strategy("auto") && lyra_devspec_is_strategy("balanced") &&
+              lyra_devspec_is_strategy("balanced_low_0") && lyra_devspec_is_strategy("sequential") &&
+              lyra_devspec_is_strategy("cpu") && lyra_devspec_is_strategy("cuda") &&
+              lyra_devspec_is_strategy("cuda:1") && lyra_devspec_is_strategy("0") &&
+              !lyra_devspec_is_strategy("map.json") && !lyra_devspec_is_strategy("cuda:") &&
+              !lyra_devspec_is_strategy(""), "is_strategy");
 }
 
 /* Tied head, extras, target types and matmul work. */
@@ -604,7 +681,7 @@ static void test_accounting(void) {
     json_error_t je;
     json_t *j = json_loads("{\"\": \"cpu\", \"model.embed_tokens\": 0}", 0, &je);
     o.strategy = LYRA_PLAN_MAP;
-    o.map = j;
+    json_map(&o, j);
     p = expect_map(&s, d, 3, &o, "0:model.embed_tokens|1:|cpu:model.layers.0-7 model.norm lm_head|"
                    "disk:", "tied, two devices");
     if (p) {
@@ -622,7 +699,7 @@ static void test_accounting(void) {
     s.m.n_extras = 1;
     j = json_loads("{\"\": \"cpu\", \"model.layers.0\": 0, \"model.embed_tokens\": 1, "
                    "\"model.layers.7\": \"disk\", \"lm_head\": \"disk\"}", 0, &je);
-    o.map = j;
+    json_map(&o, j);
     p = expect_map(&s, d, 3, &o, "0:model.layers.0|1:model.embed_tokens|cpu:model.layers.1-6 "
                    "model.norm|disk:model.layers.7 lm_head", "extras");
     if (p) {
@@ -646,7 +723,7 @@ static void test_accounting(void) {
     s.t[NL + 1].matmul = 0;
     j = json_loads("{\"\": 0, \"model.layers.6\": \"cpu\", \"model.layers.7\": \"disk\", "
                    "\"model.norm\": \"cpu\", \"lm_head\": \"cpu\"}", 0, &je);
-    o.map = j;
+    json_map(&o, j);
     p = expect_map(&s, d, 3, &o, "0:model.embed_tokens model.layers.0-5|1:|cpu:model.layers.6 "
                    "model.norm lm_head|disk:model.layers.7", "target types");
     if (p) {
@@ -692,13 +769,13 @@ static void test_accounting(void) {
 static void test_budgets(void) {
     lyra_error err;
     lyra_plan_memspec mm, rs;
-    CHECK(lyra_plan_memspec_parse("0=6GiB,cpu=16GiB", "--max-memory", &mm, &err) == LYRA_OK &&
+    CHECK(memspec("0=6GiB,cpu=16GiB", "--max-memory", &mm, &err) == LYRA_OK &&
               mm.n == 2 && !strcmp(mm.key[0], "0") && mm.bytes[0] == 6442450944ull &&
               !strcmp(mm.key[1], "cpu") && mm.bytes[1] == 17179869184ull, "max-memory parse");
-    CHECK(lyra_plan_memspec_parse("cuda:1 = 1GB, 3=0.5GiB", "--max-memory", &mm, &err) == LYRA_OK &&
+    CHECK(memspec("cuda:1 = 1GB, 3=0.5GiB", "--max-memory", &mm, &err) == LYRA_OK &&
               mm.n == 2 && !strcmp(mm.key[0], "1") && mm.bytes[0] == 1000000000 &&
               mm.bytes[1] == 536870912, "cuda:1: %s", err.msg);
-    CHECK(lyra_plan_memspec_parse("", "--max-memory", &mm, &err) == LYRA_OK && mm.n == 0, "empty");
+    CHECK(memspec("", "--max-memory", &mm, &err) == LYRA_OK && mm.n == 0, "empty");
     struct { const char *s, *has; } bad[] = {
         {"0=6Gb", "--max-memory entry \"0=6Gb\": bad size \"6Gb\": lowercase b means bits; bits? write 6GB or 6GiB"},
         {"gpu=1GiB", "--max-memory: entry \"gpu=1GiB\": unknown device"},
@@ -712,17 +789,17 @@ static void test_budgets(void) {
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         lyra_err_clear(&err);
-        CHECK(lyra_plan_memspec_parse(bad[i].s, "--max-memory", &mm, &err) == LYRA_ERR_INPUT &&
+        CHECK(memspec(bad[i].s, "--max-memory", &mm, &err) == LYRA_ERR_INPUT &&
                   strstr(err.msg, bad[i].has), "\"%s\": %s", bad[i].s, err.msg);
     }
     json_error_t je;
     json_t *j = json_loads("{\"cpu\": 17179869184, \"0\": \"6GiB\"}", 0, &je);
-    CHECK(lyra_plan_memspec_from_json(j, "config.json: max_memory", &mm, &err) == LYRA_OK &&
-              mm.n == 2 && !strcmp(mm.key[0], "0") && mm.bytes[0] == 6442450944ull &&
-              mm.bytes[1] == 17179869184ull, "json");
+    CHECK(memspec_json(j, "config.json: max_memory", &mm, &err) == LYRA_OK &&
+              mm.n == 2 && !strcmp(mm.key[1], "0") && mm.bytes[1] == 6442450944ull &&
+              mm.bytes[0] == 17179869184ull, "json (the object's order)");
     json_decref(j);
     j = json_loads("{\"0\": \"6Gb\"}", 0, &je);
-    CHECK(lyra_plan_memspec_from_json(j, "config.json: max_memory", &mm, &err) == LYRA_ERR_INPUT &&
+    CHECK(memspec_json(j, "config.json: max_memory", &mm, &err) == LYRA_ERR_INPUT &&
               strstr(err.msg, "config.json: max_memory.0: bad size \"6Gb\""), "json bad: %s", err.msg);
     json_decref(j);
 
@@ -757,9 +834,9 @@ static void test_budgets(void) {
     sim.free = 1000;
     CHECK(lyra_plan_default_reserve(&sim) == 0, "sim reserve 0");
     /* max_memory (budget, no reserve), --reserve, a GPU that is not here */
-    CHECK(lyra_plan_memspec_parse("1=6GiB,cpu=16GiB,3=1GiB", "--max-memory", &mm, &err) == LYRA_OK,
+    CHECK(memspec("1=6GiB,cpu=16GiB,3=1GiB", "--max-memory", &mm, &err) == LYRA_OK,
           "mm");
-    CHECK(lyra_plan_memspec_parse("0=1GiB,cpu=2GiB,7=1GiB", "--reserve", &rs, &err) == LYRA_OK, "rs");
+    CHECK(memspec("0=1GiB,cpu=2GiB,7=1GiB", "--reserve", &rs, &err) == LYRA_OK, "rs");
     d[0].free = 7ull << 30;
     CHECK(lyra_plan_budgets(d, 4, &mm, &rs, &notes, &err) == LYRA_OK, "budgets");
     CHECK(d[0].reserve == (1ull << 30) && d[0].budget == (6ull << 30) && !d[0].has_max, "0 reserve");
@@ -769,13 +846,6 @@ static void test_budgets(void) {
               !strcmp(notes.line[1], "--reserve: no GPU 7 on this machine; entry ignored") &&
               strstr(notes.line[2], "--reserve: cpu ignored; --max-memory sets its budget"),
           "notes: %d %s | %s | %s", notes.n, notes.line[0], notes.line[1], notes.line[2]);
-    /* merge: the command line over a config */
-    lyra_plan_memspec cfg;
-    lyra_plan_memspec_parse("0=1GiB,cpu=8GiB", "config", &cfg, &err);
-    lyra_plan_memspec_parse("cpu=4GiB,1=2GiB", "--max-memory", &mm, &err);
-    CHECK(lyra_plan_memspec_merge(&cfg, &mm, &err) == LYRA_OK && cfg.n == 3 &&
-              cfg.bytes[0] == (1ull << 30) && cfg.bytes[1] == (4ull << 30) &&
-              !strcmp(cfg.key[2], "1"), "merge");
 }
 
 /* Same inputs, same bytes; and the JSON format exactly. */
@@ -787,7 +857,7 @@ static void test_json(void) {
     lyra_plan_device gpu = dev_gpu("0", 50000), cpu = dev_cpu(100000);
     lyra_plan_memspec rs;
     lyra_error err;
-    lyra_plan_memspec_parse("cpu=60000B", "--reserve", &rs, &err);
+    memspec("cpu=60000B", "--reserve", &rs, &err);
     lyra_plan_device d[] = {cpu, gpu};
     lyra_plan_budgets(d, 2, NULL, &rs, NULL, &err);
     /* GPU 0: embed + 4 layers; cpu 40000: layers 4-6 (9300 + 3 * 10000 =
@@ -843,7 +913,7 @@ static void test_json(void) {
         json_t *j = json_loads(maps[i], 0, &je);
         lyra_plan_opts om = opts_ctx100();
         om.strategy = LYRA_PLAN_MAP;
-        om.map = j;
+        json_map(&om, j);
         lyra_plan *p = NULL;
         CHECK(lyra_plan_make(&s.m, dd, 3, &om, &p, &err) == LYRA_OK, "map %d", i);
         js[i] = p ? lyra_plan_json_string(p) : NULL;
@@ -891,5 +961,6 @@ int main(void) {
     test_budgets();
     test_json();
     test_inputs();
+    lyra_devspec_free(&g_map);
     return test_done();
 }

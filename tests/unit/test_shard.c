@@ -14,10 +14,12 @@
  *    GPU -> GPU, disk -> GPU) keeps the logits bitwise equal, and a move that
  *    does not fit fails with LYRA_ERR_OOM leaving everything as it was;
  *  - plan determinism: 5 plans from the same inputs are the same bytes. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/config.h"
 #include "runtime/runtime.h"
 #include "testutil.h"
 
@@ -161,12 +163,47 @@ static void write_file(const char *path, const char *s) {
     }
 }
 
+/* q's device settings from config keys as strings (the CLI's and
+ * lyra_kwargs_set's path: config/devspec.h parses them into the typed
+ * fields); pairs of key, value, then NULL. The configs own the entries and
+ * live until the end. */
+static lyra_config *g_cfg[64];
+static int g_ncfg;
+static void devset(lyra_model_params *q, ...) {
+    lyra_error err;
+    lyra_config *c = lyra_config_new();
+    CHECK(c && g_ncfg < 64, "config");
+    if (!c || g_ncfg >= 64) return;
+    g_cfg[g_ncfg++] = c;
+    va_list ap;
+    va_start(ap, q);
+    for (const char *k; (k = va_arg(ap, const char *));) {
+        const char *v = va_arg(ap, const char *);
+        CHECK(lyra_config_set(c, k, v, "api", NULL, &err) == 0, "%s=%s: %s", k, v, err.msg);
+    }
+    va_end(ap);
+    lyra_model_params t = *q;
+    CHECK(lyra_config_apply_model(c, &t, &err) == 0, "apply: %s", err.msg);
+    q->device_strategy = t.device_strategy;
+    q->device_gpu = t.device_gpu;
+    q->device_map = t.device_map;
+    q->n_device_map = t.n_device_map;
+    q->device_map_source = t.device_map_source;
+    q->max_memory = t.max_memory;
+    q->n_max_memory = t.n_max_memory;
+    q->reserve = t.reserve;
+    q->n_reserve = t.n_reserve;
+    q->gpu_layers = t.gpu_layers;
+    q->tensor_split = t.tensor_split;
+    q->n_tensor_split = t.n_tensor_split;
+}
+
 /* Every check on one model (n_layer >= 4). */
 static void test_model(const char *path, const char *tag) {
     lyra_error err;
     lyra_model *m;
     lyra_model_params p = lyra_model_default_params();
-    p.device_map = "cpu";
+    devset(&p, "device_map", "cpu", NULL);
     int32_t n_ctx = 256;
     p.n_ctx = n_ctx;
     int rc = open_with(path, NULL, &p, &m, &err);
@@ -191,39 +228,38 @@ static void test_model(const char *path, const char *tag) {
              " \"model.norm\": \"disk\", \"lm_head\": 0}", nl - 1);
     write_file(mapf, json);
     lyra_model_params q = lyra_model_default_params();
-    q.device_map = mapf;
+    devset(&q, "device_map", mapf, NULL);
     snprintf(what, sizeof what, "%s explicit GPU/CPU/GPU/disk", tag);
     check_map(path, what, "64MiB,64MiB", q, ref, n_ctx, NULL, 0);
     /* all on GPU 0 */
     q = lyra_model_default_params();
-    q.device_map = "0";
+    devset(&q, "device_map", "0", NULL);
     snprintf(what, sizeof what, "%s all on GPU 0", tag);
     check_map(path, what, "64MiB", q, ref, n_ctx, NULL, 0);
     /* gpu_layers + tensor_split over two GPUs */
     q = lyra_model_default_params();
-    q.gpu_layers = "3";
-    q.tensor_split = "1,2";
+    devset(&q, "gpu_layers", "3", "tensor_split", "1,2", NULL);
     snprintf(what, sizeof what, "%s gpu_layers 3 split 1,2", tag);
     check_map(path, what, "64MiB,64MiB", q, ref, n_ctx, NULL, 0);
     /* balanced over two GPUs, via JSON text */
     q = lyra_model_default_params();
-    q.device_map_json = "\"balanced\"";
+    devset(&q, "device_map", "balanced", NULL);
     snprintf(what, sizeof what, "%s balanced", tag);
     check_map(path, what, "64MiB,32MiB", q, ref, n_ctx, NULL, 0);
     /* everything on disk; and CPU weights copied (--no-mmap) with --mlock */
     q = lyra_model_default_params();
-    q.device_map_json = "{\"\": \"disk\"}";
+    devset(&q, "device_map", "{\"\": \"disk\"}", NULL);
     snprintf(what, sizeof what, "%s all disk", tag);
     check_map(path, what, NULL, q, ref, n_ctx, NULL, 0);
     q = lyra_model_default_params();
-    q.device_map = "cpu";
+    devset(&q, "device_map", "cpu", NULL);
     q.use_mmap = 0;
     q.use_mlock = 1;
     snprintf(what, sizeof what, "%s no-mmap", tag);
     check_map(path, what, "", q, ref, n_ctx, NULL, 0);
     /* moves between two tokens */
     q = lyra_model_default_params();
-    q.device_map = "sequential";
+    devset(&q, "device_map", "sequential", NULL);
     move_op mv[] = {
         {N_PROMPT + 1, 0, "cpu", 0},     /* GPU -> CPU */
         {N_PROMPT + 2, 1, "1", 0},       /* GPU -> GPU */
@@ -237,7 +273,7 @@ static void test_model(const char *path, const char *tag) {
     /* disk -> GPU, and a move that does not fit (GPU 1 too small): OOM */
     q = lyra_model_default_params();
     snprintf(json, sizeof json, "{\"\": \"cpu\", \"model.layers.1\": \"disk\", \"model.layers.2\": 0}");
-    q.device_map_json = json;
+    devset(&q, "device_map", json, NULL);
     move_op mv2[] = {
         {N_PROMPT + 2, 1, "0", 0},
         {N_PROMPT + 3, 3, "1", LYRA_ERR_OOM},
@@ -248,15 +284,15 @@ static void test_model(const char *path, const char *tag) {
 
     /* accounting after a full context */
     q = lyra_model_default_params();
-    q.device_map = mapf;
+    devset(&q, "device_map", mapf, NULL);
     snprintf(what, sizeof what, "%s accounting explicit", tag);
     check_accounting(path, what, "64MiB,64MiB", q, n_ctx);
     q = lyra_model_default_params();
-    q.gpu_layers = "2";
+    devset(&q, "gpu_layers", "2", NULL);
     snprintf(what, sizeof what, "%s accounting gpu_layers 2", tag);
     check_accounting(path, what, "64MiB", q, n_ctx);
     q = lyra_model_default_params();
-    q.device_map = "cpu";
+    devset(&q, "device_map", "cpu", NULL);
     q.use_mmap = 0;
     snprintf(what, sizeof what, "%s accounting no-mmap", tag);
     check_accounting(path, what, "", q, n_ctx);
@@ -265,7 +301,7 @@ static void test_model(const char *path, const char *tag) {
      * for the KV cache, scratch and about half the weights. */
     {
         lyra_model_params z = lyra_model_default_params();
-        z.device_map = "cpu";
+        devset(&z, "device_map", "cpu", NULL);
         z.n_ctx = n_ctx;
         z.n_batch = 64;
         lyra_model *mz;
@@ -279,8 +315,7 @@ static void test_model(const char *path, const char *tag) {
             char mm[64];
             snprintf(mm, sizeof mm, "cpu=%lluB", (unsigned long long)budget);
             q = lyra_model_default_params();
-            q.max_memory = mm;
-            q.device_map = "cpu";
+            devset(&q, "max_memory", mm, "device_map", "cpu", NULL);
             q.n_batch = 64; /* as the budget was computed for */
             snprintf(what, sizeof what, "%s disk tier (cpu budget %llu < model %llu)", tag,
                      (unsigned long long)budget, (unsigned long long)model_bytes);
@@ -357,7 +392,7 @@ static void test_rope_freqs(const char *path, const char *plain) {
     lyra_error err;
     lyra_model *m;
     lyra_model_params p = lyra_model_default_params();
-    p.device_map = "cpu";
+    devset(&p, "device_map", "cpu", NULL);
     p.n_ctx = 256;
     if (open_with(path, NULL, &p, &m, &err)) {
         CHECK(0, "rope model: %s", err.msg);
@@ -376,15 +411,15 @@ static void test_rope_freqs(const char *path, const char *plain) {
         lyra_model_free(m);
     }
     lyra_model_params q = lyra_model_default_params();
-    q.device_map_json = "{\"\": \"cpu\", \"model.layers.0\": 0, \"model.layers.1\": 1,"
-                        " \"model.layers.2\": \"disk\", \"model.layers.4\": 1}";
+    devset(&q, "device_map", "{\"\": \"cpu\", \"model.layers.0\": 0, \"model.layers.1\": 1,"
+                        " \"model.layers.2\": \"disk\", \"model.layers.4\": 1}", NULL);
     check_map(path, "rope_freqs over GPU 0, GPU 1, cpu, disk", "64MiB,64MiB", q, ref, 256, NULL, 0);
     q = lyra_model_default_params();
-    q.device_map = "1";
+    devset(&q, "device_map", "1", NULL);
     move_op mv[] = {{N_PROMPT + 1, 3, "0", 0}, {N_PROMPT + 2, 0, "cpu", 0}};
     check_map(path, "rope_freqs follows moved layers", "64MiB,64MiB", q, ref, 256, mv, 2);
     q = lyra_model_default_params();
-    q.device_map_json = "{\"\": 0, \"model.layers.1\": 1}";
+    devset(&q, "device_map", "{\"\": 0, \"model.layers.1\": 1}", NULL);
     snprintf(what_buf, sizeof what_buf, "rope_freqs accounting");
     check_accounting(path, what_buf, "64MiB,64MiB", q, 256);
     free(ref);
@@ -461,5 +496,6 @@ int main(void) {
     CHECK(add_rope_freqs(s260, rope) == 0, "cannot write %s", rope);
     test_rope_freqs(rope, s260);
     unsetenv("LYRA_SIM_GPUS");
+    for (int i = 0; i < g_ncfg; i++) lyra_config_free(g_cfg[i]);
     return test_done();
 }
