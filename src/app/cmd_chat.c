@@ -358,6 +358,8 @@ static int chat_turn(chat_session *cs, const char *msg, lyra_error *err) {
     rc = generate_reply(cs, &text, &interrupted, err);
     if (rc) return rc;
     lyra_chat_session_answer(&cs->conv, text);
+    if (interrupted && app_interrupted == SIGTERM) /* not a Ctrl-C: the chat ends */
+        return lyra_err(err, LYRA_ERR_INTERRUPTED, "chat", "terminated");
     if (interrupted) { /* said once the reply's line is ended */
         app_interrupted = 0;
         arm_sigint();

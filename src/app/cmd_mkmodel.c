@@ -17,6 +17,7 @@
 #include "core/rng.h"
 #include "format/gguf.h"
 #include "mkvocab.h"
+#include "token/tokenizer.h"
 #include "store.h"
 
 const char cmd_mkmodel_usage[] =
@@ -180,6 +181,11 @@ static int add_tokenizer(lyra_gguf_writer *w, mk_opts *o, lyra_error *err) {
         if (!lyra_gguf_get_arr(g, "tokenizer.ggml.tokens", &et, &n) || et != LYRA_GGUF_STRING || n == 0 ||
             n > INT32_MAX)
             rc = lyra_err(err, LYRA_ERR_INPUT, o->vocab_from, "no tokenizer.ggml.tokens string array");
+        if (!rc) { /* the tokenizer must load: never write a file lyra then refuses */
+            lyra_tokenizer *tok = NULL;
+            rc = lyra_tokenizer_load(g, &tok, err);
+            lyra_tokenizer_free(tok);
+        }
         if (!rc) rc = lyra_gguf_writer_copy_kv(w, g, skip_non_tokenizer, NULL);
         if (!rc) o->shape.vocab = (int64_t)n;
         lyra_gguf_close(g);
@@ -295,11 +301,11 @@ static int list_tensors(const mk_opts *o, mk_tensor *t, int cap) {
 static int run(mk_opts *o, lyra_error *err) {
     lyra_gguf_writer *w = lyra_gguf_writer_new();
     lyra_pool *pool = lyra_pool_new(o->threads > 0 ? o->threads : lyra_physical_cores());
-    app_store st;
-    st.fd = -1;
-    st.map = NULL;
+    app_store st = {.fd = -1};
     mk_tensor *t = NULL;
     int rc = (!w || !pool) ? lyra_err(err, LYRA_ERR_OOM, "mkmodel", "out of memory") : LYRA_OK;
+    if (!rc) rc = lyra_gguf_writer_check_path(o->out, err); /* before any long work */
+    if (!rc) lyra_gguf_writer_set_cancel(w, &app_interrupted);
     if (!rc) rc = add_tokenizer(w, o, err); /* first: --vocab-from sets the vocab size */
     if (!rc) rc = add_hparams(w, o, err);
     int n = 0;

@@ -147,11 +147,10 @@ static int run(const char *in, const char *out, const q_target *q, int32_t threa
     lyra_gguf_writer *w = NULL;
     lyra_pool *pool = NULL;
     q_out *o = NULL;
-    app_store st;
-    st.fd = -1;
-    st.map = NULL;
+    app_store st = {.fd = -1};
     double t0 = app_now();
-    int rc = lyra_gguf_open(in, &g, err);
+    int rc = lyra_gguf_writer_check_path(out, err); /* before any long work */
+    if (!rc) rc = lyra_gguf_open(in, &g, err);
     if (rc) return rc;
     int64_t n = lyra_gguf_n_tensors(g), n_layer = layer_count(g);
     int has_output = lyra_gguf_find_tensor(g, "output.weight") != NULL;
@@ -161,6 +160,7 @@ static int run(const char *in, const char *out, const q_target *q, int32_t threa
     if (!w || !pool || !o) rc = lyra_err(err, LYRA_ERR_OOM, "quantize", "out of memory");
     uint32_t align = LYRA_GGUF_DEFAULT_ALIGNMENT;
     if (!rc && lyra_gguf_get_u32(g, "general.alignment", &align) && align) lyra_gguf_writer_set_alignment(w, align);
+    if (!rc) lyra_gguf_writer_set_cancel(w, &app_interrupted);
     if (!rc) rc = lyra_gguf_writer_copy_kv(w, g, NULL, NULL);
     if (!rc) rc = lyra_gguf_writer_add_u32(w, "general.file_type", q->file_type);
     if (rc && rc != LYRA_ERR_OOM) lyra_err(err, rc, in, "copying the metadata failed");

@@ -2,7 +2,8 @@
  * file each: cmd_*.c), and the single error line "lyra: error: WHERE: WHAT".
  * `lyra` with no command chats with the configured model (a config file
  * with model_id), else prints the usage on stderr and exits 2.
- * Exit codes: 0 ok, 1 runtime, 2 invalid input, 3 out of memory, 130 SIGINT. */
+ * Exit codes: 0 ok, 1 runtime, 2 invalid input, 3 out of memory, 130 SIGINT,
+ * 143 SIGTERM (both stop the command cleanly: no partial output files). */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,21 +68,23 @@ static void usage(FILE *f) {
             "Results go to stdout; logs, progress and the seed to stderr. An error is\n"
             "one stderr line `lyra: error: WHERE: WHAT`. Exit codes: 0 ok, 1 runtime\n"
             "error, 2 invalid input (flags, environment, model files, texts), 3 out of\n"
-            "memory, 130 interrupted (Ctrl-C).\n");
+            "memory, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).\n");
 }
 
-static void on_sigint(int sig) {
-    (void)sig;
-    app_interrupted = 1;
+/* SIGINT and SIGTERM: the command stops at its next check, removes what it
+ * was writing and exits 130 / 143; a second signal kills at once. */
+static void on_signal(int sig) {
+    app_interrupted = sig;
 }
 
-static void install_sigint(void) {
+static void install_signals(void) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigint;
+    sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_RESETHAND; /* a second Ctrl-C kills at once */
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
 }
 
 /* `lyra` alone: 1 when it should chat: LYRA_MODEL_CONFIG names a file, or
@@ -120,14 +123,15 @@ static int run_cmd(int (*run)(int, char **, lyra_error *), int argc, char **argv
     }
     if (rc == LYRA_OK) return 0;
     err->code = rc;
-    return fail(err);
+    rc = fail(err);
+    return rc == LYRA_ERR_INTERRUPTED && app_interrupted == SIGTERM ? 128 + SIGTERM : rc;
 }
 
 int main(int argc, char **argv) {
     lyra_error err;
     lyra_err_clear(&err);
     if (app_log_init(&err)) return fail(&err);
-    install_sigint();
+    install_signals();
 
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {

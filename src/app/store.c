@@ -15,17 +15,31 @@
 int app_store_open(app_store *s, const char *near_path, lyra_error *err) {
     memset(s, 0, sizeof *s);
     s->fd = -1;
+    /* the directory and the scratch name are sized to the path: no fixed
+     * buffer that a long directory would overflow or truncate */
     const char *slash = strrchr(near_path, '/');
-    if (!slash) snprintf(s->where, sizeof s->where, ".");
-    else if (slash == near_path) snprintf(s->where, sizeof s->where, "/");
-    else snprintf(s->where, sizeof s->where, "%.*s", (int)(slash - near_path), near_path);
-    char path[512];
-    snprintf(path, sizeof path, "%s/.lyra-scratch-XXXXXX", s->where);
+    size_t dlen = !slash ? 1 : slash == near_path ? 1 : (size_t)(slash - near_path);
+    s->where = malloc(dlen + 1);
+    char *path = malloc(dlen + sizeof "/.lyra-scratch-XXXXXX");
+    if (!s->where || !path) {
+        free(path);
+        return lyra_err(err, LYRA_ERR_OOM, "store", "out of memory");
+    }
+    if (!slash) memcpy(s->where, ".", 2);
+    else if (slash == near_path) memcpy(s->where, "/", 2);
+    else {
+        memcpy(s->where, near_path, dlen);
+        s->where[dlen] = '\0';
+    }
+    sprintf(path, "%s/.lyra-scratch-XXXXXX", strcmp(s->where, "/") ? s->where : "");
     s->fd = mkstemp(path);
-    if (s->fd < 0)
-        return lyra_err(err, LYRA_ERR_INPUT, s->where, "cannot create a scratch file: %s",
-                        strerror(errno));
+    if (s->fd < 0) {
+        int e = errno;
+        free(path);
+        return lyra_err(err, LYRA_ERR_INPUT, s->where, "cannot create a scratch file: %s", strerror(e));
+    }
     unlink(path); /* gone from the directory; lives until closed */
+    free(path);
     return LYRA_OK;
 }
 
@@ -72,8 +86,10 @@ const void *app_store_ptr(const app_store *s, uint64_t off) { return s->map + of
 void app_store_close(app_store *s) {
     if (s->map) munmap(s->map, (size_t)s->size);
     if (s->fd >= 0) close(s->fd);
+    free(s->where);
     s->map = NULL;
     s->fd = -1;
+    s->where = NULL;
 }
 
 /* One conversion job for the pool. */

@@ -19,7 +19,7 @@ typedef struct app_store {
     int fd;            /* the scratch file (already unlinked), -1 when closed */
     uint64_t size;     /* bytes appended */
     uint8_t *map;      /* read-only mapping of [0, size) after app_store_map */
-    char where[256];   /* directory of the scratch file, for messages */
+    char *where;       /* directory of the scratch file, for messages (malloc'd) */
 } app_store;
 
 /* Create the scratch file in the directory of near_path. */

@@ -10,6 +10,8 @@
 
 /* ------------------------------------------------------------ hyper-params */
 
+#define LYRA_LLAMA_MAX_LAYERS 65536 /* sanity bound on llama.block_count */
+
 /* Read a required positive integer key into *out. */
 static int get_int(const lyra_gguf *g, const char *key, int required, int32_t def,
                    int32_t *out, lyra_error *err) {
@@ -100,18 +102,22 @@ static int load_hparams(const lyra_gguf *g, lyra_llama_hparams *hp, lyra_error *
     hp->rope.freq_scale = 1.0f;
     lyra_gguf_str st;
     float factor = 0;
+    const char *fkey = NULL; /* the key the factor came from */
     if (lyra_gguf_get_str(g, "llama.rope.scaling.type", &st) && !str_eq(st, "none")) {
         if (!str_eq(st, "linear"))
             return lyra_err(err, LYRA_ERR_INPUT, path,
                             "llama.rope.scaling.type '%.*s' is not supported (none, linear)",
                             (int)(st.len > 64 ? 64 : st.len), st.ptr);
-        if ((rc = get_float(g, "llama.rope.scaling.factor", 1.0f, &factor, err))) return rc;
+        fkey = "llama.rope.scaling.factor";
     } else if (lyra_gguf_find_key(g, "llama.rope.scale_linear") >= 0) {
-        if ((rc = get_float(g, "llama.rope.scale_linear", 1.0f, &factor, err))) return rc;
+        fkey = "llama.rope.scale_linear";
     }
-    if (factor != 0) {
-        if (factor <= 0)
-            return lyra_err(err, LYRA_ERR_INPUT, path, "rope scaling factor %g must be positive",
+    if (fkey) {
+        if ((rc = get_float(g, fkey, 1.0f, &factor, err))) return rc;
+        /* 0 is not "unset" here: a file that names a factor means it */
+        if (!(factor > 0) || !isfinite(1.0f / factor))
+            return lyra_err(err, LYRA_ERR_INPUT, path,
+                            "%s = %g: the rope scaling factor must be a positive number", fkey,
                             (double)factor);
         hp->rope.freq_scale = 1.0f / factor;
     }
@@ -184,6 +190,22 @@ static int get_weight(const lyra_gguf *g, const char *name, int64_t cols, int64_
     return LYRA_OK;
 }
 
+/* llama.block_count against the file: 9 tensors per block, and the last
+ * block's first tensor present (before anything is allocated per block). */
+static int check_block_count(const lyra_gguf *g, int32_t n_layer, lyra_error *err) {
+    const char *path = lyra_gguf_path(g);
+    int64_t n_t = lyra_gguf_n_tensors(g);
+    char name[96];
+    snprintf(name, sizeof name, "blk.%d.attn_norm.weight", (int)n_layer - 1);
+    if (n_layer > LYRA_LLAMA_MAX_LAYERS || (int64_t)n_layer * 9 > n_t || !lyra_gguf_find_tensor(g, name))
+        return lyra_err(err, LYRA_ERR_INPUT, path,
+                        "llama.block_count = %d does not match the file's %lld tensors (9 per block, "
+                        "at most %d blocks; %s %s)",
+                        (int)n_layer, (long long)n_t, LYRA_LLAMA_MAX_LAYERS, name,
+                        lyra_gguf_find_tensor(g, name) ? "present" : "missing");
+    return LYRA_OK;
+}
+
 int lyra_llama_load(const lyra_gguf *g, lyra_llama **out, lyra_error *err) {
     *out = NULL;
     lyra_llama *m = calloc(1, sizeof *m);
@@ -193,6 +215,9 @@ int lyra_llama_load(const lyra_gguf *g, lyra_llama **out, lyra_error *err) {
     const lyra_llama_hparams *hp = &m->hp;
     const int64_t E = hp->n_embd, Q = (int64_t)hp->n_head * hp->head_dim,
                   KV = (int64_t)hp->n_head_kv * hp->head_dim, F = hp->n_ff, V = hp->n_vocab;
+    /* the counts allocations are sized by must match tensors the file has:
+     * a block_count of 2^31 must not become a 7 GB calloc */
+    if ((rc = check_block_count(g, hp->n_layer, err))) { free(m); return rc; }
     m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
     if (!m->layers) { free(m); return lyra_err(err, LYRA_ERR_OOM, "llama", "out of memory"); }
     if ((rc = get_weight(g, "token_embd.weight", E, V, 0, &m->tok_embd, err))) goto fail;

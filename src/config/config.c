@@ -2,6 +2,7 @@
  * discovery, loading and validating one file, setting keys from strings
  * (flags, API setters) or JSON, and the merge rules between layers. */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -397,7 +398,7 @@ int lyra_config_discover(const char *explicit_path, int no_config, char **path,
         *how = "--no-config";
         return LYRA_OK;
     }
-    char buf[PATH_MAX + 64], q[256];
+    char q[256];
     if (explicit_path) {
         if (!explicit_path[0]) return lyra_err(err, LYRA_ERR_INPUT, "--model-config", "empty path");
         if (!exists(explicit_path)) {
@@ -431,17 +432,26 @@ int lyra_config_discover(const char *explicit_path, int no_config, char **path,
         return *path ? LYRA_OK : oom("config", err);
     }
     const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
-    buf[0] = '\0';
+    const char *dir = NULL, *rest = NULL; /* the candidate is dir + rest (sized to fit) */
     if (xdg && xdg[0] == '/') { /* the XDG spec: relative values are ignored */
-        snprintf(buf, sizeof buf, "%s/lyra/model_config.json", xdg);
+        dir = xdg;
+        rest = "/lyra/model_config.json";
         *how = "$XDG_CONFIG_HOME";
     } else if (home && home[0]) {
-        snprintf(buf, sizeof buf, "%s/.config/lyra/model_config.json", home);
+        dir = home;
+        rest = "/.config/lyra/model_config.json";
         *how = "$HOME/.config";
     }
-    if (buf[0] && exists(buf)) {
-        *path = lyra_cfg_strdup(buf);
-        return *path ? LYRA_OK : oom("config", err);
+    if (dir) {
+        size_t n = strlen(dir) + strlen(rest) + 1;
+        char *cand = malloc(n);
+        if (!cand) return oom("config", err);
+        snprintf(cand, n, "%s%s", dir, rest);
+        if (exists(cand)) {
+            *path = cand;
+            return LYRA_OK;
+        }
+        free(cand);
     }
     *how = "none";
     return LYRA_OK;
@@ -451,14 +461,15 @@ int lyra_config_discover(const char *explicit_path, int no_config, char **path,
 
 /* "file:" + the absolute form of name; malloc'd. */
 static char *file_source(const char *name) {
-    char *abs = realpath(name, NULL), cwd[PATH_MAX];
+    char *abs = realpath(name, NULL), *cwd = NULL;
     const char *p = abs ? abs : name;
     char *s;
     size_t n;
-    if (!abs && name[0] != '/' && getcwd(cwd, sizeof cwd)) {
+    if (!abs && name[0] != '/' && (cwd = getcwd(NULL, 0))) { /* sized by libc */
         n = strlen(cwd) + strlen(name) + 8;
         s = malloc(n);
         if (s) snprintf(s, n, "file:%s/%s", cwd, name);
+        free(cwd);
     } else {
         n = strlen(p) + 6;
         s = malloc(n);
@@ -620,8 +631,21 @@ int lyra_config_load_buffer(lyra_config *c, const char *buf, size_t len, const c
 }
 
 int lyra_config_load_file(lyra_config *c, const char *path, lyra_error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return lyra_err(err, LYRA_ERR_INPUT, path, "cannot open: %s", strerror(errno));
+    /* opened without blocking and checked before reading: a FIFO or a
+     * device would block (or never end) */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return lyra_err(err, LYRA_ERR_INPUT, path, "cannot open: %s", strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return lyra_err(err, LYRA_ERR_INPUT, path, "not a regular file");
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return lyra_err(err, LYRA_ERR_INPUT, path, "cannot open: %s", strerror(errno));
+    }
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap);
     int rc = buf ? LYRA_OK : oom(path, err);

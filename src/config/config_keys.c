@@ -1,6 +1,7 @@
 /* config_keys.c: the config keys (names, flags, types, ranges, defaults),
  * the checker every value goes through (files, flags and API setters alike),
  * and the "did you mean" suggestions for unknown keys. */
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -348,6 +349,8 @@ static int check_number(const cfg_def *def, const json_t *v, const char *where, 
     if (!json_is_number(v)) return wrong_type(v, where, "a number", err);
     *x = json_number_value(v);
     if (!isfinite(*x)) return wrong_type(v, where, "a finite number", err);
+    if (!isfinite((float)*x)) /* the values are used as floats: 1e39 would become inf */
+        return lyra_err(err, LYRA_ERR_INPUT, where, "%g is out of range (at most %g)", *x, (double)FLT_MAX);
     int low = def->dmin_open ? !(*x > def->dmin) : !(*x >= def->dmin);
     if (!low && *x <= def->dmax) return LYRA_OK;
     if (isinf(def->dmax))

@@ -1,22 +1,46 @@
-/* pool.c: persistent worker threads that spin briefly, then sleep on a
- * condition variable, waiting for the next job generation. */
+/* pool.c: persistent worker threads waiting for the next job generation:
+ * a bounded, adaptive spin, then a sleep on a condition variable (the
+ * caller waits for the workers the same way).
+ *
+ * Spinning only pays when every thread has a core of its own: with more
+ * threads than CPUs (or CPUs busy with other work) a spinning thread takes
+ * the core from the thread everyone is waiting for. So the spin budget is
+ * per thread and adaptive: it halves each time the thread was preempted
+ * while spinning (its core was wanted elsewhere) or spun in vain (the wait
+ * outlasted the spin), and doubles back (up to SPIN_MAX) each time the spin
+ * caught the work.
+ *
+ * With more threads than the CPUs this process may use, nothing spins, and
+ * a job's nth shares are claimed (by index, each exactly once) by the
+ * caller and the few workers woken for it (one per CPU) rather than each
+ * worker waking for its own: waking thousands of threads per job would
+ * cost more than the job. A share's rows depend only on (ith, nth), never
+ * on the thread that runs it, so results are the same either way. */
 #include "pool.h"
 
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 struct lyra_pool {
-    int n;                 /* threads including the caller */
+    int n;                 /* threads including the caller (= shares per job) */
+    int claim;             /* 1: oversubscribed: shares claimed, no spinning */
+    int n_wake;            /* claim mode: workers woken per job */
+    int caller_budget;     /* the caller's spin budget (adaptive) */
     pthread_t *threads;    /* [n-1] workers */
     pthread_mutex_t mu;
     pthread_cond_t cv;     /* workers wait here for a new generation */
-    atomic_uint gen;       /* job generation, bumped per run */
-    atomic_int pending;    /* workers still running the current job */
+    pthread_cond_t done;   /* the caller waits here for all shares done */
+    /* (generation << 32) | next unclaimed share: a generation is bumped per
+     * job; next is used in claim mode only */
+    _Atomic uint64_t work;
+    atomic_int n_done;     /* shares of the current job finished */
     atomic_int stop;
     lyra_pool_fn fn;       /* current job */
     void *arg;
@@ -24,46 +48,115 @@ struct lyra_pool {
 
 typedef struct { lyra_pool *p; int ith; } worker_arg;
 
-#define SPIN_ITERS 20000
+#define SPIN_MAX 16384 /* pause iterations, a few tens of microseconds */
+#define SPIN_MIN 64
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static inline uint32_t work_gen(uint64_t w) { return (uint32_t)(w >> 32); }
+
+/* Involuntary context switches of the calling thread so far. */
+static long preemptions(void) {
+#ifdef RUSAGE_THREAD
+    struct rusage ru;
+    if (getrusage(RUSAGE_THREAD, &ru) == 0) return ru.ru_nivcsw;
+#endif
+    return 0;
+}
+
+/* The new spin budget after a wait: caught (the spin saw the work),
+ * preempted (the thread lost its core meanwhile). */
+static int adapt(int budget, int caught, int preempted) {
+    if (preempted || !caught) return budget / 2 > SPIN_MIN ? budget / 2 : SPIN_MIN;
+    return budget * 2 < SPIN_MAX ? budget * 2 : SPIN_MAX;
+}
+
+/* One share done; the last one wakes a sleeping caller. */
+static void share_done(lyra_pool *p) {
+    if (atomic_fetch_add_explicit(&p->n_done, 1, memory_order_acq_rel) + 1 == p->n) {
+        pthread_mutex_lock(&p->mu);
+        pthread_cond_signal(&p->done);
+        pthread_mutex_unlock(&p->mu);
+    }
+}
+
+/* Claim mode: run unclaimed shares of generation g until none is left. */
+static void claim_shares(lyra_pool *p, uint32_t g) {
+    uint64_t w = atomic_load_explicit(&p->work, memory_order_acquire);
+    while (work_gen(w) == g && (uint32_t)w < (uint32_t)p->n) {
+        if (!atomic_compare_exchange_weak_explicit(&p->work, &w, w + 1, memory_order_acq_rel,
+                                                   memory_order_acquire))
+            continue; /* w reloaded */
+        p->fn(p->arg, (int)(uint32_t)w, p->n);
+        share_done(p);
+        w = atomic_load_explicit(&p->work, memory_order_acquire);
+    }
+}
 
 static void *worker_main(void *varg) {
     worker_arg wa = *(worker_arg *)varg;
     free(varg);
     lyra_pool *p = wa.p;
-    unsigned seen = 0;
+    uint32_t seen = 0;
+    int budget = p->claim ? 0 : SPIN_MAX;
     for (;;) {
-        unsigned g;
-        int spins = 0;
-        while ((g = atomic_load_explicit(&p->gen, memory_order_acquire)) == seen &&
+        uint32_t g;
+        int spins = 0, caught = 1;
+        long pre = budget ? preemptions() : 0;
+        while ((g = work_gen(atomic_load_explicit(&p->work, memory_order_acquire))) == seen &&
                !atomic_load(&p->stop)) {
-            if (++spins > SPIN_ITERS) {
+            if (spins >= budget) {
+                caught = 0;
                 pthread_mutex_lock(&p->mu);
-                while (atomic_load(&p->gen) == seen && !atomic_load(&p->stop))
+                while (work_gen(atomic_load(&p->work)) == seen && !atomic_load(&p->stop))
                     pthread_cond_wait(&p->cv, &p->mu);
                 pthread_mutex_unlock(&p->mu);
-                spins = 0;
+                continue;
             }
-#if defined(__x86_64__) || defined(__i386__)
-            __builtin_ia32_pause();
-#endif
+            spins++;
+            cpu_relax();
         }
+        if (spins && budget) budget = adapt(budget, caught, preemptions() != pre);
         if (atomic_load(&p->stop)) break;
         seen = g;
-        p->fn(p->arg, wa.ith, p->n);
-        atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel);
+        if (p->claim) {
+            claim_shares(p, g);
+        } else {
+            p->fn(p->arg, wa.ith, p->n);
+            share_done(p);
+        }
     }
     return NULL;
+}
+
+/* CPUs this process may run on. */
+static int usable_cpus(void) {
+#ifdef CPU_COUNT
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+#endif
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    return online > 0 ? (int)online : 1;
 }
 
 lyra_pool *lyra_pool_new(int n_threads) {
     if (n_threads < 1) n_threads = 1;
     lyra_pool *p = calloc(1, sizeof *p);
     if (!p) return NULL;
+    int cpus = usable_cpus();
     p->n = n_threads;
+    p->claim = n_threads > cpus;
+    p->n_wake = cpus > 1 ? cpus - 1 : 1;
+    p->caller_budget = p->claim ? 0 : SPIN_MAX;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
-    atomic_init(&p->gen, 0);
-    atomic_init(&p->pending, 0);
+    pthread_cond_init(&p->done, NULL);
+    atomic_init(&p->work, 0);
+    atomic_init(&p->n_done, 0);
     atomic_init(&p->stop, 0);
     if (n_threads > 1) {
         p->threads = calloc((size_t)n_threads - 1, sizeof *p->threads);
@@ -86,24 +179,39 @@ void lyra_pool_run(lyra_pool *p, lyra_pool_fn fn, void *arg) {
     if (!p || p->n == 1) { fn(arg, 0, 1); return; }
     p->fn = fn;
     p->arg = arg;
-    atomic_store(&p->pending, p->n - 1);
+    atomic_store(&p->n_done, 0);
+    uint32_t g = work_gen(atomic_load(&p->work)) + 1;
     pthread_mutex_lock(&p->mu);
-    atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
-    pthread_cond_broadcast(&p->cv);
+    /* claim mode: share 0 is the caller's to claim like the others */
+    atomic_store_explicit(&p->work, (uint64_t)g << 32, memory_order_release);
+    if (p->claim)
+        for (int i = 0; i < p->n_wake; i++) pthread_cond_signal(&p->cv);
+    else
+        pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
-    fn(arg, 0, p->n);
-    /* spin briefly, then yield the core: a worker that is not running (the
-     * machine is oversubscribed) must not be starved by our spinning */
-    int spins = 0;
-    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) {
-        if (++spins > SPIN_ITERS / 4) {
-            sched_yield();
-        } else {
-#if defined(__x86_64__) || defined(__i386__)
-            __builtin_ia32_pause();
-#endif
-        }
+    if (p->claim) {
+        claim_shares(p, g);
+    } else {
+        fn(arg, 0, p->n);
+        share_done(p);
     }
+    /* wait for the other shares: spin (within the budget), then sleep until
+     * the last one signals */
+    int spins = 0, caught = 1, budget = p->caller_budget;
+    long pre = budget ? preemptions() : 0;
+    while (atomic_load_explicit(&p->n_done, memory_order_acquire) < p->n) {
+        if (spins >= budget) {
+            caught = 0;
+            pthread_mutex_lock(&p->mu);
+            while (atomic_load_explicit(&p->n_done, memory_order_acquire) < p->n)
+                pthread_cond_wait(&p->done, &p->mu);
+            pthread_mutex_unlock(&p->mu);
+            break;
+        }
+        spins++;
+        cpu_relax();
+    }
+    if (spins && budget) p->caller_budget = adapt(budget, caught, preemptions() != pre);
 }
 
 void lyra_pool_free(lyra_pool *p) {
@@ -118,6 +226,7 @@ void lyra_pool_free(lyra_pool *p) {
     }
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
+    pthread_cond_destroy(&p->done);
     free(p);
 }
 

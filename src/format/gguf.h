@@ -10,6 +10,7 @@
 #ifndef LYRA_GGUF_H
 #define LYRA_GGUF_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -144,6 +145,17 @@ int lyra_gguf_writer_add_val(lyra_gguf_writer *w, const char *key,
                              lyra_gguf_vtype type, const void *v);
 int lyra_gguf_writer_add_tensor(lyra_gguf_writer *w, const char *name, lyra_type type,
                                 int n_dims, const int64_t *ne, const void *data);
+/* Write the file to path: through path.tmp.PID.XXXXXX (temporary files of
+ * path left by dead processes are removed first), renamed into place when
+ * complete. Refused (LYRA_ERR_INPUT) when path exists and is not a regular
+ * file, or when its name is too long for the temporary name; cancelled
+ * (LYRA_ERR_INTERRUPTED, nothing left behind) when the cancel flag is set. */
 int lyra_gguf_writer_write(lyra_gguf_writer *w, const char *path, lyra_error *err);
+/* The checks lyra_gguf_writer_write makes on path, for a command to make
+ * before long work: LYRA_ERR_INPUT naming path, or LYRA_OK. */
+int lyra_gguf_writer_check_path(const char *path, lyra_error *err);
+/* Stop lyra_gguf_writer_write (between 64 MiB chunks) when *flag becomes
+ * non-zero, e.g. the CLI's SIGINT/SIGTERM flag; NULL: never. */
+void lyra_gguf_writer_set_cancel(lyra_gguf_writer *w, const volatile sig_atomic_t *flag);
 
 #endif

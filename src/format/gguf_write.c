@@ -2,22 +2,33 @@
  * caller's buffers may go away) and tensors (by pointer), then writes a v3
  * little-endian file: header, tensor infos, padding, and the tensor data in
  * the order of add_tensor, each tensor at an aligned offset and padded. The
- * file goes to PATH.tmp.XXXXXX and is renamed to PATH only when complete;
- * on any failure the temporary file is removed and PATH is left untouched. */
+ * file goes to PATH.tmp.PID.XXXXXX and is renamed to PATH only when
+ * complete; on any failure (or a cancel) the temporary file is removed and
+ * PATH is left untouched. A PATH that exists and is not a regular file (a
+ * device, FIFO, symlink, directory) is refused. Temporary files of PATH whose
+ * PID is no longer running (a writer killed mid-way) are removed first. */
 #include "format/gguf_impl.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "core/rng.h"
 
 typedef unsigned long long ull;
+
+/* ".tmp." + a pid (up to 10 digits) + "." + 6 characters */
+#define GGUF_TMP_SUFFIX_MAX (5 + 10 + 1 + 6)
+#define GGUF_WRITE_CHUNK (64u << 20) /* bytes between checks of the cancel flag */
 
 /* A growing byte buffer; oom is set (and nothing more appended) on failure. */
 typedef struct wbuf {
@@ -74,16 +85,77 @@ typedef struct wtensor {
     const void *data;  /* [n_bytes] the caller's buffer */
 } wtensor;
 
+/* A hash set of names (open addressing, linear probing). A slot holds the
+ * name's 32-bit hash (high half) and its index in the owner's array + 1
+ * (low half; 0 = empty), so probes compare hashes and only a matching hash
+ * reads the name, and growing rehashes without reading names. Keeps adding
+ * N keys or tensors O(N) instead of comparing each with every earlier one. */
+typedef struct wset {
+    uint64_t *slot; /* [cap] */
+    size_t cap;     /* a power of two, or 0 */
+} wset;
+
 struct lyra_gguf_writer {
     uint32_t alignment;  /* data alignment, a power of two */
     wkv *kv;             /* [n_kv] in order of first addition */
     int64_t n_kv;        /* key/values */
     int64_t cap_kv;      /* allocated */
+    wset kv_set;         /* kv by key */
     wtensor *t;          /* [n_t] in order of add_tensor */
     int64_t n_t;         /* tensors */
     int64_t cap_t;       /* allocated */
+    wset t_set;          /* t by name */
+    const volatile sig_atomic_t *cancel; /* non-zero stops lyra_gguf_writer_write; may be NULL */
     lyra_error first;    /* first failure of an add call (code LYRA_OK: none) */
 };
+
+static uint32_t wset_hash(const char *s) {
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (; *s; s++) h = (h ^ (uint8_t)*s) * 16777619u;
+    return h;
+}
+
+/* The first slot to probe for hash h (before masking): all its bits mixed. */
+static size_t wset_home(uint32_t h) { return (size_t)(((uint64_t)h * 0x9E3779B97F4A7C15ull) >> 32); }
+
+/* The slot of name (hash h) in set: the one holding it, else the empty one
+ * where it would go. names(w, i): the name of index i. set->cap > 0. */
+static uint64_t *wset_find(const wset *set, const char *name, uint32_t h,
+                           const char *(*names)(const lyra_gguf_writer *, int64_t),
+                           const lyra_gguf_writer *w) {
+    size_t mask = set->cap - 1;
+    for (size_t i = wset_home(h) & mask;; i = (i + 1) & mask) {
+        uint64_t *s = &set->slot[i];
+        if (*s == 0) return s;
+        if ((uint32_t)(*s >> 32) == h && strcmp(names(w, (int64_t)(uint32_t)*s - 1), name) == 0) return s;
+    }
+}
+
+/* Make room for n entries (load <= 1/2). */
+static int wset_reserve(wset *set, int64_t n) {
+    if ((uint64_t)n * 2 <= set->cap) return 0;
+    if (n >= (int64_t)UINT32_MAX) return -1;
+    size_t cap = set->cap ? set->cap : 64;
+    while ((uint64_t)n * 2 > cap) {
+        if (cap > SIZE_MAX / 2 / sizeof *set->slot) return -1;
+        cap *= 2;
+    }
+    wset nw = {calloc(cap, sizeof *nw.slot), cap};
+    if (!nw.slot) return -1;
+    for (size_t j = 0; j < set->cap; j++) {
+        uint64_t e = set->slot[j];
+        if (!e) continue;
+        size_t i = wset_home((uint32_t)(e >> 32)) & (cap - 1);
+        while (nw.slot[i]) i = (i + 1) & (cap - 1);
+        nw.slot[i] = e;
+    }
+    free(set->slot);
+    *set = nw;
+    return 0;
+}
+
+static const char *kv_name(const lyra_gguf_writer *w, int64_t i) { return w->kv[i].key; }
+static const char *t_name(const lyra_gguf_writer *w, int64_t i) { return w->t[i].name; }
 
 static int wfail(lyra_gguf_writer *w, int code, const char *fmt, ...) LYRA_PRINTF(3, 4);
 static int wfail(lyra_gguf_writer *w, int code, const char *fmt, ...) {
@@ -111,6 +183,8 @@ void lyra_gguf_writer_free(lyra_gguf_writer *w) {
         free(w->kv[i].val);
     }
     for (int64_t i = 0; i < w->n_t; i++) free(w->t[i].name);
+    free(w->kv_set.slot);
+    free(w->t_set.slot);
     free(w->kv);
     free(w->t);
     free(w);
@@ -131,14 +205,20 @@ static int set_kv(lyra_gguf_writer *w, const char *key, uint32_t type, wbuf *b) 
         free(b->p);
         return wfail(w, LYRA_ERR_INPUT, "key of %zu bytes (must be 1..%d)", klen, LYRA_GGUF_MAX_KEY);
     }
-    for (int64_t i = 0; i < w->n_kv; i++)
-        if (strcmp(w->kv[i].key, key) == 0) {
-            free(w->kv[i].val);
-            w->kv[i].type = type;
-            w->kv[i].val = b->p;
-            w->kv[i].val_bytes = b->n;
-            return LYRA_OK;
-        }
+    if (wset_reserve(&w->kv_set, w->n_kv + 1)) {
+        free(b->p);
+        return wfail(w, LYRA_ERR_OOM, "key '%s': out of memory", key);
+    }
+    uint32_t h = wset_hash(key);
+    uint64_t *slot = wset_find(&w->kv_set, key, h, kv_name, w);
+    if (*slot) {
+        wkv *kv = &w->kv[(uint32_t)*slot - 1];
+        free(kv->val);
+        kv->type = type;
+        kv->val = b->p;
+        kv->val_bytes = b->n;
+        return LYRA_OK;
+    }
     if (w->n_kv == w->cap_kv) {
         int64_t cap = w->cap_kv ? 2 * w->cap_kv : 32;
         wkv *kv = realloc(w->kv, (size_t)cap * sizeof *kv);
@@ -148,7 +228,9 @@ static int set_kv(lyra_gguf_writer *w, const char *key, uint32_t type, wbuf *b) 
     }
     char *k = strdup(key);
     if (!k) { free(b->p); return wfail(w, LYRA_ERR_OOM, "key '%s': out of memory", key); }
-    w->kv[w->n_kv++] = (wkv){k, type, b->p, b->n};
+    w->kv[w->n_kv] = (wkv){k, type, b->p, b->n};
+    *slot = (uint64_t)h << 32 | (uint64_t)(w->n_kv + 1);
+    w->n_kv++;
     return LYRA_OK;
 }
 
@@ -257,8 +339,10 @@ int lyra_gguf_writer_add_tensor(lyra_gguf_writer *w, const char *name, lyra_type
     size_t nlen = name ? strlen(name) : 0;
     if (nlen == 0 || nlen > LYRA_GGUF_MAX_NAME)
         return wfail(w, LYRA_ERR_INPUT, "tensor name of %zu bytes (must be 1..%d)", nlen, LYRA_GGUF_MAX_NAME);
-    for (int64_t i = 0; i < w->n_t; i++)
-        if (strcmp(w->t[i].name, name) == 0) return wfail(w, LYRA_ERR_INPUT, "tensor '%s' added twice", name);
+    if (wset_reserve(&w->t_set, w->n_t + 1)) return wfail(w, LYRA_ERR_OOM, "tensor '%s': out of memory", name);
+    uint32_t h = wset_hash(name);
+    uint64_t *slot = wset_find(&w->t_set, name, h, t_name, w);
+    if (*slot) return wfail(w, LYRA_ERR_INPUT, "tensor '%s' added twice", name);
     if ((unsigned)type >= LYRA_TYPE_COUNT || !lyra_type_known(type))
         return wfail(w, LYRA_ERR_INPUT, "tensor '%s': unknown type id %d", name, (int)type);
     if (n_dims < 1 || n_dims > 4 || !ne)
@@ -289,7 +373,9 @@ int lyra_gguf_writer_add_tensor(lyra_gguf_writer *w, const char *name, lyra_type
         w->cap_t = cap;
     }
     if (!(t.name = strdup(name))) return wfail(w, LYRA_ERR_OOM, "tensor '%s': out of memory", name);
-    w->t[w->n_t++] = t;
+    w->t[w->n_t] = t;
+    *slot = (uint64_t)h << 32 | (uint64_t)(w->n_t + 1);
+    w->n_t++;
     return LYRA_OK;
 }
 
@@ -355,7 +441,73 @@ static int build_header(lyra_gguf_writer *w, wbuf *h, const char *path, lyra_err
     return LYRA_OK;
 }
 
-/* Create PATH.tmp.XXXXXX exclusively (mode 0666 less the umask). */
+int lyra_gguf_writer_check_path(const char *path, lyra_error *err) {
+    struct stat st;
+    if (!path || !*path) return lyra_err(err, LYRA_ERR_INPUT, "gguf writer", "empty output path");
+    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return lyra_err(err, LYRA_ERR_INPUT, path,
+                        "exists and is not a regular file (%s); refusing to replace it",
+                        S_ISLNK(st.st_mode) ? "a symbolic link" : S_ISDIR(st.st_mode) ? "a directory"
+                        : S_ISFIFO(st.st_mode) ? "a FIFO" : S_ISCHR(st.st_mode) ? "a character device"
+                        : S_ISBLK(st.st_mode) ? "a block device" : S_ISSOCK(st.st_mode) ? "a socket"
+                        : "a special file");
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    size_t blen = strlen(base);
+    if (blen == 0) return lyra_err(err, LYRA_ERR_INPUT, path, "names a directory, not a file");
+    if (blen + GGUF_TMP_SUFFIX_MAX > NAME_MAX)
+        return lyra_err(err, LYRA_ERR_INPUT, path,
+                        "file name of %zu bytes is too long: the temporary file beside it "
+                        "(NAME.tmp.PID.XXXXXX) needs it to be at most %d bytes",
+                        blen, NAME_MAX - GGUF_TMP_SUFFIX_MAX);
+    return LYRA_OK;
+}
+
+/* If name is BASE.tmp.PID.XXXXXX (the writer's temporary name for base),
+ * the PID; else 0. */
+static long temp_owner(const char *name, const char *base, size_t blen) {
+    if (strncmp(name, base, blen) != 0 || strncmp(name + blen, ".tmp.", 5) != 0) return 0;
+    const char *q = name + blen + 5;
+    long pid = 0;
+    int digits = 0;
+    for (; *q >= '0' && *q <= '9' && digits < 10; q++, digits++) pid = pid * 10 + (*q - '0');
+    if (!digits || *q != '.' || strlen(q + 1) != 6) return 0;
+    for (const char *c = q + 1; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9'))) return 0;
+    return pid;
+}
+
+/* Remove PATH.tmp.PID.XXXXXX files left by processes that are gone (killed
+ * while writing PATH). Best effort: errors are ignored. */
+static void remove_stale_temps(const char *path) {
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    size_t dlen = slash ? (size_t)(slash - path) + 1 : 0, blen = strlen(base);
+    char *dir = malloc(dlen + 2);
+    if (!dir) return;
+    if (dlen) memcpy(dir, path, dlen);
+    else dir[dlen++] = '.';
+    dir[dlen] = '\0';
+    DIR *d = opendir(dir);
+    if (!d) { free(dir); return; }
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        long pid = temp_owner(e->d_name, base, blen);
+        if (pid <= 0 || pid == (long)getpid() || pid > INT32_MAX) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* alive (or not ours to judge) */
+        size_t n = strlen(dir) + strlen(e->d_name) + 2;
+        char *f = malloc(n);
+        if (!f) break;
+        snprintf(f, n, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", e->d_name);
+        struct stat st;
+        if (lstat(f, &st) == 0 && S_ISREG(st.st_mode)) unlink(f);
+        free(f);
+    }
+    closedir(d);
+    free(dir);
+}
+
+/* Create PATH.tmp.PID.XXXXXX exclusively (mode 0666 less the umask). */
 static int open_temp(const char *path, char *tmp, size_t cap, lyra_error *err) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -366,7 +518,7 @@ static int open_temp(const char *path, char *tmp, size_t cap, lyra_error *err) {
         char suf[7];
         for (int i = 0; i < 6; i++) suf[i] = chars[(r >> (6 * i)) % 36];
         suf[6] = '\0';
-        snprintf(tmp, cap, "%s.tmp.%s", path, suf);
+        snprintf(tmp, cap, "%s.tmp.%ld.%s", path, (long)getpid(), suf);
         int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
         if (fd >= 0) return fd;
         if (errno == EEXIST) continue;
@@ -380,14 +532,31 @@ static int open_temp(const char *path, char *tmp, size_t cap, lyra_error *err) {
     return -1;
 }
 
+void lyra_gguf_writer_set_cancel(lyra_gguf_writer *w, const volatile sig_atomic_t *flag) {
+    w->cancel = flag;
+}
+
+/* Write n bytes of p in chunks, stopping when w's cancel flag is set (-2). */
+static int write_data(lyra_gguf_writer *w, int fd, const void *p, uint64_t n) {
+    const uint8_t *b = p;
+    while (n > 0) {
+        if (w->cancel && *w->cancel) return -2;
+        uint64_t k = n < GGUF_WRITE_CHUNK ? n : GGUF_WRITE_CHUNK;
+        if (write_all(fd, b, k)) return -1;
+        b += k;
+        n -= k;
+    }
+    return 0;
+}
+
 int lyra_gguf_writer_write(lyra_gguf_writer *w, const char *path, lyra_error *err) {
     if (w->first.code != LYRA_OK) {
         if (err) *err = w->first;
         return w->first.code;
     }
     /* the writer's alignment is the file's */
-    int has_align = 0;
-    for (int64_t i = 0; i < w->n_kv; i++) has_align |= strcmp(w->kv[i].key, "general.alignment") == 0;
+    int has_align = w->kv_set.cap &&
+                    *wset_find(&w->kv_set, "general.alignment", wset_hash("general.alignment"), kv_name, w);
     if ((has_align || w->alignment != LYRA_GGUF_DEFAULT_ALIGNMENT) &&
         lyra_gguf_writer_add_u32(w, "general.alignment", w->alignment) != LYRA_OK) {
         if (err) *err = w->first;
@@ -397,7 +566,9 @@ int lyra_gguf_writer_write(lyra_gguf_writer *w, const char *path, lyra_error *er
     int rc = build_header(w, &h, path, err);
     if (rc) { free(h.p); return rc; }
 
-    size_t cap = strlen(path) + 16;
+    if ((rc = lyra_gguf_writer_check_path(path, err))) { free(h.p); return rc; }
+    remove_stale_temps(path);
+    size_t cap = strlen(path) + GGUF_TMP_SUFFIX_MAX + 1;
     char *tmp = malloc(cap);
     if (!tmp) { free(h.p); return lyra_err(err, LYRA_ERR_OOM, path, "out of memory"); }
     int fd = open_temp(path, tmp, cap, err);
@@ -405,15 +576,25 @@ int lyra_gguf_writer_write(lyra_gguf_writer *w, const char *path, lyra_error *er
 
     int e = 0, bad = write_all(fd, h.p, h.n) != 0;
     if (bad) e = errno;
-    for (int64_t i = 0; i < w->n_t && !bad; i++)
-        if (write_all(fd, w->t[i].data, w->t[i].n_bytes) ||
-            write_zeros(fd, pad_to(w->t[i].n_bytes, w->alignment))) {
+    for (int64_t i = 0; i < w->n_t && !bad; i++) {
+        int r = write_data(w, fd, w->t[i].data, w->t[i].n_bytes);
+        if (r == -2) {
+            bad = 2;
+        } else if (r || write_zeros(fd, pad_to(w->t[i].n_bytes, w->alignment))) {
             bad = 1;
             e = errno;
         }
+    }
     free(h.p);
+    if (!bad && w->cancel && *w->cancel) bad = 2;
     if (!bad && fsync(fd) != 0) { bad = 1; e = errno; }
     if (close(fd) != 0 && !bad) { bad = 1; e = errno; }
+    /* the output may have become a special file or a link meanwhile */
+    if (!bad && (rc = lyra_gguf_writer_check_path(path, err))) {
+        unlink(tmp);
+        free(tmp);
+        return rc;
+    }
     if (!bad && rename(tmp, path) != 0) {
         e = errno;
         unlink(tmp);
@@ -421,6 +602,11 @@ int lyra_gguf_writer_write(lyra_gguf_writer *w, const char *path, lyra_error *er
                       path, "cannot rename %s into place: %s", tmp, strerror(e));
         free(tmp);
         return rc;
+    }
+    if (bad == 2) {
+        unlink(tmp);
+        free(tmp);
+        return lyra_err(err, LYRA_ERR_INTERRUPTED, path, "interrupted; nothing written");
     }
     if (bad) {
         unlink(tmp);

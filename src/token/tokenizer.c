@@ -30,7 +30,7 @@ int32_t lyra_tokint_find(const lyra_tokenizer *t, const char *s, size_t n) {
         if (id < 0) return -1;
         size_t m;
         const char *p = tok_str(t, id, &m);
-        if (m == n && memcmp(p, s, n) == 0) return id;
+        if (m == n && (n == 0 || memcmp(p, s, n) == 0)) return id;
     }
 }
 
@@ -45,7 +45,7 @@ static void tok_hash_put(lyra_tokenizer *t, int32_t id) {
         if (old < 0) { t->hash[h] = id; return; }
         size_t m;
         const char *p = tok_str(t, old, &m);
-        if (m == n && memcmp(p, s, n) == 0) { t->hash[h] = id; return; }
+        if (m == n && (n == 0 || memcmp(p, s, n) == 0)) { t->hash[h] = id; return; }
     }
 }
 
@@ -72,7 +72,7 @@ static int tok_add_str(lyra_tokenizer *t, const char *s, size_t n) {
         t->str_off = o;
         t->cap_strs = cap;
     }
-    if (t->text_len + n > t->text_cap) {
+    if (!t->text || t->text_len + n > t->text_cap) { /* never NULL, even when all strings are empty */
         uint64_t cap = t->text_cap ? t->text_cap * 2 : 4096;
         while (cap < t->text_len + n) cap *= 2;
         char *p = realloc(t->text, (size_t)cap);
@@ -113,17 +113,22 @@ int lyra_tokint_push(tok_vec *out, int32_t id) {
 
 /* ------------------------------------------------------------ loading */
 
-/* A token id from key: -1 when absent or out of range (-1 / 0xFFFFFFFF are
- * the converters' "none"); other out-of-range values are warned about. */
-static int32_t tok_get_id(const lyra_gguf *g, const char *key, int32_t n_vocab,
-                          int32_t dflt, const char *where) {
+/* A token id from key into *id: dflt when absent, -1 when out of range (-1 /
+ * 0xFFFFFFFF are the converters' "none"; other out-of-range values are warned
+ * about). A value that is not an integer (a string, a float) is an error. */
+static int tok_get_id(const lyra_gguf *g, const char *key, int32_t n_vocab, int32_t dflt,
+                      const char *where, int32_t *id, lyra_error *err) {
     int64_t v;
-    if (!lyra_gguf_get_i64(g, key, &v)) return dflt;
-    if (v >= 0 && v < n_vocab) return (int32_t)v;
-    if (v != -1 && v != 0xffffffffll)
+    *id = dflt;
+    if (lyra_gguf_find_key(g, key) < 0) return LYRA_OK;
+    if (!lyra_gguf_get_i64(g, key, &v))
+        return lyra_err(err, LYRA_ERR_INPUT, where, "%s: is not an integer token id", key);
+    *id = -1;
+    if (v >= 0 && v < n_vocab) *id = (int32_t)v;
+    else if (v != -1 && v != 0xffffffffll)
         LYRA_WARN("%s: %s = %lld is not a token id (vocabulary of %d); ignored", where, key,
                   (long long)v, (int)n_vocab);
-    return -1;
+    return LYRA_OK;
 }
 
 static int tok_get_flag(const lyra_gguf *g, const char *key, int dflt) {
@@ -143,7 +148,7 @@ static size_t tok_decode_token(const lyra_tokenizer *t, int32_t id, char *dst) {
         if (*end == 0) { dst[0] = (char)b; return 1; }
     }
     if (ty == TOK_CONTROL || ty == TOK_UNKNOWN || ty == TOK_USER_DEFINED) {
-        memcpy(dst, s, n);
+        if (n) memcpy(dst, s, n);
         return n;
     }
     size_t k = 0;
@@ -370,12 +375,13 @@ int lyra_tokenizer_load(const lyra_gguf *g, lyra_tokenizer **out, lyra_error *er
     int spm = model == TOK_MODEL_SPM;
     int32_t nv = t->n_vocab;
     /* SPM files from old converters omit the ids: llama's 0/1/2 then. */
-    t->unk = tok_get_id(g, "tokenizer.ggml.unknown_token_id", nv, spm && nv > 0 ? 0 : -1, where);
-    t->bos = tok_get_id(g, "tokenizer.ggml.bos_token_id", nv, spm && nv > 1 ? 1 : -1, where);
-    t->eos = tok_get_id(g, "tokenizer.ggml.eos_token_id", nv, spm && nv > 2 ? 2 : -1, where);
-    t->pad = tok_get_id(g, "tokenizer.ggml.padding_token_id", nv, -1, where);
-    t->eot = tok_get_id(g, "tokenizer.ggml.eot_token_id", nv, -1, where);
-    t->eom = tok_get_id(g, "tokenizer.ggml.eom_token_id", nv, -1, where);
+    if ((rc = tok_get_id(g, "tokenizer.ggml.unknown_token_id", nv, spm && nv > 0 ? 0 : -1, where, &t->unk, err)) ||
+        (rc = tok_get_id(g, "tokenizer.ggml.bos_token_id", nv, spm && nv > 1 ? 1 : -1, where, &t->bos, err)) ||
+        (rc = tok_get_id(g, "tokenizer.ggml.eos_token_id", nv, spm && nv > 2 ? 2 : -1, where, &t->eos, err)) ||
+        (rc = tok_get_id(g, "tokenizer.ggml.padding_token_id", nv, -1, where, &t->pad, err)) ||
+        (rc = tok_get_id(g, "tokenizer.ggml.eot_token_id", nv, -1, where, &t->eot, err)) ||
+        (rc = tok_get_id(g, "tokenizer.ggml.eom_token_id", nv, -1, where, &t->eom, err)))
+        goto fail;
     if (t->eot < 0) {
         static const char *const eot_names[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<EOT>", NULL};
         for (int i = 0; eot_names[i] && t->eot < 0; i++) t->eot = tok_find_control(t, eot_names[i]);
