@@ -11,7 +11,7 @@
 #    sanitizer build); mkmodel --vocab-from refuses a tokenizer lyra would
 #    not load, writing nothing.
 source "$(dirname "$0")/lib.sh"
-S260="$(shared_path models/stories260K.gguf)"
+shared_path S260 models/stories260K.gguf
 
 # --- special files at OUT ---
 mkfifo "$T/fifo.gguf"
