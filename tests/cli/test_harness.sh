@@ -69,7 +69,7 @@ check_grep "relative LYRA_SHARED_DIR: path" "^after: $T/rel/data/models/stories2
 env -u LYRA_SHARED_DIR LYRA_SHARED_DIR_DEFAULT="$T/rel/data" bash "$T/t_path.sh" >"$T/lib.out" 2>&1
 check_eq "LYRA_SHARED_DIR_DEFAULT: exit" "$?" 0
 check_grep "LYRA_SHARED_DIR_DEFAULT: path" "^after: $T/rel/data/models/stories260K.gguf$" "$T/lib.out"
-LYRA_SHARED_DIR="$T/empty" LYRA_SHARED_DIR_DEFAULT="$T/rel/data" bash "$T/t_path.sh" >"$T/lib.out" 2>&1
+env -u LYRA_REQUIRE_SHARED LYRA_SHARED_DIR="$T/empty" LYRA_SHARED_DIR_DEFAULT="$T/rel/data" bash "$T/t_path.sh" >"$T/lib.out" 2>&1
 check_eq "LYRA_SHARED_DIR over the default: exit" "$?" 77
 
 # --- (3) ctest on the data tests, with no test data -------------------------
