@@ -6,10 +6,16 @@
 #include <string.h>
 
 #include "args.h"
+#include "arch/llama.h"
+#include "config/model_ref.h"
+#include "core/log.h"
+#include "format/gguf.h"
+#include "plan/plan.h"
+#include "runtime/runtime.h"
 
 const char cmd_config_usage[] =
     "usage: lyra config show [--json] [--model-config FILE | --no-config] [FLAGS]\n"
-    "       lyra config validate FILE...\n"
+    "       lyra config validate [--strict] [-m MODEL] FILE...\n"
     "\n"
     "Model configuration files (docs/config.md): one JSON object per model and\n"
     "machine, such as\n"
@@ -39,7 +45,11 @@ const char cmd_config_usage[] =
     "  validate FILE...       check each FILE: \"FILE: ok\" on stdout, or one\n"
     "                         error line on stderr naming the file and the JSON\n"
     "                         path (line:column for syntax errors); exit 2 when\n"
-    "                         any is invalid\n"
+    "                         any is invalid; notes (keys from Hugging Face\n"
+    "                         configs that lyra ignores) on stderr\n"
+    "  --strict               every note is an error\n"
+    "  -m, --model MODEL      check an explicit device map against MODEL (the\n"
+    "                         file's model_id when not given; metadata only)\n"
     "  -q, -v                 quieter / more verbose stderr\n";
 
 static int show(int argc, char **argv, lyra_error *err) {
@@ -64,27 +74,84 @@ static int show(int argc, char **argv, lyra_error *err) {
     return rc;
 }
 
+/* A file's explicit device map checked against the model (-m, else its
+ * model_id): the model's metadata is opened and planned, no weights read.
+ * A model_id from the file that is not on this machine leaves the map
+ * unchecked (a note); -m must resolve. */
+static int check_map(lyra_config *c, const char *model_flag, lyra_error *err) {
+    const json_t *map = c->value[LYRA_CFG_DEVICE_MAP], *m = c->value[LYRA_CFG_MODEL_ID];
+    if (!json_is_object(map) && !c->map_is_file) return LYRA_OK;
+    if (!model_flag && !json_is_string(m)) return LYRA_OK;
+    char *path = NULL;
+    char where[1200];
+    snprintf(where, sizeof where, "%s: model_id", c->path ? c->path : "config");
+    int rc = model_flag ? lyra_model_ref_resolve(model_flag, "-m", &path, err)
+                        : lyra_model_ref_resolve(json_string_value(m), where, &path, err);
+    if (rc && !model_flag) {
+        LYRA_INFO("%s; the device map is not checked against the model (-m checks it)", err->msg);
+        lyra_err_clear(err);
+        return LYRA_OK;
+    }
+    lyra_model_params mp = lyra_model_default_params();
+    if (!rc) rc = lyra_config_apply_model(c, &mp, err);
+    lyra_gguf *g = NULL;
+    lyra_llama *arch = NULL;
+    lyra_device *dev[LYRA_MAX_DEVICES];
+    int n_dev = 0;
+    lyra_plan *plan = NULL;
+    if (!rc) rc = lyra_gguf_open(path, &g, err);
+    if (!rc) rc = lyra_llama_load(g, &arch, err);
+    if (!rc) rc = lyra_runtime_devices(NULL, 1, dev, &n_dev, err);
+    lyra_geometry geom = arch ? lyra_runtime_geometry(arch, &mp) : (lyra_geometry){0, 0, 0, 0};
+    if (!rc) rc = lyra_runtime_plan(arch, &mp, &geom, dev, n_dev, &plan, err);
+    lyra_plan_free(plan);
+    for (int i = 0; i < n_dev; i++) lyra_device_free(dev[i]);
+    lyra_llama_free(arch);
+    lyra_gguf_close(g);
+    free(path);
+    return rc;
+}
+
 /* Every file is checked; the last error is returned (main prints it), the
  * earlier ones are printed here in the same form. */
 static int validate(int argc, char **argv, lyra_error *err) {
     app_args a;
     args_init(&a, argc, argv);
     a.cmd = "config";
-    const char *arg;
-    int is_flag, rc = 0, n_files = 0, bad = 0;
-    lyra_error last;
-    lyra_err_clear(&last);
+    const char *arg, *model = NULL;
+    int is_flag, rc = 0, n_files = 0, bad = 0, strict = 0;
+    const char **files = calloc((size_t)argc + 1, sizeof *files);
+    if (!files) return lyra_err(err, LYRA_ERR_OOM, "config validate", "out of memory");
     while (args_next(&a, &arg, &is_flag)) {
         if (is_flag && args_common(&a)) continue;
-        if (is_flag) return args_unknown(&a, arg, err);
-        n_files++;
+        if (is_flag && !strcmp(arg, "--strict")) {
+            strict = 1;
+        } else if (is_flag && (!strcmp(arg, "-m") || !strcmp(arg, "--model"))) {
+            if ((rc = args_str(&a, &model, err))) break;
+        } else if (is_flag) {
+            rc = args_unknown(&a, arg, err);
+            break;
+        } else {
+            files[n_files++] = arg;
+        }
+    }
+    if (!rc && !n_files) rc = lyra_err(err, LYRA_ERR_INPUT, "config validate", "give one or more FILEs");
+    if (rc) {
+        free(files);
+        return rc;
+    }
+    lyra_error last;
+    lyra_err_clear(&last);
+    for (int i = 0; i < n_files; i++) {
         lyra_config *c = lyra_config_new();
         lyra_error e;
         lyra_err_clear(&e);
-        rc = c ? lyra_config_load_file(c, arg, &e) : lyra_err(&e, LYRA_ERR_OOM, arg, "out of memory");
+        if (c) c->strict = strict;
+        rc = c ? lyra_config_load_file(c, files[i], &e) : lyra_err(&e, LYRA_ERR_OOM, files[i], "out of memory");
+        if (!rc) rc = check_map(c, model, &e);
         lyra_config_free(c);
         if (!rc) {
-            printf("%s: ok\n", arg);
+            printf("%s: ok\n", files[i]);
             continue;
         }
         if (bad++) { /* the previous error: printed now, in main's form */
@@ -93,7 +160,7 @@ static int validate(int argc, char **argv, lyra_error *err) {
         }
         last = e;
     }
-    if (!n_files) return lyra_err(err, LYRA_ERR_INPUT, "config validate", "give one or more FILEs");
+    free(files);
     if (bad) {
         *err = last;
         return last.code ? last.code : LYRA_ERR_INPUT;

@@ -19,7 +19,7 @@
 #define PK "pipeline_kwargs."
 #define PK_LEN (sizeof PK - 1)
 #define MAX_FILE_BYTES ((size_t)4 << 20)
-#define MAX_NOTES 8
+#define MAX_NOTES 32
 
 /* ------------------------------------------------------------- new / free */
 
@@ -192,6 +192,9 @@ static int oom(const char *where, lyra_error *err) {
     return lyra_err(err, LYRA_ERR_OOM, where, "out of memory");
 }
 
+/* The notes of a flag's or setter's max_memory / reserve (disk, mps). */
+static void setter_notes(const json_t *v, const char *where);
+
 int lyra_config_set_json(lyra_config *c, const char *key, const json_t *value,
                          const char *source, const char *where, lyra_error *err) {
     int k = lyra_config_key_find(key);
@@ -210,6 +213,7 @@ int lyra_config_set_json(lyra_config *c, const char *key, const json_t *value,
         json_decref(v);
         return rc;
     }
+    if (k == LYRA_CFG_MAX_MEMORY || k == LYRA_CFG_RESERVE) setter_notes(v, where);
     if (assign(c, k, v, source, 0, 0)) return oom(where, err);
     return LYRA_OK;
 }
@@ -377,6 +381,7 @@ int lyra_config_set(lyra_config *c, const char *key, const char *value, const ch
         json_decref(v);
         return rc;
     }
+    if (k == LYRA_CFG_MAX_MEMORY || k == LYRA_CFG_RESERVE) setter_notes(v, where);
     if (assign(c, k, v, source, is_file, 1)) return oom(where, err);
     return LYRA_OK;
 }
@@ -506,36 +511,193 @@ static int token_column(const json_error_t *je) {
     return col - chars + 1 >= 1 ? col - chars + 1 : col;
 }
 
-/* Notes collected while checking a file, printed once it is valid. */
+/* Notes collected while checking a file, printed once it is valid (or,
+ * under strict, the first one is the error). */
 typedef struct notes {
     int n;                        /* lines */
     char line[MAX_NOTES][1200];   /* [n] */
 } notes;
 
-/* Check one key of the file (top level or inside pipeline_kwargs) into
- * staged[]. */
-static int stage_key(const char *name, const char *key, const json_t *val, int in_pk,
-                     json_t **staged, notes *nt, lyra_error *err) {
+static void note(notes *nt, const char *where, const char *why) {
+    if (nt->n < MAX_NOTES && snprintf(nt->line[nt->n], sizeof nt->line[0], "%s: ignored (%s)", where, why) >= 0)
+        nt->n++;
+}
+
+/* max_memory / reserve keys kept for accelerate's configs but unused. */
+static void memspec_notes(const json_t *v, const char *where, const char *sep, notes *nt) {
+    char w[1000];
+    if (!json_is_object(v)) return;
+    if (json_object_get(v, "disk")) {
+        snprintf(w, sizeof w, "%s%sdisk", where, sep);
+        note(nt, w, "the disk tier has no cap: it holds what the other devices do not");
+    }
+    if (json_object_get(v, "mps")) {
+        snprintf(w, sizeof w, "%s%smps", where, sep);
+        note(nt, w, "lyra has no Apple GPU backend");
+    }
+}
+
+static void setter_notes(const json_t *v, const char *where) {
+    notes *nt = calloc(1, sizeof *nt);
+    if (!nt) return;
+    memspec_notes(v, where, ": ", nt);
+    for (int i = 0; i < nt->n; i++) LYRA_WARN("%s", nt->line[i]);
+    free(nt);
+}
+
+/* A file's staging: the checked values and what goes with them. */
+typedef struct stage {
+    const char *name;                /* the file as named, for messages */
+    const char *dir;                 /* its directory (absolute), or NULL: paths as written */
+    json_t *v[LYRA_CFG_N_KEYS];      /* checked values (references), NULL when absent */
+    json_t *quant[2];                /* quantization_config's load_in_8bit, load_in_4bit */
+    int map_file;                    /* v[device_map] is a map file's (resolved) path */
+    notes nt;
+} stage;
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && !strcmp(s + n - k, suffix);
+}
+
+/* p as written in a config file in directory dir: "~" and "~/..." from
+ * $HOME, relative paths joined to dir. repo_ok: a model_id that names no
+ * file there and reads as a Hugging Face repo id (org/name[:TAG]) stays as
+ * written. malloc'd (NULL when out of memory). */
+static char *resolve_path(const char *p, const char *dir, int repo_ok) {
+    const char *home = getenv("HOME");
+    char *out;
+    size_t n;
+    if (p[0] == '~' && (p[1] == '/' || !p[1]) && home && home[0]) {
+        n = strlen(home) + strlen(p) + 1;
+        if ((out = malloc(n))) snprintf(out, n, "%s%s", home, p + 1);
+        return out;
+    }
+    if (p[0] == '/' || !dir) return lyra_cfg_strdup(p);
+    n = strlen(dir) + strlen(p) + 2;
+    if (!(out = malloc(n))) return NULL;
+    snprintf(out, n, "%s/%s", dir, p);
+    if (!repo_ok || exists(out)) return out;
+    char *colon = strrchr(out, ':'); /* DIR:TAG */
+    if (colon && !strchr(colon, '/')) {
+        *colon = '\0';
+        int there = exists(out);
+        *colon = ':';
+        if (there) return out;
+    }
+    const char *slash = strchr(p, '/');
+    int repo_like = slash && !strchr(slash + 1, '/') && p[0] != '.' && !ends_with(p, ".gguf");
+    if (repo_like) {
+        free(out);
+        return lyra_cfg_strdup(p);
+    }
+    return out;
+}
+
+/* A device_map string that names a map file rather than a strategy. */
+static int is_map_path(const char *s) {
+    return !lyra_devspec_is_strategy(s) && (strchr(s, '/') || ends_with(s, ".json"));
+}
+
+/* "task": text-generation only. */
+static int stage_task(const json_t *val, const char *where, lyra_error *err) {
+    char q[256];
+    if (!json_is_string(val)) {
+        lyra_cfg_describe(val, q, sizeof q);
+        return lyra_err(err, LYRA_ERR_INPUT, where, "expected a string, got %s", q);
+    }
+    if (!strcmp(json_string_value(val), "text-generation")) return LYRA_OK;
+    lyra_cfg_quote(json_string_value(val), q, sizeof q);
+    return lyra_err(err, LYRA_ERR_INPUT, where,
+                    "unknown task \"%s\" (the valid one: \"text-generation\")", q);
+}
+
+/* quantization_config (transformers' BitsAndBytesConfig): load_in_8bit /
+ * load_in_4bit are read, the rest noted. */
+static int stage_quant(stage *s, const json_t *val, const char *where, lyra_error *err) {
+    char q[256], w[1200];
+    if (!json_is_object(val)) {
+        lyra_cfg_describe(val, q, sizeof q);
+        return lyra_err(err, LYRA_ERR_INPUT, where, "expected an object, got %s", q);
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)val, key, v) {
+        lyra_cfg_quote(key, q, sizeof q);
+        snprintf(w, sizeof w, "%s.%s", where, q);
+        int i = !strcmp(key, "load_in_8bit") ? 0 : !strcmp(key, "load_in_4bit") ? 1 : -1;
+        if (i < 0) {
+            note(&s->nt, w, !strncmp(key, "bnb_4bit_", 9)
+                                ? "lyra's 4-bit format is its own: see load_in_4bit"
+                                : "lyra reads only load_in_8bit and load_in_4bit here");
+            continue;
+        }
+        json_t *out = NULL;
+        int rc = lyra_cfg_check(i ? LYRA_CFG_LOAD_IN_4BIT : LYRA_CFG_LOAD_IN_8BIT, v, w, &out, err);
+        if (rc) return rc;
+        json_decref(s->quant[i]);
+        s->quant[i] = out;
+    }
+    return LYRA_OK;
+}
+
+/* num_beams, num_return_sequences: 1 is noted, anything else an error. */
+static int only_one(const char *key) {
+    return !strcmp(key, "num_beams") || !strcmp(key, "num_return_sequences");
+}
+
+/* Check one key of the file (top level or inside pipeline_kwargs) into s. */
+static int stage_key(stage *s, const char *key, const json_t *val, int in_pk, lyra_error *err) {
     char q[256], where[900], full[300], hint[160];
     lyra_cfg_quote(key, q, sizeof q);
-    snprintf(where, sizeof where, "%s: %s%s", name, in_pk ? PK : "", q);
+    snprintf(where, sizeof where, "%s: %s%s", s->name, in_pk ? PK : "", q);
     snprintf(full, sizeof full, "%s%s", in_pk ? PK : "", key);
+    if (!in_pk && !strcmp(key, "task")) return stage_task(val, where, err);
+    if (!in_pk && !strcmp(key, "quantization_config")) return stage_quant(s, val, where, err);
     int k = -1;
     for (int i = 0; i < LYRA_CFG_N_KEYS && (in_pk || strncmp(key, PK, PK_LEN)); i++)
         if (!strcmp(lyra_cfg_defs[i].name, full)) k = i;
     if (k < 0) {
-        const char *why = in_pk ? NULL : lyra_cfg_hf_ignored(key);
+        const char *why = lyra_cfg_hf_ignored(key, in_pk);
+        if (why && only_one(key) && !(json_is_integer(val) && json_integer_value(val) == 1)) {
+            lyra_cfg_describe(val, q, sizeof q);
+            return lyra_err(err, LYRA_ERR_INPUT, where, "got %s: %s", q, why);
+        }
         if (why) {
-            if (nt->n < MAX_NOTES) snprintf(nt->line[nt->n++], sizeof nt->line[0], "%s: ignored (%s)", where, why);
+            note(&s->nt, where, why);
             return LYRA_OK;
         }
         lyra_config_suggest(key, in_pk, hint, sizeof hint);
         return lyra_err(err, LYRA_ERR_INPUT, where, "unknown key (%s)",
                         hint[0] ? hint : "see docs/config.md for the keys");
     }
-    json_decref(staged[k]); /* (keys are unique at each level: NULL) */
-    staged[k] = NULL;
-    return lyra_cfg_check(k, val, where, &staged[k], err);
+    json_decref(s->v[k]); /* (keys are unique at each level: NULL) */
+    s->v[k] = NULL;
+    if (k == LYRA_CFG_DEVICE_MAP && json_is_string(val) && is_map_path(json_string_value(val))) {
+        /* a map file, relative to the config file; read now to check it */
+        char *p = resolve_path(json_string_value(val), s->dir, 0);
+        if (!p) return oom(where, err);
+        lyra_devspec d;
+        lyra_devspec_init(&d);
+        int rc = lyra_devspec_map_file(&d, p, err);
+        lyra_devspec_free(&d);
+        if (!rc && !(s->v[k] = json_string(p))) rc = oom(where, err);
+        free(p);
+        s->map_file = !rc;
+        return rc;
+    }
+    int rc = lyra_cfg_check(k, val, where, &s->v[k], err);
+    if (rc) return rc;
+    if (k == LYRA_CFG_MAX_MEMORY || k == LYRA_CFG_RESERVE) memspec_notes(s->v[k], where, ".", &s->nt);
+    if (k == LYRA_CFG_MODEL_ID && json_is_string(s->v[k])) {
+        char *p = resolve_path(json_string_value(s->v[k]), s->dir, 1);
+        json_t *r = p ? json_string(p) : NULL;
+        free(p);
+        if (!r) return oom(where, err);
+        json_decref(s->v[k]);
+        s->v[k] = r;
+    }
+    return LYRA_OK;
 }
 
 /* The checks across keys of one file. */
@@ -563,11 +725,11 @@ static int stage_conflicts(const char *name, json_t *const *staged, lyra_error *
     return LYRA_OK;
 }
 
-/* Parse and check the whole file into staged[] (references) and notes. */
-static int stage_file(const char *buf, size_t len, const char *name, json_t **staged, notes *nt,
-                      lyra_error *err) {
+/* Parse and check the whole file into s (references) and its notes. */
+static int stage_file(const char *buf, size_t len, stage *s, lyra_error *err) {
     json_error_t je;
     char q[256], where[900], text[200];
+    const char *name = s->name;
     json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
     if (!root) {
         clean_text(je.text, text, sizeof text);
@@ -585,7 +747,7 @@ static int stage_file(const char *buf, size_t len, const char *name, json_t **st
     json_t *val;
     if (!rc) json_object_foreach(root, key, val) {
         if (strcmp(key, "pipeline_kwargs")) {
-            rc = stage_key(name, key, val, 0, staged, nt, err);
+            rc = stage_key(s, key, val, 0, err);
         } else if (!json_is_object(val)) {
             lyra_cfg_describe(val, q, sizeof q);
             snprintf(where, sizeof where, "%s: pipeline_kwargs", name);
@@ -594,39 +756,69 @@ static int stage_file(const char *buf, size_t len, const char *name, json_t **st
             const char *sk;
             json_t *sv;
             json_object_foreach(val, sk, sv) {
-                if ((rc = stage_key(name, sk, sv, 1, staged, nt, err))) break;
+                if ((rc = stage_key(s, sk, sv, 1, err))) break;
             }
         }
         if (rc) break;
     }
-    if (!rc) rc = stage_conflicts(name, staged, err);
+    /* quantization_config's values where the top level has none */
+    for (int i = 0; i < 2; i++) {
+        int k = i ? LYRA_CFG_LOAD_IN_4BIT : LYRA_CFG_LOAD_IN_8BIT;
+        if (!rc && s->quant[i] && !s->v[k]) {
+            s->v[k] = s->quant[i];
+            s->quant[i] = NULL;
+        }
+        json_decref(s->quant[i]);
+        s->quant[i] = NULL;
+    }
+    if (!rc) rc = stage_conflicts(name, s->v, err);
     json_decref(root);
     return rc;
 }
 
+/* The directory of the file name (absolute), or NULL when it is not one. */
+static char *file_dir(const char *name) {
+    char *abs = realpath(name, NULL);
+    char *slash = abs ? strrchr(abs, '/') : NULL;
+    if (!slash) {
+        free(abs);
+        return NULL;
+    }
+    if (slash == abs) slash[1] = '\0';
+    else *slash = '\0';
+    return abs;
+}
+
 int lyra_config_load_buffer(lyra_config *c, const char *buf, size_t len, const char *name,
                             lyra_error *err) {
-    json_t *staged[LYRA_CFG_N_KEYS] = {0};
-    notes nt;
-    nt.n = 0;
+    stage *s = calloc(1, sizeof *s);
     if (!name) name = "<config>";
-    int rc = stage_file(buf, len, name, staged, &nt, err);
+    if (!s) return oom(name, err);
+    s->name = name;
+    char *dir = file_dir(name);
+    s->dir = dir;
+    int rc = stage_file(buf, len, s, err);
+    if (!rc && c->strict && s->nt.n) /* lyra config validate --strict */
+        rc = lyra_err(err, LYRA_ERR_INPUT, s->nt.line[0], "a note is an error under --strict");
     char *src = rc ? NULL : file_source(name);
     char *abs = src ? lyra_cfg_strdup(src + 5) : NULL;
     if (!rc && (!src || !abs)) rc = oom(name, err);
     for (int k = 0; k < LYRA_CFG_N_KEYS; k++) {
-        if (!staged[k]) continue;
-        if (!rc && assign(c, k, staged[k], src, 0, 0)) rc = oom(name, err);
-        else if (rc) json_decref(staged[k]);
+        if (!s->v[k]) continue;
+        int is_file = k == LYRA_CFG_DEVICE_MAP && s->map_file;
+        if (!rc && assign(c, k, s->v[k], src, is_file, 0)) rc = oom(name, err);
+        else if (rc) json_decref(s->v[k]);
     }
     if (!rc) {
         free(c->path);
         c->path = abs;
         abs = NULL;
-        for (int i = 0; i < nt.n; i++) LYRA_WARN("%s", nt.line[i]);
+        for (int i = 0; i < s->nt.n; i++) LYRA_WARN("%s", s->nt.line[i]);
     }
     free(abs);
     free(src);
+    free(dir);
+    free(s);
     return rc;
 }
 

@@ -75,7 +75,8 @@ typedef struct lyra_config {
     json_t *value[LYRA_CFG_N_KEYS];  /* [key] normalized value, never NULL (json null = not given) */
     char *source[LYRA_CFG_N_KEYS];   /* [key] "default", "file:/abs", "env:NAME", "flag:--name" (malloc'd) */
     json_t *entry_source[2];         /* max_memory [0] and reserve [1]: {device: source} */
-    int map_is_file;                 /* device_map is the path of a JSON map file (a flag's value) */
+    int map_is_file;                 /* device_map is the path of a JSON map file */
+    int strict;                      /* load: a note (an ignored key) is an error */
     char *path;                      /* absolute path of the file loaded, or NULL */
     const char *how;                 /* lyra_config_load_auto: the discovery rung (static) */
     lyra_devspec dev;                /* apply: the typed device settings mp points into */

@@ -32,6 +32,13 @@ int lyra_config_apply_model(lyra_config *c, lyra_model_params *mp, lyra_error *e
         rc = lyra_devspec_map_file(d, json_string_value(map), err);
     else
         rc = lyra_devspec_map_from_json(d, map, "device_map", err);
+    const char *msrc = c->source[LYRA_CFG_DEVICE_MAP];
+    if (!rc && !c->map_is_file && json_is_object(map) && !strncmp(msrc, "file:", 5)) {
+        /* a config file's inline map: the plan's errors name the file and key */
+        size_t n = strlen(msrc) + 16;
+        if (!(d->source = malloc(n))) rc = lyra_err(err, LYRA_ERR_OOM, "device_map", "out of memory");
+        else snprintf(d->source, n, "%s: device_map", msrc + 5);
+    }
     if (!rc)
         rc = lyra_devspec_bytes_from_json(c->value[LYRA_CFG_MAX_MEMORY], "max_memory", d->max_memory,
                                           &d->n_max_memory, err);

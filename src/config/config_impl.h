@@ -34,9 +34,10 @@ typedef struct cfg_def {
 
 extern const cfg_def lyra_cfg_defs[LYRA_CFG_N_KEYS];
 
-/* Keys Hugging Face users write that mean nothing here, with the reason
- * printed in the "ignored" note; NULL when name is not one of them. */
-const char *lyra_cfg_hf_ignored(const char *name);
+/* Keys Hugging Face users write that mean nothing here (at the top level,
+ * or inside pipeline_kwargs when in_pipeline), with the reason printed in
+ * the "ignored" note; NULL when name is not one of them. */
+const char *lyra_cfg_hf_ignored(const char *name, int in_pipeline);
 
 /* Check v against def k; *out: the normalized value (a new reference).
  * where: "FILE: path" or the flag, for messages. */

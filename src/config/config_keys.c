@@ -88,17 +88,40 @@ const char *lyra_config_key_default(int k) {
     return k >= 0 && k < LYRA_CFG_N_KEYS ? lyra_cfg_defs[k].defval : "null";
 }
 
-const char *lyra_cfg_hf_ignored(const char *name) {
-    static const char *const tab[][2] = {
-        {"torch_dtype", "lyra computes in the GGUF file's types; load_in_8bit / load_in_4bit "
-                        "quantize on load"},
-        {"trust_remote_code", "lyra runs no code from model repositories"},
-        {"low_cpu_mem_usage", "lyra always maps the weights (see --no-mmap)"},
-        {"revision", "the Hugging Face cache's refs/main picks the snapshot"},
-        {"offload_folder", "the disk tier reads straight from the model file"},
-    };
-    for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++)
-        if (!strcmp(name, tab[i][0])) return tab[i][1];
+/* Keys of Hugging Face configs and pipeline() calls that lyra has no use
+ * for: level 0 top level only, 1 inside pipeline_kwargs only, 2 both. */
+static const struct hf_key {
+    const char *name;
+    int level;
+    const char *why;
+} HF_KEYS[] = {
+    {"torch_dtype", 0, "lyra computes in the GGUF file's types; load_in_8bit / load_in_4bit "
+                       "quantize on load"},
+    {"trust_remote_code", 0, "lyra runs no code from model repositories"},
+    {"low_cpu_mem_usage", 0, "lyra always maps the weights (see --no-mmap)"},
+    {"revision", 0, "the Hugging Face cache's refs/main picks the snapshot"},
+    {"offload_folder", 0, "the disk tier reads straight from the model file"},
+    {"attn_implementation", 0, "lyra has one attention kernel per backend"},
+    {"device", 0, "device_map places the model (\"cpu\", \"cuda:0\", \"auto\")"},
+    {"tokenizer", 0, "the tokenizer is read from the GGUF file"},
+    {"use_fast", 0, "the tokenizer is read from the GGUF file"},
+    {"framework", 0, "lyra runs GGUF models itself"},
+    {"token", 0, "lyra downloads nothing (models come from the local Hugging Face cache)"},
+    {"use_auth_token", 0, "lyra downloads nothing (models come from the local Hugging Face cache)"},
+    {"return_full_text", 2, "lyra prints only the new text"},
+    {"max_length", 2, "use pipeline_kwargs.max_new_tokens and context_length"},
+    {"num_beams", 2, "lyra decodes one sequence: 1 is the only value"},
+    {"pad_token_id", 2, "lyra runs one sequence at a time: nothing is padded"},
+    {"eos_token_id", 2, "the model's end-of-generation tokens stop it (see pipeline_kwargs.stop)"},
+    {"num_return_sequences", 2, "lyra returns one sequence: 1 is the only value"},
+    {"clean_up_tokenization_spaces", 2, "lyra's detokenizer follows the GGUF tokenizer"},
+    {"return_tensors", 2, "lyra returns text"},
+};
+
+const char *lyra_cfg_hf_ignored(const char *name, int in_pipeline) {
+    for (size_t i = 0; i < sizeof HF_KEYS / sizeof HF_KEYS[0]; i++)
+        if (!strcmp(name, HF_KEYS[i].name) && HF_KEYS[i].level != (in_pipeline ? 0 : 1))
+            return HF_KEYS[i].why;
     return NULL;
 }
 
@@ -152,8 +175,6 @@ static void consider(const char *name, const char *cand, const char *shown, int 
 }
 
 const char *lyra_config_suggest(const char *name, int in_pipeline, char *buf, size_t cap) {
-    static const char *const hf[] = {"torch_dtype", "trust_remote_code", "low_cpu_mem_usage",
-                                     "revision", "offload_folder"};
     char best_s[96] = "";
     int best = 1000;
     if (cap) buf[0] = '\0';
@@ -187,9 +208,14 @@ const char *lyra_config_suggest(const char *name, int in_pipeline, char *buf, si
         if (!want_pk) {
             const char *shown = pass == 0 ? "pipeline_kwargs" : "the top-level key pipeline_kwargs";
             consider(name, "pipeline_kwargs", shown, &best, best_s, sizeof best_s);
-            for (size_t i = 0; i < sizeof hf / sizeof hf[0]; i++)
-                consider(name, hf[i], hf[i], &best, best_s, sizeof best_s);
+            consider(name, "task", pass == 0 ? "task" : "the top-level key task", &best, best_s,
+                     sizeof best_s);
+            consider(name, "quantization_config", "quantization_config", &best, best_s, sizeof best_s);
         }
+        for (size_t i = 0; i < sizeof HF_KEYS / sizeof HF_KEYS[0]; i++)
+            if ((HF_KEYS[i].level == 2 || HF_KEYS[i].level == (want_pk ? 1 : 0)) &&
+                strcmp(name, HF_KEYS[i].name))
+                consider(name, HF_KEYS[i].name, HF_KEYS[i].name, &best, best_s, sizeof best_s);
         if (best == 0) break;
     }
     if (best_s[0]) snprintf(buf, cap, "did you mean %s?", best_s);
@@ -313,10 +339,12 @@ static int check_memspec(const json_t *v, const char *where, json_t **out, lyra_
             rc = lyra_err(err, LYRA_ERR_OOM, where, "out of memory");
             break;
         }
+        n = 0;
         rc = lyra_devspec_bytes_from_json(one, where, ms, &n, err);
         json_decref(one);
         if (rc) break;
-        if (json_object_set(res, lyra_devspec_device_name(ms[0].device, name, sizeof name), val)) {
+        if (json_object_set(res, n ? lyra_devspec_device_name(ms[0].device, name, sizeof name) : key,
+                            val)) {
             rc = lyra_err(err, LYRA_ERR_OOM, where, "out of memory");
             break;
         }

@@ -137,6 +137,21 @@ static int map_device(const json_t *v, const char *where, const char *q, int32_t
                     "\"%s\": unknown device %s (0, \"0\", \"cuda:0\", \"cpu\" or \"disk\")", q, vq);
 }
 
+/* A key's last part as a layer range: "N-M" (as lyra prints maps) needs
+ * N <= M; "N+" (N and above) is always fine. The plan matches them. */
+static int map_key(const char *key, const char *where, const char *q, lyra_error *err) {
+    const char *dot = strrchr(key, '.'), *r = dot ? dot + 1 : key;
+    const char *dash = strchr(r, '-');
+    size_t a = dash ? (size_t)(dash - r) : 0, b = dash ? strlen(dash + 1) : 0;
+    if (!dash || !a || !b || a > 9 || b > 9 || strspn(r, "0123456789") != a ||
+        strspn(dash + 1, "0123456789") != b)
+        return LYRA_OK;
+    if (atol(r) > atol(dash + 1))
+        return lyra_err(err, LYRA_ERR_INPUT, where,
+                        "\"%s\": empty range (N-M needs N <= M; N+ is N and above)", q);
+    return LYRA_OK;
+}
+
 static int cmp_str(const void *a, const void *b) {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
@@ -162,6 +177,7 @@ static int map_object(lyra_devspec *d, const json_t *v, const char *where, lyra_
         char q[256];
         lyra_size_quote(keys[i], strlen(keys[i]), q, sizeof q);
         rc = map_device(json_object_get(v, keys[i]), where, q, &map[i].device, err);
+        if (!rc) rc = map_key(keys[i], where, q, err);
         size_t len = strlen(keys[i]) + 1;
         memcpy(names + off, keys[i], len);
         map[i].module = names + off;
@@ -362,6 +378,10 @@ static int bytes_key(const char *s, size_t len, int32_t *dev) {
     return 1;
 }
 
+int lyra_devspec_bytes_unused(const char *s, size_t len) {
+    return (len == 4 && !strncmp(s, "disk", 4)) || (len == 3 && !strncmp(s, "mps", 3));
+}
+
 static int bytes_add(lyra_device_bytes *out, int *n, int32_t dev, uint64_t bytes,
                      const char *where, const char *raw, lyra_error *err) {
     char name[16];
@@ -439,20 +459,21 @@ int lyra_devspec_bytes_from_json(const json_t *v, const char *where, lyra_device
         char q[256], w[400];
         int32_t dev;
         lyra_size_quote(keys[i], strlen(keys[i]), q, sizeof q);
-        if (!bytes_key(keys[i], strlen(keys[i]), &dev))
+        int unused = lyra_devspec_bytes_unused(keys[i], strlen(keys[i]));
+        if (!unused && !bytes_key(keys[i], strlen(keys[i]), &dev))
             return lyra_err(err, LYRA_ERR_INPUT, where,
                             "key \"%s\": unknown device (a GPU index N, cuda:N or cpu)", q);
         snprintf(w, sizeof w, "%s.%s", where ? where : "max_memory", q);
         uint64_t bytes;
         int rc = lyra_size_from_json(json_object_get(v, keys[i]), w, &bytes, err);
-        if (!rc) rc = bytes_add(e, &ne, dev, bytes, where, q, err);
+        if (!rc && !unused) rc = bytes_add(e, &ne, dev, bytes, where, q, err);
         if (rc) return rc;
     }
     /* the entries in the object's order */
     int m = 0;
     json_object_foreach((json_t *)v, k, val) {
         int32_t dev = 0;
-        bytes_key(k, strlen(k), &dev);
+        if (!bytes_key(k, strlen(k), &dev)) continue; /* disk, mps */
         for (int i = 0; i < ne; i++)
             if (e[i].device == dev) out[m++] = e[i];
     }

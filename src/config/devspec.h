@@ -81,6 +81,12 @@ int lyra_devspec_bytes_parse(const char *s, const char *where, lyra_device_bytes
 int lyra_devspec_bytes_from_json(const json_t *v, const char *where, lyra_device_bytes *out,
                                  int *n, lyra_error *err);
 
+/* 1 for the sizes keys accelerate configs carry that lyra reads and drops:
+ * "disk" (the disk tier has no cap) and "mps" (no Apple GPU backend); their
+ * sizes are still checked. The config notes them. Only the JSON form
+ * (lyra_devspec_bytes_from_json) accepts them. */
+int lyra_devspec_bytes_unused(const char *s, size_t len);
+
 /* A device number's name: "cpu", "disk" or the GPU index; returns buf. */
 const char *lyra_devspec_device_name(int32_t device, char *buf, size_t cap);
 

@@ -344,11 +344,70 @@ static const alias ALIASES[] = {
     {"*", "blk", "model.layers"},
 };
 
-/* 1 when key is s or a dot-boundary prefix of it ("" covers everything). */
+/* Digits s[0..len) as a number (at most 9 digits); -1 if not. */
+static long digits(const char *s, size_t len) {
+    long v = 0;
+    if (!len || len > 9) return -1;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9') return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+/* A key whose last part is a layer range as lyra prints them, "N-M", or a
+ * tail "N+" (N and above): 1 with *plen the length of the part before the
+ * dot and [*lo, *hi]. */
+static int key_range(const char *key, size_t *plen, long *lo, long *hi) {
+    const char *dot = strrchr(key, '.');
+    if (!dot) return 0;
+    const char *r = dot + 1;
+    size_t n = strlen(r);
+    const char *dash = strchr(r, '-');
+    if (n >= 2 && r[n - 1] == '+') {
+        *lo = digits(r, n - 1);
+        *hi = 1000000000L;
+    } else if (dash) {
+        *lo = digits(r, (size_t)(dash - r));
+        *hi = digits(dash + 1, n - (size_t)(dash - r) - 1);
+        if (*hi < 0) return 0;
+    } else {
+        return 0;
+    }
+    *plen = (size_t)(dot - key);
+    return *lo >= 0 && *lo <= *hi;
+}
+
+/* 1 when key is s or a dot-boundary prefix of it ("" covers everything); a
+ * key ending in a range "PREFIX.N-M" / "PREFIX.N+" covers PREFIX.I (and
+ * what is inside it) for I in the range. */
 static int covers(const char *key, const char *s) {
-    size_t k = strlen(key);
+    size_t k = strlen(key), pl;
+    long lo, hi;
     if (!k) return 1;
+    if (key_range(key, &pl, &lo, &hi)) {
+        if (strncmp(key, s, pl) || s[pl] != '.') return 0;
+        const char *i = s + pl + 1, *e = strchr(i, '.');
+        long x = digits(i, e ? (size_t)(e - i) : strlen(i));
+        return x >= lo && x <= hi;
+    }
     return !strncmp(key, s, k) && (s[k] == '\0' || s[k] == '.');
+}
+
+/* How specific a key is (the longest covering key wins): its length; a
+ * range counts as just below one index at its level. */
+static size_t key_rank(const char *key) {
+    size_t pl;
+    long lo, hi;
+    return key_range(key, &pl, &lo, &hi) ? pl + 1 : strlen(key);
+}
+
+/* 1 when two range keys with the same prefix overlap. */
+static int ranges_overlap(const char *a, const char *b) {
+    size_t pa, pb;
+    long la, ha, lb, hb;
+    if (!key_range(a, &pa, &la, &ha) || !key_range(b, &pb, &lb, &hb)) return 0;
+    return pa == pb && !strncmp(a, b, pa) && la <= hb && lb <= ha;
 }
 
 /* The canonical form of key for arch, into out. */
@@ -429,7 +488,11 @@ static int place_map(P *p, lyra_error *err) {
         if (!rc && !any)
             rc = lyra_err(err, LYRA_ERR_INPUT, where, "\"%s\" matches no module of this model", q);
         for (size_t j = 0; j < i && !rc; j++)
-            if (!strcmp(keys[j].canon, K->canon)) {
+            if (ranges_overlap(keys[j].canon, K->canon)) {
+                char q2[256];
+                lyra_size_quote(keys[j].raw, strlen(keys[j].raw), q2, sizeof q2);
+                rc = lyra_err(err, LYRA_ERR_INPUT, where, "\"%s\" and \"%s\" overlap", q2, q);
+            } else if (!strcmp(keys[j].canon, K->canon)) {
                 char q2[256];
                 lyra_size_quote(keys[j].raw, strlen(keys[j].raw), q2, sizeof q2);
                 rc = lyra_err(err, LYRA_ERR_INPUT, where,
@@ -443,7 +506,7 @@ static int place_map(P *p, lyra_error *err) {
         const mkey *best = NULL;
         for (size_t i = 0; i < n; i++)
             if (covers(keys[i].canon, p->m->modules[m].name) &&
-                (!best || strlen(keys[i].canon) > strlen(best->canon)))
+                (!best || key_rank(keys[i].canon) > key_rank(best->canon)))
                 best = &keys[i];
         if (!best) {
             rc = lyra_err(err, LYRA_ERR_INPUT, where,

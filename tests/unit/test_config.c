@@ -274,6 +274,26 @@ static void test_hf_keys(void) {
     lyra_config_free(c);
 }
 
+/* "task" (issue 11): text-generation accepted without a note, anything else
+ * an error naming the key and the value; strict makes notes errors. */
+static void test_task(void) {
+    lyra_config *c = lyra_config_new();
+    lyra_error err;
+    const char *p = write_file("task.json", "{\"task\": \"text-generation\", \"seed\": 4}");
+    g_warns = 0;
+    CHECK(lyra_config_load_file(c, p, &err) == 0 && g_warns == 0, "task accepted: %s", err.msg);
+    CHECK(json_integer_value(c->value[LYRA_CFG_SEED]) == 4, "other keys loaded");
+    p = write_file("task2.json", "{\"task\": \"fill-mask\"}");
+    CHECK(lyra_config_load_file(c, p, &err) == LYRA_ERR_INPUT && strstr(err.msg, "task: unknown task \"fill-mask\"") &&
+              strstr(err.msg, "text-generation"),
+          "%s", err.msg);
+    p = write_file("task3.json", "{\"torch_dtype\": \"auto\"}");
+    c->strict = 1;
+    CHECK(lyra_config_load_file(c, p, &err) == LYRA_ERR_INPUT && strstr(err.msg, "under --strict"), "%s",
+          err.msg);
+    lyra_config_free(c);
+}
+
 static void test_set(void) {
     lyra_config *c = lyra_config_new();
     lyra_error err;
@@ -412,7 +432,8 @@ static void test_merge(void) {
     CHECK(mp.device_strategy == LYRA_DEVICE_MAP_EXPLICIT && mp.n_device_map == 2 &&
               !strcmp(mp.device_map[0].module, "") && mp.device_map[0].device == LYRA_DEVICE_CPU &&
               !strcmp(mp.device_map[1].module, "lm_head") && mp.device_map[1].device == 0 &&
-              !mp.device_map_source,
+              mp.device_map_source && !strncmp(mp.device_map_source, fsrc + 5, strlen(fsrc + 5)) &&
+              !strcmp(mp.device_map_source + strlen(fsrc + 5), ": device_map"),
           "explicit map as typed entries: %d", (int)mp.n_device_map);
     /* pipeline_kwargs per key */
     lyra_config_set(c, "top_k", "9", "flag:--top-k", "--top-k", &err);
@@ -557,6 +578,7 @@ int main(void) {
     test_seed_file();
     test_errors();
     test_hf_keys();
+    test_task();
     test_set();
     test_merge();
     test_discovery();
