@@ -24,7 +24,7 @@ fi
 cd "$(dirname "$0")/.."
 BIN="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 OUT="$2"
-SH="${LYRA_SHARED_DIR:-../shared}/models"
+SH="$(cd "${LYRA_SHARED_DIR:-../shared}/models" 2>/dev/null && pwd)"
 S="$SH/stories260K.gguf"
 BB="$SH/babyllama105.gguf"
 [ -r "$S" ] || { echo "corpus: $S not found (set LYRA_SHARED_DIR)" >&2; exit 77; }
