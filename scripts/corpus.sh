@@ -61,7 +61,9 @@ runin() { # NAME INPUT CMD...: with stdin
     mask <"$W/o" >"$OUT/$name.out"
     mask <"$W/e" >"$OUT/$name.err"
 }
-G=(generate -m "$S" -p "Once upon a time" -n 32 --temp 0 --ctx 256 -t 2)
+# G0 without -n: a flag given twice is an error (docs/cli.md)
+G0=(generate -m "$S" -p "Once upon a time" --temp 0 --ctx 256 -t 2)
+G=("${G0[@]}" -n 32)
 
 # generate: greedy, sampled, both models, maps, budgets, quantize on load
 run gen_greedy "$BIN" "${G[@]}"
@@ -94,7 +96,7 @@ run gen_threads1 "$BIN" generate -m "$S" -p "Once upon a time" -n 16 --temp 0 --
 
 # fallback: load-time failures, mid-generation step-downs, the context policy
 for spec in 0:1 0:3+ 0:8 1:2 cpu:5 cpu:9+ 0:30+; do
-    run "fb_${spec//[:+]/_}" env LYRA_SIM_GPUS=2MiB,2MiB LYRA_FAIL_ALLOC="$spec" "$BIN" "${G[@]}" -n 16
+    run "fb_${spec//[:+]/_}" env LYRA_SIM_GPUS=2MiB,2MiB LYRA_FAIL_ALLOC="$spec" "$BIN" "${G0[@]}" -n 16
 done
 run fb_nofallback env LYRA_SIM_GPUS=2MiB LYRA_FAIL_ALLOC=0:1 "$BIN" "${G[@]}" --no-fallback
 run fb_glf env LYRA_SIM_GPUS=2MiB LYRA_FAIL_ALLOC=0:4 "$BIN" "${G[@]}" --gpu-layers-fallback 2
@@ -103,7 +105,7 @@ GM=(generate -m "$S" -p "Once upon a time" -n 16 --temp 0 --ctx 256 --batch 64 -
 run fb_mid env LYRA_SIM_GPUS=64MiB LYRA_FAIL_ALLOC=0:58 "$BIN" "${GM[@]}"
 run fb_mid_twice env LYRA_SIM_GPUS=64MiB LYRA_FAIL_ALLOC=0:58+ "$BIN" "${GM[@]}"
 run fb_mid_cpu env LYRA_SIM_GPUS= LYRA_FAIL_ALLOC=cpu:12 "$BIN" "${GM[@]}"
-run fb_stats env LYRA_ALLOC_STATS=1 LYRA_SIM_GPUS=2MiB "$BIN" "${G[@]}" -n 4
+run fb_stats env LYRA_ALLOC_STATS=1 LYRA_SIM_GPUS=2MiB "$BIN" "${G0[@]}" -n 4
 run fb_bad_env env LYRA_FAIL_ALLOC=zz "$BIN" "${G[@]}"
 
 # plan, devices

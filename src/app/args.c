@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 volatile sig_atomic_t app_interrupted = 0;
 
@@ -75,6 +76,19 @@ int args_common(app_args *a) {
         return 1;
     }
     return 0;
+}
+
+int app_check_threads(int64_t n, const char *where, lyra_error *err) {
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cpus < 1) cpus = 1;
+    if (n > 4 * (int64_t)cpus)
+        return lyra_err(err, LYRA_ERR_INPUT, where,
+                        "%lld threads is more than 4x this machine's %ld CPU cores (at most %ld)",
+                        (long long)n, cpus, 4 * cpus);
+    if (n > cpus)
+        lyra_log(LYRA_LOG_WARN, "%s: %lld threads on %ld CPU cores: oversubscribed, expect it slower",
+                 where, (long long)n, cpus);
+    return LYRA_OK;
 }
 
 int parse_i64(const char *s, int64_t *out) {
@@ -191,6 +205,69 @@ static int take_opt(app_args *a, const char *arg, const app_opt *o, lyra_error *
     return args_unknown(a, arg, err);
 }
 
+/* Optimal string alignment distance of two flags without their leading
+ * dashes, '-' = '_', ignoring case (the first 63 bytes). */
+static int flag_distance(const char *a, const char *b) {
+    char x[64], y[64];
+    size_t n = 0, m = 0;
+    while (*a == '-') a++;
+    while (*b == '-') b++;
+    for (; a[n] && n < 63; n++) x[n] = (char)(a[n] == '-' ? '_' : (a[n] >= 'A' && a[n] <= 'Z' ? a[n] + 32 : a[n]));
+    for (; b[m] && m < 63; m++) y[m] = (char)(b[m] == '-' ? '_' : (b[m] >= 'A' && b[m] <= 'Z' ? b[m] + 32 : b[m]));
+    int d[64][64];
+    for (size_t i = 0; i <= n; i++) d[i][0] = (int)i;
+    for (size_t j = 0; j <= m; j++) d[0][j] = (int)j;
+    for (size_t i = 1; i <= n; i++)
+        for (size_t j = 1; j <= m; j++) {
+            int v = d[i - 1][j - 1] + (x[i - 1] != y[j - 1]);
+            if (d[i - 1][j] + 1 < v) v = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < v) v = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && x[i - 1] == y[j - 2] && x[i - 2] == y[j - 1] && d[i - 2][j - 2] + 1 < v)
+                v = d[i - 2][j - 2] + 1;
+            d[i][j] = v;
+        }
+    return d[n][m];
+}
+
+/* Keep cand when it is close enough to typed and the closest so far. */
+static void consider(const char *typed, const char *cand, int *best, const char **out) {
+    if (!cand || strlen(cand) < 3) return; /* -m, -n: too short to guess */
+    size_t len = strlen(typed);
+    while (len && typed[0] == '-') typed++, len--;
+    int limit = len <= 3 ? 1 : len <= 6 ? 2 : 3;
+    int d = flag_distance(typed, cand);
+    if (d <= limit && d < *best) *best = d, *out = cand;
+}
+
+/* An unknown flag: args_unknown's error with the closest flag the command
+ * takes, when one is close. */
+static int unknown_flag(const app_args *a, const char *arg, const app_opt *opts, unsigned groups,
+                        int has_dev, lyra_error *err) {
+    const char *flag = a->flag, *sugg = NULL;
+    int best = 1 << 20;
+    size_t len = strlen(flag);
+    while (len && *flag == '-') flag++, len--;
+    if (len < 3) return args_unknown(a, arg, err);
+    static const char *const common[] = {"--quiet", "--verbose", "--help", NULL};
+    for (int i = 0; common[i]; i++) consider(a->flag, common[i], &best, &sugg);
+    for (const app_opt *o = opts; o && o->kind != APP_OPT_END; o++) {
+        consider(a->flag, o->name, &best, &sugg);
+        consider(a->flag, o->alias, &best, &sugg);
+    }
+    if (groups) {
+        consider(a->flag, "--model-config", &best, &sugg);
+        consider(a->flag, "--no-config", &best, &sugg);
+        const char *f;
+        for (size_t i = 0; (f = app_cfgflag_at(groups, i)); i++) consider(a->flag, f, &best, &sugg);
+    }
+    for (int i = 0; has_dev && app_devflag_names[i]; i++)
+        consider(a->flag, app_devflag_names[i], &best, &sugg);
+    if (!sugg) return args_unknown(a, arg, err);
+    return lyra_err(err, LYRA_ERR_INPUT, a->flag,
+                    "unknown flag for '%s' (did you mean %s? see lyra %s --help)", a->cmd, sugg,
+                    a->cmd);
+}
+
 int args_parse(int argc, char **argv, const char *cmd, const app_opt *opts, unsigned groups,
                lyra_model_params *mp, lyra_config **cfg, lyra_error *err) {
     app_cfgflags cf;
@@ -199,16 +276,33 @@ int args_parse(int argc, char **argv, const char *cmd, const app_opt *opts, unsi
     args_init(&a, argc, argv);
     if (cmd) a.cmd = cmd;
     const char *arg;
-    int is_flag, rc = 0;
+    const void *seen[64]; /* single-valued flags taken: their opts[] entry or name */
+    char seen_as[64][64];  /* as typed */
+    int is_flag, rc = 0, n_seen = 0;
     while (!rc && args_next(&a, &arg, &is_flag)) {
         const app_opt *o = NULL;
+        const void *id = NULL;
+        int at = a.i;
         if (is_flag && args_common(&a)) {
         } else if ((o = find_opt(&a, opts, is_flag))) {
             rc = take_opt(&a, arg, o, err);
+            if (is_flag && o->kind != APP_OPT_SWITCH) id = o;
         } else if (is_flag && groups && app_cfgflag(&a, &cf, &rc, err)) {
         } else if (is_flag && mp && app_devflag(&a, mp, &rc, err)) {
+            for (int i = 0; app_devflag_names[i]; i++)
+                if ((a.eq || a.i > at) && !strcmp(a.flag, app_devflag_names[i])) id = app_devflag_names[i];
+        } else if (is_flag) {
+            rc = unknown_flag(&a, arg, opts, groups, mp != NULL, err);
         } else {
             rc = args_unknown(&a, arg, err);
+        }
+        for (int i = 0; !rc && id && i < n_seen; i++)
+            if (seen[i] == id)
+                rc = lyra_err(err, LYRA_ERR_INPUT, a.flag, "given more than once (also as %s)",
+                              seen_as[i]);
+        if (!rc && id && n_seen < 64) {
+            seen[n_seen] = id;
+            snprintf(seen_as[n_seen++], sizeof seen_as[0], "%s", a.flag);
         }
     }
     if (!rc && groups) rc = app_cfgflags_load(&cf, cfg, err);

@@ -51,6 +51,10 @@ int args_u64(app_args *a, uint64_t *out, lyra_error *err);
 int args_float(app_args *a, double min, double max, float *out, lyra_error *err);
 int args_str(app_args *a, const char **out, lyra_error *err);
 
+/* A thread count (0 = the default) checked against this machine's CPUs:
+ * a warning above their number, LYRA_ERR_INPUT naming where above 4x. */
+int app_check_threads(int64_t n, const char *where, lyra_error *err);
+
 /* Parse a whole string as an integer / float; 0 ok, -1 malformed. */
 int parse_i64(const char *s, int64_t *out);
 int parse_u64(const char *s, uint64_t *out);
@@ -77,6 +81,7 @@ void app_log_map(const lyra_context *ctx);
  * --kv-type, --threads) is the model's (lyra_model_params); contexts
  * inherit it. */
 int app_devflag(app_args *a, lyra_model_params *mp, int *rc, lyra_error *err);
+extern const char *const app_devflag_names[]; /* NULL-terminated, for "did you mean" */
 int app_devflags_check_gpus(const char *flag, const json_t *sizes, lyra_error *err);
 #define APP_DEVFLAGS_USAGE \
     "devices (docs/sharding.md; LYRA_SIM_GPUS=6GiB,4GiB simulates GPUs):\n" \
@@ -139,6 +144,9 @@ typedef struct app_cfgflags {
 } app_cfgflags;
 
 void app_cfgflags_init(app_cfgflags *cf, unsigned groups);
+/* The i-th config flag of the groups (as typed: "-c", "--ctx"), NULL past
+ * the end: the candidates of "did you mean". */
+const char *app_cfgflag_at(unsigned groups, size_t i);
 int app_cfgflag(app_args *a, app_cfgflags *cf, int *rc, lyra_error *err);
 /* Defaults < config file (discovery) < flags; *out freed with lyra_config_free. */
 int app_cfgflags_load(app_cfgflags *cf, lyra_config **out, lyra_error *err);
@@ -190,7 +198,9 @@ typedef struct app_opt {
  * --chat-template), then the config flags of the groups APP_CFG_* (0: none)
  * and the device flags into mp (mp NULL: none). Anything else, and
  * positional arguments without an APP_POSITIONAL entry, is args_unknown's
- * error; parsing stops at the first error. With groups, the config file is
+ * error, with "did you mean" the closest flag of the command; a flag that
+ * takes one value given twice is an error naming it (--stop, --max-memory
+ * and --reserve add up); parsing stops at the first error. With groups, the config file is
  * then loaded under the flags into *cfg (app_cfgflags_load; freed with
  * lyra_config_free). */
 int args_parse(int argc, char **argv, const char *cmd, const app_opt *opts, unsigned groups,

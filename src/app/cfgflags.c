@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "args.h"
 #include "config/model_ref.h"
@@ -44,14 +45,23 @@ static const cfg_flag g_flags[] = {
     {"--threads", "--threads", "threads", NULL, APP_CFG_THREADS, 0},
     {"--seed", "--seed", "seed", NULL, APP_CFG_SAMPLE, 0},
     {"--temp", "--temp", "temperature", NULL, APP_CFG_SAMPLE, 0},
+    {"--temperature", "--temp", "temperature", NULL, APP_CFG_SAMPLE, 0},
     {"--greedy", "--greedy", "do_sample", "false", APP_CFG_SAMPLE, 0},
+    {"--do-sample", "--do-sample", "do_sample", "true", APP_CFG_SAMPLE, 0},
+    {"--do_sample", "--do-sample", "do_sample", "true", APP_CFG_SAMPLE, 0},
     {"--top-k", "--top-k", "top_k", NULL, APP_CFG_SAMPLE, 0},
+    {"--top_k", "--top-k", "top_k", NULL, APP_CFG_SAMPLE, 0},
     {"--top-p", "--top-p", "top_p", NULL, APP_CFG_SAMPLE, 0},
+    {"--top_p", "--top-p", "top_p", NULL, APP_CFG_SAMPLE, 0},
     {"--min-p", "--min-p", "min_p", NULL, APP_CFG_SAMPLE, 0},
+    {"--min_p", "--min-p", "min_p", NULL, APP_CFG_SAMPLE, 0},
     {"--repeat-penalty", "--repeat-penalty", "repetition_penalty", NULL, APP_CFG_SAMPLE, 0},
+    {"--repetition_penalty", "--repeat-penalty", "repetition_penalty", NULL, APP_CFG_SAMPLE, 0},
+    {"--repetition-penalty", "--repeat-penalty", "repetition_penalty", NULL, APP_CFG_SAMPLE, 0},
     {"-n", "--n-predict", "max_new_tokens", NULL, APP_CFG_GEN, 0},
     {"--n-predict", "--n-predict", "max_new_tokens", NULL, APP_CFG_GEN, 0},
     {"--max-new-tokens", "--max-new-tokens", "max_new_tokens", NULL, APP_CFG_GEN, 0},
+    {"--max_new_tokens", "--max-new-tokens", "max_new_tokens", NULL, APP_CFG_GEN, 0},
     {"--stop", "--stop", "stop", NULL, APP_CFG_GEN, 0},
     {"--system-prompt", "--system-prompt", "system_prompt", NULL, APP_CFG_CHAT, 0},
     {"--chat-template", "--chat-template", "chat_template", NULL, APP_CFG_CHAT, 0},
@@ -69,11 +79,42 @@ void app_cfgflags_free(app_cfgflags *cf) {
     memset(cf, 0, sizeof *cf);
 }
 
+const char *app_cfgflag_at(unsigned groups, size_t i) {
+    for (size_t j = 0; j < N_FLAGS; j++)
+        if ((g_flags[j].group & groups) && !i--) return g_flags[j].flag;
+    return NULL;
+}
+
+/* Keys whose flag may be repeated (entries merge or append). */
+static int repeatable(const char *key) {
+    return !strcmp(key, "stop") || !strcmp(key, "max_memory") || !strcmp(key, "reserve");
+}
+
+/* --device-map V: a strategy, a JSON object, or a map file; a bare word
+ * that is none of them (no '/', no ".json", not a file here) is a typo. */
+static int check_map(const char *typed, const char *v, lyra_error *err) {
+    if (v[0] == '{' || strchr(v, '/') || strstr(v, ".json") || lyra_devspec_is_strategy(v) ||
+        access(v, F_OK) == 0)
+        return LYRA_OK;
+    return lyra_err(err, LYRA_ERR_INPUT, typed,
+                    "unknown strategy '%s': expected auto, balanced, balanced_low_0, sequential, "
+                    "cpu, cuda, cuda:N, a GPU index N, a JSON object or a map FILE.json", v);
+}
+
 /* Record flag f with value v (checked on the scratch config first). */
 static int record(app_cfgflags *cf, const cfg_flag *f, const char *typed, const char *v,
                   lyra_error *err) {
     char src[80];
     snprintf(src, sizeof src, "flag:%s", f->canon);
+    if (!f->fixed && !repeatable(f->key))
+        for (int i = 0; i < cf->n; i++)
+            if (!strcmp(cf->rec[i].key, f->key))
+                return lyra_err(err, LYRA_ERR_INPUT, typed, "given more than once (also as %s)",
+                                cf->rec[i].typed);
+    if (!strcmp(f->key, "device_map")) {
+        int rc = check_map(typed, v, err);
+        if (rc) return rc;
+    }
     if (!cf->scratch && !(cf->scratch = lyra_config_new()))
         return lyra_err(err, LYRA_ERR_OOM, typed, "out of memory");
     int rc;
@@ -135,6 +176,15 @@ int app_cfgflags_load(app_cfgflags *cf, lyra_config **out, lyra_error *err) {
     for (int i = 0; !rc && i < cf->n; i++)
         rc = lyra_config_set(c, cf->rec[i].key, cf->rec[i].value, cf->rec[i].source,
                              cf->rec[i].typed, err);
+    if (!rc) rc = lyra_config_settle_sampling(c, err);
+    if (!rc) {
+        const char *src = c->source[LYRA_CFG_THREADS];
+        char where[1200];
+        if (!strncmp(src, "flag:", 5)) snprintf(where, sizeof where, "--threads");
+        else if (!strncmp(src, "file:", 5)) snprintf(where, sizeof where, "%s: threads", src + 5);
+        else snprintf(where, sizeof where, "threads");
+        rc = app_check_threads(json_integer_value(c->value[LYRA_CFG_THREADS]), where, err);
+    }
     if (rc) {
         lyra_config_free(c);
         return rc;

@@ -7,28 +7,41 @@
 #include <string.h>
 
 #include "args.h"
+#include "core/pool.h"
 #include "core/size.h"
 #include "plan/plan.h"
 #include "runtime/runtime.h"
 
 const char cmd_devices_usage[] =
-    "usage: lyra devices [--json]\n"
+    "usage: lyra devices [--json] [-t N]\n"
     "\n"
     "List the devices: GPUs (simulated ones when LYRA_SIM_GPUS is set), the cpu\n"
-    "and the disk tier, each with its free memory, default reserve and budget.\n"
+    "and the disk tier, each with its free memory, default reserve and budget;\n"
+    "then the CPU threads generation uses (-t/--threads or the config file's\n"
+    "threads, else the physical cores).\n"
     "\n"
     "  --json                 {\"devices\":[{\"id\",\"kind\",\"backend\",\"free\",\n"
-    "                         \"reserve\",\"budget\",\"name\"}, ...]} (bytes)\n"
+    "                         \"reserve\",\"budget\",\"name\"}, ...],\n"
+    "                         \"threads\": N} (bytes)\n"
+    "  -t, --threads N        the thread count to check and show\n"
     "  -q, -v                 quieter / more verbose stderr\n";
 
 int cmd_devices(int argc, char **argv, lyra_error *err) {
     int json = 0;
     const app_opt opts[] = {APP_SWITCH("--json", &json), APP_OPT_END_};
-    int rc = args_parse(argc, argv, NULL, opts, 0, NULL, NULL, err);
+    lyra_config *cfg = NULL;
+    int rc = args_parse(argc, argv, NULL, opts, APP_CFG_THREADS, NULL, &cfg, err);
     if (rc) return rc;
+    /* as lyra_context_new picks them */
+    int threads = (int)json_integer_value(cfg->value[LYRA_CFG_THREADS]);
+    const char *tsrc = threads ? cfg->source[LYRA_CFG_THREADS] : "physical cores";
+    if (!threads) threads = lyra_physical_cores();
+    char tline[160];
+    snprintf(tline, sizeof tline, "threads: %d (%s)", threads, tsrc);
+    lyra_config_free(cfg);
     lyra_device *dev[LYRA_MAX_DEVICES];
     int n_dev = 0;
-    if ((rc = lyra_runtime_devices(NULL, 1, dev, &n_dev, err))) return rc;
+    if ((rc = lyra_runtime_devices(NULL, threads, dev, &n_dev, err))) return rc;
     lyra_plan_device pd[LYRA_PLAN_MAX_DEVICES];
     const char *name[LYRA_PLAN_MAX_DEVICES];
     int n = 0;
@@ -49,7 +62,8 @@ int cmd_devices(int argc, char **argv, lyra_error *err) {
             json_array_append_new(arr, o);
         }
         char *s = NULL;
-        if (root && arr && !json_object_set_new(root, "devices", arr))
+        if (root && arr && !json_object_set_new(root, "devices", arr) &&
+            !json_object_set_new(root, "threads", json_integer(threads)))
             s = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
         if (!s) rc = lyra_err(err, LYRA_ERR_OOM, "devices", "out of memory");
         else printf("%s\n", s);
@@ -72,6 +86,7 @@ int cmd_devices(int argc, char **argv, lyra_error *err) {
             printf("%-5s %-5s %-8s %12s %12s %12s  %s\n", pd[i].id, pd[i].kind, pd[i].backend, f, r,
                    b, name[i]);
         }
+        printf("%s\n", tline);
     }
     for (int i = 0; i < n_dev; i++) lyra_device_free(dev[i]);
     return rc;

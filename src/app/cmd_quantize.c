@@ -236,6 +236,7 @@ int cmd_quantize(int argc, char **argv, lyra_error *err) {
         APP_OPT_END_,
     };
     int rc = args_parse(argc, argv, NULL, opts, 0, NULL, NULL, err);
+    if (!rc) rc = app_check_threads(threads, "--threads", err);
     if (rc) return rc;
     if (pos.n < 3)
         return lyra_err(err, LYRA_ERR_INPUT, "quantize", "expected IN OUT TYPE (see lyra quantize --help)");

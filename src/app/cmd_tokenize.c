@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "args.h"
+#include "config/model_ref.h"
 #include "format/gguf.h"
 #include "token/tokenizer.h"
 
@@ -17,7 +18,8 @@ const char cmd_tokenize_usage[] =
     "full model or a vocabulary-only GGUF. Put -- before a TEXT that starts\n"
     "with '-'.\n"
     "\n"
-    "  -m, --model MODEL   GGUF file with the tokenizer (required)\n"
+    "  -m, --model MODEL   GGUF file with the tokenizer, a directory holding one,\n"
+    "                      or org/name[:TAG] in the Hugging Face cache (required)\n"
     "  -f, --file FILE     read the text from FILE (- = stdin)\n"
     "  --no-bos            do not add BOS (default: as the model's metadata says)\n"
     "  --parse-special     match special tokens (<s>, ...) written in the text\n"
@@ -61,7 +63,9 @@ int cmd_tokenize(int argc, char **argv, lyra_error *err) {
     lyra_tokenizer *tk = NULL;
     int32_t *ids = NULL;
     size_t n = 0;
-    rc = lyra_gguf_open(model, &g, err);
+    char *path = NULL;
+    rc = lyra_model_ref_resolve(model, "", &path, err);
+    if (!rc) rc = lyra_gguf_open(path, &g, err);
     if (!rc) rc = lyra_tokenizer_load(g, &tk, err);
     if (!rc) {
         int add_bos = no_bos ? 0 : lyra_tok_add_bos(tk);
@@ -74,6 +78,7 @@ int cmd_tokenize(int argc, char **argv, lyra_error *err) {
     free(ids);
     lyra_tokenizer_free(tk);
     lyra_gguf_close(g);
+    free(path);
     free(buf);
     return rc;
 }

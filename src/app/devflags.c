@@ -47,6 +47,10 @@ static int check_keys(const char *flag, const lyra_device_bytes *e, int n_e, lyr
     return LYRA_OK;
 }
 
+const char *const app_devflag_names[] = {"--no-mmap", "--mlock", "--fallback", "--no-fallback",
+                                         "--gpu-layers-fallback", "--min-ctx", "--kv-chunk",
+                                         "--fallback-policy", NULL};
+
 int app_devflag(app_args *a, lyra_model_params *mp, int *rc, lyra_error *err) {
     const char *f = a->flag, *v = NULL;
     *rc = LYRA_OK;

@@ -59,7 +59,7 @@ typedef enum lyra_cfg_key {
     LYRA_CFG_SEED,                 /* integer 0..2^64-1 (a digit string above 2^63-1); null = random */
     LYRA_CFG_SYSTEM_PROMPT,        /* string or null */
     LYRA_CFG_CHAT_TEMPLATE,        /* chatml|llama2|llama3|phi3|gemma|zephyr|plain|none|auto; null = auto */
-    LYRA_CFG_MAX_NEW_TOKENS,       /* pipeline_kwargs.max_new_tokens: integer >= -1; -1 = no limit */
+    LYRA_CFG_MAX_NEW_TOKENS,       /* pipeline_kwargs.max_new_tokens: integer >= -1 (default 256); -1 = no limit */
     LYRA_CFG_TEMPERATURE,          /* pipeline_kwargs.temperature: number >= 0 */
     LYRA_CFG_DO_SAMPLE,            /* pipeline_kwargs.do_sample: bool; false = greedy */
     LYRA_CFG_TOP_K,                /* pipeline_kwargs.top_k: integer >= 0 */
@@ -154,6 +154,15 @@ int lyra_config_apply_model(lyra_config *c, lyra_model_params *mp, lyra_error *e
 /* Sampling (do_sample false: temperature 0, greedy). Returns 1 when a seed
  * is configured (sp->seed set), 0 when the caller picks a random one. */
 int lyra_config_apply_sampler(const lyra_config *c, lyra_sampler_params *sp);
+/* Settle the sampling keys once every layer is in (docs/config.md): a
+ * sampling knob (temperature, top_k, top_p, min_p) from a later layer than
+ * do_sample false turns sampling back on (do_sample true, with that knob's
+ * source); when a file or the API gives a sampling key (those four or
+ * do_sample), the ones still at lyra's defaults take transformers' instead
+ * (temperature 1.0, top_k 50, top_p 1.0, min_p 0 = off; source
+ * LYRA_CFG_SOURCE_HF). Idempotent. */
+#define LYRA_CFG_SOURCE_HF "default (transformers)"
+int lyra_config_settle_sampling(lyra_config *c, lyra_error *err);
 
 /* What generation needs beyond the sampler. */
 typedef struct lyra_config_gen {
@@ -174,6 +183,10 @@ json_t *lyra_config_show_json(const lyra_config *c);
 /* One line per key "KEY  VALUE  SOURCE" (merged max_memory / reserve with
  * per-entry sources); malloc'd, NULL if out of memory. */
 char *lyra_config_show_text(const lyra_config *c);
+/* The effective sampling chain in the sampler's order, e.g. "top_k 50 ->
+ * top_p 0.9 -> temperature 0.7 -> draw" or "greedy (do_sample false)",
+ * into buf (snprintf's contract); its length. */
+int lyra_config_chain(const lyra_config *c, char *buf, size_t cap);
 /* The config as a file would hold it (non-default keys, pipeline_kwargs
  * nested); loading it gives the same values. A new reference. */
 json_t *lyra_config_file_json(const lyra_config *c);

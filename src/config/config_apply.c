@@ -98,6 +98,93 @@ int lyra_config_apply_sampler(const lyra_config *c, lyra_sampler_params *sp) {
     return 0;
 }
 
+/* ------------------------------------------------------------- sampling */
+
+/* Layer of a source: default 0 < file 1 < env / api 2 < flag 3. */
+static int layer_of(const char *src) {
+    if (!strncmp(src, "default", 7)) return 0;
+    if (!strncmp(src, "file:", 5)) return 1;
+    if (!strncmp(src, "flag:", 5)) return 3;
+    return 2;
+}
+
+/* Replace key k's value (stolen) and source; -1 when out of memory. */
+static int replace(lyra_config *c, int k, json_t *v, const char *src) {
+    char *s = lyra_cfg_strdup(src);
+    if (!v || !s) {
+        json_decref(v);
+        free(s);
+        return -1;
+    }
+    json_decref(c->value[k]);
+    c->value[k] = v;
+    free(c->source[k]);
+    c->source[k] = s;
+    return 0;
+}
+
+int lyra_config_settle_sampling(lyra_config *c, lyra_error *err) {
+    static const int knobs[] = {LYRA_CFG_TEMPERATURE, LYRA_CFG_TOP_K, LYRA_CFG_TOP_P, LYRA_CFG_MIN_P};
+    const int ds = LYRA_CFG_DO_SAMPLE;
+    /* sampling keys from a file or the API: transformers' defaults for the rest */
+    int hf = layer_of(c->source[ds]) == 1 || layer_of(c->source[ds]) == 2;
+    for (size_t i = 0; i < sizeof knobs / sizeof knobs[0]; i++) {
+        int l = layer_of(c->source[knobs[i]]);
+        if (l == 1 || l == 2) hf = 1;
+    }
+    /* a sampling knob from a later layer than do_sample false turns sampling on */
+    if (json_is_false(c->value[ds])) {
+        int best = -1, top = layer_of(c->source[ds]);
+        for (size_t i = 0; i < sizeof knobs / sizeof knobs[0]; i++) {
+            int l = layer_of(c->source[knobs[i]]);
+            if (l > top) top = l, best = knobs[i];
+        }
+        if (best >= 0) {
+            char src[2048];
+            snprintf(src, sizeof src, "%s", c->source[best]);
+            if (replace(c, ds, json_true(), src)) goto oom;
+        }
+    }
+    if (!hf) return LYRA_OK;
+    static const struct { int k; double v; } hf_def[] = {
+        {LYRA_CFG_TEMPERATURE, 1.0}, {LYRA_CFG_TOP_K, 50}, {LYRA_CFG_TOP_P, 1.0}, {LYRA_CFG_MIN_P, 0.0}};
+    for (size_t i = 0; i < sizeof hf_def / sizeof hf_def[0]; i++) {
+        int k = hf_def[i].k;
+        if (strcmp(c->source[k], "default")) continue;
+        json_t *v = k == LYRA_CFG_TOP_K ? json_integer((json_int_t)hf_def[i].v) : json_real(hf_def[i].v);
+        if (replace(c, k, v, LYRA_CFG_SOURCE_HF)) goto oom;
+    }
+    return LYRA_OK;
+oom:
+    return lyra_err(err, LYRA_ERR_OOM, "config", "out of memory");
+}
+
+int lyra_config_chain(const lyra_config *c, char *buf, size_t cap) {
+    lyra_sampler_params sp;
+    memset(&sp, 0, sizeof sp);
+    lyra_config_apply_sampler(c, &sp);
+    size_t n = 0;
+    int w;
+#define ADD(...)                                                               \
+    do {                                                                       \
+        w = snprintf(buf + n, n < cap ? cap - n : 0, __VA_ARGS__);             \
+        if (w > 0) n += (size_t)w;                                             \
+    } while (0)
+    if (cap) buf[0] = '\0';
+    if (sp.repeat_penalty != 1.0f) ADD("repetition_penalty %g -> ", (double)sp.repeat_penalty);
+    if (!(sp.temperature > 0.0f)) {
+        ADD("greedy (%s)", json_is_false(c->value[LYRA_CFG_DO_SAMPLE]) ? "do_sample false"
+                                                                       : "temperature 0");
+        return (int)n;
+    }
+    if (sp.top_k > 0) ADD("top_k %d -> ", (int)sp.top_k);
+    if (sp.min_p > 0.0f) ADD("min_p %g -> ", (double)sp.min_p);
+    if (sp.top_p < 1.0f) ADD("top_p %g -> ", (double)sp.top_p);
+    ADD("temperature %g -> draw", (double)sp.temperature);
+#undef ADD
+    return (int)n;
+}
+
 int lyra_config_apply_gen(lyra_config *c, lyra_config_gen *g, lyra_error *err) {
     const json_t *stop = c->value[LYRA_CFG_STOP];
     size_t n = json_array_size(stop);
@@ -190,6 +277,18 @@ char *lyra_config_show_text(const lyra_config *c) {
         if (w > 0) n += (size_t)w;
         free(val);
     }
+    char chain[512];
+    lyra_config_chain(c, chain, sizeof chain);
+    if (n + strlen(chain) + 16 > cap) {
+        char *nb = realloc(out, n + strlen(chain) + 16);
+        if (!nb) {
+            free(out);
+            return NULL;
+        }
+        out = nb;
+        cap = n + strlen(chain) + 16;
+    }
+    snprintf(out + n, cap - n, "sampling: %s\n", chain);
     return out;
 }
 
@@ -198,7 +297,7 @@ json_t *lyra_config_file_json(const lyra_config *c) {
     if (!o || !pk) goto fail;
     for (int k = 0; k < LYRA_CFG_N_KEYS; k++) {
         json_t *def = json_loads(lyra_cfg_defs[k].defval, JSON_DECODE_ANY, NULL);
-        int same = def && json_equal(def, c->value[k]);
+        int same = (def && json_equal(def, c->value[k])) || !strncmp(c->source[k], "default", 7);
         json_decref(def);
         if (same) continue;
         const char *name = lyra_cfg_defs[k].name;

@@ -45,7 +45,7 @@ const cfg_def lyra_cfg_defs[LYRA_CFG_N_KEYS] = {
     [LYRA_CFG_CHAT_TEMPLATE] = {"chat_template", "--chat-template", CFG_STRING, 1, 0, 0, 0, 0, 0,
                                 "auto|chatml|llama2|llama3|phi3|gemma|zephyr|plain|none", "null"},
     [LYRA_CFG_MAX_NEW_TOKENS] = {"pipeline_kwargs.max_new_tokens", "--n-predict", CFG_INT, 0, -1, I32,
-                                 0, 0, 0, NULL, "-1"},
+                                 0, 0, 0, NULL, "256"},
     [LYRA_CFG_TEMPERATURE] = {"pipeline_kwargs.temperature", "--temp", CFG_NUMBER, 0, 0, 0, 0.0,
                               HUGE_VAL, 0, NULL, "0.8"},
     [LYRA_CFG_DO_SAMPLE] = {"pipeline_kwargs.do_sample", "--greedy", CFG_BOOL, 0, 0, 0, 0, 0, 0, NULL,

@@ -133,6 +133,7 @@ static int load_config(lyra_pipeline *p, const char *config_path, const lyra_kwa
     if (!rc && p->cfg->path) lyra_log(LYRA_LOG_INFO, "pipeline: config %s", p->cfg->path);
     for (int i = 0; !rc && kw && i < kw->n; i++)
         rc = lyra_config_set(p->cfg, kw->key[i], kw->val[i], "api", NULL, err);
+    if (!rc) rc = lyra_config_settle_sampling(p->cfg, err);
     if (!rc) rc = lyra_config_apply_gen(p->cfg, &p->gen, err);
     return rc;
 }

@@ -20,7 +20,7 @@
  * on "disk" (in no budget), their KV cache and scratch on the CPU.
  *
  * Budgets (lyra_plan_budgets): a device with a max_memory entry gets that
- * budget (reserve 0); any other budget = free - reserve, with the reserve from
+ * budget (reserve 0), at most its free memory (a note when it is cut); any other budget = free - reserve, with the reserve from
  * --reserve or the default: CUDA max(512 MiB, 5% of total), CPU max(1 GiB, 10%
  * of available), simulated GPUs and disk 0.
  *

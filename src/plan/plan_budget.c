@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/size.h"
 #include "plan/plan.h"
 
 #define MiB ((uint64_t)1 << 20)
@@ -154,6 +155,14 @@ int lyra_plan_budgets(lyra_plan_device *devs, int n, const lyra_plan_memspec *ma
             d->has_max = 1;
             d->reserve = 0;
             d->budget = max_memory->bytes[mi];
+            if (d->budget > d->free) { /* a budget cannot make memory */
+                char b[32], f[32];
+                lyra_size_format(d->budget, b, sizeof b);
+                lyra_size_format(d->free, f, sizeof f);
+                lyra_plan_note(notes, "%s: %s: budget %s is more than the device's free memory %s; "
+                               "planning with %s", max_memory->where, d->id, b, f, f);
+                d->budget = d->free;
+            }
             if (ri >= 0)
                 lyra_plan_note(notes, "%s: %s ignored; %s sets its budget", reserve->where, d->id,
                                max_memory->where);

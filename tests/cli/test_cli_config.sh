@@ -48,7 +48,7 @@ want = {"device_map": "auto", "max_memory": {}, "enable_progressive_fallback": T
         "fallback_policy": "layers", "batch_size": 512, "kv_cache_type": "f16",
         "pipeline_kwargs.temperature": 0.8, "pipeline_kwargs.do_sample": True,
         "pipeline_kwargs.top_k": 40, "pipeline_kwargs.top_p": 0.95, "pipeline_kwargs.min_p": 0.05,
-        "pipeline_kwargs.max_new_tokens": -1, "pipeline_kwargs.stop": [], "model_id": None}
+        "pipeline_kwargs.max_new_tokens": 256, "pipeline_kwargs.stop": [], "model_id": None}
 for k, v in want.items():
     assert d[k]["value"] == v, (k, d[k], v)
 print("ok")

@@ -118,7 +118,7 @@ static void test_defaults(void) {
           "model defaults");
     lyra_config_gen g;
     CHECK(lyra_config_apply_gen(c, &g, &err) == 0, "apply gen");
-    CHECK(g.max_new_tokens == -1 && g.n_stop == 0 && !g.model_id && !g.system_prompt &&
+    CHECK(g.max_new_tokens == 256 && g.n_stop == 0 && !g.model_id && !g.system_prompt &&
               !g.chat_template,
           "gen defaults");
     lyra_config_free(c);

@@ -841,10 +841,13 @@ static void test_budgets(void) {
     CHECK(lyra_plan_budgets(d, 4, &mm, &rs, &notes, &err) == LYRA_OK, "budgets");
     CHECK(d[0].reserve == (1ull << 30) && d[0].budget == (6ull << 30) && !d[0].has_max, "0 reserve");
     CHECK(d[1].has_max && d[1].reserve == 0 && d[1].budget == 6442450944ull, "1 max_memory");
-    CHECK(d[2].has_max && d[2].budget == 17179869184ull, "cpu max_memory beyond free is kept");
-    CHECK(notes.n == 3 && !strcmp(notes.line[0], "--max-memory: no GPU 3 on this machine; entry ignored") &&
+    /* issue 11 item 10: a budget beyond the free memory is cut to it, noted */
+    CHECK(d[2].has_max && d[2].budget == (4ull << 30), "cpu max_memory beyond free: the free");
+    CHECK(notes.n == 4 && !strcmp(notes.line[0], "--max-memory: no GPU 3 on this machine; entry ignored") &&
               !strcmp(notes.line[1], "--reserve: no GPU 7 on this machine; entry ignored") &&
-              strstr(notes.line[2], "--reserve: cpu ignored; --max-memory sets its budget"),
+              !strcmp(notes.line[2], "--max-memory: cpu: budget 16.0 GiB is more than the device's "
+                                     "free memory 4.0 GiB; planning with 4.0 GiB") &&
+              strstr(notes.line[3], "--reserve: cpu ignored; --max-memory sets its budget"),
           "notes: %d %s | %s | %s", notes.n, notes.line[0], notes.line[1], notes.line[2]);
 }
 
