@@ -27,14 +27,15 @@ command -v pkg-config >/dev/null || fail "pkg-config not found"
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 cmake --build "$BUILD" --target lyra lyra_static lyra_cli -j2 >/dev/null
-cmake --install "$BUILD" --prefix "$TMP/prefix" >/dev/null
-PC=$(find "$TMP/prefix" -name lyra.pc | head -n 1)
-[ -n "$PC" ] || fail "lyra.pc is not installed"
-PKG_CONFIG_PATH=$(dirname "$PC")
+# examples/README.md's steps, as written there: install, PKG_CONFIG_PATH,
+# plain pkg-config (lyra.pc finds its prefix from its own place)
+PREFIX=$TMP/prefix
+cmake --install "$BUILD" --prefix "$PREFIX" >/dev/null
+PKG_CONFIG_PATH=$PREFIX/lib/pkgconfig
+[ -d "$PKG_CONFIG_PATH" ] || PKG_CONFIG_PATH=$PREFIX/lib64/pkgconfig
+[ -f "$PKG_CONFIG_PATH/lyra.pc" ] || fail "lyra.pc is not installed in $PREFIX/lib/pkgconfig"
 export PKG_CONFIG_PATH
-# lyra.pc names the configured prefix; point it at the temporary one
-PKG=(pkg-config --define-variable=prefix="$TMP/prefix")
-LIBDIR=$("${PKG[@]}" --variable=libdir lyra)
+LIBDIR=$(pkg-config --variable=libdir lyra)
 if [ ! -f "$LIBDIR/liblyra.so" ] || [ ! -f "$LIBDIR/liblyra.a" ]; then fail "no liblyra.so / liblyra.a in $LIBDIR"; fi
 
 want=$("$BUILD/lyra" generate -m "$MODEL" -p "$PROMPT" -n "$N" --temp 0 2>/dev/null) \
@@ -43,7 +44,7 @@ want=$("$BUILD/lyra" generate -m "$MODEL" -p "$PROMPT" -n "$N" --temp 0 2>/dev/n
 
 # shared: the documented build line
 # shellcheck disable=SC2046
-"$CC" -Wall -Wextra "$ROOT/examples/pipeline.c" $("${PKG[@]}" --cflags --libs lyra) -o "$TMP/pipeline-shared" \
+"$CC" -Wall -Wextra "$ROOT/examples/pipeline.c" $(pkg-config --cflags --libs lyra) -o "$TMP/pipeline-shared" \
     || fail "building the example against liblyra.so"
 LD_LIBRARY_PATH=$LIBDIR ldd "$TMP/pipeline-shared" | grep -q "$LIBDIR/liblyra.so" \
     || fail "the shared example does not use $LIBDIR/liblyra.so"
@@ -56,12 +57,12 @@ grep -q '^device map: {"model.embed_tokens":' "$TMP/shared.err" || fail "no devi
 grep -q '^fallback steps: 0' "$TMP/shared.err" || fail "no fallback line: $(cat "$TMP/shared.err")"
 echo "example-check: shared: ok ($N tokens, $(wc -c <<<"$got") bytes)"
 
-# static: liblyra.a with lyra.pc's private dependencies (--static)
-libs=$("${PKG[@]}" --static --libs lyra)
-libs=${libs/-llyra/-Wl,-Bstatic -llyra -Wl,-Bdynamic}
-# shellcheck disable=SC2086,SC2046
-"$CC" -Wall -Wextra "$ROOT/examples/pipeline.c" $("${PKG[@]}" --cflags lyra) $libs -o "$TMP/pipeline-static" \
-    || fail "building the example against liblyra.a with: $libs"
+# static: liblyra.a with lyra.pc's private dependencies (--static), the README's line
+# shellcheck disable=SC2046
+"$CC" -Wall -Wextra "$ROOT/examples/pipeline.c" $(pkg-config --cflags lyra) \
+    "$(pkg-config --variable=libdir lyra)/liblyra.a" $(pkg-config --static --libs lyra | sed 's/-llyra//') \
+    -o "$TMP/pipeline-static" \
+    || fail "building the example against liblyra.a: $(pkg-config --static --libs lyra)"
 if ldd "$TMP/pipeline-static" | grep -q liblyra; then fail "the static example needs liblyra.so"; fi
 got=$(cd "$TMP" && "$TMP/pipeline-static" "$MODEL" "$PROMPT" "$N" 2>"$TMP/static.err") \
     || { cat "$TMP/static.err" >&2; fail "the static example failed"; }
@@ -72,7 +73,7 @@ echo "example-check: static: ok"
 
 # device_map.c: the typed device settings, against liblyra.so, on a simulated GPU
 # shellcheck disable=SC2046
-"$CC" -Wall -Wextra "$ROOT/examples/device_map.c" $("${PKG[@]}" --cflags --libs lyra) -o "$TMP/device-map" \
+"$CC" -Wall -Wextra "$ROOT/examples/device_map.c" $(pkg-config --cflags --libs lyra) -o "$TMP/device-map" \
     || fail "building examples/device_map.c against liblyra.so"
 NDM=32
 want=$(LYRA_SIM_GPUS=8MiB "$BUILD/lyra" generate -m "$MODEL" -p "$PROMPT" -n "$NDM" --temp 0 --ctx 256 2>/dev/null) \

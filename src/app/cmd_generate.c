@@ -241,8 +241,9 @@ static int run(const gen_opts *o, lyra_error *err) {
     if (!rc) rc = prompt_tokens(m, o, &toks, &n_toks, err);
     int32_t n_ctx = rc ? 0 : lyra_context_n_ctx(ctx);
     if (!rc && n_toks >= (size_t)n_ctx)
-        rc = lyra_err(err, LYRA_ERR_INPUT, "-p",
-                      "the prompt is %zu tokens; the context (--ctx) holds %d", n_toks, (int)n_ctx);
+        rc = lyra_err(err, LYRA_ERR_INPUT, o->prompt ? "-p" : "--ctx",
+                      "the prompt is %zu token%s; the context (--ctx) holds %d", n_toks,
+                      n_toks == 1 ? "" : "s", (int)n_ctx);
     lyra_sampler_params sp = o->sp;
     if (!rc && !o->seed_given) sp.seed = lyra_gen_random_seed();
     if (!rc) lyra_log(LYRA_LOG_INFO, "seed: %llu", (unsigned long long)sp.seed);
@@ -265,8 +266,10 @@ static int run(const gen_opts *o, lyra_error *err) {
     int failed = 0;
     int steps0 = m ? lyra_model_fallback_steps(m) : 0;
     if (!rc) rc = lyra_textstream_init(&ts, o->stop, o->n_stop, 0, write_stdout, &failed, "generate", err);
+    /* an empty prompt is BOS alone too: its output has no leading space */
+    int lstrip = !rc && (!o->prompt || !o->prompt[0]) && lyra_gen_space_prefix(m);
     if (!rc)
-        rc = generate_loop(m, ctx, s, d, o, !o->prompt && lyra_gen_space_prefix(m), eog, n_eog, masked,
+        rc = generate_loop(m, ctx, s, d, o, lstrip, eog, n_eog, masked,
                            &ts, &failed, &n_gen, err);
     free(eog);
     free(masked);
@@ -290,8 +293,8 @@ static int run(const gen_opts *o, lyra_error *err) {
     }
     if (!rc && n_gen > 0)
         lyra_log(LYRA_LOG_INFO,
-                 "generate: prompt %zu tokens in %.3f s (%.1f tok/s), %lld tokens in %.3f s (%.2f tok/s)",
-                 n_toks, t1 - t0, (double)n_toks / (t1 - t0 > 0 ? t1 - t0 : 1e-9), (long long)n_gen,
+                 "generate: prompt %zu token%s in %.3f s (%.1f tok/s), %lld tokens in %.3f s (%.2f tok/s)",
+                 n_toks, n_toks == 1 ? "" : "s", t1 - t0, (double)n_toks / (t1 - t0 > 0 ? t1 - t0 : 1e-9), (long long)n_gen,
                  t2 - t1, (double)n_gen / (t2 - t1 > 0 ? t2 - t1 : 1e-9));
     lyra_textstream_free(&ts);
     free(toks);

@@ -59,7 +59,7 @@ static int parse_opts(int argc, char **argv, char **model, const char **file, ly
     int32_t n_ctx = 512, n_batch = 0; /* batch 0: the chunk size */
     const app_opt opts[] = {
         APP_STR("-f", "--file", file),
-        APP_I32("-c", "--ctx", &n_ctx, 4, INT32_MAX),
+        APP_I32("-c", "--ctx", &n_ctx, 4, 1 << 24),
         APP_I32("-b", "--batch", &n_batch, 1, INT32_MAX),
         APP_OPT_END_,
     };
@@ -105,7 +105,8 @@ int cmd_perplexity(int argc, char **argv, lyra_error *err) {
         rc = lyra_tokenize(m, text, len, add_bos, 0, &toks, &n_toks, err);
         if (!rc && n_toks < 2 * (size_t)n_ctx)
             rc = lyra_err(err, LYRA_ERR_INPUT, file,
-                          "%zu tokens; perplexity with --ctx %d needs at least %lld", n_toks,
+                          "%zu token%s; perplexity with --ctx %d needs at least %lld", n_toks,
+                          n_toks == 1 ? "" : "s",
                           (int)n_ctx, 2 * (long long)n_ctx);
         if (!rc)
             lyra_log(LYRA_LOG_INFO, "perplexity: tokenized %zu bytes into %zu tokens in %.2f s", len,

@@ -864,7 +864,9 @@ int lyra_config_load_file(lyra_config *c, const char *path, lyra_error *err) {
         }
     }
     fclose(f);
-    if (!rc) rc = lyra_config_load_buffer(c, buf, n, path, err);
+    /* a UTF-8 byte order mark (as some Windows editors write) is not JSON: skip it */
+    size_t bom = n >= 3 && !memcmp(buf, "\xEF\xBB\xBF", 3) ? 3 : 0;
+    if (!rc) rc = lyra_config_load_buffer(c, buf + bom, n - bom, path, err);
     free(buf);
     return rc;
 }

@@ -12,6 +12,7 @@
 #include "core/size.h"
 
 #define I32 INT32_MAX
+#define CTX_MAX (1 << 24) /* context_length: 16M positions, far past any model's */
 
 /* name, flag, type, nullable, imin, imax, dmin, dmax, dmin_open, choices, default */
 const cfg_def lyra_cfg_defs[LYRA_CFG_N_KEYS] = {
@@ -34,7 +35,7 @@ const cfg_def lyra_cfg_defs[LYRA_CFG_N_KEYS] = {
                                "false"},
     [LYRA_CFG_LOAD_IN_4BIT] = {"load_in_4bit", "--load-in-4bit", CFG_BOOL, 0, 0, 0, 0, 0, 0, NULL,
                                "false"},
-    [LYRA_CFG_CONTEXT_LENGTH] = {"context_length", "--ctx", CFG_INT, 0, 0, I32, 0, 0, 0, NULL, "0"},
+    [LYRA_CFG_CONTEXT_LENGTH] = {"context_length", "--ctx", CFG_INT, 0, 0, CTX_MAX, 0, 0, 0, NULL, "0"},
     [LYRA_CFG_BATCH_SIZE] = {"batch_size", "--batch", CFG_INT, 0, 1, I32, 0, 0, 0, NULL, "512"},
     [LYRA_CFG_KV_CACHE_TYPE] = {"kv_cache_type", "--kv-type", CFG_STRING, 0, 0, 0, 0, 0, 0, "f16|f32",
                                 "\"f16\""},

@@ -198,8 +198,8 @@ static int eval_prompt(lyra_pipeline *p, const int32_t *toks, size_t n, int keep
                        lyra_error *err) {
     if (n == 0) return lyra_err(err, LYRA_ERR_INPUT, "prompt", "no tokens");
     if (n >= (size_t)p->cs.n_ctx)
-        return lyra_err(err, LYRA_ERR_INPUT, "prompt", "%zu tokens; the context (context_length) holds %d",
-                        n, (int)p->cs.n_ctx);
+        return lyra_err(err, LYRA_ERR_INPUT, "prompt", "%zu token%s; the context (context_length) holds %d",
+                        n, n == 1 ? "" : "s", (int)p->cs.n_ctx);
     int32_t keep = 0;
     int rc = lyra_chat_session_eval(&p->cs, toks, n, keep_prefix, &keep, err);
     if (rc) return rc;
@@ -266,7 +266,8 @@ static int chat_fit(lyra_pipeline *p, int32_t **toks, size_t *n, lyra_error *err
     int rc = lyra_chat_session_fit(&p->cs, p->gen.max_new_tokens, toks, n, &dropped, &fits, err);
     if (!rc && !fits)
         return lyra_err(err, LYRA_ERR_INPUT, "user_message",
-                        "%zu tokens with the system prompt; the context (context_length) holds %d", *n,
+                        "%zu token%s with the system prompt; the context (context_length) holds %d", *n,
+                        *n == 1 ? "" : "s",
                         (int)p->cs.n_ctx);
     if (!rc && dropped)
         lyra_log(LYRA_LOG_WARN, "chat: dropped the %d oldest turn%s to fit the context of %d tokens", dropped,

@@ -148,7 +148,8 @@ int lyra_context_new(lyra_model *m, const lyra_context_params *params, lyra_cont
     c->kv_type = (lyra_kv_type)g.kv_type;
     c->kv_chunk = m->kv_chunk;
     if (c->n_ctx > hp->n_ctx_train)
-        LYRA_WARN("n_ctx %d is larger than the %d positions the model was trained on",
+        LYRA_WARN("context: %d positions (--ctx, config key context_length) are more than the %d "
+                  "the model was trained on",
                   (int)c->n_ctx, (int)hp->n_ctx_train);
     /* KV cache bookkeeping, per sequence (memory comes chunk by chunk in lyra_eval) */
     c->n_seq = 1;

@@ -196,7 +196,7 @@ static void test_errors(void) {
     expect_error("{\"pipeline_kwargs\": {\"repetition_penalty\": 0}}",
                  ": pipeline_kwargs.repetition_penalty: must be > 0, got 0");
     expect_error("{\"threads\": 5000}", ": threads: must be between 0 and 4096, got 5000");
-    expect_error("{\"context_length\": 3000000000}", ": context_length: must be at most 2147483647, got 3000000000");
+    expect_error("{\"context_length\": 3000000000}", ": context_length: must be between 0 and 16777216, got 3000000000");
     expect_error("{\"seed\": -1}", ": seed: must be between 0 and 18446744073709551615, got -1");
     expect_error("{\"kv_cache_type\": \"q8\"}", ": kv_cache_type: expected f16 or f32, got \"q8\"");
     expect_error("{\"chat_template\": \"alpaca\"}",
