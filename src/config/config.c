@@ -681,6 +681,11 @@ static int stage_key(stage *s, const char *key, const json_t *val, int in_pk, ly
         lyra_devspec_init(&d);
         int rc = lyra_devspec_map_file(&d, p, err);
         lyra_devspec_free(&d);
+        if (rc && err) { /* the file's error, under this config file's key */
+            char inner[sizeof err->msg];
+            snprintf(inner, sizeof inner, "%s", err->msg);
+            lyra_err(err, rc, where, "%s", inner);
+        }
         if (!rc && !(s->v[k] = json_string(p))) rc = oom(where, err);
         free(p);
         s->map_file = !rc;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "config/devspec.h"
 #include "core/size.h"
@@ -217,6 +218,9 @@ int lyra_devspec_map_from_json(lyra_devspec *d, const json_t *v, const char *whe
 }
 
 int lyra_devspec_map_file(lyra_devspec *d, const char *path, lyra_error *err) {
+    struct stat st; /* a FIFO or a device would block or never end */
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return lyra_err(err, LYRA_ERR_INPUT, path, "cannot read device map: not a regular file");
     json_error_t je;
     json_t *v = json_load_file(path, JSON_DECODE_ANY, &je);
     if (!v) {
