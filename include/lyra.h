@@ -311,11 +311,18 @@ LYRA_API size_t lyra_token_text(const lyra_model *model, int32_t token, char *bu
 /* The token whose vocabulary text is exactly text[0..len), -1 if none. */
 LYRA_API int32_t lyra_token_find(const lyra_model *model, const char *text, size_t len);
 
-/* Streaming detokenizer: feeds token pieces and emits only complete UTF-8. */
+/* Streaming detokenizer: feeds token pieces and emits only complete, valid
+ * UTF-8. Bytes of a character split over several tokens are held back until
+ * it is complete; ill-formed bytes (a lone continuation byte, an overlong or
+ * surrogate form, a sequence cut short) become U+FFFD, one per maximal
+ * invalid subpart (as Python's errors="replace"); an incomplete character at
+ * the end becomes one U+FFFD on flush. lyra_token_to_piece gives the raw
+ * bytes. */
 typedef struct lyra_detok lyra_detok;
 LYRA_API lyra_detok *lyra_detok_new(const lyra_model *model); /* NULL: out of memory */
-/* Append the piece of token; write the bytes that are now complete UTF-8 (or
- * cannot become valid) to buf. Returns the byte count (at most cap). */
+/* Append the piece of token; write the text now decided (whole characters,
+ * U+FFFD for bytes that cannot become valid) to buf. Returns the byte count
+ * (at most cap; what does not fit comes out on the next feed or flush). */
 LYRA_API size_t lyra_detok_feed(lyra_detok *d, int32_t token, char *buf, size_t cap);
 LYRA_API size_t lyra_detok_flush(lyra_detok *d, char *buf, size_t cap);
 LYRA_API void lyra_detok_free(lyra_detok *d);

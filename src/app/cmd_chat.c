@@ -11,7 +11,8 @@
  * evaluated again once. Replies stop at the model's end-of-generation
  * tokens, the template's end-of-turn token or text or a --stop text (not
  * shown), -n tokens, a full context, or Ctrl-C (which stops the reply, not
- * the chat). The settings are the flags over the model config file
+ * the chat; a second Ctrl-C within a second, or one while no reply is
+ * generated, ends the chat with 130; SIGTERM ends it with 143). The settings are the flags over the model config file
  * (docs/config.md: model_id, system_prompt, chat_template, pipeline_kwargs,
  * devices), wired as generate's are; main.c runs chat when `lyra` is given
  * no command and a config file names a model.
@@ -26,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "args.h"
@@ -47,11 +49,14 @@ const char cmd_chat_usage[] =
     "its new tokens (logged as `chat: prompt N tokens: E evaluated, R reused`).\n"
     "When the prompt and room for the reply (-n, else a quarter of the context)\n"
     "do not fit, the oldest turns are dropped with a notice and the rest is\n"
-    "evaluated once; the system prompt is never dropped. Ctrl-C stops a reply,\n"
-    "Ctrl-D or /exit leaves. When stdin is not a terminal there is no banner\n"
-    "and no prompt: one turn per line, each reply followed by an empty line,\n"
-    "exit 0 at the end of the input. `lyra` with no command runs `lyra chat`\n"
-    "when a config file names the model (model_id).\n"
+    "evaluated once; the system prompt is never dropped. Ctrl-C stops a reply;\n"
+    "a second Ctrl-C within a second, or one while no reply is being generated\n"
+    "(at the prompt), ends the chat (exit 130); Ctrl-D or /exit leaves. On a\n"
+    "terminal the prompt and map lines are shown only with -v. When stdin is\n"
+    "not a terminal there is no banner and no prompt: one turn per line, each\n"
+    "reply followed by an empty line, exit 0 at the end of the input. `lyra`\n"
+    "with no command runs `lyra chat` when a config file names the model\n"
+    "(model_id).\n"
     "\n"
     "  -m, --model MODEL      a GGUF file, a directory holding one, or\n"
     "                         org/name[:TAG] in the Hugging Face cache (required\n"
@@ -278,9 +283,11 @@ static int eval_prompt(chat_session *cs, const int32_t *toks, size_t n, lyra_err
     int32_t keep = 0;
     int rc = lyra_chat_session_eval(&cs->conv, toks, n, 1, &keep, err);
     if (rc) return rc;
-    lyra_log(LYRA_LOG_INFO, "chat: prompt %zu tokens: %zu evaluated, %d reused from the cache", n,
-             n - (size_t)keep, (int)keep);
-    if (!cs->mapped) app_log_map(cs->conv.ctx);
+    /* on a terminal these lines would come between the user's line and the
+     * reply: only with -v there */
+    lyra_log(cs->interactive ? LYRA_LOG_DEBUG : LYRA_LOG_INFO,
+             "chat: prompt %zu tokens: %zu evaluated, %d reused from the cache", n, n - (size_t)keep, (int)keep);
+    if (!cs->mapped && (!cs->interactive || lyra_log_enabled(LYRA_LOG_DEBUG))) app_log_map(cs->conv.ctx);
     cs->mapped = 1;
     return LYRA_OK;
 }
@@ -327,20 +334,41 @@ static int generate_reply(chat_session *cs, char **text, int *interrupted, lyra_
 
 /* ---------------------------------------------------------------- turns */
 
+/* Ctrl-C in a chat. The handler's state is here (a handler can reach no
+ * other): chat_in_reply is 1 while a reply is generated; chat_quit is set by
+ * a Ctrl-C that ends the chat: one while no reply is generated (at the
+ * prompt, during the prompt's evaluation) or one within a second of the
+ * previous; a Ctrl-C after that exits at once. */
+static volatile sig_atomic_t chat_in_reply, chat_quit;
+static long long chat_last_sigint_ms = -1; /* written by the handler only */
+
 static void on_sigint(int sig) {
-    (void)sig;
-    app_interrupted = 1;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts); /* async-signal-safe */
+    long long ms = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    if (chat_quit) _exit(128 + SIGINT); /* asked to end already and still here */
+    if (!chat_in_reply || (chat_last_sigint_ms >= 0 && ms - chat_last_sigint_ms < 1000)) chat_quit = 1;
+    chat_last_sigint_ms = ms;
+    if (app_interrupted != SIGTERM) app_interrupted = sig;
 }
 
-/* Ctrl-C sets app_interrupted; a second one (before re-arming) kills. No
+/* Ctrl-C goes to on_sigint from now on (SIGTERM keeps main's handler). No
  * SA_RESTART: a read waiting for input returns at once. */
 static void arm_sigint(void) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint;
     sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESETHAND;
+    sa.sa_flags = 0;
     sigaction(SIGINT, &sa, NULL);
+}
+
+/* The chat ends on Ctrl-C: exit 130; quietly on a terminal (an empty
+ * message: main prints no error line). */
+static int chat_quit_error(const chat_session *cs, lyra_error *err) {
+    if (!cs->interactive) return lyra_err(err, LYRA_ERR_INTERRUPTED, "chat", "interrupted");
+    lyra_err_clear(err);
+    return LYRA_ERR_INTERRUPTED;
 }
 
 /* Answer one user message: prompt, reply on stdout, the turn kept. */
@@ -354,16 +382,19 @@ static int chat_turn(chat_session *cs, const char *msg, lyra_error *err) {
     if (!rc) rc = eval_prompt(cs, toks, n, err);
     free(toks);
     if (rc) return rc;
+    if (chat_quit) return chat_quit_error(cs, err); /* Ctrl-C during the prompt */
     char *text = NULL;
     int interrupted = 0;
+    chat_in_reply = 1;
     rc = generate_reply(cs, &text, &interrupted, err);
+    chat_in_reply = 0;
     if (rc) return rc;
     lyra_chat_session_answer(&cs->conv, text);
     if (interrupted && app_interrupted == SIGTERM) /* not a Ctrl-C: the chat ends */
         return lyra_err(err, LYRA_ERR_INTERRUPTED, "chat", "terminated");
+    if (interrupted && chat_quit) return chat_quit_error(cs, err); /* a second Ctrl-C */
     if (interrupted) { /* said once the reply's line is ended */
         app_interrupted = 0;
-        arm_sigint();
         cs->stopped = 1;
     }
     return LYRA_OK;
@@ -371,8 +402,9 @@ static int chat_turn(chat_session *cs, const char *msg, lyra_error *err) {
 
 static void print_help(void) {
     fputs("commands: /help (this list), /reset (forget the turns, keep the system prompt),\n"
-          "/exit or /quit (leave; also Ctrl-D). Ctrl-C stops a reply. A line ending in \\\n"
-          "continues on the next; // at the start sends a line starting with /.\n",
+          "/exit or /quit (leave; also Ctrl-D). Ctrl-C stops a reply (twice, or at the\n"
+          "prompt: leave). A line ending in \\ continues on the next; // at the start\n"
+          "sends a line starting with /.\n",
           stderr);
 }
 
@@ -401,7 +433,8 @@ static int read_line(chat_session *cs, char **line, size_t *cap, int *got, lyra_
             free(part);
             if (app_interrupted) {
                 if (cs->interactive) fputs("\n", stderr);
-                return lyra_err(err, LYRA_ERR_INTERRUPTED, "chat", "interrupted");
+                if (app_interrupted == SIGTERM) return lyra_err(err, LYRA_ERR_INTERRUPTED, "chat", "terminated");
+                return chat_quit_error(cs, err);
             }
             if (ferror(stdin)) return lyra_err(err, LYRA_ERR_RUNTIME, "<stdin>", "read error: %s", strerror(e));
             if (cs->interactive) fputs("\n", stderr);
@@ -448,6 +481,7 @@ static int chat_loop(chat_session *cs, const chat_opts *o, lyra_error *err) {
     while (!rc) {
         int got = 0;
         rc = read_line(cs, &line, &cap, &got, err);
+        if (!rc && chat_quit) rc = chat_quit_error(cs, err); /* Ctrl-C between turns */
         if (rc || !got) break;
         const char *s = line;
         while (*s == ' ' || *s == '\t') s++;

@@ -101,7 +101,12 @@ static int check_map(lyra_config *c, const char *model_flag, lyra_error *err) {
     lyra_plan *plan = NULL;
     if (!rc) rc = lyra_gguf_open(path, &g, err);
     if (!rc) rc = lyra_llama_load(g, &arch, err);
-    if (!rc) rc = lyra_runtime_devices(NULL, 1, dev, &n_dev, err);
+    /* the CUDA GPUs only when the settings name one: no CUDA (no driver
+     * loaded, no note) for a map of the CPU and disk alone */
+    lyra_backend_params bp = lyra_backend_params_from_env();
+    int want = lyra_runtime_wants_gpu(&mp);
+    if (!want) bp.cuda_devices = "";
+    if (!rc) rc = lyra_runtime_devices(&bp, 1, want, dev, &n_dev, err);
     lyra_geometry geom = arch ? lyra_runtime_geometry(arch, &mp) : (lyra_geometry){0, 0, 0, 0};
     if (!rc) rc = lyra_runtime_plan(arch, &mp, &geom, dev, n_dev, &plan, err);
     lyra_plan_free(plan);

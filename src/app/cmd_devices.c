@@ -41,7 +41,7 @@ int cmd_devices(int argc, char **argv, lyra_error *err) {
     lyra_config_free(cfg);
     lyra_device *dev[LYRA_MAX_DEVICES];
     int n_dev = 0;
-    if ((rc = lyra_runtime_devices(NULL, threads, dev, &n_dev, err))) return rc;
+    if ((rc = lyra_runtime_devices(NULL, threads, 0, dev, &n_dev, err))) return rc;
     lyra_plan_device pd[LYRA_PLAN_MAX_DEVICES];
     const char *name[LYRA_PLAN_MAX_DEVICES];
     int n = 0;

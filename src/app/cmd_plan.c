@@ -111,7 +111,7 @@ static int plan_run(const char *model, int json, lyra_model_params *mp, lyra_err
     lyra_plan *plan = NULL;
     rc = lyra_gguf_open(model, &g, err);
     if (!rc) rc = lyra_llama_load(g, &arch, err);
-    if (!rc) rc = lyra_runtime_devices(NULL, 1, dev, &n_dev, err);
+    if (!rc) rc = lyra_runtime_devices(NULL, 1, lyra_runtime_wants_gpu(mp), dev, &n_dev, err);
     lyra_geometry geom = arch ? lyra_runtime_geometry(arch, mp) : (lyra_geometry){0, 0, 0, 0};
     if (!rc) rc = lyra_runtime_plan(arch, mp, &geom, dev, n_dev, &plan, err);
     if (!rc) {

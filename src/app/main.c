@@ -122,6 +122,10 @@ static int run_cmd(int (*run)(int, char **, lyra_error *), int argc, char **argv
         rc = LYRA_ERR_RUNTIME;
     }
     if (rc == LYRA_OK) return 0;
+    if (rc == LYRA_ERR_INTERRUPTED && !err->msg[0] && app_interrupted != SIGTERM) {
+        fflush(stdout); /* a quiet Ctrl-C (chat at a terminal): no error line */
+        return rc;
+    }
     err->code = rc;
     rc = fail(err);
     return rc == LYRA_ERR_INTERRUPTED && app_interrupted == SIGTERM ? 128 + SIGTERM : rc;

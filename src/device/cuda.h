@@ -52,13 +52,14 @@ int lyra_cuda_parse_devices(const char *value, int n_cards, int *ordinals, int m
  * above), the cards pick names (a LYRA_CUDA_DEVICES value,
  * lyra_backend_params.cuda_devices; NULL: every card, "": none). No driver,
  * no device, or a card that cannot be opened: those devices are left out
- * with one LYRA_WARN note per process ("CUDA: no usable GPU (REASON); running
- * on the CPU") and the call succeeds. A malformed pick, or more devices than
+ * with one note per process ("CUDA: no usable GPU (REASON); running on the
+ * CPU"; LYRA_WARN when asked (the user asked for a GPU), else LYRA_DEBUG)
+ * and the call succeeds. A malformed pick, or more devices than
  * max: LYRA_ERR_INPUT. n_threads is accepted for symmetry with the other
  * constructors (GPUs use none). */
-int lyra_cuda_devices_open(const char *pick, int n_threads, lyra_device **out, int max, int *n,
-                           lyra_error *err);
-/* The same with pick from the environment (LYRA_CUDA_DEVICES). */
+int lyra_cuda_devices_open(const char *pick, int asked, int n_threads, lyra_device **out, int max,
+                           int *n, lyra_error *err);
+/* The same with pick from the environment (LYRA_CUDA_DEVICES), asked 1. */
 int lyra_cuda_devices_new(int n_threads, lyra_device **out, int max, int *n, lyra_error *err);
 /* 1 for a device made by lyra_cuda_devices_new. */
 int lyra_device_is_cuda(const lyra_device *d);

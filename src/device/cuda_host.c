@@ -50,7 +50,7 @@ int lyra_cuda_parse_devices(const char *value, int n_cards, int *ordinals, int m
 }
 
 int lyra_cuda_devices_new(int n_threads, lyra_device **out, int max, int *n, lyra_error *err) {
-    return lyra_cuda_devices_open(lyra_backend_params_from_env().cuda_devices, n_threads, out, max,
+    return lyra_cuda_devices_open(lyra_backend_params_from_env().cuda_devices, 1, n_threads, out, max,
                                   n, err);
 }
 
@@ -62,9 +62,9 @@ int lyra_cuda_count(char *why, size_t why_cap) {
 
 int lyra_cuda_available(void) { return 0; }
 
-int lyra_cuda_devices_open(const char *pick, int n_threads, lyra_device **out, int max, int *n,
-                           lyra_error *err) {
-    (void)pick; (void)n_threads; (void)out; (void)max; (void)err;
+int lyra_cuda_devices_open(const char *pick, int asked, int n_threads, lyra_device **out, int max,
+                           int *n, lyra_error *err) {
+    (void)pick; (void)asked; (void)n_threads; (void)out; (void)max; (void)err;
     *n = 0;
     return LYRA_OK;
 }

@@ -490,7 +490,7 @@ static int plan_final(lyra_model *m, const lyra_model_params *p, lyra_error *err
 int lyra_runtime_load(lyra_model *m, const lyra_model_params *p, lyra_error *err) {
     m->geom = lyra_runtime_geometry(m->arch, p);
     m->ctx_asked = p->n_ctx;
-    int rc = lyra_runtime_devices(p->backend, m->geom.n_threads, m->dev, &m->n_dev, err);
+    int rc = lyra_runtime_devices(p->backend, m->geom.n_threads, lyra_runtime_wants_gpu(p), m->dev, &m->n_dev, err);
     if (rc) return rc;
     m->cpu = m->n_dev - 1;
     m->kv_chunk = p->kv_chunk > 0 ? p->kv_chunk : LYRA_KV_CHUNK;

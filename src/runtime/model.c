@@ -193,7 +193,8 @@ int32_t lyra_token_find(const lyra_model *m, const char *text, size_t len) {
 }
 
 /* The public streaming detokenizer is the tokenizer's stream with every space
- * kept (the continuation of a prompt). */
+ * kept (the continuation of a prompt) and ill-formed UTF-8 replaced by
+ * U+FFFD (lyra_token_to_piece gives the raw bytes). */
 struct lyra_detok {
     lyra_tok_stream *s; /* the tokenizer module's stream */
 };
@@ -201,7 +202,7 @@ struct lyra_detok {
 lyra_detok *lyra_detok_new(const lyra_model *m) {
     lyra_detok *d = malloc(sizeof *d);
     if (!d) return NULL;
-    d->s = lyra_tok_stream_new(m->tok, 0);
+    d->s = lyra_tok_stream_new(m->tok, LYRA_TOK_STREAM_REPLACE_INVALID);
     if (!d->s) {
         free(d);
         return NULL;

@@ -15,8 +15,21 @@
 #include "runtime/objects.h"
 #include "runtime/placement.h"
 
-int lyra_runtime_devices(const lyra_backend_params *bp, int n_threads, lyra_device **dev,
-                         int *n_dev, lyra_error *err) {
+int lyra_runtime_wants_gpu(const lyra_model_params *p) {
+    if (!p) return 0;
+    if (p->device_strategy == LYRA_DEVICE_MAP_GPU) return 1;
+    if (p->device_strategy == LYRA_DEVICE_MAP_EXPLICIT)
+        for (int i = 0; i < p->n_device_map && p->device_map; i++)
+            if (p->device_map[i].device >= 0) return 1;
+    for (int i = 0; i < p->n_max_memory && p->max_memory; i++)
+        if (p->max_memory[i].device >= 0) return 1;
+    for (int i = 0; i < p->n_reserve && p->reserve; i++)
+        if (p->reserve[i].device >= 0) return 1;
+    return (p->gpu_layers != 0 && p->gpu_layers != LYRA_GPU_LAYERS_UNSET) || p->n_tensor_split > 0;
+}
+
+int lyra_runtime_devices(const lyra_backend_params *bp, int n_threads, int gpu_asked,
+                         lyra_device **dev, int *n_dev, lyra_error *err) {
     lyra_backend_params env;
     if (!bp) {
         env = lyra_backend_params_from_env();
@@ -32,8 +45,8 @@ int lyra_runtime_devices(const lyra_backend_params *bp, int n_threads, lyra_devi
     }
     /* without LYRA_SIM_GPUS: the CUDA GPUs (none in builds without CUDA, or
      * without a driver or a device: one note, then the CPU alone) */
-    if (!set && (rc = lyra_cuda_devices_open(bp->cuda_devices, n_threads, dev, LYRA_MAX_DEVICES - 1,
-                                             &n, err)))
+    if (!set && (rc = lyra_cuda_devices_open(bp->cuda_devices, gpu_asked, n_threads, dev,
+                                             LYRA_MAX_DEVICES - 1, &n, err)))
         return rc;
     if ((rc = lyra_cpu_device_open(n_threads, bp->cpu_path, &dev[n], err))) {
         for (int i = 0; i < n; i++) lyra_device_free(dev[i]);

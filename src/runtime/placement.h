@@ -14,9 +14,14 @@
  * simulated GPUs of sim_gpus (when set, they replace CUDA; said at INFO) or
  * the CUDA GPUs of cuda_devices, then the CPU with the kernels of cpu_path,
  * fault injection armed from fail_alloc; n_threads for each (0 = physical
- * cores). On failure none is left. */
-int lyra_runtime_devices(const lyra_backend_params *bp, int n_threads, lyra_device **dev,
-                         int *n_dev, lyra_error *err);
+ * cores). gpu_asked (lyra_runtime_wants_gpu): CUDA's note that no GPU is
+ * usable is a warning, else a debug line. On failure none is left. */
+int lyra_runtime_devices(const lyra_backend_params *bp, int n_threads, int gpu_asked,
+                         lyra_device **dev, int *n_dev, lyra_error *err);
+/* 1 when p asks for a GPU: a cuda/cuda:N strategy, an explicit map, budget
+ * or reserve naming a GPU, gpu_layers other than 0 and unset, or a
+ * tensor_split. */
+int lyra_runtime_wants_gpu(const lyra_model_params *p);
 /* The geometry p asks for, defaults resolved (lyra_geometry_resolve; n_ctx
  * 0: min(the model's context_length, 4096)). */
 lyra_geometry lyra_runtime_geometry(const lyra_llama *a, const lyra_model_params *p);

@@ -627,6 +627,7 @@ struct lyra_tok_stream {
     int strip;               /* 1: drop one leading ' ' of the next non-empty piece */
     char *buf;               /* [cap] bytes not yet returned */
     size_t n;                /* bytes held in buf */
+    size_t ok;               /* REPLACE_INVALID: buf[0, ok) is checked (valid UTF-8) */
     size_t cap;              /* bytes allocated */
 };
 
@@ -640,7 +641,7 @@ lyra_tok_stream *lyra_tok_stream_new(const lyra_tokenizer *t, int flags) {
 }
 
 void lyra_tok_stream_reset(lyra_tok_stream *s) {
-    s->n = 0;
+    s->n = s->ok = 0;
     s->strip = (s->flags & LYRA_TOK_STREAM_STRIP_FIRST) && s->t->add_space_prefix;
 }
 
@@ -652,9 +653,54 @@ void lyra_tok_stream_free(lyra_tok_stream *s) {
 
 size_t lyra_tok_stream_pending(const lyra_tok_stream *s) { return s->n; }
 
+/* Bytes of the maximal subpart of an ill-formed sequence at p[0..n) (the
+ * longest start of a valid character, at least 1): what one U+FFFD stands
+ * for. */
+static size_t tok_utf8_bad_len(const uint8_t *p, size_t n) {
+    uint8_t c = p[0], lo = 0x80, hi = 0xbf;
+    size_t need = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 1;
+    if (c == 0xe0) lo = 0xa0;
+    if (c == 0xed) hi = 0x9f;
+    if (c == 0xf0) lo = 0x90;
+    if (c == 0xf4) hi = 0x8f;
+    size_t i = 1;
+    while (i < need && i < n && (i == 1 ? (p[i] >= lo && p[i] <= hi) : (p[i] >= 0x80 && p[i] <= 0xbf))) i++;
+    return i;
+}
+
+/* REPLACE_INVALID: replace each ill-formed part of buf[ok, n) by U+FFFD
+ * (all: the incomplete tail too), advancing ok over what is decided. Out
+ * of memory for a longer buffer: '?' instead. */
+static void tok_stream_replace(lyra_tok_stream *s, int all) {
+    static const char rep[3] = {(char)0xef, (char)0xbf, (char)0xbd};
+    while (s->ok < s->n) {
+        const uint8_t *p = (const uint8_t *)s->buf + s->ok;
+        size_t left = s->n - s->ok, u = tok_utf8_unit(p, left), bad;
+        if (u == 0) {
+            if (!all) return;
+            bad = left; /* an incomplete character: its start is the subpart */
+        } else if (u > 1 || p[0] < 0x80) {
+            s->ok += u;
+            continue;
+        } else bad = tok_utf8_bad_len(p, left);
+        size_t r = 3;
+        if (s->n - bad + r > s->cap) {
+            size_t c = s->cap * 2;
+            char *b = realloc(s->buf, c);
+            if (b) { s->buf = b; s->cap = c; }
+            else r = 1;
+        }
+        memmove(s->buf + s->ok + r, s->buf + s->ok + bad, s->n - s->ok - bad);
+        memcpy(s->buf + s->ok, r == 3 ? rep : "?", r);
+        s->n = s->n - bad + r;
+        s->ok += r;
+    }
+}
+
 /* Move the decided bytes (whole units, up to cap) from the buffer to out;
  * all: also the undecided tail (flush). */
 static size_t tok_stream_emit(lyra_tok_stream *s, char *out, size_t cap, int all) {
+    if (s->flags & LYRA_TOK_STREAM_REPLACE_INVALID) tok_stream_replace(s, all);
     size_t k = 0;
     while (k < s->n) {
         size_t u = tok_utf8_unit((const uint8_t *)s->buf + k, s->n - k);
@@ -674,6 +720,7 @@ static size_t tok_stream_emit(lyra_tok_stream *s, char *out, size_t cap, int all
     if (out) memcpy(out, s->buf, k);
     memmove(s->buf, s->buf + k, s->n - k);
     s->n -= k;
+    s->ok = s->ok > k ? s->ok - k : 0;
     return k;
 }
 

@@ -75,7 +75,10 @@ size_t lyra_tok_piece(const lyra_tokenizer *t, int32_t id, int render_special,
  * Feeds tokens one at a time and returns only complete UTF-8: bytes of a
  * character split over several tokens (e.g. <0xE2><0x96><0x81>) are held
  * until the character is complete; bytes that cannot become valid UTF-8 are
- * returned as they are as soon as that is certain.
+ * returned as they are as soon as that is certain (with
+ * LYRA_TOK_STREAM_REPLACE_INVALID: replaced by U+FFFD, one per maximal
+ * invalid subpart as in the Unicode standard's practice and Python's
+ * errors="replace", so that every byte returned is valid UTF-8).
  *
  * Leading space (SPM with add_space_prefix only; ignored otherwise): the
  * tokenizer put one ' ' in front of the text, and the caller says whether to
@@ -93,6 +96,7 @@ enum {
     LYRA_TOK_STREAM_RENDER_SPECIAL = 1,
     LYRA_TOK_STREAM_STRIP_AFTER_BOS = 2,
     LYRA_TOK_STREAM_STRIP_FIRST = 4,
+    LYRA_TOK_STREAM_REPLACE_INVALID = 8,
 };
 typedef struct lyra_tok_stream lyra_tok_stream;
 /* NULL when out of memory. t must outlive the stream. */
@@ -101,7 +105,8 @@ lyra_tok_stream *lyra_tok_stream_new(const lyra_tokenizer *t, int flags);
  * to cap) to buf and return their count. Bytes that do not fit stay pending
  * and come out on the next feed or flush. */
 size_t lyra_tok_stream_feed(lyra_tok_stream *s, int32_t id, char *buf, size_t cap);
-/* Write what is pending (an incomplete tail too, as is), up to cap; call
+/* Write what is pending (an incomplete tail too, as is or, with
+ * REPLACE_INVALID, as one U+FFFD), up to cap; call
  * again while lyra_tok_stream_pending() > 0 if cap was small. With cap >= 4
  * characters are never cut; a smaller cap may cut one to make progress. */
 size_t lyra_tok_stream_flush(lyra_tok_stream *s, char *buf, size_t cap);

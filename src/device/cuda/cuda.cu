@@ -9,6 +9,8 @@
  * it in the order the runtime calls, so ops need no synchronisation between
  * them. copy_in returns once the source may be reused (the bytes are in the
  * staging buffer or DMA'd), copy_out once the destination holds the data. */
+#include <dlfcn.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,7 +41,7 @@ int lc_launched(lyra_device *d, const char *what) { return lc_ok(d, cudaGetLastE
 
 int lc_blas_ok(lyra_device *d, cublasStatus_t s, const char *what) {
     if (s == CUBLAS_STATUS_SUCCESS) return 1;
-    lc_fail(d, "%s: %s (%s)", what, cublasGetStatusString(s), cublasGetStatusName(s));
+    lc_fail(d, "%s: %s (%s)", what, lc_blas.status_string(s), lc_blas.status_name(s));
     return 0;
 }
 
@@ -187,10 +189,10 @@ static void cuda_set_work(lyra_device *d, void *work, size_t size) {
     c->blas_ws_set = 0;
     if (!lc_use(d)) return;
     if (!use_ws) { /* no GEMM will run: cuBLAS needs no workspace */
-        (void)cublasSetWorkspace(c->blas, NULL, 0);
+        (void)lc_blas.set_workspace(c->blas, NULL, 0);
         return;
     }
-    if (lc_blas_ok(d, cublasSetWorkspace(c->blas, w, c->blas_ws), "cublasSetWorkspace"))
+    if (lc_blas_ok(d, lc_blas.set_workspace(c->blas, w, c->blas_ws), "cublasSetWorkspace"))
         c->blas_ws_set = 1;
 }
 
@@ -201,7 +203,7 @@ static void cuda_destroy(lyra_device *d) {
     if (c) {
         if (cudaSetDevice(c->ordinal) == cudaSuccess) {
             if (c->stream) (void)cudaStreamSynchronize(c->stream);
-            if (c->blas) (void)cublasDestroy(c->blas);
+            if (c->blas) (void)lc_blas.destroy(c->blas);
             for (int i = 0; i < 2; i++)
                 if (c->stage_ev[i]) (void)cudaEventDestroy(c->stage_ev[i]);
             if (c->stream) (void)cudaStreamDestroy(c->stream);
@@ -291,13 +293,18 @@ static int device_new(int index, int ordinal, int part, int parts, lyra_device *
     {
         /* cuBLAS on our stream, with no workspace until set_work gives one
          * (cublasSetStream resets the workspace, so it comes first) */
-        cublasStatus_t s = cublasCreate(&c->blas);
-        if (s == CUBLAS_STATUS_SUCCESS) s = cublasSetStream(c->blas, c->stream);
+        if (lc_blas_load(why, cap)) {
+            (void)cudaGetLastError();
+            cuda_destroy(d);
+            return LYRA_ERR_RUNTIME;
+        }
+        cublasStatus_t s = lc_blas.create(&c->blas);
+        if (s == CUBLAS_STATUS_SUCCESS) s = lc_blas.set_stream(c->blas, c->stream);
         /* (a cuBLAS that refused "no workspace" would keep its own pool:
          * not worth losing the GPU for) */
-        if (s == CUBLAS_STATUS_SUCCESS) (void)cublasSetWorkspace(c->blas, NULL, 0);
+        if (s == CUBLAS_STATUS_SUCCESS) (void)lc_blas.set_workspace(c->blas, NULL, 0);
         if (s != CUBLAS_STATUS_SUCCESS) {
-            snprintf(why, cap, "cuBLAS: %s", cublasGetStatusString(s));
+            snprintf(why, cap, "cuBLAS: %s", lc_blas.status_string(s));
             (void)cudaGetLastError();
             cuda_destroy(d);
             return LYRA_ERR_RUNTIME;
@@ -334,12 +341,53 @@ fail:
     return e == cudaErrorMemoryAllocation ? LYRA_ERR_OOM : LYRA_ERR_RUNTIME;
 }
 
-/* One note per process when CUDA GPUs are missing or unusable. */
-static int g_noted;
+/* ---- cuBLAS by dlopen (cuda_impl.cuh) ---- */
+lc_blas_api lc_blas;
+static pthread_once_t g_blas_once = PTHREAD_ONCE_INIT;
+static char g_blas_why[256]; /* "" once loaded */
 
-static void note_once(const char *fmt, const char *why) {
-    if (__atomic_exchange_n(&g_noted, 1, __ATOMIC_RELAXED)) return;
-    LYRA_WARN(fmt, why);
+#define LC_STR_(x) #x
+#define LC_STR(x) LC_STR_(x) /* the exported name behind cublas_v2.h's macro */
+
+static void blas_load_once(void) {
+    /* the soname first (the loader's search path), then the toolkit lyra was
+     * built with */
+    void *h = dlopen(LYRA_CUBLAS_SONAME, RTLD_NOW | RTLD_LOCAL);
+    if (!h) h = dlopen(LYRA_CUBLAS_DIR "/" LYRA_CUBLAS_SONAME, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        const char *e = dlerror();
+        snprintf(g_blas_why, sizeof g_blas_why, "cuBLAS: cannot load %s (%.180s)", LYRA_CUBLAS_SONAME,
+                 e ? e : "not found");
+        return;
+    }
+    const char *missing = NULL;
+#define LC_SYM(field, fn)                                                    \
+    if (!(*(void **)&lc_blas.field = dlsym(h, LC_STR(fn))) && !missing) missing = LC_STR(fn)
+    LC_SYM(create, cublasCreate);
+    LC_SYM(destroy, cublasDestroy);
+    LC_SYM(set_stream, cublasSetStream);
+    LC_SYM(set_workspace, cublasSetWorkspace);
+    LC_SYM(gemm_ex, cublasGemmEx);
+    LC_SYM(status_string, cublasGetStatusString);
+    LC_SYM(status_name, cublasGetStatusName);
+#undef LC_SYM
+    if (missing) snprintf(g_blas_why, sizeof g_blas_why, "cuBLAS: %s lacks %s", LYRA_CUBLAS_SONAME, missing);
+}
+
+int lc_blas_load(char *why, size_t cap) {
+    pthread_once(&g_blas_once, blas_load_once);
+    if (!g_blas_why[0]) return 0;
+    if (why && cap) snprintf(why, cap, "%.190s", g_blas_why);
+    return -1;
+}
+
+/* One note per process when CUDA GPUs are missing or unusable: a warning
+ * when the user asked for a GPU, else a debug line (-v); each level once. */
+static int g_noted[2];
+
+static void note_once(int asked, const char *fmt, const char *why) {
+    if (__atomic_exchange_n(&g_noted[asked != 0], 1, __ATOMIC_RELAXED)) return;
+    lyra_log(asked ? LYRA_LOG_WARN : LYRA_LOG_DEBUG, fmt, why);
 }
 
 extern "C" {
@@ -363,15 +411,15 @@ int lyra_cuda_available(void) { return lyra_cuda_count(NULL, 0) > 0; }
 
 int lyra_device_is_cuda(const lyra_device *d) { return d && d->ops == &cuda_ops; }
 
-int lyra_cuda_devices_open(const char *env, int n_threads, lyra_device **out, int max, int *n,
-                           lyra_error *err) {
+int lyra_cuda_devices_open(const char *env, int asked, int n_threads, lyra_device **out, int max,
+                           int *n, lyra_error *err) {
     (void)n_threads;
     *n = 0;
     if (env && !env[0]) return LYRA_OK; /* every GPU hidden on purpose */
     char why[256];
     int cards = lyra_cuda_count(why, sizeof why);
     if (cards == 0) {
-        note_once("CUDA: no usable GPU (%s); running on the CPU", why);
+        note_once(asked, "CUDA: no usable GPU (%s); running on the CPU", why);
         return LYRA_OK;
     }
     int ord[LYRA_CUDA_MAX_DEVICES], k = 0;
@@ -402,7 +450,7 @@ int lyra_cuda_devices_open(const char *env, int n_threads, lyra_device **out, in
     }
     *n = created;
     if (first_why[0])
-        note_once(created ? "CUDA: a GPU is unusable (%s); running without it"
+        note_once(asked, created ? "CUDA: a GPU is unusable (%s); running without it"
                           : "CUDA: no usable GPU (%s); running on the CPU",
                   first_why);
     return LYRA_OK;

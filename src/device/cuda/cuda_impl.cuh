@@ -59,6 +59,28 @@ int lc_ok(lyra_device *d, cudaError_t e, const char *what);
 int lc_launched(lyra_device *d, const char *what);
 /* The same for a cuBLAS status. */
 int lc_blas_ok(lyra_device *d, cublasStatus_t s, const char *what);
+
+/* cuBLAS, loaded with dlopen when the first GPU is opened (cuda.cu), so that
+ * runs without a GPU and commands that need no device never load it. The
+ * entry points used, by the names cublas_v2.h gives them. */
+typedef struct lc_blas_api {
+    decltype(&cublasCreate) create;
+    decltype(&cublasDestroy) destroy;
+    decltype(&cublasSetStream) set_stream;
+    decltype(&cublasSetWorkspace) set_workspace;
+    /* the exported cublasGemmEx (C++ adds an inline overload) */
+    cublasStatus_t (*gemm_ex)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int,
+                              const void *, const void *, cudaDataType, int, const void *, cudaDataType,
+                              int, const void *, void *, cudaDataType, int, cublasComputeType_t,
+                              cublasGemmAlgo_t);
+    decltype(&cublasGetStatusString) status_string;
+    decltype(&cublasGetStatusName) status_name;
+} lc_blas_api;
+/* The loaded entry points (filled once by lc_blas_load, then read-only). */
+extern lc_blas_api lc_blas;
+/* Load cuBLAS once per process (thread-safe); 0, or -1 with the reason in
+ * why (every later call gives the same answer). */
+int lc_blas_load(char *why, size_t cap);
 /* Make d's card current for this thread; 0 (recorded) on failure. */
 int lc_use(lyra_device *d);
 

@@ -358,7 +358,7 @@ static int gemm(lyra_device *d, int m, int n, int k, const void *A, cudaDataType
                 const void *B, cudaDataType_t bt, float *C, int ldc) {
     const float one = 1.0f, zero = 0.0f;
     return lc_blas_ok(d,
-                      cublasGemmEx(LC(d)->blas, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &one, A, at, k,
+                      lc_blas.gemm_ex(LC(d)->blas, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &one, A, at, k,
                                    B, bt, k, &zero, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
                                    CUBLAS_GEMM_DEFAULT),
                       "matmul: cublasGemmEx");
