@@ -392,11 +392,12 @@ static int chat_turn(chat_session *cs, const char *msg, lyra_error *err) {
     lyra_chat_session_answer(&cs->conv, text);
     if (interrupted && app_interrupted == SIGTERM) /* not a Ctrl-C: the chat ends */
         return lyra_err(err, LYRA_ERR_INTERRUPTED, "chat", "terminated");
-    if (interrupted && chat_quit) return chat_quit_error(cs, err); /* a second Ctrl-C */
-    if (interrupted) { /* said once the reply's line is ended */
-        app_interrupted = 0;
-        cs->stopped = 1;
+    if (chat_quit) { /* a second Ctrl-C: the reply's line ended, then exit */
+        if (cs->interactive) fputs("\n", stdout);
+        return chat_quit_error(cs, err);
     }
+    if (interrupted) cs->stopped = 1; /* said once the reply's line is ended */
+    if (app_interrupted == SIGINT) app_interrupted = 0; /* this reply's (also one as it ended) */
     return LYRA_OK;
 }
 
@@ -482,6 +483,7 @@ static int chat_loop(chat_session *cs, const chat_opts *o, lyra_error *err) {
         int got = 0;
         rc = read_line(cs, &line, &cap, &got, err);
         if (!rc && chat_quit) rc = chat_quit_error(cs, err); /* Ctrl-C between turns */
+        if (!rc && app_interrupted == SIGTERM) rc = lyra_err(err, LYRA_ERR_INTERRUPTED, "chat", "terminated");
         if (rc || !got) break;
         const char *s = line;
         while (*s == ' ' || *s == '\t') s++;
