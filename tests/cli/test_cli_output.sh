@@ -95,34 +95,34 @@ check_eq "one SIGINT: the chat goes on, exit 0 at EOF" "$?" 0
 # 3. a terminal: python's pty as stdin, stderr to a file
 if python3 -c 'import pty' 2>/dev/null; then
     # pty_chat ERRFILE ARGS...: chat with a pty as stdin; sends one line, waits
-    # for the reply to end (the next "> " prompt), then Ctrl-C at the empty
-    # prompt; prints the exit code
+    # for the reply to end (its line ended on stdout, ERRFILE.out), then
+    # Ctrl-C at the empty prompt; prints the exit code
     pty_chat() {
         local errf="$1"
         shift
         timeout 60 python3 - "$errf" "$LYRA" "$@" <<'EOF'
 import os, pty, signal, sys, time
 errf, argv = sys.argv[1], sys.argv[2:]
+outf = errf + ".out"
 pid, fd = pty.fork()
 if pid == 0:
     e = os.open(errf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(e, 2)
-    o = os.open(os.devnull, os.O_WRONLY)
+    o = os.open(outf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(o, 1)
     os.execv(argv[0], argv)
-def prompts():
-    try:
-        return open(errf).read().count("> ")
-    except OSError:
-        return 0
-def wait_prompts(n):
+def has(path, text, n=1):
     for _ in range(400):
-        if prompts() >= n:
-            return
+        try:
+            if open(path).read().count(text) >= n:
+                return
+        except OSError:
+            pass
         time.sleep(0.05)
-wait_prompts(1)
+has(errf, "> ")  # the first prompt
 os.write(fd, b"Hello\n")
-wait_prompts(2)
+has(outf, "\n")  # the reply's line ended
+has(errf, "> ", 2)  # and the next prompt is out
 time.sleep(0.3)
 os.kill(pid, signal.SIGINT)
 for _ in range(400):
