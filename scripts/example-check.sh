@@ -46,7 +46,7 @@ want=$("$BUILD/lyra" generate -m "$MODEL" -p "$PROMPT" -n "$N" --temp 0 2>/dev/n
 # shellcheck disable=SC2046
 "$CC" -Wall -Wextra "$ROOT/examples/pipeline.c" $(pkg-config --cflags --libs lyra) -o "$TMP/pipeline-shared" \
     || fail "building the example against liblyra.so"
-LD_LIBRARY_PATH=$LIBDIR ldd "$TMP/pipeline-shared" | grep -q "$LIBDIR/liblyra.so" \
+LD_LIBRARY_PATH=$LIBDIR ldd "$TMP/pipeline-shared" | grep "$LIBDIR/liblyra.so" >/dev/null \
     || fail "the shared example does not use $LIBDIR/liblyra.so"
 got=$(cd "$TMP" && LD_LIBRARY_PATH=$LIBDIR "$TMP/pipeline-shared" "$MODEL" "$PROMPT" "$N" 2>"$TMP/shared.err") \
     || { cat "$TMP/shared.err" >&2; fail "the shared example failed"; }
@@ -63,7 +63,7 @@ echo "example-check: shared: ok ($N tokens, $(wc -c <<<"$got") bytes)"
     "$(pkg-config --variable=libdir lyra)/liblyra.a" $(pkg-config --static --libs lyra | sed 's/-llyra//') \
     -o "$TMP/pipeline-static" \
     || fail "building the example against liblyra.a: $(pkg-config --static --libs lyra)"
-if ldd "$TMP/pipeline-static" | grep -q liblyra; then fail "the static example needs liblyra.so"; fi
+if ldd "$TMP/pipeline-static" | grep liblyra >/dev/null; then fail "the static example needs liblyra.so"; fi
 got=$(cd "$TMP" && "$TMP/pipeline-static" "$MODEL" "$PROMPT" "$N" 2>"$TMP/static.err") \
     || { cat "$TMP/static.err" >&2; fail "the static example failed"; }
 [ "$got" = "$want" ] || fail "static example text differs:
