@@ -205,28 +205,11 @@ static int take_opt(app_args *a, const char *arg, const app_opt *o, lyra_error *
     return args_unknown(a, arg, err);
 }
 
-/* Optimal string alignment distance of two flags without their leading
- * dashes, '-' = '_', ignoring case (the first 63 bytes). */
+/* The distance of two flags without their leading dashes. */
 static int flag_distance(const char *a, const char *b) {
-    char x[64], y[64];
-    size_t n = 0, m = 0;
     while (*a == '-') a++;
     while (*b == '-') b++;
-    for (; a[n] && n < 63; n++) x[n] = (char)(a[n] == '-' ? '_' : (a[n] >= 'A' && a[n] <= 'Z' ? a[n] + 32 : a[n]));
-    for (; b[m] && m < 63; m++) y[m] = (char)(b[m] == '-' ? '_' : (b[m] >= 'A' && b[m] <= 'Z' ? b[m] + 32 : b[m]));
-    int d[64][64];
-    for (size_t i = 0; i <= n; i++) d[i][0] = (int)i;
-    for (size_t j = 0; j <= m; j++) d[0][j] = (int)j;
-    for (size_t i = 1; i <= n; i++)
-        for (size_t j = 1; j <= m; j++) {
-            int v = d[i - 1][j - 1] + (x[i - 1] != y[j - 1]);
-            if (d[i - 1][j] + 1 < v) v = d[i - 1][j] + 1;
-            if (d[i][j - 1] + 1 < v) v = d[i][j - 1] + 1;
-            if (i > 1 && j > 1 && x[i - 1] == y[j - 2] && x[i - 2] == y[j - 1] && d[i - 2][j - 2] + 1 < v)
-                v = d[i - 2][j - 2] + 1;
-            d[i][j] = v;
-        }
-    return d[n][m];
+    return lyra_config_name_distance(a, b);
 }
 
 /* Keep cand when it is close enough to typed and the closest so far. */

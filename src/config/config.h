@@ -99,6 +99,9 @@ const char *lyra_config_key_default(int k);
 /* "did you mean X?" for an unknown key name (at top level when
  * in_pipeline is 0, inside pipeline_kwargs otherwise); "" when nothing is
  * close. Writes into buf and returns it. */
+/* Optimal string alignment distance of two names, compared without case and
+ * with '-' = '_' (the first 63 bytes): "did you mean" for keys and flags. */
+int lyra_config_name_distance(const char *a, const char *b);
 const char *lyra_config_suggest(const char *name, int in_pipeline, char *buf, size_t cap);
 
 /* --------------------------------------------------------------- layers */

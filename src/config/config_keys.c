@@ -142,7 +142,7 @@ const char *lyra_cfg_quote(const char *s, char *buf, size_t cap) {
 
 /* Optimal string alignment distance of a and b, compared without case and
  * with '-' = '_' (names are short: at most 63 bytes are looked at). */
-static int edit_distance(const char *a, const char *b) {
+int lyra_config_name_distance(const char *a, const char *b) {
     char x[64], y[64];
     size_t n = 0, m = 0;
     for (; a[n] && n < 63; n++) x[n] = (char)(a[n] == '-' ? '_' : (a[n] >= 'A' && a[n] <= 'Z' ? a[n] + 32 : a[n]));
@@ -168,7 +168,7 @@ static void consider(const char *name, const char *cand, const char *shown, int 
                      char *buf, size_t cap) {
     size_t len = strlen(name);
     int limit = len <= 3 ? 1 : len <= 6 ? 2 : 3;
-    int d = edit_distance(name, cand);
+    int d = lyra_config_name_distance(name, cand);
     if (d <= limit && d < *best) {
         *best = d;
         snprintf(buf, cap, "%s", shown);
