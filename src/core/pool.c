@@ -6,9 +6,12 @@
  * threads than CPUs (or CPUs busy with other work) a spinning thread takes
  * the core from the thread everyone is waiting for. So the spin budget is
  * per thread and adaptive: it halves each time the thread was preempted
- * while spinning (its core was wanted elsewhere) or spun in vain (the wait
- * outlasted the spin), and doubles back (up to SPIN_MAX) each time the spin
- * caught the work.
+ * while spinning (its core was wanted elsewhere) and doubles back (up to
+ * SPIN_MAX) each time the spin caught the work; every SPIN_RESET waits it
+ * starts again from SPIN_MAX, so a preemption long past does not keep it low. A wait that outlasted the
+ * spin (a pause between jobs: sampling, I/O) leaves it as it is: halving
+ * there let the budget collapse and every job then woke sleeping workers,
+ * 10x slower decode on a small model.
  *
  * With more threads than the CPUs this process may use, nothing spins, and
  * a job's nth shares are claimed (by index, each exactly once) by the
@@ -33,6 +36,7 @@ struct lyra_pool {
     int claim;             /* 1: oversubscribed: shares claimed, no spinning */
     int n_wake;            /* claim mode: workers woken per job */
     int caller_budget;     /* the caller's spin budget (adaptive) */
+    unsigned caller_waits; /* the caller's waits so far (budget resets) */
     pthread_t *threads;    /* [n-1] workers */
     pthread_mutex_t mu;
     pthread_cond_t cv;     /* workers wait here for a new generation */
@@ -50,6 +54,7 @@ typedef struct { lyra_pool *p; int ith; } worker_arg;
 
 #define SPIN_MAX 16384 /* pause iterations, a few tens of microseconds */
 #define SPIN_MIN 64
+#define SPIN_RESET 256 /* waits after which the budget starts again from SPIN_MAX */
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -70,8 +75,10 @@ static long preemptions(void) {
 
 /* The new spin budget after a wait: caught (the spin saw the work),
  * preempted (the thread lost its core meanwhile). */
-static int adapt(int budget, int caught, int preempted) {
-    if (preempted || !caught) return budget / 2 > SPIN_MIN ? budget / 2 : SPIN_MIN;
+static int adapt(int budget, int caught, int preempted, unsigned *waits) {
+    if (++*waits % SPIN_RESET == 0) return SPIN_MAX; /* a preemption long past: try again */
+    if (preempted) return budget / 2 > SPIN_MIN ? budget / 2 : SPIN_MIN;
+    if (!caught) return budget; /* a long pause (sampling, I/O): says nothing of the core */
     return budget * 2 < SPIN_MAX ? budget * 2 : SPIN_MAX;
 }
 
@@ -103,6 +110,7 @@ static void *worker_main(void *varg) {
     lyra_pool *p = wa.p;
     uint32_t seen = 0;
     int budget = p->claim ? 0 : SPIN_MAX;
+    unsigned waits = 0;
     for (;;) {
         uint32_t g;
         int spins = 0, caught = 1;
@@ -120,7 +128,7 @@ static void *worker_main(void *varg) {
             spins++;
             cpu_relax();
         }
-        if (spins && budget) budget = adapt(budget, caught, preemptions() != pre);
+        if (spins && budget) budget = adapt(budget, caught, preemptions() != pre, &waits);
         if (atomic_load(&p->stop)) break;
         seen = g;
         if (p->claim) {
@@ -211,7 +219,7 @@ void lyra_pool_run(lyra_pool *p, lyra_pool_fn fn, void *arg) {
         spins++;
         cpu_relax();
     }
-    if (spins && budget) p->caller_budget = adapt(budget, caught, preemptions() != pre);
+    if (spins && budget) p->caller_budget = adapt(budget, caught, preemptions() != pre, &p->caller_waits);
 }
 
 void lyra_pool_free(lyra_pool *p) {
