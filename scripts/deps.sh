@@ -2,8 +2,10 @@
 # deps.sh: install the Debian packages lyra needs to build and test
 # (apt-get; uses sudo when not root; waits up to 5 minutes for the apt lock
 # another apt holds). Idempotent and quiet when all present.
+# libmicrohttpd-dev: lyra serve's HTTP (docs/server.md); chromium and
+# chromium-driver: the chat page's browser test (tests/serve/, serve stage).
 set -euo pipefail
-PKGS="build-essential cmake pkg-config libjansson-dev libpcre2-dev clang libclang-rt-14-dev python3 python3-venv"
+PKGS="build-essential cmake pkg-config libjansson-dev libpcre2-dev libmicrohttpd-dev clang libclang-rt-14-dev python3 python3-venv chromium chromium-driver"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -46,6 +46,7 @@ LAYERS = [
     ["runtime"],   # models and contexts: placement, fallback, KV cache, eval
     ["config"],    # JSON model configs and model lookup
     ["gen"],       # sampler, chat, pipeline API
+    ["serve"],     # lyra serve: HTTP, OpenAI requests and JSON, the engine's slots and steps
     ["app"],       # the lyra command
 ]
 

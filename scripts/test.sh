@@ -4,7 +4,9 @@
 # PATH; its GPU tests skip without a GPU) + examples/ built against the
 # installed library (scripts/example-check.sh), clang build with -Werror (warnings gate),
 # an AddressSanitizer+UndefinedBehaviorSanitizer build + ctest, and short
-# bounded libFuzzer runs of every fuzz target. Python reference tools (numpy,
+# bounded libFuzzer runs of every fuzz target, and `lyra serve` against the
+# real openai / langchain-openai clients, a load test and headless Chromium
+# (tests/serve/, its own venv .venv-serve). Python reference tools (numpy,
 # gguf) go in .venv. Each stage prints its time. Build directories:
 # build-gcc, build-clang, build-asan, build-fuzz (build/ is scripts/install.sh's
 # and is left alone).
@@ -30,7 +32,7 @@ if [ "$FAST" = 1 ]; then
     STAGES="${LYRA_TEST_STAGES:-deps gcc}"
     CTEST_LABEL=(-L fast)
 else
-    STAGES="${LYRA_TEST_STAGES:-deps gcc clang asan fuzz}"
+    STAGES="${LYRA_TEST_STAGES:-deps gcc clang asan fuzz serve}"
     CTEST_LABEL=()
 fi
 JOBS=$(nproc)
@@ -123,6 +125,28 @@ if want fuzz; then
     done
     echo "$nf fuzz targets ran without findings"
     stage_end "fuzz (bounded)"
+fi
+if want serve; then
+    stage "serve (openai, langchain-openai, load, browser)"
+    # the server's pytest suite against the gcc build's lyra (built here when
+    # the gcc stage did not run); selenium drives Debian's chromium when
+    # present (scripts/deps.sh installs it), else that test skips
+    if [ ! -x build-gcc/lyra ]; then
+        cmake -S . -B build-gcc -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=gcc -DLYRA_CUDA=OFF \
+              -DLYRA_PYTHON="$PY" -DCMAKE_C_FLAGS="-Werror" >/dev/null
+        cmake --build build-gcc -j"$JOBS" --target lyra_cli
+    fi
+    if [ ! -x .venv-serve/bin/python ] ||
+       ! .venv-serve/bin/python -c 'import openai, langchain_openai, pytest, selenium' 2>/dev/null; then
+        python3 -m venv .venv-serve
+        .venv-serve/bin/pip install -q openai langchain-openai pytest selenium
+    fi
+    SERVE_SEL=()
+    [ "$FAST" = 1 ] && SERVE_SEL=(-m "not slow")
+    LYRA_BIN="$ROOT/build-gcc/lyra" LYRA_SHARED_DIR="${LYRA_SHARED_DIR:-$ROOT/../shared}" \
+        LYRA_TEST_ARTIFACTS="$ROOT/build-gcc/test-artifacts" \
+        .venv-serve/bin/python -m pytest -q -p no:cacheprovider tests/serve ${SERVE_SEL[@]+"${SERVE_SEL[@]}"}
+    stage_end "serve (openai, langchain-openai, load, browser)"
 fi
 echo
 echo "all stages passed ($STAGES$([ "$FAST" = 1 ] && echo ", ctest -L fast")) in $(( $(date +%s) - T0 ))s"

@@ -123,7 +123,8 @@ int app_devflags_check_gpus(const char *flag, const json_t *sizes, lyra_error *e
 #define APP_CFG_SAMPLE 0x20u  /* --seed --temp --greedy --top-k --top-p --min-p --repeat-penalty */
 #define APP_CFG_GEN 0x40u     /* -n/--n-predict/--max-new-tokens, --stop */
 #define APP_CFG_CHAT 0x80u    /* --system-prompt, --chat-template */
-#define APP_CFG_ALL 0xffu
+#define APP_CFG_ALL 0xffu     /* every group but serve's */
+#define APP_CFG_SERVE 0x100u  /* --host --port --parallel --queue (lyra serve) */
 
 /* One recorded flag. */
 typedef struct app_cfgrec {
@@ -223,7 +224,8 @@ int cmd_plan(int argc, char **argv, lyra_error *err);
 int cmd_devices(int argc, char **argv, lyra_error *err);
 int cmd_config(int argc, char **argv, lyra_error *err);
 int cmd_chat(int argc, char **argv, lyra_error *err);
-extern const char cmd_chat_usage[];
+int cmd_serve(int argc, char **argv, lyra_error *err);
+extern const char cmd_chat_usage[], cmd_serve_usage[];
 extern const char cmd_generate_usage[], cmd_tokenize_usage[], cmd_perplexity_usage[],
     cmd_bench_usage[], cmd_mkmodel_usage[], cmd_quantize_usage[], cmd_plan_usage[],
     cmd_devices_usage[], cmd_config_usage[];

@@ -65,6 +65,11 @@ static const cfg_flag g_flags[] = {
     {"--stop", "--stop", "stop", NULL, APP_CFG_GEN, 0},
     {"--system-prompt", "--system-prompt", "system_prompt", NULL, APP_CFG_CHAT, 0},
     {"--chat-template", "--chat-template", "chat_template", NULL, APP_CFG_CHAT, 0},
+    {"--host", "--host", "server_host", NULL, APP_CFG_SERVE, 0},
+    {"--port", "--port", "server_port", NULL, APP_CFG_SERVE, 0},
+    {"--parallel", "--parallel", "server_parallel", NULL, APP_CFG_SERVE, 0},
+    {"-np", "--parallel", "server_parallel", NULL, APP_CFG_SERVE, 0},
+    {"--queue", "--queue", "server_queue", NULL, APP_CFG_SERVE, 0},
 };
 #define N_FLAGS (sizeof g_flags / sizeof g_flags[0])
 

@@ -23,6 +23,7 @@ typedef struct app_cmd {
 static const app_cmd g_cmds[] = {
     {"generate", cmd_generate, cmd_generate_usage, "generate text from a prompt"},
     {"chat", cmd_chat, cmd_chat_usage, "chat with a model (the KV cache kept between turns)"},
+    {"serve", cmd_serve, cmd_serve_usage, "OpenAI-compatible HTTP server with a chat page"},
     {"tokenize", cmd_tokenize, cmd_tokenize_usage, "print the token ids of a text"},
     {"perplexity", cmd_perplexity, cmd_perplexity_usage, "perplexity of a text (llama.cpp's method)"},
     {"bench", cmd_bench, cmd_bench_usage, "prompt/generation speed and memory bandwidth"},

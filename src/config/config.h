@@ -67,6 +67,10 @@ typedef enum lyra_cfg_key {
     LYRA_CFG_MIN_P,                /* pipeline_kwargs.min_p: number 0..1 */
     LYRA_CFG_REPETITION_PENALTY,   /* pipeline_kwargs.repetition_penalty: number > 0 */
     LYRA_CFG_STOP,                 /* pipeline_kwargs.stop: array of non-empty strings */
+    LYRA_CFG_SERVER_HOST,          /* lyra serve: address to bind (default "127.0.0.1") */
+    LYRA_CFG_SERVER_PORT,          /* lyra serve: TCP port 0..65535 (default 8080) */
+    LYRA_CFG_SERVER_PARALLEL,      /* lyra serve: slots 1..256 (default 4) */
+    LYRA_CFG_SERVER_QUEUE,         /* lyra serve: waiting requests at most, 1..65536 (default 64) */
     LYRA_CFG_N_KEYS
 } lyra_cfg_key;
 
@@ -177,6 +181,13 @@ typedef struct lyra_config_gen {
     const char *chat_template;  /* NULL: from the model's metadata ("auto") */
 } lyra_config_gen;
 int lyra_config_apply_gen(lyra_config *c, lyra_config_gen *g, lyra_error *err);
+
+/* `lyra serve`'s keys (strings owned by the config). */
+typedef struct lyra_config_serve {
+    const char *host;
+    int32_t port, parallel, queue;
+} lyra_config_serve;
+void lyra_config_apply_serve(const lyra_config *c, lyra_config_serve *s);
 
 /* ----------------------------------------------------------------- show */
 

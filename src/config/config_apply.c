@@ -206,6 +206,14 @@ int lyra_config_apply_gen(lyra_config *c, lyra_config_gen *g, lyra_error *err) {
     return LYRA_OK;
 }
 
+void lyra_config_apply_serve(const lyra_config *c, lyra_config_serve *s) {
+    const json_t *h = c->value[LYRA_CFG_SERVER_HOST];
+    s->host = json_is_string(h) ? json_string_value(h) : "127.0.0.1";
+    s->port = (int32_t)json_integer_value(c->value[LYRA_CFG_SERVER_PORT]);
+    s->parallel = (int32_t)json_integer_value(c->value[LYRA_CFG_SERVER_PARALLEL]);
+    s->queue = (int32_t)json_integer_value(c->value[LYRA_CFG_SERVER_QUEUE]);
+}
+
 /* ------------------------------------------------------------------ show */
 
 json_t *lyra_config_show_json(const lyra_config *c) {

@@ -59,6 +59,10 @@ const cfg_def lyra_cfg_defs[LYRA_CFG_N_KEYS] = {
     [LYRA_CFG_REPETITION_PENALTY] = {"pipeline_kwargs.repetition_penalty", "--repeat-penalty",
                                      CFG_NUMBER, 0, 0, 0, 0.0, HUGE_VAL, 1, NULL, "1.0"},
     [LYRA_CFG_STOP] = {"pipeline_kwargs.stop", "--stop", CFG_STOP, 0, 0, 0, 0, 0, 0, NULL, "[]"},
+    [LYRA_CFG_SERVER_HOST] = {"server_host", "--host", CFG_STRING, 0, 0, 0, 0, 0, 0, NULL, "\"127.0.0.1\""},
+    [LYRA_CFG_SERVER_PORT] = {"server_port", "--port", CFG_INT, 0, 0, 65535, 0, 0, 0, NULL, "8080"},
+    [LYRA_CFG_SERVER_PARALLEL] = {"server_parallel", "--parallel", CFG_INT, 0, 1, 256, 0, 0, 0, NULL, "4"},
+    [LYRA_CFG_SERVER_QUEUE] = {"server_queue", "--queue", CFG_INT, 0, 1, 65536, 0, 0, 0, NULL, "64"},
 };
 
 #define PK "pipeline_kwargs."

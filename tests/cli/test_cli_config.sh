@@ -40,7 +40,7 @@ keys = ["model_id", "device_map", "max_memory", "reserve", "gpu_layers", "tensor
         "load_in_4bit", "context_length", "batch_size", "kv_cache_type", "threads", "seed",
         "system_prompt", "chat_template"] + ["pipeline_kwargs." + k for k in
         ["max_new_tokens", "temperature", "do_sample", "top_k", "top_p", "min_p",
-         "repetition_penalty", "stop"]]
+         "repetition_penalty", "stop"]] + ["server_host", "server_port", "server_parallel", "server_queue"]
 assert list(d) == keys, list(d)
 for k, e in d.items():
     assert set(e) == {"value", "source"} and e["source"] == "default", (k, e)

@@ -88,7 +88,7 @@ expect_err "bench -p list" 2 '-p: expected sizes' "$LYRA" bench -m "$S260" -p 1,
 expect_err "bench -n 0" 2 '-n: must be' "$LYRA" bench -m "$S260" -n 0
 
 # help and version: stdout, exit 0
-for c in "" generate tokenize perplexity bench mkmodel quantize; do
+for c in "" generate tokenize perplexity bench mkmodel quantize serve; do
     "$LYRA" $c --help >"$T/out" 2>"$T/err"
     check_eq "help $c rc" "$?" 0
     check_grep "help $c" '^usage: lyra' "$T/out"

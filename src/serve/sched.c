@@ -1,0 +1,608 @@
+/* sched.c: the engine thread, its slots and its queue (sched.h). */
+#include "serve/sched.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "gen/textstream.h"
+
+#define SRV_TOP_MAX 20 /* top_logprobs at most (request.h) */
+
+double srv_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* ---------------------------------------------------------------- requests */
+
+srv_req *srv_req_new(void) {
+    srv_req *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    r->refs = 1;
+    r->max_tokens = -1;
+    return r;
+}
+
+void srv_req_unref(srv_req *r) {
+    if (!r) return;
+    pthread_mutex_lock(&r->mu);
+    int left = --r->refs;
+    pthread_mutex_unlock(&r->mu);
+    if (left) return;
+    free(r->prompt);
+    for (int i = 0; i < r->n_stops; i++) free(r->stops[i]);
+    free(r->text);
+    json_decref(r->lp);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    free(r);
+}
+
+static void req_ref(srv_req *r) {
+    pthread_mutex_lock(&r->mu);
+    r->refs++;
+    pthread_mutex_unlock(&r->mu);
+}
+
+void srv_req_cancel(srv_req *r) {
+    pthread_mutex_lock(&r->mu);
+    r->cancelled = 1;
+    pthread_mutex_unlock(&r->mu);
+}
+
+static int req_cancelled(srv_req *r) {
+    pthread_mutex_lock(&r->mu);
+    int c = r->cancelled;
+    pthread_mutex_unlock(&r->mu);
+    return c;
+}
+
+/* The end of r: finish reason or error; wakes the HTTP side. */
+static void req_done(srv_req *r, const char *finish, int status, const char *msg) {
+    pthread_mutex_lock(&r->mu);
+    r->done = 1;
+    r->finish = finish;
+    r->err_status = status;
+    if (msg) snprintf(r->err_msg, sizeof r->err_msg, "%s", msg);
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* ------------------------------------------------------------------ engine */
+
+/* One slot: a context with the tokens in its KV cache and, while busy, the
+ * request it serves with its sampler, detokenizer and text stream. */
+typedef struct srv_slot {
+    lyra_context *ctx;
+    int32_t *kv;               /* [n_ctx] tokens in the KV cache */
+    int32_t n_kv;
+    srv_req *req;              /* NULL: free */
+    int32_t n_fed;             /* prompt tokens in the cache */
+    lyra_sampler *s;
+    lyra_detok *d;
+    lyra_textstream t;
+    int t_live;                /* t is initialised */
+    const char *stops[LYRA_CHAT_MAX_STOPS + 8];
+    int32_t *count;            /* [n_vocab] generated-token counts (penalties) */
+    float *work;               /* [n_vocab] penalised logits */
+    const int32_t *feed;       /* this step: tokens to evaluate */
+    int32_t n_feed;
+    int32_t tok;               /* this step's sampled token */
+    double used;               /* when it last got a request (LRU among equals) */
+} srv_slot;
+
+struct srv_engine {
+    lyra_model *m;
+    int32_t n_vocab, n_ctx, n_batch;
+    int n_slots;
+    srv_slot *slots;
+    srv_chat chat;
+    pthread_t th;
+    int th_live;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    srv_req **q;               /* [q_cap] ring of waiting requests */
+    int q_head, q_len, q_cap;
+    int stopping;              /* no new requests */
+    double deadline;           /* stopping: cancel what still runs after this */
+    srv_stats st;
+    double tps_t0;             /* tokens/s window start */
+    uint64_t tps_tok0;         /* gen_tokens then */
+    int n_fallback;            /* fallback steps logged */
+    int abort;                 /* the grace is over: fail what still runs (engine thread) */
+};
+
+int32_t srv_engine_n_ctx(const srv_engine *e) { return e->n_ctx; }
+
+static int slot_text_cb(const char *piece, size_t len, void *user) {
+    srv_req *r = user;
+    pthread_mutex_lock(&r->mu);
+    if (r->n_text + len + 1 > r->cap_text) {
+        size_t cap = r->cap_text ? r->cap_text : 256;
+        while (cap < r->n_text + len + 1) cap *= 2;
+        char *p = realloc(r->text, cap);
+        if (!p) {
+            pthread_mutex_unlock(&r->mu);
+            return 1; /* out of memory: cancels the text */
+        }
+        r->text = p;
+        r->cap_text = cap;
+    }
+    memcpy(r->text + r->n_text, piece, len);
+    r->n_text += len;
+    r->text[r->n_text] = '\0';
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    return 0;
+}
+
+/* Free the slot's request with finish reason / error. */
+static void slot_finish(srv_engine *e, srv_slot *s, const char *finish, int status, const char *msg) {
+    srv_req *r = s->req;
+    if (!status && s->t_live && !s->t.stopped) {
+        char buf[64];
+        size_t k = lyra_detok_flush(s->d, buf, sizeof buf);
+        lyra_error err;
+        if (lyra_textstream_feed(&s->t, buf, k, &err) == LYRA_OK) lyra_textstream_finish(&s->t);
+    } else if (!status && s->t_live) {
+        lyra_textstream_finish(&s->t);
+    }
+    if (s->t_live) lyra_textstream_free(&s->t);
+    s->t_live = 0;
+    lyra_detok_free(s->d);
+    s->d = NULL;
+    lyra_sampler_free(s->s);
+    s->s = NULL;
+    for (int32_t i = r->n_prompt; i < s->n_kv; i++) s->count[s->kv[i]] = 0;
+    int cancelled = req_cancelled(r);
+    req_done(r, finish, status, msg);
+    pthread_mutex_lock(&e->mu);
+    e->st.requests++;
+    if (status) e->st.failed++;
+    if (cancelled) e->st.cancelled++;
+    e->st.slots_busy--;
+    s->req = NULL;
+    pthread_mutex_unlock(&e->mu);
+    lyra_log(LYRA_LOG_DEBUG, "serve: slot %d: done (%s%s), prompt %d (cached %d), generated %d",
+             (int)(s - e->slots), status ? "error: " : finish, status ? msg : "", (int)r->n_prompt,
+             (int)r->n_cached, (int)r->n_gen);
+    srv_req_unref(r);
+    s->feed = NULL;
+    s->n_feed = 0;
+}
+
+/* Longest common prefix of the slot's cache and the prompt. */
+static int32_t slot_lcp(const srv_slot *s, const srv_req *r) {
+    int32_t k = 0;
+    while (k < s->n_kv && k < r->n_prompt && s->kv[k] == r->prompt[k]) k++;
+    return k;
+}
+
+/* Give r to slot s (engine thread, e->mu held). */
+static int slot_start(srv_engine *e, srv_slot *s, srv_req *r) {
+    int32_t keep = slot_lcp(s, r);
+    if (keep == r->n_prompt) keep--; /* the last prompt token again, for its logits */
+    lyra_context_truncate(s->ctx, keep);
+    s->n_kv = keep;
+    s->n_fed = keep;
+    s->req = r;
+    s->used = srv_now();
+    s->feed = NULL;
+    s->n_feed = 0;
+    r->n_cached = keep;
+    s->s = lyra_sampler_new(&r->sp, e->n_vocab);
+    s->d = lyra_detok_new(e->m);
+    int n = 0;
+    for (int i = 0; r->chat && i < e->chat.n_stops; i++) s->stops[n++] = e->chat.stops[i];
+    for (int i = 0; i < r->n_stops; i++) s->stops[n++] = r->stops[i];
+    lyra_error err;
+    int bad = !s->s || !s->d;
+    if (!bad) bad = lyra_textstream_init(&s->t, s->stops, n, r->trim, slot_text_cb, r, "serve", &err) != LYRA_OK;
+    s->t_live = !bad;
+    e->st.slots_busy++;
+    e->st.prompt_tokens += (uint64_t)r->n_prompt;
+    e->st.cached_tokens += (uint64_t)keep;
+    if (bad) return -1;
+    for (int32_t i = 0; i < r->n_prompt; i++) lyra_sampler_accept(s->s, r->prompt[i]);
+    return 0;
+}
+
+static int is_end(const srv_engine *e, const srv_req *r, int32_t t) {
+    if (lyra_token_is_eog(e->m, t)) return 1;
+    for (int i = 0; r->chat && i < e->chat.n_eot; i++)
+        if (e->chat.eot[i] == t) return 1;
+    return 0;
+}
+
+/* s[n] as a JSON string, each byte that is not part of valid UTF-8 as U+FFFD. */
+static json_t *json_str_lossy(const char *p, size_t n) {
+    char *buf = malloc(3 * n + 1);
+    if (!buf) return NULL;
+    size_t o = 0;
+    const unsigned char *u = (const unsigned char *)p;
+    for (size_t i = 0; i < n;) {
+        unsigned c = u[i];
+        size_t k = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2 : (c & 0xf8) == 0xf0 ? 3 : 9;
+        int ok = k != 9 && i + k < n;
+        unsigned cp = k == 1 ? c & 0x1f : k == 2 ? c & 0x0f : c & 0x07;
+        for (size_t j = 1; ok && j <= k; j++) {
+            ok = (u[i + j] & 0xc0) == 0x80;
+            cp = (cp << 6) | (u[i + j] & 0x3f);
+        }
+        if (ok && k) {
+            unsigned min = k == 1 ? 0x80 : k == 2 ? 0x800 : 0x10000;
+            ok = cp >= min && cp <= 0x10ffff && !(cp >= 0xd800 && cp <= 0xdfff);
+        }
+        if (ok && (k || c != 0)) {
+            memcpy(buf + o, p + i, k + 1);
+            o += k + 1;
+            i += k + 1;
+        } else {
+            memcpy(buf + o, "\xef\xbf\xbd", 3);
+            o += 3;
+            i++;
+        }
+    }
+    json_t *s = json_stringn(buf, o);
+    free(buf);
+    return s;
+}
+
+/* {"token", "logprob", "bytes"} of token t with log-probability lp. */
+static json_t *lp_item(const srv_engine *e, int32_t t, double lp) {
+    char piece[256];
+    size_t n = lyra_token_to_piece(e->m, t, 1, piece, sizeof piece);
+    if (n > sizeof piece) n = sizeof piece;
+    json_t *bytes = json_array();
+    for (size_t i = 0; i < n; i++) json_array_append_new(bytes, json_integer((unsigned char)piece[i]));
+    if (!isfinite(lp)) lp = -9999.0; /* JSON has no -inf; OpenAI uses -9999 too */
+    return json_pack("{s:o,s:f,s:o}", "token", json_str_lossy(piece, n), "logprob", lp, "bytes", bytes);
+}
+
+/* The logprob record of token t from the raw logits (log-softmax). */
+static void record_logprobs(srv_engine *e, srv_req *r, const float *logits, int32_t t) {
+    double mx = -INFINITY;
+    for (int32_t i = 0; i < e->n_vocab; i++)
+        if (logits[i] > mx) mx = logits[i];
+    double z = 0;
+    for (int32_t i = 0; i < e->n_vocab; i++) z += exp((double)logits[i] - mx);
+    double lse = mx + log(z);
+    json_t *item = lp_item(e, t, (double)logits[t] - lse);
+    json_t *top = json_array();
+    int32_t best[SRV_TOP_MAX];
+    int nb = 0;
+    for (int32_t i = 0; i < e->n_vocab && r->top_logprobs > 0; i++) { /* insertion into top k */
+        int at = nb;
+        while (at > 0 && (logits[best[at - 1]] < logits[i])) at--;
+        if (at >= r->top_logprobs) continue;
+        int end = nb < r->top_logprobs ? nb : r->top_logprobs - 1;
+        memmove(best + at + 1, best + at, sizeof *best * (size_t)(end - at));
+        best[at] = i;
+        if (nb < r->top_logprobs) nb++;
+    }
+    for (int i = 0; i < nb; i++) json_array_append_new(top, lp_item(e, best[i], (double)logits[best[i]] - lse));
+    json_object_set_new(item, "top_logprobs", top);
+    pthread_mutex_lock(&r->mu);
+    if (!r->lp) r->lp = json_array();
+    json_array_append_new(r->lp, item);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Phase 1 for a decoding slot: sample its next token from its last logits
+ * and decide whether the request ends; else feed the token. */
+static void slot_decode(srv_engine *e, srv_slot *s) {
+    srv_req *r = s->req;
+    if (r->max_tokens == 0) {
+        slot_finish(e, s, "length", 0, NULL);
+        return;
+    }
+    const float *logits = lyra_get_logits(s->ctx, -1);
+    if (!logits) {
+        slot_finish(e, s, NULL, 500, "no logits");
+        return;
+    }
+    const float *use = logits;
+    if (r->freq_pen != 0.0f || r->pres_pen != 0.0f) { /* OpenAI's penalties, on the completion's tokens */
+        memcpy(s->work, logits, sizeof *s->work * (size_t)e->n_vocab);
+        for (int32_t i = r->n_prompt; i < s->n_kv; i++) { /* each distinct token once */
+            int32_t t = s->kv[i], c = s->count[t];
+            if (c <= 0) continue;
+            s->work[t] -= (float)c * r->freq_pen + r->pres_pen;
+            s->count[t] = -c;
+        }
+        for (int32_t i = r->n_prompt; i < s->n_kv; i++)
+            if (s->count[s->kv[i]] < 0) s->count[s->kv[i]] = -s->count[s->kv[i]];
+        use = s->work;
+    }
+    int32_t tok = lyra_sampler_sample(s->s, use);
+    lyra_sampler_accept(s->s, tok);
+    if (r->logprobs) record_logprobs(e, r, logits, tok);
+    if (is_end(e, r, tok)) {
+        slot_finish(e, s, "stop", 0, NULL);
+        return;
+    }
+    pthread_mutex_lock(&r->mu);
+    r->n_gen++;
+    pthread_mutex_unlock(&r->mu);
+    pthread_mutex_lock(&e->mu);
+    e->st.gen_tokens++;
+    pthread_mutex_unlock(&e->mu);
+    char buf[256];
+    size_t k = lyra_detok_feed(s->d, tok, buf, sizeof buf);
+    lyra_error err;
+    if (lyra_textstream_feed(&s->t, buf, k, &err) != LYRA_OK || s->t.cancelled) {
+        slot_finish(e, s, NULL, 500, "out of memory");
+        return;
+    }
+    if (s->t.stopped) {
+        slot_finish(e, s, "stop", 0, NULL);
+        return;
+    }
+    if ((r->max_tokens >= 0 && r->n_gen >= r->max_tokens) || s->n_kv >= e->n_ctx) {
+        slot_finish(e, s, "length", 0, NULL);
+        return;
+    }
+    s->tok = tok;
+    s->feed = &s->tok;
+    s->n_feed = 1;
+}
+
+/* Phase 2: evaluate what every slot feeds. One lyra_eval per slot today; a
+ * batched forward pass (many sequences in one pass) replaces this loop by
+ * one call over all slots' tokens. */
+static void step_eval(srv_engine *e, srv_slot **act, int n_act) {
+    for (int i = 0; i < n_act; i++) {
+        srv_slot *s = act[i];
+        lyra_error err;
+        int rc = lyra_eval(s->ctx, s->feed, s->n_feed, 0, &err);
+        if (rc) {
+            lyra_context_truncate(s->ctx, s->n_kv);
+            lyra_log(LYRA_LOG_WARN, "serve: slot %d: %s", (int)(s - e->slots), err.msg);
+            slot_finish(e, s, NULL, rc == LYRA_ERR_OOM ? 503 : 500,
+                        rc == LYRA_ERR_OOM ? "out of memory while generating" : err.msg);
+        }
+    }
+}
+
+/* One step over the active slots. */
+static void engine_step(srv_engine *e) {
+    srv_slot *act[256];
+    int n_act = 0;
+    /* 1. plan */
+    for (int i = 0; i < e->n_slots; i++) {
+        srv_slot *s = &e->slots[i];
+        srv_req *r = s->req;
+        if (!r) continue;
+        s->feed = NULL;
+        s->n_feed = 0;
+        if (e->abort) {
+            slot_finish(e, s, NULL, 503, "the server is shutting down");
+            continue;
+        }
+        if (req_cancelled(r)) {
+            slot_finish(e, s, "stop", 0, NULL);
+            continue;
+        }
+        if (s->n_fed < r->n_prompt) {
+            int32_t n = r->n_prompt - s->n_fed;
+            if (n > e->n_batch) n = e->n_batch;
+            s->feed = r->prompt + s->n_fed;
+            s->n_feed = n;
+        } else {
+            slot_decode(e, s);
+        }
+        if (s->req && s->n_feed) act[n_act++] = s;
+    }
+    /* 2. eval */
+    step_eval(e, act, n_act);
+    /* 3. commit */
+    for (int i = 0; i < n_act; i++) {
+        srv_slot *s = act[i];
+        if (!s->req) continue; /* failed in eval */
+        memcpy(s->kv + s->n_kv, s->feed, sizeof *s->feed * (size_t)s->n_feed);
+        s->n_kv += s->n_feed;
+        if (s->n_fed < s->req->n_prompt) s->n_fed += s->n_feed;
+        else s->count[s->tok]++; /* a generated token */
+    }
+    int nf = lyra_model_fallback_steps(e->m);
+    for (; e->n_fallback < nf; e->n_fallback++) {
+        lyra_fallback_step fs;
+        if (lyra_model_fallback_step(e->m, e->n_fallback, &fs) == LYRA_OK)
+            lyra_log(LYRA_LOG_WARN, "serve: fallback while generating: out of memory on device %s, %s "
+                     "layers %d -> %d", fs.device, fs.what, (int)fs.from_k, (int)fs.to_k);
+    }
+}
+
+/* A free slot for r: the longest common prefix, then the least recently used. */
+static srv_slot *pick_slot(srv_engine *e, const srv_req *r) {
+    srv_slot *best = NULL;
+    int32_t best_k = -1;
+    for (int i = 0; i < e->n_slots; i++) {
+        srv_slot *s = &e->slots[i];
+        if (s->req) continue;
+        int32_t k = slot_lcp(s, r);
+        if (k > best_k || (k == best_k && s->used < best->used)) {
+            best = s;
+            best_k = k;
+        }
+    }
+    return best;
+}
+
+static void *engine_main(void *arg) {
+    srv_engine *e = arg;
+    pthread_mutex_lock(&e->mu);
+    for (;;) {
+        /* new requests join between two steps */
+        while (e->q_len > 0) {
+            srv_req *r = e->q[e->q_head];
+            srv_slot *s = pick_slot(e, r);
+            if (!s) break;
+            e->q_head = (e->q_head + 1) % e->q_cap;
+            e->q_len--;
+            if (slot_start(e, s, r)) {
+                pthread_mutex_unlock(&e->mu);
+                slot_finish(e, s, NULL, 500, "out of memory");
+                pthread_mutex_lock(&e->mu);
+            }
+        }
+        e->st.queue_depth = e->q_len;
+        if (e->stopping && srv_now() > e->deadline) { /* grace over: cancel what runs */
+            e->abort = 1;
+            while (e->q_len > 0) {
+                srv_req *r = e->q[e->q_head];
+                e->q_head = (e->q_head + 1) % e->q_cap;
+                e->q_len--;
+                req_done(r, NULL, 503, "the server is shutting down");
+                srv_req_unref(r);
+            }
+        }
+        if (e->st.slots_busy == 0) {
+            if (e->stopping && e->q_len == 0) break;
+            if (e->stopping) {
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_nsec += 50 * 1000000L;
+                if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+                pthread_cond_timedwait(&e->cv, &e->mu, &ts);
+            } else {
+                pthread_cond_wait(&e->cv, &e->mu);
+            }
+            continue;
+        }
+        pthread_mutex_unlock(&e->mu);
+        double t0 = srv_now();
+        engine_step(e);
+        double t1 = srv_now();
+        pthread_mutex_lock(&e->mu);
+        e->st.steps++;
+        e->st.busy_seconds += t1 - t0;
+        e->st.fallback_steps = (uint64_t)e->n_fallback;
+        if (t1 - e->tps_t0 >= 1.0) {
+            e->st.tokens_per_second = (double)(e->st.gen_tokens - e->tps_tok0) / (t1 - e->tps_t0);
+            e->tps_t0 = t1;
+            e->tps_tok0 = e->st.gen_tokens;
+        }
+    }
+    pthread_mutex_unlock(&e->mu);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ public */
+
+static void engine_free(srv_engine *e) {
+    if (!e) return;
+    for (int i = 0; e->slots && i < e->n_slots; i++) {
+        srv_slot *s = &e->slots[i];
+        if (s->req) slot_finish(e, s, NULL, 503, "the server is shutting down");
+        lyra_context_free(s->ctx);
+        free(s->kv);
+        free(s->count);
+        free(s->work);
+    }
+    free(e->slots);
+    free(e->q);
+    pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->cv);
+    free(e);
+}
+
+int srv_engine_start(lyra_model *m, const lyra_context_params *cp, int n_slots, int queue_cap,
+                     const srv_chat *chat, srv_engine **out, lyra_error *err) {
+    *out = NULL;
+    if (n_slots < 1 || n_slots > 256) return lyra_err(err, LYRA_ERR_INPUT, "--parallel", "must be 1..256");
+    srv_engine *e = calloc(1, sizeof *e);
+    if (!e) return lyra_err(err, LYRA_ERR_OOM, "serve", "out of memory");
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->cv, NULL);
+    e->m = m;
+    e->chat = *chat;
+    e->n_vocab = lyra_model_n_vocab(m);
+    e->n_slots = n_slots;
+    e->q_cap = queue_cap > 0 ? queue_cap : 1;
+    e->slots = calloc((size_t)n_slots, sizeof *e->slots);
+    e->q = calloc((size_t)e->q_cap, sizeof *e->q);
+    if (!e->slots || !e->q) {
+        engine_free(e);
+        return lyra_err(err, LYRA_ERR_OOM, "serve", "out of memory");
+    }
+    for (int i = 0; i < n_slots; i++) {
+        srv_slot *s = &e->slots[i];
+        int rc = lyra_context_new(m, cp, &s->ctx, err);
+        if (rc) {
+            engine_free(e);
+            return rc;
+        }
+        e->n_ctx = lyra_context_n_ctx(s->ctx);
+        s->kv = malloc(sizeof *s->kv * (size_t)e->n_ctx);
+        s->count = calloc((size_t)e->n_vocab, sizeof *s->count);
+        s->work = malloc(sizeof *s->work * (size_t)e->n_vocab);
+        if (!s->kv || !s->count || !s->work) {
+            engine_free(e);
+            return lyra_err(err, LYRA_ERR_OOM, "serve", "out of memory");
+        }
+    }
+    e->n_batch = cp && cp->n_batch > 0 ? cp->n_batch : 512;
+    if (e->n_batch > e->n_ctx) e->n_batch = e->n_ctx;
+    e->st.slots = n_slots;
+    e->n_fallback = lyra_model_fallback_steps(m); /* load steps are logged by the load */
+    e->tps_t0 = srv_now();
+    if (pthread_create(&e->th, NULL, engine_main, e)) {
+        engine_free(e);
+        return lyra_err(err, LYRA_ERR_RUNTIME, "serve", "cannot start the engine thread");
+    }
+    e->th_live = 1;
+    *out = e;
+    return LYRA_OK;
+}
+
+int srv_engine_submit(srv_engine *e, srv_req *r) {
+    pthread_mutex_lock(&e->mu);
+    int rc = 0;
+    if (e->stopping) {
+        rc = 503;
+    } else if (e->q_len >= e->q_cap) {
+        e->st.rejected++;
+        rc = 429;
+    } else {
+        req_ref(r);
+        e->q[(e->q_head + e->q_len) % e->q_cap] = r;
+        e->q_len++;
+        e->st.queue_depth = e->q_len;
+        pthread_cond_signal(&e->cv);
+    }
+    pthread_mutex_unlock(&e->mu);
+    return rc;
+}
+
+void srv_engine_stop(srv_engine *e, double grace_s) {
+    if (!e || !e->th_live) return;
+    pthread_mutex_lock(&e->mu);
+    e->stopping = 1;
+    e->deadline = srv_now() + grace_s;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    pthread_join(e->th, NULL);
+    e->th_live = 0;
+}
+
+void srv_engine_free(srv_engine *e) {
+    srv_engine_stop(e, 0.0);
+    engine_free(e);
+}
+
+void srv_engine_stats(srv_engine *e, srv_stats *out) {
+    pthread_mutex_lock(&e->mu);
+    *out = e->st;
+    double now = srv_now();
+    if (now - e->tps_t0 > 3.0) out->tokens_per_second = 0.0; /* idle */
+    pthread_mutex_unlock(&e->mu);
+}

@@ -1,0 +1,122 @@
+/* sched.h: the server's engine: N slots on one model, a bounded queue, and
+ * one engine thread running continuous batching at the step level.
+ *
+ * A slot is a lyra_context of the shared model (its own KV cache) with the
+ * tokens in that cache, a sampler, a detokenizer and a text stream. A step
+ * (sched.c, engine_step) has three phases:
+ *   1. plan: every active slot decides what it feeds: a chunk of its prompt,
+ *      or (its prompt done) the token it samples now from its last logits;
+ *      finished and cancelled slots are freed here;
+ *   2. eval: what the slots feed is evaluated (step_eval: today one
+ *      lyra_eval per slot; the engine's batched forward pass of issue 15
+ *      item 1 replaces this one function by a single batched call);
+ *   3. commit: the fed tokens join each slot's cache record.
+ * Between two steps new requests leave the queue for free slots (the slot
+ * whose cache shares the longest prefix with the prompt: its KV is kept up
+ * to that prefix), so a request joins the running batch at the next step,
+ * and a cancelled request (a client that went away) frees its slot at the
+ * next step. Each request has its own sampler seeded from its seed, and
+ * each slot its own context, so a request's tokens do not depend on what
+ * else runs.
+ *
+ * Threads: HTTP threads create requests (srv_req_new), submit them and read
+ * their output under the request's mutex; the engine thread alone touches
+ * the model and the slots. The engine's mutex guards the queue, the
+ * counters and the slots' request pointers. */
+#ifndef LYRA_SERVE_SCHED_H
+#define LYRA_SERVE_SCHED_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "gen/chat.h"
+#include "lyra.h"
+
+/* One request as the engine sees it. Refcounted: the HTTP side and the
+ * engine each hold a reference while they use it. */
+typedef struct srv_req {
+    /* set before srv_engine_submit, then read-only */
+    int chat;                  /* chat template stops apply */
+    int32_t *prompt;           /* [n_prompt] tokens (owned) */
+    int32_t n_prompt;
+    int64_t max_tokens;        /* -1: until an end token or a full context */
+    lyra_sampler_params sp;    /* sampler settings, seed included */
+    float freq_pen, pres_pen;  /* OpenAI's frequency / presence penalties */
+    char *stops[8];            /* the request's stop strings (owned) */
+    int n_stops;
+    int logprobs;              /* 1: record the logprob of each token */
+    int top_logprobs;          /* alternatives per token */
+    int trim;                  /* chat: no white space at either end of the text */
+    /* output, under mu */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;         /* signalled on new text, logprobs and at the end */
+    char *text;                /* [n_text] the text decided so far (owned) */
+    size_t n_text, cap_text;
+    json_t *lp;                /* array of {token, logprob, bytes, top_logprobs}, or NULL */
+    int done;                  /* finished: finish / err_* are final */
+    const char *finish;        /* "stop" or "length" */
+    int err_status;            /* non-zero: the request failed with this HTTP status */
+    char err_msg[256];
+    int32_t n_cached;          /* prompt tokens found in the slot's cache */
+    int32_t n_gen;             /* tokens generated */
+    int cancelled;             /* set by the HTTP side: the client went away */
+    int refs;
+} srv_req;
+
+srv_req *srv_req_new(void); /* one reference; NULL when out of memory */
+void srv_req_unref(srv_req *r);
+/* The HTTP side gives up on r (client gone): the engine frees the slot. */
+void srv_req_cancel(srv_req *r);
+
+/* Counters for /metrics. */
+typedef struct srv_stats {
+    uint64_t requests;         /* requests finished */
+    uint64_t failed;           /* of them, failed */
+    uint64_t cancelled;        /* of them, cancelled by the client */
+    uint64_t rejected;         /* refused: queue full */
+    uint64_t prompt_tokens;    /* prompt tokens of started requests */
+    uint64_t cached_tokens;    /* of them, reused from a slot's cache */
+    uint64_t gen_tokens;       /* tokens generated */
+    uint64_t steps;            /* engine steps */
+    uint64_t fallback_steps;   /* the model's fallback history length */
+    double busy_seconds;       /* time spent in steps */
+    double tokens_per_second;  /* generated tokens/s over the last few seconds */
+    int queue_depth;           /* requests waiting */
+    int slots_busy;            /* slots with a request */
+    int slots;                 /* slots in all */
+} srv_stats;
+
+typedef struct srv_engine srv_engine;
+
+/* The model's chat setup that rendering and the engine share. */
+typedef struct srv_chat {
+    lyra_chat tmpl;                        /* the chat template */
+    const char *stops[LYRA_CHAT_MAX_STOPS];/* its stop texts */
+    int n_stops;
+    int32_t eot[LYRA_CHAT_MAX_STOPS];      /* tokens whose text is a stop text */
+    int n_eot;
+} srv_chat;
+
+/* Start the engine on model m (borrowed; outlives the engine): n_slots
+ * contexts with cp, a queue of at most queue_cap waiting requests. */
+int srv_engine_start(lyra_model *m, const lyra_context_params *cp, int n_slots, int queue_cap,
+                     const srv_chat *chat, srv_engine **out, lyra_error *err);
+/* Queue r (takes a reference). 0, 429 when the queue is full, 503 when the
+ * engine stops. */
+int srv_engine_submit(srv_engine *e, srv_req *r);
+/* Stop: no new requests (submit answers 503); running and queued ones get
+ * grace_s seconds to finish, then fail with 503; joins the thread. Stats
+ * and submit stay valid until srv_engine_free. */
+void srv_engine_stop(srv_engine *e, double grace_s);
+void srv_engine_free(srv_engine *e); /* stops (no grace) if not stopped; NULL ok */
+void srv_engine_stats(srv_engine *e, srv_stats *out);
+/* Context size of a slot (a prompt must be shorter). */
+int32_t srv_engine_n_ctx(const srv_engine *e);
+
+/* Monotonic seconds. */
+double srv_now(void);
+
+#endif
