@@ -5,6 +5,7 @@ runs alone on an idle server; none is lost or mixed up; the server's RSS is
 flat afterwards; the whole run is bounded in time."""
 import concurrent.futures
 import json
+import os
 import random
 import socket
 import time
@@ -14,7 +15,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-N_REQ = 500
+N_REQ = int(os.environ.get("LYRA_LOAD_REQUESTS", "500"))  # fewer for sanitizer builds
 N_CLIENTS = 64
 WORDS = "cat dog sun tree boat little happy red went saw the a big girl boy ran".split()
 
@@ -94,6 +95,8 @@ def test_load(make_server):
     done = [i for i in got if got[i] is not None]
     assert len(done) > N_REQ * 0.8
     bad = [(i, got[i], alone[i]) for i in done if got[i] != alone[i]]
+    for i, g, a in bad:
+        print("DIFFER", i, reqs[i], "got", g, "alone", a)
     assert not bad, f"{len(bad)} answers differ from running alone, e.g. {bad[:3]}"
     # the server is idle again: no slot busy, nothing queued, the cancels counted
     deadline = time.time() + 10
@@ -109,5 +112,6 @@ def test_load(make_server):
         list(pool.map(lambda r: run_one(s.port, r[1], r[2], r[3], r[4]), reqs, timeout=300))
     rss1 = s.rss_kib()
     print(f"alone {t_alone:.1f}s, {N_CLIENTS} clients {t_load:.1f}s, rss {rss0} -> {rss1} KiB")
-    assert rss1 < rss0 * 1.25 + 16 * 1024, (rss0, rss1)
+    if not os.environ.get("LYRA_LOAD_NO_RSS"):  # sanitizers keep freed memory (quarantine)
+        assert rss1 < rss0 * 1.25 + 16 * 1024, (rss0, rss1)
     assert t_load < 120
