@@ -37,7 +37,7 @@
 #include "lyra.h"
 
 const char cmd_chat_usage[] =
-    "usage: lyra chat -m MODEL [--system-prompt TEXT] [--chat-template NAME]\n"
+    "usage: lyra chat -m MODEL [--system-prompt TEXT] [--chat-template NAME|FILE]\n"
     "                 [-n N] [--temp T] [--greedy] [--top-k K] [--top-p P]\n"
     "                 [--min-p P] [--repeat-penalty R] [--repeat-last-n N]\n"
     "                 [--seed S] [--stop S] [--threads N] [--ctx N] [--batch N]\n"
@@ -63,11 +63,12 @@ const char cmd_chat_usage[] =
     "                         unless the config file has model_id)\n"
     "  --system-prompt TEXT   system prompt (default: none, or the one the\n"
     "                         model's template writes when given none)\n"
-    "  --chat-template NAME   chatml | llama2 | llama3 | phi3 | gemma | zephyr |\n"
-    "                         plain | none | auto (default auto: recognised from\n"
-    "                         the model's tokenizer.chat_template; else plain\n"
-    "                         User:/Assistant: turns, with a warning); none: the\n"
-    "                         texts as they are\n"
+    "  --chat-template NAME|FILE  chatml | llama2 | llama3 | phi3 | gemma |\n"
+    "                         zephyr | plain | none | auto, or a Jinja template\n"
+    "                         file (a path with a '/' or ending in .jinja)\n"
+    "                         (default auto: the model's tokenizer.chat_template\n"
+    "                         rendered as Jinja; else plain User:/Assistant:\n"
+    "                         turns, with a warning); none: the texts as they are\n"
     "  -n, --n-predict N      tokens per reply at most (default 256; also\n"
     "                         --max-new-tokens); -1: until the end of the turn\n"
     "                         or a full context\n"
@@ -123,22 +124,27 @@ typedef struct chat_opts {
     lyra_model_params mp;     /* device flags */
 } chat_opts;
 
-/* --chat-template NAME: a template chat knows (any case) or auto, checked
- * here with chat's own message; *(const char **)dst keeps the value as
- * typed. Set on the config (lowercased) after the file is loaded. */
+/* --chat-template NAME|FILE: a template chat knows (any case), auto, or a
+ * Jinja template file (a path with a '/' or ending in .jinja or .j2),
+ * checked here with chat's own message; *(const char **)dst keeps the value
+ * as typed. Set on the config (a name lowercased) after the file is loaded. */
 static int flag_template(app_args *a, const char *arg, void *dst, lyra_error *err) {
     (void)arg;
     const char **name = dst;
     lyra_chat_kind k;
     int rc = args_str(a, name, err);
-    if (!rc && strcmp(*name, "auto") && lyra_chat_kind_from_name(*name, &k))
-        rc = lyra_err(err, LYRA_ERR_INPUT, a->flag, "unknown template '%s' (expected %s or auto)", *name,
-                      LYRA_CHAT_NAMES);
+    if (!rc && strcmp(*name, "auto") && lyra_chat_kind_from_name(*name, &k) && !lyra_chat_template_is_file(*name))
+        rc = lyra_err(err, LYRA_ERR_INPUT, a->flag,
+                      "unknown template '%s' (expected %s or auto, or a Jinja template file: a path with a "
+                      "'/' or ending in .jinja)",
+                      *name, LYRA_CHAT_NAMES);
     return rc;
 }
 
 /* --chat-template's value over the config file's chat_template. */
 static int set_template_flag(lyra_config *c, const char *name, lyra_error *err) {
+    if (lyra_chat_template_is_file(name))
+        return lyra_config_set(c, "chat_template", name, "flag:--chat-template", "--chat-template", err);
     char low[32];
     size_t n = strlen(name);
     if (n >= sizeof low) n = sizeof low - 1; /* checked already: a known name is short */
@@ -207,33 +213,59 @@ typedef struct chat_session {
 
 static void session_free(chat_session *cs) { lyra_chat_session_free(&cs->conv); }
 
-/* The template: --chat-template or the config's chat_template, else the
- * model's tokenizer.chat_template (said on stderr); then the texts that end
- * a reply: the template's, then --stop's. */
+/* The template: --chat-template or the config's chat_template (a format
+ * name, or a Jinja file), else the model's tokenizer.chat_template rendered
+ * as Jinja (said on stderr; when it does not parse, the format it shows is
+ * used instead, with a warning, or it is an error if it shows none), else
+ * plain; then the texts that end a reply: the template's, then --stop's. */
 static int setup_template(chat_session *cs, const chat_opts *o, lyra_error *err) {
     lyra_chat_kind kind;
     if (o->tmpl_name) {
         const char *src = o->tmpl_source ? o->tmpl_source : "";
+        const char *from = !strncmp(src, "file:", 5) ? src + 5 : NULL;
+        if (lyra_chat_template_is_file(o->tmpl_name)) {
+            int rc = lyra_chat_session_template_jinja(&cs->conv, o->tmpl_name, o->stop, o->n_stop, "chat", err);
+            if (!rc) {
+                if (from) lyra_log(LYRA_LOG_INFO, "chat: template %s (Jinja; chat_template in %s)", o->tmpl_name, from);
+                else lyra_log(LYRA_LOG_INFO, "chat: template %s (Jinja; --chat-template)", o->tmpl_name);
+            }
+            return rc;
+        }
         if (lyra_chat_kind_from_name(o->tmpl_name, &kind))
-            return lyra_err(err, LYRA_ERR_INPUT, !strncmp(src, "file:", 5) ? src + 5 : "--chat-template",
+            return lyra_err(err, LYRA_ERR_INPUT, from ? from : "--chat-template",
                             "chat_template: unknown template '%s' (expected %s)", o->tmpl_name,
                             LYRA_CHAT_NAMES);
-        if (!strncmp(src, "file:", 5))
-            lyra_log(LYRA_LOG_INFO, "chat: template %s (chat_template in %s)", lyra_chat_kind_name(kind),
-                     src + 5);
+        if (from)
+            lyra_log(LYRA_LOG_INFO, "chat: template %s (chat_template in %s)", lyra_chat_kind_name(kind), from);
         else
             lyra_log(LYRA_LOG_INFO, "chat: template %s (--chat-template)", lyra_chat_kind_name(kind));
     } else {
         int known = 0, has = 0;
         kind = lyra_chat_session_detect(&cs->conv, &known, &has);
-        if (known)
-            lyra_log(LYRA_LOG_INFO, "chat: template %s (from the model's tokenizer.chat_template)",
-                     lyra_chat_kind_name(kind));
-        else
-            lyra_log(LYRA_LOG_WARN, "chat: %s; using plain User:/Assistant: turns (--chat-template NAME to "
-                     "choose: %s)", has ? "the model's chat template is not one lyra knows"
-                                        : "the model has no chat template (tokenizer.chat_template)",
-                     LYRA_CHAT_NAMES);
+        if (has) {
+            int rc = lyra_chat_session_template_jinja(&cs->conv, NULL, o->stop, o->n_stop, "chat", err);
+            if (!rc) {
+                lyra_log(LYRA_LOG_INFO, "chat: template %s (from the model's tokenizer.chat_template)",
+                         known ? lyra_chat_kind_name(kind) : "jinja");
+                lyra_log(LYRA_LOG_INFO, "chat: the model's template is rendered as Jinja%s",
+                         known ? "" : "; a reply ends at the end-of-sequence token");
+                if (!cs->conv.system && cs->conv.tmpl.default_system[0])
+                    lyra_log(LYRA_LOG_INFO, "chat: the template's default system prompt: %s",
+                             cs->conv.tmpl.default_system);
+                return LYRA_OK;
+            }
+            if (!known || rc != LYRA_ERR_INPUT) {
+                if (rc == LYRA_ERR_INPUT)
+                    lyra_log(LYRA_LOG_INFO, "chat: --chat-template NAME|FILE chooses another template (%s)",
+                             LYRA_CHAT_NAMES);
+                return rc;
+            }
+            lyra_log(LYRA_LOG_WARN, "chat: %s; using lyra's %s format instead (--chat-template NAME|FILE to "
+                     "choose)", err->msg, lyra_chat_kind_name(kind));
+            lyra_err_clear(err);
+        } else
+            lyra_log(LYRA_LOG_WARN, "chat: the model has no chat template (tokenizer.chat_template); using plain "
+                     "User:/Assistant: turns (--chat-template NAME to choose: %s)", LYRA_CHAT_NAMES);
     }
     int rc = lyra_chat_session_template(&cs->conv, kind, o->stop, o->n_stop, "chat", err);
     if (!rc && !cs->conv.system && cs->conv.tmpl.default_system[0])

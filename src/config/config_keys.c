@@ -261,6 +261,11 @@ static int check_string(const cfg_def *def, const json_t *v, const char *where, 
         return lyra_err(err, LYRA_ERR_INPUT, where, "empty (a GGUF file, a directory or org/name)");
     if (!def->choices) return LYRA_OK;
     size_t n = strlen(s);
+    /* chat_template: also a Jinja template file (a path with a '/' or ending
+     * in .jinja or .j2; src/gen/chat_session.h lyra_chat_template_is_file) */
+    if (def == &lyra_cfg_defs[LYRA_CFG_CHAT_TEMPLATE] && n &&
+        (strchr(s, '/') || (n > 6 && !strcmp(s + n - 6, ".jinja")) || (n > 3 && !strcmp(s + n - 3, ".j2"))))
+        return LYRA_OK;
     for (const char *c = def->choices; *c;) {
         const char *e = strchr(c, '|');
         size_t len = e ? (size_t)(e - c) : strlen(c);

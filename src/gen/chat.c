@@ -397,6 +397,7 @@ int lyra_chat_render(const lyra_chat *c, const char *system, const lyra_chat_tur
     *out = NULL;
     int rc = check_turns(c, turns, n, 1, err);
     if (rc) return rc;
+    if (c->jinja) return lyra_chat_jinja_render(c, system, turns, n, out, out_len, err); /* chat_jinja.c */
     const char *sys = system_of(c, system);
     sbuf b = {0};
     put_head(&b, c, sys);
@@ -415,6 +416,7 @@ int lyra_chat_render_reply(const lyra_chat *c, const char *reply, char **out, si
                            lyra_error *err) {
     *out = NULL;
     if (!reply) return lyra_err(err, LYRA_ERR_INPUT, "chat", "no reply given");
+    if (c->jinja) return lyra_err(err, LYRA_ERR_INPUT, "chat", "a Jinja template renders whole conversations");
     sbuf b = {0};
     put_reply(&b, c, reply);
     return finish(&b, out, out_len, err);
@@ -425,6 +427,7 @@ int lyra_chat_render_next(const lyra_chat *c, const char *system, const lyra_cha
     *out = NULL;
     int rc = check_turns(c, turns, n, 2, err);
     if (rc) return rc;
+    if (c->jinja) return lyra_err(err, LYRA_ERR_INPUT, "chat", "a Jinja template renders whole conversations");
     sbuf b = {0};
     put_end(&b, c);
     put_user(&b, c, system_of(c, system), n - 1, turns[n - 1].user);
@@ -435,7 +438,7 @@ int lyra_chat_render_next(const lyra_chat *c, const char *system, const lyra_cha
 int lyra_chat_stops(const lyra_chat *c, const char *stops[LYRA_CHAT_MAX_STOPS]) {
     const char *s[LYRA_CHAT_MAX_STOPS] = {0};
     switch (c->kind) {
-    case LYRA_CHAT_NONE: break;
+    case LYRA_CHAT_NONE: s[0] = c->jinja ? c->eos : NULL; break; /* a Jinja template of no known format */
     case LYRA_CHAT_PLAIN: s[0] = "\nUser:"; break;
     case LYRA_CHAT_CHATML: s[0] = "<|im_end|>"; s[1] = "<|im_start|>"; break;
     case LYRA_CHAT_LLAMA2: s[0] = c->eos; s[1] = "[INST]"; break;

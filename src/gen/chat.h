@@ -26,13 +26,22 @@
  *   plain   S\n\nUser: U\nAssistant: A\nUser: U\nAssistant:   (U, A trimmed;
  *           for models without a template)
  *   none    S U A U ... : the texts concatenated as they are, nothing added
- * BOS/EOS texts are the model's (the template's bos_token / eos_token). */
+ * BOS/EOS texts are the model's (the template's bos_token / eos_token).
+ *
+ * A model's own template (tokenizer.chat_template) or a template file is
+ * rendered as the Jinja program it is (src/jinja/, lyra_chat_init_jinja):
+ * messages [{role, content}] with the system message first, tools and
+ * documents None, add_generation_prompt true, bos_token and eos_token, as
+ * transformers' apply_chat_template does. The formats above are the fallback
+ * for files without a template, and what --chat-template NAME chooses. */
 #ifndef LYRA_CHAT_H
 #define LYRA_CHAT_H
 
 #include <stddef.h>
 
 #include "core/err.h"
+
+struct lyra_jinja;
 
 typedef enum lyra_chat_kind {
     LYRA_CHAT_NONE = 0,
@@ -58,6 +67,9 @@ typedef struct lyra_chat {
     char eos[128];              /* text of the model's EOS token ("</s>"), "" if none */
     char default_system[1024];  /* system prompt the model's own template uses when
                                    none is given (chatml only), "" if none */
+    struct lyra_jinja *jinja;   /* a Jinja template rendered instead of kind's format
+                                   (owned: lyra_chat_free); kind then only names the
+                                   stop strings (LYRA_CHAT_NONE: the EOS text alone) */
 } lyra_chat;
 
 /* One exchange. */
@@ -85,6 +97,19 @@ lyra_chat_kind lyra_chat_detect(const char *tmpl, size_t len, int *known);
 void lyra_chat_init(lyra_chat *c, lyra_chat_kind kind, const char *bos, const char *eos,
                     const char *tmpl, size_t len);
 
+/* Set up c to render the Jinja template tmpl[0..len) (name: WHERE of its
+ * messages, "tokenizer.chat_template" or the file) with the model's BOS/EOS
+ * texts; the stop strings are those of the format lyra_chat_detect finds in
+ * it, else the EOS text. LYRA_ERR_INPUT naming the line for a syntax error
+ * or an unsupported construct (c is then zeroed), LYRA_ERR_OOM. */
+int lyra_chat_init_jinja(lyra_chat *c, const char *tmpl, size_t len, const char *name, const char *bos,
+                         const char *eos, lyra_error *err);
+/* Free c's Jinja template (if any); c stays usable with its kind. */
+void lyra_chat_free(lyra_chat *c);
+/* lyra_chat_render of a Jinja template (chat_jinja.c; turns checked). */
+int lyra_chat_jinja_render(const lyra_chat *c, const char *system, const lyra_chat_turn *turns, size_t n,
+                           char **out, size_t *out_len, lyra_error *err);
+
 /* The prompt of a conversation: system (NULL: none, or the template's
  * default) and turns[0..n), n >= 1, every turn but the last with a reply,
  * the last without. *out is malloc'd and NUL-terminated, *out_len its length
@@ -93,7 +118,8 @@ int lyra_chat_render(const lyra_chat *c, const char *system, const lyra_chat_tur
                      size_t n, char **out, size_t *out_len, lyra_error *err);
 
 /* How the template writes a reply right after the generation prompt (e.g.
- * llama2: " " + trim(reply); plain: " " + trim(reply); chatml: as is). */
+ * llama2: " " + trim(reply); plain: " " + trim(reply); chatml: as is).
+ * Not for a Jinja template (LYRA_ERR_INPUT): render the whole conversation. */
 int lyra_chat_render_reply(const lyra_chat *c, const char *reply, char **out, size_t *out_len,
                            lyra_error *err);
 
@@ -101,7 +127,8 @@ int lyra_chat_render_reply(const lyra_chat *c, const char *reply, char **out, si
  * the end of the reply's turn, the new user message and the generation
  * prompt. So that, with P(k) = lyra_chat_render of the first k turns (the
  * k-th unanswered):
- *   P(n-1) + render_reply(turns[n-2].assistant) + render_next(turns, n) == P(n). */
+ *   P(n-1) + render_reply(turns[n-2].assistant) + render_next(turns, n) == P(n).
+ * Not for a Jinja template (LYRA_ERR_INPUT). */
 int lyra_chat_render_next(const lyra_chat *c, const char *system, const lyra_chat_turn *turns,
                           size_t n, char **out, size_t *out_len, lyra_error *err);
 

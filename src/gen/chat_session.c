@@ -2,6 +2,7 @@
  * cache (chat_session.h). */
 #include "gen/chat_session.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,12 +74,9 @@ static const char *token_text(const lyra_model *m, int32_t id, char *buf, size_t
     return buf;
 }
 
-int lyra_chat_session_template(lyra_chat_session *cs, lyra_chat_kind kind, const char *const *stop,
-                               int n_stop, const char *where, lyra_error *err) {
-    char bos[128], eos[128];
-    token_text(cs->m, lyra_token_bos(cs->m), bos, sizeof bos);
-    token_text(cs->m, lyra_token_eos(cs->m), eos, sizeof eos);
-    lyra_chat_init(&cs->tmpl, kind, bos, eos, cs->template_text, cs->template_len);
+/* The texts and tokens that end a reply: the template's, then stop[n_stop]. */
+static int set_stops(lyra_chat_session *cs, const char *const *stop, int n_stop, const char *where,
+                     lyra_error *err) {
     free(cs->stops);
     cs->n_stops = cs->n_tmpl_stops = cs->n_eot = 0;
     cs->stops = malloc(sizeof *cs->stops * (size_t)(LYRA_CHAT_MAX_STOPS + n_stop));
@@ -90,6 +88,79 @@ int lyra_chat_session_template(lyra_chat_session *cs, lyra_chat_kind kind, const
     }
     for (int i = 0; i < n_stop; i++) cs->stops[cs->n_stops++] = stop[i];
     return LYRA_OK;
+}
+
+int lyra_chat_session_template(lyra_chat_session *cs, lyra_chat_kind kind, const char *const *stop,
+                               int n_stop, const char *where, lyra_error *err) {
+    char bos[128], eos[128];
+    token_text(cs->m, lyra_token_bos(cs->m), bos, sizeof bos);
+    token_text(cs->m, lyra_token_eos(cs->m), eos, sizeof eos);
+    lyra_chat_free(&cs->tmpl);
+    lyra_chat_init(&cs->tmpl, kind, bos, eos, cs->template_text, cs->template_len);
+    return set_stops(cs, stop, n_stop, where, err);
+}
+
+int lyra_chat_template_is_file(const char *v) {
+    size_t n = v ? strlen(v) : 0;
+    return n && (strchr(v, '/') || (n > 6 && !strcmp(v + n - 6, ".jinja")) || (n > 3 && !strcmp(v + n - 3, ".j2")));
+}
+
+/* The whole file at path (malloc'd, NUL-terminated). */
+static int read_file(const char *path, char **out, size_t *len, lyra_error *err) {
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return lyra_err(err, LYRA_ERR_INPUT, path, "cannot read the chat template: %s", strerror(errno));
+    char *b = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (n + 4096 + 1 > cap) {
+            cap = cap ? cap * 2 : 8192;
+            if (cap > ((size_t)64 << 20)) {
+                free(b);
+                fclose(f);
+                return lyra_err(err, LYRA_ERR_INPUT, path, "a chat template over 64 MiB");
+            }
+            char *p = realloc(b, cap);
+            if (!p) {
+                free(b);
+                fclose(f);
+                return lyra_err(err, LYRA_ERR_OOM, path, "out of memory");
+            }
+            b = p;
+        }
+        size_t k = fread(b + n, 1, cap - n - 1, f);
+        n += k;
+        if (k == 0) break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(b);
+        return lyra_err(err, LYRA_ERR_INPUT, path, "cannot read the chat template");
+    }
+    b[n] = '\0';
+    *out = b;
+    *len = n;
+    return LYRA_OK;
+}
+
+int lyra_chat_session_template_jinja(lyra_chat_session *cs, const char *path, const char *const *stop,
+                                     int n_stop, const char *where, lyra_error *err) {
+    char bos[128], eos[128];
+    token_text(cs->m, lyra_token_bos(cs->m), bos, sizeof bos);
+    token_text(cs->m, lyra_token_eos(cs->m), eos, sizeof eos);
+    lyra_chat_free(&cs->tmpl);
+    char *text = NULL;
+    size_t len = 0;
+    int rc;
+    if (path) rc = read_file(path, &text, &len, err);
+    else if (!cs->template_text) rc = lyra_err(err, LYRA_ERR_INPUT, where, "the model has no tokenizer.chat_template");
+    else rc = LYRA_OK;
+    if (!rc)
+        rc = lyra_chat_init_jinja(&cs->tmpl, path ? text : cs->template_text, path ? len : cs->template_len,
+                                  path ? path : "tokenizer.chat_template", bos, eos, err);
+    free(text);
+    return rc ? rc : set_stops(cs, stop, n_stop, where, err);
 }
 
 void lyra_chat_session_drop(lyra_chat_session *cs, int k) {
@@ -109,6 +180,7 @@ void lyra_chat_session_free(lyra_chat_session *cs) {
     free(cs->kv);
     free(cs->stops);
     free(cs->template_text);
+    lyra_chat_free(&cs->tmpl);
     lyra_sampler_free(cs->s);
     lyra_context_free(cs->ctx);
     lyra_model_free(cs->m);

@@ -95,6 +95,17 @@ lyra_chat_kind lyra_chat_session_detect(const lyra_chat_session *cs, int *known,
 int lyra_chat_session_template(lyra_chat_session *cs, lyra_chat_kind kind, const char *const *stop,
                                int n_stop, const char *where, lyra_error *err);
 
+/* The same with a Jinja template (lyra_chat_init_jinja): path NULL: the
+ * model's tokenizer.chat_template (there must be one), else the template
+ * file at path. A template that does not parse is LYRA_ERR_INPUT naming the
+ * line (the session keeps no template then). */
+int lyra_chat_session_template_jinja(lyra_chat_session *cs, const char *path, const char *const *stop,
+                                     int n_stop, const char *where, lyra_error *err);
+
+/* 1 when a chat_template value names a Jinja template file rather than a
+ * format: it has a '/' or ends in .jinja or .j2. */
+int lyra_chat_template_is_file(const char *value);
+
 void lyra_chat_session_free(lyra_chat_session *cs);
 
 /* Forget turns [0, k). */

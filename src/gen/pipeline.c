@@ -105,10 +105,15 @@ void lyra_pipeline_free(lyra_pipeline *p) {
     free(p);
 }
 
-/* The chat template: chat_template of the config, else the model's
- * tokenizer.chat_template, else plain turns (a note). */
+/* The chat template: chat_template of the config (a format name or a Jinja
+ * file), else the model's tokenizer.chat_template rendered as Jinja (when it
+ * does not parse: the format it shows, with a note, or the error), else
+ * plain turns (a note). */
 static int setup_template(lyra_pipeline *p, lyra_error *err) {
+    const char *where = "lyra_load_pipeline";
     lyra_chat_kind kind;
+    if (p->gen.chat_template && lyra_chat_template_is_file(p->gen.chat_template))
+        return lyra_chat_session_template_jinja(&p->cs, p->gen.chat_template, p->gen.stop, p->gen.n_stop, where, err);
     if (p->gen.chat_template) {
         if (lyra_chat_kind_from_name(p->gen.chat_template, &kind))
             return lyra_err(err, LYRA_ERR_INPUT, "chat_template", "unknown template '%s' (expected %s)",
@@ -116,12 +121,17 @@ static int setup_template(lyra_pipeline *p, lyra_error *err) {
     } else {
         int known = 0, has = 0;
         kind = lyra_chat_session_detect(&p->cs, &known, &has);
-        if (!known)
-            lyra_log(LYRA_LOG_INFO, "pipeline: %s; chat uses plain User:/Assistant: turns",
-                     has ? "the model's chat template is not one lyra knows"
-                         : "the model has no chat template (tokenizer.chat_template)");
+        if (has) {
+            int rc = lyra_chat_session_template_jinja(&p->cs, NULL, p->gen.stop, p->gen.n_stop, where, err);
+            if (!rc || !known || rc != LYRA_ERR_INPUT) return rc;
+            lyra_log(LYRA_LOG_INFO, "pipeline: %s; chat uses lyra's %s format instead", err->msg,
+                     lyra_chat_kind_name(kind));
+            lyra_err_clear(err);
+        } else
+            lyra_log(LYRA_LOG_INFO, "pipeline: the model has no chat template (tokenizer.chat_template); chat uses "
+                     "plain User:/Assistant: turns");
     }
-    return lyra_chat_session_template(&p->cs, kind, p->gen.stop, p->gen.n_stop, "lyra_load_pipeline", err);
+    return lyra_chat_session_template(&p->cs, kind, p->gen.stop, p->gen.n_stop, where, err);
 }
 
 /* The configuration: defaults, the file (config_path or discovery), kwargs. */

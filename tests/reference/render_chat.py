@@ -1,20 +1,28 @@
 #!/usr/bin/env python3
 """render_chat.py: render chat templates with Jinja the way Hugging Face
 transformers does (apply_chat_template: a sandboxed environment with
-trim_blocks and lstrip_blocks, raise_exception, tojson, strftime_now), as the
-reference for lyra's chat templates (src/gen/chat.c).
+trim_blocks and lstrip_blocks, loopcontrols, raise_exception, tojson,
+strftime_now; render(messages, tools=None, documents=None,
+add_generation_prompt, bos_token, eos_token)), as the reference for lyra's
+Jinja renderer (src/jinja/) and hand-written chat templates (src/gen/chat.c).
 
   render_chat.py TEMPLATE.jinja --bos B --eos E [--system S] USER [REPLY USER ...]
       print the prompt (add_generation_prompt=True) for one conversation
-  render_chat.py --write DIR    regenerate DIR/expected/*.txt from DIR/cases.json
+  render_chat.py --write DIR    regenerate DIR/expected/ from DIR/cases.json:
+      TEMPLATE.CASE.txt the rendering, or TEMPLATE.CASE.error.txt the message
+      of the exception the template raises (raise_exception)
   render_chat.py --check DIR    exit 1 if any committed expected file differs
+
+A case's "add_generation_prompt" (default true) is passed as it is; its last
+turn then has a reply. strftime_now shows cases.json's "now" (seconds since
+the epoch) in UTC, so that the expected files do not depend on the day.
 
 Needs jinja2 (pip install jinja2); exits 77 (skip) without it.
 """
 import json
 import os
 import sys
-from datetime import datetime
+from datetime import datetime, timezone
 
 try:
     import jinja2
@@ -25,7 +33,7 @@ except ImportError:
     sys.exit(77)
 
 
-def environment():
+def environment(now=None):
     def raise_exception(message):
         raise jinja2.exceptions.TemplateError(message)
 
@@ -37,7 +45,10 @@ def environment():
                                         extensions=[loopcontrols])
     env.filters["tojson"] = tojson
     env.globals["raise_exception"] = raise_exception
-    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+    if now is None:
+        env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+    else:
+        env.globals["strftime_now"] = lambda fmt: datetime.fromtimestamp(now, timezone.utc).strftime(fmt)
     return env
 
 
@@ -52,10 +63,10 @@ def messages_of(system, turns):
     return msgs
 
 
-def render(template, system, turns, bos, eos):
-    t = environment().from_string(template)
-    return t.render(messages=messages_of(system, turns), add_generation_prompt=True,
-                    bos_token=bos, eos_token=eos)
+def render(template, system, turns, bos, eos, add_generation_prompt=True, now=None):
+    t = environment(now).from_string(template)
+    return t.render(messages=messages_of(system, turns), tools=None, documents=None,
+                    add_generation_prompt=add_generation_prompt, bos_token=bos, eos_token=eos)
 
 
 def expected_files(d):
@@ -66,11 +77,13 @@ def expected_files(d):
         with open(os.path.join(d, t["file"]), encoding="utf-8", newline="") as f:
             template = f.read()
         for c in spec["cases"]:
-            if t.get("no_system") and c["system"] is not None:
-                continue
-            name = os.path.splitext(t["file"])[0] + "." + c["name"] + ".txt"
-            yield (os.path.join(d, "expected", name),
-                   render(template, c["system"], c["turns"], t["bos"], t["eos"]))
+            stem = os.path.join(d, "expected", os.path.splitext(t["file"])[0] + "." + c["name"])
+            try:
+                text = render(template, c["system"], c["turns"], t["bos"], t["eos"],
+                              c.get("add_generation_prompt", True), spec.get("now"))
+                yield (stem + ".txt", text)
+            except jinja2.exceptions.TemplateError as e:
+                yield (stem + ".error.txt", str(e) + "\n")
 
 
 def main(argv):
