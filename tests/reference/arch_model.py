@@ -17,6 +17,7 @@ usage: arch_model.py ARCH OUT.gguf [options]
   --rope-base X --rope-dim N --rope-scale F (linear, written as
                              rope.scaling.type/factor) --swa-base X
                              (rope.freq_base_swa)
+  --rope-freqs F             a rope_freqs tensor (Llama 3.x), divisors 1..F
   --ctx N                    context_length;  --seed N
 Prints nothing; the file's hyperparameters are its metadata.
 
@@ -171,6 +172,12 @@ def build(a):
         m.mat("output.weight", V, dim, gain=3.0)
     if arch == "phi2":
         m.vec("output.bias", V, 0.0, 0.5)
+    if a.rope_freqs:
+        # Llama 3.x: per-frequency divisors of the rotary angles, 1 (high
+        # frequencies) up to the factor (low ones), as its converter computes
+        n = (a.rope_dim or hd) // 2
+        f = np.linspace(1.0, a.rope_freqs, n).astype(np.float32)
+        m.tensors.append(("rope_freqs.weight", f, False))
 
     gname = "llama" if arch == "mistral" else arch
     w = gguf.GGUFWriter(a.out, gname)
@@ -270,6 +277,7 @@ def main():
     p.add_argument("--rope-dim", type=int, default=0)
     p.add_argument("--rope-scale", type=float, default=0.0)
     p.add_argument("--swa-base", type=float, default=0.0)
+    p.add_argument("--rope-freqs", type=float, default=0.0)
     p.add_argument("--ctx", type=int, default=512)
     p.add_argument("--seed", type=int, default=1)
     build(p.parse_args())
