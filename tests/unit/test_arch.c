@@ -10,8 +10,9 @@
  *  - greedy ids from BOS equal to the reference's (up to a near tie);
  *  - split over two simulated GPUs, the CPU and disk: logits bitwise equal
  *    to all-CPU; a KV allocation failing mid-generation on the GPU (layers
- *    step down to the CPU) and on the CPU (to disk): every step's logits
- *    bitwise equal to all-CPU;
+ *    step down to the CPU) and on the CPU (to disk), at token 8 and 20
+ *    (Mistral, all layers windowed, may allocate nothing at 20): every
+ *    step's logits bitwise equal to all-CPU;
  *  - on-load 8-bit quantization (against the reference on the F32 file),
  *    and files written as F16, Q8_0 and Q4_0 (against the reference on the
  *    same file): within QTOL x max |logit| (F16: 1e-3).
@@ -295,6 +296,14 @@ static void test_splits(const variant *v, const char *path, const float *cpu, in
                 mm = NULL;
                 if (run_seq(path, gpu ? "1GiB" : NULL, 0, at[i], got, V, &mm)) { lyra_model_free(mm); continue; }
                 lyra_fallback_step st;
+                /* every layer windowed (Mistral): the KV stops growing once the
+                 * window is full, no allocation is left to fail late on */
+                int all_window = !strcmp(v->arch, "mistral");
+                if (all_window && at[i] > 8 && lyra_model_fallback_steps(mm) == 0) {
+                    CHECK(!memcmp(got, ref, ns * sizeof(float)), "%s: logits differ from all-CPU", v->label);
+                    lyra_model_free(mm);
+                    continue;
+                }
                 CHECK(lyra_model_fallback_steps(mm) == 1 && lyra_model_fallback_step(mm, 0, &st) == 0 &&
                           st.phase == LYRA_PHASE_GENERATE && st.token == at[i] &&
                           !strcmp(st.what, gpu ? "gpu" : "cpu") && st.to_k == L - 1,
