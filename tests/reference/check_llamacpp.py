@@ -57,7 +57,8 @@ VARIANTS = [
     ("gemma", "gemma", []),
     ("gemma2", "gemma2", []),
     ("gemma3", "gemma3", []),
-    ("gemma3-scale4-swabase5000", "gemma3", ["--rope-scale", "4", "--swa-base", "5000"]),
+    ("gemma3-linear4", "gemma3", ["--rope-scale", "4"]),
+    ("gemma3-swabase5000", "gemma3", ["--swa-base", "5000"]),
     ("phi3", "phi3", []),
 ]
 # tolerances (max |diff| / max |logit|): llama.cpp computes in f32 but rounds

@@ -1,7 +1,9 @@
 /* test_arch.c: every architecture of issue 13 (llama, Mistral's window,
- * phi2 fused/separate QKV, qwen2 tied/untied, qwen3, gemma, gemma2, gemma3
- * with and without rope scaling, phi3) on random-weight GGUF files written by
- * tests/reference/arch_model.py (the gguf package, independent of lyra),
+ * Llama 3 rope_freqs, linear rope scaling, phi2 fused/separate QKV, qwen2
+ * tied/untied, qwen3, gemma, gemma2, gemma3 (also with linear rope scaling
+ * on global layers, and rope.freq_base_swa on window layers), phi3) on
+ * random-weight GGUF files written by tests/reference/arch_model.py (the
+ * gguf package, independent of lyra),
  * against the float64 reference tests/reference/arch_ref.py (both validated
  * against llama.cpp: tests/reference/README.md). Per variant:
  *  - F32 weights: logits of 16 positions (longer than the 5-position windows)
@@ -55,7 +57,8 @@ static const variant VARIANTS[] = {
     {"gemma", "gemma", ""},
     {"gemma2", "gemma2", ""},
     {"gemma3", "gemma3", ""},
-    {"gemma3-scale4-swabase5000", "gemma3", "--rope-scale 4 --swa-base 5000"},
+    {"gemma3-linear4", "gemma3", "--rope-scale 4"},
+    {"gemma3-swabase5000", "gemma3", "--swa-base 5000"},
     {"phi3", "phi3", ""},
 };
 
