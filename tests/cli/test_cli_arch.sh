@@ -3,9 +3,9 @@
 # package, independent of lyra): `lyra generate` greedy text identical
 # all-CPU, split over two simulated GPUs, the CPU and disk (explicit map),
 # with a KV allocation failing mid-generation (fallback to the CPU), and
-# with --load-in-8bit (runs; its logits are checked by test_arch); the map
+# with --load-in-8bit (runs; its logits are checked by test_arch_ref); the map
 # line names the modules with their Hugging Face names. Logits against the
-# float64 reference: tests/unit/test_arch.c. Skipped without numpy + gguf.
+# float64 reference: tests/unit/test_arch_ref.c. Skipped without numpy + gguf.
 source "$(dirname "$0")/lib.sh"
 "$PY" -c 'import numpy, gguf' 2>/dev/null || skip "$PY has no numpy or gguf (scripts/test.sh installs them)"
 

@@ -1,4 +1,4 @@
-/* test_arch.c: every architecture of issue 13 (llama, Mistral's window,
+/* test_arch_ref.c: every architecture of issue 13 (llama, Mistral's window,
  * Llama 3 rope_freqs, linear rope scaling, phi2 fused/separate QKV, qwen2
  * tied/untied, qwen3, gemma, gemma2, gemma3 (also with linear rope scaling
  * on global layers, and rope.freq_base_swa on window layers), phi3) on
