@@ -21,12 +21,17 @@
 
 typedef struct lyra_device lyra_device;
 
-/* RoPE parameters of a model (Llama: "normal" rotation of pairs (2i, 2i+1)). */
+/* RoPE parameters of a model. theta_i = pos * freq_scale * base^(-2i/n_rot)
+ * / (freq_factors ? freq_factors[i] : 1), i < n_rot/2. n_rot may be less than
+ * head_dim (partial rotary, Phi-2): dims [n_rot, head_dim) of every head pass
+ * through unchanged. */
 typedef struct lyra_rope {
     int n_rot;            /* rotated dims per head (= head_dim for Llama) */
     float freq_base;      /* theta, default 10000 */
     float freq_scale;     /* 1 / linear scaling factor, default 1 */
     const float *freq_factors; /* [n_rot/2] divisors (rope_freqs.weight) or NULL; device memory */
+    int neox;             /* 0: rotate pairs (2i, 2i+1) (Llama); 1: NeoX style, pairs
+                             (i, i + n_rot/2) (Qwen2/3, Phi-2/3, Gemma) */
 } lyra_rope;
 
 /* A layer's KV cache: positions stored in chunks of chunk_len positions; a
@@ -39,7 +44,31 @@ typedef struct lyra_kv_view {
     void *const *v_chunks;
     int32_t chunk_len;
     lyra_type kv_type;      /* LYRA_TYPE_F16 or LYRA_TYPE_F32 */
+    int32_t n_ring;         /* 0: position p lives in chunk p / chunk_len (grows);
+                               > 0: sliding-window layer: a ring of n_ring chunks, position p
+                               lives in chunk (p / chunk_len) % n_ring at offset p % chunk_len.
+                               The runtime allocates n_ring >= ceil(window / chunk_len) + 1
+                               chunks, so the last `window` positions before and including the
+                               newest batch's tokens are always present. With a batch of ntok
+                               tokens the ring must hold window + ntok - 1 positions: the
+                               runtime sizes n_ring = ceil((window + n_batch - 1) / chunk_len) + 1. */
 } lyra_kv_view;
+
+/* The chunk holding position pos (kv_store and attention index through this). */
+static inline int32_t lyra_kv_chunk(const lyra_kv_view *kv, int32_t pos) {
+    int32_t c = pos / kv->chunk_len;
+    return kv->n_ring > 0 ? c % kv->n_ring : c;
+}
+
+/* Attention parameters. */
+typedef struct lyra_attn_params {
+    int n_head, n_kv_head, head_dim;
+    float scale;      /* multiplies q.k (usually 1/sqrt(head_dim)) */
+    float softcap;    /* > 0: score = softcap * tanh(score / softcap) after scaling, before the
+                         mask (Gemma 2) */
+    int32_t window;   /* > 0: token at position p attends to positions max(0, p - window + 1)
+                         .. p only */
+} lyra_attn_params;
 
 typedef struct lyra_device_ops {
     /* ---- memory ---- */
@@ -71,16 +100,34 @@ typedef struct lyra_device_ops {
     void (*kv_store)(lyra_device *d, const lyra_kv_view *kv, int32_t pos0, int ntok,
                      int64_t kv_dim, const float *k, const float *v);
     /* Causal attention. q [ntok][n_head][head_dim], token t at position pos0+t
-     * attends to cache positions 0..pos0+t. Grouped-query: head h uses KV head
-     * h / (n_head / n_kv_head). out [ntok][n_head][head_dim]. scale usually
-     * 1/sqrt(head_dim). */
-    void (*attention)(lyra_device *d, const float *q, const lyra_kv_view *kv,
-                      int32_t pos0, int ntok, int n_head, int n_kv_head,
-                      int head_dim, float scale, float *out);
+     * attends to cache positions 0..pos0+t (ap->window > 0: the last window of
+     * them). Grouped-query: head h uses KV head h / (n_head / n_kv_head).
+     * out [ntok][n_head][head_dim]. */
+    void (*attention)(lyra_device *d, const float *q, const lyra_kv_view *kv, int32_t pos0,
+                      int ntok, const lyra_attn_params *ap, float *out);
     /* out = silu(gate) * up, elementwise over n. */
     void (*swiglu)(lyra_device *d, const float *gate, const float *up, int64_t n, float *out);
     /* x += y, elementwise over n. */
     void (*add)(lyra_device *d, float *x, const float *y, int64_t n);
+    /* out[t] = (x[t] - mean) / sqrt(var + eps) * w + b (b may be NULL); x,out [ntok][n],
+     * var = mean((x-mean)^2) */
+    void (*layernorm)(lyra_device *d, const float *x, const float *w, const float *b, float eps,
+                      int64_t n, int ntok, float *out);
+    /* x[t][i] += bias[i]; x [ntok][n], bias [n] */
+    void (*add_bias)(lyra_device *d, float *x, const float *bias, int64_t n, int ntok);
+    /* out = gelu(x), tanh form: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))),
+     * elementwise over n (out may == x) */
+    void (*gelu)(lyra_device *d, const float *x, int64_t n, float *out);
+    /* out = gelu(gate) * up (tanh form), elementwise over n (out may == gate) */
+    void (*geglu)(lyra_device *d, const float *gate, const float *up, int64_t n, float *out);
+    /* x *= s, elementwise over n */
+    void (*scale)(lyra_device *d, float *x, int64_t n, float s);
+    /* x = cap * tanh(x / cap), elementwise over n (final-logit soft-capping) */
+    void (*softcap)(lyra_device *d, float *x, int64_t n, float cap);
+    /* Per-head RMSNorm of Q/K (Qwen3, Gemma 3) uses rmsnorm with n = head_dim
+     * and ntok*n_head rows. The new ops above (layernorm .. softcap) may be
+     * NULL on a device that lacks them: the runtime never places a module
+     * needing one there (lyra_llama_module_ops_missing). */
 
     /* ---- work memory (added by the engine) ----
      * matmul may need work memory (CPU: the activations quantized to the
