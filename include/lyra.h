@@ -262,7 +262,7 @@ LYRA_API int lyra_model_open(const char *path, const lyra_model_params *params,
                              lyra_model **out, lyra_error *err);
 LYRA_API void lyra_model_free(lyra_model *model);
 
-LYRA_API const char *lyra_model_arch(const lyra_model *model); /* "llama" */
+LYRA_API const char *lyra_model_arch(const lyra_model *model); /* "llama", "qwen2", "gemma3", ... */
 LYRA_API int32_t lyra_model_n_vocab(const lyra_model *model);
 LYRA_API int32_t lyra_model_n_layer(const lyra_model *model);
 LYRA_API int32_t lyra_model_n_embd(const lyra_model *model);
@@ -350,7 +350,10 @@ LYRA_API int lyra_context_new(lyra_model *model, const lyra_context_params *para
 LYRA_API void lyra_context_free(lyra_context *ctx);
 LYRA_API int32_t lyra_context_n_ctx(const lyra_context *ctx);
 LYRA_API int32_t lyra_context_pos(const lyra_context *ctx); /* tokens in the KV cache */
-/* Forget positions >= pos (pos 0: empty the cache). */
+/* Forget positions >= pos (pos 0: empty the cache). A model with sliding-window
+ * layers keeps only a ring of their last positions: when the window before pos
+ * was overwritten since, the whole cache is emptied (lyra_context_pos says
+ * where evaluation continues). */
 LYRA_API void lyra_context_truncate(lyra_context *ctx, int32_t pos);
 
 /* Evaluate n tokens at the next positions, in batches of n_batch. With

@@ -64,10 +64,12 @@ const char cmd_chat_usage[] =
     "  --system-prompt TEXT   system prompt (default: none, or the one the\n"
     "                         model's template writes when given none)\n"
     "  --chat-template NAME|FILE  chatml | llama2 | llama3 | phi3 | gemma |\n"
-    "                         zephyr | plain | none | auto, or a Jinja template\n"
-    "                         file (a path with a '/' or ending in .jinja)\n"
+    "                         zephyr | phi2 | plain | none | auto, or a Jinja\n"
+    "                         template file (a path with a '/' or ending in .jinja)\n"
     "                         (default auto: the model's tokenizer.chat_template\n"
-    "                         rendered as Jinja; else plain User:/Assistant:\n"
+    "                         rendered as Jinja; else the architecture's usual one\n"
+    "                         (qwen: chatml, gemma: gemma, phi3: phi3, phi2:\n"
+    "                         Instruct:/Output:); else plain User:/Assistant:\n"
     "                         turns, with a warning); none: the texts as they are\n"
     "  -n, --n-predict N      tokens per reply at most (default 256; also\n"
     "                         --max-new-tokens); -1: until the end of the turn\n"
@@ -263,7 +265,10 @@ static int setup_template(chat_session *cs, const chat_opts *o, lyra_error *err)
             lyra_log(LYRA_LOG_WARN, "chat: %s; using lyra's %s format instead (--chat-template NAME|FILE to "
                      "choose)", err->msg, lyra_chat_kind_name(kind));
             lyra_err_clear(err);
-        } else
+        } else if (known == 2)
+            lyra_log(LYRA_LOG_INFO, "chat: template %s (%s models' usual; the model has no chat template "
+                     "(tokenizer.chat_template))", lyra_chat_kind_name(kind), lyra_model_arch(cs->conv.m));
+        else
             lyra_log(LYRA_LOG_WARN, "chat: the model has no chat template (tokenizer.chat_template); using plain "
                      "User:/Assistant: turns (--chat-template NAME to choose: %s)", LYRA_CHAT_NAMES);
     }

@@ -1,6 +1,7 @@
-/* llama.c: the Llama architecture (see llama.h): loading and validating the
- * hyper-parameters and weights of a GGUF, the module list, and the forward
- * pass over device ops. */
+/* llama.c: the Llama family (see llama.h): the table of architectures and
+ * what each changes, loading and validating the hyper-parameters,
+ * description and weights of a GGUF, the module list, and the forward pass
+ * over device ops (one layer_forward with branches on the description). */
 #include "arch/llama.h"
 
 #include <math.h>
@@ -11,6 +12,55 @@
 /* ------------------------------------------------------------ hyper-params */
 
 #define LYRA_LLAMA_MAX_LAYERS 65536 /* sanity bound on llama.block_count */
+
+/* The architectures of the family: what each changes from Llama (the rest of
+ * its description comes from the file). Conventions are llama.cpp's: its
+ * converter writes Gemma's RMSNorm weights as (1 + w) and permutes Llama's
+ * Q/K rows for the pairwise rotation; the others use NeoX rotation. */
+typedef struct arch_def {
+    const char *name;      /* general.architecture */
+    lyra_norm_kind norm;   /* LayerNorm: Phi-2 */
+    lyra_ffn_kind ffn;     /* GeGLU: Gemma*, GELU without gate: Phi-2 */
+    int neox;              /* NeoX rope */
+    int parallel;          /* Phi-2 */
+    int post_norms;        /* Gemma 2/3 */
+    int qk_norm;           /* Qwen3, Gemma 3 */
+    int embed_scale;       /* Gemma*: sqrt(n_embd) */
+    int qkv_bias;          /* Q/K/V biases required (Qwen2, Phi-2) */
+    int all_bias;          /* every linear layer and the head have biases (Phi-2) */
+    int fusable;           /* attn_qkv accepted (Phi-2, Phi-3) */
+    int fused_gate_up;     /* ffn_up holds gate then up (Phi-3) */
+    int window;            /* sliding windows: 0 none (key ignored), 1 every layer when the
+                              key is there (Mistral), n > 1: pattern of period n */
+    int32_t window_default;/* window when the key is absent (Gemma 2: 4096); -1: required */
+    int32_t big_layers;    /* block_count of the 27B (Gemma 2/3: 1/sqrt(n_embd/n_head)) */
+    int softcaps;          /* attention / final soft-caps from the keys (Gemma 2) */
+    int rope_swa;          /* windowed layers: rope base 10000, no scaling (Gemma 3) */
+    int min_tensors;       /* tensors per block at least (block_count sanity check) */
+} arch_def;
+
+static const arch_def ARCHS[] = {
+    /* name      norm            ffn              nx par post qkn emb qb ab fu gu win  wdef big cap swa min */
+    {"llama",  LYRA_NORM_RMS,   LYRA_FFN_SWIGLU, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0,    0,  0, 0, 9},
+    {"qwen2",  LYRA_NORM_RMS,   LYRA_FFN_SWIGLU, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0,    0,  0, 0, 12},
+    {"qwen3",  LYRA_NORM_RMS,   LYRA_FFN_SWIGLU, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0,    0,  0, 0, 11},
+    {"phi2",   LYRA_NORM_LAYER, LYRA_FFN_GELU,   1, 1, 0, 0, 0, 1, 1, 1, 0, 0, 0,    0,  0, 0, 8},
+    {"phi3",   LYRA_NORM_RMS,   LYRA_FFN_SWIGLU, 1, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0,    0,  0, 0, 5},
+    {"gemma",  LYRA_NORM_RMS,   LYRA_FFN_GEGLU,  1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0,    0,  0, 0, 9},
+    {"gemma2", LYRA_NORM_RMS,   LYRA_FFN_GEGLU,  1, 0, 1, 0, 1, 0, 0, 0, 0, 2, 4096, 46, 1, 0, 11},
+    {"gemma3", LYRA_NORM_RMS,   LYRA_FFN_GEGLU,  1, 0, 1, 1, 1, 0, 0, 0, 0, 6, -1,   62, 0, 1, 13},
+};
+#define N_ARCHS (sizeof ARCHS / sizeof ARCHS[0])
+
+const char *lyra_llama_arch_names(void) {
+    return "llama, qwen2, qwen3, phi2, phi3, gemma, gemma2, gemma3";
+}
+
+/* "ARCH.suffix" into buf. */
+static const char *akey(const lyra_arch_desc *d, const char *suffix, char *buf, size_t cap) {
+    snprintf(buf, cap, "%s.%s", d->name, suffix);
+    return buf;
+}
 
 /* Read a required positive integer key into *out. */
 static int get_int(const lyra_gguf *g, const char *key, int required, int32_t def,
@@ -47,70 +97,26 @@ static int str_eq(lyra_gguf_str s, const char *z) {
     return s.len == strlen(z) && memcmp(s.ptr, z, s.len) == 0;
 }
 
-static int load_hparams(const lyra_gguf *g, lyra_llama_hparams *hp, lyra_error *err) {
+/* The rope scaling keys: linear factor (freq_scale), "longrope" (Phi-3's
+ * factor tensors), the original context and the attention factor. */
+static int load_rope_scaling(const lyra_gguf *g, const lyra_arch_desc *ad, lyra_llama_hparams *hp,
+                             float *attn_factor, lyra_error *err) {
     const char *path = lyra_gguf_path(g);
-    lyra_gguf_str arch;
-    if (!lyra_gguf_get_str(g, "general.architecture", &arch))
-        return lyra_err(err, LYRA_ERR_INPUT, path, "missing metadata key general.architecture");
-    if (!str_eq(arch, "llama"))
-        return lyra_err(err, LYRA_ERR_INPUT, path,
-                        "general.architecture is '%.*s'; lyra supports only 'llama'",
-                        (int)(arch.len > 64 ? 64 : arch.len), arch.ptr);
+    char k1[96], k2[96];
     int rc;
-    if ((rc = get_int(g, "llama.context_length", 1, 0, &hp->n_ctx_train, err)) ||
-        (rc = get_int(g, "llama.embedding_length", 1, 0, &hp->n_embd, err)) ||
-        (rc = get_int(g, "llama.block_count", 1, 0, &hp->n_layer, err)) ||
-        (rc = get_int(g, "llama.feed_forward_length", 1, 0, &hp->n_ff, err)) ||
-        (rc = get_int(g, "llama.attention.head_count", 1, 0, &hp->n_head, err)) ||
-        (rc = get_int(g, "llama.attention.head_count_kv", 0, hp->n_head, &hp->n_head_kv, err)))
-        return rc;
-    int64_t n_expert = 0;
-    if (lyra_gguf_get_i64(g, "llama.expert_count", &n_expert) && n_expert > 0)
-        return lyra_err(err, LYRA_ERR_INPUT, path,
-                        "llama.expert_count = %lld: mixture-of-experts models are not supported",
-                        (long long)n_expert);
-    if (hp->n_head_kv > hp->n_head || hp->n_head % hp->n_head_kv)
-        return lyra_err(err, LYRA_ERR_INPUT, path,
-                        "llama.attention.head_count_kv = %d does not divide head_count = %d",
-                        hp->n_head_kv, hp->n_head);
-    if (hp->n_embd % hp->n_head)
-        return lyra_err(err, LYRA_ERR_INPUT, path,
-                        "llama.embedding_length = %d is not a multiple of head_count = %d",
-                        hp->n_embd, hp->n_head);
-    int32_t kl = 0, vl = 0;
-    if ((rc = get_int(g, "llama.attention.key_length", 0, hp->n_embd / hp->n_head, &kl, err)) ||
-        (rc = get_int(g, "llama.attention.value_length", 0, kl, &vl, err)))
-        return rc;
-    if (kl != vl)
-        return lyra_err(err, LYRA_ERR_INPUT, path,
-                        "llama.attention.key_length = %d differs from value_length = %d", kl, vl);
-    hp->head_dim = kl;
-    int32_t n_rot = 0;
-    if ((rc = get_int(g, "llama.rope.dimension_count", 0, hp->head_dim, &n_rot, err))) return rc;
-    if (n_rot > hp->head_dim || n_rot % 2 || n_rot > 1024)
-        return lyra_err(err, LYRA_ERR_INPUT, path,
-                        "llama.rope.dimension_count = %d must be even and at most the head size %d",
-                        n_rot, hp->head_dim < 1024 ? hp->head_dim : 1024);
-    hp->rope.n_rot = n_rot;
-    if ((rc = get_float(g, "llama.attention.layer_norm_rms_epsilon", 1e-5f, &hp->eps, err)) ||
-        (rc = get_float(g, "llama.rope.freq_base", 10000.0f, &hp->rope.freq_base, err)))
-        return rc;
-    if (hp->eps < 0 || hp->rope.freq_base <= 0)
-        return lyra_err(err, LYRA_ERR_INPUT, path, "%s must be positive",
-                        hp->eps < 0 ? "llama.attention.layer_norm_rms_epsilon"
-                                    : "llama.rope.freq_base");
     hp->rope.freq_scale = 1.0f;
     lyra_gguf_str st;
     float factor = 0;
     const char *fkey = NULL; /* the key the factor came from */
-    if (lyra_gguf_get_str(g, "llama.rope.scaling.type", &st) && !str_eq(st, "none")) {
+    if (lyra_gguf_get_str(g, akey(ad, "rope.scaling.type", k1, sizeof k1), &st) && !str_eq(st, "none") &&
+        !str_eq(st, "longrope")) {
         if (!str_eq(st, "linear"))
             return lyra_err(err, LYRA_ERR_INPUT, path,
-                            "llama.rope.scaling.type '%.*s' is not supported (none, linear)",
+                            "%s '%.*s' is not supported (none, linear)", k1,
                             (int)(st.len > 64 ? 64 : st.len), st.ptr);
-        fkey = "llama.rope.scaling.factor";
-    } else if (lyra_gguf_find_key(g, "llama.rope.scale_linear") >= 0) {
-        fkey = "llama.rope.scale_linear";
+        fkey = akey(ad, "rope.scaling.factor", k2, sizeof k2);
+    } else if (lyra_gguf_find_key(g, akey(ad, "rope.scale_linear", k2, sizeof k2)) >= 0) {
+        fkey = k2;
     }
     if (fkey) {
         if ((rc = get_float(g, fkey, 1.0f, &factor, err))) return rc;
@@ -121,18 +127,145 @@ static int load_hparams(const lyra_gguf *g, lyra_llama_hparams *hp, lyra_error *
                             (double)factor);
         hp->rope.freq_scale = 1.0f / factor;
     }
-    /* vocabulary: llama.vocab_size, else the tokenizer's token count */
+    if ((rc = get_int(g, akey(ad, "rope.scaling.original_context_length", k1, sizeof k1), 0,
+                      hp->n_ctx_train, &hp->n_ctx_orig, err)) ||
+        (rc = get_float(g, akey(ad, "rope.scaling.attn_factor", k1, sizeof k1), 1.0f, attn_factor,
+                        err)))
+        return rc;
+    if (!(*attn_factor > 0))
+        return lyra_err(err, LYRA_ERR_INPUT, path, "%s = %g must be positive", k1, (double)*attn_factor);
+    return LYRA_OK;
+}
+
+static int load_hparams(const lyra_gguf *g, lyra_arch_desc *ad, lyra_llama_hparams *hp,
+                        const arch_def **def_out, lyra_error *err) {
+    const char *path = lyra_gguf_path(g);
+    lyra_gguf_str arch;
+    if (!lyra_gguf_get_str(g, "general.architecture", &arch))
+        return lyra_err(err, LYRA_ERR_INPUT, path, "missing metadata key general.architecture");
+    const arch_def *def = NULL;
+    for (size_t i = 0; i < N_ARCHS && !def; i++)
+        if (str_eq(arch, ARCHS[i].name)) def = &ARCHS[i];
+    if (!def)
+        return lyra_err(err, LYRA_ERR_INPUT, path,
+                        "general.architecture is '%.*s'; lyra supports %s",
+                        (int)(arch.len > 64 ? 64 : arch.len), arch.ptr, lyra_llama_arch_names());
+    *def_out = def;
+    snprintf(ad->name, sizeof ad->name, "%s", def->name);
+    ad->norm = def->norm;
+    ad->ffn = def->ffn;
+    ad->parallel = def->parallel;
+    ad->post_norms = def->post_norms;
+    ad->qk_norm = def->qk_norm;
+    ad->fused_gate_up = def->fused_gate_up;
+    char key[96], key2[96];
+#define K(suffix) akey(ad, suffix, key, sizeof key)
+    int rc;
+    if ((rc = get_int(g, K("context_length"), 1, 0, &hp->n_ctx_train, err)) ||
+        (rc = get_int(g, K("embedding_length"), 1, 0, &hp->n_embd, err)) ||
+        (rc = get_int(g, K("block_count"), 1, 0, &hp->n_layer, err)) ||
+        (rc = get_int(g, K("feed_forward_length"), 1, 0, &hp->n_ff, err)) ||
+        (rc = get_int(g, K("attention.head_count"), 1, 0, &hp->n_head, err)) ||
+        (rc = get_int(g, K("attention.head_count_kv"), 0, hp->n_head, &hp->n_head_kv, err)))
+        return rc;
+    int64_t n_expert = 0;
+    if (lyra_gguf_get_i64(g, K("expert_count"), &n_expert) && n_expert > 0)
+        return lyra_err(err, LYRA_ERR_INPUT, path,
+                        "%s = %lld: mixture-of-experts models are not supported", key,
+                        (long long)n_expert);
+    if (hp->n_head_kv > hp->n_head || hp->n_head % hp->n_head_kv)
+        return lyra_err(err, LYRA_ERR_INPUT, path,
+                        "%s.attention.head_count_kv = %d does not divide head_count = %d",
+                        ad->name, hp->n_head_kv, hp->n_head);
+    int has_kl = lyra_gguf_find_key(g, K("attention.key_length")) >= 0;
+    if (!has_kl && hp->n_embd % hp->n_head)
+        return lyra_err(err, LYRA_ERR_INPUT, path,
+                        "%s.embedding_length = %d is not a multiple of head_count = %d", ad->name,
+                        hp->n_embd, hp->n_head);
+    int32_t kl = 0, vl = 0;
+    if ((rc = get_int(g, K("attention.key_length"), 0, hp->n_embd / hp->n_head, &kl, err)) ||
+        (rc = get_int(g, akey(ad, "attention.value_length", key2, sizeof key2), 0, kl, &vl, err)))
+        return rc;
+    if (kl != vl)
+        return lyra_err(err, LYRA_ERR_INPUT, path,
+                        "%s.attention.key_length = %d differs from value_length = %d", ad->name, kl, vl);
+    if (kl > 4096)
+        return lyra_err(err, LYRA_ERR_INPUT, path, "%s.attention.key_length = %d is too large",
+                        ad->name, kl);
+    hp->head_dim = kl;
+    int32_t n_rot = 0;
+    if ((rc = get_int(g, K("rope.dimension_count"), 0, hp->head_dim, &n_rot, err))) return rc;
+    if (n_rot > hp->head_dim || n_rot % 2 || n_rot > 1024)
+        return lyra_err(err, LYRA_ERR_INPUT, path,
+                        "%s.rope.dimension_count = %d must be even and at most the head size %d",
+                        ad->name, n_rot, hp->head_dim < 1024 ? hp->head_dim : 1024);
+    hp->rope.n_rot = n_rot;
+    hp->rope.neox = def->neox;
+    const char *eps_key = def->norm == LYRA_NORM_LAYER ? "attention.layer_norm_epsilon"
+                                                       : "attention.layer_norm_rms_epsilon";
+    if ((rc = get_float(g, K(eps_key), 1e-5f, &hp->eps, err)) ||
+        (rc = get_float(g, akey(ad, "rope.freq_base", key2, sizeof key2), 10000.0f,
+                        &hp->rope.freq_base, err)))
+        return rc;
+    if (hp->eps < 0 || hp->rope.freq_base <= 0)
+        return lyra_err(err, LYRA_ERR_INPUT, path, "%s must be positive",
+                        hp->eps < 0 ? key : key2);
+    float attn_factor = 1.0f;
+    if ((rc = load_rope_scaling(g, ad, hp, &attn_factor, err))) return rc;
+    /* the attention scale: 1/sqrt(head_dim); Gemma 2/3 27B: 1/sqrt(n_embd/n_head) */
+    ad->attn_scale = 1.0f / sqrtf((float)hp->head_dim);
+    if (def->big_layers && hp->n_layer == def->big_layers)
+        ad->attn_scale = 1.0f / sqrtf((float)(hp->n_embd / hp->n_head));
+    if (attn_factor != 1.0f) { /* cos and sin of the rotated dims scaled: q.k by its square */
+        if (n_rot != hp->head_dim)
+            return lyra_err(err, LYRA_ERR_INPUT, path,
+                            "%s.rope.scaling.attn_factor = %g with partial rotary (%d of %d dims) "
+                            "is not supported", ad->name, (double)attn_factor, n_rot, hp->head_dim);
+        ad->attn_scale *= attn_factor * attn_factor;
+    }
+    if (def->embed_scale) ad->embed_scale = sqrtf((float)hp->n_embd);
+    if (def->softcaps &&
+        ((rc = get_float(g, K("attn_logit_softcapping"), 50.0f, &ad->attn_softcap, err)) ||
+         (rc = get_float(g, K("final_logit_softcapping"), 30.0f, &ad->final_softcap, err))))
+        return rc;
+    if (ad->attn_softcap < 0 || ad->final_softcap < 0)
+        return lyra_err(err, LYRA_ERR_INPUT, path, "%s.*_logit_softcapping must not be negative",
+                        ad->name);
+    /* sliding windows */
+    if (def->window) {
+        int has = lyra_gguf_find_key(g, K("attention.sliding_window")) >= 0;
+        if (!has && def->window_default < 0)
+            return lyra_err(err, LYRA_ERR_INPUT, path, "missing metadata key %s", key);
+        if (has || def->window_default > 0)
+            if ((rc = get_int(g, key, 0, def->window_default, &ad->window, err))) return rc;
+        ad->swa_period = def->window > 1 ? def->window : 0;
+        int32_t period = 0;
+        int64_t pv = 0;
+        /* a period given as a number (an array of per-layer flags is not read) */
+        if (ad->swa_period && lyra_gguf_get_i64(g, K("attention.sliding_window_pattern"), &pv)) {
+            if ((rc = get_int(g, key, 0, 0, &period, err))) return rc;
+            ad->swa_period = period;
+        }
+    }
+    hp->rope_swa = hp->rope;
+    if (def->rope_swa) {
+        ad->rope_swa = 1;
+        hp->rope_swa.freq_base = 10000.0f;
+        hp->rope_swa.freq_scale = 1.0f;
+    }
+    /* vocabulary: ARCH.vocab_size, else the tokenizer's token count */
     uint64_t ntok = 0;
     lyra_gguf_vtype et;
-    if (lyra_gguf_find_key(g, "llama.vocab_size") >= 0) {
-        if ((rc = get_int(g, "llama.vocab_size", 1, 0, &hp->n_vocab, err))) return rc;
+    if (lyra_gguf_find_key(g, K("vocab_size")) >= 0) {
+        if ((rc = get_int(g, key, 1, 0, &hp->n_vocab, err))) return rc;
     } else if (lyra_gguf_get_arr(g, "tokenizer.ggml.tokens", &et, &ntok) && ntok > 0 &&
                ntok <= INT32_MAX) {
         hp->n_vocab = (int32_t)ntok;
     } else {
         return lyra_err(err, LYRA_ERR_INPUT, path,
-                        "no vocabulary size: neither llama.vocab_size nor tokenizer.ggml.tokens");
+                        "no vocabulary size: neither %s nor tokenizer.ggml.tokens", key);
     }
+#undef K
     return LYRA_OK;
 }
 
@@ -190,19 +323,98 @@ static int get_weight(const lyra_gguf *g, const char *name, int64_t cols, int64_
     return LYRA_OK;
 }
 
-/* llama.block_count against the file: 9 tensors per block, and the last
+/* ARCH.block_count against the file: min tensors per block, and the last
  * block's first tensor present (before anything is allocated per block). */
-static int check_block_count(const lyra_gguf *g, int32_t n_layer, lyra_error *err) {
+static int check_block_count(const lyra_gguf *g, const lyra_arch_desc *ad, int min_tensors,
+                             int32_t n_layer, lyra_error *err) {
     const char *path = lyra_gguf_path(g);
     int64_t n_t = lyra_gguf_n_tensors(g);
     char name[96];
     snprintf(name, sizeof name, "blk.%d.attn_norm.weight", (int)n_layer - 1);
-    if (n_layer > LYRA_LLAMA_MAX_LAYERS || (int64_t)n_layer * 9 > n_t || !lyra_gguf_find_tensor(g, name))
+    if (n_layer > LYRA_LLAMA_MAX_LAYERS || (int64_t)n_layer * min_tensors > n_t ||
+        !lyra_gguf_find_tensor(g, name))
         return lyra_err(err, LYRA_ERR_INPUT, path,
-                        "llama.block_count = %d does not match the file's %lld tensors (9 per block, "
+                        "%s.block_count = %d does not match the file's %lld tensors (%d per block, "
                         "at most %d blocks; %s %s)",
-                        (int)n_layer, (long long)n_t, LYRA_LLAMA_MAX_LAYERS, name,
-                        lyra_gguf_find_tensor(g, name) ? "present" : "missing");
+                        ad->name, (int)n_layer, (long long)n_t, min_tensors, LYRA_LLAMA_MAX_LAYERS,
+                        name, lyra_gguf_find_tensor(g, name) ? "present" : "missing");
+    return LYRA_OK;
+}
+
+/* Tensor name (prefix "blk.N." when layer >= 0, suffix ".weight"/".bias"). */
+static const char *tname(int layer, const char *base, const char *suffix, char *buf, size_t cap) {
+    if (layer >= 0) snprintf(buf, cap, "blk.%d.%s.%s", layer, base, suffix);
+    else snprintf(buf, cap, "%s.%s", base, suffix);
+    return buf;
+}
+
+/* A weight that must be there (req) or may be (absent: w stays zero). */
+static int weight(const lyra_gguf *g, int layer, const char *base, const char *suffix, int req,
+                  int64_t cols, int64_t rows, int f32, lyra_weight *w, lyra_error *err) {
+    char name[96];
+    tname(layer, base, suffix, name, sizeof name);
+    if (!req && !lyra_gguf_find_tensor(g, name)) return LYRA_OK;
+    return get_weight(g, name, cols, rows, f32, w, err);
+}
+
+/* The weights of block l. */
+static int load_layer(const lyra_gguf *g, lyra_llama *m, const arch_def *def, int l, lyra_error *err) {
+    const lyra_llama_hparams *hp = &m->hp;
+    lyra_arch_desc *ad = &m->desc;
+    lyra_llama_layer *L = &m->layers[l];
+    const int64_t E = hp->n_embd, Q = (int64_t)hp->n_head * hp->head_dim,
+                  KV = (int64_t)hp->n_head_kv * hp->head_dim, F = hp->n_ff, HD = hp->head_dim;
+    const int layer_norm = ad->norm == LYRA_NORM_LAYER;
+    char name[96];
+    int rc;
+    if ((rc = weight(g, l, "attn_norm", "weight", 1, E, 0, 1, &L->attn_norm, err)) ||
+        (rc = weight(g, l, "attn_norm", "bias", layer_norm, E, 0, 1, &L->attn_norm_b, err)))
+        return rc;
+    if (def->fusable && lyra_gguf_find_tensor(g, tname(l, "attn_qkv", "weight", name, sizeof name))) {
+        ad->fused_qkv = 1;
+        if ((rc = weight(g, l, "attn_qkv", "weight", 1, E, Q + 2 * KV, 0, &L->wqkv, err)) ||
+            (rc = weight(g, l, "attn_qkv", "bias", def->qkv_bias, Q + 2 * KV, 0, 1, &L->bqkv, err)))
+            return rc;
+    } else if (ad->fused_qkv) {
+        return weight(g, l, "attn_qkv", "weight", 1, E, Q + 2 * KV, 0, &L->wqkv, err); /* missing */
+    } else {
+        if ((rc = weight(g, l, "attn_q", "weight", 1, E, Q, 0, &L->wq, err)) ||
+            (rc = weight(g, l, "attn_k", "weight", 1, E, KV, 0, &L->wk, err)) ||
+            (rc = weight(g, l, "attn_v", "weight", 1, E, KV, 0, &L->wv, err)) ||
+            (rc = weight(g, l, "attn_q", "bias", def->qkv_bias, Q, 0, 1, &L->bq, err)) ||
+            (rc = weight(g, l, "attn_k", "bias", def->qkv_bias, KV, 0, 1, &L->bk, err)) ||
+            (rc = weight(g, l, "attn_v", "bias", def->qkv_bias, KV, 0, 1, &L->bv, err)))
+            return rc;
+    }
+    if (ad->qk_norm &&
+        ((rc = weight(g, l, "attn_q_norm", "weight", 1, HD, 0, 1, &L->q_norm, err)) ||
+         (rc = weight(g, l, "attn_k_norm", "weight", 1, HD, 0, 1, &L->k_norm, err))))
+        return rc;
+    if ((rc = weight(g, l, "attn_output", "weight", 1, Q, E, 0, &L->wo, err)) ||
+        (rc = weight(g, l, "attn_output", "bias", def->all_bias, E, 0, 1, &L->bo, err)))
+        return rc;
+    if (ad->post_norms &&
+        ((rc = weight(g, l, "post_attention_norm", "weight", 1, E, 0, 1, &L->post_attn_norm, err)) ||
+         (rc = weight(g, l, "post_ffw_norm", "weight", 1, E, 0, 1, &L->post_ffn_norm, err))))
+        return rc;
+    if (!ad->parallel && (rc = weight(g, l, "ffn_norm", "weight", 1, E, 0, 1, &L->ffn_norm, err)))
+        return rc;
+    if (ad->fused_gate_up) {
+        if ((rc = weight(g, l, "ffn_up", "weight", 1, E, 2 * F, 0, &L->w_up, err))) return rc;
+    } else {
+        if (ad->ffn != LYRA_FFN_GELU &&
+            ((rc = weight(g, l, "ffn_gate", "weight", 1, E, F, 0, &L->w_gate, err)) ||
+             (rc = weight(g, l, "ffn_gate", "bias", 0, F, 0, 1, &L->b_gate, err))))
+            return rc;
+        if ((rc = weight(g, l, "ffn_up", "weight", 1, E, F, 0, &L->w_up, err)) ||
+            (rc = weight(g, l, "ffn_up", "bias", def->all_bias, F, 0, 1, &L->b_up, err)))
+            return rc;
+    }
+    if ((rc = weight(g, l, "ffn_down", "weight", 1, F, E, 0, &L->w_down, err)) ||
+        (rc = weight(g, l, "ffn_down", "bias", def->all_bias, E, 0, 1, &L->b_down, err)))
+        return rc;
+    const lyra_weight *b[] = {&L->bq, &L->bk, &L->bv, &L->bqkv, &L->bo, &L->b_gate, &L->b_up, &L->b_down};
+    for (size_t i = 0; i < sizeof b / sizeof b[0]; i++) ad->biases |= b[i]->name != NULL;
     return LYRA_OK;
 }
 
@@ -210,45 +422,43 @@ int lyra_llama_load(const lyra_gguf *g, lyra_llama **out, lyra_error *err) {
     *out = NULL;
     lyra_llama *m = calloc(1, sizeof *m);
     if (!m) return lyra_err(err, LYRA_ERR_OOM, "llama", "out of memory");
-    int rc = load_hparams(g, &m->hp, err);
+    const arch_def *def = NULL;
+    int rc = load_hparams(g, &m->desc, &m->hp, &def, err);
     if (rc) { free(m); return rc; }
     const lyra_llama_hparams *hp = &m->hp;
-    const int64_t E = hp->n_embd, Q = (int64_t)hp->n_head * hp->head_dim,
-                  KV = (int64_t)hp->n_head_kv * hp->head_dim, F = hp->n_ff, V = hp->n_vocab;
+    const int64_t E = hp->n_embd, V = hp->n_vocab;
     /* the counts allocations are sized by must match tensors the file has:
      * a block_count of 2^31 must not become a 7 GB calloc */
-    if ((rc = check_block_count(g, hp->n_layer, err))) { free(m); return rc; }
+    if ((rc = check_block_count(g, &m->desc, def->min_tensors, hp->n_layer, err))) { free(m); return rc; }
     m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
     if (!m->layers) { free(m); return lyra_err(err, LYRA_ERR_OOM, "llama", "out of memory"); }
     if ((rc = get_weight(g, "token_embd.weight", E, V, 0, &m->tok_embd, err))) goto fail;
-    for (int l = 0; l < hp->n_layer; l++) {
-        lyra_llama_layer *L = &m->layers[l];
-        struct { const char *suffix; int64_t cols, rows; int f32; lyra_weight *w; } spec[9] = {
-            {"attn_norm", E, 0, 1, &L->attn_norm}, {"attn_q", E, Q, 0, &L->wq},
-            {"attn_k", E, KV, 0, &L->wk},          {"attn_v", E, KV, 0, &L->wv},
-            {"attn_output", Q, E, 0, &L->wo},      {"ffn_norm", E, 0, 1, &L->ffn_norm},
-            {"ffn_gate", E, F, 0, &L->w_gate},     {"ffn_up", E, F, 0, &L->w_up},
-            {"ffn_down", F, E, 0, &L->w_down},
-        };
-        for (int i = 0; i < 9; i++) {
-            char name[96];
-            snprintf(name, sizeof name, "blk.%d.%s.weight", l, spec[i].suffix);
-            if ((rc = get_weight(g, name, spec[i].cols, spec[i].rows, spec[i].f32, spec[i].w, err)))
-                goto fail;
-        }
-    }
-    if ((rc = get_weight(g, "output_norm.weight", E, 0, 1, &m->output_norm, err))) goto fail;
+    for (int l = 0; l < hp->n_layer; l++)
+        if ((rc = load_layer(g, m, def, l, err))) goto fail;
+    const int layer_norm = m->desc.norm == LYRA_NORM_LAYER;
+    if ((rc = get_weight(g, "output_norm.weight", E, 0, 1, &m->output_norm, err)) ||
+        (rc = weight(g, -1, "output_norm", "bias", layer_norm, E, 0, 1, &m->output_norm_b, err)))
+        goto fail;
     if (lyra_gguf_find_tensor(g, "output.weight")) {
         if ((rc = get_weight(g, "output.weight", E, V, 0, &m->output, err))) goto fail;
     } else {
         m->output = m->tok_embd;
         m->tied = 1;
     }
+    if ((rc = weight(g, -1, "output", "bias", def->all_bias, V, 0, 1, &m->output_b, err))) goto fail;
     if (lyra_gguf_find_tensor(g, "rope_freqs.weight")) {
         if ((rc = get_weight(g, "rope_freqs.weight", hp->rope.n_rot / 2, 0, 1, &m->rope_freqs, err)))
             goto fail;
         m->has_rope_freqs = 1;
         m->hp.rope.freq_factors = m->rope_freqs.data;
+    } else if (lyra_gguf_find_tensor(g, "rope_factors_long.weight") ||
+               lyra_gguf_find_tensor(g, "rope_factors_short.weight")) {
+        /* Phi-3 long-context files: both, one chosen for the context (set_context) */
+        if ((rc = get_weight(g, "rope_factors_long.weight", hp->rope.n_rot / 2, 0, 1, &m->rope_long, err)) ||
+            (rc = get_weight(g, "rope_factors_short.weight", hp->rope.n_rot / 2, 0, 1, &m->rope_short, err)))
+            goto fail;
+        m->has_rope_freqs = 1;
+        lyra_llama_set_context(m, hp->n_ctx_orig);
     }
     *out = m;
     return LYRA_OK;
@@ -261,6 +471,25 @@ void lyra_llama_free(lyra_llama *m) {
     if (!m) return;
     free(m->layers);
     free(m);
+}
+
+void lyra_llama_set_context(lyra_llama *m, int32_t n_ctx) {
+    if (!m->rope_long.name) return;
+    m->rope_freqs = n_ctx > m->hp.n_ctx_orig ? m->rope_long : m->rope_short;
+    m->hp.rope.freq_factors = m->rope_freqs.data;
+    m->hp.rope_swa.freq_factors = m->rope_freqs.data;
+}
+
+int32_t lyra_llama_layer_window(const lyra_llama *m, int l) {
+    const lyra_arch_desc *ad = &m->desc;
+    if (ad->window <= 0) return 0;
+    if (ad->swa_period > 0 && l % ad->swa_period >= ad->swa_period - 1) return 0;
+    return ad->window;
+}
+
+int32_t lyra_llama_ring_chunks(int32_t window, int32_t n_batch, int32_t chunk_len) {
+    int64_t span = (int64_t)window + n_batch - 1;
+    return (int32_t)((span + chunk_len - 1) / chunk_len + 1);
 }
 
 /* ----------------------------------------------------------------- modules */
@@ -288,30 +517,64 @@ int lyra_llama_module_name(const lyra_llama *m, int i, char *buf, size_t cap) {
 }
 
 int lyra_llama_module_weights(lyra_llama *m, int i, lyra_weight **w) {
-    int layer;
+    int layer, n = 0;
     switch (lyra_llama_module_kind(m, i, &layer)) {
     case LYRA_MODULE_EMBED: w[0] = &m->tok_embd; return 1;
     case LYRA_MODULE_LAYER: {
         lyra_llama_layer *L = &m->layers[layer];
-        lyra_weight *all[9] = {&L->attn_norm, &L->wq, &L->wk, &L->wv, &L->wo,
-                               &L->ffn_norm, &L->w_gate, &L->w_up, &L->w_down};
-        int n = 0;
-        for (int k = 0; k < 9; k++) w[n++] = all[k];
+        lyra_weight *all[] = {&L->attn_norm, &L->attn_norm_b, &L->wq, &L->wk, &L->wv, &L->wqkv,
+                              &L->bq, &L->bk, &L->bv, &L->bqkv, &L->q_norm, &L->k_norm, &L->wo,
+                              &L->bo, &L->post_attn_norm, &L->ffn_norm, &L->w_gate, &L->w_up,
+                              &L->w_down, &L->b_gate, &L->b_up, &L->b_down, &L->post_ffn_norm};
+        for (size_t k = 0; k < sizeof all / sizeof all[0]; k++)
+            if (all[k]->name) w[n++] = all[k];
         if (m->has_rope_freqs && layer == 0) w[n++] = &m->rope_freqs; /* shared: counted once */
         return n;
     }
-    case LYRA_MODULE_NORM: w[0] = &m->output_norm; return 1;
-    default: w[0] = &m->output; return 1;
+    case LYRA_MODULE_NORM:
+        w[n++] = &m->output_norm;
+        if (m->output_norm_b.name) w[n++] = &m->output_norm_b;
+        return n;
+    default:
+        w[n++] = &m->output;
+        if (m->output_b.name) w[n++] = &m->output_b;
+        return n;
+    }
+}
+
+const char *lyra_llama_module_missing_op(const lyra_llama *m, int i, const lyra_device *d) {
+    const lyra_arch_desc *ad = &m->desc;
+    const lyra_device_ops *o = d->ops;
+    switch (lyra_llama_module_kind(m, i, NULL)) {
+    case LYRA_MODULE_EMBED:
+        if (ad->embed_scale > 0 && !o->scale) return "scale";
+        return NULL;
+    case LYRA_MODULE_LAYER:
+        if (ad->norm == LYRA_NORM_LAYER && !o->layernorm) return "layernorm";
+        if (ad->biases && !o->add_bias) return "add_bias";
+        if (ad->ffn == LYRA_FFN_GELU && !o->gelu) return "gelu";
+        if (ad->ffn == LYRA_FFN_GEGLU && !o->geglu) return "geglu";
+        return NULL;
+    case LYRA_MODULE_NORM:
+        if (ad->norm == LYRA_NORM_LAYER && !o->layernorm) return "layernorm";
+        return NULL;
+    default:
+        if (m->output_b.name && !o->add_bias) return "add_bias";
+        if (ad->final_softcap > 0 && !o->softcap) return "softcap";
+        return NULL;
     }
 }
 
 /* ----------------------------------------------------------------- scratch */
 
 #define ALIGN64(n) (((n) + 63) & ~(size_t)63)
+#define N_BUFFERS 11
 
 /* Sizes in floats of the buffers, in lyra_llama_buffers order. */
-static void buffer_sizes(const lyra_llama *m, int nb, int has_layers, int has_head, size_t sz[9]) {
+static void buffer_sizes(const lyra_llama *m, int nb, int has_layers, int has_head,
+                         size_t sz[N_BUFFERS]) {
     const lyra_llama_hparams *hp = &m->hp;
+    const lyra_arch_desc *ad = &m->desc;
     size_t B = (size_t)nb, E = (size_t)hp->n_embd, Q = (size_t)hp->n_head * hp->head_dim,
            KV = (size_t)hp->n_head_kv * hp->head_dim, F = (size_t)hp->n_ff;
     sz[0] = B * E;
@@ -321,23 +584,26 @@ static void buffer_sizes(const lyra_llama *m, int nb, int has_layers, int has_he
     sz[4] = has_layers ? B * KV : 0;
     sz[5] = has_layers ? B * Q : 0;
     sz[6] = has_layers ? B * F : 0;
-    sz[7] = has_layers ? B * F : 0;
+    sz[7] = has_layers && ad->ffn != LYRA_FFN_GELU ? B * F : 0;
     sz[8] = has_head ? B * (size_t)hp->n_vocab : 0;
+    sz[9] = has_layers && (ad->parallel || ad->post_norms) ? B * E : 0;
+    sz[10] = has_layers && ad->qk_norm ? B * KV : 0;
 }
 
 size_t lyra_llama_buffers_bytes(const lyra_llama *m, int n_batch, int has_layers, int has_head) {
-    size_t sz[9], total = 0;
+    size_t sz[N_BUFFERS], total = 0;
     buffer_sizes(m, n_batch, has_layers, has_head, sz);
-    for (int i = 0; i < 9; i++) total += ALIGN64(sz[i] * sizeof(float));
+    for (int i = 0; i < N_BUFFERS; i++) total += ALIGN64(sz[i] * sizeof(float));
     return total;
 }
 
 void lyra_llama_buffers_carve(const lyra_llama *m, int n_batch, int has_layers, int has_head,
                               void *base, lyra_llama_buffers *b) {
-    size_t sz[9], off = 0;
+    size_t sz[N_BUFFERS], off = 0;
     buffer_sizes(m, n_batch, has_layers, has_head, sz);
-    float **slot[9] = {&b->x, &b->xb, &b->q, &b->k, &b->v, &b->att, &b->hb, &b->hb2, &b->logits};
-    for (int i = 0; i < 9; i++) {
+    float **slot[N_BUFFERS] = {&b->x,  &b->xb,  &b->q,      &b->k,   &b->v, &b->att,
+                               &b->hb, &b->hb2, &b->logits, &b->xb2, &b->kn};
+    for (int i = 0; i < N_BUFFERS; i++) {
         *slot[i] = sz[i] ? (float *)((char *)base + off) : NULL;
         off += ALIGN64(sz[i] * sizeof(float));
     }
@@ -347,7 +613,7 @@ size_t lyra_llama_work_bytes(const lyra_llama *m, lyra_device *d, int i0, int i1
     if (!d->ops->matmul_work_size) return 0;
     size_t best = 0;
     for (int i = i0; i < i1; i++) {
-        lyra_weight *w[10];
+        lyra_weight *w[LYRA_MODULE_MAX_WEIGHTS];
         int n = lyra_llama_module_weights((lyra_llama *)m, i, w);
         lyra_module_kind kind = lyra_llama_module_kind(m, i, NULL);
         if (kind == LYRA_MODULE_EMBED || kind == LYRA_MODULE_NORM) continue;
@@ -362,24 +628,37 @@ size_t lyra_llama_work_bytes(const lyra_llama *m, lyra_device *d, int i0, int i1
 
 /* ----------------------------------------------------------------- forward */
 
-/* n (<= 3) weights applied to the same X: Y[i] = X w[i]^T, fused when the
- * device can. */
-static void matmuls(lyra_device *d, int n, const lyra_weight *const *w, int64_t cols,
-                    const float *X, int ntok, float *const *Y) {
+static const lyra_weight NO_WEIGHT; /* an absent weight (name NULL) */
+
+/* Rows r0.. of weight w (a device pointer). */
+static const void *rows_at(const lyra_weight *w, int64_t r0) {
+    return (const char *)w->data + (size_t)r0 * lyra_row_bytes(w->type, w->cols);
+}
+
+/* n (<= 3) products sharing X: Y[i] [ntok][rows[i]] = X W[i]^T (W[i] of type
+ * wt[i]), fused when the device can. */
+static void matmuls(lyra_device *d, int n, const lyra_type *wt, const void *const *W,
+                    const int64_t *rows, int64_t cols, const float *X, int ntok, float *const *Y) {
     if (!d->ops->matmul_multi) {
-        for (int i = 0; i < n; i++)
-            d->ops->matmul(d, w[i]->type, w[i]->data, w[i]->rows, cols, X, ntok, Y[i]);
+        for (int i = 0; i < n; i++) d->ops->matmul(d, wt[i], W[i], rows[i], cols, X, ntok, Y[i]);
         return;
     }
-    lyra_type wt[3];
-    const void *W[3];
-    int64_t rows[3];
-    for (int i = 0; i < n; i++) {
-        wt[i] = w[i]->type;
-        W[i] = w[i]->data;
-        rows[i] = w[i]->rows;
-    }
     d->ops->matmul_multi(d, n, wt, W, rows, cols, X, ntok, Y);
+}
+
+/* y [ntok][n] += bias when the weight exists (off: floats into it). */
+static void bias(lyra_device *d, float *y, const lyra_weight *b, int64_t off, int64_t n, int ntok) {
+    if (b->name) d->ops->add_bias(d, y, (const float *)b->data + off, n, ntok);
+}
+
+/* out = norm(x) with weight w (and LayerNorm bias b), rows of n_embd. */
+static void norm(const lyra_llama *m, lyra_device *d, const float *x, const lyra_weight *w,
+                 const lyra_weight *b, int ntok, float *out) {
+    const lyra_llama_hparams *hp = &m->hp;
+    if (m->desc.norm == LYRA_NORM_LAYER)
+        d->ops->layernorm(d, x, w->data, b->name ? b->data : NULL, hp->eps, hp->n_embd, ntok, out);
+    else
+        d->ops->rmsnorm(d, x, w->data, hp->eps, hp->n_embd, ntok, out);
 }
 
 /* One transformer block on device d: x [ntok][n_embd] updated in place. */
@@ -387,39 +666,94 @@ static void layer_forward(const lyra_llama *m, int l, lyra_device *d, const lyra
                           const lyra_kv_view *kv, const lyra_rope *rope, const int32_t *pos,
                           int ntok, int32_t pos0) {
     const lyra_llama_hparams *hp = &m->hp;
+    const lyra_arch_desc *ad = &m->desc;
     const lyra_llama_layer *L = &m->layers[l];
     const lyra_device_ops *op = d->ops;
     const int64_t E = hp->n_embd, Q = (int64_t)hp->n_head * hp->head_dim,
                   KV = (int64_t)hp->n_head_kv * hp->head_dim, F = hp->n_ff;
-    /* attention */
-    op->rmsnorm(d, b->x, L->attn_norm.data, hp->eps, E, ntok, b->xb);
+    /* attention: Q, K, V (fused: rows of one tensor), biases */
+    norm(m, d, b->x, &L->attn_norm, &L->attn_norm_b, ntok, b->xb);
     {
         const lyra_weight *w[3] = {&L->wq, &L->wk, &L->wv};
+        const int64_t rows[3] = {Q, KV, KV};
+        lyra_type wt[3];
+        const void *W[3];
+        for (int i = 0; i < 3; i++) {
+            wt[i] = ad->fused_qkv ? L->wqkv.type : w[i]->type;
+            W[i] = ad->fused_qkv ? rows_at(&L->wqkv, i ? Q + (i - 1) * KV : 0) : w[i]->data;
+        }
         float *y[3] = {b->q, b->k, b->v};
-        matmuls(d, 3, w, E, b->xb, ntok, y);
+        matmuls(d, 3, wt, W, rows, E, b->xb, ntok, y);
     }
-    op->rope(d, b->q, ntok, hp->n_head, hp->head_dim, pos, rope);
-    op->rope(d, b->k, ntok, hp->n_head_kv, hp->head_dim, pos, rope);
-    op->kv_store(d, kv, pos0, ntok, KV, b->k, b->v);
-    op->attention(d, b->q, kv, pos0, ntok, hp->n_head, hp->n_head_kv, hp->head_dim,
-                  1.0f / sqrtf((float)hp->head_dim), b->att);
-    op->matmul(d, L->wo.type, L->wo.data, E, Q, b->att, ntok, b->xb);
-    op->add(d, b->x, b->xb, E * ntok);
-    /* feed-forward */
-    op->rmsnorm(d, b->x, L->ffn_norm.data, hp->eps, E, ntok, b->xb);
-    {
-        const lyra_weight *w[2] = {&L->w_gate, &L->w_up};
+    if (ad->fused_qkv) {
+        bias(d, b->q, &L->bqkv, 0, Q, ntok);
+        bias(d, b->k, &L->bqkv, Q, KV, ntok);
+        bias(d, b->v, &L->bqkv, Q + KV, KV, ntok);
+    } else {
+        bias(d, b->q, &L->bq, 0, Q, ntok);
+        bias(d, b->k, &L->bk, 0, KV, ntok);
+        bias(d, b->v, &L->bv, 0, KV, ntok);
+    }
+    float *q = b->q, *k = b->k, *att = b->att;
+    if (ad->qk_norm) { /* per-head RMSNorm, into other buffers */
+        op->rmsnorm(d, b->q, L->q_norm.data, hp->eps, hp->head_dim, ntok * hp->n_head, b->att);
+        op->rmsnorm(d, b->k, L->k_norm.data, hp->eps, hp->head_dim, ntok * hp->n_head_kv, b->kn);
+        q = b->att;
+        k = b->kn;
+        att = b->q;
+    }
+    op->rope(d, q, ntok, hp->n_head, hp->head_dim, pos, rope);
+    op->rope(d, k, ntok, hp->n_head_kv, hp->head_dim, pos, rope);
+    op->kv_store(d, kv, pos0, ntok, KV, k, b->v);
+    const lyra_attn_params ap = {hp->n_head, hp->n_head_kv, hp->head_dim, ad->attn_scale,
+                                 ad->attn_softcap, lyra_llama_layer_window(m, l)};
+    op->attention(d, q, kv, pos0, ntok, &ap, att);
+    float *ao = ad->parallel || ad->post_norms ? b->xb2 : b->xb; /* attention's output */
+    op->matmul(d, L->wo.type, L->wo.data, E, Q, att, ntok, ao);
+    bias(d, ao, &L->bo, 0, E, ntok);
+    if (ad->post_norms) {
+        op->rmsnorm(d, ao, L->post_attn_norm.data, hp->eps, E, ntok, b->xb);
+        ao = b->xb;
+    }
+    if (!ad->parallel) {
+        op->add(d, b->x, ao, E * ntok);
+        norm(m, d, b->x, &L->ffn_norm, &NO_WEIGHT, ntok, b->xb);
+    }
+    /* feed-forward from xb */
+    if (ad->ffn == LYRA_FFN_GELU) {
+        op->matmul(d, L->w_up.type, L->w_up.data, F, E, b->xb, ntok, b->hb);
+        bias(d, b->hb, &L->b_up, 0, F, ntok);
+        op->gelu(d, b->hb, F * ntok, b->hb);
+    } else {
+        const lyra_weight *gate = ad->fused_gate_up ? &L->w_up : &L->w_gate;
+        const lyra_type wt[2] = {gate->type, L->w_up.type};
+        const void *W[2] = {gate->data, ad->fused_gate_up ? rows_at(&L->w_up, F) : L->w_up.data};
+        const int64_t rows[2] = {F, F};
         float *y[2] = {b->hb, b->hb2};
-        matmuls(d, 2, w, E, b->xb, ntok, y);
+        matmuls(d, 2, wt, W, rows, E, b->xb, ntok, y);
+        bias(d, b->hb, &L->b_gate, 0, F, ntok);
+        bias(d, b->hb2, &L->b_up, 0, F, ntok);
+        if (ad->ffn == LYRA_FFN_GEGLU) op->geglu(d, b->hb, b->hb2, F * ntok, b->hb);
+        else op->swiglu(d, b->hb, b->hb2, F * ntok, b->hb);
     }
-    op->swiglu(d, b->hb, b->hb2, F * ntok, b->hb);
-    op->matmul(d, L->w_down.type, L->w_down.data, E, F, b->hb, ntok, b->xb);
-    op->add(d, b->x, b->xb, E * ntok);
+    float *fo = ad->post_norms ? b->xb2 : b->xb; /* the feed-forward's output */
+    op->matmul(d, L->w_down.type, L->w_down.data, E, F, b->hb, ntok, fo);
+    bias(d, fo, &L->b_down, 0, E, ntok);
+    if (ad->post_norms) {
+        op->rmsnorm(d, fo, L->post_ffn_norm.data, hp->eps, E, ntok, b->xb);
+        fo = b->xb;
+    }
+    if (ad->parallel) { /* x + (attn + ffn), as llama.cpp sums them */
+        op->add(d, ao, fo, E * ntok);
+        fo = ao;
+    }
+    op->add(d, b->x, fo, E * ntok);
 }
 
 int lyra_llama_forward(const lyra_llama *m, const lyra_llama_run *r, const int32_t *tokens,
                        int ntok, int32_t pos0, int n_out, float *logits_host, lyra_error *err) {
     const lyra_llama_hparams *hp = &m->hp;
+    const lyra_arch_desc *ad = &m->desc;
     const int64_t E = hp->n_embd;
     if (ntok <= 0 || ntok > r->n_batch || n_out < 0 || n_out > ntok)
         return lyra_err(err, LYRA_ERR_RUNTIME, "forward", "bad batch (%d tokens, %d outputs)",
@@ -451,10 +785,12 @@ int lyra_llama_forward(const lyra_llama *m, const lyra_llama_run *r, const int32
         switch (kind) {
         case LYRA_MODULE_EMBED:
             d->ops->get_rows(d, m->tok_embd.type, m->tok_embd.data, E, tokens, ntok, b->x);
+            if (ad->embed_scale > 0) d->ops->scale(d, b->x, E * ntok, ad->embed_scale);
             h = b->x;
             break;
         case LYRA_MODULE_LAYER: {
-            lyra_rope rope = hp->rope; /* with this device's copy of rope_freqs */
+            /* this layer's rope, with this device's copy of rope_freqs */
+            lyra_rope rope = ad->rope_swa && lyra_llama_layer_window(m, layer) ? hp->rope_swa : hp->rope;
             if (r->rope_freqs) rope.freq_factors = r->rope_freqs[di];
             layer_forward(m, layer, d, b, &r->kv[layer], &rope, r->pos, ntok, pos0);
             h = b->x;
@@ -462,13 +798,15 @@ int lyra_llama_forward(const lyra_llama *m, const lyra_llama_run *r, const int32
         }
         case LYRA_MODULE_NORM:
             /* keep only the last n_out rows */
-            d->ops->rmsnorm(d, h + (size_t)(rows - n_out) * E, m->output_norm.data, hp->eps, E,
-                            n_out, b->xb);
+            norm(m, d, h + (size_t)(rows - n_out) * E, &m->output_norm, &m->output_norm_b, n_out, b->xb);
             h = b->xb;
             rows = n_out;
             break;
         case LYRA_MODULE_HEAD:
             d->ops->matmul(d, m->output.type, m->output.data, hp->n_vocab, E, h, rows, b->logits);
+            bias(d, b->logits, &m->output_b, 0, hp->n_vocab, rows);
+            if (ad->final_softcap > 0)
+                d->ops->softcap(d, b->logits, (int64_t)rows * hp->n_vocab, ad->final_softcap);
             if ((rc = d->ops->copy_out(d, logits_host, b->logits,
                                        (size_t)rows * (size_t)hp->n_vocab * sizeof(float))))
                 return lyra_err(err, rc, "forward", "copying logits from device %s", d->id);

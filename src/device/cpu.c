@@ -266,12 +266,22 @@ static void rope_table(const lyra_rope *r, int32_t pos, float *cs, float *sn) {
     }
 }
 
-/* Rotate pairs (2i, 2i+1), i < n_rot/2, of each of the n_head heads of one token. */
-static void rope_apply(float *x, int n_head, int head_dim, int n_rot, const float *cs,
+/* Rotate pairs (2i, 2i+1) (neox: (i, i + n_rot/2)), i < n_rot/2, of each of
+ * the n_head heads of one token; dims n_rot.. of a head stay. */
+static void rope_apply(float *x, int n_head, int head_dim, int n_rot, int neox, const float *cs,
                        const float *sn) {
+    const int half = n_rot / 2;
     for (int h = 0; h < n_head; h++) {
         float *v = x + (size_t)h * head_dim;
-        for (int i = 0; i < n_rot / 2; i++) {
+        if (neox) {
+            for (int i = 0; i < half; i++) {
+                float a = v[i], b = v[i + half];
+                v[i] = a * cs[i] - b * sn[i];
+                v[i + half] = a * sn[i] + b * cs[i];
+            }
+            continue;
+        }
+        for (int i = 0; i < half; i++) {
             float a = v[2 * i], b = v[2 * i + 1];
             v[2 * i] = a * cs[i] - b * sn[i];
             v[2 * i + 1] = a * sn[i] + b * cs[i];
@@ -291,7 +301,7 @@ static void rope_fn(void *arg, int ith, int nth) {
     for (long t = t0; t < t1; t++) {
         rope_table(a->rope, a->pos[t], cs, sn);
         rope_apply(a->x + (size_t)t * a->n_head * a->head_dim, a->n_head, a->head_dim,
-                   a->rope->n_rot, cs, sn);
+                   a->rope->n_rot, a->rope->neox, cs, sn);
     }
 }
 
@@ -312,7 +322,7 @@ static void cpu_rope(lyra_device *d, float *x, int ntok, int n_head, int head_di
             c->rope_pos = pos[0];
             c->rope_key = *rope;
         }
-        rope_apply(x, n_head, head_dim, rope->n_rot, c->rope_cos, c->rope_sin);
+        rope_apply(x, n_head, head_dim, rope->n_rot, rope->neox, c->rope_cos, c->rope_sin);
         return;
     }
     rope_args a = {x, ntok, n_head, head_dim, pos, rope};
@@ -339,7 +349,7 @@ static void kvs_fn(void *arg, int ith, int nth) {
     const size_t L = (size_t)kv->chunk_len, D = (size_t)a->kv_dim;
     for (long t = t0; t < t1; t++) {
         int32_t p = a->pos0 + (int32_t)t;
-        int32_t ci = p / kv->chunk_len, r = p % kv->chunk_len;
+        int32_t ci = lyra_kv_chunk(kv, p), r = p % kv->chunk_len;
         const float *ks = a->kx + t * a->kv_dim, *vs = a->vx + t * a->kv_dim;
         if (kv->kv_type == LYRA_TYPE_F16) {
             uint16_t *K = (uint16_t *)kv->k_chunks[ci] + r;
@@ -368,13 +378,29 @@ static void cpu_kv_store(lyra_device *d, const lyra_kv_view *kv, int32_t pos0, i
 
 typedef struct {
     const lyra_cpu_kernels *k; const float *q; const lyra_kv_view *kv; int32_t pos0;
-    int ntok, n_head, n_kv_head, head_dim; float scale; float *out;
+    int ntok, n_head, n_kv_head, head_dim; float scale; float softcap; int32_t window;
+    float *out;
 } att_args;
+
+/* Soft-capping of g rows of nb scores (row stride ss): s = cap * tanh(s / cap),
+ * and mx[h] = the largest of row h again. */
+static void att_softcap(float *s, int g, size_t ss, int nb, float cap, float *mx) {
+    for (int h = 0; h < g; h++) {
+        float m = -INFINITY, *r = s + (size_t)h * ss;
+        for (int p = 0; p < nb; p++) {
+            r[p] = cap * tanhf(r[p] / cap);
+            m = r[p] > m ? r[p] : m;
+        }
+        mx[h] = m;
+    }
+}
 
 /* Heads h0..h1-1 (all of KV head kvh, at most ATT_MAXG) of token t. Online
  * softmax over blocks of at most ATT_BLOCK positions that never straddle a
- * cache chunk; the heads share each K and V load, and each head's arithmetic
- * is the same however heads are grouped. */
+ * cache chunk (positions from the window's start, chunks through
+ * lyra_kv_chunk: the ring of a sliding-window layer); the heads share each K
+ * and V load, and each head's arithmetic is the same however heads are
+ * grouped. */
 static void attend(const att_args *a, int t, int h0, int h1) {
     const lyra_cpu_kernels *k = a->k;
     const lyra_kv_view *kv = a->kv;
@@ -394,10 +420,14 @@ static void attend(const att_args *a, int t, int h0, int h1) {
         l[i] = 0.0f;
     }
     const int f16 = kv->kv_type == LYRA_TYPE_F16;
-    for (int32_t c0 = 0; c0 < n_pos; c0 += kv->chunk_len) {
-        int32_t ci = c0 / kv->chunk_len;
-        int32_t clen = n_pos - c0 < kv->chunk_len ? n_pos - c0 : kv->chunk_len;
-        for (int32_t b0 = 0; b0 < clen; b0 += ATT_BLOCK) {
+    int32_t first = a->window > 0 && n_pos > a->window ? n_pos - a->window : 0;
+    for (int32_t c0 = first; c0 < n_pos;) {
+        int32_t ci = lyra_kv_chunk(kv, c0), off = c0 % kv->chunk_len;
+        int32_t cend = (c0 / kv->chunk_len + 1) * kv->chunk_len; /* end of this chunk */
+        if (cend > n_pos) cend = n_pos;
+        int32_t clen = off + (cend - c0); /* offsets off..clen-1 of chunk ci */
+        c0 = cend;
+        for (int32_t b0 = off; b0 < clen; b0 += ATT_BLOCK) {
             int nb = clen - b0 < ATT_BLOCK ? (int)(clen - b0) : ATT_BLOCK;
             size_t koff = (size_t)kvh * hd * L + (size_t)b0;
             size_t voff = (size_t)b0 * kv_dim + (size_t)kvh * hd;
@@ -407,6 +437,7 @@ static void attend(const att_args *a, int t, int h0, int h1) {
             else
                 k->scores_f32(q, g, (const float *)kv->k_chunks[ci] + koff, L, nb, hd, a->scale, s,
                               ATT_BLOCK, mx);
+            if (a->softcap > 0) att_softcap(s, g, ATT_BLOCK, nb, a->softcap, mx);
             for (int i = 0; i < g; i++) {
                 if (mx[i] > m[i]) {
                     if (l[i] > 0.0f) {
@@ -444,16 +475,19 @@ static void att_fn(void *arg, int ith, int nth) {
     }
 }
 
-static void cpu_attention(lyra_device *d, const float *q, const lyra_kv_view *kv,
-                          int32_t pos0, int ntok, int n_head, int n_kv_head, int head_dim,
-                          float scale, float *out) {
+static void cpu_attention(lyra_device *d, const float *q, const lyra_kv_view *kv, int32_t pos0,
+                          int ntok, const lyra_attn_params *ap, float *out) {
+    const int n_head = ap->n_head, n_kv_head = ap->n_kv_head, head_dim = ap->head_dim;
     if (n_kv_head <= 0 || n_head % n_kv_head) {
         cpu_fail(d, "attention: head counts not grouped (internal error)");
         return;
     }
-    att_args a = {IMPL(d)->k, q, kv, pos0, ntok, n_head, n_kv_head, head_dim, scale, out};
+    att_args a = {IMPL(d)->k, q, kv, pos0, ntok, n_head, n_kv_head, head_dim, ap->scale,
+                  ap->softcap, ap->window, out};
     /* work ~ positions attended x heads x head_dim */
-    int64_t work = (int64_t)ntok * n_head * head_dim * (pos0 + ntok);
+    int64_t span = pos0 + ntok;
+    if (ap->window > 0 && span > ap->window + ntok) span = ap->window + ntok;
+    int64_t work = (int64_t)ntok * n_head * head_dim * span;
     cpu_run(d, work / 4, att_fn, &a);
 }
 
@@ -498,6 +532,109 @@ static void cpu_add(lyra_device *d, float *x, const float *y, int64_t n) {
     cpu_run(d, n / 8, add_fn, &a);
 }
 
+
+/* ------------------------------- layernorm, bias, gelu, geglu, scale, softcap */
+
+typedef struct {
+    const float *x, *w, *b; float eps; int64_t n; int ntok; float *out;
+} ln_args;
+
+static void ln_fn(void *arg, int ith, int nth) {
+    ln_args *a = arg;
+    long t0, t1;
+    lyra_split_rows(a->ntok, ith, nth, &t0, &t1);
+    for (long t = t0; t < t1; t++) {
+        const float *x = a->x + t * a->n;
+        float *o = a->out + t * a->n;
+        float sum = 0.0f;
+        for (int64_t i = 0; i < a->n; i++) sum += x[i];
+        float mean = sum / (float)a->n, var = 0.0f;
+        for (int64_t i = 0; i < a->n; i++) var += (x[i] - mean) * (x[i] - mean);
+        float s = 1.0f / sqrtf(var / (float)a->n + a->eps);
+        for (int64_t i = 0; i < a->n; i++)
+            o[i] = (x[i] - mean) * s * a->w[i] + (a->b ? a->b[i] : 0.0f);
+    }
+}
+
+static void cpu_layernorm(lyra_device *d, const float *x, const float *w, const float *b,
+                          float eps, int64_t n, int ntok, float *out) {
+    ln_args a = {x, w, b, eps, n, ntok, out};
+    cpu_run(d, n * ntok, ln_fn, &a);
+}
+
+typedef struct {
+    float *x; const float *bias; int64_t n; int ntok;
+} bias_args;
+
+static void bias_fn(void *arg, int ith, int nth) {
+    bias_args *a = arg;
+    long t0, t1;
+    lyra_split_rows(a->ntok, ith, nth, &t0, &t1);
+    for (long t = t0; t < t1; t++) {
+        float *x = a->x + t * a->n;
+        for (int64_t i = 0; i < a->n; i++) x[i] += a->bias[i];
+    }
+}
+
+static void cpu_add_bias(lyra_device *d, float *x, const float *bias, int64_t n, int ntok) {
+    bias_args a = {x, bias, n, ntok};
+    cpu_run(d, n * ntok / 8, bias_fn, &a);
+}
+
+/* GELU, tanh form (as llama.cpp's and PyTorch's approximate="tanh"). */
+static inline float gelu1(float x) {
+    const float c = 0.79788456080286535588f; /* sqrt(2/pi) */
+    return 0.5f * x * (1.0f + tanhf(c * (x + 0.044715f * x * x * x)));
+}
+
+/* Elementwise ops with one scalar parameter: blocks of EW_BLOCK elements. */
+typedef struct {
+    int op; const float *x, *u; float *out; int64_t n; float s;
+} ew1_args;
+
+enum { EW1_GELU, EW1_GEGLU, EW1_SCALE, EW1_SOFTCAP };
+
+static void ew1_fn(void *arg, int ith, int nth) {
+    ew1_args *a = arg;
+    long b0, b1;
+    lyra_split_rows((long)((a->n + EW_BLOCK - 1) / EW_BLOCK), ith, nth, &b0, &b1);
+    int64_t e0 = (int64_t)b0 * EW_BLOCK, e1 = (int64_t)b1 * EW_BLOCK < a->n ? (int64_t)b1 * EW_BLOCK : a->n;
+    switch (a->op) {
+    case EW1_GELU:
+        for (int64_t i = e0; i < e1; i++) a->out[i] = gelu1(a->x[i]);
+        break;
+    case EW1_GEGLU:
+        for (int64_t i = e0; i < e1; i++) a->out[i] = gelu1(a->x[i]) * a->u[i];
+        break;
+    case EW1_SCALE:
+        for (int64_t i = e0; i < e1; i++) a->out[i] = a->x[i] * a->s;
+        break;
+    default:
+        for (int64_t i = e0; i < e1; i++) a->out[i] = a->s * tanhf(a->x[i] / a->s);
+        break;
+    }
+}
+
+static void cpu_gelu(lyra_device *d, const float *x, int64_t n, float *out) {
+    ew1_args a = {EW1_GELU, x, NULL, out, n, 0.0f};
+    cpu_run(d, n / 2, ew1_fn, &a);
+}
+
+static void cpu_geglu(lyra_device *d, const float *gate, const float *up, int64_t n, float *out) {
+    ew1_args a = {EW1_GEGLU, gate, up, out, n, 0.0f};
+    cpu_run(d, n / 2, ew1_fn, &a);
+}
+
+static void cpu_scale(lyra_device *d, float *x, int64_t n, float s) {
+    ew1_args a = {EW1_SCALE, x, NULL, x, n, s};
+    cpu_run(d, n / 8, ew1_fn, &a);
+}
+
+static void cpu_softcap(lyra_device *d, float *x, int64_t n, float cap) {
+    ew1_args a = {EW1_SOFTCAP, x, NULL, x, n, cap};
+    cpu_run(d, n / 2, ew1_fn, &a);
+}
+
 /* ------------------------------------------------------------------ device */
 
 static void cpu_destroy(lyra_device *d) {
@@ -531,6 +668,8 @@ static const lyra_device_ops cpu_ops = {
     .get_rows = cpu_get_rows, .rmsnorm = cpu_rmsnorm, .matmul = cpu_matmul,
     .rope = cpu_rope, .kv_store = cpu_kv_store, .attention = cpu_attention,
     .swiglu = cpu_swiglu, .add = cpu_add,
+    .layernorm = cpu_layernorm, .add_bias = cpu_add_bias, .gelu = cpu_gelu, .geglu = cpu_geglu,
+    .scale = cpu_scale, .softcap = cpu_softcap,
     .matmul_work_size = cpu_matmul_work_size, .set_work = cpu_set_work,
     .destroy = cpu_destroy, .free_mem = cpu_free_mem, .matmul_multi = cpu_matmul_multi,
     .kv_to_rows = lyra_cpu_kv_to_rows, .kv_from_rows = lyra_cpu_kv_from_rows,

@@ -197,14 +197,16 @@ static uint64_t sim_free_mem(const lyra_device *d) {
 
 static size_t kv_elem(lyra_type t) { return t == LYRA_TYPE_F32 ? 4 : 2; }
 
-/* Debug: chunks [c0, c1] of a KV view belong to d. */
-static int own_kv(lyra_device *d, const lyra_kv_view *kv, int64_t kv_dim, int32_t c0, int32_t c1) {
+/* Debug: the chunks holding positions [p0, p1] of a KV view belong to d. */
+static int own_kv(lyra_device *d, const lyra_kv_view *kv, int64_t kv_dim, int32_t p0, int32_t p1) {
     if (!LYRA_SIM_CHECKS) return 1;
     size_t bytes = (size_t)kv->chunk_len * (size_t)kv_dim * kv_elem(kv->kv_type);
-    for (int32_t c = c0; c <= c1; c++)
-        if (!OWN(d, "k cache chunk", kv->k_chunks[c], bytes) ||
-            !OWN(d, "v cache chunk", kv->v_chunks[c], bytes))
+    for (int32_t c = p0 / kv->chunk_len; c <= p1 / kv->chunk_len; c++) {
+        int32_t ci = lyra_kv_chunk(kv, c * kv->chunk_len);
+        if (!OWN(d, "k cache chunk", kv->k_chunks[ci], bytes) ||
+            !OWN(d, "v cache chunk", kv->v_chunks[ci], bytes))
             return 0;
+    }
     return 1;
 }
 
@@ -252,7 +254,7 @@ static void sim_kv_store(lyra_device *d, const lyra_kv_view *kv, int32_t pos0, i
                          int64_t kv_dim, const float *k, const float *v) {
     size_t act = (size_t)ntok * (size_t)kv_dim * 4;
     if (ntok > 0 &&
-        (!own_kv(d, kv, kv_dim, pos0 / kv->chunk_len, (pos0 + ntok - 1) / kv->chunk_len) ||
+        (!own_kv(d, kv, kv_dim, pos0, pos0 + ntok - 1) ||
          !OWN(d, "k", k, act) || !OWN(d, "v", v, act)))
         return;
     lyra_device *c = IMPL(d)->cpu;
@@ -260,15 +262,15 @@ static void sim_kv_store(lyra_device *d, const lyra_kv_view *kv, int32_t pos0, i
 }
 
 static void sim_attention(lyra_device *d, const float *q, const lyra_kv_view *kv, int32_t pos0,
-                          int ntok, int n_head, int n_kv_head, int head_dim, float scale,
-                          float *out) {
-    size_t act = (size_t)ntok * (size_t)n_head * (size_t)head_dim * 4;
+                          int ntok, const lyra_attn_params *ap, float *out) {
+    size_t act = (size_t)ntok * (size_t)ap->n_head * (size_t)ap->head_dim * 4;
+    int32_t first = ap->window > 0 && pos0 + 1 > ap->window ? pos0 + 1 - ap->window : 0;
     if (ntok > 0 &&
-        (!own_kv(d, kv, (int64_t)n_kv_head * head_dim, 0, (pos0 + ntok - 1) / kv->chunk_len) ||
+        (!own_kv(d, kv, (int64_t)ap->n_kv_head * ap->head_dim, first, pos0 + ntok - 1) ||
          !OWN(d, "q", q, act) || !OWN(d, "out", out, act)))
         return;
     lyra_device *c = IMPL(d)->cpu;
-    c->ops->attention(c, q, kv, pos0, ntok, n_head, n_kv_head, head_dim, scale, out);
+    c->ops->attention(c, q, kv, pos0, ntok, ap, out);
 }
 
 static void sim_swiglu(lyra_device *d, const float *gate, const float *up, int64_t n, float *out) {
@@ -283,6 +285,48 @@ static void sim_add(lyra_device *d, float *x, const float *y, int64_t n) {
     if (!OWN(d, "x", x, b) || !OWN(d, "y", y, b)) return;
     lyra_device *c = IMPL(d)->cpu;
     c->ops->add(c, x, y, n);
+}
+
+static void sim_layernorm(lyra_device *d, const float *x, const float *w, const float *b,
+                          float eps, int64_t n, int ntok, float *out) {
+    size_t act = (size_t)ntok * (size_t)n * 4;
+    if (!OWN(d, "x", x, act) || !OWN(d, "w", w, (size_t)n * 4) ||
+        (b && !OWN(d, "b", b, (size_t)n * 4)) || !OWN(d, "out", out, act))
+        return;
+    lyra_device *c = IMPL(d)->cpu;
+    c->ops->layernorm(c, x, w, b, eps, n, ntok, out);
+}
+
+static void sim_add_bias(lyra_device *d, float *x, const float *bias, int64_t n, int ntok) {
+    if (!OWN(d, "x", x, (size_t)ntok * (size_t)n * 4) || !OWN(d, "bias", bias, (size_t)n * 4)) return;
+    lyra_device *c = IMPL(d)->cpu;
+    c->ops->add_bias(c, x, bias, n, ntok);
+}
+
+static void sim_gelu(lyra_device *d, const float *x, int64_t n, float *out) {
+    size_t b = (size_t)n * 4;
+    if (!OWN(d, "x", x, b) || !OWN(d, "out", out, b)) return;
+    lyra_device *c = IMPL(d)->cpu;
+    c->ops->gelu(c, x, n, out);
+}
+
+static void sim_geglu(lyra_device *d, const float *gate, const float *up, int64_t n, float *out) {
+    size_t b = (size_t)n * 4;
+    if (!OWN(d, "gate", gate, b) || !OWN(d, "up", up, b) || !OWN(d, "out", out, b)) return;
+    lyra_device *c = IMPL(d)->cpu;
+    c->ops->geglu(c, gate, up, n, out);
+}
+
+static void sim_scale(lyra_device *d, float *x, int64_t n, float s) {
+    if (!OWN(d, "x", x, (size_t)n * 4)) return;
+    lyra_device *c = IMPL(d)->cpu;
+    c->ops->scale(c, x, n, s);
+}
+
+static void sim_softcap(lyra_device *d, float *x, int64_t n, float cap) {
+    if (!OWN(d, "x", x, (size_t)n * 4)) return;
+    lyra_device *c = IMPL(d)->cpu;
+    c->ops->softcap(c, x, n, cap);
 }
 
 static size_t sim_matmul_work_size(lyra_device *d, lyra_type wt, int64_t cols, int ntok) {
@@ -315,6 +359,8 @@ static const lyra_device_ops sim_ops = {
     .get_rows = sim_get_rows, .rmsnorm = sim_rmsnorm, .matmul = sim_matmul,
     .rope = sim_rope, .kv_store = sim_kv_store, .attention = sim_attention,
     .swiglu = sim_swiglu, .add = sim_add,
+    .layernorm = sim_layernorm, .add_bias = sim_add_bias, .gelu = sim_gelu, .geglu = sim_geglu,
+    .scale = sim_scale, .softcap = sim_softcap,
     .matmul_work_size = sim_matmul_work_size, .set_work = sim_set_work,
     .destroy = sim_destroy, .free_mem = sim_free_mem,
     .kv_to_rows = lyra_cpu_kv_to_rows, .kv_from_rows = lyra_cpu_kv_from_rows, /* its CPU's */

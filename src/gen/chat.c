@@ -96,7 +96,7 @@ static void sb_trim(sbuf *b, const char *s) {
 static const char *const g_names[] = {
     [LYRA_CHAT_NONE] = "none",   [LYRA_CHAT_PLAIN] = "plain",   [LYRA_CHAT_CHATML] = "chatml",
     [LYRA_CHAT_LLAMA2] = "llama2", [LYRA_CHAT_LLAMA3] = "llama3", [LYRA_CHAT_PHI3] = "phi3",
-    [LYRA_CHAT_GEMMA] = "gemma", [LYRA_CHAT_ZEPHYR] = "zephyr",
+    [LYRA_CHAT_GEMMA] = "gemma", [LYRA_CHAT_ZEPHYR] = "zephyr", [LYRA_CHAT_PHI2] = "phi2",
 };
 #define N_KINDS ((int)(sizeof g_names / sizeof g_names[0]))
 
@@ -146,6 +146,21 @@ lyra_chat_kind lyra_chat_detect(const char *t, size_t n, int *known) {
     else ok = 0;
     if (known) *known = ok;
     return k;
+}
+
+lyra_chat_kind lyra_chat_for_arch(const char *arch, int *known) {
+    static const struct { const char *arch; lyra_chat_kind kind; } t[] = {
+        {"qwen2", LYRA_CHAT_CHATML}, {"qwen3", LYRA_CHAT_CHATML}, {"gemma", LYRA_CHAT_GEMMA},
+        {"gemma2", LYRA_CHAT_GEMMA}, {"gemma3", LYRA_CHAT_GEMMA}, {"phi3", LYRA_CHAT_PHI3},
+        {"phi2", LYRA_CHAT_PHI2},
+    };
+    for (size_t i = 0; arch && i < sizeof t / sizeof t[0]; i++)
+        if (!strcmp(arch, t[i].arch)) {
+            if (known) *known = 1;
+            return t[i].kind;
+        }
+    if (known) *known = 0;
+    return LYRA_CHAT_PLAIN;
 }
 
 /* The literal system prompt a ChatML template writes when none is given:
@@ -244,6 +259,12 @@ static void put_head(sbuf *b, const lyra_chat *c, const char *sys) {
             sb_puts(b, "\n");
         }
         break;
+    case LYRA_CHAT_PHI2:
+        if (sys) {
+            sb_trim(b, sys);
+            sb_puts(b, "\n");
+        }
+        break;
     }
 }
 
@@ -306,6 +327,11 @@ static void put_user(sbuf *b, const lyra_chat *c, const char *sys, size_t i, con
         sb_puts(b, c->eos);
         sb_puts(b, "\n");
         break;
+    case LYRA_CHAT_PHI2:
+        sb_puts(b, "Instruct: ");
+        sb_trim(b, u);
+        sb_puts(b, "\n");
+        break;
     }
 }
 
@@ -320,6 +346,7 @@ static void put_gen(sbuf *b, const lyra_chat *c) {
         [LYRA_CHAT_PHI3] = "<|assistant|>\n",
         [LYRA_CHAT_GEMMA] = "<start_of_turn>model\n",
         [LYRA_CHAT_ZEPHYR] = "<|assistant|>\n",
+        [LYRA_CHAT_PHI2] = "Output:",
     };
     sb_puts(b, gen[c->kind]);
 }
@@ -329,6 +356,7 @@ static void put_reply(sbuf *b, const lyra_chat *c, const char *a) {
     switch (c->kind) {
     case LYRA_CHAT_PLAIN:
     case LYRA_CHAT_LLAMA2:
+    case LYRA_CHAT_PHI2:
         sb_puts(b, " ");
         sb_trim(b, a);
         break;
@@ -346,7 +374,8 @@ static void put_reply(sbuf *b, const lyra_chat *c, const char *a) {
 static void put_end(sbuf *b, const lyra_chat *c) {
     switch (c->kind) {
     case LYRA_CHAT_NONE: break;
-    case LYRA_CHAT_PLAIN: sb_puts(b, "\n"); break;
+    case LYRA_CHAT_PLAIN:
+    case LYRA_CHAT_PHI2: sb_puts(b, "\n"); break;
     case LYRA_CHAT_CHATML: sb_puts(b, "<|im_end|>\n"); break;
     case LYRA_CHAT_LLAMA2:
         sb_puts(b, " ");
@@ -446,6 +475,7 @@ int lyra_chat_stops(const lyra_chat *c, const char *stops[LYRA_CHAT_MAX_STOPS]) 
     case LYRA_CHAT_PHI3: s[0] = "<|end|>"; s[1] = "<|user|>"; s[2] = "<|endoftext|>"; break;
     case LYRA_CHAT_GEMMA: s[0] = "<end_of_turn>"; s[1] = "<start_of_turn>"; break;
     case LYRA_CHAT_ZEPHYR: s[0] = c->eos; s[1] = "<|user|>"; break;
+    case LYRA_CHAT_PHI2: s[0] = "\nInstruct:"; s[1] = c->eos; break;
     }
     int n = 0;
     for (int i = 0; i < LYRA_CHAT_MAX_STOPS; i++)

@@ -25,6 +25,8 @@
  *   zephyr  <|system|>\nS</s>\n<|user|>\nU</s>\n<|assistant|>\nA</s>\n
  *   plain   S\n\nUser: U\nAssistant: A\nUser: U\nAssistant:   (U, A trimmed;
  *           for models without a template)
+ *   phi2    S\nInstruct: U\nOutput: A\nInstruct: U\nOutput:   (U, A trimmed:
+ *           Phi-2's model card's QA format; Phi-2 has no template)
  *   none    S U A U ... : the texts concatenated as they are, nothing added
  * BOS/EOS texts are the model's (the template's bos_token / eos_token).
  *
@@ -52,9 +54,12 @@ typedef enum lyra_chat_kind {
     LYRA_CHAT_PHI3,
     LYRA_CHAT_GEMMA,
     LYRA_CHAT_ZEPHYR,
+    LYRA_CHAT_PHI2,
 } lyra_chat_kind;
 
-/* The names lyra_chat_kind_from_name accepts, for messages. */
+/* The names lyra_chat_kind_from_name accepts, for messages (and "phi2",
+ * kept out of this list so that the messages of existing models stay as they
+ * were). */
 #define LYRA_CHAT_NAMES "chatml, llama2, llama3, phi3, gemma, zephyr, plain, none"
 
 /* Most stop strings a template has. */
@@ -77,6 +82,11 @@ typedef struct lyra_chat_turn {
     const char *user;      /* the user's message */
     const char *assistant; /* the reply; NULL for the turn being answered */
 } lyra_chat_turn;
+
+/* The format an architecture's models use when the file has no template
+ * (general.architecture: qwen2/qwen3 chatml, gemma* gemma, phi3 phi3, phi2
+ * phi2); LYRA_CHAT_PLAIN with *known = 0 for the others. */
+lyra_chat_kind lyra_chat_for_arch(const char *arch, int *known);
 
 /* "chatml", ...; "?" for a bad value. */
 const char *lyra_chat_kind_name(lyra_chat_kind kind);

@@ -62,7 +62,14 @@ int lyra_chat_session_sampler(lyra_chat_session *cs, const lyra_sampler_params *
 
 lyra_chat_kind lyra_chat_session_detect(const lyra_chat_session *cs, int *known, int *has) {
     *has = cs->template_text != NULL;
-    return lyra_chat_detect(cs->template_text, cs->template_len, known);
+    int k = 0;
+    lyra_chat_kind kind = lyra_chat_detect(cs->template_text, cs->template_len, &k);
+    if (!k) { /* no template lyra knows: the architecture's usual one */
+        kind = lyra_chat_for_arch(lyra_model_arch(cs->m), &k);
+        if (k) k = 2;
+    }
+    if (known) *known = k;
+    return kind;
 }
 
 /* Text of token id from the vocabulary as a NUL-terminated string into
@@ -261,6 +268,7 @@ int lyra_chat_session_eval(lyra_chat_session *cs, const int32_t *toks, size_t n,
     while (keep_prefix && keep < cs->n_kv && (size_t)keep < n && cs->kv[keep] == toks[keep]) keep++;
     if ((size_t)keep == n) keep--; /* the last token again, for its logits */
     lyra_context_truncate(cs->ctx, keep);
+    keep = lyra_context_pos(cs->ctx); /* less when a sliding window's ring lost the positions */
     cs->n_kv = keep;
     int rc = lyra_eval(cs->ctx, toks + keep, (int32_t)(n - (size_t)keep), 0, err);
     if (rc) return rc;

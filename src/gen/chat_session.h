@@ -86,8 +86,9 @@ int lyra_chat_session_open(lyra_chat_session *cs, const char *path, const lyra_m
 int lyra_chat_session_sampler(lyra_chat_session *cs, const lyra_sampler_params *sp, const char *where,
                               lyra_error *err);
 
-/* The format the model's tokenizer.chat_template names (lyra_chat_detect);
- * *has: the model has such a string. */
+/* The format the model's tokenizer.chat_template names (lyra_chat_detect,
+ * *known = 1), else its architecture's usual one (lyra_chat_for_arch, *known
+ * = 2), else plain (*known = 0); *has: the model has such a string. */
 lyra_chat_kind lyra_chat_session_detect(const lyra_chat_session *cs, int *known, int *has);
 
 /* Set up the template kind with the model's BOS/EOS texts; the texts that

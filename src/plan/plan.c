@@ -30,6 +30,9 @@ typedef struct P {
     int *where;                 /* [n] device of each module, -1 unplaced */
     int embed, head;            /* module indices of the embedding and head, -1 if none */
     lyra_plan_notes *notes;     /* where notes go */
+    int n_windowed;             /* sliding-window layers */
+    int32_t window;             /* their largest window */
+    uint64_t kv_all, kv_unwindowed; /* KV bytes of all layers, with and without rings */
 } P;
 
 /* ------------------------------------------------------------- accounting */
@@ -75,6 +78,15 @@ static int precompute(P *p, lyra_error *err) {
         if (mod->kv_per_pos && pos > UINT64_MAX / mod->kv_per_pos)
             return lyra_err(err, LYRA_ERR_INPUT, mod->name, "KV cache size overflows");
         p->kv[i] = mod->kv_per_pos * pos;
+        p->kv_unwindowed += p->kv[i];
+        if (mod->kv_window > 0) { /* a ring, as the runtime sizes it (lyra_llama_ring_chunks) */
+            uint64_t L = p->o->kv_chunk > 0 ? (uint64_t)p->o->kv_chunk : 1;
+            uint64_t ring = ((uint64_t)mod->kv_window + (uint64_t)p->o->batch - 1 + L - 1) / L + 1;
+            if (ring * L < pos) p->kv[i] = mod->kv_per_pos * ring * L;
+            p->n_windowed++;
+            if (mod->kv_window > p->window) p->window = mod->kv_window;
+        }
+        p->kv_all += p->kv[i];
         for (int d = 0; d < p->nd; d++) {
             uint64_t sum = 0, wk = 0;
             for (int k = 0; k < mod->n_tensors; k++) {
@@ -771,6 +783,10 @@ int lyra_plan_make(const lyra_plan_model *model, const lyra_plan_device *devs, i
         }
     pl->ctx = o->ctx;
     pl->batch = o->batch;
+    pl->n_windowed = p.n_windowed;
+    pl->window = p.window;
+    pl->kv_all = p.kv_all;
+    pl->kv_unwindowed = p.kv_unwindowed;
     pl->n_devices = p.nd;
     for (int d = 0; d < p.nd; d++) pl->use[d] = usage(&p, d);
     pl->n_modules = p.n;

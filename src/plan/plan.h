@@ -11,7 +11,9 @@
  *             head counted once when on the embedding's device, plus the
  *             extras (rope_freqs.weight ...) when d runs a layer;
  *   kv      = sum over the layers d runs of kv_per_pos * positions, positions
- *             = ctx rounded up to whole kv_chunk chunks;
+ *             = ctx rounded up to whole kv_chunk chunks; a sliding-window
+ *             layer (kv_window > 0) keeps a ring of ceil((window + batch - 1) /
+ *             kv_chunk) + 1 chunks when that is fewer;
  *   scratch = 0 if d runs nothing, else scratch_base + for each module kind
  *             the largest scratch of its modules on d + the largest matmul work
  *             of its modules rounded up to 64 bytes;
@@ -105,6 +107,8 @@ typedef struct lyra_plan_module {
     int n_tensors;              /* their count */
     uint64_t kv_per_pos;        /* KV cache bytes per position (layers: n_kv_heads *
                                    head_dim * 2 * bytes of the KV type), else 0 */
+    int32_t kv_window;          /* > 0: a sliding-window layer: its KV cache is a ring
+                                   (arch/llama.h lyra_llama_ring_chunks), else 0 */
     uint64_t scratch;           /* activation bytes of this kind of module for the batch
                                    (shared by the modules of one kind on a device: the
                                    head's holds batch x vocab floats) */
@@ -255,6 +259,10 @@ typedef struct lyra_plan {
     lyra_plan_module *modules;                  /* [n_modules] copies (tensors NULL) */
     int *module_dev;                            /* [n_modules] index into dev */
     lyra_plan_notes notes;                      /* missing GPUs etc. */
+    int n_windowed;                             /* sliding-window layers */
+    int32_t window;                             /* their (largest) window */
+    uint64_t kv_all;                            /* KV bytes of every layer */
+    uint64_t kv_unwindowed;                     /* the same without rings (full context) */
 } lyra_plan;
 
 /* Plan model on devs[n_devs] (one "cpu"; GPUs; "disk" added when absent;
@@ -279,7 +287,9 @@ json_t *lyra_plan_json(const lyra_plan *p);
 json_t *lyra_plan_device_json(const lyra_plan_device *d, const lyra_plan_usage *u);
 /* The same, compact, '\n'-terminated; malloc'd (free()), NULL if out of memory. */
 char *lyra_plan_json_string(const lyra_plan *p);
-/* A table for people, one row per device; malloc'd (free()). */
+/* A table for people, one row per device (and a line comparing the KV cache
+ * with and without rings when the model has sliding-window layers);
+ * malloc'd (free()). */
 char *lyra_plan_table(const lyra_plan *p);
 
 /* ------------------------------------------------------- Llama (arch/llama.h) */

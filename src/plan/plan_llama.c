@@ -1,5 +1,6 @@
-/* plan_llama.c: the planner's view of a loaded Llama (arch/llama.h): its
- * modules with their tensors, KV bytes per position and scratch, computed
+/* plan_llama.c: the planner's view of a loaded model of the Llama family
+ * (arch/llama.h): its modules with their tensors, KV bytes per position (and
+ * the sliding window of a layer whose cache is a ring) and scratch, computed
  * exactly as the runtime allocates them (lyra_llama_buffers_bytes for the
  * activations, the matmul work of the weights multiplied, rope_freqs.weight
  * as an extra replicated on every device running a layer). */
@@ -35,7 +36,7 @@ int lyra_plan_model_from_llama(const struct lyra_llama *a, int n_batch, int kv_t
     const lyra_llama_hparams *hp = &a->hp;
     int n_mod = lyra_llama_n_modules(a), n_t = 0;
     for (int i = 0; i < n_mod; i++) {
-        lyra_weight *w[16];
+        lyra_weight *w[LYRA_MODULE_MAX_WEIGHTS];
         n_t += lyra_llama_module_weights(m, i, w);
     }
     llama_owned *own = calloc(1, sizeof *own);
@@ -69,7 +70,7 @@ int lyra_plan_model_from_llama(const struct lyra_llama *a, int n_batch, int kv_t
         pm->layer = kind == LYRA_MODULE_LAYER ? layer : -1;
         pm->tensors = own->tensors + k;
         int mm = kind == LYRA_MODULE_LAYER || kind == LYRA_MODULE_HEAD;
-        lyra_weight *w[16];
+        lyra_weight *w[LYRA_MODULE_MAX_WEIGHTS];
         int n = lyra_llama_module_weights(m, i, w);
         for (int j = 0; j < n; j++) {
             if (a->has_rope_freqs && w[j] == &a->rope_freqs) continue; /* an extra */
@@ -77,6 +78,7 @@ int lyra_plan_model_from_llama(const struct lyra_llama *a, int n_batch, int kv_t
             pm->n_tensors++;
         }
         pm->kv_per_pos = kind == LYRA_MODULE_LAYER ? kv_pos : 0;
+        pm->kv_window = kind == LYRA_MODULE_LAYER ? lyra_llama_layer_window(a, layer) : 0;
         pm->scratch = kind == LYRA_MODULE_LAYER  ? layer_scr
                       : kind == LYRA_MODULE_HEAD ? head_scr
                                                  : 0;
@@ -86,7 +88,7 @@ int lyra_plan_model_from_llama(const struct lyra_llama *a, int n_batch, int kv_t
         out->extras = &own->extra;
         out->n_extras = 1;
     }
-    out->arch = "llama";
+    out->arch = a->desc.name; /* the alias table for maps (phi2: model.final_layernorm) */
     out->modules = own->modules;
     out->n_modules = n_mod;
     out->tied_head = a->tied;

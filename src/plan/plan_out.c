@@ -139,6 +139,14 @@ char *lyra_plan_table(const lyra_plan *p) {
             else o += need;
             o = put(buf, cap, o, "\n");
         }
+        if (p->n_windowed) { /* what the rings of the sliding-window layers save */
+            char a[32], b[32];
+            lyra_size_format(p->kv_all, a, sizeof a);
+            lyra_size_format(p->kv_unwindowed, b, sizeof b);
+            o = put(buf, cap, o, "kv: %s for all layers (%d with a sliding window of %d "
+                    "positions, kept as rings); %s without the rings\n",
+                    a, p->n_windowed, (int)p->window, b);
+        }
         if (pass == 0) {
             cap = o + 1;
             buf = malloc(cap);

@@ -1,6 +1,6 @@
 /* context.c: lyra_context (lyra.h): the KV cache of each sequence (chunks
- * of kv_chunk positions allocated through the devices as the sequence grows;
- * one sequence today, sequence 0), scratch for n_batch tokens, lyra_eval in
+ * of kv_chunk positions allocated through the devices as the sequence grows,
+ * a ring of chunks for a sliding-window layer; one sequence today, sequence 0), scratch for n_batch tokens, lyra_eval in
  * batches, logits, the map lines and the device usage. Running out of
  * memory steps down (fallback.h); scratch and moves are residency.h's. */
 #include <stdio.h>
@@ -101,7 +101,7 @@ static void after_module(void *user, int i) {
     lyra_context *c = user;
     lyra_model *m = c->model;
     if (!m->module_disk[i]) return;
-    lyra_weight *w[10];
+    lyra_weight *w[LYRA_MODULE_MAX_WEIGHTS];
     int n = lyra_llama_module_weights(m->arch, i, w);
     for (int k = 0; k < n; k++) {
         if (w[k] == &m->arch->rope_freqs) continue;
@@ -174,6 +174,10 @@ int lyra_context_new(lyra_model *m, const lyra_context_params *params, lyra_cont
             q->view[l].v_chunks = lyra_kv_slot(c, s, l, 1, 0);
             q->view[l].chunk_len = c->kv_chunk;
             q->view[l].kv_type = c->kv_type == LYRA_KV_F32 ? LYRA_TYPE_F32 : LYRA_TYPE_F16;
+            /* a sliding-window layer: a ring, when it is smaller than the context */
+            int32_t win = lyra_llama_layer_window(a, l);
+            int32_t ring = win ? lyra_llama_ring_chunks(win, c->n_batch, c->kv_chunk) : 0;
+            q->view[l].n_ring = ring < c->n_chunks_max ? ring : 0;
         }
     }
     if (m->n_dev > 1) {
@@ -208,9 +212,28 @@ fail:
 int32_t lyra_context_n_ctx(const lyra_context *c) { return c->n_ctx; }
 int32_t lyra_context_pos(const lyra_context *c) { return c->seq[0].pos; }
 
+/* 1 when sequence s can continue at pos: every ring layer still holds the
+ * window before pos (no later position overwrote it). */
+static int ring_keeps(const lyra_context *c, int s, int32_t pos) {
+    const lyra_kv_seq *q = &c->seq[s];
+    if (pos <= 0 || q->top <= 0) return 1;
+    for (int l = 0; l < c->model->arch->hp.n_layer; l++) {
+        int32_t r = q->view[l].n_ring;
+        if (r <= 0) continue;
+        int32_t win = lyra_llama_layer_window(c->model->arch, l);
+        int32_t need = pos - win + 1 > 0 ? pos - win + 1 : 0; /* the oldest position read */
+        int32_t lo = ((q->top - 1) / c->kv_chunk - r + 1) * c->kv_chunk; /* the oldest held */
+        if (need < lo) return 0;
+    }
+    return 1;
+}
+
 void lyra_context_truncate(lyra_context *c, int32_t pos) {
+    lyra_kv_seq *q = &c->seq[0];
     if (pos < 0) pos = 0;
-    if (pos < c->seq[0].pos) c->seq[0].pos = pos;
+    if (pos < q->pos) q->pos = pos;
+    if (!ring_keeps(c, 0, q->pos)) q->pos = 0; /* the window before pos was overwritten */
+    if (!q->pos) q->top = 0;
 }
 
 /* Make sequence s's cache hold positions [0, n_pos): allocate the missing
@@ -225,6 +248,8 @@ static int grow_kv(lyra_context *c, int s, int32_t n_pos, lyra_oom *oom, lyra_er
     while (q->n_chunks < need) {
         int32_t k = q->n_chunks;
         for (int l = 0; l < hp->n_layer; l++) {
+            int32_t ring = q->view[l].n_ring;
+            if (ring > 0 && k >= ring) continue; /* the ring is complete: reused */
             void **kp = lyra_kv_slot(c, s, l, 0, k);
             if (*kp) continue;
             int di = layer_dev(c, l);
@@ -291,6 +316,7 @@ int lyra_eval(lyra_context *c, const int32_t *tokens, int32_t n, int logits_all,
         if (rc) return rc;
     }
     q->pos += n;
+    if (q->pos > q->top) q->top = q->pos;
     c->n_last = n;
     c->logits_all = logits_all != 0;
     return LYRA_OK;
@@ -393,7 +419,11 @@ uint64_t lyra_context_bytes_per_token(const lyra_context *c, int32_t pos) {
     if (!a->tied) b -= a->tok_embd.n_bytes; /* only one row of the table is read */
     b += lyra_row_bytes(a->tok_embd.type, hp->n_embd);
     uint64_t kv_dim = (uint64_t)hp->n_head_kv * (uint64_t)hp->head_dim;
-    b += (uint64_t)hp->n_layer * 2 * ((uint64_t)pos + 1) * kv_dim * kv_elem_bytes(c->kv_type);
+    for (int l = 0; l < hp->n_layer; l++) { /* a windowed layer reads its window */
+        int32_t win = lyra_llama_layer_window(a, l);
+        uint64_t n = win && pos + 1 > win ? (uint64_t)win : (uint64_t)pos + 1;
+        b += 2 * n * kv_dim * kv_elem_bytes(c->kv_type);
+    }
     return b;
 }
 

@@ -121,11 +121,11 @@ static int plan_entries(lyra_model *m, const int *asg, attempt *t) {
     lyra_llama *a = m->arch;
     int n_mod = lyra_llama_n_modules(a);
     int runs_layer[LYRA_MAX_DEVICES] = {0};
-    const void **seen = calloc((size_t)n_mod * 10 + 1, sizeof *seen);
+    const void **seen = calloc((size_t)n_mod * LYRA_MODULE_MAX_WEIGHTS + 1, sizeof *seen);
     int n_seen = 0;
     if (!seen) return LYRA_ERR_OOM;
     for (int i = 0; i < n_mod; i++) {
-        lyra_weight *w[10];
+        lyra_weight *w[LYRA_MODULE_MAX_WEIGHTS];
         int n = lyra_llama_module_weights(a, i, w);
         if (lyra_llama_module_kind(a, i, NULL) == LYRA_MODULE_LAYER) runs_layer[runs_on(m, asg, i)] = 1;
         for (int k = 0; k < n; k++) {
@@ -333,7 +333,7 @@ static int attempt_run(search *S, int mode, lyra_oom *oom, lyra_error *err) {
         m->module_dev[i] = runs_on(m, S->asg, i);
         m->module_disk[i] = S->asg[i] == DISK(m);
         if (m->module_disk[i]) continue;
-        lyra_weight *w[10];
+        lyra_weight *w[LYRA_MODULE_MAX_WEIGHTS];
         int n = lyra_llama_module_weights(a, i, w);
         for (int k = 0; k < n; k++) {
             if (a->has_rope_freqs && w[k] == &a->rope_freqs) continue;
@@ -390,7 +390,7 @@ static int try_k(search *S, int k, int mode, lyra_oom *oom, int *dead, lyra_erro
         for (int i = S->n_mod - 1; i >= 0 && freed < short_by && move < n_cpu; i--) {
             if (S->asg[i] != m->cpu || lyra_llama_module_kind(m->arch, i, NULL) != LYRA_MODULE_LAYER)
                 continue;
-            lyra_weight *w[10];
+            lyra_weight *w[LYRA_MODULE_MAX_WEIGHTS];
             int n = lyra_llama_module_weights(m->arch, i, w);
             for (int j = 0; j < n; j++) freed += w[j]->n_bytes;
             move++;
@@ -531,6 +531,18 @@ int lyra_runtime_load(lyra_model *m, const lyra_model_params *p, lyra_error *err
             goto done;
         }
         S.asg0[i] = di;
+        /* a device without an op the architecture needs (a NULL op) runs none of its modules */
+        const char *op = lyra_llama_module_missing_op(m->arch, i, m->dev[runs_on(m, S.asg0, i)]);
+        if (op) {
+            char name[64];
+            lyra_llama_module_name(m->arch, i, name, sizeof name);
+            lyra_device *dv = m->dev[runs_on(m, S.asg0, i)];
+            rc = lyra_err(err, LYRA_ERR_INPUT, "model",
+                          "%s (%s) needs the device op '%s', which device %s (%s) does not have: "
+                          "map it to the CPU (--device-map, --gpu-layers)",
+                          name, m->arch->desc.name, op, dv->id, dv->backend);
+            goto done;
+        }
         if (is_gpu(m, di) && lyra_llama_module_kind(m->arch, i, NULL) == LYRA_MODULE_LAYER) K++;
     }
     for (int j = 0; j < m->n_dev; j++) {

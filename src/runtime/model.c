@@ -12,6 +12,7 @@
 #include "build_info.h"
 #include "core/log.h"
 #include "runtime/fallback.h"
+#include "runtime/placement.h"
 #include "runtime/quantize_load.h"
 #include "runtime/residency.h"
 
@@ -78,6 +79,7 @@ int lyra_model_open(const char *path, const lyra_model_params *params, lyra_mode
     m->use_mlock = p.use_mlock != 0;
     rc = lyra_gguf_open(path, &m->gguf, err);
     if (!rc) rc = lyra_llama_load(m->gguf, &m->arch, err);
+    if (!rc) lyra_llama_set_context(m->arch, lyra_runtime_geometry(m->arch, &p).n_ctx);
     if (!rc) rc = lyra_tokenizer_load(m->gguf, &m->tok, err);
     if (!rc && lyra_tok_n_vocab(m->tok) > m->arch->hp.n_vocab)
         rc = lyra_err(err, LYRA_ERR_INPUT, path,
@@ -115,7 +117,7 @@ void lyra_model_free(lyra_model *m) {
     free(m);
 }
 
-const char *lyra_model_arch(const lyra_model *m) { (void)m; return "llama"; }
+const char *lyra_model_arch(const lyra_model *m) { return m->arch->desc.name; }
 int32_t lyra_model_n_vocab(const lyra_model *m) { return m->arch->hp.n_vocab; }
 int32_t lyra_model_n_layer(const lyra_model *m) { return m->arch->hp.n_layer; }
 int32_t lyra_model_n_embd(const lyra_model *m) { return m->arch->hp.n_embd; }

@@ -8,7 +8,8 @@
  * from the mapping), the fallback history and the on-load quantized weights.
  * A context owns what its sequences need on those devices: a KV cache per
  * sequence (today one, sequence 0), grown in chunks of kv_chunk positions as
- * the sequence grows, and scratch for n_batch tokens (activations, logits,
+ * the sequence grows (a sliding-window layer's stops growing at a ring of
+ * n_ring chunks, reused in turn: device.h lyra_kv_view), and scratch for n_batch tokens (activations, logits,
  * matmul work), all allocated through the devices so their accounting is
  * exact. Contexts of one model share its devices (and the CPU's threads):
  * evaluate them from one thread at a time. */
@@ -96,7 +97,10 @@ typedef struct lyra_ctx_dev {
  * the layer's device. */
 typedef struct lyra_kv_seq {
     int32_t pos;            /* tokens in the cache */
-    int32_t n_chunks;       /* chunks allocated (for every layer) */
+    int32_t top;            /* the highest position written + 1 since the cache was last
+                               emptied (what a ring may have overwritten) */
+    int32_t n_chunks;       /* chunks of positions in use (every layer; a ring layer holds
+                               at most its n_ring of them: lyra_kv_layer_chunks) */
     void **ptrs;            /* [n_layer][2][n_chunks_max] chunk pointers (K, V) in the
                                context's kv_ptrs; the K pointer is the allocation, V lies
                                in its second half */
@@ -126,6 +130,12 @@ struct lyra_context {
     int logits_all;           /* the last eval kept every position */
     int making;               /* 1 inside lyra_context_new (scratch comes after moves) */
 };
+
+/* Chunks layer l of sequence s holds: n_chunks, at most its ring. */
+static inline int32_t lyra_kv_layer_chunks(const lyra_context *c, int s, int l) {
+    int32_t n = c->seq[s].n_chunks, r = c->seq[s].view[l].n_ring;
+    return r > 0 && r < n ? r : n;
+}
 
 /* The slot of chunk k of layer l's K (v = 0) or V (v = 1) in sequence s. */
 static inline void **lyra_kv_slot(const lyra_context *c, int s, int l, int v, int32_t k) {

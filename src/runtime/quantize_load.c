@@ -39,11 +39,11 @@ int lyra_runtime_quantize_on_load(lyra_model *m, int bits, lyra_error *err) {
     lyra_llama *a = m->arch;
     int n_mod = lyra_llama_n_modules(a);
     /* every distinct weight once (a tied head shares the embedding's bytes) */
-    lyra_weight **all = calloc((size_t)n_mod * 10, sizeof *all);
+    lyra_weight **all = calloc((size_t)n_mod * LYRA_MODULE_MAX_WEIGHTS, sizeof *all);
     if (!all) return lyra_err(err, LYRA_ERR_OOM, "load_in_bits", "out of memory");
     int n = 0;
     for (int i = 0; i < n_mod; i++) {
-        lyra_weight *w[10];
+        lyra_weight *w[LYRA_MODULE_MAX_WEIGHTS];
         int k = lyra_llama_module_weights(a, i, w);
         for (int j = 0; j < k; j++)
             if (w[j] != &a->rope_freqs) all[n++] = w[j];

@@ -4,7 +4,8 @@
  * scratch a device needs and a context's scratch on it, and moving a module
  * (a layer with its KV cache, or the embedding, norm or head) between
  * devices or to the disk tier (lyra_context_move_layer, and the fallback's
- * step-down). Knows nothing of the load search or of evaluation. */
+ * step-down; a sliding-window layer's KV ring moves with it). Knows nothing
+ * of the load search or of evaluation. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -210,7 +211,7 @@ static int used_elsewhere(lyra_model *m, int mi, int di, const void *p) {
     int n_mod = lyra_llama_n_modules(m->arch);
     for (int j = 0; j < n_mod; j++) {
         if (j == mi || m->module_dev[j] != di || m->module_disk[j]) continue;
-        lyra_weight *w[10];
+        lyra_weight *w[LYRA_MODULE_MAX_WEIGHTS];
         int n = lyra_llama_module_weights(m->arch, j, w);
         for (int k = 0; k < n; k++)
             if (w[k]->data == p) return 1;
@@ -234,12 +235,20 @@ int lyra_runtime_move_module(lyra_context *c, int mi, int dst, int to_disk, lyra
     oom->dev = -1;
     if (src == dst && was_disk == to_disk) return LYRA_OK;
     lyra_device *ds = m->dev[src], *dd = m->dev[dst];
-    lyra_weight *w[10];
+    const char *op = lyra_llama_module_missing_op(a, mi, dd);
+    if (op) {
+        char name[64];
+        lyra_llama_module_name(a, mi, name, sizeof name);
+        return lyra_err(err, LYRA_ERR_INPUT, "move_layer",
+                        "%s (%s) needs the device op '%s', which device %s (%s) does not have",
+                        name, a->desc.name, op, dd->id, dd->backend);
+    }
+    lyra_weight *w[LYRA_MODULE_MAX_WEIGHTS];
     int nw = lyra_llama_module_weights(a, mi, w), rc = LYRA_OK;
     int old_placed = m->n_placed;
     const int kv_moves = is_layer && src != dst; /* the KV cache lives where the layer runs */
     int32_t nk = 0; /* KV chunks to move: the layer's, in every sequence */
-    for (int q = 0; q < c->n_seq && kv_moves; q++) nk += c->seq[q].n_chunks;
+    for (int q = 0; q < c->n_seq && kv_moves; q++) nk += lyra_kv_layer_chunks(c, q, layer);
     void **kvp = malloc(((size_t)nk + 1) * sizeof *kvp);
     void *host_kv = malloc(c->chunk_bytes ? c->chunk_bytes : 1);
     /* the two devices' KV layouts differ: convert through rows on the host */
@@ -255,7 +264,7 @@ int lyra_runtime_move_module(lyra_context *c, int mi, int dst, int to_disk, lyra
         return lyra_err(err, LYRA_ERR_OOM, "move_layer", "out of memory");
     }
     /* 1. weights on the target (from the mapping), rope_freqs if it has none */
-    const void *host[10], *old[10];
+    const void *host[LYRA_MODULE_MAX_WEIGHTS], *old[LYRA_MODULE_MAX_WEIGHTS];
     for (int k = 0; k < nw; k++) {
         host[k] = old[k] = w[k]->data;
         if (w[k] == &a->rope_freqs) continue;
@@ -315,7 +324,7 @@ int lyra_runtime_move_module(lyra_context *c, int mi, int dst, int to_disk, lyra
     const lyra_type kvt = c->kv_type == LYRA_KV_F32 ? LYRA_TYPE_F32 : LYRA_TYPE_F16;
     int32_t ki = 0; /* index into kvp: sequence by sequence, chunk by chunk */
     for (int q = 0; q < c->n_seq && kv_moves; q++)
-        for (int32_t k = 0; k < c->seq[q].n_chunks; k++, ki++) {
+        for (int32_t k = 0; k < lyra_kv_layer_chunks(c, q, layer); k++, ki++) {
             void **kp = lyra_kv_slot(c, q, layer, 0, k);
             void *in = host_kv;
             int r2 = ds->ops->copy_out(ds, host_kv, *kp, c->chunk_bytes);
@@ -339,7 +348,7 @@ int lyra_runtime_move_module(lyra_context *c, int mi, int dst, int to_disk, lyra
         }
     /* spare chunks (allocated ahead by a failed grow) stay behind: free them */
     for (int q = 0; q < c->n_seq && kv_moves; q++)
-        for (int32_t k = c->seq[q].n_chunks; k < c->n_chunks_max; k++) {
+        for (int32_t k = lyra_kv_layer_chunks(c, q, layer); k < c->n_chunks_max; k++) {
             void **kp = lyra_kv_slot(c, q, layer, 0, k);
             if (!*kp) continue;
             ds->ops->free(ds, *kp, c->chunk_bytes);

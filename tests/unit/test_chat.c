@@ -275,6 +275,35 @@ static void test_errors(void) {
     free(out);
 }
 
+/* Phi-2's QA turns, and the formats architectures use without a template. */
+static void test_phi2_arch(void) {
+    lyra_chat_turn t[2] = {{"  What is 2+2? ", " 4.\n"}, {"And 3+3?", NULL}};
+    const char *want = "Answer briefly.\nInstruct: What is 2+2?\nOutput: 4.\nInstruct: And 3+3?\nOutput:";
+    lyra_chat c;
+    lyra_chat_init(&c, LYRA_CHAT_PHI2, "", "<|endoftext|>", NULL, 0);
+    char *out = NULL;
+    size_t n = 0;
+    lyra_error err;
+    int rc = lyra_chat_render(&c, " Answer briefly. ", t, 2, &out, &n, &err);
+    CHECK(rc == 0 && !strcmp(out, want), "phi2: got [%s]", out ? esc(out, n) : err.msg);
+    check_incremental(&c, "Answer briefly.", t, 2, "phi2");
+    free(out);
+    const char *s[LYRA_CHAT_MAX_STOPS];
+    CHECK(lyra_chat_stops(&c, s) == 2 && !strcmp(s[0], "\nInstruct:") && !strcmp(s[1], "<|endoftext|>"),
+          "phi2 stops");
+    lyra_chat_kind k;
+    CHECK(lyra_chat_kind_from_name("phi2", &k) == 0 && k == LYRA_CHAT_PHI2, "name phi2");
+    static const struct { const char *arch; lyra_chat_kind kind; int known; } a[] = {
+        {"qwen2", LYRA_CHAT_CHATML, 1}, {"qwen3", LYRA_CHAT_CHATML, 1}, {"gemma", LYRA_CHAT_GEMMA, 1},
+        {"gemma2", LYRA_CHAT_GEMMA, 1}, {"gemma3", LYRA_CHAT_GEMMA, 1}, {"phi3", LYRA_CHAT_PHI3, 1},
+        {"phi2", LYRA_CHAT_PHI2, 1},    {"llama", LYRA_CHAT_PLAIN, 0},
+    };
+    for (size_t i = 0; i < sizeof a / sizeof a[0]; i++) {
+        int known = -1;
+        CHECK(lyra_chat_for_arch(a[i].arch, &known) == a[i].kind && known == a[i].known, "arch %s", a[i].arch);
+    }
+}
+
 int main(void) {
     const char *src = getenv("LYRA_SRC_DIR");
     snprintf(g_dir, sizeof g_dir, "%s/tests/data/chat_templates", src && *src ? src : ".");
@@ -282,5 +311,6 @@ int main(void) {
     test_plain_none();
     test_detect_names_stops();
     test_errors();
+    test_phi2_arch();
     return test_done();
 }

@@ -280,7 +280,7 @@ static void test_rope(void) {
     float ff[HD / 2];
     for (int i = 0; i < HD / 2; i++) ff[i] = 1.0f + (float)i * 0.25f;
     void *dff = up(gpu, ff, sizeof ff);
-    lyra_rope cv[3] = {{HD, 10000.0f, 1.0f, NULL}, {HD, 500000.0f, 0.25f, ff}, {16, 10000.0f, 1.0f, NULL}};
+    lyra_rope cv[3] = {{HD, 10000.0f, 1.0f, NULL, 0}, {HD, 500000.0f, 0.25f, ff, 0}, {16, 10000.0f, 1.0f, NULL, 0}};
     size_t n = (size_t)NT * NH * HD;
     float *x = malloc(sizeof(float) * n), *a = malloc(sizeof(float) * n), *b = malloc(sizeof(float) * n);
     int32_t pos[NT];
@@ -378,8 +378,8 @@ static void test_attention(int hd, int nh, int nkv, int L) {
         free(crows);
         CHECK(ok, "kv_store %s hd %d L %d: stored values differ", lyra_type_name(t), hd, L);
         float scale = 1.0f / sqrtf((float)hd);
-        cpu->ops->attention(cpu, q, &cc.view, pos0, ntok, nh, nkv, hd, scale, a);
-        gpu->ops->attention(gpu, dq, &gc.view, pos0, ntok, nh, nkv, hd, scale, dout);
+        cpu->ops->attention(cpu, q, &cc.view, pos0, ntok, &(lyra_attn_params){nh, nkv, hd, scale, 0, 0}, a);
+        gpu->ops->attention(gpu, dq, &gc.view, pos0, ntok, &(lyra_attn_params){nh, nkv, hd, scale, 0, 0}, dout);
         down(gpu, b, dout, sizeof(float) * nq);
         double e = rel_rms(b, a, nq);
         CHECK(e <= 1e-5, "attention %s hd %d nh %d nkv %d L %d: rel rms %g", lyra_type_name(t), hd,
@@ -388,8 +388,8 @@ static void test_attention(int hd, int nh, int nkv, int L) {
                lyra_type_name(t), hd, nh, nkv, L, nch, ntok, e);
         /* decode: one token at the last position */
         size_t last = (size_t)(ntok - 1) * nh * hd;
-        cpu->ops->attention(cpu, q + last, &cc.view, npos - 1, 1, nh, nkv, hd, scale, a);
-        gpu->ops->attention(gpu, (float *)dq + last, &gc.view, npos - 1, 1, nh, nkv, hd, scale, dout);
+        cpu->ops->attention(cpu, q + last, &cc.view, npos - 1, 1, &(lyra_attn_params){nh, nkv, hd, scale, 0, 0}, a);
+        gpu->ops->attention(gpu, (float *)dq + last, &gc.view, npos - 1, 1, &(lyra_attn_params){nh, nkv, hd, scale, 0, 0}, dout);
         down(gpu, b, dout, sizeof(float) * (size_t)nh * hd);
         e = rel_rms(b, a, (size_t)nh * hd);
         CHECK(e <= 1e-5, "attention decode %s hd %d: rel rms %g", lyra_type_name(t), hd, e);

@@ -53,7 +53,7 @@ static void test_rope(lyra_device *d) {
     enum { NT = 5, NH = 4, HD = 32 };
     float ff[HD / 2];
     for (int i = 0; i < HD / 2; i++) ff[i] = 1.0f + (float)i * 0.25f;
-    lyra_rope variants[3] = {{HD, 10000.0f, 1.0f, NULL}, {HD, 500000.0f, 0.25f, ff}, {16, 10000.0f, 1.0f, NULL}};
+    lyra_rope variants[3] = {{HD, 10000.0f, 1.0f, NULL, 0}, {HD, 500000.0f, 0.25f, ff, 0}, {16, 10000.0f, 1.0f, NULL, 0}};
     int32_t pos[NT] = {0, 1, 7, 300, 4095};
     for (int v = 0; v < 3; v++) {
         for (int ntok = 1; ntok <= NT; ntok += NT - 1) { /* 1 (decode cache) and 5 */
@@ -168,13 +168,13 @@ static void test_attention(lyra_device *d, int hd, int nh, int nkv) {
             }
         CHECK(store_ok, "kv_store type %d hd %d: stored values differ", ty, hd);
         /* a batch of ntok at pos0 and a single decode token at the end */
-        d->ops->attention(d, q, &c.view, pos0, ntok, nh, nkv, hd, 1.0f / sqrtf((float)hd), out);
+        d->ops->attention(d, q, &c.view, pos0, ntok, &(lyra_attn_params){nh, nkv, hd, 1.0f / sqrtf((float)hd), 0, 0}, out);
         naive_attention(q, &c, pos0, ntok, nh, nkv, hd, ref);
         double md = maxdiff(out, ref, n_out);
         CHECK(md < 2e-5, "attention type %d hd %d nh %d nkv %d: max diff %g", ty, hd, nh, nkv, md);
         const float *ql = q + (size_t)(ntok - 1) * nh * hd;
         float *o1 = malloc(sizeof(float) * (size_t)nh * hd);
-        d->ops->attention(d, ql, &c.view, npos - 1, 1, nh, nkv, hd, 1.0f / sqrtf((float)hd), o1);
+        d->ops->attention(d, ql, &c.view, npos - 1, 1, &(lyra_attn_params){nh, nkv, hd, 1.0f / sqrtf((float)hd), 0, 0}, o1);
         md = maxdiff(o1, ref + (size_t)(ntok - 1) * nh * hd, (size_t)nh * hd);
         CHECK(md < 2e-5, "attention decode type %d hd %d: max diff %g", ty, hd, md);
         /* F16 cache close to F32 */
@@ -338,10 +338,10 @@ static void run_big(lyra_device *d, outs *o, int pass) {
     cache_init(&c, LYRA_TYPE_F16, kv_dim);
     store_all(d, &c, NPOS, kv_dim, K, V);
     o->att = malloc(sizeof(float) * NT * NH * HD);
-    d->ops->attention(d, q, &c.view, NPOS - NT, NT, NH, NKV, HD, 0.125f, o->att);
+    d->ops->attention(d, q, &c.view, NPOS - NT, NT, &(lyra_attn_params){NH, NKV, HD, 0.125f, 0, 0}, o->att);
     int32_t pos[NT];
     for (int t = 0; t < NT; t++) pos[t] = 100 + 3 * t;
-    lyra_rope r = {HD, 10000.0f, 1.0f, NULL};
+    lyra_rope r = {HD, 10000.0f, 1.0f, NULL, 0};
     o->rope = malloc(sizeof(float) * NT * NH * HD * 8);
     fill(o->rope, NT * NH * HD * 8, 1.0f);
     int32_t pos8[NT * 8];

@@ -346,7 +346,7 @@ static void test_kv_rows(void) {
     void *mem = NULL;
     CHECK(d->ops->alloc(d, sizeof chunk, &mem) == 0, "alloc");
     void *kc[1] = {mem}, *vc[1] = {(char *)mem + sizeof chunk / 2};
-    lyra_kv_view view = {kc, vc, L, LYRA_TYPE_F32};
+    lyra_kv_view view = {kc, vc, L, LYRA_TYPE_F32, 0};
     d->ops->kv_store(d, &view, 0, L, D, &k[0][0], &v[0][0]);
     d->ops->copy_out(d, chunk, mem, sizeof chunk);
     lyra_cpu_kv_to_rows(chunk, rows, L, D, LYRA_TYPE_F32);

@@ -234,8 +234,8 @@ static void test_ops(void) {
                 kc[c] = put(d, NULL, chunk);
                 vc[c] = put(d, NULL, chunk);
             }
-            lyra_kv_view kv = {kc, vc, CH, kt};
-            lyra_rope rope = {HD, 10000.0f, 0.5f, F};
+            lyra_kv_view kv = {kc, vc, CH, kt, 0};
+            lyra_rope rope = {HD, 10000.0f, 0.5f, F, 0};
             out[di][2] = put(d, NULL, sizeof x);
             out[di][3] = put(d, NULL, sizeof q);
             out[di][4] = put(d, NULL, sizeof x);
@@ -248,7 +248,7 @@ static void test_ops(void) {
                 d->ops->rope(d, Q, NTOK, NH, HD, pos, &rope);
                 d->ops->rope(d, K, NTOK, NKV, HD, pos, &rope);
                 d->ops->kv_store(d, &kv, p0, NTOK, NKV * HD, K, V);
-                d->ops->attention(d, Q, &kv, p0, NTOK, NH, NKV, HD, 0.125f, out[di][3]);
+                d->ops->attention(d, Q, &kv, p0, NTOK, &(lyra_attn_params){NH, NKV, HD, 0.125f, 0, 0}, out[di][3]);
             }
             d->ops->swiglu(d, X, out[di][2], NTOK * E, out[di][4]);
             d->ops->add(d, out[di][4], X, NTOK * E);

@@ -109,7 +109,7 @@ void lc_rope(lyra_device *d, float *x, int ntok, int n_head, int head_dim, const
 void lc_kv_store(lyra_device *d, const lyra_kv_view *kv, int32_t pos0, int ntok, int64_t kv_dim,
                  const float *k, const float *v);
 void lc_attention(lyra_device *d, const float *q, const lyra_kv_view *kv, int32_t pos0, int ntok,
-                  int n_head, int n_kv_head, int head_dim, float scale, float *out);
+                  const lyra_attn_params *ap, float *out);
 void lc_swiglu(lyra_device *d, const float *gate, const float *up, int64_t n, float *out);
 void lc_add(lyra_device *d, float *x, const float *y, int64_t n);
 

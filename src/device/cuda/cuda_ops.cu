@@ -138,6 +138,10 @@ void lc_rope(lyra_device *d, float *x, int ntok, int n_head, int head_dim, const
         lc_fail(d, "rope: unsupported rotation size %d (internal error)", rope->n_rot);
         return;
     }
+    if (rope->neox) {
+        lc_fail(d, "rope: NeoX-style rotation is not supported on the CUDA device yet");
+        return;
+    }
     for (int t0 = 0; t0 < ntok; t0 += LC_IDS_MAX) {
         int nt = ntok - t0 < LC_IDS_MAX ? ntok - t0 : LC_IDS_MAX;
         lc_ids p;
@@ -172,6 +176,10 @@ __global__ void k_kv_store(void *K, void *V, int f16, int r0, int n, int64_t kv_
 void lc_kv_store(lyra_device *d, const lyra_kv_view *kv, int32_t pos0, int ntok, int64_t kv_dim,
                  const float *k, const float *v) {
     if (ntok <= 0 || kv_dim <= 0 || !lc_use(d)) return;
+    if (kv->n_ring > 0) {
+        lc_fail(d, "kv_store: ring caches (sliding windows) are not supported on the CUDA device yet");
+        return;
+    }
     const int L = kv->chunk_len, f16 = kv->kv_type == LYRA_TYPE_F16;
     for (int32_t p = pos0; p < pos0 + ntok;) {
         int c = p / L, r = p % L;
@@ -299,8 +307,15 @@ static void launch_attention_c(lyra_device *d, const float *q, const lyra_kv_vie
 }
 
 void lc_attention(lyra_device *d, const float *q, const lyra_kv_view *kv, int32_t pos0, int ntok,
-                  int n_head, int n_kv_head, int head_dim, float scale, float *out) {
+                  const lyra_attn_params *ap, float *out) {
+    const int n_head = ap->n_head, n_kv_head = ap->n_kv_head, head_dim = ap->head_dim;
+    const float scale = ap->scale;
     if (ntok <= 0 || !lc_use(d)) return;
+    if (ap->window > 0 || ap->softcap > 0 || kv->n_ring > 0) {
+        lc_fail(d, "attention: sliding windows and soft-capping are not supported on the CUDA "
+                   "device yet");
+        return;
+    }
     if (n_kv_head <= 0 || n_head % n_kv_head) {
         lc_fail(d, "attention: head counts not grouped (internal error)");
         return;
