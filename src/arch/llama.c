@@ -370,13 +370,13 @@ static int load_layer(const lyra_gguf *g, lyra_llama *m, const arch_def *def, in
     if ((rc = weight(g, l, "attn_norm", "weight", 1, E, 0, 1, &L->attn_norm, err)) ||
         (rc = weight(g, l, "attn_norm", "bias", layer_norm, E, 0, 1, &L->attn_norm_b, err)))
         return rc;
-    if (def->fusable && lyra_gguf_find_tensor(g, tname(l, "attn_qkv", "weight", name, sizeof name))) {
+    /* fused or not: as block 0 has it, then the same in every block */
+    if (l == 0 && def->fusable && lyra_gguf_find_tensor(g, tname(0, "attn_qkv", "weight", name, sizeof name)))
         ad->fused_qkv = 1;
+    if (ad->fused_qkv) {
         if ((rc = weight(g, l, "attn_qkv", "weight", 1, E, Q + 2 * KV, 0, &L->wqkv, err)) ||
             (rc = weight(g, l, "attn_qkv", "bias", def->qkv_bias, Q + 2 * KV, 0, 1, &L->bqkv, err)))
             return rc;
-    } else if (ad->fused_qkv) {
-        return weight(g, l, "attn_qkv", "weight", 1, E, Q + 2 * KV, 0, &L->wqkv, err); /* missing */
     } else {
         if ((rc = weight(g, l, "attn_q", "weight", 1, E, Q, 0, &L->wq, err)) ||
             (rc = weight(g, l, "attn_k", "weight", 1, E, KV, 0, &L->wk, err)) ||
