@@ -8,7 +8,9 @@
  *    BITWISE equal between all-CPU and splits over two simulated GPUs and the
  *    CPU (gpu_layers + tensor_split; an explicit map with the head on a GPU);
  *  - moving layers between devices between two tokens (their KV cache, a
- *    ring for windowed layers, with them) keeps them bitwise equal;
+ *    ring for windowed layers, with them), by lyra_context_move_layer and by
+ *    the fallback when GPU allocations fail mid-generation, keeps them
+ *    bitwise equal;
  *  - a device without an op the architecture needs is refused by name;
  *  - load_in_8bit and load_in_4bit run and stay close to F32;
  *  - sliding windows: generation far past the window works, the windowed
@@ -232,9 +234,9 @@ typedef struct move_op { int at, layer; const char *dev; } move_op;
 /* Open path (sim: LYRA_SIM_GPUS or NULL), evaluate N_PROMPT tokens in one
  * call (all logits) and N_GEN single tokens with the moves; out
  * [N_STEPS][n_vocab]. */
-static int run(const char *path, const char *sim, lyra_model_params p, int32_t n_ctx, int n_batch,
-               const int32_t *toks, int n_steps, int n_prompt, const move_op *moves, int n_moves,
-               float *out, lyra_error *err) {
+static int run_ex(const char *path, const char *sim, lyra_model_params p, int32_t n_ctx, int n_batch,
+                  const int32_t *toks, int n_steps, int n_prompt, const move_op *moves, int n_moves,
+                  int fail_gpus, int *steps, float *out, lyra_error *err) {
     if (sim) setenv("LYRA_SIM_GPUS", sim, 1);
     else unsetenv("LYRA_SIM_GPUS");
     p.n_ctx = n_ctx;
@@ -255,6 +257,11 @@ static int run(const char *path, const char *sim, lyra_model_params p, int32_t n
     rc = lyra_eval(c, toks, n_prompt, 1, err);
     for (int i = 0; !rc && i < n_prompt; i++)
         memcpy(out + (size_t)i * N_VOCAB, lyra_get_logits(c, i), N_VOCAB * sizeof(float));
+    for (int d = 0; fail_gpus && d < m->n_dev; d++) /* every later GPU allocation fails */
+        if (strcmp(m->dev[d]->kind, "cpu")) {
+            m->dev[d]->fail_at = m->dev[d]->stats.alloc_calls + 1;
+            m->dev[d]->fail_after = 1;
+        }
     for (int s = n_prompt; !rc && s < n_steps; s++) {
         for (int k = 0; k < n_moves; k++)
             if (moves[k].at == s && (rc = lyra_context_move_layer(c, moves[k].layer, moves[k].dev, err)))
@@ -262,9 +269,16 @@ static int run(const char *path, const char *sim, lyra_model_params p, int32_t n
         if (!rc) rc = lyra_eval(c, &toks[s], 1, 0, err);
         if (!rc) memcpy(out + (size_t)s * N_VOCAB, lyra_get_logits(c, -1), N_VOCAB * sizeof(float));
     }
+    if (steps) *steps = lyra_model_fallback_steps(m);
     lyra_context_free(c);
     lyra_model_free(m);
     return rc;
+}
+
+static int run(const char *path, const char *sim, lyra_model_params p, int32_t n_ctx, int n_batch,
+               const int32_t *toks, int n_steps, int n_prompt, const move_op *moves, int n_moves,
+               float *out, lyra_error *err) {
+    return run_ex(path, sim, p, n_ctx, n_batch, toks, n_steps, n_prompt, moves, n_moves, 0, NULL, out, err);
 }
 
 static int first_diff(const float *a, const float *b, int n_steps) {
@@ -400,6 +414,14 @@ static void test_variant(const variant *v, const char *dir, int keep) {
     rc = run(path, "64MiB,64MiB", q, 64, 8, toks, N_STEPS, N_PROMPT, NULL, 0, got, &err);
     CHECK(rc == 0, "%s: split: %s", v->label, err.msg);
     if (!rc) CHECK(first_diff(got, ref, N_STEPS) < 0, "%s: gpu_layers 3 split 1,2 differs at step %d",
+                   v->label, first_diff(got, ref, N_STEPS));
+    /* the same split, every GPU allocation failing after the prompt: the KV
+     * chunk at position 24 steps layers down to the CPU between two tokens */
+    int steps = 0;
+    rc = run_ex(path, "64MiB,64MiB", q, 64, 8, toks, N_STEPS, N_PROMPT, NULL, 0, 1, &steps, got, &err);
+    CHECK(rc == 0 && steps > 0, "%s: mid-generation fallback: %s (%d steps)", v->label, rc ? err.msg : "",
+          steps);
+    if (!rc) CHECK(first_diff(got, ref, N_STEPS) < 0, "%s: mid-generation fallback differs at step %d",
                    v->label, first_diff(got, ref, N_STEPS));
     /* explicit map: embedding on the CPU, layers 0-1 on GPU 1, the rest of the
      * layers on the CPU, norm and head on GPU 0; moves between tokens */
