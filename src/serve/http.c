@@ -683,6 +683,8 @@ static int setup_chat(srv *S, lyra_error *err) {
     } else {
         int known = 0;
         kind = lyra_chat_detect(S->tmpl_text, tlen, &known);
+        if (!known) /* the architecture's usual format (Qwen chatml, Gemma, Phi) */
+            kind = lyra_chat_for_arch(lyra_model_arch(S->m), &known);
         if (!known)
             lyra_log(LYRA_LOG_WARN, "serve: %s; chat requests use plain User:/Assistant: turns "
                      "(--chat-template NAME to choose: %s)",

@@ -191,6 +191,7 @@ static int slot_start(srv_engine *e, srv_slot *s, srv_req *r) {
     int32_t keep = slot_lcp(s, r);
     if (keep == r->n_prompt) keep--; /* the last prompt token again, for its logits */
     lyra_context_truncate(s->ctx, keep);
+    keep = lyra_context_pos(s->ctx); /* less when a sliding window's ring lost the positions */
     s->n_kv = keep;
     s->n_fed = keep;
     s->req = r;
