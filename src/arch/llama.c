@@ -249,8 +249,14 @@ static int load_hparams(const lyra_gguf *g, lyra_arch_desc *ad, lyra_llama_hpara
     }
     hp->rope_swa = hp->rope;
     if (def->rope_swa) {
+        /* ARCH.rope.freq_base_swa when the converter wrote it (newer files), else 10000 */
         ad->rope_swa = 1;
-        hp->rope_swa.freq_base = 10000.0f;
+        char key3[96];
+        if ((rc = get_float(g, akey(ad, "rope.freq_base_swa", key3, sizeof key3), 10000.0f,
+                            &hp->rope_swa.freq_base, err)))
+            return rc;
+        if (hp->rope_swa.freq_base <= 0)
+            return lyra_err(err, LYRA_ERR_INPUT, path, "%s must be positive", key3);
         hp->rope_swa.freq_scale = 1.0f;
     }
     /* vocabulary: ARCH.vocab_size, else the tokenizer's token count */
