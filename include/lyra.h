@@ -32,7 +32,8 @@
  * (lyra_tokenize, lyra_token_*, lyra_model_meta_str, a lyra_detok of the
  * model) may run on any threads at once, also while another thread
  * evaluates, but not after lyra_model_free has begun. Samplers, detoks,
- * kwargs and pipelines are used by one thread at a time each; different
+ * kwargs and pipelines are used by one thread at a time each (but for
+ * lyra_pipeline_cancel, callable from anywhere while one runs); different
  * objects (and different models) may be used on different threads at once.
  * lyra_log_set and the log sink are safe from any thread (one mutex; the
  * sink is called with it held, one line at a time, so it must not call into
@@ -67,8 +68,11 @@ extern "C" {
 /* 2: the pipeline; 3: lyra_backend_params, the vocabulary and metadata
  * accessors, lyra_pipeline_open;
  * 4: typed device settings (device map entries, budgets, gpu_layers,
- * tensor_split, strategy enum) and the geometry contexts inherit */
-#define LYRA_API_VERSION 4
+ * tensor_split, strategy enum) and the geometry contexts inherit;
+ * 5: lyra_error.kind, lyra_api_version, per-call generation settings and
+ * results (lyra_pipeline_generate_ex), chat from a message list
+ * (lyra_pipeline_chat_messages), lyra_pipeline_cancel, lyra_pipeline_config */
+#define LYRA_API_VERSION 5
 
 /* Status codes; they are also the CLI's exit codes. */
 enum {
@@ -79,14 +83,30 @@ enum {
     LYRA_ERR_INTERRUPTED = 130, /* interrupted (SIGINT) */
 };
 
-/* One error: the status code and a one-line message "WHERE: WHAT". */
+/* What an error is about (lyra_error.kind), for front ends that map errors
+ * to their own classes (the Python package's exceptions). The pipeline and
+ * kwargs calls set it; elsewhere it is LYRA_KIND_OTHER. */
+typedef enum lyra_error_kind {
+    LYRA_KIND_OTHER = 0,
+    LYRA_KIND_CONFIG = 1,          /* a config file, a setting's value, its discovery */
+    LYRA_KIND_UNKNOWN_KEY = 2,     /* a keyword argument lyra does not know (here) */
+    LYRA_KIND_MODEL_NOT_FOUND = 3, /* model_id names no model file */
+    LYRA_KIND_MODEL = 4,           /* the model file or its placement failed at open */
+    LYRA_KIND_ARGUMENT = 5         /* a call's argument: task, prompt, messages */
+} lyra_error_kind;
+
+/* One error: the status code, a one-line message "WHERE: WHAT" and (API
+ * version 5) what it is about. */
 typedef struct lyra_error {
     int code;
     char msg[1024];
+    int kind; /* lyra_error_kind */
 } lyra_error;
 
 /* Library version string, and the build features ("avx2 avx512 no-CUDA"). */
 LYRA_API const char *lyra_version(void);
+/* LYRA_API_VERSION of the library (a binding checks the one it loaded). */
+LYRA_API int lyra_api_version(void);
 LYRA_API const char *lyra_build_features(void);
 
 /* -------------------------------------------------------------------- log */
@@ -474,6 +494,70 @@ LYRA_API int lyra_pipeline_chat(lyra_pipeline *p, const char *user_message, lyra
                                 void *user, char **out_reply, lyra_error *err);
 /* Forget the chat turns and empty the KV cache. */
 LYRA_API void lyra_pipeline_reset(lyra_pipeline *p);
+
+/* Why a generation ended (lyra_generate_result.stop). */
+typedef enum lyra_stop_reason {
+    LYRA_STOP_EOG = 0,      /* an end-of-generation token (chat: or end of turn) */
+    LYRA_STOP_STRING = 1,   /* a stop string */
+    LYRA_STOP_LENGTH = 2,   /* max_new_tokens */
+    LYRA_STOP_CONTEXT = 3,  /* the context is full */
+    LYRA_STOP_CANCELLED = 4 /* the callback returned non-zero, or lyra_pipeline_cancel */
+} lyra_stop_reason;
+
+/* What one generation did. */
+typedef struct lyra_generate_result {
+    int32_t n_prompt; /* prompt tokens (chat: the rendered conversation) */
+    int32_t n_reused; /* of them, found in the KV cache (not evaluated again) */
+    int64_t n_gen;    /* tokens generated (an end-of-generation token not counted) */
+    int stop;         /* lyra_stop_reason */
+} lyra_generate_result;
+
+/* lyra_pipeline_generate with this call's own generation settings:
+ * gen_kwargs (may be NULL) holds keys of pipeline_kwargs (max_new_tokens,
+ * temperature, do_sample, top_k, top_p, min_p, repetition_penalty, stop) and
+ * seed, layered over the pipeline's settings for this call only (a later
+ * layer than the load's kwargs: "stop" replaces the list, sampling keys
+ * settle as in docs/config.md); any other key is LYRA_ERR_INPUT
+ * (LYRA_KIND_UNKNOWN_KEY). Without seed the call samples with the
+ * pipeline's seed. res (may be NULL) receives the counts and the stop
+ * reason. */
+LYRA_API int lyra_pipeline_generate_ex(lyra_pipeline *p, const char *prompt,
+                                       const lyra_kwargs *gen_kwargs, lyra_token_cb cb, void *user,
+                                       char **out_text, lyra_generate_result *res, lyra_error *err);
+
+/* One chat message: role "system", "user" or "assistant", and its text. */
+typedef struct lyra_chat_message {
+    const char *role;
+    const char *content;
+} lyra_chat_message;
+
+/* The assistant's reply to a whole conversation: msgs[n] is an optional
+ * system message (else the config's system_prompt) then user and assistant
+ * messages alternating, starting and ending with a user message. It
+ * replaces the pipeline's conversation (the KV cache still reuses the
+ * common prefix with the last one), is rendered with the chat template and
+ * answered as lyra_pipeline_chat does (the oldest turns dropped when it does
+ * not fit, a warning); afterwards the conversation is msgs plus the reply,
+ * which lyra_pipeline_chat continues. gen_kwargs, res: as
+ * lyra_pipeline_generate_ex. A bad role or order is LYRA_ERR_INPUT
+ * (LYRA_KIND_ARGUMENT) naming the message ("messages[2].role"). */
+LYRA_API int lyra_pipeline_chat_messages(lyra_pipeline *p, const lyra_chat_message *msgs, int n,
+                                         const lyra_kwargs *gen_kwargs, lyra_token_cb cb,
+                                         void *user, char **out_reply, lyra_generate_result *res,
+                                         lyra_error *err);
+
+/* Stop the generation running on p before its next token (the call returns
+ * LYRA_OK with the text so far, stop reason LYRA_STOP_CANCELLED). The one
+ * pipeline call that may be made from another thread, or from a signal
+ * handler, while p generates; without a generation running it does nothing
+ * (each generation starts uncancelled). */
+LYRA_API void lyra_pipeline_cancel(lyra_pipeline *p);
+
+/* The pipeline's effective configuration as JSON text,
+ * {"KEY": {"value": V, "source": S}, ...} as `lyra config show --json`
+ * prints it, NUL-terminated into buf[cap]; returns the length (as snprintf),
+ * 0 when out of memory. */
+LYRA_API size_t lyra_pipeline_config(const lyra_pipeline *p, char *buf, size_t cap);
 /* The model and context (owned by the pipeline), for lyra_model_device_map,
  * lyra_model_fallback_step, lyra_context_map_lines, lyra_context_pos, ... */
 LYRA_API lyra_model *lyra_pipeline_model(lyra_pipeline *p);

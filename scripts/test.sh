@@ -3,8 +3,11 @@
 # suite: gcc Release build + ctest (with the CUDA device when nvcc is on
 # PATH; its GPU tests skip without a GPU) + examples/ built against the
 # installed library (scripts/example-check.sh), clang build with -Werror (warnings gate),
-# an AddressSanitizer+UndefinedBehaviorSanitizer build + ctest, and short
-# bounded libFuzzer runs of every fuzz target, and `lyra serve` against the
+# an AddressSanitizer+UndefinedBehaviorSanitizer build + ctest, short
+# bounded libFuzzer runs of every fuzz target, the Python package (its
+# wheel built in a fresh venv, installed in another one and tested there with
+# pytest and langchain-core, nothing but that venv on PATH; docs/python.md),
+# and `lyra serve` against the
 # real openai / langchain-openai clients, a load test and headless Chromium
 # (tests/serve/, its own venv .venv-serve). Python reference tools (numpy,
 # gguf) go in .venv. Each stage prints its time. Build directories:
@@ -18,7 +21,7 @@
 #   LYRA_SHARED_DIR     test models (default ../shared), read at ctest time
 #   LYRA_REQUIRE_SHARED=1  fail instead of skipping when they are missing
 #   LYRA_FUZZ_SECONDS   seconds per fuzz target (default 30)
-#   LYRA_TEST_STAGES    subset, e.g. "gcc asan" (default: all)
+#   LYRA_TEST_STAGES    subset, e.g. "gcc asan python" (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -32,7 +35,7 @@ if [ "$FAST" = 1 ]; then
     STAGES="${LYRA_TEST_STAGES:-deps gcc}"
     CTEST_LABEL=(-L fast)
 else
-    STAGES="${LYRA_TEST_STAGES:-deps gcc clang asan fuzz serve}"
+    STAGES="${LYRA_TEST_STAGES:-deps gcc python clang asan fuzz serve}"
     CTEST_LABEL=()
 fi
 JOBS=$(nproc)
@@ -84,6 +87,32 @@ if want gcc; then
         fi
     fi
     stage_end "gcc build + tests"
+fi
+
+if want python; then
+    stage "python package (wheel + pytest)"
+    # a fresh venv builds the wheel (scikit-build-core from PyPI, liblyra and
+    # the lyra command compiled from this checkout; CUDA off to keep it short),
+    # another installs it with pytest and langchain-core and runs
+    # python/tests from outside the checkout, with only that venv on PATH (no
+    # compiler, no cmake: the wheel needs no build tools at import)
+    PYW=$(mktemp -d)
+    trap 'rm -rf "$PYW"' EXIT
+    python3 -m venv "$PYW/build"
+    CMAKE_ARGS="-DLYRA_CUDA=OFF" "$PYW/build/bin/pip" wheel -q ./python -w "$PYW/dist"
+    python3 -m venv "$PYW/run"
+    "$PYW/run/bin/pip" install -q "$PYW"/dist/lyra_llm-*.whl pytest langchain-core
+    (cd "$PYW" && env -i HOME="$HOME" PATH="$PYW/run/bin" \
+        ${LYRA_SHARED_DIR:+LYRA_SHARED_DIR="$LYRA_SHARED_DIR"} \
+        ${LYRA_REQUIRE_SHARED:+LYRA_REQUIRE_SHARED="$LYRA_REQUIRE_SHARED"} \
+        "$PYW/run/bin/python" -c 'import shutil, sys; t = [x for x in ("cc", "gcc", "cmake") if shutil.which(x)]; sys.exit("build tools on PATH: %s" % t if t else 0)' &&
+     env -i HOME="$HOME" PATH="$PYW/run/bin" \
+        ${LYRA_SHARED_DIR:+LYRA_SHARED_DIR="$LYRA_SHARED_DIR"} \
+        ${LYRA_REQUIRE_SHARED:+LYRA_REQUIRE_SHARED="$LYRA_REQUIRE_SHARED"} \
+        "$PYW/run/bin/python" -m pytest -q -p no:cacheprovider "$ROOT/python/tests")
+    rm -rf "$PYW"
+    trap - EXIT
+    stage_end "python package"
 fi
 
 if want clang; then

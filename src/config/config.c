@@ -59,6 +59,28 @@ void lyra_config_free(lyra_config *c) {
     free(c);
 }
 
+lyra_config *lyra_config_copy(const lyra_config *c) {
+    lyra_config *d = calloc(1, sizeof *d);
+    if (!d) return NULL;
+    lyra_devspec_init(&d->dev);
+    int ok = 1;
+    for (int k = 0; k < LYRA_CFG_N_KEYS; k++) {
+        d->value[k] = json_deep_copy(c->value[k]);
+        d->source[k] = lyra_cfg_strdup(c->source[k]);
+        ok = ok && d->value[k] && d->source[k];
+    }
+    for (int i = 0; i < 2; i++) ok = ok && (d->entry_source[i] = json_deep_copy(c->entry_source[i]));
+    d->map_is_file = c->map_is_file;
+    d->strict = c->strict;
+    d->how = c->how;
+    if (c->path) ok = ok && (d->path = lyra_cfg_strdup(c->path));
+    if (!ok) {
+        lyra_config_free(d);
+        return NULL;
+    }
+    return d;
+}
+
 /* ------------------------------------------------------------------ merge */
 
 /* Replace c's value of k by v (a reference taken) from source. */

@@ -113,6 +113,9 @@ const char *lyra_config_suggest(const char *name, int in_pipeline, char *buf, si
 /* A config holding the defaults; NULL when out of memory. */
 lyra_config *lyra_config_new(void);
 void lyra_config_free(lyra_config *c);
+/* A copy of c's values, sources and file (not what apply handed out); NULL
+ * when out of memory. A later layer set on the copy leaves c alone. */
+lyra_config *lyra_config_copy(const lyra_config *c);
 
 /* Which file applies (docs/config.md): explicit (--model-config; must exist)
  * > LYRA_MODEL_CONFIG (must exist; "none" = off) > ./config/model_config.json

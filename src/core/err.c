@@ -8,6 +8,7 @@
 int lyra_err(lyra_error *err, int code, const char *where, const char *fmt, ...) {
     if (!err) return code;
     err->code = code;
+    err->kind = LYRA_KIND_OTHER;
     size_t off = 0;
     if (where && *where) {
         int k = snprintf(err->msg, sizeof err->msg, "%s: ", where);
@@ -28,4 +29,5 @@ void lyra_err_clear(lyra_error *err) {
     if (!err) return;
     err->code = LYRA_OK;
     err->msg[0] = '\0';
+    err->kind = LYRA_KIND_OTHER;
 }

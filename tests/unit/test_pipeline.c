@@ -5,7 +5,11 @@
  * evaluated, and the reply equals a from-scratch greedy continuation of the
  * rendered conversation), a config file by path and by discovery applies,
  * kwargs override it, and the errors (task, bad kwarg, no model_id) are
- * LYRA_ERR_INPUT naming the culprit. Runs in a temporary cwd, HOME and
+ * LYRA_ERR_INPUT naming the culprit. API version 5: per-call generation
+ * settings (greedy and seeded sampling equal the CLI's with the same
+ * flags), the counts and stop reasons, lyra_pipeline_cancel, a chat from a
+ * message list equal to the same turns one by one, the error kinds, the
+ * effective config as JSON. Runs in a temporary cwd, HOME and
  * XDG_CONFIG_HOME so that no real config is discovered. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,12 +54,33 @@ static char *cli_greedy(const char *prompt, int n) {
     return s;
 }
 
+/* stdout of `lyra generate --no-config -m MODEL -p PROMPT ARGS` without its
+ * final newline (malloc'd), NULL on failure. */
+static char *cli_gen(const char *prompt, const char *args) {
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "'%s' generate --no-config -m '%s' -p '%s' %s 2>/dev/null", g_bin, g_model, prompt,
+             args);
+    FILE *f = popen(cmd, "r");
+    if (!f) return NULL;
+    size_t cap = 1 << 16, len = 0, k;
+    char *s = malloc(cap);
+    while (s && (k = fread(s + len, 1, cap - 1 - len, f)) > 0) len += k;
+    if (pclose(f) != 0 || !s) {
+        free(s);
+        return NULL;
+    }
+    s[len] = '\0';
+    if (len && s[len - 1] == '\n') s[--len] = '\0';
+    return s;
+}
+
 /* The callback's state: pieces joined, calls, cancel after cancel_at calls. */
 typedef struct sink {
     char buf[1 << 16]; /* the pieces joined */
     size_t n;          /* bytes */
     int calls;         /* calls so far */
     int cancel_at;     /* return 1 at this call (0: never) */
+    lyra_pipeline *p;  /* cancel_at: lyra_pipeline_cancel(p) instead of returning 1 */
 } sink;
 
 static int on_piece(const char *piece, size_t len, void *user) {
@@ -66,7 +91,11 @@ static int on_piece(const char *piece, size_t len, void *user) {
         s->buf[s->n] = '\0';
     }
     s->calls++;
-    return s->cancel_at && s->calls >= s->cancel_at;
+    if (s->p && s->cancel_at && s->calls == s->cancel_at) {
+        lyra_pipeline_cancel(s->p);
+        return 0;
+    }
+    return !s->p && s->cancel_at && s->calls >= s->cancel_at;
 }
 
 /* The log lines, to read the chat's "E evaluated, R reused" note. */
@@ -272,6 +301,154 @@ static void test_errors(void) {
           err.code, err.msg);
 }
 
+/* A lyra_kwargs from "key=value" strings (NULL-terminated); NULL on error. */
+static lyra_kwargs *kwargs_of(const char *const *kv, lyra_error *err) {
+    lyra_kwargs *kw = lyra_kwargs_new();
+    for (int i = 0; kw && kv[i]; i++) {
+        char key[64];
+        const char *eq = strchr(kv[i], '=');
+        snprintf(key, sizeof key, "%.*s", (int)(eq - kv[i]), kv[i]);
+        if (lyra_kwargs_set(kw, key, eq + 1, err)) {
+            lyra_kwargs_free(kw);
+            return NULL;
+        }
+    }
+    return kw;
+}
+
+static void test_v5(void) {
+    CHECK(lyra_api_version() == LYRA_API_VERSION && LYRA_API_VERSION >= 5, "api version %d", lyra_api_version());
+    const char *prompt = "Once upon a time";
+    char *greedy = cli_gen(prompt, "-n 12 --temp 0");
+    char *seeded = cli_gen(prompt, "-n 24 --temp 0.9 --top-k 40 --top-p 0.95 --min-p 0.05 --seed 7");
+    char *stopped = cli_gen(prompt, "-n 24 --temp 0.9 --top-k 40 --top-p 0.95 --min-p 0.05 --seed 7 --stop the");
+    CHECK(greedy && seeded && stopped, "CLI runs failed");
+    lyra_error err;
+    lyra_pipeline *p = lyra_load_pipeline(g_model, NULL, NULL, NULL, &err); /* lyra's sampling defaults */
+    CHECK(p, "load: %s", err.msg);
+    if (!p || !greedy || !seeded || !stopped) goto out;
+    /* per call: greedy, 12 tokens */
+    const char *kv1[] = {"max_new_tokens=12", "do_sample=false", NULL};
+    lyra_kwargs *kw = kwargs_of(kv1, &err);
+    lyra_generate_result res;
+    char *text = NULL;
+    int rc = kw ? lyra_pipeline_generate_ex(p, prompt, kw, NULL, NULL, &text, &res, &err) : -1;
+    CHECK(rc == LYRA_OK && text && !strcmp(text, greedy), "per-call greedy '%s' != CLI '%s'", text ? text : err.msg,
+          greedy);
+    CHECK(rc == LYRA_OK && res.n_gen == 12 && res.stop == LYRA_STOP_LENGTH && res.n_reused == 0 && res.n_prompt >= 4,
+          "result: prompt %d reused %d gen %lld stop %d", res.n_prompt, res.n_reused, (long long)res.n_gen,
+          res.stop);
+    free(text);
+    lyra_kwargs_free(kw);
+    /* per call: seeded sampling as the CLI's flags (lyra's knobs given) */
+    const char *kv2[] = {"max_new_tokens=24", "temperature=0.9", "top_k=40", "top_p=0.95", "min_p=0.05", "seed=7", NULL};
+    kw = kwargs_of(kv2, &err);
+    rc = kw ? lyra_pipeline_generate_ex(p, prompt, kw, NULL, NULL, &text, &res, &err) : -1;
+    CHECK(rc == LYRA_OK && text && !strcmp(text, seeded), "per-call seeded '%s' != CLI '%s'", text ? text : err.msg,
+          seeded);
+    free(text);
+    /* the same kwargs plus a stop string (replacing the pipeline's list) */
+    CHECK(kw && lyra_kwargs_set(kw, "stop", "the", &err) == 0, "stop: %s", err.msg);
+    rc = kw ? lyra_pipeline_generate_ex(p, prompt, kw, NULL, NULL, &text, &res, &err) : -1;
+    CHECK(rc == LYRA_OK && text && !strcmp(text, stopped) &&
+              (strlen(stopped) < strlen(seeded) ? res.stop == LYRA_STOP_STRING : 1),
+          "per-call stop '%s' (stop %d) != CLI '%s'", text ? text : err.msg, res.stop, stopped);
+    free(text);
+    lyra_kwargs_free(kw);
+    /* a load setting per call: refused, kind UNKNOWN_KEY; the pipeline goes on */
+    const char *kv3[] = {"device_map=cpu", NULL};
+    kw = kwargs_of(kv3, &err);
+    rc = kw ? lyra_pipeline_generate_ex(p, prompt, kw, NULL, NULL, &text, &res, &err) : -1;
+    CHECK(rc == LYRA_ERR_INPUT && err.kind == LYRA_KIND_UNKNOWN_KEY && !strncmp(err.msg, "device_map: ", 12) &&
+              !text,
+          "device_map per call: %d kind %d '%s'", rc, err.kind, err.msg);
+    lyra_kwargs_free(kw);
+    /* cancel from the callback's thread (as another thread would): the
+     * generation stops before the next token */
+    sink c = {0};
+    c.cancel_at = 3;
+    c.p = p;
+    kw = kwargs_of(kv1, &err);
+    rc = lyra_pipeline_generate_ex(p, prompt, kw, on_piece, &c, &text, &res, &err);
+    CHECK(rc == LYRA_OK && res.stop == LYRA_STOP_CANCELLED && c.calls == 3 && res.n_gen == 3 && text &&
+              !strcmp(text, c.buf) && !strncmp(text, greedy, strlen(text)),
+          "cancel: rc %d stop %d calls %d gen %lld '%s'", rc, res.stop, c.calls, (long long)res.n_gen,
+          text ? text : err.msg);
+    free(text);
+    /* the next call is not cancelled */
+    rc = lyra_pipeline_generate_ex(p, prompt, kw, NULL, NULL, &text, &res, &err);
+    CHECK(rc == LYRA_OK && text && !strcmp(text, greedy), "after cancel: '%s'", text ? text : err.msg);
+    free(text);
+    /* a chat from a message list equals the same turns one by one */
+    char *r1 = NULL, *r2 = NULL, *m2 = NULL;
+    lyra_pipeline *q = load_greedy(12, &err);
+    CHECK(q, "load: %s", err.msg);
+    if (q) {
+        lyra_pipeline_chat(q, "Tell me a story.", NULL, NULL, &r1, &err);
+        lyra_pipeline_chat(q, "What happened next?", NULL, NULL, &r2, &err);
+    }
+    lyra_chat_message msgs[3] = {{"user", "Tell me a story."}, {"assistant", r1 ? r1 : ""},
+                                 {"user", "What happened next?"}};
+    rc = lyra_pipeline_chat_messages(p, msgs, 3, kw, NULL, NULL, &m2, &res, &err);
+    CHECK(rc == LYRA_OK && r2 && m2 && !strcmp(m2, r2), "messages reply '%s' != turn by turn '%s'",
+          m2 ? m2 : err.msg, r2 ? r2 : "");
+    CHECK(res.n_prompt > 10 && res.n_reused <= 1 && res.n_gen >= 1, "messages: prompt %d reused %d gen %lld",
+          res.n_prompt, res.n_reused, (long long)res.n_gen);
+    free(m2);
+    /* again with one more turn: the common prefix is reused */
+    lyra_chat_message more[5] = {msgs[0], msgs[1], msgs[2], {"assistant", r2 ? r2 : ""}, {"user", "And then?"}};
+    rc = lyra_pipeline_chat_messages(p, more, 5, kw, NULL, NULL, &m2, &res, &err);
+    CHECK(rc == LYRA_OK && m2 && res.n_reused > 10, "5 messages: rc %d reused %d '%s'", rc, res.n_reused,
+          m2 ? m2 : err.msg);
+    free(m2);
+    lyra_kwargs_free(kw);
+    free(r1);
+    free(r2);
+    lyra_pipeline_free(q);
+    /* bad message lists: LYRA_KIND_ARGUMENT naming the message */
+    lyra_chat_message bad1[2] = {{"user", "a"}, {"user", "b"}};
+    rc = lyra_pipeline_chat_messages(p, bad1, 2, NULL, NULL, NULL, &m2, NULL, &err);
+    CHECK(rc == LYRA_ERR_INPUT && err.kind == LYRA_KIND_ARGUMENT && strstr(err.msg, "messages[1].role") && !m2,
+          "user, user: %d kind %d '%s'", rc, err.kind, err.msg);
+    lyra_chat_message bad2[2] = {{"system", "s"}, {"user", NULL}};
+    rc = lyra_pipeline_chat_messages(p, bad2, 2, NULL, NULL, NULL, &m2, NULL, &err);
+    CHECK(rc == LYRA_ERR_INPUT && strstr(err.msg, "messages[1].content"), "NULL content: %d '%s'", rc, err.msg);
+    lyra_chat_message bad3[2] = {{"user", "a"}, {"assistant", "b"}};
+    rc = lyra_pipeline_chat_messages(p, bad3, 2, NULL, NULL, NULL, &m2, NULL, &err);
+    CHECK(rc == LYRA_ERR_INPUT && strstr(err.msg, "messages: ends with the assistant"), "ends with assistant: '%s'",
+          err.msg);
+    rc = lyra_pipeline_chat_messages(p, bad3, 0, NULL, NULL, NULL, &m2, NULL, &err);
+    CHECK(rc == LYRA_ERR_INPUT && strstr(err.msg, "messages: empty"), "no messages: '%s'", err.msg);
+    /* the effective config as JSON */
+    size_t need = lyra_pipeline_config(p, NULL, 0);
+    char *js = malloc(need + 1);
+    CHECK(js && lyra_pipeline_config(p, js, need + 1) == need && strstr(js, "\"pipeline_kwargs.max_new_tokens\"") &&
+              strstr(js, "\"source\": \"default\""),
+          "config json (%zu bytes): %.200s", need, js ? js : "");
+    free(js);
+    lyra_pipeline_free(p);
+out:
+    /* error kinds */
+    p = lyra_load_pipeline("/nonexistent/model.gguf", NULL, NULL, NULL, &err);
+    CHECK(!p && err.kind == LYRA_KIND_MODEL_NOT_FOUND, "missing model: kind %d '%s'", err.kind, err.msg);
+    p = lyra_load_pipeline(g_model, "summarization", NULL, NULL, &err);
+    CHECK(!p && err.kind == LYRA_KIND_ARGUMENT, "task: kind %d", err.kind);
+    p = lyra_load_pipeline(g_model, NULL, "/nonexistent/cfg.json", NULL, &err);
+    CHECK(!p && err.kind == LYRA_KIND_CONFIG, "missing config: kind %d '%s'", err.kind, err.msg);
+    p = lyra_load_pipeline(test_shared_path("models/tok512.bin"), NULL, NULL, NULL, &err);
+    CHECK(!p && err.code == LYRA_ERR_INPUT && err.kind == LYRA_KIND_MODEL, "not a GGUF: %d kind %d '%s'", err.code,
+          err.kind, err.msg);
+    kw = lyra_kwargs_new();
+    rc = lyra_kwargs_set(kw, "max_new_tokenz", "4", &err);
+    CHECK(rc && err.kind == LYRA_KIND_UNKNOWN_KEY, "unknown key: kind %d", err.kind);
+    rc = lyra_kwargs_set(kw, "max_memory", "cpu=6Gb", &err);
+    CHECK(rc && err.kind == LYRA_KIND_CONFIG, "6Gb: kind %d '%s'", err.kind, err.msg);
+    lyra_kwargs_free(kw);
+    free(greedy);
+    free(seeded);
+    free(stopped);
+}
+
 /* Write text to path; 0 on success. */
 static int write_file(const char *path, const char *text) {
     FILE *f = fopen(path, "w");
@@ -361,5 +538,6 @@ int main(void) {
     test_generate();
     test_chat();
     test_config(tmp);
+    test_v5();
     return test_done();
 }
