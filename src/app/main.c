@@ -27,7 +27,7 @@ static const app_cmd g_cmds[] = {
     {"tokenize", cmd_tokenize, cmd_tokenize_usage, "print the token ids of a text"},
     {"perplexity", cmd_perplexity, cmd_perplexity_usage, "perplexity of a text (llama.cpp's method)"},
     {"bench", cmd_bench, cmd_bench_usage, "prompt/generation speed and memory bandwidth"},
-    {"mkmodel", cmd_mkmodel, cmd_mkmodel_usage, "write a random-weight Llama GGUF"},
+    {"mkmodel", cmd_mkmodel, cmd_mkmodel_usage, "write a random-weight GGUF (Llama, Phi, Qwen, Gemma...)"},
     {"quantize", cmd_quantize, cmd_quantize_usage, "convert a GGUF's weights to another type"},
     {"plan", cmd_plan, cmd_plan_usage, "where a model's modules would run (metadata only)"},
     {"devices", cmd_devices, cmd_devices_usage, "list GPUs, cpu and disk with their memory"},
