@@ -494,10 +494,9 @@ static int add_hparams(lyra_gguf_writer *w, const mk_opts *o, lyra_error *err) {
     const mk_shape *s = &o->shape;
     const mk_arch *ar = o->arch;
     char name[64], k[96];
-    if (ar == &k_archs[0])
-        snprintf(name, sizeof name, "lyra mkmodel %s", o->preset);
-    else
-        snprintf(name, sizeof name, "lyra mkmodel %s %s", ar->name, o->preset);
+    /* not the architecture's name: llama.cpp reads general.name, and one
+     * with "phi3" in it makes it want Phi-3's special tokens */
+    snprintf(name, sizeof name, "lyra mkmodel %s", o->preset);
     int64_t hd = head_dim(s);
 #define KEY(suffix) (snprintf(k, sizeof k, "%s.%s", ar->gguf, suffix), k)
 #define U32(suffix, v) (rc = rc ? rc : lyra_gguf_writer_add_u32(w, KEY(suffix), (uint32_t)(v)))
