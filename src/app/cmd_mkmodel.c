@@ -213,30 +213,31 @@ static const mk_preset k_phi3[] = {
 #undef P
 
 #define N_OF(a) (int)(sizeof a / sizeof a[0])
+/* Llama's features, and Gemma's (which Gemma 2 and 3 extend) */
+#define MK_LLAMA (MK_VOCAB_KEY | MK_ROPE_DIM | MK_ROPE_BASE | MK_KEY_LEN_OPT | MK_GATE | MK_FFN_NORM | MK_ROPE_SCALE)
+#define MK_GEMMA (MK_KEY_LEN | MK_GATE | MK_FFN_NORM | MK_NORM_NOISE | MK_TIED_ONLY)
 static const mk_arch k_archs[] = {
-    {"llama", "llama", MK_VOCAB_KEY | MK_ROPE_DIM | MK_ROPE_BASE | MK_KEY_LEN_OPT | MK_GATE | MK_FFN_NORM | MK_ROPE_SCALE,
-     1e-5f, k_llama, N_OF(k_llama)},
-    {"mistral", "llama",
-     MK_VOCAB_KEY | MK_ROPE_DIM | MK_ROPE_BASE | MK_KEY_LEN_OPT | MK_GATE | MK_FFN_NORM | MK_ROPE_SCALE | MK_WINDOW,
-     1e-5f, k_mistral, N_OF(k_mistral)},
-    {"phi2", "phi2", MK_ROPE_DIM | MK_LAYERNORM | MK_BIAS_QKV | MK_BIAS_ALL | MK_FUSED_OPT | MK_NO_BOS | MK_NORM_NOISE | MK_UNTIED_ONLY,
+    {"llama", "llama", MK_LLAMA, 1e-5f, k_llama, N_OF(k_llama)},
+    {"mistral", "llama", MK_LLAMA | MK_WINDOW, 1e-5f, k_mistral, N_OF(k_mistral)},
+    {"phi2", "phi2",
+     MK_ROPE_DIM | MK_LAYERNORM | MK_BIAS_QKV | MK_BIAS_ALL | MK_FUSED_OPT | MK_NO_BOS | MK_NORM_NOISE |
+         MK_UNTIED_ONLY,
      1e-5f, k_phi2, N_OF(k_phi2)},
     {"qwen2", "qwen2", MK_ROPE_BASE | MK_KEY_LEN_OPT | MK_BIAS_QKV | MK_GATE | MK_FFN_NORM | MK_NO_BOS | MK_NORM_NOISE,
      1e-6f, k_qwen2, N_OF(k_qwen2)},
     {"qwen3", "qwen3", MK_ROPE_BASE | MK_KEY_LEN | MK_GATE | MK_FFN_NORM | MK_QK_NORM | MK_NO_BOS | MK_NORM_NOISE,
      1e-6f, k_qwen3, N_OF(k_qwen3)},
-    {"gemma", "gemma", MK_KEY_LEN | MK_GATE | MK_FFN_NORM | MK_NORM_NOISE | MK_TIED_ONLY, 1e-6f, k_gemma, N_OF(k_gemma)},
-    {"gemma2", "gemma2", MK_KEY_LEN | MK_GATE | MK_FFN_NORM | MK_POST_NORM | MK_WINDOW | MK_SOFTCAP | MK_NORM_NOISE | MK_TIED_ONLY,
-     1e-6f, k_gemma2, N_OF(k_gemma2)},
-    {"gemma3", "gemma3",
-     MK_ROPE_BASE | MK_KEY_LEN | MK_GATE | MK_FFN_NORM | MK_QK_NORM | MK_POST_NORM | MK_WINDOW | MK_ROPE_SCALE | MK_NORM_NOISE |
-         MK_TIED_ONLY,
-     1e-6f, k_gemma3, N_OF(k_gemma3)},
+    {"gemma", "gemma", MK_GEMMA, 1e-6f, k_gemma, N_OF(k_gemma)},
+    {"gemma2", "gemma2", MK_GEMMA | MK_POST_NORM | MK_WINDOW | MK_SOFTCAP, 1e-6f, k_gemma2, N_OF(k_gemma2)},
+    {"gemma3", "gemma3", MK_GEMMA | MK_ROPE_BASE | MK_QK_NORM | MK_POST_NORM | MK_WINDOW | MK_ROPE_SCALE, 1e-6f,
+     k_gemma3, N_OF(k_gemma3)},
     {"phi3", "phi3",
-     MK_ROPE_DIM | MK_ROPE_BASE | MK_FUSED | MK_GATE | MK_GATE_UP | MK_FFN_NORM | MK_WINDOW | MK_ORIG_CTX | MK_NORM_NOISE |
-         MK_UNTIED_ONLY,
+     MK_ROPE_DIM | MK_ROPE_BASE | MK_FUSED | MK_GATE | MK_GATE_UP | MK_FFN_NORM | MK_WINDOW | MK_ORIG_CTX |
+         MK_NORM_NOISE | MK_UNTIED_ONLY,
      1e-5f, k_phi3, N_OF(k_phi3)},
 };
+#undef MK_LLAMA
+#undef MK_GEMMA
 #define MK_ARCH_NAMES "llama, mistral, phi2, qwen2, qwen3, gemma, gemma2, gemma3 or phi3"
 
 /* Everything mkmodel's flags set. */
@@ -301,11 +302,13 @@ static void list_presets(void) {
             const mk_arch *ar = &k_archs[a];
             const mk_shape *s = &ar->presets[i].s;
             int64_t hd = head_dim(s);
-            printf("%-8s %-6s %6lld %6lld %6lld %5lld %4lld %5lld %4lld %7lld %7lld %6lld %9g %4s\n", ar->name,
+            char base[32] = "-"; /* not written: llama.cpp's default, 10000 */
+            if (ar->f & MK_ROPE_BASE) snprintf(base, sizeof base, "%g", (double)s->rope_base);
+            printf("%-8s %-6s %6lld %6lld %6lld %5lld %4lld %5lld %4lld %7lld %7lld %6lld %9s %4s\n", ar->name,
                    ar->presets[i].name, (long long)s->dim, (long long)s->ffn, (long long)s->layers,
                    (long long)s->heads, (long long)s->kv_heads, (long long)hd,
                    (long long)(s->rope_dim ? s->rope_dim : hd), (long long)s->vocab, (long long)s->ctx,
-                   (long long)s->window, (double)s->rope_base, s->tied ? "yes" : "no");
+                   (long long)s->window, base, s->tied ? "yes" : "no");
         }
 }
 
@@ -385,8 +388,9 @@ static int parse_opts(int argc, char **argv, mk_opts *o, lyra_error *err) {
                  ar->presets[i].name);
     }
     if (!p) {
-        if (ar == &k_archs[0]) /* Llama's message as before */
-            return lyra_err(err, LYRA_ERR_INPUT, "--preset", "expected tiny, 1.1b or 7b, got '%s'", o->preset);
+        if (ar == &k_archs[0]) /* Llama's message as before, 1b added */
+            return lyra_err(err, LYRA_ERR_INPUT, "--preset",
+                            "expected tiny, 1.1b or 7b (or 1b, the same as 1.1b), got '%s'", o->preset);
         return lyra_err(err, LYRA_ERR_INPUT, "--preset", "expected %s for --arch %s, got '%s'", names, ar->name,
                         o->preset);
     }
