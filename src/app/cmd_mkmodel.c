@@ -30,9 +30,9 @@ const char cmd_mkmodel_usage[] =
     "                    [--layers N] [--heads N] [--kv-heads N] [--vocab N]\n"
     "                    [--ctx N] [--head-dim N] [--rope-dim N] [--rope-base F]\n"
     "                    [--rope-scale F] [--window N] [--attn-softcap F]\n"
-    "                    [--final-softcap F] [--query-scale N] [--fused-qkv]\n"
-    "                    [--type T] [--seed S] [--tied] [--untied]\n"
-    "                    [--vocab-from FILE] [--threads N]\n"
+    "                    [--final-softcap F] [--fused-qkv] [--type T]\n"
+    "                    [--seed S] [--tied] [--untied] [--vocab-from FILE]\n"
+    "                    [--threads N]\n"
     "       lyra mkmodel --list-presets\n"
     "\n"
     "Write a GGUF with random weights (for tests and benchmarks), with the\n"
@@ -67,8 +67,6 @@ const char cmd_mkmodel_usage[] =
     "                      phi3; phi3 0: none)\n"
     "  --attn-softcap F, --final-softcap F\n"
     "                      gemma2's logit soft-capping (default 50 and 30)\n"
-    "  --query-scale N     gemma2: attention.query_pre_attn_scalar (the query\n"
-    "                      scale is 1/sqrt(N); not written unless given)\n"
     "  --fused-qkv         phi2: one attn_qkv tensor instead of attn_q/k/v\n"
     "                      (phi3 always has it)\n"
     "  --type T            F32 (default), F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K:\n"
@@ -106,7 +104,6 @@ typedef struct mk_shape {
     int64_t head_dim; /* attention.key_length; 0: dim / heads (key not written) */
     int64_t rope_dim; /* rope.dimension_count; 0: the head size */
     int64_t window;   /* attention.sliding_window */
-    int64_t qscale;   /* gemma2 query_pre_attn_scalar; 0: not written */
     float rope_base;  /* rope.freq_base */
     float rope_scale; /* linear rope scaling factor; 0: none */
     float attn_cap;   /* attn_logit_softcapping */
@@ -132,7 +129,7 @@ enum {
     MK_QK_NORM = 1u << 13,    /* attn_q_norm, attn_k_norm [head size] */
     MK_POST_NORM = 1u << 14,  /* post_attention_norm, post_ffw_norm */
     MK_WINDOW = 1u << 15,     /* attention.sliding_window */
-    MK_SOFTCAP = 1u << 16,    /* attn_/final_logit_softcapping, query scale */
+    MK_SOFTCAP = 1u << 16,    /* attn_/final_logit_softcapping */
     MK_ROPE_SCALE = 1u << 17, /* rope.scaling.type linear + factor allowed */
     MK_ORIG_CTX = 1u << 18,   /* rope.scaling.original_context_length */
     MK_NO_BOS = 1u << 19,     /* tokenizer.ggml.add_bos_token false */
@@ -159,7 +156,7 @@ typedef struct mk_arch {
  * config.json), or, where the family has no 1B-class member, its widths with
  * fewer layers. Llama's rope base is 10000; Qwen's and Gemma 3's 1e6. */
 #define P(n, d, f, l, h, kv, v, c, hd, rd, w, rb, rs, tied) \
-    {n, {d, f, l, h, kv, v, c, hd, rd, w, 0, rb, rs, 0.0f, 0.0f, tied}}
+    {n, {d, f, l, h, kv, v, c, hd, rd, w, rb, rs, 0.0f, 0.0f, tied}}
 static const mk_preset k_llama[] = {
     P("tiny", 256, 768, 4, 8, 4, 512, 2048, 0, 0, 0, 10000.0f, 0.0f, 0),
     P("1.1b", 2048, 5632, 22, 32, 4, 32000, 2048, 0, 0, 0, 10000.0f, 0.0f, 0), /* TinyLlama */
@@ -192,7 +189,7 @@ static const mk_preset k_gemma[] = {
     P("1b", 2048, 16384, 6, 8, 1, 256000, 8192, 256, 0, 0, 0.0f, 0.0f, 1),     /* Gemma 2B, 6 layers */
     P("2b", 2048, 16384, 18, 8, 1, 256000, 8192, 256, 0, 0, 0.0f, 0.0f, 1),    /* Gemma 2B */
 };
-#define G2(n, d, f, l, h, kv, v, c, hd, w) {n, {d, f, l, h, kv, v, c, hd, 0, w, 0, 0.0f, 0.0f, 50.0f, 30.0f, 1}}
+#define G2(n, d, f, l, h, kv, v, c, hd, w) {n, {d, f, l, h, kv, v, c, hd, 0, w, 0.0f, 0.0f, 50.0f, 30.0f, 1}}
 static const mk_preset k_gemma2[] = {
     G2("tiny", 256, 768, 4, 8, 4, 512, 2048, 64, 64),
     G2("1b", 2304, 9216, 6, 8, 4, 256000, 8192, 256, 4096),  /* Gemma 2 2B, 6 layers */
@@ -272,7 +269,6 @@ static const struct {
     {"--head-dim", offsetof(mk_shape, head_dim), 1, MK_KEY_LEN | MK_KEY_LEN_OPT},
     {"--rope-dim", offsetof(mk_shape, rope_dim), 1, MK_ROPE_DIM},
     {"--window", offsetof(mk_shape, window), 0, MK_WINDOW},
-    {"--query-scale", offsetof(mk_shape, qscale), 1, MK_SOFTCAP},
 };
 #define MK_N_INT N_OF(k_int_flags)
 enum { MK_I_DIM, MK_I_FFN, MK_I_LAYERS, MK_I_HEADS, MK_I_KV, MK_I_VOCAB, MK_I_CTX, MK_I_HEAD_DIM, MK_I_ROPE_DIM };
@@ -535,7 +531,6 @@ static int add_hparams(lyra_gguf_writer *w, const mk_opts *o, lyra_error *err) {
     if (ar->f & MK_SOFTCAP) {
         F32("attn_logit_softcapping", s->attn_cap);
         F32("final_logit_softcapping", s->final_cap);
-        if (s->qscale) U32("attention.query_pre_attn_scalar", s->qscale);
     }
 #undef KEY
 #undef U32

@@ -172,7 +172,7 @@ for a in llama mistral phi2 qwen2 qwen3 gemma gemma2 gemma3 phi3; do
     mk_arch "$a-$t" "$a" "$t" "$e vocab=300 ctx=512 layers=2" --vocab 300 --ctx 512 --layers 2 --seed 3
 done
 # variants: fused phi2, untied qwen2/qwen3, gemma3 rope scaling and its 4b
-# shape (one layer), head-dim and rope-dim overrides, gemma2 query scale
+# shape (one layer), head-dim and rope-dim overrides, gemma2 soft-caps
 mk_arch phi2-fused phi2 Q8_0 "dim=256 ffn=1024 layers=4 heads=8 kv=8 hd=32 rd=16 tied=0 fused=1 vocab=512 ctx=2048" --fused-qkv
 mk_arch phi2-gqa phi2 F16 "dim=128 ffn=256 layers=1 heads=4 kv=2 hd=32 rd=32 tied=0 vocab=258 ctx=64" \
     --dim 128 --ffn 256 --layers 1 --heads 4 --kv-heads 2 --vocab 258 --ctx 64 --rope-dim 32
@@ -182,8 +182,8 @@ mk_arch gemma3-scale gemma3 F32 "dim=256 ffn=768 layers=6 heads=4 kv=1 hd=64 tie
     --rope-scale 8 --window 32 --rope-base 500000
 mk_arch gemma3-4b gemma3 Q4_0 "dim=2560 ffn=512 layers=1 heads=8 kv=4 hd=256 tied=1 window=1024 rope_base=1000000 rope_scale=8 vocab=2000 ctx=131072" \
     --preset 4b --layers 1 --ffn 512 --vocab 2000
-mk_arch gemma2-q gemma2 F32 "dim=256 ffn=768 layers=2 heads=8 kv=4 hd=64 tied=1 window=64 qscale=144 softcap=20,10 vocab=512 ctx=2048" \
-    --layers 2 --query-scale 144 --attn-softcap 20 --final-softcap 10
+mk_arch gemma2-cap gemma2 F32 "dim=256 ffn=768 layers=2 heads=8 kv=4 hd=64 tied=1 window=64 softcap=20,10 vocab=512 ctx=2048" \
+    --layers 2 --attn-softcap 20 --final-softcap 10
 mk_arch llama-hd llama F32 "dim=256 ffn=768 layers=1 heads=8 kv=4 hd=64 rd=16 tied=1 rope_base=10000 vocab=512 ctx=2048 keylen=1" \
     --layers 1 --head-dim 64 --rope-dim 16 --tied
 r=$("$PY" - "$T/arch.list" <<'EOF'
@@ -235,8 +235,6 @@ def check(path, arch, typ, e):
         want_keys |= {P + ".attention.key_length", P + ".attention.value_length"}
     if g("rope_scale"):
         want_keys |= {P + ".rope.scaling.type", P + ".rope.scaling.factor"}
-    if g("qscale"):
-        want_keys.add(P + ".attention.query_pre_attn_scalar")
     got_keys = {k for k in f if not k.startswith(("general.", "tokenizer."))}
     if got_keys != want_keys:
         errs.append("keys: extra %s, missing %s" % (sorted(got_keys - want_keys), sorted(want_keys - got_keys)))
@@ -254,7 +252,7 @@ def check(path, arch, typ, e):
             "rope.freq_base": float(g("rope_base", 0)), "attention.layer_norm_rms_epsilon": EPS[arch],
             "attention.layer_norm_epsilon": EPS[arch], "attention.sliding_window": g("window"),
             "rope.scaling.original_context_length": ctx, "rope.scaling.type": "linear",
-            "rope.scaling.factor": float(g("rope_scale", 0)), "attention.query_pre_attn_scalar": g("qscale")}
+            "rope.scaling.factor": float(g("rope_scale", 0))}
     caps = [float(x) for x in str(g("softcap", "50,30")).split(",")]
     vals["attn_logit_softcapping"], vals["final_logit_softcapping"] = caps
     for k in want_keys:
