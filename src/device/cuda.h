@@ -80,6 +80,27 @@ int lyra_cuda_host_quantize_act(lyra_type wt, const float *x, int64_t n, void *o
 float lyra_cuda_host_dot(lyra_type wt, const void *w, const float *x, int64_t n);
 /* A row of n elements dequantized as get_rows and the GEMM weight tiles do. */
 void lyra_cuda_host_dequant(lyra_type wt, const void *row, int64_t n, float *out);
+/* The other ops' kernels, on host memory (freq_factors, chunks: host
+ * pointers), step for step: */
+/* rope of one token's heads x [n_head][head_dim] at position pos. */
+void lyra_cuda_host_rope(float *x, int n_head, int head_dim, int32_t pos, const lyra_rope *rope);
+/* layernorm of one row, summed in the kernel's thread and reduction order
+ * (the GPU's bits); b may be NULL. */
+void lyra_cuda_host_layernorm(const float *x, const float *w, const float *b, float eps, int64_t n,
+                              float *out);
+void lyra_cuda_host_add_bias(float *x, const float *bias, int64_t n, int ntok);
+void lyra_cuda_host_gelu(const float *x, int64_t n, float *out);
+void lyra_cuda_host_geglu(const float *gate, const float *up, int64_t n, float *out);
+void lyra_cuda_host_scale(float *x, int64_t n, float s);
+void lyra_cuda_host_softcap(float *x, int64_t n, float cap);
+/* kv_store and attention on a cache in the CUDA device's chunk layout (K
+ * [chunk_len][kv_dim], V the same), chunks picked as the kernels pick them
+ * (lyra_kv_chunk, rings); attention in the kernel's order of positions,
+ * lanes and warps (the GPU's expf and tanhf may differ in the last bit). */
+void lyra_cuda_host_kv_store(const lyra_kv_view *kv, int32_t pos0, int ntok, int64_t kv_dim,
+                             const float *k, const float *v);
+void lyra_cuda_host_attention(const float *q, const lyra_kv_view *kv, int32_t pos0, int ntok,
+                              const lyra_attn_params *ap, float *out);
 
 #ifdef __cplusplus
 }

@@ -12,6 +12,14 @@
  *     dims 8/64/128, grouped-query, F16/F32 cache, positions across chunk
  *     boundaries, more than 16 chunks): <= 1e-5 (same formulas; only the
  *     summation order and expf's last bit differ);
+ *   - issue 13's ops against the host emulation of their kernels (cuda.h,
+ *     lyra_cuda_host_*, itself checked against scalar references by
+ *     test_cuda_math) and, when the CPU device has the op, against the CPU:
+ *     layernorm, add_bias and scale bit for bit (the same float operations
+ *     in the same order); gelu, geglu, softcap <= 1e-6 (CUDA's tanhf vs
+ *     libm's); rope NeoX and partial <= 1e-5; kv_store into a ring bit for
+ *     bit; attention with soft-capping and sliding windows (whole cache and
+ *     ring) <= 1e-5;
  *   - memory: stats, budget and a huge allocation -> LYRA_ERR_OOM with the
  *     device still usable, adopt refused, free memory, copies larger than the
  *     staging buffer, deferred errors reported by sync;
@@ -280,7 +288,8 @@ static void test_rope(void) {
     float ff[HD / 2];
     for (int i = 0; i < HD / 2; i++) ff[i] = 1.0f + (float)i * 0.25f;
     void *dff = up(gpu, ff, sizeof ff);
-    lyra_rope cv[3] = {{HD, 10000.0f, 1.0f, NULL, 0}, {HD, 500000.0f, 0.25f, ff, 0}, {16, 10000.0f, 1.0f, NULL, 0}};
+    lyra_rope cv[3] = {{HD, 10000.0f, 1.0f, NULL, 0}, {HD, 500000.0f, 0.25f, ff, 0},
+                       {16, 10000.0f, 1.0f, NULL, 0}};
     size_t n = (size_t)NT * NH * HD;
     float *x = malloc(sizeof(float) * n), *a = malloc(sizeof(float) * n), *b = malloc(sizeof(float) * n);
     int32_t pos[NT];
@@ -377,9 +386,9 @@ static void test_attention(int hd, int nh, int nkv, int L) {
         free(gch);
         free(crows);
         CHECK(ok, "kv_store %s hd %d L %d: stored values differ", lyra_type_name(t), hd, L);
-        float scale = 1.0f / sqrtf((float)hd);
-        cpu->ops->attention(cpu, q, &cc.view, pos0, ntok, &(lyra_attn_params){nh, nkv, hd, scale, 0, 0}, a);
-        gpu->ops->attention(gpu, dq, &gc.view, pos0, ntok, &(lyra_attn_params){nh, nkv, hd, scale, 0, 0}, dout);
+        const lyra_attn_params ap = {nh, nkv, hd, 1.0f / sqrtf((float)hd), 0.0f, 0};
+        cpu->ops->attention(cpu, q, &cc.view, pos0, ntok, &ap, a);
+        gpu->ops->attention(gpu, dq, &gc.view, pos0, ntok, &ap, dout);
         down(gpu, b, dout, sizeof(float) * nq);
         double e = rel_rms(b, a, nq);
         CHECK(e <= 1e-5, "attention %s hd %d nh %d nkv %d L %d: rel rms %g", lyra_type_name(t), hd,
@@ -388,8 +397,8 @@ static void test_attention(int hd, int nh, int nkv, int L) {
                lyra_type_name(t), hd, nh, nkv, L, nch, ntok, e);
         /* decode: one token at the last position */
         size_t last = (size_t)(ntok - 1) * nh * hd;
-        cpu->ops->attention(cpu, q + last, &cc.view, npos - 1, 1, &(lyra_attn_params){nh, nkv, hd, scale, 0, 0}, a);
-        gpu->ops->attention(gpu, (float *)dq + last, &gc.view, npos - 1, 1, &(lyra_attn_params){nh, nkv, hd, scale, 0, 0}, dout);
+        cpu->ops->attention(cpu, q + last, &cc.view, npos - 1, 1, &ap, a);
+        gpu->ops->attention(gpu, (float *)dq + last, &gc.view, npos - 1, 1, &ap, dout);
         down(gpu, b, dout, sizeof(float) * (size_t)nh * hd);
         e = rel_rms(b, a, (size_t)nh * hd);
         CHECK(e <= 1e-5, "attention decode %s hd %d: rel rms %g", lyra_type_name(t), hd, e);
@@ -397,6 +406,217 @@ static void test_attention(int hd, int nh, int nkv, int L) {
         cache_free(&cc);
         cache_free(&gc);
     }
+    release(gpu, dK, sizeof(float) * nkvf);
+    release(gpu, dV, sizeof(float) * nkvf);
+    release(gpu, dq, sizeof(float) * nq);
+    release(gpu, dout, sizeof(float) * nq);
+    free(K); free(V); free(q); free(a); free(b);
+}
+
+/* ------------------------------------------------- issue 13's ops */
+
+/* d's result of an op vs the host emulation's (and the CPU device's when it
+ * has the op): bit for bit when exact, else within tol. */
+static void compare(const char *what, const float *gpu_out, const float *emu, const float *cpu_out,
+                    size_t n, int exact, double tol) {
+    if (exact) {
+        CHECK(!memcmp(gpu_out, emu, sizeof(float) * n), "%s: differs from the host emulation", what);
+    } else {
+        double e = rel_rms(gpu_out, emu, n);
+        CHECK(e <= tol, "%s: rel rms %g vs the host emulation", what, e);
+        printf("%s: rel rms %.2e vs the host emulation\n", what, e);
+    }
+    if (cpu_out) {
+        double e = rel_rms(gpu_out, cpu_out, n);
+        CHECK(e <= 1e-5, "%s: rel rms %g vs the CPU", what, e);
+        printf("%s: rel rms %.2e vs the CPU\n", what, e);
+    }
+}
+
+static void test_arch_ops(void) {
+    enum { E = 2560, T = 5, N = E * T };
+    float *x = malloc(sizeof(float) * N), *y = malloc(sizeof(float) * N), *w = malloc(sizeof(float) * E),
+          *bias = malloc(sizeof(float) * E), *g = malloc(sizeof(float) * N), *emu = malloc(sizeof(float) * N),
+          *c = malloc(sizeof(float) * N);
+    fill(x, N, 4.0f);
+    fill(y, N, 1.0f);
+    fill(w, E, 1.0f);
+    fill(bias, E, 1.0f);
+    for (int i = 0; i < E; i++) x[i] += 30.0f; /* a row with an offset mean */
+    void *dx = up(gpu, x, sizeof(float) * N), *dy = up(gpu, y, sizeof(float) * N);
+    void *dw = up(gpu, w, sizeof(float) * E), *db = up(gpu, bias, sizeof(float) * E);
+    void *dout = up(gpu, NULL, sizeof(float) * N);
+    /* layernorm, with and without bias; per-row (n = 64, many rows) */
+    for (int v = 0; v < 3; v++) {
+        int64_t n = v == 2 ? 64 : E;
+        int rows = (int)(N / n);
+        const float *bb = v == 1 ? NULL : bias;
+        gpu->ops->layernorm(gpu, dx, dw, v == 1 ? NULL : db, 1e-5f, n, rows, dout);
+        down(gpu, g, dout, sizeof(float) * N);
+        for (int r = 0; r < rows; r++)
+            lyra_cuda_host_layernorm(x + (size_t)r * n, w, bb, 1e-5f, n, emu + (size_t)r * n);
+        int have_cpu = cpu->ops->layernorm != NULL;
+        if (have_cpu) cpu->ops->layernorm(cpu, x, w, bb, 1e-5f, n, rows, c);
+        char what[64];
+        snprintf(what, sizeof what, "layernorm n %lld%s", (long long)n, bb ? " bias" : "");
+        compare(what, g, emu, have_cpu ? c : NULL, N, 1, 0);
+    }
+    /* add_bias */
+    gpu->ops->copy_in(gpu, dout, x, sizeof(float) * N);
+    gpu->ops->add_bias(gpu, dout, db, E, T);
+    down(gpu, g, dout, sizeof(float) * N);
+    memcpy(emu, x, sizeof(float) * N);
+    lyra_cuda_host_add_bias(emu, bias, E, T);
+    if (cpu->ops->add_bias) {
+        memcpy(c, x, sizeof(float) * N);
+        cpu->ops->add_bias(cpu, c, bias, E, T);
+    }
+    compare("add_bias", g, emu, cpu->ops->add_bias ? c : NULL, N, 1, 0);
+    /* scale */
+    gpu->ops->copy_in(gpu, dout, x, sizeof(float) * N);
+    gpu->ops->scale(gpu, dout, N - 7, 0.37f);
+    down(gpu, g, dout, sizeof(float) * N);
+    memcpy(emu, x, sizeof(float) * N);
+    lyra_cuda_host_scale(emu, N - 7, 0.37f);
+    if (cpu->ops->scale) {
+        memcpy(c, x, sizeof(float) * N);
+        cpu->ops->scale(cpu, c, N - 7, 0.37f);
+    }
+    compare("scale", g, emu, cpu->ops->scale ? c : NULL, N, 1, 0);
+    /* softcap (final logits: values well past the cap) */
+    for (int i = 0; i < N; i++) emu[i] = x[i] * 10.0f;
+    gpu->ops->copy_in(gpu, dout, emu, sizeof(float) * N);
+    if (cpu->ops->softcap) {
+        memcpy(c, emu, sizeof(float) * N);
+        cpu->ops->softcap(cpu, c, N, 30.0f);
+    }
+    gpu->ops->softcap(gpu, dout, N, 30.0f);
+    down(gpu, g, dout, sizeof(float) * N);
+    lyra_cuda_host_softcap(emu, N, 30.0f);
+    compare("softcap", g, emu, cpu->ops->softcap ? c : NULL, N, 0, 1e-6);
+    /* gelu (out of place, then in place), geglu */
+    gpu->ops->gelu(gpu, dx, N, dout);
+    down(gpu, g, dout, sizeof(float) * N);
+    lyra_cuda_host_gelu(x, N, emu);
+    if (cpu->ops->gelu) cpu->ops->gelu(cpu, x, N, c);
+    compare("gelu", g, emu, cpu->ops->gelu ? c : NULL, N, 0, 1e-6);
+    gpu->ops->copy_in(gpu, dout, x, sizeof(float) * N);
+    gpu->ops->gelu(gpu, dout, N, dout);
+    down(gpu, c, dout, sizeof(float) * N);
+    CHECK(!memcmp(c, g, sizeof(float) * N), "gelu in place differs");
+    gpu->ops->geglu(gpu, dx, dy, N, dout);
+    down(gpu, g, dout, sizeof(float) * N);
+    lyra_cuda_host_geglu(x, y, N, emu);
+    if (cpu->ops->geglu) cpu->ops->geglu(cpu, x, y, N, c);
+    compare("geglu", g, emu, cpu->ops->geglu ? c : NULL, N, 0, 1e-6);
+    synced(gpu, "issue 13 elementwise");
+    release(gpu, dx, sizeof(float) * N);
+    release(gpu, dy, sizeof(float) * N);
+    release(gpu, dw, sizeof(float) * E);
+    release(gpu, db, sizeof(float) * E);
+    release(gpu, dout, sizeof(float) * N);
+    free(x); free(y); free(w); free(bias); free(g); free(emu); free(c);
+}
+
+/* rope NeoX and partial vs the host emulation (and the CPU once it has them) */
+static void test_rope_neox(void) {
+    enum { NT = 300, NH = 4, HD = 80 };
+    float ff[HD / 2];
+    for (int i = 0; i < HD / 2; i++) ff[i] = 1.0f + (float)i * 0.25f;
+    void *dff = up(gpu, ff, sizeof ff);
+    const lyra_rope cv[3] = {{HD, 1000000.0f, 1.0f, NULL, 1}, {32, 10000.0f, 1.0f, NULL, 1},
+                             {HD, 10000.0f, 0.5f, ff, 1}};
+    size_t n = (size_t)NT * NH * HD;
+    float *x = malloc(sizeof(float) * n), *a = malloc(sizeof(float) * n), *b = malloc(sizeof(float) * n);
+    int32_t pos[NT];
+    for (int t = 0; t < NT; t++) pos[t] = t * 13 + (t % 3);
+    void *dx = up(gpu, NULL, sizeof(float) * n);
+    for (int v = 0; v < 3; v++) {
+        fill(x, n, 1.0f);
+        memcpy(a, x, sizeof(float) * n);
+        gpu->ops->copy_in(gpu, dx, x, sizeof(float) * n);
+        lyra_rope gv = cv[v];
+        if (gv.freq_factors) gv.freq_factors = dff;
+        gpu->ops->rope(gpu, dx, NT, NH, HD, pos, &gv);
+        for (int t = 0; t < NT; t++) lyra_cuda_host_rope(a + (size_t)t * NH * HD, NH, HD, pos[t], &cv[v]);
+        down(gpu, b, dx, sizeof(float) * n);
+        double e = rel_rms(b, a, n);
+        CHECK(e <= 1e-5, "rope neox variant %d: rel rms %g vs the host emulation", v, e);
+        printf("rope neox variant %d (n_rot %d): rel rms %.2e vs the host emulation\n", v, cv[v].n_rot, e);
+        int kept = 1;
+        for (size_t i = 0; i < n; i++)
+            if ((int)(i % HD) >= cv[v].n_rot) kept &= b[i] == x[i];
+        CHECK(kept, "rope neox variant %d: dims past n_rot changed", v);
+    }
+    synced(gpu, "rope neox");
+    release(gpu, dx, sizeof(float) * n);
+    release(gpu, dff, sizeof ff);
+    free(x); free(a); free(b);
+}
+
+/* Soft-capping and sliding windows (whole cache and ring), stored and
+ * attended batch by batch as a generation does, vs the host emulation; the
+ * ring's chunks bit for bit. */
+static void test_attention_window(int hd, int nh, int nkv, int L, float softcap, int window, int ring,
+                                  lyra_type t) {
+    const int npos = 300, bat[] = {1, 37, 2, 64, 1, 9};
+    const int nb_max = 64, kv_dim = nkv * hd;
+    const int n_ring = ring ? (window + nb_max - 1 + L - 1) / L + 1 : 0;
+    const int nch = ring ? n_ring : (npos + L - 1) / L;
+    size_t nkvf = (size_t)npos * kv_dim, nq = (size_t)nb_max * nh * hd;
+    float *K = malloc(sizeof(float) * nkvf), *V = malloc(sizeof(float) * nkvf);
+    float *q = malloc(sizeof(float) * nq), *a = malloc(sizeof(float) * nq), *b = malloc(sizeof(float) * nq);
+    fill(K, nkvf, 1.0f);
+    fill(V, nkvf, 1.0f);
+    void *dK = up(gpu, K, sizeof(float) * nkvf), *dV = up(gpu, V, sizeof(float) * nkvf);
+    void *dq = up(gpu, NULL, sizeof(float) * nq), *dout = up(gpu, NULL, sizeof(float) * nq);
+    cache gc;
+    cache_new(&gc, gpu, t, L, nch, kv_dim);
+    gc.view.n_ring = n_ring;
+    /* the host copy: the same layout, host memory */
+    size_t cb = gc.bytes;
+    void *hk[MAXCH], *hv[MAXCH];
+    for (int i = 0; i < nch; i++) {
+        hk[i] = calloc(1, cb);
+        hv[i] = calloc(1, cb);
+    }
+    lyra_kv_view hview = gc.view;
+    hview.k_chunks = hk;
+    hview.v_chunks = hv;
+    const lyra_attn_params ap = {nh, nkv, hd, 1.0f / sqrtf((float)hd), softcap, window};
+    double worst = 0;
+    int chunks_ok = 1;
+    uint8_t *back = malloc(2 * cb);
+    for (int p = 0, bi = 0; p < npos; bi++) {
+        int n = bat[bi % 6] < npos - p ? bat[bi % 6] : npos - p;
+        fill(q, (size_t)n * nh * hd, softcap > 0 ? 12.0f : 1.5f);
+        gpu->ops->copy_in(gpu, dq, q, sizeof(float) * (size_t)n * nh * hd);
+        size_t off = (size_t)p * kv_dim;
+        gpu->ops->kv_store(gpu, &gc.view, p, n, kv_dim, (float *)dK + off, (float *)dV + off);
+        gpu->ops->attention(gpu, dq, &gc.view, p, n, &ap, dout);
+        lyra_cuda_host_kv_store(&hview, p, n, kv_dim, K + off, V + off);
+        lyra_cuda_host_attention(q, &hview, p, n, &ap, a);
+        down(gpu, b, dout, sizeof(float) * (size_t)n * nh * hd);
+        double e = rel_rms(b, a, (size_t)n * nh * hd);
+        if (!(e <= worst)) worst = e;
+        p += n;
+    }
+    for (int i = 0; i < nch; i++) { /* every chunk was written (npos > the ring) */
+        down(gpu, back, gc.k[i], 2 * cb);
+        chunks_ok &= !memcmp(back, hk[i], cb) && !memcmp(back + cb, hv[i], cb);
+    }
+    synced(gpu, "attention window");
+    CHECK(ring == 0 || chunks_ok, "kv_store ring %d: chunks differ from the host emulation", n_ring);
+    CHECK(worst <= 1e-5, "attention %s hd %d softcap %g window %d ring %d: rel rms %g",
+          lyra_type_name(t), hd, softcap, window, n_ring, worst);
+    printf("attention %s hd %3d nh %d nkv %d L %d softcap %g window %d ring %d: rel rms %.2e vs the host emulation\n",
+           lyra_type_name(t), hd, nh, nkv, L, softcap, window, n_ring, worst);
+    for (int i = 0; i < nch; i++) {
+        free(hk[i]);
+        free(hv[i]);
+    }
+    free(back);
+    cache_free(&gc);
     release(gpu, dK, sizeof(float) * nkvf);
     release(gpu, dV, sizeof(float) * nkvf);
     release(gpu, dq, sizeof(float) * nq);
@@ -524,6 +744,16 @@ int main(void) {
     test_attention(128, 32, 8, 256);
     test_attention(8, 8, 4, 256);
     test_attention(64, 4, 4, 32); /* 22 chunks */
+    test_arch_ops();
+    test_rope_neox();
+    for (int ty = 0; ty < 2; ty++) {
+        lyra_type t = ty ? LYRA_TYPE_F16 : LYRA_TYPE_F32;
+        test_attention_window(64, 8, 2, 16, 0.0f, 0, 0, t);    /* plain, many chunks */
+        test_attention_window(256, 8, 4, 32, 50.0f, 0, 0, t);  /* Gemma 2 global layer */
+        test_attention_window(256, 8, 4, 32, 50.0f, 40, 1, t); /* Gemma 2 local layer */
+        test_attention_window(128, 8, 8, 16, 0.0f, 57, 0, t);  /* Mistral: window, whole cache */
+        test_attention_window(64, 4, 1, 16, 0.0f, 23, 1, t);   /* small ring */
+    }
     test_matmul();
     test_matmul_multi();
     test_split();

@@ -235,6 +235,12 @@ static lyra_device_ops make_ops(void) {
     o.attention = lc_attention;
     o.swiglu = lc_swiglu;
     o.add = lc_add;
+    o.layernorm = lc_layernorm;
+    o.add_bias = lc_add_bias;
+    o.gelu = lc_gelu_op;
+    o.geglu = lc_geglu;
+    o.scale = lc_scale;
+    o.softcap = lc_softcap_op;
     o.matmul_work_size = lc_matmul_work_size;
     o.set_work = cuda_set_work;
     o.destroy = cuda_destroy;

@@ -2,7 +2,9 @@
  * lyra_cuda_host_*): the same host+device functions the kernels call
  * (cuda_math.cuh), run on the CPU in the kernels' order, so a test can check
  * block layouts, activation quantization and the integer dot products
- * against lyra's CPU reference on a machine without a GPU. What this cannot
+ * against lyra's CPU reference on a machine without a GPU; likewise the
+ * other ops' math (rope pairs, layernorm in its threads' summation order,
+ * GELU, soft-capping, the KV ring and the attention window). What this cannot
  * check (indexing of threads and warps, shuffles, launches) is left to the
  * GPU tests (tests/unit/test_cuda_ops.c). */
 #include <stdlib.h>
@@ -133,6 +135,159 @@ float lyra_cuda_host_dot(lyra_type wt, const void *w, const float *x, int64_t n)
 
 void lyra_cuda_host_dequant(lyra_type wt, const void *row, int64_t n, float *out) {
     LC_TYPE_DISPATCH(wt, host_dequant, (const uint8_t *)row, n, out);
+}
+
+/* ---- the other ops ---- */
+
+void lyra_cuda_host_rope(float *x, int n_head, int head_dim, int32_t pos, const lyra_rope *rope) {
+    for (int h = 0; h < n_head; h++) /* k_rope's items (t, h, k) */
+        for (int k = 0; k < rope->n_rot / 2; k++) {
+            float cs, sn;
+            int e0, e1;
+            lc_rope_cs(pos, k, rope->n_rot, rope->freq_base, rope->freq_scale, rope->freq_factors,
+                       &cs, &sn);
+            lc_rope_pair(k, rope->n_rot, rope->neox, &e0, &e1);
+            float *v = x + (size_t)h * head_dim;
+            lc_rope_rot(v[e0], v[e1], cs, sn, &v[e0], &v[e1]);
+        }
+}
+
+/* block_sum (cuda_ops.cu) over LC_NORM_THREADS threads' values: each warp's
+ * butterfly, then the warps' sums (lanes past the warp count 0) once more. */
+static float host_block_sum(const float *v) {
+    const int nw = LC_NORM_THREADS / 32;
+    float sh[32], lane[32], t[32];
+    for (int w = 0; w < nw; w++) {
+        memcpy(lane, v + 32 * w, sizeof lane);
+        for (int o = 16; o > 0; o >>= 1) {
+            for (int l = 0; l < 32; l++) t[l] = lane[l] + lane[l ^ o];
+            memcpy(lane, t, sizeof t);
+        }
+        sh[w] = lane[0];
+    }
+    for (int l = 0; l < 32; l++) lane[l] = l < nw ? sh[l] : 0.0f;
+    for (int o = 16; o > 0; o >>= 1) {
+        for (int l = 0; l < 32; l++) t[l] = lane[l] + lane[l ^ o];
+        memcpy(lane, t, sizeof t);
+    }
+    return lane[0];
+}
+
+void lyra_cuda_host_layernorm(const float *x, const float *w, const float *b, float eps, int64_t n,
+                              float *out) {
+    float part[LC_NORM_THREADS];
+    for (int th = 0; th < LC_NORM_THREADS; th++) {
+        part[th] = 0.0f;
+        for (int64_t i = th; i < n; i += LC_NORM_THREADS) part[th] = lc_add(part[th], x[i]);
+    }
+    const float mean = lc_div(host_block_sum(part), (float)n);
+    for (int th = 0; th < LC_NORM_THREADS; th++) {
+        part[th] = 0.0f;
+        for (int64_t i = th; i < n; i += LC_NORM_THREADS) {
+            float dv = lc_sub(x[i], mean);
+            part[th] = lc_add(part[th], lc_mul(dv, dv));
+        }
+    }
+    const float rstd = lc_ln_rstd(host_block_sum(part), n, eps);
+    for (int64_t i = 0; i < n; i++) out[i] = lc_ln_elem(x[i], mean, rstd, w[i], b ? b[i] : 0.0f, b != NULL);
+}
+
+void lyra_cuda_host_add_bias(float *x, const float *bias, int64_t n, int ntok) {
+    for (int64_t i = 0; i < n * ntok; i++) x[i] = lc_add(x[i], bias[i % n]);
+}
+
+void lyra_cuda_host_gelu(const float *x, int64_t n, float *out) {
+    for (int64_t i = 0; i < n; i++) out[i] = lc_gelu(x[i]);
+}
+
+void lyra_cuda_host_geglu(const float *gate, const float *up, int64_t n, float *out) {
+    for (int64_t i = 0; i < n; i++) out[i] = lc_mul(lc_gelu(gate[i]), up[i]);
+}
+
+void lyra_cuda_host_scale(float *x, int64_t n, float s) {
+    for (int64_t i = 0; i < n; i++) x[i] = lc_mul(x[i], s);
+}
+
+void lyra_cuda_host_softcap(float *x, int64_t n, float cap) {
+    for (int64_t i = 0; i < n; i++) x[i] = lc_softcap(x[i], cap);
+}
+
+void lyra_cuda_host_kv_store(const lyra_kv_view *kv, int32_t pos0, int ntok, int64_t kv_dim,
+                             const float *k, const float *v) {
+    const int f16 = kv->kv_type == LYRA_TYPE_F16;
+    for (int t = 0; t < ntok; t++) {
+        int32_t p = pos0 + t;
+        int32_t c = lc_kv_chunk(p, kv->chunk_len, kv->n_ring);
+        size_t o = (size_t)(p % kv->chunk_len) * (size_t)kv_dim;
+        for (int64_t j = 0; j < kv_dim; j++) {
+            float kx = k[(size_t)t * kv_dim + j], vx = v[(size_t)t * kv_dim + j];
+            if (f16) {
+                ((uint16_t *)kv->k_chunks[c])[o + j] = lc_f2h(kx);
+                ((uint16_t *)kv->v_chunks[c])[o + j] = lc_f2h(vx);
+            } else {
+                ((float *)kv->k_chunks[c])[o + j] = kx;
+                ((float *)kv->v_chunks[c])[o + j] = vx;
+            }
+        }
+    }
+}
+
+/* Element e of a host chunk (F16 or F32). */
+static float host_kv_at(const void *chunk, size_t e, int f16) {
+    return f16 ? lc_h2f(((const uint16_t *)chunk)[e]) : ((const float *)chunk)[e];
+}
+
+/* k_attention's steps for one (token, head): LC_ATT_WARPS warps taking
+ * every fourth position, lane partial dot products reduced by the
+ * butterfly, online softmax per warp, then the merge. */
+void lyra_cuda_host_attention(const float *q, const lyra_kv_view *kv, int32_t pos0, int ntok,
+                              const lyra_attn_params *ap, float *out) {
+    enum { NW = LC_ATT_WARPS };
+    const int hd = ap->head_dim, grp = ap->n_head / ap->n_kv_head, f16 = kv->kv_type == LYRA_TYPE_F16;
+    const int64_t kv_dim = (int64_t)ap->n_kv_head * hd;
+    const int32_t L = kv->chunk_len, n_ring = kv->n_ring > 0 ? kv->n_ring : 0;
+    const float softcap = ap->softcap > 0.0f ? ap->softcap : 0.0f;
+    float *acc = (float *)malloc(sizeof(float) * NW * (size_t)hd);
+    if (!acc) return;
+    for (int t = 0; t < ntok; t++)
+        for (int h = 0; h < ap->n_head; h++) {
+            const float *qh = q + ((size_t)t * ap->n_head + h) * hd;
+            const int kvh = h / grp;
+            const int32_t last = pos0 + t, first = lc_att_first(last, ap->window > 0 ? ap->window : 0);
+            float m[NW], l[NW], f[NW];
+            for (int w = 0; w < NW; w++) {
+                float *aw = acc + (size_t)w * hd;
+                memset(aw, 0, sizeof(float) * (size_t)hd);
+                m[w] = -INFINITY;
+                l[w] = 0.0f;
+                for (int32_t p = first + w; p <= last; p += NW) {
+                    const int32_t c = lc_kv_chunk(p, L, n_ring);
+                    const size_t base = (size_t)(p % L) * kv_dim + (size_t)kvh * hd;
+                    float lane[32], tmp[32];
+                    for (int ln = 0; ln < 32; ln++) {
+                        lane[ln] = 0.0f;
+                        for (int e = ln; e < hd; e += 32) lane[ln] += qh[e] * host_kv_at(kv->k_chunks[c], base + e, f16);
+                    }
+                    for (int o = 16; o > 0; o >>= 1) {
+                        for (int ln = 0; ln < 32; ln++) tmp[ln] = lane[ln] + lane[ln ^ o];
+                        memcpy(lane, tmp, sizeof lane);
+                    }
+                    float pe, corr = lc_softmax_add(lc_att_score(lane[0], ap->scale, softcap), &m[w], &l[w], &pe);
+                    for (int e = 0; e < hd; e++) {
+                        if (corr != 1.0f) aw[e] *= corr;
+                        aw[e] += pe * host_kv_at(kv->v_chunks[c], base + e, f16);
+                    }
+                }
+            }
+            const float sum = lc_softmax_merge(m, l, NW, f);
+            float *o = out + ((size_t)t * ap->n_head + h) * hd;
+            for (int e = 0; e < hd; e++) {
+                float v = 0.0f;
+                for (int w = 0; w < NW; w++) v += acc[(size_t)w * hd + e] * f[w];
+                o[e] = v / sum;
+            }
+        }
+    free(acc);
 }
 
 } /* extern "C" */

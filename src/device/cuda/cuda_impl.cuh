@@ -112,6 +112,13 @@ void lc_attention(lyra_device *d, const float *q, const lyra_kv_view *kv, int32_
                   const lyra_attn_params *ap, float *out);
 void lc_swiglu(lyra_device *d, const float *gate, const float *up, int64_t n, float *out);
 void lc_add(lyra_device *d, float *x, const float *y, int64_t n);
+void lc_layernorm(lyra_device *d, const float *x, const float *w, const float *b, float eps,
+                  int64_t n, int ntok, float *out);
+void lc_add_bias(lyra_device *d, float *x, const float *bias, int64_t n, int ntok);
+void lc_gelu_op(lyra_device *d, const float *x, int64_t n, float *out);
+void lc_geglu(lyra_device *d, const float *gate, const float *up, int64_t n, float *out);
+void lc_scale(lyra_device *d, float *x, int64_t n, float s);
+void lc_softcap_op(lyra_device *d, float *x, int64_t n, float cap);
 
 /* Blocks for a grid-stride kernel over n items with bs threads per block. */
 static inline unsigned lc_blocks(int64_t n, int bs) {

@@ -14,7 +14,11 @@
  * product equals the CPU's and only the float summation order differs. On
  * the GPU they live in the device's own layout (lc_act below), not in
  * blocks. Dequantization repeats the CPU's float operations one by one with
- * non-contracted multiplies (lc_mul/lc_sub), so get_rows is bit-exact. */
+ * non-contracted multiplies (lc_mul/lc_sub), so get_rows is bit-exact.
+ *
+ * The other ops' per-element math (rope pairs and angles, layernorm, GELU,
+ * soft-capping, the attention window, ring chunks and online softmax) is
+ * here too, at the end, in the same host+device form. */
 #ifndef LYRA_CUDA_MATH_CUH
 #define LYRA_CUDA_MATH_CUH
 
@@ -110,6 +114,23 @@ LC_HD float lc_add(float a, float b) {
     return __fadd_rn(a, b);
 #else
     return a + b;
+#endif
+}
+
+/* a / b and sqrt(a), correctly rounded on both sides (never approximated). */
+LC_HD float lc_div(float a, float b) {
+#ifdef __CUDA_ARCH__
+    return __fdiv_rn(a, b);
+#else
+    return a / b;
+#endif
+}
+
+LC_HD float lc_sqrt(float a) {
+#ifdef __CUDA_ARCH__
+    return __fsqrt_rn(a);
+#else
+    return sqrtf(a);
 #endif
 }
 
@@ -319,5 +340,110 @@ LC_HD int lc_type_ok(int t) {
         default: break;                                                      \
         }                                                                    \
     } while (0)
+
+/* ------------------------------------------- the other ops' element math */
+
+/* RoPE: the two elements of pair i (< n_rot/2) of a head: (2i, 2i+1), or
+ * (i, i + n_rot/2) NeoX style. Dims n_rot.. of a head are never touched. */
+LC_HD void lc_rope_pair(int i, int n_rot, int neox, int *e0, int *e1) {
+    *e0 = neox ? i : 2 * i;
+    *e1 = neox ? i + n_rot / 2 : 2 * i + 1;
+}
+
+/* cos and sin of theta_i = pos * fscale * base^(-2i/n_rot) / ff[i] (ff may
+ * be NULL), computed in double and rounded, as the CPU computes its table. */
+LC_HD void lc_rope_cs(int32_t pos, int i, int n_rot, float base, float fscale, const float *ff,
+                      float *cs, float *sn) {
+    double f = (double)fscale * pow((double)base, -2.0 * i / n_rot);
+    if (ff) f /= (double)ff[i];
+    double th = (double)pos * f;
+    *cs = (float)cos(th);
+    *sn = (float)sin(th);
+}
+
+/* The pair (a, b) rotated: (a cs - b sn, a sn + b cs), every product rounded
+ * (as the CPU's rope_apply). */
+LC_HD void lc_rope_rot(float a, float b, float cs, float sn, float *oa, float *ob) {
+    *oa = lc_sub(lc_mul(a, cs), lc_mul(b, sn));
+    *ob = lc_add(lc_mul(a, sn), lc_mul(b, cs));
+}
+
+/* Threads per block of the row kernels (layernorm): one block per row. */
+#define LC_NORM_THREADS 256
+
+/* 1 / sqrt(var + eps) from the sum of squared deviations of n elements. */
+LC_HD float lc_ln_rstd(float ssd, int64_t n, float eps) {
+    return lc_div(1.0f, lc_sqrt(lc_add(lc_div(ssd, (float)n), eps)));
+}
+
+/* A layernorm output: (x - mean) * rstd * w (+ b when has_b). */
+LC_HD float lc_ln_elem(float x, float mean, float rstd, float w, float b, int has_b) {
+    float y = lc_mul(lc_mul(lc_sub(x, mean), rstd), w);
+    return has_b ? lc_add(y, b) : y;
+}
+
+/* GELU, tanh form: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). tanhf is
+ * the platform's (CUDA's on the GPU, libm's on the host: a few ulp apart). */
+LC_HD float lc_gelu(float x) {
+    const float c = 0.79788456080286536f; /* sqrt(2/pi) */
+    float u = lc_mul(c, lc_add(x, lc_mul(0.044715f, lc_mul(lc_mul(x, x), x))));
+    return lc_mul(lc_mul(0.5f, x), lc_add(1.0f, tanhf(u)));
+}
+
+/* cap * tanh(x / cap) (soft-capping of attention scores and final logits). */
+LC_HD float lc_softcap(float x, float cap) { return lc_mul(cap, tanhf(lc_div(x, cap))); }
+
+/* The chunk of a KV cache holding position p (device.h's lyra_kv_chunk):
+ * p / L, modulo n_ring for a ring (n_ring > 0); its row there is p % L. */
+LC_HD int32_t lc_kv_chunk(int32_t p, int32_t L, int32_t n_ring) {
+    int32_t c = p / L;
+    return n_ring > 0 ? c % n_ring : c;
+}
+
+/* Warps per (token, head) of the attention kernel, splitting the positions. */
+#define LC_ATT_WARPS 4
+
+/* First position a token at position p attends to: 0, or with a window
+ * (> 0) the oldest of the last `window` positions up to p. */
+LC_HD int32_t lc_att_first(int32_t p, int32_t window) {
+    return window > 0 && p - window + 1 > 0 ? p - window + 1 : 0;
+}
+
+/* An attention score from q.k: scaled, then soft-capped when softcap > 0
+ * (before any mask). */
+LC_HD float lc_att_score(float dot, float scale, float softcap) {
+    float s = lc_mul(dot, scale);
+    return softcap > 0.0f ? lc_softcap(s, softcap) : s;
+}
+
+/* Online softmax: score s joins a running max *m and sum *l (start:
+ * -INFINITY, 0). *pe = s's weight exp(s - max); returns the factor the
+ * values accumulated so far are multiplied by (1 when the max held). */
+LC_HD float lc_softmax_add(float s, float *m, float *l, float *pe) {
+    float corr = 1.0f;
+    if (s > *m) { /* rescale what was summed under the old max */
+        corr = expf(*m - s);
+        *l *= corr;
+        *m = s;
+    }
+    *pe = expf(s - *m);
+    *l += *pe;
+    return corr;
+}
+
+/* Merge of nw partial softmax states (m[j], l[j]) over disjoint positions:
+ * f[j] = the factor of partial j's accumulator (0 for a partial that saw no
+ * position); returns the total sum the merged accumulator is divided by. At
+ * least one partial must have seen a position. */
+LC_HD float lc_softmax_merge(const float *m, const float *l, int nw, float *f) {
+    float M = -INFINITY, sum = 0.0f;
+    for (int j = 0; j < nw; j++)
+        if (l[j] > 0.0f) M = fmaxf(M, m[j]);
+    for (int j = 0; j < nw; j++) {
+        f[j] = l[j] > 0.0f ? expf(m[j] - M) : 0.0f;
+        sum += l[j] * f[j];
+    }
+    return sum;
+}
 
 #endif

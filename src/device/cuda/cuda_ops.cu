@@ -1,5 +1,7 @@
 /* cuda_ops.cu: the CUDA device's ops other than matmul: get_rows, rmsnorm,
- * rope, kv_store, attention, swiglu, add. Each follows the CPU device's
+ * layernorm, rope, kv_store, attention, swiglu, add, add_bias, gelu, geglu,
+ * scale, softcap. The per-element math is cuda_math.cuh's (also run on the
+ * host by cuda_check.cu for the tests). Each follows the CPU device's
  * formula (cpu.c) with the same float operations where the CPU defines an
  * order (rope, dequantization), so results differ from the CPU's only by
  * summation order (reductions) and the last bit of expf.
@@ -108,11 +110,12 @@ void lc_rmsnorm(lyra_device *d, const float *x, const float *w, float eps, int64
 
 /* ------------------------------------------------------------------ rope */
 
-/* Pairs (2i, 2i+1), i < n_rot/2, of every head of nt tokens rotated by
- * theta_i = pos * freq_scale * base^(-2i/n_rot) / freq_factors[i], the angle
- * and its cos/sin in double as the CPU computes its table. */
+/* Pairs i < n_rot/2 ((2i, 2i+1), or (i, i + n_rot/2) NeoX style) of every
+ * head of nt tokens rotated by theta_i = pos * freq_scale * base^(-2i/n_rot)
+ * / freq_factors[i], the angle and its cos/sin in double as the CPU computes
+ * its table; dims n_rot.. are left alone. */
 __global__ void k_rope(float *x, int nt, int n_head, int head_dim, lc_ids pos, int n_rot,
-                       float base, float fscale, const float *ff) {
+                       int neox, float base, float fscale, const float *ff) {
     const int half = n_rot / 2;
     const int64_t total = (int64_t)nt * n_head * half;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
@@ -120,14 +123,12 @@ __global__ void k_rope(float *x, int nt, int n_head, int head_dim, lc_ids pos, i
         int k = (int)(i % half);
         int64_t th_ = i / half;
         int h = (int)(th_ % n_head), t = (int)(th_ / n_head);
-        double f = (double)fscale * pow((double)base, -2.0 * k / n_rot);
-        if (ff) f /= (double)ff[k];
-        double th = (double)pos.v[t] * f;
-        float cs = (float)cos(th), sn = (float)sin(th);
+        float cs, sn;
+        int e0, e1;
+        lc_rope_cs(pos.v[t], k, n_rot, base, fscale, ff, &cs, &sn);
+        lc_rope_pair(k, n_rot, neox, &e0, &e1);
         float *v = x + ((size_t)t * n_head + h) * head_dim;
-        float a = v[2 * k], b = v[2 * k + 1];
-        v[2 * k] = lc_sub(lc_mul(a, cs), lc_mul(b, sn));
-        v[2 * k + 1] = lc_add(lc_mul(a, sn), lc_mul(b, cs));
+        lc_rope_rot(v[e0], v[e1], cs, sn, &v[e0], &v[e1]);
     }
 }
 
@@ -138,10 +139,6 @@ void lc_rope(lyra_device *d, float *x, int ntok, int n_head, int head_dim, const
         lc_fail(d, "rope: unsupported rotation size %d (internal error)", rope->n_rot);
         return;
     }
-    if (rope->neox) {
-        lc_fail(d, "rope: NeoX-style rotation is not supported on the CUDA device yet");
-        return;
-    }
     for (int t0 = 0; t0 < ntok; t0 += LC_IDS_MAX) {
         int nt = ntok - t0 < LC_IDS_MAX ? ntok - t0 : LC_IDS_MAX;
         lc_ids p;
@@ -149,7 +146,7 @@ void lc_rope(lyra_device *d, float *x, int ntok, int n_head, int head_dim, const
         int64_t work = (int64_t)nt * n_head * (rope->n_rot / 2);
         k_rope<<<lc_blocks(work, 256), 256, 0, LC(d)->stream>>>(
             x + (size_t)t0 * n_head * head_dim, nt, n_head, head_dim, p, rope->n_rot,
-            rope->freq_base, rope->freq_scale, rope->freq_factors);
+            rope->neox != 0, rope->freq_base, rope->freq_scale, rope->freq_factors);
         if (!lc_launched(d, "rope")) return;
     }
 }
@@ -176,13 +173,9 @@ __global__ void k_kv_store(void *K, void *V, int f16, int r0, int n, int64_t kv_
 void lc_kv_store(lyra_device *d, const lyra_kv_view *kv, int32_t pos0, int ntok, int64_t kv_dim,
                  const float *k, const float *v) {
     if (ntok <= 0 || kv_dim <= 0 || !lc_use(d)) return;
-    if (kv->n_ring > 0) {
-        lc_fail(d, "kv_store: ring caches (sliding windows) are not supported on the CUDA device yet");
-        return;
-    }
     const int L = kv->chunk_len, f16 = kv->kv_type == LYRA_TYPE_F16;
-    for (int32_t p = pos0; p < pos0 + ntok;) {
-        int c = p / L, r = p % L;
+    for (int32_t p = pos0; p < pos0 + ntok;) { /* the positions of one chunk per launch */
+        int c = lyra_kv_chunk(kv, p), r = p % L;
         int n = L - r < pos0 + ntok - p ? L - r : pos0 + ntok - p;
         size_t off = (size_t)(p - pos0) * kv_dim;
         k_kv_store<<<lc_blocks((int64_t)n * kv_dim, 256), 256, 0, LC(d)->stream>>>(
@@ -194,9 +187,8 @@ void lc_kv_store(lyra_device *d, const lyra_kv_view *kv, int32_t pos0, int ntok,
 
 /* ------------------------------------------------------------- attention */
 
-#define ATT_WARPS 4 /* warps per (token, head), splitting the positions */
-
-/* The KV chunks one launch may read. */
+/* The KV chunks one launch may read: chunk c of the cache (lc_kv_chunk) is
+ * entry c - c_lo. */
 template <int MAXC>
 struct lc_kvp {
     const void *k[MAXC]; /* K chunk pointers (device) */
@@ -208,18 +200,31 @@ static __device__ __forceinline__ float kv_at(const void *chunk, size_t e, int f
     return f16 ? lc_h2f(((const uint16_t *)chunk)[e]) : ((const float *)chunk)[e];
 }
 
-/* One block per (token t, head h); warp w takes positions w, w+ATT_WARPS,
- * ... of 0..pos0+t with an online softmax (running max m, sum l, weighted V
- * acc), then the warps' states are merged. Lane l holds elements l + 32*i
- * (i < EPL) of the head. */
+/* What a launch attends with (the cache's shape and the layer's parameters). */
+typedef struct lc_attp {
+    int32_t pos0;        /* token t is at position pos0 + t */
+    int n_head, grp, hd; /* heads, heads per KV head, head_dim */
+    int L;               /* chunk_len */
+    int32_t n_ring;      /* 0, or the ring's chunks */
+    int c_lo;            /* the chunk in entry 0 of lc_kvp */
+    int64_t kv_dim;
+    float scale, softcap;
+    int32_t window;
+    int f16;
+} lc_attp;
+
+/* One block per (token t, head h); warp w takes positions first + w,
+ * first + w + LC_ATT_WARPS, ... of first..pos0+t (first: lc_att_first) with an
+ * online softmax (running max m, sum l, weighted V acc), then the warps'
+ * states are merged. Lane l holds elements l + 32*i (i < EPL) of the head.
+ * cuda_check.cu's host_attention runs the same steps on the host. */
 template <int EPL, int MAXC>
-__global__ void __launch_bounds__(32 * ATT_WARPS)
-    k_attention(const float *q, float *out, lc_kvp<MAXC> kv, int32_t pos0, int n_head, int grp,
-                int hd, int L, int64_t kv_dim, float scale, int f16) {
-    __shared__ float sm_m[ATT_WARPS], sm_l[ATT_WARPS], sm_acc[ATT_WARPS][EPL * 32];
-    const int t = blockIdx.x / n_head, h = blockIdx.x % n_head, kvh = h / grp;
-    const int w = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const float *qh = q + ((size_t)t * n_head + h) * hd;
+__global__ void __launch_bounds__(32 * LC_ATT_WARPS)
+    k_attention(const float *q, float *out, lc_kvp<MAXC> kv, lc_attp a) {
+    __shared__ float sm_m[LC_ATT_WARPS], sm_l[LC_ATT_WARPS], sm_acc[LC_ATT_WARPS][EPL * 32];
+    const int t = blockIdx.x / a.n_head, h = blockIdx.x % a.n_head, kvh = h / a.grp;
+    const int w = threadIdx.x >> 5, lane = threadIdx.x & 31, hd = a.hd;
+    const float *qh = q + ((size_t)t * a.n_head + h) * hd;
     float qv[EPL], acc[EPL];
 #pragma unroll
     for (int i = 0; i < EPL; i++) {
@@ -228,30 +233,25 @@ __global__ void __launch_bounds__(32 * ATT_WARPS)
         acc[i] = 0.0f;
     }
     float m = -INFINITY, l = 0.0f;
-    const int32_t n_pos = pos0 + t + 1;
-    for (int32_t p = w; p < n_pos; p += ATT_WARPS) {
-        const int c = p / L;
-        const size_t base = (size_t)(p - c * L) * kv_dim + (size_t)kvh * hd;
+    const int32_t last = a.pos0 + t, first = lc_att_first(last, a.window);
+    for (int32_t p = first + w; p <= last; p += LC_ATT_WARPS) {
+        const int c = lc_kv_chunk(p, a.L, a.n_ring) - a.c_lo;
+        const size_t base = (size_t)(p % a.L) * a.kv_dim + (size_t)kvh * hd;
         float s = 0.0f;
 #pragma unroll
         for (int i = 0; i < EPL; i++) {
             int e = lane + 32 * i;
-            if (e < hd) s += qv[i] * kv_at(kv.k[c], base + e, f16);
+            if (e < hd) s += qv[i] * kv_at(kv.k[c], base + e, a.f16);
         }
-        s = lc_warp_sum(s) * scale;
-        if (s > m) { /* rescale what was summed under the old max */
-            float corr = expf(m - s);
-            l *= corr;
+        float pe, corr = lc_softmax_add(lc_att_score(lc_warp_sum(s), a.scale, a.softcap), &m, &l, &pe);
+        if (corr != 1.0f) {
 #pragma unroll
             for (int i = 0; i < EPL; i++) acc[i] *= corr;
-            m = s;
         }
-        float pe = expf(s - m);
-        l += pe;
 #pragma unroll
         for (int i = 0; i < EPL; i++) {
             int e = lane + 32 * i;
-            if (e < hd) acc[i] += pe * kv_at(kv.v[c], base + e, f16);
+            if (e < hd) acc[i] += pe * kv_at(kv.v[c], base + e, a.f16);
         }
     }
     if (lane == 0) {
@@ -262,60 +262,45 @@ __global__ void __launch_bounds__(32 * ATT_WARPS)
     for (int i = 0; i < EPL; i++) sm_acc[w][lane + 32 * i] = acc[i];
     __syncthreads();
     if (w != 0) return;
-    float M = sm_m[0]; /* warp 0 always has position 0 */
-    for (int j = 1; j < ATT_WARPS; j++) M = fmaxf(M, sm_m[j]);
-    float sum = 0.0f, f[ATT_WARPS];
-    for (int j = 0; j < ATT_WARPS; j++) {
-        f[j] = sm_l[j] > 0.0f ? expf(sm_m[j] - M) : 0.0f;
-        sum += sm_l[j] * f[j];
-    }
-    float *o = out + ((size_t)t * n_head + h) * hd;
+    float f[LC_ATT_WARPS]; /* warp 0 always has position `first` */
+    const float sum = lc_softmax_merge(sm_m, sm_l, LC_ATT_WARPS, f);
+    float *o = out + ((size_t)t * a.n_head + h) * hd;
 #pragma unroll
     for (int i = 0; i < EPL; i++) {
         int e = lane + 32 * i;
         if (e >= hd) continue;
-        float a = 0.0f;
-        for (int j = 0; j < ATT_WARPS; j++) a += sm_acc[j][e] * f[j];
-        o[e] = a / sum;
+        float v = 0.0f;
+        for (int j = 0; j < LC_ATT_WARPS; j++) v += sm_acc[j][e] * f[j];
+        o[e] = v / sum;
     }
 }
 
 template <int EPL, int MAXC>
 static void launch_attention(lyra_device *d, const float *q, const lyra_kv_view *kv, int nc,
-                             int32_t pos0, int ntok, int n_head, int n_kv_head, int hd, float scale,
-                             float *out) {
+                             int ntok, const lc_attp *a, float *out) {
     lc_kvp<MAXC> p;
     memset(&p, 0, sizeof p);
     for (int c = 0; c < nc; c++) {
-        p.k[c] = kv->k_chunks[c];
-        p.v[c] = kv->v_chunks[c];
+        p.k[c] = kv->k_chunks[a->c_lo + c];
+        p.v[c] = kv->v_chunks[a->c_lo + c];
     }
-    const int64_t kv_dim = (int64_t)n_kv_head * hd;
-    k_attention<EPL, MAXC><<<(unsigned)(ntok * n_head), 32 * ATT_WARPS, 0, LC(d)->stream>>>(
-        q, out, p, pos0, n_head, n_head / n_kv_head, hd, kv->chunk_len, kv_dim, scale,
-        kv->kv_type == LYRA_TYPE_F16);
+    k_attention<EPL, MAXC><<<(unsigned)(ntok * a->n_head), 32 * LC_ATT_WARPS, 0, LC(d)->stream>>>(
+        q, out, p, *a);
 }
 
 template <int EPL>
 static void launch_attention_c(lyra_device *d, const float *q, const lyra_kv_view *kv, int nc,
-                               int32_t pos0, int ntok, int n_head, int n_kv_head, int hd,
-                               float scale, float *out) {
+                               int ntok, const lc_attp *a, float *out) {
     if (nc <= 16)
-        launch_attention<EPL, 16>(d, q, kv, nc, pos0, ntok, n_head, n_kv_head, hd, scale, out);
+        launch_attention<EPL, 16>(d, q, kv, nc, ntok, a, out);
     else
-        launch_attention<EPL, 1024>(d, q, kv, nc, pos0, ntok, n_head, n_kv_head, hd, scale, out);
+        launch_attention<EPL, 1024>(d, q, kv, nc, ntok, a, out);
 }
 
 void lc_attention(lyra_device *d, const float *q, const lyra_kv_view *kv, int32_t pos0, int ntok,
                   const lyra_attn_params *ap, float *out) {
-    const int n_head = ap->n_head, n_kv_head = ap->n_kv_head, head_dim = ap->head_dim;
-    const float scale = ap->scale;
     if (ntok <= 0 || !lc_use(d)) return;
-    if (ap->window > 0 || ap->softcap > 0 || kv->n_ring > 0) {
-        lc_fail(d, "attention: sliding windows and soft-capping are not supported on the CUDA "
-                   "device yet");
-        return;
-    }
+    const int n_head = ap->n_head, n_kv_head = ap->n_kv_head, head_dim = ap->head_dim;
     if (n_kv_head <= 0 || n_head % n_kv_head) {
         lc_fail(d, "attention: head counts not grouped (internal error)");
         return;
@@ -329,20 +314,47 @@ void lc_attention(lyra_device *d, const float *q, const lyra_kv_view *kv, int32_
         lc_fail(d, "attention: %d tokens x %d heads is too many for one launch", ntok, n_head);
         return;
     }
-    int nc = (pos0 + ntok - 1) / kv->chunk_len + 1; /* chunks read */
+    lc_attp a;
+    memset(&a, 0, sizeof a);
+    a.pos0 = pos0;
+    a.n_head = n_head;
+    a.grp = n_head / n_kv_head;
+    a.hd = head_dim;
+    a.L = kv->chunk_len;
+    a.n_ring = kv->n_ring > 0 ? kv->n_ring : 0;
+    a.kv_dim = (int64_t)n_kv_head * head_dim;
+    a.scale = ap->scale;
+    a.softcap = ap->softcap > 0.0f ? ap->softcap : 0.0f;
+    a.window = ap->window > 0 ? ap->window : 0;
+    a.f16 = kv->kv_type == LYRA_TYPE_F16;
+    /* the chunks read: a ring's all; else those from the batch's first
+     * attended position to its last */
+    int nc;
+    if (a.n_ring) {
+        nc = a.n_ring;
+    } else {
+        a.c_lo = lc_att_first(pos0, a.window) / a.L;
+        nc = (pos0 + ntok - 1) / a.L - a.c_lo + 1;
+    }
+    if (a.n_ring && (pos0 + ntok - 1) / a.L - lc_att_first(pos0, a.window) / a.L >= a.n_ring) {
+        lc_fail(d, "attention: a KV ring of %d chunks of %d cannot hold positions %d..%d "
+                "(internal error)", a.n_ring, a.L, (int)lc_att_first(pos0, a.window),
+                (int)(pos0 + ntok - 1));
+        return;
+    }
     if (nc > 1024) {
         lc_fail(d, "attention: %d KV chunks of %d positions, at most 1024 on the CUDA device", nc,
                 kv->chunk_len);
         return;
     }
     if (head_dim <= 32)
-        launch_attention_c<1>(d, q, kv, nc, pos0, ntok, n_head, n_kv_head, head_dim, scale, out);
+        launch_attention_c<1>(d, q, kv, nc, ntok, &a, out);
     else if (head_dim <= 64)
-        launch_attention_c<2>(d, q, kv, nc, pos0, ntok, n_head, n_kv_head, head_dim, scale, out);
+        launch_attention_c<2>(d, q, kv, nc, ntok, &a, out);
     else if (head_dim <= 128)
-        launch_attention_c<4>(d, q, kv, nc, pos0, ntok, n_head, n_kv_head, head_dim, scale, out);
+        launch_attention_c<4>(d, q, kv, nc, ntok, &a, out);
     else
-        launch_attention_c<8>(d, q, kv, nc, pos0, ntok, n_head, n_kv_head, head_dim, scale, out);
+        launch_attention_c<8>(d, q, kv, nc, ntok, &a, out);
     lc_launched(d, "attention");
 }
 
@@ -374,4 +386,95 @@ void lc_add(lyra_device *d, float *x, const float *y, int64_t n) {
     if (n <= 0 || !lc_use(d)) return;
     k_add<<<lc_blocks(n, 256), 256, 0, LC(d)->stream>>>(x, y, n);
     lc_launched(d, "add");
+}
+
+/* ------------------------------------------------------------- layernorm */
+
+/* One block of LC_NORM_THREADS per row: mean, then the sum of squared
+ * deviations (two passes: no cancellation), then lc_ln_elem. Sums use
+ * non-contracted operations in a fixed order, so the host emulation
+ * (cuda_check.cu) gives the same bits. */
+__global__ void __launch_bounds__(LC_NORM_THREADS)
+    k_layernorm(const float *x, const float *w, const float *b, float eps, int64_t n, float *out) {
+    __shared__ float sh[32];
+    const float *xr = x + (size_t)blockIdx.x * n;
+    float *o = out + (size_t)blockIdx.x * n;
+    float s = 0.0f;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) s = lc_add(s, xr[i]);
+    const float mean = lc_div(block_sum(s, sh), (float)n);
+    float ss = 0.0f;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+        float dv = lc_sub(xr[i], mean);
+        ss = lc_add(ss, lc_mul(dv, dv));
+    }
+    const float rstd = lc_ln_rstd(block_sum(ss, sh), n, eps);
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
+        o[i] = lc_ln_elem(xr[i], mean, rstd, w[i], b ? b[i] : 0.0f, b != NULL);
+}
+
+void lc_layernorm(lyra_device *d, const float *x, const float *w, const float *b, float eps,
+                  int64_t n, int ntok, float *out) {
+    if (ntok <= 0 || n <= 0 || !lc_use(d)) return;
+    k_layernorm<<<(unsigned)ntok, LC_NORM_THREADS, 0, LC(d)->stream>>>(x, w, b, eps, n, out);
+    lc_launched(d, "layernorm");
+}
+
+/* ------------------------------------------- elementwise (architectures) */
+
+/* x[t][i] += bias[i] over ntok rows of n */
+__global__ void k_add_bias(float *x, const float *bias, int64_t n, int64_t total) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (int64_t)gridDim.x * blockDim.x)
+        x[i] = lc_add(x[i], bias[i % n]);
+}
+
+void lc_add_bias(lyra_device *d, float *x, const float *bias, int64_t n, int ntok) {
+    if (n <= 0 || ntok <= 0 || !lc_use(d)) return;
+    const int64_t total = n * ntok;
+    k_add_bias<<<lc_blocks(total, 256), 256, 0, LC(d)->stream>>>(x, bias, n, total);
+    lc_launched(d, "add_bias");
+}
+
+/* out = gelu(x), or gelu(x) * up when up is given (out may be x) */
+__global__ void k_gelu(const float *x, const float *up, int64_t n, float *out) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        float g = lc_gelu(x[i]);
+        out[i] = up ? lc_mul(g, up[i]) : g;
+    }
+}
+
+void lc_gelu_op(lyra_device *d, const float *x, int64_t n, float *out) {
+    if (n <= 0 || !lc_use(d)) return;
+    k_gelu<<<lc_blocks(n, 256), 256, 0, LC(d)->stream>>>(x, NULL, n, out);
+    lc_launched(d, "gelu");
+}
+
+void lc_geglu(lyra_device *d, const float *gate, const float *up, int64_t n, float *out) {
+    if (n <= 0 || !lc_use(d)) return;
+    k_gelu<<<lc_blocks(n, 256), 256, 0, LC(d)->stream>>>(gate, up, n, out);
+    lc_launched(d, "geglu");
+}
+
+/* x *= s, or x = cap * tanh(x / cap) when cap (> 0) is given */
+__global__ void k_scale(float *x, int64_t n, float s, float cap) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x)
+        x[i] = cap > 0.0f ? lc_softcap(x[i], cap) : lc_mul(x[i], s);
+}
+
+void lc_scale(lyra_device *d, float *x, int64_t n, float s) {
+    if (n <= 0 || !lc_use(d)) return;
+    k_scale<<<lc_blocks(n, 256), 256, 0, LC(d)->stream>>>(x, n, s, 0.0f);
+    lc_launched(d, "scale");
+}
+
+void lc_softcap_op(lyra_device *d, float *x, int64_t n, float cap) {
+    if (n <= 0 || !lc_use(d)) return;
+    if (!(cap > 0.0f)) {
+        lc_fail(d, "softcap: cap %g is not positive (internal error)", (double)cap);
+        return;
+    }
+    k_scale<<<lc_blocks(n, 256), 256, 0, LC(d)->stream>>>(x, n, 1.0f, cap);
+    lc_launched(d, "softcap");
 }
