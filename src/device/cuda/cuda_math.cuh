@@ -386,7 +386,7 @@ LC_HD float lc_ln_elem(float x, float mean, float rstd, float w, float b, int ha
  * the platform's (CUDA's on the GPU, libm's on the host: a few ulp apart). */
 LC_HD float lc_gelu(float x) {
     const float c = 0.79788456080286536f; /* sqrt(2/pi) */
-    float u = lc_mul(c, lc_add(x, lc_mul(0.044715f, lc_mul(lc_mul(x, x), x))));
+    float u = lc_mul(c, lc_add(x, lc_mul(lc_mul(lc_mul(0.044715f, x), x), x)));
     return lc_mul(lc_mul(0.5f, x), lc_add(1.0f, tanhf(u)));
 }
 
