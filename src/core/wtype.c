@@ -78,7 +78,8 @@ int lyra_type_parse(const char *name, lyra_type *out) {
 int lyra_type_supported(lyra_type t) {
     switch (t) {
     case LYRA_TYPE_F32: case LYRA_TYPE_F16: case LYRA_TYPE_BF16: case LYRA_TYPE_Q8_0:
-    case LYRA_TYPE_Q4_0: case LYRA_TYPE_Q4_K: case LYRA_TYPE_Q5_K: case LYRA_TYPE_Q6_K:
+    case LYRA_TYPE_Q4_0: case LYRA_TYPE_Q5_0: case LYRA_TYPE_Q4_K: case LYRA_TYPE_Q5_K:
+    case LYRA_TYPE_Q6_K:
         return 1;
     default:
         return 0;

@@ -57,7 +57,8 @@ typedef enum lyra_type {
 const char *lyra_type_name(lyra_type t);
 /* Parse "q4_k" / "Q4_K" / "f16" ... (case-insensitive). LYRA_OK or LYRA_ERR_INPUT. */
 int lyra_type_parse(const char *name, lyra_type *out);
-/* 1 for types lyra can load and compute with: F32 F16 BF16 Q8_0 Q4_0 Q4_K Q5_K Q6_K. */
+/* 1 for types lyra can load and compute with: F32 F16 BF16 Q8_0 Q4_0 Q5_0 Q4_K Q5_K
+ * Q6_K. */
 int lyra_type_supported(lyra_type t);
 /* 1 for any id GGUF may contain whose layout lyra knows (for size checks). */
 int lyra_type_known(lyra_type t);

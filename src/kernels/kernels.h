@@ -29,8 +29,8 @@ int lyra_cpu_path_parse(const char *name, lyra_cpu_path *out, lyra_error *err);
 /* The same with LYRA_CPU from the environment. */
 int lyra_cpu_path_select(lyra_cpu_path *out, lyra_error *err);
 
-/* Activation type that weights of type t are dotted with: Q8_0 for Q8_0 and
- * Q4_0, Q8_K for Q4_K/Q5_K/Q6_K, F32 for F32/F16/BF16 (and anything else). */
+/* Activation type that weights of type t are dotted with: Q8_0 for Q8_0,
+ * Q4_0 and Q5_0, Q8_K for Q4_K/Q5_K/Q6_K, F32 for F32/F16/BF16 (and anything else). */
 lyra_type lyra_vec_dot_type(lyra_type t);
 /* Convert a row of activations to lyra_vec_dot_type(wt) (copy for F32); the
  * bytes are the same on every path (= lyra_quantize_row of that type). */

@@ -12,6 +12,7 @@
  *       acc[LYRA_Q4_LANE(b)] = fmaf((float)S, f16(w.d)*f16(a.d), acc[...])
  *     (one FMA per block: the AVX-512 tile reduces 16 blocks' int32 sums
  *     into one register in this lane order; f16*f16 is exact in f32).
+ *   - Q5_0 weights x Q8_0 activations: as Q4_0 with the 5-bit q - 16.
  *   - Q4_K / Q5_K / Q6_K x Q8_K, per super-block: exact ints
  *       A[l] (l<16) = sum over e = 64g+4l+i (g<4, i<4) of scale(e)*q(e)*x(e),
  *       M[j] (j<8)  = Q4_K/Q5_K: min_j*(bsum[2j]+bsum[2j+1]);

@@ -85,7 +85,7 @@ int lyra_cpu_path_parse(const char *env, lyra_cpu_path *out, lyra_error *err) {
 
 lyra_type lyra_vec_dot_type(lyra_type t) {
     switch (t) {
-    case LYRA_TYPE_Q8_0: case LYRA_TYPE_Q4_0: return LYRA_TYPE_Q8_0;
+    case LYRA_TYPE_Q8_0: case LYRA_TYPE_Q4_0: case LYRA_TYPE_Q5_0: return LYRA_TYPE_Q8_0;
     case LYRA_TYPE_Q4_K: case LYRA_TYPE_Q5_K: case LYRA_TYPE_Q6_K: return LYRA_TYPE_Q8_K;
     default: return LYRA_TYPE_F32;
     }
@@ -133,6 +133,26 @@ static float dot_q4_0(int64_t n, const uint8_t *w, const uint8_t *a) {
         const int8_t *x = (const int8_t *)(a + 2);
         int s = 0;
         for (int i = 0; i < 16; i++) s += ((w[2 + i] & 0xF) - 8) * x[i] + ((w[2 + i] >> 4) - 8) * x[i + 16];
+        int l = LYRA_Q4_LANE(b);
+        acc[l] = fmaf((float)s, rdh(w) * rdh(a), acc[l]);
+    }
+    return reduce16(acc);
+}
+
+/* w: n/32 blocks of Q5_0; a: Q8_0 blocks. As Q4_0: one exact int32 sum of
+ * (q-16)*x per block, one FMA into lane LYRA_Q4_LANE(b). */
+static float dot_q5_0(int64_t n, const uint8_t *w, const uint8_t *a) {
+    float acc[16] = {0};
+    for (int64_t b = 0; b < n / 32; b++, w += 22, a += 34) {
+        const int8_t *x = (const int8_t *)(a + 2);
+        uint32_t qh;
+        memcpy(&qh, w + 2, 4);
+        int s = 0;
+        for (int i = 0; i < 16; i++) {
+            int lo = (w[6 + i] & 0xF) | (int)((qh >> i) & 1) << 4;
+            int hi = (w[6 + i] >> 4) | (int)((qh >> (i + 16)) & 1) << 4;
+            s += (lo - 16) * x[i] + (hi - 16) * x[i + 16];
+        }
         int l = LYRA_Q4_LANE(b);
         acc[l] = fmaf((float)s, rdh(w) * rdh(a), acc[l]);
     }
@@ -195,6 +215,7 @@ static float dot_scalar(lyra_type wt, int64_t n, const uint8_t *w, const uint8_t
     switch (wt) {
     case LYRA_TYPE_Q8_0: return dot_q8_0(n, w, a);
     case LYRA_TYPE_Q4_0: return dot_q4_0(n, w, a);
+    case LYRA_TYPE_Q5_0: return dot_q5_0(n, w, a);
     case LYRA_TYPE_Q4_K: return dot_k(4, n, w, a);
     case LYRA_TYPE_Q5_K: return dot_k(5, n, w, a);
     case LYRA_TYPE_Q6_K: return dot_k(6, n, w, a);
@@ -231,6 +252,21 @@ static lyra_tile_fn path_tile(lyra_cpu_path p) {
     return lyra_tile_scalar;
 }
 
+/* The tile kernel for wt on path p: the path's own, else (AVX-512 lacks
+ * Q5_0) AVX2's, else scalar; *tp: the path whose tile shape goes with it. */
+static lyra_tile_fn tile_for(lyra_cpu_path p, lyra_type wt, lyra_cpu_path *tp) {
+    *tp = p;
+    lyra_tile_fn f = path_tile(p);
+    if (f(wt, 0, NULL, 0, 0, NULL, 0, 0, NULL, 0)) return f;
+    if (p == LYRA_CPU_AVX512) {
+        f = path_tile(LYRA_CPU_AVX2);
+        *tp = LYRA_CPU_AVX2;
+        if (f(wt, 0, NULL, 0, 0, NULL, 0, 0, NULL, 0)) return f;
+    }
+    *tp = LYRA_CPU_SCALAR;
+    return lyra_tile_scalar;
+}
+
 static lyra_act_fn path_act(lyra_cpu_path p) {
 #if LYRA_X86
     if (p == LYRA_CPU_AVX2) return lyra_act_avx2;
@@ -263,8 +299,8 @@ void lyra_quantize_act(lyra_cpu_path p, lyra_type wt, const float *x, void *dst,
 
 float lyra_vec_dot(lyra_cpu_path p, lyra_type wt, int64_t n, const void *w, const void *act) {
     float y = 0.0f;
-    if (!path_tile(p)(wt, n, w, 0, 1, act, 0, 1, &y, 1))
-        lyra_tile_scalar(wt, n, w, 0, 1, act, 0, 1, &y, 1);
+    lyra_cpu_path tp;
+    tile_for(p, wt, &tp)(wt, n, w, 0, 1, act, 0, 1, &y, 1);
     return y;
 }
 
@@ -293,7 +329,7 @@ typedef struct {
     float *Y;            /* [ntok][rows] */
     uint8_t *A;          /* [ntok][arow bytes] activations (X itself for F32) */
     size_t wrow, arow;   /* bytes per weight / activation row */
-    lyra_tile_fn tile;   /* kernel (scalar when the path lacks one for wt) */
+    lyra_tile_fn tile;   /* kernel (tile_for: another path's when p lacks one for wt) */
     int R, T;            /* tile shape */
     int packed;          /* activations in the path's private layout */
 } mm_job;
@@ -345,10 +381,9 @@ void lyra_matmul(lyra_cpu_path p, lyra_type wt, const void *W, int64_t rows, int
     mm_job j = {.p = p, .wt = wt, .at = lyra_vec_dot_type(wt), .W = W, .rows = rows, .cols = cols,
                 .X = X, .ntok = ntok, .Y = Y, .wrow = lyra_row_bytes(wt, cols)};
     j.arow = lyra_row_bytes(j.at, cols);
-    j.tile = path_tile(p);
-    if (!j.tile(wt, cols, NULL, 0, 0, NULL, 0, 0, NULL, 0)) j.tile = lyra_tile_scalar;
-    if (j.tile == lyra_tile_scalar) shape_scalar(wt, ntok, &j.R, &j.T);
-    else path_shape(p)(wt, ntok, &j.R, &j.T);
+    lyra_cpu_path tp;
+    j.tile = tile_for(p, wt, &tp);
+    path_shape(tp)(wt, ntok, &j.R, &j.T);
 #if LYRA_X86
     if (p == LYRA_CPU_AVX512 && lyra_mm_act_bytes_avx512(wt, cols)) {
         j.packed = 1;

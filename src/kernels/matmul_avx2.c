@@ -7,7 +7,8 @@
  * half; Q4_0: the lane order of kernels_impl.h). Int8 products use vpmaddubsw +
  * vpmaddwd: Q8_0 with the |w|, sign(x,w) trick (activations from
  * lyra_quantize_act are never -128), Q4_0 with the raw nibbles and a
- * -8*sum(x) correction and whole-block sums by a hadd tree, K-quants with
+ * -8*sum(x) correction and whole-block sums by a hadd tree (Q5_0 the same
+ * with the 5-bit values and -16*sum(x)), K-quants with
  * the unsigned 4/5/6-bit values and their sub-block scales as int16. Float weights: FMA on four ymm
  * accumulators (32 canonical lanes). */
 #ifdef __clang__
@@ -141,6 +142,22 @@ INLINE __m256i q4_unpack(const uint8_t *p) {
     return _mm256_and_si256(y, _mm256_set1_epi8(0x0F));
 }
 
+/* One Q5_0 block's 32 weights as the unsigned 5-bit values 0..31: the
+ * nibbles at p + 6 and, as bit 4 of byte j, bit j of the 32-bit qh at p + 2. */
+INLINE __m256i q5_unpack(const uint8_t *p) {
+    __m128i v = ld128(p + 6);
+    __m256i lo = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), _mm256_set1_epi8(0x0F));
+    uint32_t qh;
+    memcpy(&qh, p + 2, 4);
+    /* byte j <- byte j/8 of qh, then test bit j%8 */
+    __m256i h = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh),
+                                    _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                                     2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    h = _mm256_cmpeq_epi8(_mm256_and_si256(h, bit), bit);
+    return _mm256_or_si256(lo, _mm256_and_si256(h, _mm256_set1_epi8(0x10)));
+}
+
 /* Exact int32 lanes: sum of 4 products per lane, for block w (raw bytes wq)
  * and activation block xq. Q8_0: |w| (unsigned) with sign(x, w); Q4_0: raw
  * nibbles, corr = -8*sum4(x). */
@@ -151,8 +168,9 @@ INLINE __m256i q8_lanes(int q4, __m256i wq, __m256i xq, __m256i corr) {
     return _mm256_madd_epi16(p, ones);
 }
 
-INLINE __m256i q4_corr(__m256i xq) {
-    __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(8), xq), _mm256_set1_epi16(1));
+/* -off * (sum of each 4 x): Q4_0 off 8, Q5_0 off 16. */
+INLINE __m256i q4_corr(int off, __m256i xq) {
+    __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8((char)off), xq), _mm256_set1_epi16(1));
     return _mm256_sub_epi32(_mm256_setzero_si256(), s);
 }
 
@@ -217,10 +235,13 @@ INLINE __m256 q4_scales8(const uint8_t *p, size_t bs, int h, int cnt) {
  * of each group of 16 in lane 4i+j). Per block 8 int32 lanes (vpmaddubsw +
  * vpmaddwd, -8*sum(x) correction); the blocks i, 4+i, 8+i, 12+i are summed
  * by a hadd tree into [their low-4-lane sums | high-4-lane sums], and two
- * such trees (i = 2h, 2h+1) give lanes 8h..8h+7 of the block sums. */
-INLINE void q4_tile(const int R, const int T, int64_t n, const uint8_t *w, size_t ws,
+ * such trees (i = 2h, 2h+1) give lanes 8h..8h+7 of the block sums.
+ * Q5 (1): Q5_0 blocks, the same with 5-bit values and a -16*sum(x)
+ * correction. */
+INLINE void q4_tile(const int Q5, const int R, const int T, int64_t n, const uint8_t *w, size_t ws,
                     const uint8_t *a, size_t as, float *y, size_t ys) {
     const int64_t nb = n / 32;
+    const size_t wb = Q5 ? 22 : 18;
     __m256 acc[R][T][2];
     UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) {
         acc[r][t][0] = _mm256_setzero_ps();
@@ -237,13 +258,13 @@ INLINE void q4_tile(const int R, const int T, int64_t n, const uint8_t *w, size_
                     const int k = 4 * j + i; /* block of the group */
                     __m256i wq[R];
                     UNROLL for (int r = 0; r < R; r++) {
-                        const uint8_t *p = w + r * ws + (b + k) * 18;
+                        const uint8_t *p = w + r * ws + (b + k) * wb;
                         if (T == 1 && k < cnt) prefetch_ahead(p, R * ws);
-                        wq[r] = k < cnt ? q4_unpack(p) : _mm256_setzero_si256();
+                        wq[r] = k >= cnt ? _mm256_setzero_si256() : Q5 ? q5_unpack(p) : q4_unpack(p);
                     }
                     UNROLL for (int t = 0; t < T; t++) {
                         __m256i xq = k < cnt ? ld256(a + t * as + (b + k) * 34 + 2) : _mm256_setzero_si256();
-                        __m256i corr = q4_corr(xq);
+                        __m256i corr = q4_corr(Q5 ? 16 : 8, xq);
                         UNROLL for (int r = 0; r < R; r++) {
                             __m256i v = q8_lanes(1, wq[r], xq, corr);
                             if (j == 0 || j == 2) V0[r][t] = v;
@@ -259,7 +280,7 @@ INLINE void q4_tile(const int R, const int T, int64_t n, const uint8_t *w, size_
             __m256 xd[T];
             UNROLL for (int t = 0; t < T; t++) xd[t] = q4_scales8(a + t * as + b * 34, 34, h, cnt);
             UNROLL for (int r = 0; r < R; r++) {
-                __m256 wd = q4_scales8(w + r * ws + b * 18, 18, h, cnt);
+                __m256 wd = q4_scales8(w + r * ws + b * wb, wb, h, cnt);
                 UNROLL for (int t = 0; t < T; t++) {
                     __m256i s = _mm256_add_epi32(_mm256_permute2x128_si256(H[r][t][0], H[r][t][1], 0x20),
                                                  _mm256_permute2x128_si256(H[r][t][0], H[r][t][1], 0x31));
@@ -470,7 +491,7 @@ _Static_assert(F_RP <= 3 && F_RD <= 3 && F_TP == 1, "f_tile handles up to 3 x 1"
 void lyra_shape_avx2(lyra_type wt, int64_t ntok, int *R, int *T) {
     int k = wt == LYRA_TYPE_Q4_K || wt == LYRA_TYPE_Q5_K || wt == LYRA_TYPE_Q6_K;
     int q = wt == LYRA_TYPE_Q8_0;
-    if (wt == LYRA_TYPE_Q4_0) {
+    if (wt == LYRA_TYPE_Q4_0 || wt == LYRA_TYPE_Q5_0) {
         *R = ntok <= 1 ? Q4_RD : Q4_RP;
         *T = ntok <= 1 ? 1 : Q4_TP;
     } else if (ntok <= 1) {
@@ -483,7 +504,8 @@ void lyra_shape_avx2(lyra_type wt, int64_t ntok, int *R, int *T) {
 }
 
 #define K_Q8(R_, T_, W_, A_, Y_) q8_tile(R_, T_, n, W_, ws, A_, as, Y_, ys)
-#define K_Q4(R_, T_, W_, A_, Y_) q4_tile(R_, T_, n, W_, ws, A_, as, Y_, ys)
+#define K_Q4(R_, T_, W_, A_, Y_) q4_tile(0, R_, T_, n, W_, ws, A_, as, Y_, ys)
+#define K_Q5(R_, T_, W_, A_, Y_) q4_tile(1, R_, T_, n, W_, ws, A_, as, Y_, ys)
 #define K_K4(R_, T_, W_, A_, Y_) k_tile(4, R_, T_, n, W_, ws, A_, as, Y_, ys)
 #define K_K5(R_, T_, W_, A_, Y_) k_tile(5, R_, T_, n, W_, ws, A_, as, Y_, ys)
 #define K_K6(R_, T_, W_, A_, Y_) k_tile(6, R_, T_, n, W_, ws, A_, as, Y_, ys)
@@ -499,6 +521,7 @@ void lyra_shape_avx2(lyra_type wt, int64_t ntok, int *R, int *T) {
     }
 DEF_COVER(cover_q8, K_Q8, Q8_RP, Q8_TP, Q8_RD)
 DEF_COVER(cover_q4, K_Q4, Q4_RP, Q4_TP, Q4_RD)
+DEF_COVER(cover_q5, K_Q5, Q4_RP, Q4_TP, Q4_RD)
 DEF_COVER(cover_k4, K_K4, K_RP, K_TP, K_RD)
 DEF_COVER(cover_k5, K_K5, K_RP, K_TP, K_RD)
 DEF_COVER(cover_k6, K_K6, K_RP, K_TP, K_RD)
@@ -512,6 +535,7 @@ int lyra_tile_avx2(lyra_type wt, int64_t n, const uint8_t *w, size_t ws, int nr,
     switch (wt) {
     case LYRA_TYPE_Q8_0: f = cover_q8; break;
     case LYRA_TYPE_Q4_0: f = cover_q4; break;
+    case LYRA_TYPE_Q5_0: f = cover_q5; break;
     case LYRA_TYPE_Q4_K: f = cover_k4; break;
     case LYRA_TYPE_Q5_K: f = cover_k5; break;
     case LYRA_TYPE_Q6_K: f = cover_k6; break;

@@ -3,7 +3,7 @@
  *
  * Dequantizers are bit-exact with gguf-py (gguf.quants.dequantize): every
  * float operation is done in the same order with float32 rounding, so no FMA
- * contraction is allowed in this file. Q8_0/Q4_0/BF16/F16 quantizers match
+ * contraction is allowed in this file. Q8_0/Q4_0/Q5_0/BF16/F16 quantizers match
  * gguf.quants.quantize bit for bit; the K-quant quantizers follow the
  * published K-quant reference algorithm (weighted least-squares search for the
  * sub-block scales and mins, then 6-bit / 8-bit packed super-block scales). */
@@ -82,6 +82,22 @@ static void deq_q4_0(const uint8_t *b, float *y, int64_t nb) {
     }
 }
 
+/* Q5_0: f16 d, qh (bit j: the 5th bit of element j), qs[16] (element j
+ * and j+16: low and high nibble of qs[j]); value d * (q - 16). */
+static void deq_q5_0(const uint8_t *b, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, b += 22, y += 32) {
+        float d = rdh(b);
+        uint32_t qh;
+        memcpy(&qh, b + 2, 4);
+        for (int j = 0; j < 16; j++) {
+            int lo = (b[6 + j] & 0xF) | (int)((qh >> j) & 1) << 4;
+            int hi = (b[6 + j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4;
+            y[j] = d * (float)(lo - 16);
+            y[j + 16] = d * (float)(hi - 16);
+        }
+    }
+}
+
 static void deq_q4_k(const uint8_t *b, float *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++, b += 144, y += 256) {
         float d = rdh(b), dmin = rdh(b + 2);
@@ -146,6 +162,7 @@ void lyra_dequantize_row(lyra_type t, const void *src, float *dst, int64_t n) {
         break;
     case LYRA_TYPE_Q8_0: deq_q8_0(b, dst, n / 32); break;
     case LYRA_TYPE_Q4_0: deq_q4_0(b, dst, n / 32); break;
+    case LYRA_TYPE_Q5_0: deq_q5_0(b, dst, n / 32); break;
     case LYRA_TYPE_Q4_K: deq_q4_k(b, dst, n / 256); break;
     case LYRA_TYPE_Q5_K: deq_q5_k(b, dst, n / 256); break;
     case LYRA_TYPE_Q6_K: deq_q6_k(b, dst, n / 256); break;
@@ -190,6 +207,28 @@ static void q_q4_0(const float *x, uint8_t *b, int64_t nb) {
             q[j] = (uint8_t)(qi < 0 ? 0 : qi > 15 ? 15 : qi);
         }
         for (int j = 0; j < 16; j++) b[2 + j] = (uint8_t)(q[j] | (q[j + 16] << 4));
+    }
+}
+
+static void q_q5_0(const float *x, uint8_t *b, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, x += 32, b += 22) {
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < 32; j++)
+            if (fabsf(x[j]) > amax) { amax = fabsf(x[j]); max = x[j]; }
+        float d = max / -16.0f;
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        wr16(b, lyra_f32_to_fp16(d));
+        uint8_t q[32];
+        uint32_t qh = 0;
+        for (int j = 0; j < 32; j++) {
+            float v = x[j] * id;
+            v = v + 16.5f;
+            int qi = to_int(v);
+            q[j] = (uint8_t)(qi < 0 ? 0 : qi > 31 ? 31 : qi);
+            qh |= (uint32_t)(q[j] >> 4) << j;
+        }
+        memcpy(b + 2, &qh, 4);
+        for (int j = 0; j < 16; j++) b[6 + j] = (uint8_t)((q[j] & 0xF) | ((q[j + 16] & 0xF) << 4));
     }
 }
 
@@ -425,6 +464,7 @@ void lyra_quantize_row(lyra_type t, const float *src, void *dst, int64_t n) {
         break;
     case LYRA_TYPE_Q8_0: q_q8_0(src, b, n / 32); break;
     case LYRA_TYPE_Q4_0: q_q4_0(src, b, n / 32); break;
+    case LYRA_TYPE_Q5_0: q_q5_0(src, b, n / 32); break;
     case LYRA_TYPE_Q4_K:
         for (int64_t i = 0; i < n / 256; i++) q_q45_k(src + 256 * i, b + 144 * i, 4);
         break;

@@ -16,9 +16,9 @@
 /* n elements (a multiple of the block size) of a supported type, or Q8_K.
  * Bit-exact with gguf.quants.dequantize. Other types write zeros. */
 void lyra_dequantize_row(lyra_type t, const void *src, float *dst, int64_t n);
-/* Deterministic reference quantizer for F32 F16 BF16 Q8_0 Q4_0 Q4_K Q5_K Q6_K
- * and Q8_K (n a multiple of the block size; other types write nothing).
- * F16/BF16/Q8_0/Q4_0 give gguf.quants.quantize's bytes (F16 NaN: any NaN);
+/* Deterministic reference quantizer for F32 F16 BF16 Q8_0 Q4_0 Q5_0 Q4_K Q5_K
+ * Q6_K and Q8_K (n a multiple of the block size; other types write nothing).
+ * F16/BF16/Q8_0/Q4_0/Q5_0 give gguf.quants.quantize's bytes (F16 NaN: any NaN);
  * K-quants use the published K-quant algorithm (weighted least-squares search
  * of sub-block scales/mins, no imatrix). Q8_K (activations): d = amax/127
  * (f32), q = round(x/d) in [-127, 127], bsums = sums of 16. */

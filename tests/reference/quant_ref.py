@@ -8,7 +8,7 @@ For each weight type it writes
                          subnormals, zero and negatives)
   OUTDIR/<TYPE>.deq      gguf.quants.dequantize of those blocks (f32 LE)
 F16 and BF16 blocks are every one of the 65536 bit patterns (inf/NaN too).
-For the types gguf can quantize (F16, BF16, Q8_0, Q4_0) it also writes
+For the types gguf can quantize (F16, BF16, Q8_0, Q4_0, Q5_0) it also writes
   OUTDIR/<TYPE>.src      random f32 rows (LE), with zero blocks, ties and
                          blocks of equal magnitudes mixed in
   OUTDIR/<TYPE>.quant    gguf.quants.quantize of them (raw bytes)
@@ -25,6 +25,7 @@ from gguf.constants import GGML_QUANT_SIZES
 HALF_FIELDS = {
     T.Q8_0: [0],
     T.Q4_0: [0],
+    T.Q5_0: [0],
     T.Q4_K: [0, 2],
     T.Q5_K: [0, 2],
     T.Q6_K: [208],
@@ -87,7 +88,7 @@ def main():
         write(os.path.join(out, t.name + ".deq"), deq)
 
     # quantizers gguf implements
-    for t in (T.F16, T.BF16, T.Q8_0, T.Q4_0):
+    for t in (T.F16, T.BF16, T.Q8_0, T.Q4_0, T.Q5_0):
         bs = 32
         x = source_rows(rng, NBLOCKS, bs)
         if t in (T.F16, T.BF16):

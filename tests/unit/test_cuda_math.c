@@ -124,7 +124,8 @@ static void make_rows(lyra_type t, int rows, int64_t n, float *x, uint8_t *w) {
 
 static void test_types(void) {
     lyra_type types[] = {LYRA_TYPE_F32, LYRA_TYPE_F16, LYRA_TYPE_BF16, LYRA_TYPE_Q8_0,
-                         LYRA_TYPE_Q4_0, LYRA_TYPE_Q4_K, LYRA_TYPE_Q5_K, LYRA_TYPE_Q6_K};
+                         LYRA_TYPE_Q4_0, LYRA_TYPE_Q5_0, LYRA_TYPE_Q4_K, LYRA_TYPE_Q5_K,
+                         LYRA_TYPE_Q6_K};
     const int64_t sizes[] = {256, 4096, 11008 / 256 * 256, 172};
     const int ROWS = 5;
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {

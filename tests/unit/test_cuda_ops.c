@@ -2,7 +2,7 @@
  * same random inputs (needs a GPU: skipped with exit 77 otherwise, and in
  * builds without CUDA). Measured as relative RMS error,
  * sqrt(sum (gpu - cpu)^2 / sum cpu^2), printed for every case:
- *   - matmul, all weight types (F32 F16 BF16 Q8_0 Q4_0 Q4_K Q5_K Q6_K), odd
+ *   - matmul, all weight types (F32 F16 BF16 Q8_0 Q4_0 Q5_0 Q4_K Q5_K Q6_K), odd
  *     row counts, 1..8 tokens (decode kernel) and 9, 64 (cuBLAS), columns
  *     not a multiple of 32 for float weights: <= 1e-3 (the issue's bound);
  *     matmul_multi bit for bit equal to separate matmuls;
@@ -103,7 +103,8 @@ static void *work_for(lyra_device *d, const lyra_type *t, int nt, const int64_t 
 /* ------------------------------------------------------------------ matmul */
 
 static const lyra_type TYPES[] = {LYRA_TYPE_F32, LYRA_TYPE_F16, LYRA_TYPE_BF16, LYRA_TYPE_Q8_0,
-                                  LYRA_TYPE_Q4_0, LYRA_TYPE_Q4_K, LYRA_TYPE_Q5_K, LYRA_TYPE_Q6_K};
+                                  LYRA_TYPE_Q4_0, LYRA_TYPE_Q5_0, LYRA_TYPE_Q4_K, LYRA_TYPE_Q5_K,
+                                  LYRA_TYPE_Q6_K};
 #define NTYPES ((int)(sizeof TYPES / sizeof TYPES[0]))
 
 static void test_matmul(void) {

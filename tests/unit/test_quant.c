@@ -45,7 +45,7 @@ static void test_table(void) {
     struct { lyra_type t; const char *name; int64_t block; size_t bytes; int sup; } want[] = {
         {LYRA_TYPE_F32, "F32", 1, 4, 1},      {LYRA_TYPE_F16, "F16", 1, 2, 1},
         {LYRA_TYPE_Q4_0, "Q4_0", 32, 18, 1},  {LYRA_TYPE_Q4_1, "Q4_1", 32, 20, 0},
-        {LYRA_TYPE_Q5_0, "Q5_0", 32, 22, 0},  {LYRA_TYPE_Q5_1, "Q5_1", 32, 24, 0},
+        {LYRA_TYPE_Q5_0, "Q5_0", 32, 22, 1},  {LYRA_TYPE_Q5_1, "Q5_1", 32, 24, 0},
         {LYRA_TYPE_Q8_0, "Q8_0", 32, 34, 1},  {LYRA_TYPE_Q8_1, "Q8_1", 32, 40, 0},
         {LYRA_TYPE_Q2_K, "Q2_K", 256, 84, 0}, {LYRA_TYPE_Q3_K, "Q3_K", 256, 110, 0},
         {LYRA_TYPE_Q4_K, "Q4_K", 256, 144, 1}, {LYRA_TYPE_Q5_K, "Q5_K", 256, 176, 1},
@@ -115,7 +115,8 @@ static void test_kernels(lyra_cpu_path path, lyra_pool **pools) {
     const kcase cases[] = {
         {LYRA_TYPE_Q8_0, 32},   {LYRA_TYPE_Q8_0, 96},  {LYRA_TYPE_Q8_0, 2048}, {LYRA_TYPE_Q8_0, 1056},
         {LYRA_TYPE_Q4_0, 32},   {LYRA_TYPE_Q4_0, 160}, {LYRA_TYPE_Q4_0, 2048}, {LYRA_TYPE_Q4_0, 608},
-        {LYRA_TYPE_Q4_0, 1440}, {LYRA_TYPE_Q4_0, 5632}, {LYRA_TYPE_Q4_K, 256},
+        {LYRA_TYPE_Q4_0, 1440}, {LYRA_TYPE_Q4_0, 5632}, {LYRA_TYPE_Q5_0, 32},  {LYRA_TYPE_Q5_0, 160},
+        {LYRA_TYPE_Q5_0, 640},  {LYRA_TYPE_Q5_0, 2048}, {LYRA_TYPE_Q5_0, 608},  {LYRA_TYPE_Q4_K, 256},
         {LYRA_TYPE_Q4_K, 1280}, {LYRA_TYPE_Q5_K, 256}, {LYRA_TYPE_Q5_K, 768},  {LYRA_TYPE_Q6_K, 256},
         {LYRA_TYPE_Q6_K, 1792}, {LYRA_TYPE_F32, 1},    {LYRA_TYPE_F32, 70},    {LYRA_TYPE_F32, 1024},
         {LYRA_TYPE_F16, 13},    {LYRA_TYPE_F16, 64},   {LYRA_TYPE_F16, 1000},  {LYRA_TYPE_BF16, 33},
@@ -205,7 +206,8 @@ static void test_kernels(lyra_cpu_path path, lyra_pool **pools) {
 static void test_roundtrip(void) {
     struct { lyra_type t; double bound; } cases[] = {
         {LYRA_TYPE_F16, 3.0e-4}, {LYRA_TYPE_BF16, 2.5e-3}, {LYRA_TYPE_Q8_0, 0.007},
-        {LYRA_TYPE_Q4_0, 0.11},  {LYRA_TYPE_Q4_K, 0.10},   {LYRA_TYPE_Q5_K, 0.05},
+        {LYRA_TYPE_Q4_0, 0.11},  {LYRA_TYPE_Q5_0, 0.055},  {LYRA_TYPE_Q4_K, 0.10},
+        {LYRA_TYPE_Q5_K, 0.05},
         {LYRA_TYPE_Q6_K, 0.025}, {LYRA_TYPE_Q8_K, 0.009},
     };
     const int64_t n = 256 * 64;
@@ -251,7 +253,7 @@ static void test_nonfinite(void) {
     dirty[5] = NAN;
     dirty[700] = INFINITY;
     lyra_type ts[] = {LYRA_TYPE_F16, LYRA_TYPE_BF16, LYRA_TYPE_Q8_0, LYRA_TYPE_Q4_0,
-                      LYRA_TYPE_Q4_K, LYRA_TYPE_Q5_K, LYRA_TYPE_Q6_K, LYRA_TYPE_Q8_K};
+                      LYRA_TYPE_Q5_0, LYRA_TYPE_Q4_K, LYRA_TYPE_Q5_K, LYRA_TYPE_Q6_K, LYRA_TYPE_Q8_K};
     uint8_t a[4096], b[4096];
     for (size_t k = 0; k < sizeof ts / sizeof ts[0]; k++) {
         lyra_type t = ts[k];

@@ -2,8 +2,8 @@
  * PyPI gguf package, bit for bit. Runs tests/reference/quant_ref.py (with
  * $LYRA_PYTHON) into a scratch dir, or reads $LYRA_QUANT_REF_DIR if set.
  * Checks: dequantize of random valid blocks for F16 BF16 (all 65536 bit
- * patterns) Q8_0 Q4_0 Q4_K Q5_K Q6_K == gguf.quants.dequantize bitwise;
- * quantize of F16 BF16 Q8_0 Q4_0 == gguf.quants.quantize bytewise (for F16 a
+ * patterns) Q8_0 Q4_0 Q5_0 Q4_K Q5_K Q6_K == gguf.quants.dequantize bitwise;
+ * quantize of F16 BF16 Q8_0 Q4_0 Q5_0 == gguf.quants.quantize bytewise (for F16 a
  * NaN input only has to give a NaN: numpy keeps payload bits, lyra makes it
  * quiet). Skips (77) when the Python has no gguf/numpy. */
 #include <math.h>
@@ -111,10 +111,10 @@ int main(void) {
             return 1;
         }
     }
-    lyra_type deq[] = {LYRA_TYPE_F16, LYRA_TYPE_BF16, LYRA_TYPE_Q8_0, LYRA_TYPE_Q4_0,
+    lyra_type deq[] = {LYRA_TYPE_F16, LYRA_TYPE_BF16, LYRA_TYPE_Q8_0, LYRA_TYPE_Q4_0, LYRA_TYPE_Q5_0,
                        LYRA_TYPE_Q4_K, LYRA_TYPE_Q5_K, LYRA_TYPE_Q6_K};
     for (size_t i = 0; i < sizeof deq / sizeof deq[0]; i++) check_dequant(deq[i]);
-    lyra_type q[] = {LYRA_TYPE_F16, LYRA_TYPE_BF16, LYRA_TYPE_Q8_0, LYRA_TYPE_Q4_0};
+    lyra_type q[] = {LYRA_TYPE_F16, LYRA_TYPE_BF16, LYRA_TYPE_Q8_0, LYRA_TYPE_Q4_0, LYRA_TYPE_Q5_0};
     for (size_t i = 0; i < sizeof q / sizeof q[0]; i++) check_quant(q[i]);
     return test_done();
 }

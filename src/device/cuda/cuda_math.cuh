@@ -177,8 +177,8 @@ typedef struct lc_act {
 
 /* One part of a quantized weight row, unpacked for dp4a: q[i] holds the
  * bytes of the part's elements 4i..4i+3 as stored values (Q8_0: signed;
- * Q4_0: 0..15, the -8 applied in the dot; Q4_K 0..15, Q5_K 0..31, Q6_K
- * 0..63, the -32 applied in the dot). */
+ * Q4_0: 0..15, the -8 applied in the dot; Q5_0: 0..31, the -16 applied in
+ * the dot; Q4_K 0..15, Q5_K 0..31, Q6_K 0..63, the -32 applied in the dot). */
 typedef struct lc_wq {
     int q[2];    /* packed element values */
     float d;     /* block scale (K-quants: the super-block's d) */
@@ -212,6 +212,17 @@ LC_HD void lc_unpack(const uint8_t *row, int64_t u, int k, lc_wq *w) {
         w->d = lc_h2f(lc_ld16(b));
         for (int i = 0; i < 2; i++)
             w->q[i] = (int)((lc_ld32(b + 2 + 8 * (k & 1) + 4 * i) >> shift) & 0x0F0F0F0Fu);
+    } else if (T == LYRA_TYPE_Q5_0) {
+        /* d f16, qh u32 (bit e: the fifth bit of element e), qs[16] as Q4_0's */
+        const uint8_t *b = row + 22 * u;
+        const int shift = (k >> 1) * 4;
+        const uint32_t qh = lc_ld32(b + 2);
+        w->d = lc_h2f(lc_ld16(b));
+        for (int i = 0; i < 2; i++) {
+            uint32_t hb = (qh >> (8 * k + 4 * i)) & 0xFu; /* elements 8k+4i .. +3 */
+            hb = (hb & 1u) | (hb & 2u) << 7 | (hb & 4u) << 14 | (hb & 8u) << 21;
+            w->q[i] = (int)(((lc_ld32(b + 6 + 8 * (k & 1) + 4 * i) >> shift) & 0x0F0F0F0Fu) | hb << 4);
+        }
     } else if (T == LYRA_TYPE_Q4_K || T == LYRA_TYPE_Q5_K) {
         /* d, dmin f16; scales[12]; Q5_K: qh[32]; qs[128]: sub-block j is the
          * low (j even) or high (j odd) nibbles of qs[32*(j/2) ..+32]; Q5_K's
@@ -257,6 +268,7 @@ LC_HD float lc_part_dot(const lc_wq *w, const int *x, float dx) {
     if (T == LYRA_TYPE_Q8_0) return (float)s * (w->d * dx);
     int sx = lc_dp4a(0x01010101, x[1], lc_dp4a(0x01010101, x[0], 0)); /* sum of x */
     if (T == LYRA_TYPE_Q4_0) return (float)(s - 8 * sx) * (w->d * dx); /* sum (q-8)*x */
+    if (T == LYRA_TYPE_Q5_0) return (float)(s - 16 * sx) * (w->d * dx); /* sum (q-16)*x */
     if (T == LYRA_TYPE_Q4_K || T == LYRA_TYPE_Q5_K) /* d*sc*sum(q*x)*dx - dmin*m*sum(x)*dx */
         return (float)(w->sc * s) * (w->d * dx) + (float)(w->m * sx) * (-(w->dm * dx));
     if (T == LYRA_TYPE_Q6_K) return (float)(w->sc * (s - 32 * sx)) * (w->d * dx); /* sc*(q-32)*x */
@@ -301,6 +313,8 @@ LC_HD int lc_dequant_part(const uint8_t *row, int64_t u, int k, int64_t n, float
         for (int i = 0; i < 8; i++) v[i] = lc_mul((float)(int8_t)(uint8_t)lc_wq_byte(&w, i), w.d);
     } else if (T == LYRA_TYPE_Q4_0) {
         for (int i = 0; i < 8; i++) v[i] = lc_mul(w.d, (float)(lc_wq_byte(&w, i) - 8));
+    } else if (T == LYRA_TYPE_Q5_0) {
+        for (int i = 0; i < 8; i++) v[i] = lc_mul(w.d, (float)(lc_wq_byte(&w, i) - 16));
     } else if (T == LYRA_TYPE_Q4_K || T == LYRA_TYPE_Q5_K) {
         float dj = lc_mul(w.d, (float)w.sc), mj = lc_mul(w.dm, (float)w.m);
         for (int i = 0; i < 8; i++) v[i] = lc_sub(lc_mul(dj, (float)lc_wq_byte(&w, i)), mj);
@@ -321,8 +335,8 @@ LC_HD float lc_float_acc(float acc, const float *w, const float *x, int nv) {
 /* 1 for the weight types the CUDA device computes with. */
 LC_HD int lc_type_ok(int t) {
     return t == LYRA_TYPE_F32 || t == LYRA_TYPE_F16 || t == LYRA_TYPE_BF16 ||
-           t == LYRA_TYPE_Q8_0 || t == LYRA_TYPE_Q4_0 || t == LYRA_TYPE_Q4_K ||
-           t == LYRA_TYPE_Q5_K || t == LYRA_TYPE_Q6_K;
+           t == LYRA_TYPE_Q8_0 || t == LYRA_TYPE_Q4_0 || t == LYRA_TYPE_Q5_0 ||
+           t == LYRA_TYPE_Q4_K || t == LYRA_TYPE_Q5_K || t == LYRA_TYPE_Q6_K;
 }
 
 /* Call F<T>(args...) for weight type t (one of lc_type_ok's). */
@@ -334,6 +348,7 @@ LC_HD int lc_type_ok(int t) {
         case LYRA_TYPE_BF16: F<LYRA_TYPE_BF16>(__VA_ARGS__); break;          \
         case LYRA_TYPE_Q8_0: F<LYRA_TYPE_Q8_0>(__VA_ARGS__); break;          \
         case LYRA_TYPE_Q4_0: F<LYRA_TYPE_Q4_0>(__VA_ARGS__); break;          \
+        case LYRA_TYPE_Q5_0: F<LYRA_TYPE_Q5_0>(__VA_ARGS__); break;          \
         case LYRA_TYPE_Q4_K: F<LYRA_TYPE_Q4_K>(__VA_ARGS__); break;          \
         case LYRA_TYPE_Q5_K: F<LYRA_TYPE_Q5_K>(__VA_ARGS__); break;          \
         case LYRA_TYPE_Q6_K: F<LYRA_TYPE_Q6_K>(__VA_ARGS__); break;          \

@@ -1,5 +1,5 @@
 /* cuda_matvec.cu: the CUDA device's matmul, Y[ntok][rows] = X[ntok][cols] *
- * W[rows][cols]^T, for every weight type (F32 F16 BF16 Q8_0 Q4_0 Q4_K Q5_K
+ * W[rows][cols]^T, for every weight type (F32 F16 BF16 Q8_0 Q4_0 Q5_0 Q4_K Q5_K
  * Q6_K).
  *
  * Decode (ntok <= LC_MV_TOK): activations are quantized on the GPU exactly
