@@ -74,6 +74,7 @@ while read -r _ ctx _ want; do
         --threads $THREADS >"$T/ppl" 2>"$T/err"
     check_eq "perplexity --ctx $ctx rc ($(head -c 300 "$T/err"))" "$?" 0
     got=$(sed -n 's/^perplexity: //p' "$T/ppl")
+    echo "perplexity --ctx $ctx: lyra $got, llama.cpp $want"
     r=$(awk -v g="$got" -v w="$want" 'BEGIN { d = g / w - 1; if (d < 0) d = -d;
         if (g != "" && d < 0.01) print "ok"; else printf "lyra %s vs llama.cpp %s\n", g, w }')
     check_eq "perplexity --ctx $ctx within 1% of llama.cpp's $want" "$r" ok
