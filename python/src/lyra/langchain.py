@@ -38,6 +38,14 @@ class _LyraBase:
     model_id / config_path / pipeline_kwargs / load_kwargs as
     safe_load_pipeline does) and the per-call settings."""
 
+    @classmethod
+    def from_model_id(cls, model_id=None, config_path=None, pipeline_kwargs=None, model_kwargs=None,
+                      **load_kwargs):
+        """Load as safe_load_pipeline(model_id, config_path=..., pipeline_kwargs=..., **load_kwargs)."""
+        pipe = safe_load_pipeline(model_id, config_path=config_path, pipeline_kwargs=pipeline_kwargs,
+                                  **load_kwargs)
+        return cls(pipeline=pipe, model_kwargs=model_kwargs or {})
+
     def _load(self):
         if self.pipeline is None:
             if self.model_id is None and self.config_path is None:
@@ -91,14 +99,6 @@ class LyraLLM(_LyraBase, LLM):
     @model_validator(mode="after")
     def _check(self):
         return self._load()
-
-    @classmethod
-    def from_model_id(cls, model_id=None, config_path=None, pipeline_kwargs=None, model_kwargs=None,
-                      **load_kwargs):
-        """Load as safe_load_pipeline(model_id, config_path=..., pipeline_kwargs=..., **load_kwargs)."""
-        pipe = safe_load_pipeline(model_id, config_path=config_path, pipeline_kwargs=pipeline_kwargs,
-                                  **load_kwargs)
-        return cls(pipeline=pipe, model_kwargs=model_kwargs or {})
 
     @property
     def _llm_type(self) -> str:
@@ -184,14 +184,6 @@ class ChatLyra(_LyraBase, BaseChatModel):
     @model_validator(mode="after")
     def _check(self):
         return self._load()
-
-    @classmethod
-    def from_model_id(cls, model_id=None, config_path=None, pipeline_kwargs=None, model_kwargs=None,
-                      **load_kwargs):
-        """Load as safe_load_pipeline(model_id, config_path=..., pipeline_kwargs=..., **load_kwargs)."""
-        pipe = safe_load_pipeline(model_id, config_path=config_path, pipeline_kwargs=pipeline_kwargs,
-                                  **load_kwargs)
-        return cls(pipeline=pipe, model_kwargs=model_kwargs or {})
 
     @property
     def _llm_type(self) -> str:
