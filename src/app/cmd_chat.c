@@ -23,10 +23,12 @@
  * terminal/pipe loop, the banner, /help /reset /exit, Ctrl-C and the
  * messages on stderr. */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/select.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -211,6 +213,8 @@ typedef struct chat_session {
     int interactive;         /* stdin is a terminal */
     int mapped;              /* the map line was logged */
     int stopped;             /* Ctrl-C stopped the last reply */
+    char in_buf[4096];       /* stdin, read by stdin_getline (not stdio) */
+    size_t in_len, in_pos;
 } chat_session;
 
 static void session_free(chat_session *cs) { lyra_chat_session_free(&cs->conv); }
@@ -446,6 +450,68 @@ static void print_help(void) {
           stderr);
 }
 
+/* Read more of stdin into cs->in_buf: the bytes read, 0 at the end of
+ * input, -1 with errno on an error or EINTR when a Ctrl-C or SIGTERM came.
+ * A signal that arrives at any moment, even just before the wait, is seen:
+ * SIGINT and SIGTERM are blocked while the flags are checked, and pselect
+ * unblocks them as it starts to wait (getline could miss one that lands
+ * between the check and its read, and then wait for input forever). */
+static ssize_t stdin_fill(chat_session *cs) {
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    ssize_t k = -1;
+    if (app_interrupted || chat_quit) {
+        errno = EINTR;
+    } else {
+        fd_set rd;
+        FD_ZERO(&rd);
+        FD_SET(STDIN_FILENO, &rd);
+        if (pselect(STDIN_FILENO + 1, &rd, NULL, NULL, NULL, &old) >= 0) k = 0;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (k < 0) return -1;
+    if (cs->in_pos == cs->in_len) cs->in_pos = cs->in_len = 0;
+    do k = read(STDIN_FILENO, cs->in_buf + cs->in_len, sizeof cs->in_buf - cs->in_len);
+    while (k < 0 && errno == EINTR && !app_interrupted && !chat_quit);
+    if (k > 0) cs->in_len += (size_t)k;
+    return k;
+}
+
+/* getline over cs->in_buf: one line with its newline (the last may lack
+ * it) into *part; -1 at the end of input (errno 0), on an error or on a
+ * signal (errno set). */
+static ssize_t stdin_getline(chat_session *cs, char **part, size_t *cap) {
+    size_t n = 0;
+    for (;;) {
+        while (cs->in_pos < cs->in_len) {
+            char c = cs->in_buf[cs->in_pos++];
+            if (n + 2 > *cap) {
+                size_t c2 = *cap ? *cap * 2 : 128;
+                char *p = realloc(*part, c2);
+                if (!p) {
+                    errno = ENOMEM;
+                    return -1;
+                }
+                *part = p;
+                *cap = c2;
+            }
+            (*part)[n++] = c;
+            (*part)[n] = '\0';
+            if (c == '\n') return (ssize_t)n;
+        }
+        cs->in_pos = cs->in_len = 0; /* all consumed */
+        ssize_t k = stdin_fill(cs);
+        if (k == 0) {
+            errno = 0;
+            return n ? (ssize_t)n : -1;
+        }
+        if (k < 0) return -1; /* a part of a line read so far goes with the input */
+    }
+}
+
 /* Read one line (without its newline) into *line; *got 0 at the end of
  * input. On a terminal lines ending in '\' continue. */
 static int read_line(chat_session *cs, char **line, size_t *cap, int *got, lyra_error *err) {
@@ -465,16 +531,17 @@ static int read_line(chat_session *cs, char **line, size_t *cap, int *got, lyra_
             fflush(stderr);
         }
         errno = 0;
-        ssize_t k = getline(&part, &part_cap, stdin);
+        ssize_t k = stdin_getline(cs, &part, &part_cap);
         if (k < 0) {
             int e = errno;
             free(part);
-            if (app_interrupted) {
+            if (app_interrupted || chat_quit) {
                 if (cs->interactive) fputs("\n", stderr);
                 if (app_interrupted == SIGTERM) return lyra_err(err, LYRA_ERR_INTERRUPTED, "chat", "terminated");
                 return chat_quit_error(cs, err);
             }
-            if (ferror(stdin)) return lyra_err(err, LYRA_ERR_RUNTIME, "<stdin>", "read error: %s", strerror(e));
+            if (e == ENOMEM) return lyra_err(err, LYRA_ERR_OOM, "chat", "out of memory");
+            if (e) return lyra_err(err, LYRA_ERR_RUNTIME, "<stdin>", "read error: %s", strerror(e));
             if (cs->interactive) fputs("\n", stderr);
             *got = len > 0;
             return LYRA_OK;

@@ -23,6 +23,7 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -169,6 +170,12 @@ lyra_pool *lyra_pool_new(int n_threads) {
     if (n_threads > 1) {
         p->threads = calloc((size_t)n_threads - 1, sizeof *p->threads);
         if (!p->threads) { free(p); return NULL; }
+        /* workers start with every signal blocked (they inherit the mask):
+         * a Ctrl-C goes to the application's own thread, which may be
+         * waiting for input and must see it */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
         for (int i = 1; i < n_threads; i++) {
             worker_arg *wa = malloc(sizeof *wa);
             if (!wa || pthread_create(&p->threads[i - 1], NULL, worker_main, wa ? (wa->p = p, wa->ith = i, wa) : NULL) != 0) {
@@ -177,6 +184,7 @@ lyra_pool *lyra_pool_new(int n_threads) {
                 break;
             }
         }
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
     }
     return p;
 }

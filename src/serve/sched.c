@@ -3,6 +3,8 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -556,7 +558,12 @@ int srv_engine_start(lyra_model *m, const lyra_context_params *cp, int n_slots, 
     e->st.slots = n_slots;
     e->n_fallback = lyra_model_fallback_steps(m); /* load steps are logged by the load */
     e->tps_t0 = srv_now();
-    if (pthread_create(&e->th, NULL, engine_main, e)) {
+    sigset_t all, old; /* the engine thread takes no signals: the front end's thread does */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int bad = pthread_create(&e->th, NULL, engine_main, e);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (bad) {
         engine_free(e);
         return lyra_err(err, LYRA_ERR_RUNTIME, "serve", "cannot start the engine thread");
     }
