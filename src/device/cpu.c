@@ -384,13 +384,11 @@ typedef struct {
 
 /* Soft-capping of g rows of nb scores (row stride ss): s = cap * tanh(s / cap),
  * and mx[h] = the largest of row h again. */
-static void att_softcap(float *s, int g, size_t ss, int nb, float cap, float *mx) {
+static void att_softcap(const lyra_cpu_kernels *k, float *s, int g, size_t ss, int nb, float cap, float *mx) {
     for (int h = 0; h < g; h++) {
         float m = -INFINITY, *r = s + (size_t)h * ss;
-        for (int p = 0; p < nb; p++) {
-            r[p] = cap * tanhf(r[p] / cap);
-            m = r[p] > m ? r[p] : m;
-        }
+        k->softcap(r, nb, cap);
+        for (int p = 0; p < nb; p++) m = r[p] > m ? r[p] : m;
         mx[h] = m;
     }
 }
@@ -437,7 +435,7 @@ static void attend(const att_args *a, int t, int h0, int h1) {
             else
                 k->scores_f32(q, g, (const float *)kv->k_chunks[ci] + koff, L, nb, hd, a->scale, s,
                               ATT_BLOCK, mx);
-            if (a->softcap > 0) att_softcap(s, g, ATT_BLOCK, nb, a->softcap, mx);
+            if (a->softcap > 0) att_softcap(a->k, s, g, ATT_BLOCK, nb, a->softcap, mx);
             for (int i = 0; i < g; i++) {
                 if (mx[i] > m[i]) {
                     if (l[i] > 0.0f) {
@@ -581,15 +579,9 @@ static void cpu_add_bias(lyra_device *d, float *x, const float *bias, int64_t n,
     cpu_run(d, n * ntok / 8, bias_fn, &a);
 }
 
-/* GELU, tanh form (as llama.cpp's and PyTorch's approximate="tanh"). */
-static inline float gelu1(float x) {
-    const float c = 0.79788456080286535588f; /* sqrt(2/pi) */
-    return 0.5f * x * (1.0f + tanhf(c * (x + 0.044715f * x * x * x)));
-}
-
 /* Elementwise ops with one scalar parameter: blocks of EW_BLOCK elements. */
 typedef struct {
-    int op; const float *x, *u; float *out; int64_t n; float s;
+    int op; const float *x, *u; float *out; int64_t n; float s; const lyra_cpu_kernels *k;
 } ew1_args;
 
 enum { EW1_GELU, EW1_GEGLU, EW1_SCALE, EW1_SOFTCAP };
@@ -601,37 +593,37 @@ static void ew1_fn(void *arg, int ith, int nth) {
     int64_t e0 = (int64_t)b0 * EW_BLOCK, e1 = (int64_t)b1 * EW_BLOCK < a->n ? (int64_t)b1 * EW_BLOCK : a->n;
     switch (a->op) {
     case EW1_GELU:
-        for (int64_t i = e0; i < e1; i++) a->out[i] = gelu1(a->x[i]);
+        if (e1 > e0) a->k->gelu(a->out + e0, a->x + e0, NULL, (int)(e1 - e0));
         break;
     case EW1_GEGLU:
-        for (int64_t i = e0; i < e1; i++) a->out[i] = gelu1(a->x[i]) * a->u[i];
+        if (e1 > e0) a->k->gelu(a->out + e0, a->x + e0, a->u + e0, (int)(e1 - e0));
         break;
     case EW1_SCALE:
         for (int64_t i = e0; i < e1; i++) a->out[i] = a->x[i] * a->s;
         break;
     default:
-        for (int64_t i = e0; i < e1; i++) a->out[i] = a->s * tanhf(a->x[i] / a->s);
+        if (e1 > e0) a->k->softcap(a->out + e0, (int)(e1 - e0), a->s);
         break;
     }
 }
 
 static void cpu_gelu(lyra_device *d, const float *x, int64_t n, float *out) {
-    ew1_args a = {EW1_GELU, x, NULL, out, n, 0.0f};
+    ew1_args a = {EW1_GELU, x, NULL, out, n, 0.0f, IMPL(d)->k};
     cpu_run(d, n / 2, ew1_fn, &a);
 }
 
 static void cpu_geglu(lyra_device *d, const float *gate, const float *up, int64_t n, float *out) {
-    ew1_args a = {EW1_GEGLU, gate, up, out, n, 0.0f};
+    ew1_args a = {EW1_GEGLU, gate, up, out, n, 0.0f, IMPL(d)->k};
     cpu_run(d, n / 2, ew1_fn, &a);
 }
 
 static void cpu_scale(lyra_device *d, float *x, int64_t n, float s) {
-    ew1_args a = {EW1_SCALE, x, NULL, x, n, s};
+    ew1_args a = {EW1_SCALE, x, NULL, x, n, s, IMPL(d)->k};
     cpu_run(d, n / 8, ew1_fn, &a);
 }
 
 static void cpu_softcap(lyra_device *d, float *x, int64_t n, float cap) {
-    ew1_args a = {EW1_SOFTCAP, x, NULL, x, n, cap};
+    ew1_args a = {EW1_SOFTCAP, x, NULL, x, n, cap, IMPL(d)->k};
     cpu_run(d, n / 2, ew1_fn, &a);
 }
 

@@ -87,11 +87,25 @@ static void add(float *x, const float *y, int n) {
     for (int i = 0; i < n; i++) x[i] += y[i];
 }
 
+static void gelu(float *out, const float *x, const float *u, int n) {
+    const float c = 0.79788456080286535588f; /* sqrt(2/pi) */
+    for (int i = 0; i < n; i++) {
+        float v = x[i];
+        float y = 0.5f * v * (1.0f + tanhf(c * (v + 0.044715f * v * v * v)));
+        out[i] = u ? y * u[i] : y;
+    }
+}
+
+static void softcap(float *x, int n, float cap) {
+    for (int i = 0; i < n; i++) x[i] = cap * tanhf(x[i] / cap);
+}
+
 static const lyra_cpu_kernels k_scalar = {
     .scores_f16 = scores_f16, .scores_f32 = scores_f32,
     .accum_f16 = accum_f16, .accum_f32 = accum_f32,
     .exp_sum = exp_sum, .scale = scale, .to_f16 = to_f16, .sumsq = sumsq,
     .scale_mul = scale_mul, .swiglu = swiglu, .add = add,
+    .gelu = gelu, .softcap = softcap,
 };
 
 const lyra_cpu_kernels *lyra_cpu_kernels_scalar(void) { return &k_scalar; }

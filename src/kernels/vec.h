@@ -47,6 +47,11 @@ typedef struct lyra_cpu_kernels {
     void (*swiglu)(float *out, const float *g, const float *u, int n);
     /* x[i] += y[i] */
     void (*add)(float *x, const float *y, int n);
+    /* out[i] = gelu(x[i]) * u[i] (u NULL: gelu(x[i])), GELU in its tanh form
+     * 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))); out may be x */
+    void (*gelu)(float *out, const float *x, const float *u, int n);
+    /* x[i] = cap * tanh(x[i] / cap) */
+    void (*softcap)(float *x, int n, float cap);
 } lyra_cpu_kernels;
 
 const lyra_cpu_kernels *lyra_cpu_kernels_scalar(void);

@@ -253,11 +253,71 @@ static void add(float *x, const float *y, int n) {
     for (; i < n; i++) x[i] += y[i];
 }
 
+/* tanh(y): below |y| = 0.5 its odd Taylor series to y^15 (the next term
+ * is under 5e-9), above it (1 - e) / (1 + e) with e = exp(-2|y|) and the
+ * sign put back; both are computed and one is chosen per lane. */
+static inline __m256 tanh8(__m256 y) {
+    const __m256 one = _mm256_set1_ps(1.0f), signbit = _mm256_set1_ps(-0.0f);
+    __m256 ay = _mm256_andnot_ps(signbit, y), y2 = _mm256_mul_ps(y, y);
+    __m256 p = _mm256_set1_ps(-1.45583438705e-3f);
+    p = _mm256_fmadd_ps(p, y2, _mm256_set1_ps(3.59212803657e-3f));
+    p = _mm256_fmadd_ps(p, y2, _mm256_set1_ps(-8.86323552990e-3f));
+    p = _mm256_fmadd_ps(p, y2, _mm256_set1_ps(2.18694885362e-2f));
+    p = _mm256_fmadd_ps(p, y2, _mm256_set1_ps(-5.39682539683e-2f));
+    p = _mm256_fmadd_ps(p, y2, _mm256_set1_ps(1.33333333333e-1f));
+    p = _mm256_fmadd_ps(p, y2, _mm256_set1_ps(-3.33333333333e-1f));
+    __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(y, y2), p, y);
+    __m256 e = exp8(_mm256_mul_ps(ay, _mm256_set1_ps(-2.0f)));
+    __m256 big = _mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e));
+    big = _mm256_or_ps(big, _mm256_and_ps(signbit, y));
+    return _mm256_blendv_ps(big, small, _mm256_cmp_ps(ay, _mm256_set1_ps(0.5f), _CMP_LT_OQ));
+}
+
+static inline __m256 gelu8(__m256 x) {
+    __m256 x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
+    __m256 y = _mm256_mul_ps(_mm256_set1_ps(0.79788456080286535588f),
+                             _mm256_fmadd_ps(x3, _mm256_set1_ps(0.044715f), x));
+    __m256 t = _mm256_add_ps(_mm256_set1_ps(1.0f), tanh8(y));
+    return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), t);
+}
+
+static void gelu(float *out, const float *x, const float *u, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 y = gelu8(_mm256_loadu_ps(x + i));
+        if (u) y = _mm256_mul_ps(y, _mm256_loadu_ps(u + i));
+        _mm256_storeu_ps(out + i, y);
+    }
+    if (i < n) { /* tail through padded vectors: every element the same way */
+        float tx[8] = {0}, tu[8] = {0};
+        memcpy(tx, x + i, sizeof(float) * (size_t)(n - i));
+        if (u) memcpy(tu, u + i, sizeof(float) * (size_t)(n - i));
+        __m256 y = gelu8(_mm256_loadu_ps(tx));
+        if (u) y = _mm256_mul_ps(y, _mm256_loadu_ps(tu));
+        _mm256_storeu_ps(tx, y);
+        memcpy(out + i, tx, sizeof(float) * (size_t)(n - i));
+    }
+}
+
+static void softcap(float *x, int n, float cap) {
+    const __m256 c = _mm256_set1_ps(cap);
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(x + i, _mm256_mul_ps(c, tanh8(_mm256_div_ps(_mm256_loadu_ps(x + i), c))));
+    if (i < n) {
+        float t[8] = {0};
+        memcpy(t, x + i, sizeof(float) * (size_t)(n - i));
+        _mm256_storeu_ps(t, _mm256_mul_ps(c, tanh8(_mm256_div_ps(_mm256_loadu_ps(t), c))));
+        memcpy(x + i, t, sizeof(float) * (size_t)(n - i));
+    }
+}
+
 static const lyra_cpu_kernels k_avx2 = {
     .scores_f16 = scores_f16, .scores_f32 = scores_f32,
     .accum_f16 = accum_f16, .accum_f32 = accum_f32,
     .exp_sum = exp_sum, .scale = scale, .to_f16 = to_f16, .sumsq = sumsq,
     .scale_mul = scale_mul, .swiglu = swiglu, .add = add,
+    .gelu = gelu, .softcap = softcap,
 };
 
 const lyra_cpu_kernels *lyra_cpu_kernels_avx2(void) { return &k_avx2; }

@@ -228,11 +228,60 @@ static void add(float *x, const float *y, int n) {
     for (; i < n; i++) x[i] += y[i];
 }
 
+/* tanh(y): below |y| = 0.5 its odd Taylor series to y^15 (the next term
+ * is under 5e-9), above it (1 - e) / (1 + e) with e = exp(-2|y|) and the
+ * sign put back; both are computed and one is chosen per lane. */
+static inline __m512 tanh16(__m512 y) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    __m512 ay = _mm512_abs_ps(y), y2 = _mm512_mul_ps(y, y);
+    __m512 p = _mm512_set1_ps(-1.45583438705e-3f); /* -929569/638512875 */
+    p = _mm512_fmadd_ps(p, y2, _mm512_set1_ps(3.59212803657e-3f));  /* 21844/6081075 */
+    p = _mm512_fmadd_ps(p, y2, _mm512_set1_ps(-8.86323552990e-3f)); /* -1382/155925 */
+    p = _mm512_fmadd_ps(p, y2, _mm512_set1_ps(2.18694885362e-2f));  /* 62/2835 */
+    p = _mm512_fmadd_ps(p, y2, _mm512_set1_ps(-5.39682539683e-2f)); /* -17/315 */
+    p = _mm512_fmadd_ps(p, y2, _mm512_set1_ps(1.33333333333e-1f));  /* 2/15 */
+    p = _mm512_fmadd_ps(p, y2, _mm512_set1_ps(-3.33333333333e-1f)); /* -1/3 */
+    __m512 small = _mm512_fmadd_ps(_mm512_mul_ps(y, y2), p, y);
+    __m512 e = exp16(_mm512_mul_ps(ay, _mm512_set1_ps(-2.0f)));
+    __m512 big = _mm512_div_ps(_mm512_sub_ps(one, e), _mm512_add_ps(one, e));
+    __m512i sign = _mm512_and_si512(_mm512_castps_si512(y), _mm512_set1_epi32((int)0x80000000u));
+    big = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(big), sign));
+    __mmask16 m = _mm512_cmp_ps_mask(ay, _mm512_set1_ps(0.5f), _CMP_LT_OQ);
+    return _mm512_mask_blend_ps(m, big, small);
+}
+
+static inline __m512 gelu16(__m512 x) {
+    __m512 x3 = _mm512_mul_ps(_mm512_mul_ps(x, x), x);
+    __m512 y = _mm512_mul_ps(_mm512_set1_ps(0.79788456080286535588f),
+                             _mm512_fmadd_ps(x3, _mm512_set1_ps(0.044715f), x));
+    __m512 t = _mm512_add_ps(_mm512_set1_ps(1.0f), tanh16(y));
+    return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), x), t);
+}
+
+static void gelu(float *out, const float *x, const float *u, int n) {
+    for (int i = 0; i < n; i += 16) { /* the tail in a masked vector: the same lanes' math */
+        __mmask16 k = lanes(n - i);
+        __m512 y = gelu16(_mm512_maskz_loadu_ps(k, x + i));
+        if (u) y = _mm512_mul_ps(y, _mm512_maskz_loadu_ps(k, u + i));
+        _mm512_mask_storeu_ps(out + i, k, y);
+    }
+}
+
+static void softcap(float *x, int n, float cap) {
+    const __m512 c = _mm512_set1_ps(cap);
+    for (int i = 0; i < n; i += 16) {
+        __mmask16 k = lanes(n - i);
+        __m512 v = _mm512_div_ps(_mm512_maskz_loadu_ps(k, x + i), c);
+        _mm512_mask_storeu_ps(x + i, k, _mm512_mul_ps(c, tanh16(v)));
+    }
+}
+
 static const lyra_cpu_kernels k_avx512 = {
     .scores_f16 = scores_f16, .scores_f32 = scores_f32,
     .accum_f16 = accum_f16, .accum_f32 = accum_f32,
     .exp_sum = exp_sum, .scale = scale, .to_f16 = to_f16, .sumsq = sumsq,
     .scale_mul = scale_mul, .swiglu = swiglu, .add = add,
+    .gelu = gelu, .softcap = softcap,
 };
 
 const lyra_cpu_kernels *lyra_cpu_kernels_avx512(void) { return &k_avx512; }

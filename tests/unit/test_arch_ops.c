@@ -131,6 +131,33 @@ static void test_small_ops(lyra_device *d) {
     d->ops->softcap(d, o, M, 2.5f);
     for (int i = 0; i < M; i++) r[i] = 2.5 * tanh(g[i] / 2.5);
     CHECK(maxdiff(o, r, M) < 1e-6, "softcap: max diff %g", maxdiff(o, r, M));
+
+    /* relative accuracy of the tanh behind softcap and gelu over a sweep:
+     * tiny values (where the series is used), both sides of |y| = 0.5 (the
+     * switch to the exp form), large ones (saturation) */
+    enum { S = 4001 };
+    static float sx[S], so[S];
+    for (int i = 0; i < S; i++) {
+        double t = (i - S / 2) / (double)(S / 2); /* -1..1 */
+        sx[i] = (float)(t * fabs(t) * t * 40.0); /* dense near 0, out to +-40 */
+    }
+    sx[0] = 0.5f; sx[1] = -0.5f; sx[2] = 0.49999997f; sx[3] = 1e-7f; sx[4] = -3e-30f; sx[5] = 0.0f;
+    double worst = 0;
+    memcpy(so, sx, sizeof sx);
+    d->ops->softcap(d, so, S, 1.0f);
+    for (int i = 0; i < S; i++) {
+        double want = tanh((double)sx[i]);
+        double e = fabs(so[i] - want) / fmax(fabs(want), 1e-30);
+        if (want != 0 || so[i] != 0) worst = fmax(worst, e);
+    }
+    CHECK(worst < 3e-7, "softcap (tanh): max rel error %g", worst);
+    d->ops->gelu(d, sx, S, so);
+    worst = 0;
+    for (int i = 0; i < S; i++) {
+        double want = gelu_ref(sx[i]);
+        if (fabs(want) > 1e-20) worst = fmax(worst, fabs(so[i] - want) / fabs(want));
+    }
+    CHECK(worst < 1e-6, "gelu: max rel error %g", worst);
 }
 
 /* ------------------------------------------------------------- attention */
