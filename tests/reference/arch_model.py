@@ -18,6 +18,10 @@ usage: arch_model.py ARCH OUT.gguf [options]
                              rope.scaling.type/factor) --swa-base X
                              (rope.freq_base_swa)
   --rope-freqs F             a rope_freqs tensor (Llama 3.x), divisors 1..F
+  --rope-long F --orig-ctx N   phi3 long-context (longrope): rope_factors_long
+                             (divisors 1..F) and rope_factors_short (1..1.5),
+                             rope.scaling.original_context_length N and, when
+                             ctx > N, the attn_factor its converter computes
   --ctx N                    context_length;  --seed N
 Prints nothing; the file's hyperparameters are its metadata.
 
@@ -178,6 +182,12 @@ def build(a):
         n = (a.rope_dim or hd) // 2
         f = np.linspace(1.0, a.rope_freqs, n).astype(np.float32)
         m.tensors.append(("rope_freqs.weight", f, False))
+    if a.rope_long:
+        # Phi-3 long-context files (longrope): divisors for contexts past the
+        # original length (long) and within it (short)
+        n = hd // 2
+        m.tensors.append(("rope_factors_long.weight", np.linspace(1.0, a.rope_long, n).astype(np.float32), False))
+        m.tensors.append(("rope_factors_short.weight", np.linspace(1.0, 1.5, n).astype(np.float32), False))
 
     gname = "llama" if arch == "mistral" else arch
     w = gguf.GGUFWriter(a.out, gname)
@@ -212,7 +222,10 @@ def build(a):
         w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
         w.add_rope_scaling_factor(a.rope_scale)
     if arch == "phi3":
-        w.add_rope_scaling_orig_ctx_len(a.ctx)
+        orig = a.orig_ctx or a.ctx
+        w.add_rope_scaling_orig_ctx_len(orig)
+        if a.rope_long and a.ctx > orig:  # as Phi-3's converter computes it
+            w.add_rope_scaling_attn_factors(float(np.sqrt(1 + np.log(a.ctx / orig) / np.log(orig))))
         w.add_sliding_window(window)
     elif window:
         w.add_sliding_window(window)
@@ -279,6 +292,8 @@ def main():
     p.add_argument("--swa-base", type=float, default=0.0)
     p.add_argument("--rope-freqs", type=float, default=0.0)
     p.add_argument("--ctx", type=int, default=512)
+    p.add_argument("--rope-long", dest="rope_long", type=float, default=0.0)
+    p.add_argument("--orig-ctx", dest="orig_ctx", type=int, default=0)
     p.add_argument("--seed", type=int, default=1)
     build(p.parse_args())
 

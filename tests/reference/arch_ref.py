@@ -6,11 +6,13 @@ the published model definitions (Hugging Face transformers' modeling code),
 reading a GGUF file with the gguf package (weights dequantized by
 gguf.quants). The same command line as llama_ref.py:
 
-usage: arch_ref.py MODEL.gguf TOKENS [--last]
+usage: arch_ref.py MODEL.gguf TOKENS [--last] [--n-ctx N]
   TOKENS: comma-separated token ids evaluated from position 0.
   Prints one line per position: the n_vocab logits ("%.9g", space-separated);
   with --last only the last position's line. Greedy generation:
   arch_ref.py MODEL.gguf TOKENS --greedy N prints N generated ids.
+  --n-ctx N: the context size the engine runs with (default: the file's
+  context_length); it picks Phi-3's long or short rope factors.
 
 What is taken from each definition (the GGUF file supplies the numbers):
   llama   RMSNorm, rotary on pairs (2i, 2i+1) (the converter permutes Q/K
@@ -34,7 +36,11 @@ What is taken from each definition (the GGUF file supplies the numbers):
           layers, rope.freq_base and linear rope scaling on the others;
           final soft-cap only when the file has one
   phi3    fused QKV, fused gate/up (first half gate), NeoX rotary; its
-          attention.sliding_window is ignored (llama.cpp disables Phi-3 SWA)
+          attention.sliding_window is ignored (llama.cpp disables Phi-3 SWA);
+          long-context files (longrope): rotary angles divided by
+          rope_factors_long when the context exceeds
+          rope.scaling.original_context_length, else by rope_factors_short,
+          and cos/sin scaled by rope.scaling.attn_factor (so are q and k)
   any     attention.sliding_window_pattern (an int n: layer l slides when
           l % n < n - 1; or a bool per layer) overrides gemma2/3's pattern;
           any `<tensor>.bias` present is added.
@@ -54,7 +60,7 @@ def field(r, key, default=None):
     return f.contents()
 
 
-def load(path):
+def load(path, n_ctx=0):
     r = gguf.GGUFReader(path)
     arch = field(r, "general.architecture")
     if arch not in ("llama", "phi2", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "phi3"):
@@ -106,6 +112,10 @@ def load(path):
     else:
         swa_base, swa_scale = float(field(r, p + "rope.freq_base_swa", base)), scale
     hp["rope"] = [(swa_base, swa_scale) if swa[l] else (base, scale) for l in range(L)]
+    n_ctx = n_ctx or int(field(r, p + "context_length", 0))
+    orig = int(field(r, p + "rope.scaling.original_context_length", 0) or 0) or n_ctx
+    hp["rope_ff"] = "rope_factors_long.weight" if n_ctx > orig else "rope_factors_short.weight"
+    hp["attn_factor"] = float(field(r, p + "rope.scaling.attn_factor", 1.0))
     w = {}
     for t in r.tensors:
         a = gguf.quants.dequantize(t.data, t.tensor_type)
@@ -192,9 +202,9 @@ class Ref:
             q = rmsnorm(q, w[b + "attn_q_norm.weight"], hp["eps"])
             k = rmsnorm(k, w[b + "attn_k_norm.weight"], hp["eps"])
         base, scale = hp["rope"][l]
-        ff = w.get("rope_freqs.weight")
-        q = rope(q, pos, hp["n_rot"], hp["rope_style"], base, scale, ff)
-        k = rope(k, pos, hp["n_rot"], hp["rope_style"], base, scale, ff)
+        ff = w.get("rope_freqs.weight", w.get(hp["rope_ff"]))
+        q = rope(q, pos, hp["n_rot"], hp["rope_style"], base, scale, ff) * hp["attn_factor"]
+        k = rope(k, pos, hp["n_rot"], hp["rope_style"], base, scale, ff) * hp["attn_factor"]
         ii, jj = np.meshgrid(pos, pos, indexing="ij")
         allowed = jj <= ii
         if hp["swa"][l]:
@@ -256,9 +266,14 @@ class Ref:
 def main():
     if len(sys.argv) < 3:
         raise SystemExit(__doc__)
-    ref = Ref(*load(sys.argv[1]))
-    tokens = [int(t) for t in sys.argv[2].split(",") if t]
     args = sys.argv[3:]
+    n_ctx = 0
+    if "--n-ctx" in args:
+        i = args.index("--n-ctx")
+        n_ctx = int(args[i + 1])
+        del args[i:i + 2]
+    ref = Ref(*load(sys.argv[1], n_ctx))
+    tokens = [int(t) for t in sys.argv[2].split(",") if t]
     if args and args[0] == "--greedy":
         for _ in range(int(args[1])):
             tok = int(np.argmax(ref.forward(tokens)[-1]))

@@ -60,6 +60,8 @@ VARIANTS = [
     ("gemma3-linear4", "gemma3", ["--rope-scale", "4"]),
     ("gemma3-swabase5000", "gemma3", ["--swa-base", "5000"]),
     ("phi3", "phi3", []),
+    ("phi3-longrope-long", "phi3", ["--rope-long", "4", "--orig-ctx", "32"]),
+    ("phi3-longrope-short", "phi3", ["--rope-long", "4", "--orig-ctx", "512", "--ctx", "1024"]),
 ]
 # tolerances (max |diff| / max |logit|): llama.cpp computes in f32 but rounds
 # activations to f16 for F16 weights and to Q8_0 for Q8_0/Q4_0 weights (as
@@ -77,7 +79,7 @@ def gelu_f16(x):
 
 
 def ref_logits(path, tokens, f16gelu=False, nowindow=False):
-    hp, w = arch_ref.load(path)
+    hp, w = arch_ref.load(path, 64)  # llama.cpp runs with n_ctx 64
     if nowindow:
         hp["swa"] = [False] * hp["n_layer"]
     saved = arch_ref.gelu
@@ -90,7 +92,7 @@ def ref_logits(path, tokens, f16gelu=False, nowindow=False):
 
 
 def ref_greedy(path, n, f16gelu=False, nowindow=False):
-    hp, w = arch_ref.load(path)
+    hp, w = arch_ref.load(path, 64)  # llama.cpp runs with n_ctx 64
     if nowindow:
         hp["swa"] = [False] * hp["n_layer"]
     saved = arch_ref.gelu

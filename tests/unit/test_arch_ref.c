@@ -1,7 +1,8 @@
 /* test_arch_ref.c: every architecture of issue 13 (llama, Mistral's window,
  * Llama 3 rope_freqs, linear rope scaling, phi2 fused/separate QKV, qwen2
  * tied/untied, qwen3, gemma, gemma2, gemma3 (also with linear rope scaling
- * on global layers, and rope.freq_base_swa on window layers), phi3) on
+ * on global layers, and rope.freq_base_swa on window layers), phi3 (also
+ * long-context files: longrope factors, long and short)) on
  * random-weight GGUF files written by tests/reference/arch_model.py (the
  * gguf package, independent of lyra),
  * against the float64 reference tests/reference/arch_ref.py (both validated
@@ -30,6 +31,7 @@
 #define NTOK 16
 #define NGREEDY 12
 #define NSEQ 24 /* positions of the fallback runs */
+#define REF_CTX 64 /* the context of the runs compared with the reference */
 /* Quantized weights (files, on-load): max |diff| / max |logit|. Activations
  * are quantized too (Q8_0), which these random, untrained models amplify:
  * llama.cpp itself is up to 0.068 from the reference on the same files
@@ -60,6 +62,9 @@ static const variant VARIANTS[] = {
     {"gemma3-linear4", "gemma3", "--rope-scale 4"},
     {"gemma3-swabase5000", "gemma3", "--swa-base 5000"},
     {"phi3", "phi3", ""},
+    /* longrope: context 64 past the original 32 (long factors), within 512 (short) */
+    {"phi3-longrope-long", "phi3", "--rope-long 4 --orig-ctx 32"},
+    {"phi3-longrope-short", "phi3", "--rope-long 4 --orig-ctx 512 --ctx 1024"},
 };
 
 static const char *py(void) {
@@ -104,7 +109,7 @@ static double *reference(const char *label, const char *model, int V) {
     char cmd[2048];
     int o = snprintf(cmd, sizeof cmd, "'%s' '%s/tests/reference/arch_ref.py' '%s' ", py(), src_dir(), model);
     for (int i = 0; i < NTOK; i++) o += snprintf(cmd + o, sizeof cmd - (size_t)o, "%s%d", i ? "," : "", TOKENS[i]);
-    snprintf(cmd + o, sizeof cmd - (size_t)o, " 2>&1");
+    snprintf(cmd + o, sizeof cmd - (size_t)o, " --n-ctx %d 2>&1", REF_CTX);
     int st;
     char *buf = run_cmd(cmd, &st);
     if (!buf) { CHECK(0, "%s: cannot run the reference", label); return NULL; }
@@ -126,8 +131,8 @@ static double *reference(const char *label, const char *model, int V) {
 /* The reference's greedy ids from BOS; returns how many were read. */
 static int reference_greedy(const char *model, int32_t *ids, int n) {
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "'%s' '%s/tests/reference/arch_ref.py' '%s' 1 --greedy %d 2>&1", py(), src_dir(),
-             model, n);
+    snprintf(cmd, sizeof cmd, "'%s' '%s/tests/reference/arch_ref.py' '%s' 1 --greedy %d --n-ctx %d 2>&1", py(),
+             src_dir(), model, n, REF_CTX);
     int st, got = 0;
     char *buf = run_cmd(cmd, &st);
     char *p = buf, *end;
@@ -145,7 +150,9 @@ static int open_model(const char *path, const char *sim, const lyra_model_params
                       lyra_error *err) {
     if (sim) setenv("LYRA_SIM_GPUS", sim, 1);
     else unsetenv("LYRA_SIM_GPUS");
-    return lyra_model_open(path, p, m, err);
+    lyra_model_params dp = lyra_model_default_params();
+    dp.n_ctx = REF_CTX; /* the context size picks Phi-3's long or short rope factors */
+    return lyra_model_open(path, p ? p : &dp, m, err);
 }
 
 /* Logits [NTOK][V] of TOKENS: batches of n_batch, or one token at a time. */
@@ -155,7 +162,7 @@ static float *run(lyra_model *m, int n_batch, int one_by_one) {
     cp.kv_type = LYRA_KV_F32;
     cp.n_threads = 2;
     cp.n_batch = n_batch;
-    cp.n_ctx = 64;
+    cp.n_ctx = REF_CTX;
     lyra_context *c = NULL;
     lyra_error err;
     if (lyra_context_new(m, &cp, &c, &err)) { CHECK(0, "context: %s", err.msg); return NULL; }
@@ -192,7 +199,7 @@ static void lyra_greedy(lyra_model *m, int32_t *ids, int n, int *n_sure) {
     int V = lyra_model_n_vocab(m);
     lyra_context_params cp = lyra_context_default_params();
     cp.kv_type = LYRA_KV_F32;
-    cp.n_ctx = 64;
+    cp.n_ctx = REF_CTX;
     lyra_context *c = NULL;
     lyra_error err;
     *n_sure = 0;
@@ -266,6 +273,7 @@ static void test_splits(const variant *v, const char *path, const float *cpu, in
         {last, LYRA_DEVICE_DISK}, {"lm_head", 0}, {"model.layers.1", 0},
     };
     lyra_model_params p = lyra_model_default_params();
+    p.n_ctx = REF_CTX;
     p.device_strategy = LYRA_DEVICE_MAP_EXPLICIT;
     p.device_map = map;
     p.n_device_map = L >= 4 ? 6 : 5;
@@ -356,6 +364,7 @@ static void test_variant(const variant *v) {
     lyra_model_free(m);
     /* on-load 8-bit */
     lyra_model_params p = lyra_model_default_params();
+    p.n_ctx = REF_CTX;
     p.load_in_bits = 8;
     if (open_model(path, NULL, &p, &m, &err) == 0) {
         float *q = run(m, 512, 0);
