@@ -108,6 +108,10 @@ LYRA_API const char *lyra_version(void);
 /* LYRA_API_VERSION of the library (a binding checks the one it loaded). */
 LYRA_API int lyra_api_version(void);
 LYRA_API const char *lyra_build_features(void);
+/* Free memory the library allocated for the caller (token lists, texts,
+ * session buffers): the same as free(), for bindings that cannot call the
+ * C library's free. NULL is accepted. */
+LYRA_API void lyra_free(void *ptr);
 
 /* -------------------------------------------------------------------- log */
 /* Library messages (notes, warnings) go to one sink: by default stderr at
@@ -143,6 +147,10 @@ typedef struct lyra_backend_params {
                                  one); NULL or "": none */
     int alloc_stats;          /* LYRA_ALLOC_STATS (set and not "0"): 1 logs each device's
                                  allocation count and peak (WARN) at lyra_model_free */
+    const char *fail_io;      /* LYRA_FAIL_IO: fault injection of the session writes
+                                 "OP:N[+],..." (OP open, write, fsync or rename: its N-th
+                                 call, counted per model, fails with EIO; with +: also
+                                 every later one); NULL or "": none (API version 6) */
 } lyra_backend_params;
 
 /* Everything off: no simulated GPU, every CUDA card, the best CPU kernels. */
@@ -412,6 +420,32 @@ LYRA_API uint64_t lyra_context_bytes_per_token(const lyra_context *ctx, int32_t 
  * giving a value >= 1 ("512.0 B", "1.5 KiB", "1.1 GiB"). Returns snprintf's count. */
 LYRA_API size_t lyra_format_bytes(uint64_t n, char *buf, size_t cap);
 
+/* ---------------------------------------------------------------- session */
+/* A session file (docs/sessions.md) holds sequence 0's tokens, its KV
+ * cache (read from whatever devices its layers live on, stored in a
+ * device-independent layout) and, when a sampler is given, the sampler's
+ * state (its PRNG and repetition window), under a versioned header naming
+ * the model (a fingerprint of its metadata and tensor table), the context
+ * geometry and KV type, with checksums. Writes are atomic (a temporary file
+ * beside path, fsync, rename, fsync of the directory): path holds the old
+ * file or the new one, never a partial one. Loading a file of another model,
+ * KV type or geometry, a newer format version, or a truncated or corrupted
+ * file is LYRA_ERR_INPUT with one line naming the file and what differs,
+ * and changes nothing; restoring evaluates nothing: the next lyra_eval
+ * continues as if the saved conversation had never stopped (bitwise equal
+ * logits on the CPU). */
+typedef struct lyra_sampler lyra_sampler;
+/* Save tokens[n_tokens] (what the cache holds: n_tokens must equal
+ * lyra_context_pos) and the cache; smp may be NULL. */
+LYRA_API int lyra_session_save(lyra_context *ctx, const int32_t *tokens, int32_t n_tokens,
+                               const lyra_sampler *smp, const char *path, lyra_error *err);
+/* Restore a file saved by lyra_session_save for this model and geometry:
+ * the cache (lyra_context_pos becomes *n_tokens), the sampler state when
+ * smp is given and the file has one; *tokens (malloc'd, free with lyra_free)
+ * and *n_tokens (both may be NULL) receive the tokens. */
+LYRA_API int lyra_session_load(lyra_context *ctx, lyra_sampler *smp, const char *path,
+                               int32_t **tokens, int32_t *n_tokens, lyra_error *err);
+
 /* ---------------------------------------------------------------- sampler */
 typedef struct lyra_sampler_params {
     float temperature;    /* 0 = argmax (lowest id on ties); default 0.8 */
@@ -423,7 +457,6 @@ typedef struct lyra_sampler_params {
     uint64_t seed;
 } lyra_sampler_params;
 
-typedef struct lyra_sampler lyra_sampler;
 LYRA_API lyra_sampler_params lyra_sampler_default_params(void);
 /* NULL: out of memory, or n_vocab <= 0. params may be NULL (the defaults). */
 LYRA_API lyra_sampler *lyra_sampler_new(const lyra_sampler_params *params, int32_t n_vocab);
@@ -563,6 +596,26 @@ LYRA_API size_t lyra_pipeline_config(const lyra_pipeline *p, char *buf, size_t c
 LYRA_API lyra_model *lyra_pipeline_model(lyra_pipeline *p);
 LYRA_API lyra_context *lyra_pipeline_context(lyra_pipeline *p);
 LYRA_API void lyra_pipeline_free(lyra_pipeline *p);
+
+/* Sessions of a pipeline (docs/sessions.md): a session file as
+ * lyra_session_save writes it, with the pipeline's conversation (the system
+ * prompt and the turns) in it too. After a load, lyra_pipeline_chat
+ * continues the restored conversation and lyra_pipeline_chat_messages with
+ * messages extending it evaluates only the new tokens (res.n_reused: the
+ * restored prefix). A failed load (LYRA_ERR_INPUT: another model, KV type
+ * or geometry, a newer version, a truncated or corrupted file) leaves the
+ * pipeline as it was (but for running out of memory while the cache is
+ * restored: then the pipeline is reset). The _mem forms write to a buffer
+ * (*buf malloc'd, free with lyra_free) and read from one. */
+LYRA_API int lyra_pipeline_session_save(lyra_pipeline *p, const char *path, lyra_error *err);
+LYRA_API int lyra_pipeline_session_load(lyra_pipeline *p, const char *path, lyra_error *err);
+LYRA_API int lyra_pipeline_session_save_mem(lyra_pipeline *p, void **buf, size_t *len, lyra_error *err);
+LYRA_API int lyra_pipeline_session_load_mem(lyra_pipeline *p, const void *buf, size_t len,
+                                            lyra_error *err);
+/* Tokens the model evaluated for p since it opened (prompt tokens not found
+ * in the cache, and each generated token fed back): a restored session adds
+ * nothing. */
+LYRA_API uint64_t lyra_pipeline_n_evaluated(const lyra_pipeline *p);
 
 #ifdef __cplusplus
 }

@@ -17,6 +17,7 @@ lyra_backend_params lyra_backend_params_from_env(void) {
     p.cuda_devices = getenv("LYRA_CUDA_DEVICES");
     p.cpu_path = getenv("LYRA_CPU");
     p.fail_alloc = getenv("LYRA_FAIL_ALLOC");
+    p.fail_io = getenv("LYRA_FAIL_IO");
     const char *st = getenv("LYRA_ALLOC_STATS");
     p.alloc_stats = st && st[0] && strcmp(st, "0");
     return p;

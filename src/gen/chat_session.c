@@ -272,6 +272,7 @@ int lyra_chat_session_eval(lyra_chat_session *cs, const int32_t *toks, size_t n,
     cs->n_kv = keep;
     int rc = lyra_eval(cs->ctx, toks + keep, (int32_t)(n - (size_t)keep), 0, err);
     if (rc) return rc;
+    cs->n_evaluated += n - (size_t)keep;
     memcpy(cs->kv + keep, toks + keep, sizeof *toks * (n - (size_t)keep));
     cs->n_kv = (int32_t)n;
     *kept = keep;
@@ -327,6 +328,7 @@ int lyra_chat_session_generate(lyra_chat_session *cs, lyra_textstream *t, const 
         }
         rc = lyra_eval(cs->ctx, &tok, 1, 0, err);
         if (rc) break;
+        cs->n_evaluated++;
         cs->kv[cs->n_kv++] = tok;
     }
     if (!rc && !t->stopped) {

@@ -51,6 +51,8 @@ typedef struct lyra_chat_session {
     int32_t *kv;                      /* [n_ctx] the tokens in the KV cache */
     int32_t n_kv;                     /* their count (= the context's position) */
     int32_t n_ctx;                    /* context size */
+    uint64_t n_evaluated;             /* tokens evaluated since the open (prompts' new
+                                         tokens, generated tokens fed back) */
 } lyra_chat_session;
 
 /* How lyra_chat_session_generate samples. */

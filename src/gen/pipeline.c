@@ -14,7 +14,9 @@
  * call's own swapped into the session while it runs), the counts and stop
  * reason of a generation, a chat from a whole message list, cancellation
  * from another thread and the error kinds the front ends map to their
- * classes. */
+ * classes. API version 6 adds sessions (the conversation, KV tokens, cache
+ * and sampler to a file or buffer and back: src/gen/session.h) and the
+ * count of evaluated tokens. */
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,7 @@
 #include "config/model_ref.h"
 #include "core/log.h"
 #include "gen/chat_session.h"
+#include "gen/session.h"
 #include "lyra.h"
 
 int lyra_api_version(void) { return LYRA_API_VERSION; }
@@ -575,3 +578,59 @@ int lyra_pipeline_chat_messages(lyra_pipeline *p, const lyra_chat_message *msgs,
     if (rc) return rc;
     return chat_turn(p, msgs[n - 1].content, gen_kwargs, cb, user, out_reply, res, err);
 }
+
+/* --------------------------------------------------------------- sessions */
+
+int lyra_pipeline_session_save(lyra_pipeline *p, const char *path, lyra_error *err) {
+    if (!p || !path) return lyra_err(err, LYRA_ERR_INPUT, "lyra_pipeline_session_save", "p or path is NULL");
+    return lyra_chat_session_save(&p->cs, path, NULL, NULL, err);
+}
+
+int lyra_pipeline_session_save_mem(lyra_pipeline *p, void **buf, size_t *len, lyra_error *err) {
+    if (buf) *buf = NULL;
+    if (len) *len = 0;
+    if (!p || !buf || !len)
+        return lyra_err(err, LYRA_ERR_INPUT, "lyra_pipeline_session_save_mem", "p, buf or len is NULL");
+    return lyra_chat_session_save(&p->cs, NULL, buf, len, err);
+}
+
+/* Restore from buf[len]; the file's system prompt becomes the pipeline's
+ * (the config's when it is the same text). */
+static int session_load(lyra_pipeline *p, const void *buf, size_t len, const char *name, lyra_error *err) {
+    char *sys = NULL;
+    int rc = lyra_chat_session_load(&p->cs, buf, len, name, &sys, err);
+    if (rc) {
+        if (!p->cs.n_turns && !p->cs.n_kv) config_system(p); /* the cache was emptied */
+        return rc;
+    }
+    free(p->system);
+    p->system = NULL;
+    if (!sys) p->cs.system = NULL;
+    else if (p->gen.system_prompt && !strcmp(sys, p->gen.system_prompt)) {
+        free(sys);
+        p->cs.system = p->gen.system_prompt;
+    } else
+        p->cs.system = p->system = sys;
+    lyra_log(LYRA_LOG_DEBUG, "pipeline: session %s restored: %d turns, %d tokens", name, p->cs.n_turns,
+             (int)p->cs.n_kv);
+    return LYRA_OK;
+}
+
+int lyra_pipeline_session_load_mem(lyra_pipeline *p, const void *buf, size_t len, lyra_error *err) {
+    if (!p || (!buf && len))
+        return lyra_err(err, LYRA_ERR_INPUT, "lyra_pipeline_session_load_mem", "p or buf is NULL");
+    return session_load(p, buf, len, "session", err);
+}
+
+int lyra_pipeline_session_load(lyra_pipeline *p, const char *path, lyra_error *err) {
+    if (!p || !path) return lyra_err(err, LYRA_ERR_INPUT, "lyra_pipeline_session_load", "p or path is NULL");
+    void *map;
+    size_t len;
+    int rc = lyra_session_map(path, &map, &len, err);
+    if (rc) return rc;
+    rc = session_load(p, map, len, path, err);
+    lyra_session_unmap(map, len);
+    return rc;
+}
+
+uint64_t lyra_pipeline_n_evaluated(const lyra_pipeline *p) { return p ? p->cs.n_evaluated : 0; }

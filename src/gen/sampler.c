@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "core/rng.h"
+#include "gen/sampler.h"
 
 /* One candidate token. */
 typedef struct {
@@ -209,4 +210,26 @@ int32_t lyra_sampler_sample(lyra_sampler *s, const float *logits) {
         if (u < cum) return c[i].id;
     }
     return c[n - 1].id;
+}
+
+/* ------------------------------------------------------------------ state */
+
+int32_t lyra_sampler_window_cap(const lyra_sampler *s) { return s->p.repeat_last_n; }
+
+void lyra_sampler_state_get(const lyra_sampler *s, lyra_sampler_state *st, int32_t *buf, int32_t cap) {
+    memcpy(st->rng, s->rng.s, sizeof st->rng);
+    int32_t n = s->n_window < cap ? s->n_window : cap;
+    int32_t r = s->p.repeat_last_n;
+    /* the ring's oldest entry: head once full, else 0 */
+    int32_t first = s->n_window == r && r > 0 ? s->head : 0;
+    for (int32_t i = 0; i < n; i++) buf[i] = s->window[(first + (s->n_window - n) + i) % (r > 0 ? r : 1)];
+    st->n_window = n;
+    st->window = buf;
+}
+
+void lyra_sampler_state_set(lyra_sampler *s, const lyra_sampler_state *st) {
+    memcpy(s->rng.s, st->rng, sizeof st->rng);
+    s->n_window = 0;
+    s->head = 0;
+    for (int32_t i = 0; i < st->n_window; i++) lyra_sampler_accept(s, st->window[i]);
 }

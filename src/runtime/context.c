@@ -10,6 +10,7 @@
 #include "core/log.h"
 #include "core/pool.h"
 #include "runtime/fallback.h"
+#include "runtime/kvstate.h"
 #include "runtime/objects.h"
 #include "runtime/quantize_load.h"
 #include "runtime/residency.h"
@@ -270,6 +271,18 @@ static int grow_kv(lyra_context *c, int s, int32_t n_pos, lyra_oom *oom, lyra_er
     return LYRA_OK;
 }
 
+int lyra_kv_reserve(lyra_context *c, int s, int32_t n_pos, lyra_error *err) {
+    int rc;
+    for (;;) { /* out of memory: step down between two tokens */
+        lyra_oom oom;
+        oom.dev = -1;
+        rc = grow_kv(c, s, n_pos, &oom, err);
+        if (rc != LYRA_ERR_OOM || oom.dev < 0 || !c->model->fallback) break;
+        if ((rc = lyra_runtime_step_down(c, &oom, LYRA_PHASE_GENERATE, c->seq[s].pos, err))) break;
+    }
+    return rc;
+}
+
 int lyra_eval(lyra_context *c, const int32_t *tokens, int32_t n, int logits_all, lyra_error *err) {
     lyra_model *m = c->model;
     const lyra_llama_hparams *hp = &m->arch->hp;
@@ -283,14 +296,7 @@ int lyra_eval(lyra_context *c, const int32_t *tokens, int32_t n, int logits_all,
         if (tokens[i] < 0 || tokens[i] >= hp->n_vocab)
             return lyra_err(err, LYRA_ERR_INPUT, "eval", "token %d (at %d) is not in the vocabulary of %d",
                             (int)tokens[i], (int)i, (int)hp->n_vocab);
-    int rc;
-    for (;;) { /* the KV cache; out of memory: step down between two tokens */
-        lyra_oom oom;
-        oom.dev = -1;
-        rc = grow_kv(c, 0, q->pos + n, &oom, err);
-        if (rc != LYRA_ERR_OOM || oom.dev < 0 || !m->fallback) break;
-        if ((rc = lyra_runtime_step_down(c, &oom, LYRA_PHASE_GENERATE, q->pos, err))) break;
-    }
+    int rc = lyra_kv_reserve(c, 0, q->pos + n, err);
     if (rc) return rc;
     size_t rows = logits_all ? (size_t)n : 1, need = rows * (size_t)hp->n_vocab;
     if (need > c->logits_cap) {

@@ -20,6 +20,29 @@
 
 const char *lyra_version(void) { return LYRA_BUILD_VERSION; }
 
+void lyra_free(void *ptr) { free(ptr); }
+
+/* The model's fingerprint: a 64-bit FNV-1a over the bytes before the data
+ * section of every part (header, metadata, tensor table), words at a time,
+ * and the on-load quantization. */
+static uint64_t fingerprint(const lyra_gguf *g, int load_in_bits) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    const uint64_t prime = 0x100000001b3ull;
+    for (int i = 0; i < lyra_gguf_n_parts(g); i++) {
+        const unsigned char *p = lyra_gguf_part_map(g, i);
+        uint64_t n = lyra_gguf_data_start(g, i), k = 0;
+        for (; k + 8 <= n; k += 8) {
+            uint64_t w;
+            memcpy(&w, p + k, 8);
+            h = (h ^ w) * prime;
+            h ^= h >> 29;
+        }
+        for (; k < n; k++) h = (h ^ p[k]) * prime;
+        h = (h ^ n) * prime;
+    }
+    return (h ^ (uint64_t)load_in_bits) * prime;
+}
+
 const char *lyra_build_features(void) {
     static _Thread_local char buf[256];
     lyra_cpu_path p;
@@ -77,7 +100,9 @@ int lyra_model_open(const char *path, const lyra_model_params *params, lyra_mode
     m->alloc_stats = bp.alloc_stats != 0;
     m->use_mmap = p.use_mmap != 0;
     m->use_mlock = p.use_mlock != 0;
-    rc = lyra_gguf_open(path, &m->gguf, err);
+    rc = lyra_fail_io_parse(bp.fail_io, &m->fail_io, err);
+    if (!rc) rc = lyra_gguf_open(path, &m->gguf, err);
+    if (!rc) m->fingerprint = fingerprint(m->gguf, p.load_in_bits);
     if (!rc) rc = lyra_llama_load(m->gguf, &m->arch, err);
     if (!rc) lyra_llama_set_context(m->arch, lyra_runtime_geometry(m->arch, &p).n_ctx);
     if (!rc) rc = lyra_tokenizer_load(m->gguf, &m->tok, err);

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "arch/llama.h"
+#include "core/afile.h"
 #include "device/device.h"
 #include "format/gguf.h"
 #include "lyra.h"
@@ -79,6 +80,10 @@ struct lyra_model {
     lyra_fallback_step *steps;              /* [n_steps] fallback history */
     int n_steps;                            /* its length */
     int cap_steps;                          /* entries allocated */
+    uint64_t fingerprint;                   /* hash of the GGUF metadata and tensor
+                                               tables (every part) and load_in_bits:
+                                               names the model in session files */
+    lyra_fail_io fail_io;                   /* session write fault injection (fail_io) */
 };
 
 /* A device's share of a context. */

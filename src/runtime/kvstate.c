@@ -1,0 +1,66 @@
+/* kvstate.c: a sequence's KV cache to and from host rows (kvstate.h). */
+#include "runtime/kvstate.h"
+
+#include <string.h>
+
+static int layer_dev(const lyra_context *c, int l) { return c->model->module_dev[l + 1]; }
+
+static lyra_type elem_type(const lyra_context *c) {
+    return c->kv_type == LYRA_KV_F32 ? LYRA_TYPE_F32 : LYRA_TYPE_F16;
+}
+
+static int64_t kv_dim(const lyra_context *c) {
+    const lyra_llama_hparams *hp = &c->model->arch->hp;
+    return (int64_t)hp->n_head_kv * hp->head_dim;
+}
+
+int32_t lyra_kv_state_chunks(const lyra_context *c, int s, int l) {
+    const lyra_kv_seq *q = &c->seq[s];
+    int32_t r = q->view[l].n_ring;
+    if (r > 0) {
+        int32_t n = (q->top + c->kv_chunk - 1) / c->kv_chunk;
+        return n < r ? n : r;
+    }
+    return (q->pos + c->kv_chunk - 1) / c->kv_chunk;
+}
+
+int lyra_kv_state_get(const lyra_context *c, int s, int l, int32_t k, void *rows, void *tmp,
+                      lyra_error *err) {
+    lyra_device *d = c->model->dev[layer_dev(c, l)];
+    void *p = *lyra_kv_slot(c, s, l, 0, k);
+    if (!p) return lyra_err(err, LYRA_ERR_RUNTIME, "session", "layer %d has no KV chunk %d", l, (int)k);
+    if (!d->ops->kv_to_rows) return d->ops->copy_out(d, rows, p, c->chunk_bytes) ?
+        lyra_err(err, LYRA_ERR_RUNTIME, d->id, "copying the KV cache of layer %d", l) : LYRA_OK;
+    if (d->ops->copy_out(d, tmp, p, c->chunk_bytes))
+        return lyra_err(err, LYRA_ERR_RUNTIME, d->id, "copying the KV cache of layer %d", l);
+    d->ops->kv_to_rows(tmp, rows, c->kv_chunk, kv_dim(c), elem_type(c));
+    return LYRA_OK;
+}
+
+int lyra_kv_state_begin(lyra_context *c, int s, int32_t n_pos, lyra_error *err) {
+    lyra_kv_seq *q = &c->seq[s];
+    q->pos = 0;
+    q->top = 0;
+    c->n_last = 0; /* the logits are not the restored sequence's */
+    return n_pos > 0 ? lyra_kv_reserve(c, s, n_pos, err) : LYRA_OK;
+}
+
+int lyra_kv_state_put(lyra_context *c, int s, int l, int32_t k, const void *rows, void *tmp,
+                      lyra_error *err) {
+    lyra_device *d = c->model->dev[layer_dev(c, l)];
+    void *p = *lyra_kv_slot(c, s, l, 0, k);
+    if (!p) return lyra_err(err, LYRA_ERR_RUNTIME, "session", "layer %d has no KV chunk %d", l, (int)k);
+    const void *src = rows;
+    if (d->ops->kv_from_rows) {
+        d->ops->kv_from_rows(rows, tmp, c->kv_chunk, kv_dim(c), elem_type(c));
+        src = tmp;
+    }
+    if (d->ops->copy_in(d, p, src, c->chunk_bytes))
+        return lyra_err(err, LYRA_ERR_RUNTIME, d->id, "copying the KV cache of layer %d", l);
+    return LYRA_OK;
+}
+
+void lyra_kv_state_end(lyra_context *c, int s, int32_t pos, int32_t top) {
+    c->seq[s].pos = pos;
+    c->seq[s].top = top > pos ? top : pos;
+}

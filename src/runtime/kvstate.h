@@ -1,0 +1,36 @@
+/* kvstate.h: a sequence's KV cache to and from host memory, for session
+ * files (src/gen/session.c): chunk by chunk, read from (or written to)
+ * whatever device holds each layer, in the device-independent row layout
+ * (K [chunk_len][kv_dim] then V [chunk_len][kv_dim], as device.h's
+ * kv_to_rows gives it). Every function takes the sequence s (today 0). */
+#ifndef LYRA_RUNTIME_KVSTATE_H
+#define LYRA_RUNTIME_KVSTATE_H
+
+#include <stdint.h>
+
+#include "runtime/objects.h"
+
+/* Make sequence s's cache hold positions [0, n_pos) (chunks allocated on
+ * the layers' devices; out of memory steps down as lyra_eval does).
+ * Implemented in context.c, which grows the cache the same way. */
+int lyra_kv_reserve(lyra_context *c, int s, int32_t n_pos, lyra_error *err);
+
+/* Chunks of layer l a session keeps: a full layer the ones covering
+ * [0, pos), a sliding-window ring the slots written since the cache was
+ * last emptied (at most its ring). */
+int32_t lyra_kv_state_chunks(const lyra_context *c, int s, int l);
+
+/* Chunk k of layer l as rows into rows[chunk_bytes] (tmp: chunk_bytes of
+ * scratch). */
+int lyra_kv_state_get(const lyra_context *c, int s, int l, int32_t k, void *rows, void *tmp,
+                      lyra_error *err);
+
+/* A restore: begin empties the sequence and reserves n_pos positions; put
+ * writes chunk k of layer l from rows (tmp: scratch; rows may be
+ * overwritten); end sets the position (pos) and the highest written (top). */
+int lyra_kv_state_begin(lyra_context *c, int s, int32_t n_pos, lyra_error *err);
+int lyra_kv_state_put(lyra_context *c, int s, int l, int32_t k, const void *rows, void *tmp,
+                      lyra_error *err);
+void lyra_kv_state_end(lyra_context *c, int s, int32_t pos, int32_t top);
+
+#endif
