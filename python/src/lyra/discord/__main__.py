@@ -111,6 +111,7 @@ def main(argv=None) -> int:
     from .store import Store
 
     os.makedirs(os.path.join(settings["state_dir"], "sessions"), mode=0o700, exist_ok=True)
+    os.chmod(settings["state_dir"], 0o700)  # transcripts: the owner's only
     try:
         pipe = lyra.safe_load_pipeline(config_path=args.model_config)
     except lyra.LyraError as e:

@@ -141,13 +141,13 @@ class Engine:
         """Put key's conversation in the pipeline; how it got there."""
         if self.active == key:
             return "active"
+        with self._cv:  # taken out first: stashing the active one must not evict it
+            blob = self._mem.pop(key, None)
+            if blob is not None:
+                self.mem_bytes -= len(blob)
         self._stash()
         how = "new"
         if self.has_sessions:
-            with self._cv:
-                blob = self._mem.get(key)
-                if blob is not None:
-                    self._mem.move_to_end(key)
             path = self.session_path(key)
             try:
                 if blob is not None:
@@ -210,7 +210,10 @@ class Engine:
         budget = self.n_ctx - reserve - (self._count(system) if system else 0) - 8
         sizes = [self._count(m[2]) for m in merged]
         trimmed = False
-        while len(merged) > 1 and sum(sizes) > budget:
+        # past the budget, trim to 60% of it: the turns after this one keep
+        # the same first message, so their prefix stays in the KV cache
+        target = budget if sum(sizes) <= budget else int(budget * 0.6)
+        while len(merged) > 1 and sum(sizes) > target:
             # drop the oldest turn: a user message and the reply to it
             n = 2 if len(merged) > 2 and merged[1][1] == "assistant" else 1
             del merged[:n], sizes[:n]
