@@ -21,7 +21,10 @@
  * turns, sampling with stop texts held back) is src/gen/chat_session.h's,
  * shared with the pipeline API; this file is the command: flags, the
  * terminal/pipe loop, the banner, /help /reset /exit, Ctrl-C and the
- * messages on stderr. */
+ * messages on stderr. --session NAME|PATH keeps the conversation (its KV
+ * cache and a JSON transcript, chat_store.h) past the process: resumed at
+ * the start without evaluating it again, saved at the end and on /save;
+ * /load, /sessions and /system work with or without it. */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -33,6 +36,7 @@
 #include <unistd.h>
 
 #include "args.h"
+#include "chat_store.h"
 #include "config/model_ref.h"
 #include "gen/chat.h"
 #include "gen/chat_session.h"
@@ -45,6 +49,7 @@ const char cmd_chat_usage[] =
     "                 [--seed S] [--stop S] [--threads N] [--ctx N] [--batch N]\n"
     "                 [--kv-type f16|f32] [--load-in-8bit | --load-in-4bit]\n"
     "                 [--model-config FILE | --no-config] [device flags]\n"
+    "                 [--session NAME|PATH [--rebuild]]\n"
     "\n"
     "Chat with a model: each line read is a user turn; the reply streams on\n"
     "stdout. The conversation stays in the KV cache, so a turn evaluates only\n"
@@ -97,6 +102,17 @@ const char cmd_chat_usage[] =
     "  --kv-type f16|f32      KV cache element type (default f16)\n"
     "  --load-in-8bit         store F32/F16/BF16 weights as Q8_0 on load\n"
     "  --load-in-4bit         store F32/F16/BF16 weights as 4-bit on load\n"
+    "  --session NAME|PATH    keep the conversation: resume it (its KV cache is\n"
+    "                         restored, not evaluated again) and save it at the\n"
+    "                         end (end of input, /exit, Ctrl-C) and on /save. A\n"
+    "                         NAME (1-64 of A-Z a-z 0-9 . _ -, no leading dot) is\n"
+    "                         $XDG_STATE_HOME/lyra/sessions/NAME.lyrasession\n"
+    "                         (default ~/.local/state), with the transcript\n"
+    "                         NAME.json beside it; a PATH (with a '/') is used as\n"
+    "                         is (docs/sessions.md)\n"
+    "  --rebuild              a session saved for another model (or damaged):\n"
+    "                         take its turns from the transcript and evaluate\n"
+    "                         them again (without it that is an error)\n"
     "  -q, -v                 quieter / more verbose stderr\n"
     APP_CONFIG_USAGE
     APP_DEVFLAGS_USAGE
@@ -104,7 +120,10 @@ const char cmd_chat_usage[] =
     "Every flag but --repeat-last-n, --no-mmap, --mlock, --min-ctx and\n"
     "--kv-chunk has a config file key (docs/config.md); flags win over the file.\n"
     "Lines that are commands: /help (this list), /reset (forget the turns, keep\n"
-    "the system prompt), /exit or /quit (leave). Empty lines are skipped; a\n"
+    "the system prompt), /exit or /quit (leave), /save (save the session now),\n"
+    "/load NAME|PATH (save this session, resume another), /sessions (list the\n"
+    "saved ones), /system TEXT (set the system prompt; the conversation is\n"
+    "evaluated again from it at the next message). Empty lines are skipped; a\n"
     "line starting with // sends the text after the first /. On a terminal, a\n"
     "line ending in \\ continues on the next. Replies are shown without leading\n"
     "or trailing white space.\n";
@@ -126,6 +145,8 @@ typedef struct chat_opts {
     int seed_given;           /* a seed was given (--seed or the config) */
     lyra_context_params cp;   /* context */
     lyra_model_params mp;     /* device flags */
+    const char *session;      /* --session NAME|PATH, NULL: none */
+    int rebuild;              /* --rebuild */
 } chat_opts;
 
 /* --chat-template NAME|FILE: a template chat knows (any case), auto, or a
@@ -178,10 +199,13 @@ static int parse_opts(int argc, char **argv, chat_opts *o, lyra_error *err) {
     const app_opt opts[] = {
         APP_FN("--chat-template", NULL, flag_template, &tmpl_flag),
         APP_I32("--repeat-last-n", NULL, &o->sp.repeat_last_n, 0, 1 << 20),
+        APP_STR("--session", NULL, &o->session),
+        APP_SWITCH("--rebuild", &o->rebuild),
         APP_OPT_END_,
     };
     int rc = args_parse(argc, argv, NULL, opts, APP_CFG_ALL, &o->mp, &o->cfg, err);
     if (!rc && tmpl_flag) rc = set_template_flag(o->cfg, tmpl_flag, err);
+    if (!rc && o->rebuild && !o->session) rc = lyra_err(err, LYRA_ERR_INPUT, "--rebuild", "needs --session");
     if (!rc) rc = resolve_model(o->cfg, &o->model, err);
     if (!rc) rc = app_config_apply(o->cfg, &o->mp, &o->cp, &o->sp, &o->seed_given, err);
     lyra_config_gen g;
@@ -215,9 +239,80 @@ typedef struct chat_session {
     int stopped;             /* Ctrl-C stopped the last reply */
     char in_buf[4096];       /* stdin, read by stdin_getline (not stdio) */
     size_t in_len, in_pos;
+    app_chat_store store;    /* --session / /load: where the session is kept */
+    int has_store;           /* store is set */
+    char *system;            /* the system prompt when a session or /system set it (owned) */
+    const char *model;       /* the model file (borrowed from the options) */
+    json_t *settings;        /* the settings the transcript records */
 } chat_session;
 
-static void session_free(chat_session *cs) { lyra_chat_session_free(&cs->conv); }
+static void session_free(chat_session *cs) {
+    lyra_chat_session_free(&cs->conv);
+    if (cs->has_store) app_store_free(&cs->store);
+    free(cs->system);
+    json_decref(cs->settings);
+}
+
+/* The system prompt becomes sys (owned; NULL: none). */
+static void set_system(chat_session *cs, char *sys) {
+    free(cs->system);
+    cs->system = sys;
+    cs->conv.system = sys && sys[0] ? sys : NULL;
+}
+
+/* Save the session (when there is one); a note with the counts. */
+static int store_save(chat_session *cs, lyra_error *err) {
+    if (!cs->has_store) return LYRA_OK;
+    int rc = app_store_save(&cs->store, &cs->conv, cs->model, cs->settings, err);
+    if (!rc)
+        lyra_log(LYRA_LOG_INFO, "chat: session %s saved: %d turn%s, %d tokens", cs->store.name, cs->conv.n_turns,
+                 cs->conv.n_turns == 1 ? "" : "s", (int)cs->conv.n_kv);
+    return rc;
+}
+
+/* Resume the session named arg (a NAME or PATH) into the conversation, or
+ * start it when there is none yet. On an error nothing changed. */
+static int store_open(chat_session *cs, const char *arg, int rebuild, const char *flag, lyra_error *err) {
+    app_chat_store st;
+    int rc = app_store_resolve(arg, flag, &st, err);
+    if (rc) return rc;
+    int found = 0, rebuilt = 0;
+    char *sys = NULL;
+    rc = app_store_load(&st, &cs->conv, rebuild, &found, &rebuilt, &sys, err);
+    if (rc) {
+        app_store_free(&st);
+        return rc;
+    }
+    if (cs->has_store) app_store_free(&cs->store);
+    cs->store = st;
+    cs->has_store = 1;
+    if (!found) {
+        lyra_log(LYRA_LOG_INFO, "chat: new session %s (%s)", st.name, st.file);
+        return LYRA_OK;
+    }
+    if (cs->conv.system && (!sys || strcmp(sys, cs->conv.system)))
+        lyra_log(LYRA_LOG_WARN, "chat: the session's system prompt is kept (/system TEXT changes it)");
+    set_system(cs, sys);
+    if (rebuilt)
+        lyra_log(LYRA_LOG_WARN, "chat: session %s rebuilt from its transcript: %d turn%s, evaluated again with "
+                 "the next message", st.name, cs->conv.n_turns, cs->conv.n_turns == 1 ? "" : "s");
+    else
+        lyra_log(LYRA_LOG_INFO, "chat: session %s resumed: %d turn%s, %d tokens, not evaluated again", st.name,
+                 cs->conv.n_turns, cs->conv.n_turns == 1 ? "" : "s", (int)cs->conv.n_kv);
+    return LYRA_OK;
+}
+
+/* What the transcript records of the settings. */
+static json_t *settings_json(const chat_opts *o, const lyra_sampler_params *sp, const chat_session *cs) {
+    char seed[24];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)sp->seed);
+    return json_pack("{s:s?, s:s?, s:s, s:I, s:f, s:i, s:f, s:f, s:f, s:i, s:s, s:i}", "model_ref", o->model_ref,
+                     "chat_template", o->tmpl_name, "seed", seed, "max_new_tokens", (json_int_t)o->n_predict,
+                     "temperature", (double)sp->temperature, "top_k", (int)sp->top_k, "top_p", (double)sp->top_p,
+                     "min_p", (double)sp->min_p, "repeat_penalty", (double)sp->repeat_penalty, "repeat_last_n",
+                     (int)sp->repeat_last_n, "kv_type", o->cp.kv_type == LYRA_KV_F32 ? "f32" : "f16",
+                     "context_length", (int)cs->conv.n_ctx);
+}
 
 /* The template: --chat-template or the config's chat_template (a format
  * name, or a Jinja file), else the model's tokenizer.chat_template rendered
@@ -294,7 +389,11 @@ static int session_open(chat_session *cs, const chat_opts *o, lyra_error *err) {
     if (!o->seed_given) sp.seed = lyra_gen_random_seed();
     lyra_log(LYRA_LOG_INFO, "seed: %llu", (unsigned long long)sp.seed);
     rc = lyra_chat_session_sampler(&cs->conv, &sp, "chat", err);
-    return rc ? rc : setup_template(cs, o, err);
+    if (!rc) rc = setup_template(cs, o, err);
+    cs->model = o->model;
+    if (!rc) cs->settings = settings_json(o, &sp, cs);
+    if (!rc && o->session) rc = store_open(cs, o->session, o->rebuild, "--session", err);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- prompt */
@@ -444,9 +543,10 @@ static int chat_turn(chat_session *cs, const char *msg, lyra_error *err) {
 
 static void print_help(void) {
     fputs("commands: /help (this list), /reset (forget the turns, keep the system prompt),\n"
-          "/exit or /quit (leave; also Ctrl-D). Ctrl-C stops a reply (twice, or at the\n"
-          "prompt: leave). A line ending in \\ continues on the next; // at the start\n"
-          "sends a line starting with /.\n",
+          "/exit or /quit (leave; also Ctrl-D), /save (save the session), /load NAME|PATH\n"
+          "(resume another session), /sessions (list them), /system TEXT (set the system\n"
+          "prompt). Ctrl-C stops a reply (twice, or at the prompt: leave). A line ending\n"
+          "in \\ continues on the next; // at the start sends a line starting with /.\n",
           stderr);
 }
 
@@ -596,8 +696,37 @@ static int chat_loop(chat_session *cs, const chat_opts *o, lyra_error *err) {
             char cmd[32];
             size_t k = strcspn(s, " \t");
             snprintf(cmd, sizeof cmd, "%.*s", (int)(k < 31 ? k : 31), s);
+            const char *arg = s + k;
+            while (*arg == ' ' || *arg == '\t') arg++;
             if (!strcmp(cmd, "/exit") || !strcmp(cmd, "/quit")) break;
             if (!strcmp(cmd, "/help")) print_help();
+            else if (!strcmp(cmd, "/save")) {
+                if (!cs->has_store)
+                    lyra_log(LYRA_LOG_WARN, "chat: no session to save to: start with --session NAME, or /load NAME");
+                else if (store_save(cs, err)) {
+                    lyra_log(LYRA_LOG_WARN, "chat: %s", err->msg);
+                    lyra_err_clear(err);
+                }
+            } else if (!strcmp(cmd, "/load")) {
+                if (!*arg) lyra_log(LYRA_LOG_WARN, "chat: /load NAME|PATH");
+                else if (store_save(cs, err) || store_open(cs, arg, 0, "/load", err)) {
+                    lyra_log(LYRA_LOG_WARN, "chat: %s", err->msg);
+                    lyra_err_clear(err);
+                }
+            } else if (!strcmp(cmd, "/sessions")) {
+                if (app_store_list(stderr, err)) {
+                    lyra_log(LYRA_LOG_WARN, "chat: %s", err->msg);
+                    lyra_err_clear(err);
+                }
+            } else if (!strcmp(cmd, "/system")) {
+                char *t = strdup(arg);
+                if (!t) rc = lyra_err(err, LYRA_ERR_OOM, "chat", "out of memory");
+                else {
+                    set_system(cs, t);
+                    lyra_log(LYRA_LOG_INFO, "chat: system prompt %s; the conversation is evaluated again from it "
+                             "at the next message", *t ? "set" : "cleared");
+                }
+            }
             else if (!strcmp(cmd, "/reset")) {
                 lyra_chat_session_drop(&cs->conv, cs->conv.n_turns);
                 lyra_log(LYRA_LOG_INFO, "chat: the conversation is cleared (the system prompt is kept)");
@@ -632,6 +761,15 @@ int cmd_chat(int argc, char **argv, lyra_error *err) {
     if (!rc) {
         arm_sigint();
         rc = chat_loop(&cs, &o, err);
+        if (rc == LYRA_OK || rc == LYRA_ERR_INTERRUPTED) { /* the session is kept at every end but an error */
+            lyra_error serr;
+            int src = store_save(&cs, &serr);
+            if (src && rc == LYRA_OK) {
+                rc = src;
+                *err = serr;
+            } else if (src)
+                lyra_log(LYRA_LOG_ERROR, "chat: %s", serr.msg);
+        }
     }
     session_free(&cs);
     free_opts(&o);

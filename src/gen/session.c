@@ -422,6 +422,8 @@ int lyra_session_apply(lyra_context *c, lyra_sampler *smp, const lyra_session_vi
     return LYRA_OK;
 }
 
+uint64_t lyra_session_fingerprint(const lyra_model *m) { return m->fingerprint; }
+
 int lyra_session_map(const char *path, void **map, size_t *len, lyra_error *err) {
     *map = NULL;
     *len = 0;

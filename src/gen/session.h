@@ -55,6 +55,9 @@ int lyra_session_apply(lyra_context *c, lyra_sampler *smp, const lyra_session_vi
 /* Token i of v. */
 int32_t lyra_session_token(const lyra_session_view *v, int32_t i);
 
+/* The model's fingerprint, as session files name it. */
+uint64_t lyra_session_fingerprint(const lyra_model *m);
+
 /* Map the file at path read-only (*map NULL for an empty file); unmap. */
 int lyra_session_map(const char *path, void **map, size_t *len, lyra_error *err);
 void lyra_session_unmap(void *map, size_t len);
