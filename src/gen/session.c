@@ -15,7 +15,6 @@
 #include "core/afile.h"
 #include "gen/sampler.h"
 #include "runtime/kvstate.h"
-#include "runtime/objects.h"
 
 #define MAGIC "LYRASESS"
 #define CONV_MAGIC "LYRACONV"
@@ -148,19 +147,19 @@ int lyra_session_write(lyra_context *c, const int32_t *tokens, int32_t n, const 
                        const void *app, size_t app_len, const char *path, void **buf, size_t *len,
                        lyra_error *err) {
     const char *name = path ? path : "session";
-    const lyra_llama_hparams *hp = &c->model->arch->hp;
-    const lyra_kv_seq *q = &c->seq[0];
+    lyra_kv_layout g;
+    lyra_kv_state_layout(c, 0, &g);
     if (buf) *buf = NULL;
     if (len) *len = 0;
-    if (n != q->pos)
-        return lyra_err(err, LYRA_ERR_INPUT, name, "%d tokens given, but the KV cache holds %d", (int)n, (int)q->pos);
+    if (n != g.pos)
+        return lyra_err(err, LYRA_ERR_INPUT, name, "%d tokens given, but the KV cache holds %d", (int)n, (int)g.pos);
     if (n > 0 && !tokens) return lyra_err(err, LYRA_ERR_INPUT, name, "tokens is NULL");
-    int nl = hp->n_layer;
+    int nl = g.n_layer;
     size_t smp_n = 0;
     unsigned char *smp_b = sampler_bytes(smp, &smp_n);
     size_t hdr_n = FIXED_BYTES + LAYER_BYTES * (size_t)nl + 4;
     unsigned char *hdr = calloc(1, hdr_n);
-    void *rows = malloc(c->chunk_bytes), *tmp = malloc(c->chunk_bytes);
+    void *rows = malloc(g.chunk_bytes), *tmp = malloc(g.chunk_bytes);
     if ((smp && !smp_b) || !hdr || !rows || !tmp) {
         free(smp_b);
         free(hdr);
@@ -173,10 +172,10 @@ int lyra_session_write(lyra_context *c, const int32_t *tokens, int32_t n, const 
     for (int l = 0; l < nl; l++) {
         int32_t k = lyra_kv_state_chunks(c, 0, l);
         unsigned char *e = hdr + FIXED_BYTES + LAYER_BYTES * (size_t)l;
-        le32(e, (uint32_t)(hp->n_head_kv * hp->head_dim));
-        le32(e + 4, (uint32_t)q->view[l].n_ring);
+        le32(e, (uint32_t)g.width);
+        le32(e + 4, (uint32_t)lyra_kv_state_ring(c, 0, l));
         le32(e + 8, (uint32_t)k);
-        kv_total += (uint64_t)k * c->chunk_bytes;
+        kv_total += (uint64_t)k * g.chunk_bytes;
     }
     uint64_t total = hdr_n + (4 * (uint64_t)n + 4) + (smp_n ? smp_n + 4 : 0) + (app_len + 4) + kv_total +
                      4 * (uint64_t)nl;
@@ -184,16 +183,16 @@ int lyra_session_write(lyra_context *c, const int32_t *tokens, int32_t n, const 
     le32(hdr + 8, LYRA_SESSION_VERSION);
     le32(hdr + 12, (uint32_t)hdr_n);
     le64(hdr + 16, total);
-    le64(hdr + 24, c->model->fingerprint);
-    le32(hdr + 32, (uint32_t)c->kv_type);
-    le32(hdr + 36, (uint32_t)c->n_ctx);
-    le32(hdr + 40, (uint32_t)c->kv_chunk);
+    le64(hdr + 24, g.fingerprint);
+    le32(hdr + 32, (uint32_t)g.kv_type);
+    le32(hdr + 36, (uint32_t)g.n_ctx);
+    le32(hdr + 40, (uint32_t)g.kv_chunk);
     le32(hdr + 44, (uint32_t)nl);
-    le32(hdr + 48, (uint32_t)hp->n_vocab);
-    le32(hdr + 52, (uint32_t)q->pos);
-    le32(hdr + 56, (uint32_t)q->top);
+    le32(hdr + 48, (uint32_t)g.n_vocab);
+    le32(hdr + 52, (uint32_t)g.pos);
+    le32(hdr + 56, (uint32_t)g.top);
     le32(hdr + 60, (uint32_t)n);
-    le64(hdr + 64, c->chunk_bytes);
+    le64(hdr + 64, g.chunk_bytes);
     le32(hdr + 72, (uint32_t)smp_n);
     le64(hdr + 80, app_len);
     le64(hdr + 88, kv_total);
@@ -207,7 +206,7 @@ int lyra_session_write(lyra_context *c, const int32_t *tokens, int32_t n, const 
         w.cap = FLUSH_BYTES;
         w.buf = malloc(w.cap);
         if (!w.buf) rc = lyra_err(err, LYRA_ERR_OOM, name, "out of memory");
-        if (!rc) rc = lyra_afile_open(&f, path, &c->model->fail_io, err);
+        if (!rc) rc = lyra_afile_open(&f, path, lyra_kv_state_fail_io(c), err);
         if (rc) w.f = NULL; /* nothing to abort */
     }
     if (!rc) rc = w_put(&w, hdr, hdr_n - 4);
@@ -226,7 +225,7 @@ int lyra_session_write(lyra_context *c, const int32_t *tokens, int32_t n, const 
         int32_t k = lyra_kv_state_chunks(c, 0, l);
         for (int32_t j = 0; !rc && j < k; j++) {
             rc = lyra_kv_state_get(c, 0, l, j, rows, tmp, err);
-            if (!rc) rc = w_put(&w, rows, c->chunk_bytes);
+            if (!rc) rc = w_put(&w, rows, (size_t)g.chunk_bytes);
         }
         if (!rc) rc = w_crc(&w);
     }
@@ -253,6 +252,10 @@ static int section(const unsigned char *b, size_t len, uint64_t *off, uint64_t n
                    const char *what, crc32 *crc, lyra_error *err) {
     if (n > len || *off > len - n || len - n - *off < 4)
         return lyra_err(err, LYRA_ERR_INPUT, name, "truncated in %s (%zu bytes)", what, len);
+    if (!crc) { /* not checked */
+        *off += n + 4;
+        return LYRA_OK;
+    }
     crc_add(crc, b + *off, (size_t)n);
     uint32_t want = rd32(b + *off + n), got = crc_take(crc);
     if (want != got)
@@ -262,6 +265,11 @@ static int section(const unsigned char *b, size_t len, uint64_t *off, uint64_t n
 }
 
 int lyra_session_parse(const void *buf, size_t len, const char *name, lyra_session_view *v, lyra_error *err) {
+    return lyra_session_parse_ex(buf, len, name, 1, v, err);
+}
+
+int lyra_session_parse_ex(const void *buf, size_t len, const char *name, int check_crc, lyra_session_view *v,
+                          lyra_error *err) {
     const unsigned char *b = buf;
     memset(v, 0, sizeof *v);
     if (len < 16 || memcmp(b, MAGIC, 8)) {
@@ -282,10 +290,10 @@ int lyra_session_parse(const void *buf, size_t len, const char *name, lyra_sessi
     if (hdr_n < FIXED_BYTES + 4 || (hdr_n - FIXED_BYTES - 4) % LAYER_BYTES)
         return lyra_err(err, LYRA_ERR_INPUT, name, "bad header size %llu: the file is corrupted",
                         (unsigned long long)hdr_n);
-    crc32 crc;
-    crc_init(&crc);
+    crc32 crc_state, *crc = check_crc ? &crc_state : NULL;
+    crc_init(&crc_state);
     uint64_t off = 0;
-    int rc = section(b, len, &off, hdr_n - 4, name, "the header", &crc, err);
+    int rc = section(b, len, &off, hdr_n - 4, name, "the header", crc, err);
     if (rc) return rc;
     uint64_t total = rd64(b + 16);
     if (total != len)
@@ -324,7 +332,7 @@ int lyra_session_parse(const void *buf, size_t len, const char *name, lyra_sessi
     }
     if (sum != kv_total) return lyra_err(err, LYRA_ERR_INPUT, name, "inconsistent header: the file is corrupted");
     v->tokens = b + off;
-    if ((rc = section(b, len, &off, 4 * (uint64_t)v->n_tokens, name, "the tokens", &crc, err))) return rc;
+    if ((rc = section(b, len, &off, 4 * (uint64_t)v->n_tokens, name, "the tokens", crc, err))) return rc;
     for (int32_t i = 0; i < v->n_tokens; i++) {
         int32_t t = lyra_session_token(v, i);
         if (t < 0 || t >= v->n_vocab)
@@ -333,7 +341,7 @@ int lyra_session_parse(const void *buf, size_t len, const char *name, lyra_sessi
     }
     if (smp_n) {
         const unsigned char *s = b + off;
-        if ((rc = section(b, len, &off, smp_n, name, "the sampler state", &crc, err))) return rc;
+        if ((rc = section(b, len, &off, smp_n, name, "the sampler state", crc, err))) return rc;
         if (smp_n < 40 || (uint64_t)rdi32(s + 32) != (smp_n - 40) / 4 || (smp_n - 40) % 4)
             return lyra_err(err, LYRA_ERR_INPUT, name, "inconsistent sampler state: the file is corrupted");
         v->has_sampler = 1;
@@ -343,13 +351,13 @@ int lyra_session_parse(const void *buf, size_t len, const char *name, lyra_sessi
     }
     v->app = b + off;
     v->app_bytes = app_n;
-    if ((rc = section(b, len, &off, app_n, name, "the conversation", &crc, err))) return rc;
+    if ((rc = section(b, len, &off, app_n, name, "the conversation", crc, err))) return rc;
     v->kv = b + off;
     for (int l = 0; l < v->n_layer; l++) {
         char what[64];
         snprintf(what, sizeof what, "the KV cache of layer %d", l);
         uint64_t nk = (uint64_t)rdi32(v->layer_table + LAYER_BYTES * (size_t)l + 8);
-        if ((rc = section(b, len, &off, nk * v->chunk_bytes, name, what, &crc, err))) return rc;
+        if ((rc = section(b, len, &off, nk * v->chunk_bytes, name, what, crc, err))) return rc;
     }
     if (off != len) return lyra_err(err, LYRA_ERR_INPUT, name, "inconsistent sizes: the file is corrupted");
     return LYRA_OK;
@@ -358,45 +366,47 @@ int lyra_session_parse(const void *buf, size_t len, const char *name, lyra_sessi
 static const char *kv_name(int t) { return t == LYRA_KV_F32 ? "f32" : "f16"; }
 
 int lyra_session_check(const lyra_context *c, const lyra_session_view *v, const char *name, lyra_error *err) {
-    const lyra_llama_hparams *hp = &c->model->arch->hp;
-    if (v->fingerprint != c->model->fingerprint)
+    lyra_kv_layout g;
+    lyra_kv_state_layout(c, 0, &g);
+    if (v->fingerprint != g.fingerprint)
         return lyra_err(err, LYRA_ERR_INPUT, name,
                         "saved for another model (fingerprint %016llx, this model's %016llx)",
-                        (unsigned long long)v->fingerprint, (unsigned long long)c->model->fingerprint);
-    if (v->kv_type != (int32_t)c->kv_type)
+                        (unsigned long long)v->fingerprint, (unsigned long long)g.fingerprint);
+    if (v->kv_type != g.kv_type)
         return lyra_err(err, LYRA_ERR_INPUT, name, "KV type %s, this context's is %s", kv_name(v->kv_type),
-                        kv_name(c->kv_type));
-    if (v->n_ctx != c->n_ctx)
+                        kv_name(g.kv_type));
+    if (v->n_ctx != g.n_ctx)
         return lyra_err(err, LYRA_ERR_INPUT, name, "saved with a context of %d positions, this one has %d",
-                        (int)v->n_ctx, (int)c->n_ctx);
-    if (v->kv_chunk != c->kv_chunk)
+                        (int)v->n_ctx, (int)g.n_ctx);
+    if (v->kv_chunk != g.kv_chunk)
         return lyra_err(err, LYRA_ERR_INPUT, name, "saved with KV chunks of %d positions, this context's are %d",
-                        (int)v->kv_chunk, (int)c->kv_chunk);
-    if (v->n_layer != hp->n_layer || v->n_vocab != hp->n_vocab || v->chunk_bytes != c->chunk_bytes)
+                        (int)v->kv_chunk, (int)g.kv_chunk);
+    if (v->n_layer != g.n_layer || v->n_vocab != g.n_vocab || v->chunk_bytes != g.chunk_bytes)
         return lyra_err(err, LYRA_ERR_INPUT, name, "saved for %d layers and %d tokens, this model has %d and %d",
-                        (int)v->n_layer, (int)v->n_vocab, (int)hp->n_layer, (int)hp->n_vocab);
+                        (int)v->n_layer, (int)v->n_vocab, (int)g.n_layer, (int)g.n_vocab);
     for (int l = 0; l < v->n_layer; l++) {
         const unsigned char *e = v->layer_table + LAYER_BYTES * (size_t)l;
-        if (rdi32(e) != hp->n_head_kv * hp->head_dim)
+        if (rdi32(e) != g.width)
             return lyra_err(err, LYRA_ERR_INPUT, name, "layer %d: KV width %d, this model's %d", l, (int)rdi32(e),
-                            (int)(hp->n_head_kv * hp->head_dim));
-        if (rdi32(e + 4) != c->seq[0].view[l].n_ring)
+                            (int)g.width);
+        if (rdi32(e + 4) != lyra_kv_state_ring(c, 0, l))
             return lyra_err(err, LYRA_ERR_INPUT, name,
                             "layer %d: a sliding-window ring of %d chunks, this context's has %d (another n_batch?)",
-                            l, (int)rdi32(e + 4), (int)c->seq[0].view[l].n_ring);
+                            l, (int)rdi32(e + 4), (int)lyra_kv_state_ring(c, 0, l));
     }
     return LYRA_OK;
 }
 
 int lyra_session_apply(lyra_context *c, lyra_sampler *smp, const lyra_session_view *v, lyra_error *err) {
-    void *rows = malloc(c->chunk_bytes), *tmp = malloc(c->chunk_bytes);
+    size_t cb = (size_t)v->chunk_bytes; /* = the context's (lyra_session_check) */
+    void *rows = malloc(cb), *tmp = malloc(cb);
     int rc = rows && tmp ? LYRA_OK : lyra_err(err, LYRA_ERR_OOM, "session", "out of memory");
     if (!rc) rc = lyra_kv_state_begin(c, 0, v->top, err);
     const unsigned char *p = v->kv;
     for (int l = 0; !rc && l < v->n_layer; l++) {
         int32_t nk = rdi32(v->layer_table + LAYER_BYTES * (size_t)l + 8);
-        for (int32_t k = 0; !rc && k < nk; k++, p += c->chunk_bytes) {
-            memcpy(rows, p, c->chunk_bytes); /* aligned, and kv_from_rows may want it writable */
+        for (int32_t k = 0; !rc && k < nk; k++, p += cb) {
+            memcpy(rows, p, cb); /* aligned, and kv_from_rows may want it writable */
             rc = lyra_kv_state_put(c, 0, l, k, rows, tmp, err);
         }
         p += 4;
@@ -422,7 +432,7 @@ int lyra_session_apply(lyra_context *c, lyra_sampler *smp, const lyra_session_vi
     return LYRA_OK;
 }
 
-uint64_t lyra_session_fingerprint(const lyra_model *m) { return m->fingerprint; }
+uint64_t lyra_session_fingerprint(const lyra_model *m) { return lyra_kv_state_fingerprint(m); }
 
 int lyra_session_map(const char *path, void **map, size_t *len, lyra_error *err) {
     *map = NULL;

@@ -47,6 +47,10 @@ int lyra_session_write(lyra_context *c, const int32_t *tokens, int32_t n, const 
 
 /* Parse buf[len] (name: the file in messages). */
 int lyra_session_parse(const void *buf, size_t len, const char *name, lyra_session_view *v, lyra_error *err);
+/* The same; check_crc 0 skips the checksums (only the fuzz target does, to
+ * reach the structure behind them). */
+int lyra_session_parse_ex(const void *buf, size_t len, const char *name, int check_crc, lyra_session_view *v,
+                          lyra_error *err);
 /* Does v fit c (model, KV type, geometry, vocabulary)? */
 int lyra_session_check(const lyra_context *c, const lyra_session_view *v, const char *name, lyra_error *err);
 /* Restore the cache of sequence 0 (and smp's state when both have one).

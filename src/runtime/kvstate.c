@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "runtime/objects.h"
+
 static int layer_dev(const lyra_context *c, int l) { return c->model->module_dev[l + 1]; }
 
 static lyra_type elem_type(const lyra_context *c) {
@@ -64,3 +66,23 @@ void lyra_kv_state_end(lyra_context *c, int s, int32_t pos, int32_t top) {
     c->seq[s].pos = pos;
     c->seq[s].top = top > pos ? top : pos;
 }
+
+void lyra_kv_state_layout(const lyra_context *c, int s, lyra_kv_layout *g) {
+    const lyra_llama_hparams *hp = &c->model->arch->hp;
+    g->fingerprint = c->model->fingerprint;
+    g->kv_type = (int32_t)c->kv_type;
+    g->n_ctx = c->n_ctx;
+    g->kv_chunk = c->kv_chunk;
+    g->n_layer = hp->n_layer;
+    g->n_vocab = hp->n_vocab;
+    g->width = (int32_t)kv_dim(c);
+    g->pos = c->seq[s].pos;
+    g->top = c->seq[s].top;
+    g->chunk_bytes = c->chunk_bytes;
+}
+
+int32_t lyra_kv_state_ring(const lyra_context *c, int s, int l) { return c->seq[s].view[l].n_ring; }
+
+uint64_t lyra_kv_state_fingerprint(const lyra_model *m) { return m->fingerprint; }
+
+lyra_fail_io *lyra_kv_state_fail_io(lyra_context *c) { return &c->model->fail_io; }

@@ -8,7 +8,25 @@
 
 #include <stdint.h>
 
-#include "runtime/objects.h"
+#include "core/afile.h"
+#include "lyra.h"
+
+/* What a session file records of a context and its sequence s. */
+typedef struct lyra_kv_layout {
+    uint64_t fingerprint; /* the model's (objects.h) */
+    int32_t kv_type;      /* lyra_kv_type: F16 or F32 */
+    int32_t n_ctx, kv_chunk, n_layer, n_vocab;
+    int32_t width;        /* K (or V) values per position: n_head_kv * head_dim */
+    int32_t pos, top;     /* tokens in the cache, the highest position written + 1 */
+    uint64_t chunk_bytes; /* one layer's chunk, K then V */
+} lyra_kv_layout;
+
+void lyra_kv_state_layout(const lyra_context *c, int s, lyra_kv_layout *g);
+/* Ring chunks of layer l (0: a full layer). */
+int32_t lyra_kv_state_ring(const lyra_context *c, int s, int l);
+/* The model's fingerprint; its session write fault injection. */
+uint64_t lyra_kv_state_fingerprint(const lyra_model *m);
+lyra_fail_io *lyra_kv_state_fail_io(lyra_context *c);
 
 /* Make sequence s's cache hold positions [0, n_pos) (chunks allocated on
  * the layers' devices; out of memory steps down as lyra_eval does).
