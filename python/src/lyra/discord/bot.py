@@ -175,16 +175,31 @@ class LyraBot(discord.AutoShardedClient):
             loop.call_soon_threadsafe(settle)
 
         self.engine.submit(Turn(key, content, on_text, finish))
+        typing = asyncio.ensure_future(self._typing(channel, done))
         try:
-            async with channel.typing():
-                await streamer.run(done)
+            await streamer.run(done)
         except discord.HTTPException as e:
             log.warning("reply in %s: %s", key, e)
+            await done  # the engine finishes the turn all the same
+        finally:
+            typing.cancel()
         result = done.result() if done.done() else None
         if isinstance(result, BaseException):
             log.warning("reply in %s: %s", key, result)
             if not streamer.sent and "was reset" not in str(result):
                 await channel.send("Sorry, I could not answer that (the model failed; see the bot's log).")
+
+    @staticmethod
+    async def _typing(channel, done: asyncio.Future) -> None:
+        """The typing indicator until the reply is done (Discord shows it
+        for 10 s, or until the bot posts: renewed every 8 s)."""
+        while not done.done():
+            try:
+                await channel.typing()
+            except discord.HTTPException as e:
+                log.debug("typing: %s", e)
+                return
+            await asyncio.wait([done], timeout=8)
 
     # ------------------------------------------------------------ commands
     def _key(self, interaction: discord.Interaction) -> str:
