@@ -70,7 +70,7 @@ class Streamer:
         self.sent: list = []       # [discord.Message, content shown]
         self.last = 0.0
         self.changed = asyncio.Event()
-        self.finished = False
+        self.finished_ok = False  # the turn ended without an error
 
     def add(self, piece: str) -> None:
         self.text += piece
@@ -78,6 +78,8 @@ class Streamer:
 
     async def _flush(self, final: bool) -> None:
         chunks = split_message(self.text) if self.text.strip() else []
+        if final and not chunks and not self.sent and self.finished_ok:
+            chunks = ["*(the model's reply was empty)*"]
         for i, c in enumerate(chunks):
             if i < len(self.sent) and self.sent[i][1] == c:
                 continue
@@ -110,6 +112,7 @@ class Streamer:
                     break
             if self.text.strip():
                 await self._flush(final=False)
+        self.finished_ok = not isinstance(done.result(), BaseException)
         await self._flush(final=True)
 
 
