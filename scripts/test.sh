@@ -6,7 +6,9 @@
 # an AddressSanitizer+UndefinedBehaviorSanitizer build + ctest, short
 # bounded libFuzzer runs of every fuzz target, the Python package (its
 # wheel built in a fresh venv, installed in another one and tested there with
-# pytest and langchain-core, nothing but that venv on PATH; docs/python.md),
+# pytest, langchain-core and discord-py, nothing but that venv on PATH;
+# docs/python.md; the Discord bot's tests run against a local double,
+# docs/discord.md),
 # and `lyra serve` against the
 # real openai / langchain-openai clients, a load test and headless Chromium
 # (tests/serve/, its own venv .venv-serve). Python reference tools (numpy,
@@ -101,7 +103,7 @@ if want python; then
     python3 -m venv "$PYW/build"
     CMAKE_ARGS="-DLYRA_CUDA=OFF" "$PYW/build/bin/pip" wheel -q ./python -w "$PYW/dist"
     python3 -m venv "$PYW/run"
-    "$PYW/run/bin/pip" install -q "$PYW"/dist/lyra_llm-*.whl pytest langchain-core
+    "$PYW/run/bin/pip" install -q "$PYW"/dist/lyra_llm-*.whl pytest langchain-core discord-py
     (cd "$PYW" && env -i HOME="$HOME" PATH="$PYW/run/bin" \
         ${LYRA_SHARED_DIR:+LYRA_SHARED_DIR="$LYRA_SHARED_DIR"} \
         ${LYRA_REQUIRE_SHARED:+LYRA_REQUIRE_SHARED="$LYRA_REQUIRE_SHARED"} \

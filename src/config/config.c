@@ -663,6 +663,16 @@ static int stage_quant(stage *s, const json_t *val, const char *where, lyra_erro
     return LYRA_OK;
 }
 
+/* "discord": the Discord bot's section (python -m lyra.discord; docs/discord.md).
+ * The engine has no use for it and the bot checks its keys: here it only has
+ * to be an object, accepted silently. */
+static int stage_discord(const json_t *val, const char *where, lyra_error *err) {
+    char q[256];
+    if (json_is_object(val)) return LYRA_OK;
+    lyra_cfg_describe(val, q, sizeof q);
+    return lyra_err(err, LYRA_ERR_INPUT, where, "expected an object (the Discord bot's settings), got %s", q);
+}
+
 /* num_beams, num_return_sequences: 1 is noted, anything else an error. */
 static int only_one(const char *key) {
     return !strcmp(key, "num_beams") || !strcmp(key, "num_return_sequences");
@@ -676,6 +686,7 @@ static int stage_key(stage *s, const char *key, const json_t *val, int in_pk, ly
     snprintf(full, sizeof full, "%s%s", in_pk ? PK : "", key);
     if (!in_pk && !strcmp(key, "task")) return stage_task(val, where, err);
     if (!in_pk && !strcmp(key, "quantization_config")) return stage_quant(s, val, where, err);
+    if (!in_pk && !strcmp(key, "discord")) return stage_discord(val, where, err);
     int k = -1;
     for (int i = 0; i < LYRA_CFG_N_KEYS && (in_pk || strncmp(key, PK, PK_LEN)); i++)
         if (!strcmp(lyra_cfg_defs[i].name, full)) k = i;

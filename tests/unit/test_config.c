@@ -294,6 +294,23 @@ static void test_task(void) {
     lyra_config_free(c);
 }
 
+/* "discord" (issue 17): the Discord bot's object, accepted silently with
+ * whatever it holds; anything but an object is an error naming the key. */
+static void test_discord(void) {
+    lyra_config *c = lyra_config_new();
+    lyra_error err;
+    const char *p = write_file("discord.json", "{\"discord\": {\"channels\": [\"1\"], \"kv_budget\": \"1MB\"}, "
+                                               "\"seed\": 5}");
+    g_warns = 0;
+    c->strict = 1;
+    CHECK(lyra_config_load_file(c, p, &err) == 0 && g_warns == 0, "discord accepted: %s", err.msg);
+    CHECK(json_integer_value(c->value[LYRA_CFG_SEED]) == 5, "other keys loaded");
+    p = write_file("discord2.json", "{\"discord\": [1]}");
+    CHECK(lyra_config_load_file(c, p, &err) == LYRA_ERR_INPUT && strstr(err.msg, "discord: expected an object"),
+          "%s", err.msg);
+    lyra_config_free(c);
+}
+
 static void test_set(void) {
     lyra_config *c = lyra_config_new();
     lyra_error err;
@@ -579,6 +596,7 @@ int main(void) {
     test_errors();
     test_hf_keys();
     test_task();
+    test_discord();
     test_set();
     test_merge();
     test_discovery();

@@ -112,10 +112,34 @@ _DECLS = {
     "lyra_tokenize": (c_int, [_P, c_char_p, c_size_t, c_int, c_int, POINTER(POINTER(c_int32)),
                               POINTER(c_size_t), _E]),
 }
-for _name, (_res, _args) in _DECLS.items():
-    _f = getattr(lib, _name)
+# the session calls (docs/sessions.md), newer than API version 5: bound
+# when the library has them; Pipeline's session methods say so otherwise
+_OPTIONAL = {
+    "lyra_pipeline_session_save": (c_int, [_P, c_char_p, _E]),
+    "lyra_pipeline_session_load": (c_int, [_P, c_char_p, _E]),
+    "lyra_pipeline_session_save_mem": (c_int, [_P, POINTER(c_void_p), POINTER(c_size_t), _E]),
+    "lyra_pipeline_session_load_mem": (c_int, [_P, c_void_p, c_size_t, _E]),
+    "lyra_pipeline_n_evaluated": (c_uint64, [_P]),
+    "lyra_free": (None, [c_void_p]),
+}
+for _name, (_res, _args) in list(_DECLS.items()) + list(_OPTIONAL.items()):
+    try:
+        _f = getattr(lib, _name)
+    except AttributeError:
+        if _name in _OPTIONAL:
+            continue
+        raise
     _f.restype = _res
     _f.argtypes = _args
+
+
+def has(name):
+    """Whether the loaded liblyra exports name (the optional calls)."""
+    try:
+        getattr(lib, name)
+        return True
+    except AttributeError:
+        return False
 
 
 def text_of(call, *args):

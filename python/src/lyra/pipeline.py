@@ -455,6 +455,63 @@ class Pipeline:
         with self._turn(None):
             lib.lyra_pipeline_reset(self._h)
 
+    # ---- sessions (docs/sessions.md): the conversation and its KV cache
+    def _session_call(self, name):
+        if not _lib.has(name):
+            raise LyraError(f"lyra: {_lib.path} has no {name} (a liblyra without sessions)")
+        return getattr(lib, name)
+
+    def save_session(self, path: "str | os.PathLike[str]") -> None:
+        """Write the conversation (its tokens, KV cache and sampler state)
+        to a session file, atomically. Raises LyraError."""
+        call = self._session_call("lyra_pipeline_session_save")
+        err = _lib.Error()
+        with self._turn(None):
+            check(call(self._h, os.fsencode(path), byref(err)), err)
+
+    def load_session(self, path: "str | os.PathLike[str]") -> None:
+        """Restore a conversation saved by save_session (or whose
+        session_bytes were written to a file) without evaluating it again:
+        the next chat() whose messages extend it evaluates only the new
+        tokens. A file of another model, KV type or geometry, or a damaged
+        one, raises LyraError and leaves the pipeline empty."""
+        call = self._session_call("lyra_pipeline_session_load")
+        err = _lib.Error()
+        with self._turn(None):
+            check(call(self._h, os.fsencode(path), byref(err)), err)
+
+    def session_bytes(self) -> bytes:
+        """The conversation as a session file's bytes (save_session's
+        format, in memory)."""
+        call = self._session_call("lyra_pipeline_session_save_mem")
+        err = _lib.Error()
+        buf = ctypes.c_void_p()
+        n = ctypes.c_size_t()
+        with self._turn(None):
+            check(call(self._h, byref(buf), byref(n), byref(err)), err)
+        try:
+            return ctypes.string_at(buf.value, n.value) if buf.value else b""
+        finally:
+            if buf.value:
+                lib.lyra_free(buf)
+
+    def restore_session(self, data: bytes) -> None:
+        """Restore a conversation from session_bytes() (load_session from
+        memory)."""
+        call = self._session_call("lyra_pipeline_session_load_mem")
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"lyra: restore_session takes bytes, not {type(data).__name__}")
+        data = bytes(data)
+        err = _lib.Error()
+        with self._turn(None):
+            check(call(self._h, data, len(data), byref(err)), err)
+
+    @property
+    def n_evaluated(self) -> int:
+        """Tokens evaluated (prompt tokens and generated tokens fed back)
+        since the pipeline opened: a restored session adds none."""
+        return int(self._session_call("lyra_pipeline_n_evaluated")(self._handle()))
+
     def tokenize(self, text, add_bos=True):
         """Token ids of text (with BOS as the model says when add_bos)."""
         model = lib.lyra_pipeline_model(self._handle())
