@@ -326,6 +326,18 @@ static int convert(hf_tok *h, const json_t *root, const json_t *cfg, const json_
             h->type[id] = T_BYTE;
         }
     }
+    for (int side = 0; side < 2; side++) { /* added tokens that take the whitespace beside them */
+        int32_t *ids = malloc((json_array_size(added) + 1) * sizeof *ids);
+        if (!ids) return lyra_err(err, LYRA_ERR_OOM, h->where, "out of memory");
+        uint64_t m = 0;
+        json_array_foreach(added, i, v)
+            if (json_is_true(json_object_get(v, side ? "rstrip" : "lstrip")))
+                ids[m++] = (int32_t)json_integer_value(json_object_get(v, "id"));
+        rc = m ? lyra_gguf_set_arr(g, side ? "tokenizer.lyra.rstrip_ids" : "tokenizer.lyra.lstrip_ids",
+                                   LYRA_GGUF_I32, ids, m, err) : LYRA_OK;
+        free(ids);
+        if (rc) return rc;
+    }
     const char *unk = jstr(model, "unk_token");
     int64_t unk_id = find_id(vocab, added, unk);
     if (unk_id >= 0 && h->type[unk_id] != T_UNUSED) h->type[unk_id] = T_UNKNOWN;

@@ -66,6 +66,8 @@ struct lyra_tokenizer {
                               (tokenizer.lyra.prefix_space_step); 0: never */
     int spm_split_words;   /* SPM: no piece has U+2581 after another character */
     uint8_t *eog;          /* [n_vocab] 1 for end-of-generation tokens */
+    uint8_t *strip;        /* [n_vocab] added tokens that take the whitespace beside them
+                              (tokenizer.lyra.lstrip_ids: bit 1, rstrip_ids: bit 2), or NULL */
     char pre[64];          /* BPE pre-tokenizer name (tokenizer.ggml.pre) */
     int n_regex;           /* BPE: regexes applied in sequence */
     void *regex[TOK_MAX_REGEX]; /* BPE: compiled pcre2_code_8 pointers */

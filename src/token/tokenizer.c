@@ -407,6 +407,24 @@ int lyra_tokenizer_load(const lyra_gguf *g, lyra_tokenizer **out, lyra_error *er
         }
     }
 
+    for (int side = 0; side < 2; side++) { /* tokenizer.json's lstrip/rstrip added tokens */
+        const char *key = side ? "tokenizer.lyra.rstrip_ids" : "tokenizer.lyra.lstrip_ids";
+        lyra_gguf_vtype et;
+        uint64_t m;
+        if (!lyra_gguf_get_arr(g, key, &et, &m)) continue;
+        if (!t->strip && !(t->strip = calloc((size_t)nv, 1))) {
+            rc = lyra_err(err, LYRA_ERR_OOM, where, "out of memory");
+            goto fail;
+        }
+        for (uint64_t i = 0; i < m; i++) {
+            int64_t id;
+            if (!lyra_gguf_arr_get_i64(g, key, i, &id) || id < 0 || id >= nv) {
+                rc = lyra_err(err, LYRA_ERR_INPUT, where, "%s[%llu]: not a token id", key, (unsigned long long)i);
+                goto fail;
+            }
+            t->strip[id] |= (uint8_t)(side ? 2 : 1);
+        }
+    }
     tok_find_bytes(t);
     t->spm_split_words = spm && tok_no_inner_space(t);
     if (!spm) {
@@ -437,6 +455,7 @@ void lyra_tokenizer_free(lyra_tokenizer *t) {
     free(t->merges);
     free(t->special);
     free(t->eog);
+    free(t->strip);
     free(t);
 }
 
@@ -513,6 +532,10 @@ static int tok_maybe_in(const uint64_t *bits, const char *s, size_t n) {
     return 1;
 }
 
+static int tok_is_space(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
 /* Split text at special tokens, as llama.cpp does: each special (longest
  * first) is searched in every text fragment left from the previous ones.
  * Control and unknown tokens only when parse_special; user-defined always. */
@@ -551,10 +574,14 @@ static int tok_partition(const lyra_tokenizer *t, const char *text, size_t len,
             while (pos < end) {
                 const char *hit = memmem(text + pos, end - pos, s, sn);
                 if (!hit) break;
-                size_t at = (size_t)(hit - text);
+                size_t at = (size_t)(hit - text), e = at + sn;
+                if (t->strip && (t->strip[id] & 1)) /* lstrip: whitespace before it is its own */
+                    while (at > pos && tok_is_space(text[at - 1])) at--;
+                if (t->strip && (t->strip[id] & 2))
+                    while (e < end && tok_is_space(text[e])) e++;
                 if (at > pos && (rc = tok_frag_push(&nxt, pos, at - pos, -1))) goto done_bits;
-                if ((rc = tok_frag_push(&nxt, at, sn, id))) goto done_bits;
-                pos = at + sn;
+                if ((rc = tok_frag_push(&nxt, at, e - at, id))) goto done_bits;
+                pos = e;
                 found = 1;
             }
             if (pos < end && (rc = tok_frag_push(&nxt, pos, end - pos, -1))) goto done_bits;

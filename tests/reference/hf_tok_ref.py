@@ -20,7 +20,7 @@ import json
 import os
 import sys
 
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 RX_LLAMA3 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
              r"|\s*[\r\n]+|\s+(?!\S)|\s+")
@@ -90,6 +90,8 @@ def make_small(out, shared):
                                          pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]),
                 normalizer=normalizers.NFC())
     t.add_tokens(["<tool_call>", "</tool_call>"])
+    t.add_special_tokens([AddedToken("<|end|>", rstrip=True, special=True),
+                          AddedToken("<mask>", lstrip=True, special=True)])
     save(t, out, "qwen2-trained", {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>",
                                    "add_bos_token": False})
     # custom: Digits + a literal Split + ByteLevel(add_prefix_space) (RoBERTa-like prefix)
