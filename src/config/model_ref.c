@@ -512,6 +512,22 @@ int lyra_model_ref_resolve_rev(const char *ref, const char *revision, const char
             return lyra_err(err, LYRA_ERR_INPUT, where, "%s: a :TAG picks a file in a directory or a Hugging Face "
                             "repo, and %s is a file", ref, base);
     }
+    /* org/name@REV[:TAG]: a revision written in the reference */
+    const char *at = strchr(ref, '@'), *slash = strchr(ref, '/');
+    if (at && slash && at > slash && !(revision && *revision)) {
+        char base[REF_PATH], rev[256];
+        const char *end = strchr(at, ':');
+        size_t rl = end ? (size_t)(end - at - 1) : strlen(at + 1);
+        if (rl == 0 || rl >= sizeof rev)
+            return lyra_err(err, LYRA_ERR_INPUT, where, "%s: no revision after '@'", ref);
+        memcpy(rev, at + 1, rl);
+        rev[rl] = '\0';
+        snprintf(base, sizeof base, "%.*s%s", (int)(at - ref), ref, end ? end : "");
+        char *p = NULL;
+        int rc = lyra_model_ref_resolve_rev(base, rev, where, &p, err);
+        *path = p;
+        return rc;
+    }
     char org[256], name[256], tag[256];
     if (!parse_repo(ref, org, name, tag, sizeof org))
         return lyra_err(err, LYRA_ERR_INPUT, where, "%s: no such file or directory (nor a Hugging Face repo "

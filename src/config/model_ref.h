@@ -25,8 +25,8 @@
  * weights also holds GGUF files, nothing is guessed: the error names both,
  * and :safetensors picks the snapshot, any other :TAG a GGUF file (a GGUF
  * repo whose config.json comes without safetensors picks its GGUF as before).
- * Revision (lyra_model_ref_resolve_rev, the `revision` config key): a branch
- * or tag whose refs/REV names the snapshot, or a commit (snapshots/REV);
+ * Revision (org/name@REV[:TAG], or lyra_model_ref_resolve_rev): a branch or
+ * tag whose refs/REV names the snapshot, or a commit (snapshots/REV);
  * default refs/main, else the only snapshot.
  * TAG picks the file whose path (below the snapshot or directory) contains
  * TAG case-insensitively, as llama.cpp's -hf and Ollama's hf.co tags do

@@ -496,6 +496,24 @@ static void hf_free(hf_tok *h) {
     free(h->text);
 }
 
+/* generation_config.json's eos_token_id (a number or a list): the ids that
+ * end generation, as tokenizer.lyra.eog_ids. */
+static int set_eog(const json_t *gen, lyra_gguf *g, int64_t n_vocab, lyra_error *err) {
+    const json_t *e = json_object_get(gen, "eos_token_id");
+    int32_t ids[64];
+    uint64_t n = 0;
+    if (json_is_integer(e)) {
+        if (json_integer_value(e) >= 0 && json_integer_value(e) < n_vocab) ids[n++] = (int32_t)json_integer_value(e);
+    } else if (json_is_array(e)) {
+        size_t i;
+        const json_t *v;
+        json_array_foreach(e, i, v)
+            if (n < 64 && json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) < n_vocab)
+                ids[n++] = (int32_t)json_integer_value(v);
+    }
+    return n ? lyra_gguf_set_arr(g, "tokenizer.lyra.eog_ids", LYRA_GGUF_I32, ids, n, err) : LYRA_OK;
+}
+
 static int run(const char *where, const json_t *root, const json_t *cfg, const json_t *stmap,
                const char *tmpl, lyra_gguf *g, lyra_error *err) {
     hf_tok h = {0};
@@ -591,6 +609,11 @@ int lyra_hf_tokenizer_meta(const char *dir, lyra_gguf *g, lyra_error *err) {
         tmpl = read_file(tp, &n, &rc, err);
     }
     if (!rc) rc = run(path, root, cfg, stmap, tmpl, g, err);
+    json_t *gen = rc ? NULL : load_json_file(dir, "generation_config.json", err, &rc);
+    uint64_t nv = 0;
+    if (!rc && gen && lyra_gguf_get_arr(g, "tokenizer.ggml.tokens", NULL, &nv))
+        rc = set_eog(gen, g, (int64_t)nv, err);
+    json_decref(gen);
     free(tmpl);
     json_decref(stmap);
     json_decref(cfg);

@@ -13,7 +13,13 @@
  * and where GGUF has no name for it, lyra's own keys, which src/token honors:
  *   tokenizer.lyra.pre_regex   the byte-level pre-tokenizer's regexes in order
  *                              (Split Isolated, ByteLevel's GPT-2 regex, Digits),
- *   tokenizer.lyra.add_prefix_space  ByteLevel(add_prefix_space).
+ *   tokenizer.lyra.eog_ids     generation_config.json's eos_token_id (list),
+ *   tokenizer.lyra.lstrip_ids / rstrip_ids  added tokens with lstrip / rstrip,
+ *   tokenizer.lyra.add_prefix_space  ByteLevel(add_prefix_space), and
+ *   tokenizer.lyra.prefix_space_step the regex step it comes before,
+ *   tokenizer.lyra.prepend_scheme    Metaspace's prepend_scheme ("llama").
+ * Normalizers NFC (taken as already done: the text is assumed NFC), Prepend
+ * and Replace(' ', U+2581) are understood.
  * Unsupported parts (a Unigram/WordPiece model, a normalizer other than
  * NFC/Prepend/Replace-space, a Split behaviour other than Isolated) are
  * LYRA_ERR_INPUT naming the file and the part. */
@@ -25,7 +31,8 @@
 #include "core/err.h"
 #include "format/gguf.h"
 
-/* Read DIR's files and set the keys on g. No tokenizer.json: LYRA_ERR_INPUT
+/* Read DIR's files (generation_config.json too, for its eos_token_id
+ * list) and set the keys on g. No tokenizer.json: LYRA_ERR_INPUT
  * "tokenizer.json not found in DIR; lyra needs it". */
 int lyra_hf_tokenizer_meta(const char *dir, lyra_gguf *g, lyra_error *err);
 

@@ -241,9 +241,16 @@ static int32_t tok_find_control(const lyra_tokenizer *t, const char *name) {
     return (id >= 0 && id < t->n_vocab && t->types[id] == TOK_CONTROL) ? id : -1;
 }
 
-static int tok_build_eog(lyra_tokenizer *t) {
+static int tok_build_eog(lyra_tokenizer *t, const lyra_gguf *g) {
     t->eog = calloc((size_t)t->n_vocab, 1);
     if (!t->eog) return LYRA_ERR_OOM;
+    uint64_t n = 0; /* generation_config.json's eos_token_id list */
+    if (lyra_gguf_get_arr(g, "tokenizer.lyra.eog_ids", NULL, &n))
+        for (uint64_t i = 0; i < n; i++) {
+            int64_t id;
+            if (lyra_gguf_arr_get_i64(g, "tokenizer.lyra.eog_ids", i, &id) && id >= 0 && id < t->n_vocab)
+                t->eog[id] = 1;
+        }
     if (t->eos >= 0) t->eog[t->eos] = 1;
     if (t->eot >= 0) t->eog[t->eot] = 1;
     if (t->eom >= 0) t->eog[t->eom] = 1;
@@ -431,7 +438,7 @@ int lyra_tokenizer_load(const lyra_gguf *g, lyra_tokenizer **out, lyra_error *er
         rc = lyra_tokint_bpe_init(t, g, where, err);
         if (rc) goto fail;
     }
-    if (tok_build_pieces(t) || tok_build_specials(t) || tok_build_eog(t)) {
+    if (tok_build_pieces(t) || tok_build_specials(t) || tok_build_eog(t, g)) {
         rc = lyra_err(err, LYRA_ERR_OOM, where, "out of memory building the tokenizer");
         goto fail;
     }

@@ -5,7 +5,7 @@
 # scripts/get-hf-tokenizers.sh has fetched it. tests/reference/hf_tok_ref.py
 # writes each family and the ids tokenizers gives for the corpus; the unit
 # test binary test_hf_tokenizer compares lyra's ids (its own small families
-# too). `lyra tokenize -m DIR` reads a directory's tokenizer.json. Skipped
+# too). Skipped
 # without a Python that has tokenizers and gguf, or without the vocab files.
 source "$(dirname "$0")/lib.sh"
 "$PY" -c 'import tokenizers, gguf' 2>/dev/null || skip "$PY lacks tokenizers/gguf (pip install tokenizers gguf)"
@@ -29,13 +29,4 @@ cat "$T/err" | grep -E "equal|DIFFER"
 check_grep "gpt-2 checked" "big/gpt-2: .* equal" "$T/err"
 check_grep "llama-spm checked" "big/llama-spm: .* equal" "$T/err"
 
-# lyra tokenize -m DIR: the directory's tokenizer.json
-D="$SRC/tests/data/tokenizers/llama3-trained"
-check_rc "tokenize -m DIR" 0 "$LYRA" tokenize -m "$D" --parse-special "Hello world<|eot_id|>"
-want=$("$PY" -c 'import sys,tokenizers; t=tokenizers.Tokenizer.from_file(sys.argv[1]); print(" ".join(map(str,t.encode(sys.argv[2]).ids)))' "$D/tokenizer.json" "Hello world<|eot_id|>")
-check_eq "tokenize -m DIR ids" "$(cat "$T/out")" "$want"
-mkdir -p "$T/empty"
-echo '{"model_type": "llama"}' > "$T/empty/config.json"
-check_rc "no tokenizer.json" 2 "$LYRA" tokenize -m "$T/empty" "x"
-check_grep "no tokenizer.json message" "tokenizer.json not found in .*empty; lyra needs it" "$T/err"
 finish

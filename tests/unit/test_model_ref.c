@@ -365,6 +365,10 @@ static void test_snapshots(void) {
               strstr(err.msg, "revision v9 not found"), "missing revision: %s", err.msg);
     CHECK(lyra_model_ref_resolve_rev("org/snap", "../x", "-m", &path, &err) == LYRA_ERR_INPUT,
           "bad revision: %s", err.msg);
+    expect_path("org/snap@dev", "st/hub/models--org--snap/snapshots/bbb222");
+    expect_path("org/snap@aaa111", "st/hub/models--org--snap/snapshots/aaa111");
+    expect_path("org/snap@dev:safetensors", "st/hub/models--org--snap/snapshots/bbb222");
+    expect_error("org/snap@nope", "revision nope not found", NULL);
     /* a snapshot missing tokenizer.json, through the cache */
     touch("st/hub/models--org--notok/refs/main", "c1");
     touch("st/hub/models--org--notok/snapshots/c1/config.json", "{}");
