@@ -294,6 +294,9 @@ static int convert(hf_tok *h, const json_t *root, const json_t *cfg, const json_
         if (json_integer_value(id) > max) max = json_integer_value(id);
     }
     if (max < 0) return hf_fail(h, "model.vocab: empty");
+    size_t count = json_object_size(vocab) + json_array_size(added);
+    if ((uint64_t)max >= (uint64_t)count * 4 + 65536) /* holes are filled: bound what they cost */
+        return hf_fail(h, "token id %lld is far beyond the %zu tokens given", (long long)max, count);
     h->n = max + 1;
     h->text = calloc((size_t)h->n, sizeof *h->text);
     h->len = calloc((size_t)h->n, sizeof *h->len);
@@ -343,8 +346,7 @@ static int convert(hf_tok *h, const json_t *root, const json_t *cfg, const json_
     if (unk_id >= 0 && h->type[unk_id] != T_UNUSED) h->type[unk_id] = T_UNKNOWN;
 
     if ((rc = lyra_gguf_set_str(g, "tokenizer.ggml.model", spm ? "llama" : "gpt2", spm ? 5 : 4, err)) ||
-        (rc = lyra_gguf_set_arr_str(g, "tokenizer.ggml.tokens", h->text, h->len, (uint64_t)h->n, err)) ||
-        (rc = lyra_gguf_set_arr(g, "tokenizer.ggml.token_type", LYRA_GGUF_I32, NULL, 0, err)))
+        (rc = lyra_gguf_set_arr_str(g, "tokenizer.ggml.tokens", h->text, h->len, (uint64_t)h->n, err)))
         goto out;
     {
         int32_t *tt = malloc((size_t)h->n * sizeof *tt);
