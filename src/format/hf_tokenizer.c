@@ -419,6 +419,9 @@ static int convert(hf_tok *h, const json_t *root, const json_t *cfg, const json_
             (rc = lyra_gguf_set_arr_str(g, "tokenizer.lyra.pre_regex", (const char *const *)h->rx, NULL,
                                         (uint64_t)h->n_rx, err)))
             goto out;
+        if (json_is_true(json_object_get(model, "ignore_merges")) &&
+            (rc = set_bool(g, "tokenizer.lyra.ignore_merges", 1, err)))
+            goto out;
         if (h->add_prefix_space) {
             uint32_t step = (uint32_t)h->add_prefix_space - 1;
             if ((rc = set_bool(g, "tokenizer.lyra.add_prefix_space", 1, err)) ||

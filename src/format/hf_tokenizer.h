@@ -14,6 +14,7 @@
  *   tokenizer.lyra.pre_regex   the byte-level pre-tokenizer's regexes in order
  *                              (Split Isolated, ByteLevel's GPT-2 regex, Digits),
  *   tokenizer.lyra.eog_ids     generation_config.json's eos_token_id (list),
+ *   tokenizer.lyra.ignore_merges  BPE's ignore_merges (a whole piece in the vocabulary wins),
  *   tokenizer.lyra.lstrip_ids / rstrip_ids  added tokens with lstrip / rstrip,
  *   tokenizer.lyra.add_prefix_space  ByteLevel(add_prefix_space), and
  *   tokenizer.lyra.prefix_space_step the regex step it comes before,

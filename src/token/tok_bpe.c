@@ -361,6 +361,17 @@ static int bpe_try_pair(const lyra_tokenizer *t, const bpe_sym *sym, int32_t l, 
 static int bpe_word(const lyra_tokenizer *t, const uint8_t *w, size_t n, bpe_sym *sym,
                     lyra_heap *h, tok_vec *out) {
     int32_t ns = (int32_t)n;
+    if (t->ignore_merges && n > 1 && n <= 256) { /* the whole piece a token: taken as it is */
+        char m[512];
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+            uint32_t cp = lyra_tokint_bpe_byte_to_cp(w[i]);
+            if (cp < 0x80) m[k++] = (char)cp;
+            else { m[k++] = (char)(0xc0 | (cp >> 6)); m[k++] = (char)(0x80 | (cp & 0x3f)); }
+        }
+        int32_t id = lyra_tokint_find(t, m, k);
+        if (id >= 0 && id < t->n_vocab) return lyra_tokint_push(out, id) ? LYRA_ERR_OOM : LYRA_OK;
+    }
     for (int32_t i = 0; i < ns; i++)
         sym[i] = (bpe_sym){i - 1, i + 1 < ns ? i + 1 : -1, t->byte_sym[w[i]], (uint32_t)i, 1};
     h->n = 0;

@@ -64,6 +64,8 @@ struct lyra_tokenizer {
     int bpe_prefix_step;   /* BPE, tokenizer.lyra.add_prefix_space: 1 + the regex step
                               before which every piece not starting with ' ' gets one
                               (tokenizer.lyra.prefix_space_step); 0: never */
+    int ignore_merges;     /* BPE: a piece that is a whole token is that token, unmerged
+                              (tokenizer.lyra.ignore_merges, tokenizer.json's ignore_merges) */
     int spm_split_words;   /* SPM: no piece has U+2581 after another character */
     uint8_t *eog;          /* [n_vocab] 1 for end-of-generation tokens */
     uint8_t *strip;        /* [n_vocab] added tokens that take the whitespace beside them

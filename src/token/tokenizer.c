@@ -397,6 +397,7 @@ int lyra_tokenizer_load(const lyra_gguf *g, lyra_tokenizer **out, lyra_error *er
     t->add_bos = tok_get_flag(g, "tokenizer.ggml.add_bos_token", spm ? 1 : 0);
     t->add_eos = tok_get_flag(g, "tokenizer.ggml.add_eos_token", 0);
     t->add_space_prefix = spm ? tok_get_flag(g, "tokenizer.ggml.add_space_prefix", 1) : 0;
+    t->ignore_merges = !spm && tok_get_flag(g, "tokenizer.lyra.ignore_merges", 0);
     if (!spm && tok_get_flag(g, "tokenizer.lyra.add_prefix_space", 0)) {
         uint32_t step = 0;
         lyra_gguf_get_u32(g, "tokenizer.lyra.prefix_space_step", &step);

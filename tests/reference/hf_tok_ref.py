@@ -82,8 +82,15 @@ def make_small(out, shared):
         processors.ByteLevel(trim_offsets=False),
         processors.TemplateProcessing(single="<|begin_of_text|> $A", pair="<|begin_of_text|> $A $B",
                                       special_tokens=[("<|begin_of_text|>", 0)])])
+    def unreachable(j):  # ignore_merges (as Llama 3): whole words that no merge reaches
+        j["model"]["ignore_merges"] = True
+        v = j["model"]["vocab"]
+        for w in ["\u0120three", "\u0120leading", "\u0120metaspace"]:
+            if w not in v:
+                v[w] = max(max(v.values()), max(a["id"] for a in j["added_tokens"])) + 1
     save(t, out, "llama3-trained", {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>",
-                                    "chat_template": "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}<|eot_id|>{% endfor %}"})
+                                    "chat_template": "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}<|eot_id|>{% endfor %}"},
+         edit=unreachable)
     # Qwen2 style: NFC, single digits, a non-special added token
     t = trained("qwen2", ["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
                 pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(RX_QWEN2), "isolated"),
