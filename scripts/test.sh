@@ -49,9 +49,9 @@ want() { case " $STAGES " in *" $1 "*) return 0;; *) return 1;; esac; }
 if want deps; then
     stage deps
     scripts/deps.sh
-    if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import numpy, gguf, regex' 2>/dev/null; then
+    if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import numpy, gguf, regex, tokenizers' 2>/dev/null; then
         python3 -m venv .venv
-        .venv/bin/pip install -q numpy gguf regex
+        .venv/bin/pip install -q numpy gguf regex tokenizers
     fi
     stage_end deps
 fi

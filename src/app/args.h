@@ -153,8 +153,10 @@ int app_cfgflag(app_args *a, app_cfgflags *cf, int *rc, lyra_error *err);
 int app_cfgflags_load(app_cfgflags *cf, lyra_config **out, lyra_error *err);
 void app_cfgflags_free(app_cfgflags *cf);
 /* The model file: model_id (from -m or the config) resolved by
- * config/model_ref.h; *path malloc'd. No model_id: "-m: required". */
-int app_config_model(const lyra_config *c, char **path, lyra_error *err);
+ * config/model_ref.h; *path malloc'd. No model_id: "-m: required". A
+ * snapshot directory's generation_config.json is loaded into c
+ * (lyra_config_load_generation). */
+int app_config_model(lyra_config *c, char **path, lyra_error *err);
 /* The config's values into whichever of mp, sp is not NULL (*seed_given: a
  * seed is configured); cp is left to inherit mp's geometry (may be NULL). */
 int app_config_apply(lyra_config *c, lyra_model_params *mp, lyra_context_params *cp,

@@ -198,7 +198,7 @@ int app_cfgflags_load(app_cfgflags *cf, lyra_config **out, lyra_error *err) {
     return LYRA_OK;
 }
 
-int app_config_model(const lyra_config *c, char **path, lyra_error *err) {
+int app_config_model(lyra_config *c, char **path, lyra_error *err) {
     const json_t *m = c->value[LYRA_CFG_MODEL_ID];
     *path = NULL;
     if (!json_is_string(m))
@@ -208,7 +208,13 @@ int app_config_model(const lyra_config *c, char **path, lyra_error *err) {
     char where[1200] = "";
     if (!strncmp(src, "file:", 5)) snprintf(where, sizeof where, "%s: model_id", src + 5);
     /* from -m: messages start with the name as typed */
-    return lyra_model_ref_resolve(json_string_value(m), where, path, err);
+    int rc = lyra_model_ref_resolve(json_string_value(m), where, path, err);
+    if (!rc) rc = lyra_config_load_generation(c, *path, err); /* a snapshot's generation_config.json */
+    if (rc) {
+        free(*path);
+        *path = NULL;
+    }
+    return rc;
 }
 
 int app_config_apply(lyra_config *c, lyra_model_params *mp, lyra_context_params *cp,

@@ -181,10 +181,16 @@ static int set_template_flag(lyra_config *c, const char *name, lyra_error *err) 
 
 /* The model file: -m as chat always named it in messages ("-m: ..."), a
  * config's model_id with its file and key. */
-static int resolve_model(const lyra_config *c, char **path, lyra_error *err) {
+static int resolve_model(lyra_config *c, char **path, lyra_error *err) {
     const json_t *m = c->value[LYRA_CFG_MODEL_ID];
-    if (json_is_string(m) && !strncmp(c->source[LYRA_CFG_MODEL_ID], "flag:", 5))
-        return lyra_model_ref_resolve(json_string_value(m), "-m", path, err);
+    if (json_is_string(m) && !strncmp(c->source[LYRA_CFG_MODEL_ID], "flag:", 5)) {
+        int rc = lyra_model_ref_resolve(json_string_value(m), "-m", path, err);
+        if (!rc && (rc = lyra_config_load_generation(c, *path, err))) {
+            free(*path);
+            *path = NULL;
+        }
+        return rc;
+    }
     return app_config_model(c, path, err);
 }
 

@@ -31,7 +31,9 @@ const char cmd_config_usage[] =
     "pipeline_kwargs merge per entry, device_map is replaced whole.\n"
     "\n"
     "  show                   every key's effective value and its source:\n"
-    "                         default, file:/abs/path, env:NAME or flag:--name\n"
+    "                         default, model:/abs/generation_config.json (a\n"
+    "                         Hugging Face snapshot's), file:/abs/path,\n"
+    "                         env:NAME or flag:--name\n"
     "  --json                 one JSON object {\"KEY\": {\"value\": V, \"source\": S},\n"
     "                         ...} with pipeline_kwargs keys as\n"
     "                         \"pipeline_kwargs.NAME\"\n"
@@ -58,6 +60,18 @@ static int show(int argc, char **argv, lyra_error *err) {
     lyra_config *c = NULL;
     int rc = args_parse(argc, argv, "config", opts, APP_CFG_ALL, NULL, &c, err);
     if (rc) return rc;
+    const json_t *m = c->value[LYRA_CFG_MODEL_ID];
+    char *path = NULL;
+    lyra_error e2;
+    /* a Hugging Face snapshot's generation_config.json shows as its own source;
+     * a model that does not resolve is left to the commands that open it */
+    if (json_is_string(m) && !lyra_model_ref_resolve(json_string_value(m), "-m", &path, &e2))
+        rc = lyra_config_load_generation(c, path, err);
+    free(path);
+    if (rc) {
+        lyra_config_free(c);
+        return rc;
+    }
     char *out = NULL;
     if (json) {
         json_t *j = lyra_config_show_json(c);

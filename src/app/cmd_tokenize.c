@@ -1,13 +1,16 @@
 /* cmd_tokenize.c: `lyra tokenize`: the token ids of a text, separated by
  * single spaces, then a newline. Only the GGUF's tokenizer is loaded (not the
- * weights), so vocabulary-only GGUF files work too. */
+ * weights), so vocabulary-only GGUF files work too; a Hugging Face snapshot
+ * directory gives its tokenizer.json (format/hf_tokenizer.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "args.h"
 #include "config/model_ref.h"
 #include "format/gguf.h"
+#include "format/hf_tokenizer.h"
 #include "token/tokenizer.h"
 
 const char cmd_tokenize_usage[] =
@@ -18,8 +21,9 @@ const char cmd_tokenize_usage[] =
     "full model or a vocabulary-only GGUF. Put -- before a TEXT that starts\n"
     "with '-'.\n"
     "\n"
-    "  -m, --model MODEL   GGUF file with the tokenizer, a directory holding one,\n"
-    "                      or org/name[:TAG] in the Hugging Face cache (required)\n"
+    "  -m, --model MODEL   GGUF file with the tokenizer, a directory holding one\n"
+    "                      or a tokenizer.json (a Hugging Face snapshot), or\n"
+    "                      org/name[:TAG] in the Hugging Face cache (required)\n"
     "  -f, --file FILE     read the text from FILE (- = stdin)\n"
     "  --no-bos            do not add BOS (default: as the model's metadata says)\n"
     "  --parse-special     match special tokens (<s>, ...) written in the text\n"
@@ -65,7 +69,13 @@ int cmd_tokenize(int argc, char **argv, lyra_error *err) {
     size_t n = 0;
     char *path = NULL;
     rc = lyra_model_ref_resolve(model, "", &path, err);
-    if (!rc) rc = lyra_gguf_open(path, &g, err);
+    struct stat st;
+    if (!rc && stat(path, &st) == 0 && S_ISDIR(st.st_mode)) { /* a Hugging Face snapshot: tokenizer.json */
+        g = lyra_gguf_new_empty(path);
+        rc = g ? lyra_hf_tokenizer_meta(path, g, err) : lyra_err(err, LYRA_ERR_OOM, path, "out of memory");
+    } else if (!rc) {
+        rc = lyra_gguf_open(path, &g, err);
+    }
     if (!rc) rc = lyra_tokenizer_load(g, &tk, err);
     if (!rc) {
         int add_bos = no_bos ? 0 : lyra_tok_add_bos(tk);

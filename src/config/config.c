@@ -920,3 +920,45 @@ int lyra_config_load_auto(lyra_config *c, const char *explicit_path, int no_conf
     free(path);
     return rc;
 }
+
+/* ------------------------------------------------------ generation_config */
+
+int lyra_config_load_generation(lyra_config *c, const char *dir, lyra_error *err) {
+    static const struct { const char *hf, *key; } keys[] = {
+        {"temperature", "temperature"}, {"top_p", "top_p"}, {"top_k", "top_k"},
+        {"repetition_penalty", "repetition_penalty"}, {"max_new_tokens", "max_new_tokens"},
+        {"do_sample", "do_sample"},
+    };
+    char path[PATH_MAX + 32], abs_dir[PATH_MAX];
+    struct stat st;
+    if (!dir || stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) return LYRA_OK;
+    if (!realpath(dir, abs_dir)) snprintf(abs_dir, sizeof abs_dir, "%.*s", (int)sizeof abs_dir - 1, dir);
+    snprintf(path, sizeof path, "%s/generation_config.json", abs_dir);
+    if (stat(path, &st) != 0) return LYRA_OK;
+    json_error_t je;
+    json_t *j = json_load_file(path, 0, &je);
+    if (!j || !json_is_object(j)) {
+        json_decref(j);
+        return lyra_err(err, LYRA_ERR_INPUT, path, "%d:%d: invalid JSON object: %s", je.line, je.column, je.text);
+    }
+    char source[PATH_MAX + 40], where[PATH_MAX + 64];
+    snprintf(source, sizeof source, "model:%s", path);
+    int rc = LYRA_OK;
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0] && !rc; i++) {
+        const json_t *v = json_object_get(j, keys[i].hf);
+        int k = lyra_config_key_find(keys[i].key);
+        if (!v || json_is_null(v) || k < 0 || strncmp(c->source[k], "default", 7)) continue; /* set above */
+        snprintf(where, sizeof where, "%s: %s", path, keys[i].hf);
+        lyra_error e2;
+        rc = lyra_config_set_json(c, keys[i].key, v, source, where, &e2);
+        if (rc == LYRA_ERR_INPUT) { /* the model's own file: a value lyra refuses is skipped */
+            LYRA_WARN("%s; ignored", e2.msg);
+            rc = LYRA_OK;
+        } else if (rc) {
+            *err = e2;
+        }
+    }
+    json_decref(j);
+    if (!rc) rc = lyra_config_settle_sampling(c, err);
+    return rc;
+}

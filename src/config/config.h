@@ -7,7 +7,8 @@
  *    "pipeline_kwargs": {"max_new_tokens": 4000}}
  *
  * A lyra_config holds every key with its value and where the value came
- * from: "default", "file:/abs/path", "env:NAME" or "flag:--name". Layers are
+ * from: "default", "model:/abs/path" (a snapshot's generation_config.json),
+ * "file:/abs/path", "env:NAME" or "flag:--name". Layers are
  * applied in order of precedence, lowest first: defaults (lyra_config_new),
  * one file (lyra_config_load_file, found by lyra_config_discover), then the
  * command line or API (lyra_config_set). A later layer replaces a key's
@@ -139,6 +140,16 @@ int lyra_config_load_buffer(lyra_config *c, const char *buf, size_t len, const c
 /* Discovery then load: the front ends' one call. */
 int lyra_config_load_auto(lyra_config *c, const char *explicit_path, int no_config,
                           lyra_error *err);
+
+/* The model's own defaults: DIR/generation_config.json of a Hugging Face
+ * snapshot (no file, or DIR not a directory: nothing). Its temperature,
+ * top_p, top_k, repetition_penalty, max_new_tokens and do_sample apply to
+ * the keys still at their defaults (a layer below every file, env and
+ * flag), with the source "model:/abs/path/generation_config.json"; then
+ * the sampling keys are settled again. A value lyra refuses is a warning
+ * and skipped; invalid JSON is LYRA_ERR_INPUT naming the file. Its
+ * eos_token_id list ends generation (format/hf_tokenizer.h). */
+int lyra_config_load_generation(lyra_config *c, const char *dir, lyra_error *err);
 
 /* Set key (see lyra_config_key_find) from a string, as a flag or setter
  * gives it: integers, numbers, true/false, sizes lists "0=6GB,cpu=16GB" (or a

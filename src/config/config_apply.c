@@ -100,12 +100,14 @@ int lyra_config_apply_sampler(const lyra_config *c, lyra_sampler_params *sp) {
 
 /* ------------------------------------------------------------- sampling */
 
-/* Layer of a source: default 0 < file 1 < env / api 2 < flag 3. */
+/* Layer of a source: default 0 < model (generation_config.json) 1 < file 2
+ * < env / api 3 < flag 4. */
 static int layer_of(const char *src) {
     if (!strncmp(src, "default", 7)) return 0;
-    if (!strncmp(src, "file:", 5)) return 1;
-    if (!strncmp(src, "flag:", 5)) return 3;
-    return 2;
+    if (!strncmp(src, "model:", 6)) return 1;
+    if (!strncmp(src, "file:", 5)) return 2;
+    if (!strncmp(src, "flag:", 5)) return 4;
+    return 3;
 }
 
 /* Replace key k's value (stolen) and source; -1 when out of memory. */
@@ -126,11 +128,11 @@ static int replace(lyra_config *c, int k, json_t *v, const char *src) {
 int lyra_config_settle_sampling(lyra_config *c, lyra_error *err) {
     static const int knobs[] = {LYRA_CFG_TEMPERATURE, LYRA_CFG_TOP_K, LYRA_CFG_TOP_P, LYRA_CFG_MIN_P};
     const int ds = LYRA_CFG_DO_SAMPLE;
-    /* sampling keys from a file or the API: transformers' defaults for the rest */
-    int hf = layer_of(c->source[ds]) == 1 || layer_of(c->source[ds]) == 2;
+    /* sampling keys from generation_config.json, a file or the API: transformers' defaults for the rest */
+    int hf = layer_of(c->source[ds]) >= 1 && layer_of(c->source[ds]) <= 3;
     for (size_t i = 0; i < sizeof knobs / sizeof knobs[0]; i++) {
         int l = layer_of(c->source[knobs[i]]);
-        if (l == 1 || l == 2) hf = 1;
+        if (l >= 1 && l <= 3) hf = 1;
     }
     /* a sampling knob from a later layer than do_sample false turns sampling on */
     if (json_is_false(c->value[ds])) {

@@ -104,7 +104,7 @@ static const struct hf_key {
                        "quantize on load"},
     {"trust_remote_code", 0, "lyra runs no code from model repositories"},
     {"low_cpu_mem_usage", 0, "lyra always maps the weights (see --no-mmap)"},
-    {"revision", 0, "the Hugging Face cache's refs/main picks the snapshot"},
+    {"revision", 0, "refs/main picks the snapshot; write another revision in model_id: org/name@REV"},
     {"offload_folder", 0, "the disk tier reads straight from the model file"},
     {"attn_implementation", 0, "lyra has one attention kernel per backend"},
     {"device", 0, "device_map places the model (\"cpu\", \"cuda:0\", \"auto\")"},

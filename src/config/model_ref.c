@@ -1,4 +1,5 @@
-/* model_ref.c: resolving -m / model_id to a GGUF path (see model_ref.h):
+/* model_ref.c: resolving -m / model_id to a GGUF path or a Hugging Face
+ * snapshot directory (see model_ref.h):
  * plain files, directories, and the local Hugging Face hub cache
  * (models--org--name/{refs/main, snapshots/REV/...} with files linked to
  * ../../blobs/HASH). Nothing is downloaded; nothing is printed. */
@@ -210,13 +211,63 @@ static int choose(const cand_list *c, const char *tag, const char *where, const 
     return -1;
 }
 
-/* The candidate of directory dir picked by tag, as a malloc'd path. */
+static int is_dir(const char *p);
+
+static int has_file(const char *dir, const char *name) {
+    char p[REF_PATH];
+    struct stat st;
+    return !join(p, dir, name) && stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* 1 if dir holds a *.safetensors file (a link to a present blob). */
+static int has_safetensors(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    struct dirent *e;
+    int found = 0;
+    while (!found && (e = readdir(d)) != NULL)
+        found = e->d_name[0] != '.' && ends_with_ci(e->d_name, ".safetensors") && has_file(dir, e->d_name);
+    closedir(d);
+    return found;
+}
+
+/* dir as the model: a Hugging Face snapshot (config.json: it must have
+ * tokenizer.json and safetensors weights) or a tokenizer-only directory
+ * (tokenizer.json, no config.json: enough for `lyra tokenize`). */
+static int take_snapshot(const char *dir, const char *where, const char *what, char **path, lyra_error *err) {
+    if (!has_file(dir, "tokenizer.json"))
+        return lyra_err(err, LYRA_ERR_INPUT, where, "%s: tokenizer.json not found in %s; lyra needs it", what, dir);
+    if (has_file(dir, "config.json") && !has_file(dir, "model.safetensors.index.json") && !has_safetensors(dir))
+        return lyra_err(err, LYRA_ERR_INPUT, where, "%s: no model.safetensors (nor model.safetensors.index.json) "
+                        "in %s; lyra needs the weights in safetensors form", what, dir);
+    if (!(*path = strdup(dir))) return lyra_err(err, LYRA_ERR_OOM, where, "out of memory");
+    return LYRA_OK;
+}
+
+/* The candidate of directory dir picked by tag, as a malloc'd path: a GGUF
+ * file, or dir itself when it is a Hugging Face snapshot (config.json)
+ * without GGUF files, or when tag is "safetensors". A snapshot with
+ * safetensors weights that also holds GGUF files is, without a tag, an error
+ * naming both (a GGUF repo's config.json alone does not count). */
 static int pick_in_dir(const char *dir, const char *tag, const char *where, const char *what,
                        const char *place, char **path, lyra_error *err) {
+    int snapshot = has_file(dir, "config.json");
+    if (tag && ieq(tag, "safetensors") && snapshot) return take_snapshot(dir, where, what, path, err);
     cand_list c = {0};
     scan(dir, "", 0, &c);
     int rc = LYRA_OK;
     if (c.oom) rc = lyra_err(err, LYRA_ERR_OOM, where, "out of memory");
+    if (!rc && !tag && c.n == 0 && (snapshot || has_file(dir, "tokenizer.json"))) {
+        cands_free(&c);
+        return take_snapshot(dir, where, what, path, err);
+    }
+    if (!rc && !tag && snapshot && (has_file(dir, "model.safetensors.index.json") || has_safetensors(dir))) {
+        char names[REF_LIST];
+        list_names(&c, NULL, names, sizeof names);
+        rc = lyra_err(err, LYRA_ERR_INPUT, where, "%s: both a Hugging Face snapshot (config.json) and %d GGUF "
+                      "model file%s (%s); add :safetensors for the snapshot or :TAG (part of a file name) for a "
+                      "GGUF file; looked in: %s", what, c.n, c.n == 1 ? "" : "s", names, place);
+    }
     int i = rc ? -1 : choose(&c, tag, where, what, place, err);
     if (!rc && i < 0) rc = LYRA_ERR_INPUT;
     if (!rc) {
@@ -318,11 +369,29 @@ static int repo_dir(const char *hub, const char *org, const char *name, char out
 
 /* The snapshot directory of repo: refs/main's revision, else the only one.
  * why: how it was chosen, for messages. */
-static int snapshot_dir(const char *repo, const char *where, const char *what, const char *place,
-                        char out[REF_PATH], char *why, size_t why_cap, lyra_error *err) {
-    char p[REF_PATH], snaps[REF_PATH];
+static int snapshot_dir(const char *repo, const char *revision, const char *where, const char *what,
+                        const char *place, char out[REF_PATH], char *why, size_t why_cap, lyra_error *err) {
+    char p[REF_PATH], snaps[REF_PATH], refname[300];
     if (join(snaps, repo, "snapshots")) return lyra_err(err, LYRA_ERR_INPUT, where, "%s: path too long", what);
-    if (join(p, repo, "refs/main")) return lyra_err(err, LYRA_ERR_INPUT, where, "%s: path too long", what);
+    if (revision && *revision) { /* a branch or tag (refs/REV), else a commit (snapshots/REV) */
+        if (strstr(revision, "..") || revision[0] == '/' || strlen(revision) > 255)
+            return lyra_err(err, LYRA_ERR_INPUT, where, "%s: revision '%.64s' is not a branch, tag or commit name",
+                            what, revision);
+        snprintf(refname, sizeof refname, "refs/%s", revision);
+        if (join(p, repo, refname)) return lyra_err(err, LYRA_ERR_INPUT, where, "%s: path too long", what);
+        struct stat st;
+        if (stat(p, &st) != 0 || !S_ISREG(st.st_mode)) {
+            if (!join(out, snaps, revision) && is_dir(out)) {
+                snprintf(why, why_cap, "revision %.40s", revision);
+                return LYRA_OK;
+            }
+            return lyra_err(err, LYRA_ERR_INPUT, where, "%s: revision %s not found (neither %s nor %s/%s); "
+                            "looked in: %s", what, revision, p, snaps, revision, place);
+        }
+    } else {
+        snprintf(refname, sizeof refname, "refs/main");
+        if (join(p, repo, "refs/main")) return lyra_err(err, LYRA_ERR_INPUT, where, "%s: path too long", what);
+    }
     FILE *f = fopen(p, "r");
     if (f) {
         char rev[256] = "";
@@ -333,9 +402,9 @@ static int snapshot_dir(const char *repo, const char *where, const char *what, c
         if (!k || strchr(rev, '/') || !strcmp(rev, "..") || !strcmp(rev, "."))
             return lyra_err(err, LYRA_ERR_INPUT, where, "%s: %s holds no revision; looked in: %s", what, p, place);
         if (join(out, snaps, rev) || !is_dir(out))
-            return lyra_err(err, LYRA_ERR_INPUT, where, "%s: refs/main names revision %s but %s/%s is missing; "
-                            "looked in: %s", what, rev, snaps, rev, place);
-        snprintf(why, why_cap, "refs/main");
+            return lyra_err(err, LYRA_ERR_INPUT, where, "%s: %s names revision %s but %s/%s is missing; "
+                            "looked in: %s", what, refname, rev, snaps, rev, place);
+        snprintf(why, why_cap, "%.60s", refname);
         return LYRA_OK;
     }
     DIR *d = opendir(snaps);
@@ -366,8 +435,8 @@ static int snapshot_dir(const char *repo, const char *where, const char *what, c
 
 /* Look org/name[:tag] up in the cache. tried: the places already looked in
  * ("./org/name (no such file or directory)"), for messages. */
-static int from_hf(const char *ref, const char *org, const char *name, const char *tag, const char *tried,
-                   const char *where, char **path, lyra_error *err) {
+static int from_hf(const char *ref, const char *org, const char *name, const char *tag, const char *revision,
+                   const char *tried, const char *where, char **path, lyra_error *err) {
     char hub[REF_PATH], repo[REF_PATH], snap[REF_PATH], place[REF_PATH + 160], why[64];
     const char *src = NULL;
     if (lyra_model_ref_hf_cache(hub, sizeof hub, &src))
@@ -382,7 +451,7 @@ static int from_hf(const char *ref, const char *org, const char *name, const cha
                         "cache, from %s; lyra does not download)", ref, tried, want, origin);
     }
     snprintf(place, sizeof place, "%s (from %s)", repo, origin);
-    int rc = snapshot_dir(repo, where, ref, place, snap, why, sizeof why, err);
+    int rc = snapshot_dir(repo, revision, where, ref, place, snap, why, sizeof why, err);
     if (rc) return rc;
     snprintf(place, sizeof place, "%s (%s; cache from %s)", snap, why, origin);
     return pick_in_dir(snap, tag[0] ? tag : NULL, where, ref, place, path, err);
@@ -392,14 +461,14 @@ static int from_hf(const char *ref, const char *org, const char *name, const cha
 
 /* A directory: a hub cache repo (models--org--name with snapshots/) or a
  * folder of GGUF files. */
-static int from_dir(const char *dir_in, const char *tag, const char *ref, const char *where, char **path,
-                    lyra_error *err) {
+static int from_dir(const char *dir_in, const char *tag, const char *revision, const char *ref, const char *where,
+                    char **path, lyra_error *err) {
     char dir[REF_PATH], snaps[REF_PATH], snap[REF_PATH], place[REF_PATH + 160], why[64];
     snprintf(dir, sizeof dir, "%s", dir_in);
     for (size_t k = strlen(dir); k > 1 && dir[k - 1] == '/'; k--) dir[k - 1] = '\0';
     if (!join(snaps, dir, "snapshots") && is_dir(snaps) && !strncmp(base_name(dir), "models--", 8)) {
         snprintf(place, sizeof place, "%s", dir);
-        int rc = snapshot_dir(dir, where, ref, place, snap, why, sizeof why, err);
+        int rc = snapshot_dir(dir, revision, where, ref, place, snap, why, sizeof why, err);
         if (rc) return rc;
         snprintf(place, sizeof place, "%s (%s)", snap, why);
         return pick_in_dir(snap, tag, where, ref, place, path, err);
@@ -409,13 +478,18 @@ static int from_dir(const char *dir_in, const char *tag, const char *ref, const 
 }
 
 int lyra_model_ref_resolve(const char *ref, const char *where, char **path, lyra_error *err) {
+    return lyra_model_ref_resolve_rev(ref, NULL, where, path, err);
+}
+
+int lyra_model_ref_resolve_rev(const char *ref, const char *revision, const char *where, char **path,
+                               lyra_error *err) {
     *path = NULL;
     if (!where) where = "model";
     if (!ref || !*ref) return lyra_err(err, LYRA_ERR_INPUT, where, "empty model name");
     if (strlen(ref) >= REF_PATH) return lyra_err(err, LYRA_ERR_INPUT, where, "model name too long");
     struct stat st;
     if (stat(ref, &st) == 0) {
-        if (S_ISDIR(st.st_mode)) return from_dir(ref, NULL, ref, where, path, err);
+        if (S_ISDIR(st.st_mode)) return from_dir(ref, NULL, revision, ref, where, path, err);
         if (!S_ISREG(st.st_mode)) return lyra_err(err, LYRA_ERR_INPUT, where, "%s: not a file or directory", ref);
         int no, count;
         if (split_part(base_name(ref), &no, &count) && no != 1)
@@ -433,14 +507,30 @@ int lyra_model_ref_resolve(const char *ref, const char *where, char **path, lyra
     if (colon && colon[1] && !strchr(colon, '/')) {
         char base[REF_PATH];
         snprintf(base, sizeof base, "%.*s", (int)(colon - ref), ref);
-        if (is_dir(base)) return from_dir(base, colon + 1, ref, where, path, err);
+        if (is_dir(base)) return from_dir(base, colon + 1, revision, ref, where, path, err);
         if (stat(base, &st) == 0)
             return lyra_err(err, LYRA_ERR_INPUT, where, "%s: a :TAG picks a file in a directory or a Hugging Face "
                             "repo, and %s is a file", ref, base);
+    }
+    /* org/name@REV[:TAG]: a revision written in the reference */
+    const char *at = strchr(ref, '@'), *slash = strchr(ref, '/');
+    if (at && slash && at > slash && !(revision && *revision)) {
+        char base[REF_PATH], rev[256];
+        const char *end = strchr(at, ':');
+        size_t rl = end ? (size_t)(end - at - 1) : strlen(at + 1);
+        if (rl == 0 || rl >= sizeof rev)
+            return lyra_err(err, LYRA_ERR_INPUT, where, "%s: no revision after '@'", ref);
+        memcpy(rev, at + 1, rl);
+        rev[rl] = '\0';
+        snprintf(base, sizeof base, "%.*s%s", (int)(at - ref), ref, end ? end : "");
+        char *p = NULL;
+        int rc = lyra_model_ref_resolve_rev(base, rev, where, &p, err);
+        *path = p;
+        return rc;
     }
     char org[256], name[256], tag[256];
     if (!parse_repo(ref, org, name, tag, sizeof org))
         return lyra_err(err, LYRA_ERR_INPUT, where, "%s: no such file or directory (nor a Hugging Face repo "
                         "id org/name[:TAG])", ref);
-    return from_hf(ref, org, name, tag, tried, where, path, err);
+    return from_hf(ref, org, name, tag, revision, tried, where, path, err);
 }

@@ -1,5 +1,6 @@
 /* model_ref.h: what `-m MODEL` and a config's `model_id` may name, resolved
- * to the path of one GGUF file (lyra_model_open's argument):
+ * to the path of one GGUF file or of a Hugging Face snapshot directory
+ * (lyra_model_open's argument):
  *   - a GGUF file (any name; a split model by its first part,
  *     NAME-00001-of-0000N.gguf: naming a later part is an error that names
  *     the first);
@@ -14,6 +15,19 @@
  *     the revision snapshots/REV with REV from refs/main, else the only
  *     snapshot. The files are searched two directory levels deep (split
  *     models often sit in a folder per quantization).
+ * Hugging Face snapshots (safetensors): a directory (given, or the cache's
+ * snapshot) holding config.json and no GGUF file resolves to the directory
+ * itself; it must hold tokenizer.json and model.safetensors (or
+ * model.safetensors.index.json, or some *.safetensors), else an error names
+ * the missing file ("tokenizer.json not found in SNAPSHOT; lyra needs it").
+ * A directory with tokenizer.json only (no config.json, no GGUF) resolves to
+ * itself too (enough for `lyra tokenize`). When a snapshot with safetensors
+ * weights also holds GGUF files, nothing is guessed: the error names both,
+ * and :safetensors picks the snapshot, any other :TAG a GGUF file (a GGUF
+ * repo whose config.json comes without safetensors picks its GGUF as before).
+ * Revision (org/name@REV[:TAG], or lyra_model_ref_resolve_rev): a branch or
+ * tag whose refs/REV names the snapshot, or a commit (snapshots/REV);
+ * default refs/main, else the only snapshot.
  * TAG picks the file whose path (below the snapshot or directory) contains
  * TAG case-insensitively, as llama.cpp's -hf and Ollama's hf.co tags do
  * (`:Q4_K_M`, `:q8_0`); when several contain it, the one where TAG stands
@@ -35,6 +49,9 @@
 /* Resolve ref; where names its origin in messages ("-m", "model_id", a
  * file:json path). *path is malloc'd on success (NULL on failure). */
 int lyra_model_ref_resolve(const char *ref, const char *where, char **path, lyra_error *err);
+/* The same at a revision (NULL or "": refs/main, else the only snapshot). */
+int lyra_model_ref_resolve_rev(const char *ref, const char *revision, const char *where, char **path,
+                               lyra_error *err);
 
 /* The Hugging Face hub cache directory lookups use, into buf[cap], and the
  * variable that chose it ("HF_HUB_CACHE", "HF_HOME" or "HOME") into

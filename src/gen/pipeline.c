@@ -202,6 +202,11 @@ static int load_config(lyra_pipeline *p, const char *config_path, const lyra_kwa
 static int open_model(lyra_pipeline *p, const char *ref, lyra_error *err) {
     char *path = NULL;
     int rc = kind_of(err, lyra_model_ref_resolve(ref, "model_id", &path, err), LYRA_KIND_MODEL_NOT_FOUND);
+    if (!rc) { /* a snapshot's generation_config.json, below the config and kwargs */
+        rc = lyra_config_load_generation(p->cfg, path, err);
+        if (!rc) rc = lyra_config_apply_gen(p->cfg, &p->gen, err);
+        rc = kind_of(err, rc, LYRA_KIND_CONFIG);
+    }
     lyra_model_params mp = lyra_model_default_params();
     if (!rc) rc = kind_of(err, lyra_config_apply_model(p->cfg, &mp, err), LYRA_KIND_CONFIG);
     lyra_context_params cp = lyra_context_default_params(); /* the model's geometry */

@@ -59,8 +59,17 @@ struct lyra_tokenizer {
     int add_bos;           /* the model's default for adding BOS */
     int add_eos;           /* the model's add_eos_token (never applied by encode) */
     int add_space_prefix;  /* SPM: prepend ' ' to text at the start / after a special */
+    int prepend_scheme;    /* SPM from a Metaspace: 0 none (llama.cpp's rule), 1 "always",
+                              2 "first" (tokenizer.lyra.prepend_scheme; no prefix before ' ') */
+    int bpe_prefix_step;   /* BPE, tokenizer.lyra.add_prefix_space: 1 + the regex step
+                              before which every piece not starting with ' ' gets one
+                              (tokenizer.lyra.prefix_space_step); 0: never */
+    int ignore_merges;     /* BPE: a piece that is a whole token is that token, unmerged
+                              (tokenizer.lyra.ignore_merges, tokenizer.json's ignore_merges) */
     int spm_split_words;   /* SPM: no piece has U+2581 after another character */
     uint8_t *eog;          /* [n_vocab] 1 for end-of-generation tokens */
+    uint8_t *strip;        /* [n_vocab] added tokens that take the whitespace beside them
+                              (tokenizer.lyra.lstrip_ids: bit 1, rstrip_ids: bit 2), or NULL */
     char pre[64];          /* BPE pre-tokenizer name (tokenizer.ggml.pre) */
     int n_regex;           /* BPE: regexes applied in sequence */
     void *regex[TOK_MAX_REGEX]; /* BPE: compiled pcre2_code_8 pointers */

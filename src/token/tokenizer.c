@@ -241,9 +241,16 @@ static int32_t tok_find_control(const lyra_tokenizer *t, const char *name) {
     return (id >= 0 && id < t->n_vocab && t->types[id] == TOK_CONTROL) ? id : -1;
 }
 
-static int tok_build_eog(lyra_tokenizer *t) {
+static int tok_build_eog(lyra_tokenizer *t, const lyra_gguf *g) {
     t->eog = calloc((size_t)t->n_vocab, 1);
     if (!t->eog) return LYRA_ERR_OOM;
+    uint64_t n = 0; /* generation_config.json's eos_token_id list */
+    if (lyra_gguf_get_arr(g, "tokenizer.lyra.eog_ids", NULL, &n))
+        for (uint64_t i = 0; i < n; i++) {
+            int64_t id;
+            if (lyra_gguf_arr_get_i64(g, "tokenizer.lyra.eog_ids", i, &id) && id >= 0 && id < t->n_vocab)
+                t->eog[id] = 1;
+        }
     if (t->eos >= 0) t->eog[t->eos] = 1;
     if (t->eot >= 0) t->eog[t->eot] = 1;
     if (t->eom >= 0) t->eog[t->eom] = 1;
@@ -390,14 +397,49 @@ int lyra_tokenizer_load(const lyra_gguf *g, lyra_tokenizer **out, lyra_error *er
     t->add_bos = tok_get_flag(g, "tokenizer.ggml.add_bos_token", spm ? 1 : 0);
     t->add_eos = tok_get_flag(g, "tokenizer.ggml.add_eos_token", 0);
     t->add_space_prefix = spm ? tok_get_flag(g, "tokenizer.ggml.add_space_prefix", 1) : 0;
+    t->ignore_merges = !spm && tok_get_flag(g, "tokenizer.lyra.ignore_merges", 0);
+    if (!spm && tok_get_flag(g, "tokenizer.lyra.add_prefix_space", 0)) {
+        uint32_t step = 0;
+        lyra_gguf_get_u32(g, "tokenizer.lyra.prefix_space_step", &step);
+        t->bpe_prefix_step = step < TOK_MAX_REGEX ? (int)step + 1 : TOK_MAX_REGEX + 1;
+    }
+    lyra_gguf_str scheme;
+    if (spm && lyra_gguf_get_str(g, "tokenizer.lyra.prepend_scheme", &scheme)) {
+        if (scheme.len == 6 && !memcmp(scheme.ptr, "always", 6)) t->prepend_scheme = 1;
+        else if (scheme.len == 5 && !memcmp(scheme.ptr, "first", 5)) t->prepend_scheme = 2;
+        else if (scheme.len == 5 && !memcmp(scheme.ptr, "never", 5)) t->add_space_prefix = 0;
+        else {
+            rc = lyra_err(err, LYRA_ERR_INPUT, where, "tokenizer.lyra.prepend_scheme: '%.*s' is not always, first or never",
+                          (int)(scheme.len > 32 ? 32 : scheme.len), scheme.ptr);
+            goto fail;
+        }
+    }
 
+    for (int side = 0; side < 2; side++) { /* tokenizer.json's lstrip/rstrip added tokens */
+        const char *key = side ? "tokenizer.lyra.rstrip_ids" : "tokenizer.lyra.lstrip_ids";
+        lyra_gguf_vtype et;
+        uint64_t m;
+        if (!lyra_gguf_get_arr(g, key, &et, &m)) continue;
+        if (!t->strip && !(t->strip = calloc((size_t)nv, 1))) {
+            rc = lyra_err(err, LYRA_ERR_OOM, where, "out of memory");
+            goto fail;
+        }
+        for (uint64_t i = 0; i < m; i++) {
+            int64_t id;
+            if (!lyra_gguf_arr_get_i64(g, key, i, &id) || id < 0 || id >= nv) {
+                rc = lyra_err(err, LYRA_ERR_INPUT, where, "%s[%llu]: not a token id", key, (unsigned long long)i);
+                goto fail;
+            }
+            t->strip[id] |= (uint8_t)(side ? 2 : 1);
+        }
+    }
     tok_find_bytes(t);
     t->spm_split_words = spm && tok_no_inner_space(t);
     if (!spm) {
         rc = lyra_tokint_bpe_init(t, g, where, err);
         if (rc) goto fail;
     }
-    if (tok_build_pieces(t) || tok_build_specials(t) || tok_build_eog(t)) {
+    if (tok_build_pieces(t) || tok_build_specials(t) || tok_build_eog(t, g)) {
         rc = lyra_err(err, LYRA_ERR_OOM, where, "out of memory building the tokenizer");
         goto fail;
     }
@@ -421,6 +463,7 @@ void lyra_tokenizer_free(lyra_tokenizer *t) {
     free(t->merges);
     free(t->special);
     free(t->eog);
+    free(t->strip);
     free(t);
 }
 
@@ -497,6 +540,10 @@ static int tok_maybe_in(const uint64_t *bits, const char *s, size_t n) {
     return 1;
 }
 
+static int tok_is_space(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
 /* Split text at special tokens, as llama.cpp does: each special (longest
  * first) is searched in every text fragment left from the previous ones.
  * Control and unknown tokens only when parse_special; user-defined always. */
@@ -535,10 +582,14 @@ static int tok_partition(const lyra_tokenizer *t, const char *text, size_t len,
             while (pos < end) {
                 const char *hit = memmem(text + pos, end - pos, s, sn);
                 if (!hit) break;
-                size_t at = (size_t)(hit - text);
+                size_t at = (size_t)(hit - text), e = at + sn;
+                if (t->strip && (t->strip[id] & 1)) /* lstrip: whitespace before it is its own */
+                    while (at > pos && tok_is_space(text[at - 1])) at--;
+                if (t->strip && (t->strip[id] & 2))
+                    while (e < end && tok_is_space(text[e])) e++;
                 if (at > pos && (rc = tok_frag_push(&nxt, pos, at - pos, -1))) goto done_bits;
-                if ((rc = tok_frag_push(&nxt, at, sn, id))) goto done_bits;
-                pos = at + sn;
+                if ((rc = tok_frag_push(&nxt, at, e - at, id))) goto done_bits;
+                pos = e;
                 found = 1;
             }
             if (pos < end && (rc = tok_frag_push(&nxt, pos, end - pos, -1))) goto done_bits;
@@ -573,10 +624,17 @@ int lyra_tok_encode(const lyra_tokenizer *t, const char *text, size_t len,
             prev_special = 1;
             continue;
         }
-        if (t->model == TOK_MODEL_SPM)
-            rc = lyra_tokint_spm_encode(t, text + f.off, f.len, t->add_space_prefix && prev_special, &out, err);
-        else
+        int lead_space = f.len && text[f.off] == ' ';
+        if (t->model == TOK_MODEL_SPM) {
+            int prefix = t->add_space_prefix && prev_special;
+            if (t->prepend_scheme) { /* Metaspace: not before a space or U+2581; "first": only at the start */
+                lead_space |= f.len >= 3 && !memcmp(text + f.off, "\xe2\x96\x81", 3);
+                prefix = t->add_space_prefix && !lead_space && (t->prepend_scheme == 1 || f.off == 0);
+            }
+            rc = lyra_tokint_spm_encode(t, text + f.off, f.len, prefix, &out, err);
+        } else {
             rc = lyra_tokint_bpe_encode(t, text + f.off, f.len, &out, err);
+        }
         if (rc) goto fail;
         prev_special = 0;
     }

@@ -20,7 +20,7 @@ static char g_root[1024]; /* the test's scratch directory */
 /* mkdir -p of root/rel. */
 static void mkdirs(const char *rel) {
     char p[2048];
-    snprintf(p, sizeof p, "%s/%s", g_root, rel);
+    snprintf(p, sizeof p, "%.1000s/%.1000s", g_root, rel);
     for (char *s = p + strlen(g_root) + 1; *s; s++)
         if (*s == '/') {
             *s = '\0';
@@ -292,6 +292,94 @@ static void test_cache_order(void) {
     expect_error("o/where", "no Hugging Face cache", NULL);
 }
 
+/* Hugging Face snapshots (safetensors): a directory, or the cache's; refs,
+ * revisions, a GGUF beside a snapshot, missing files. */
+static void test_snapshots(void) {
+    char hub[1200], msg[1024];
+    int code;
+    snprintf(hub, sizeof hub, "%s/st/hub", g_root);
+    set_env(hub, NULL, NULL);
+    /* a plain snapshot directory */
+    touch("stdir/config.json", "{}");
+    touch("stdir/tokenizer.json", "{}");
+    touch("stdir/model.safetensors", "x");
+    expect_path("stdir", "stdir");
+    /* sharded: the index counts */
+    touch("stshard/config.json", "{}");
+    touch("stshard/tokenizer.json", "{}");
+    touch("stshard/model.safetensors.index.json", "{}");
+    expect_path("stshard", "stshard");
+    /* missing files are named */
+    touch("stnotok/config.json", "{}");
+    touch("stnotok/model.safetensors", "x");
+    expect_error("stnotok", "tokenizer.json not found in stnotok; lyra needs it", NULL);
+    touch("stnow/config.json", "{}");
+    touch("stnow/tokenizer.json", "{}");
+    expect_error("stnow", "no model.safetensors", "stnow", NULL);
+    /* tokenizer-only directory */
+    touch("tokonly/tokenizer.json", "{}");
+    expect_path("tokonly", "tokonly");
+    /* a GGUF beside a snapshot: an error naming both; :safetensors / :TAG pick */
+    touch("both/config.json", "{}");
+    touch("both/tokenizer.json", "{}");
+    touch("both/model.safetensors", "x");
+    touch("both/model-Q8_0.gguf", "GGUF");
+    expect_error("both", "both a Hugging Face snapshot (config.json) and 1 GGUF model file (model-Q8_0.gguf)",
+                 ":safetensors", NULL);
+    expect_path("both:safetensors", "both");
+    expect_path("both:Q8_0", "both/model-Q8_0.gguf");
+    /* a GGUF repo with a config.json but no safetensors: its GGUF as before */
+    touch("ggufrepo/config.json", "{}");
+    touch("ggufrepo/m.gguf", "GGUF");
+    expect_path("ggufrepo", "ggufrepo/m.gguf");
+
+    /* the cache: refs/main, another branch, a commit, a missing revision */
+    touch("st/hub/models--org--snap/refs/main", "aaa111\n");
+    touch("st/hub/models--org--snap/refs/dev", "bbb222");
+    const char *revs[2] = {"aaa111", "bbb222"};
+    for (int i = 0; i < 2; i++) {
+        hub_file("models--org--snap", revs[i], "config.json", i ? "h1" : "h0");
+        hub_file("models--org--snap", revs[i], "tokenizer.json", i ? "h3" : "h2");
+        hub_file("models--org--snap", revs[i], "model.safetensors", i ? "h5" : "h4");
+    }
+    /* hub_file's root is hub/: move the repo where HF_HUB_CACHE points */
+    char from[1400], to[1400];
+    snprintf(from, sizeof from, "%s/hub/models--org--snap/snapshots", g_root);
+    snprintf(to, sizeof to, "%s/st/hub/models--org--snap/snapshots", g_root);
+    CHECK(rename(from, to) == 0, "rename %s", strerror(errno));
+    snprintf(from, sizeof from, "%s/hub/models--org--snap/blobs", g_root);
+    snprintf(to, sizeof to, "%s/st/hub/models--org--snap/blobs", g_root);
+    CHECK(rename(from, to) == 0, "rename %s", strerror(errno));
+    expect_path("org/snap", "st/hub/models--org--snap/snapshots/aaa111");
+    char *path = NULL;
+    lyra_error err;
+    CHECK(lyra_model_ref_resolve_rev("org/snap", "dev", "-m", &path, &err) == 0 && path &&
+              strstr(path, "snapshots/bbb222"), "revision dev: %s", path ? path : err.msg);
+    free(path);
+    path = NULL;
+    CHECK(lyra_model_ref_resolve_rev("org/snap", "bbb222", "-m", &path, &err) == 0 && path &&
+              strstr(path, "snapshots/bbb222"), "revision commit: %s", path ? path : err.msg);
+    free(path);
+    path = NULL;
+    CHECK(lyra_model_ref_resolve_rev("org/snap", "v9", "-m", &path, &err) == LYRA_ERR_INPUT &&
+              strstr(err.msg, "revision v9 not found"), "missing revision: %s", err.msg);
+    CHECK(lyra_model_ref_resolve_rev("org/snap", "../x", "-m", &path, &err) == LYRA_ERR_INPUT,
+          "bad revision: %s", err.msg);
+    expect_path("org/snap@dev", "st/hub/models--org--snap/snapshots/bbb222");
+    expect_path("org/snap@aaa111", "st/hub/models--org--snap/snapshots/aaa111");
+    expect_path("org/snap@dev:safetensors", "st/hub/models--org--snap/snapshots/bbb222");
+    expect_error("org/snap@nope", "revision nope not found", NULL);
+    /* a snapshot missing tokenizer.json, through the cache */
+    touch("st/hub/models--org--notok/refs/main", "c1");
+    touch("st/hub/models--org--notok/snapshots/c1/config.json", "{}");
+    touch("st/hub/models--org--notok/snapshots/c1/model.safetensors", "x");
+    expect_error("org/notok", "tokenizer.json not found in", "models--org--notok/snapshots/c1; lyra needs it", NULL);
+    (void)resolve;
+    (void)code;
+    (void)msg;
+    set_env(NULL, NULL, NULL);
+}
+
 int main(void) {
     snprintf(g_root, sizeof g_root, "%s/model_ref", test_tmp_dir());
     mkdir(g_root, 0755);
@@ -303,6 +391,7 @@ int main(void) {
     test_files_and_dirs();
     test_hub();
     test_cache_order();
+    test_snapshots();
     if (old_home) setenv("HOME", old_home, 1);
     free(old_home);
     return test_done();
