@@ -109,6 +109,30 @@ int64_t lyra_gguf_n_tensors(const lyra_gguf *g);
 const lyra_gguf_tensor *lyra_gguf_tensor_at(const lyra_gguf *g, int64_t i);
 const lyra_gguf_tensor *lyra_gguf_find_tensor(const lyra_gguf *g, const char *name);
 
+/* ---- metadata set in memory ----
+ * A model directory that is not GGUF (a Hugging Face snapshot) is presented
+ * to lyra as a lyra_gguf made in memory, with llama.cpp's key names.
+ * lyra_gguf_new_empty: no file, no keys, no tensors; its path is name (NULL
+ * when out of memory). The set functions copy their arguments (strings need
+ * not be NUL-terminated), replace the value of a key that exists (in place:
+ * file order is kept) and work on any lyra_gguf (an opened file's metadata
+ * too; the map is never written). They return LYRA_OK, LYRA_ERR_OOM, or
+ * LYRA_ERR_INPUT for an empty/over-long key or a type they do not take;
+ * messages go to err, which may be NULL. */
+lyra_gguf *lyra_gguf_new_empty(const char *name);
+/* A scalar: type one of U8..F64 or BOOL, v as for lyra_gguf_writer_add_val. */
+int lyra_gguf_set_val(lyra_gguf *g, const char *key, lyra_gguf_vtype type, const void *v,
+                      lyra_error *err);
+int lyra_gguf_set_str(lyra_gguf *g, const char *key, const char *s, size_t len, lyra_error *err);
+/* Array of numbers (elem_type a scalar type, data count values of its C type). */
+int lyra_gguf_set_arr(lyra_gguf *g, const char *key, lyra_gguf_vtype elem_type, const void *data,
+                      uint64_t count, lyra_error *err);
+/* Array of strings; lens NULL: each string NUL-terminated. */
+int lyra_gguf_set_arr_str(lyra_gguf *g, const char *key, const char *const *v, const uint64_t *lens,
+                          uint64_t count, lyra_error *err);
+/* Remove a key (no-op when absent). */
+void lyra_gguf_unset(lyra_gguf *g, const char *key);
+
 /* ---- writer ----
  * Collects key/values and tensors, then writes a v3 file atomically (a
  * temporary file renamed into place: no partial output on failure). Tensor

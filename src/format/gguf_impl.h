@@ -16,6 +16,8 @@ typedef struct gguf_kv {
     const uint8_t *arr_data;  /* arrays: first element in the map */
     const uint8_t **arr_strs; /* string arrays: [arr_count] pointers to each
                                  element's u64 length (malloc'd), else NULL */
+    uint8_t *owned;           /* set in memory (gguf_mem.c): the malloc'd value
+                                 val points into, freed on close; else NULL */
 } gguf_kv;
 
 /* A name and the index it belongs to, sorted by name for lookups. */

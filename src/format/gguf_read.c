@@ -700,6 +700,7 @@ void lyra_gguf_close(lyra_gguf *g) {
         for (int64_t k = 0; k < pt->n_kv; k++) {
             free(pt->kv[k].key);
             free(pt->kv[k].arr_strs);
+            free(pt->kv[k].owned);
         }
         free(pt->kv);
         free(pt->kv_by_name);

@@ -207,20 +207,55 @@ static int tok_load_merges(lyra_tokenizer *t, const lyra_gguf *g, const char *wh
     return rc;
 }
 
+/* tokenizer.lyra.pre_regex (from a tokenizer.json): its patterns as a
+ * pre-tokenizer, into *pre (patterns copied to bufs). 1 when present. */
+static int tok_pre_from_meta(const lyra_gguf *g, tok_pre *pre, char **bufs, const char *where,
+                             lyra_error *err, int *rc) {
+    const char *key = "tokenizer.lyra.pre_regex";
+    lyra_gguf_vtype et;
+    uint64_t n;
+    *rc = LYRA_OK;
+    if (!lyra_gguf_get_arr(g, key, &et, &n)) return 0;
+    if ((et != LYRA_GGUF_STRING && n) || n > TOK_MAX_REGEX) {
+        *rc = lyra_err(err, LYRA_ERR_INPUT, where, "%s: expected at most %d strings", key, TOK_MAX_REGEX);
+        return 1;
+    }
+    memset(pre, 0, sizeof *pre);
+    pre->names = "";
+    for (uint64_t i = 0; i < n; i++) {
+        lyra_gguf_str s = lyra_gguf_arr_str(g, key, i);
+        bufs[i] = malloc((size_t)s.len + 1);
+        if (!bufs[i]) { *rc = lyra_err(err, LYRA_ERR_OOM, where, "out of memory"); return 1; }
+        if (s.len) memcpy(bufs[i], s.ptr, (size_t)s.len);
+        bufs[i][s.len] = 0;
+        pre->rx[i] = bufs[i];
+    }
+    return 1;
+}
+
 int lyra_tokint_bpe_init(lyra_tokenizer *t, const lyra_gguf *g, const char *where, lyra_error *err) {
     lyra_gguf_str ps;
     const char *pre = "default";
     size_t pn = 7;
     if (lyra_gguf_get_str(g, "tokenizer.ggml.pre", &ps)) { pre = ps.ptr; pn = (size_t)ps.len; }
-    const tok_pre *found = NULL;
-    for (size_t i = 0; i < sizeof tok_pres / sizeof tok_pres[0] && !found; i++)
-        if (tok_name_in(tok_pres[i].names, pre, pn)) found = &tok_pres[i];
-    if (!found)
-        return lyra_err(err, LYRA_ERR_INPUT, where, "tokenizer.ggml.pre: unknown pre-tokenizer '%.*s'",
-                        (int)(pn > 64 ? 64 : pn), pre);
-    snprintf(t->pre, sizeof t->pre, "%.*s", (int)pn, pre);
-    int rc = tok_compile(t, found, where, err);
-    if (rc) return rc;
+    snprintf(t->pre, sizeof t->pre, "%.*s", (int)(pn < sizeof t->pre ? pn : sizeof t->pre - 1), pre);
+    tok_pre own;
+    char *bufs[TOK_MAX_REGEX] = {0};
+    int rc;
+    if (tok_pre_from_meta(g, &own, bufs, where, err, &rc)) {
+        if (!rc) rc = tok_compile(t, &own, where, err);
+        for (int i = 0; i < TOK_MAX_REGEX; i++) free(bufs[i]);
+        if (rc) return rc;
+    } else {
+        const tok_pre *found = NULL;
+        for (size_t i = 0; i < sizeof tok_pres / sizeof tok_pres[0] && !found; i++)
+            if (tok_name_in(tok_pres[i].names, pre, pn)) found = &tok_pres[i];
+        if (!found)
+            return lyra_err(err, LYRA_ERR_INPUT, where, "tokenizer.ggml.pre: unknown pre-tokenizer '%.*s'",
+                            (int)(pn > 64 ? 64 : pn), pre);
+        rc = tok_compile(t, found, where, err);
+        if (rc) return rc;
+    }
     rc = tok_load_merges(t, g, where, err);
     if (rc) return rc;
     for (int b = 0; b < 256; b++) {
@@ -359,21 +394,51 @@ static int bpe_word(const lyra_tokenizer *t, const uint8_t *w, size_t n, bpe_sym
     return LYRA_OK;
 }
 
-/* Pre-tokenize text into spans *out (malloc'd, caller frees). */
-static int bpe_pretok(const lyra_tokenizer *t, const char *text, size_t len, bpe_spans *out,
-                      lyra_error *err) {
+/* ByteLevel(add_prefix_space): a copy of text with ' ' put before every span
+ * of a that does not start with one; a's spans are moved onto the copy. */
+static char *bpe_prefix(const char *text, bpe_spans *a) {
+    size_t tot = 0;
+    for (size_t i = 0; i < a->n; i++) tot += a->v[i].len + 1;
+    char *nt = malloc(tot ? tot : 1);
+    if (!nt) return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < a->n; i++) {
+        bpe_span sp = a->v[i];
+        size_t at = k;
+        if (!sp.len || text[sp.off] != ' ') nt[k++] = ' ';
+        memcpy(nt + k, text + sp.off, sp.len);
+        k += sp.len;
+        a->v[i] = (bpe_span){at, k - at};
+    }
+    return nt;
+}
+
+/* Pre-tokenize text into spans *out (malloc'd, caller frees). With
+ * add_prefix_space the spans are of a new text, *owned (caller frees; else
+ * NULL), which *textp then points to. */
+static int bpe_pretok(const lyra_tokenizer *t, const char **textp, size_t len, bpe_spans *out,
+                      char **owned, lyra_error *err) {
     bpe_spans a = {0}, b = {0};
     pcre2_match_data *md = NULL;
     int rc = LYRA_OK;
+    *owned = NULL;
     if (bpe_span_push(&a, 0, len)) goto oom;
-    for (int r = 0; r < t->n_regex; r++) {
+    for (int r = 0; r <= t->n_regex; r++) {
+        if (t->bpe_prefix_step == r + 1 && len) {
+            char *nt = bpe_prefix(*textp, &a);
+            if (!nt) goto oom;
+            free(*owned);
+            *owned = nt;
+            *textp = nt;
+        }
+        if (r == t->n_regex) break;
         const pcre2_code *re = t->regex[r];
         pcre2_match_data_free(md);
         md = pcre2_match_data_create_from_pattern(re, NULL);
         if (!md) goto oom;
         b.n = 0;
         for (size_t i = 0; i < a.n; i++) {
-            rc = bpe_split(re, md, text, a.v[i], &b, err);
+            rc = bpe_split(re, md, *textp, a.v[i], &b, err);
             if (rc == LYRA_ERR_OOM) goto oom;
             if (rc) goto done;
         }
@@ -385,7 +450,7 @@ oom:
 done:
     pcre2_match_data_free(md);
     free(b.v);
-    if (rc) { free(a.v); a = (bpe_spans){0}; }
+    if (rc) { free(a.v); a = (bpe_spans){0}; free(*owned); *owned = NULL; }
     *out = a;
     return rc;
 }
@@ -393,10 +458,12 @@ done:
 int lyra_tokint_bpe_pretok(const lyra_tokenizer *t, const char *text, size_t len, size_t **spans,
                            size_t *n, lyra_error *err) {
     bpe_spans a;
+    char *owned;
     *spans = NULL;
     *n = 0;
-    int rc = bpe_pretok(t, text, len, &a, err);
+    int rc = bpe_pretok(t, &text, len, &a, &owned, err);
     if (rc) return rc;
+    free(owned); /* offsets are then into the prefixed text */
     size_t *v = malloc((a.n ? a.n : 1) * 2 * sizeof *v);
     if (!v) { free(a.v); return lyra_err(err, LYRA_ERR_OOM, "tokenize", "out of memory"); }
     for (size_t i = 0; i < a.n; i++) { v[2 * i] = a.v[i].off; v[2 * i + 1] = a.v[i].len; }
@@ -413,7 +480,8 @@ int lyra_tokint_bpe_encode(const lyra_tokenizer *t, const char *text, size_t len
     bpe_spans a = {0};
     lyra_heap h = {0};
     bpe_sym *sym = NULL;
-    int rc = bpe_pretok(t, text, len, &a, err);
+    char *owned = NULL;
+    int rc = bpe_pretok(t, &text, len, &a, &owned, err);
     if (rc) return rc;
     size_t max = 0;
     for (size_t i = 0; i < a.n; i++)
@@ -426,6 +494,7 @@ int lyra_tokint_bpe_encode(const lyra_tokenizer *t, const char *text, size_t len
 oom:
     rc = lyra_err(err, LYRA_ERR_OOM, "tokenize", "out of memory");
 done:
+    free(owned);
     free(sym);
     lyra_heap_free(&h);
     free(a.v);

@@ -59,6 +59,11 @@ struct lyra_tokenizer {
     int add_bos;           /* the model's default for adding BOS */
     int add_eos;           /* the model's add_eos_token (never applied by encode) */
     int add_space_prefix;  /* SPM: prepend ' ' to text at the start / after a special */
+    int prepend_scheme;    /* SPM from a Metaspace: 0 none (llama.cpp's rule), 1 "always",
+                              2 "first" (tokenizer.lyra.prepend_scheme; no prefix before ' ') */
+    int bpe_prefix_step;   /* BPE, tokenizer.lyra.add_prefix_space: 1 + the regex step
+                              before which every piece not starting with ' ' gets one
+                              (tokenizer.lyra.prefix_space_step); 0: never */
     int spm_split_words;   /* SPM: no piece has U+2581 after another character */
     uint8_t *eog;          /* [n_vocab] 1 for end-of-generation tokens */
     char pre[64];          /* BPE pre-tokenizer name (tokenizer.ggml.pre) */

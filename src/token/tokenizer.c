@@ -390,6 +390,22 @@ int lyra_tokenizer_load(const lyra_gguf *g, lyra_tokenizer **out, lyra_error *er
     t->add_bos = tok_get_flag(g, "tokenizer.ggml.add_bos_token", spm ? 1 : 0);
     t->add_eos = tok_get_flag(g, "tokenizer.ggml.add_eos_token", 0);
     t->add_space_prefix = spm ? tok_get_flag(g, "tokenizer.ggml.add_space_prefix", 1) : 0;
+    if (!spm && tok_get_flag(g, "tokenizer.lyra.add_prefix_space", 0)) {
+        uint32_t step = 0;
+        lyra_gguf_get_u32(g, "tokenizer.lyra.prefix_space_step", &step);
+        t->bpe_prefix_step = step < TOK_MAX_REGEX ? (int)step + 1 : TOK_MAX_REGEX + 1;
+    }
+    lyra_gguf_str scheme;
+    if (spm && lyra_gguf_get_str(g, "tokenizer.lyra.prepend_scheme", &scheme)) {
+        if (scheme.len == 6 && !memcmp(scheme.ptr, "always", 6)) t->prepend_scheme = 1;
+        else if (scheme.len == 5 && !memcmp(scheme.ptr, "first", 5)) t->prepend_scheme = 2;
+        else if (scheme.len == 5 && !memcmp(scheme.ptr, "never", 5)) t->add_space_prefix = 0;
+        else {
+            rc = lyra_err(err, LYRA_ERR_INPUT, where, "tokenizer.lyra.prepend_scheme: '%.*s' is not always, first or never",
+                          (int)(scheme.len > 32 ? 32 : scheme.len), scheme.ptr);
+            goto fail;
+        }
+    }
 
     tok_find_bytes(t);
     t->spm_split_words = spm && tok_no_inner_space(t);
@@ -573,10 +589,17 @@ int lyra_tok_encode(const lyra_tokenizer *t, const char *text, size_t len,
             prev_special = 1;
             continue;
         }
-        if (t->model == TOK_MODEL_SPM)
-            rc = lyra_tokint_spm_encode(t, text + f.off, f.len, t->add_space_prefix && prev_special, &out, err);
-        else
+        int lead_space = f.len && text[f.off] == ' ';
+        if (t->model == TOK_MODEL_SPM) {
+            int prefix = t->add_space_prefix && prev_special;
+            if (t->prepend_scheme) { /* Metaspace: not before a space or U+2581; "first": only at the start */
+                lead_space |= f.len >= 3 && !memcmp(text + f.off, "\xe2\x96\x81", 3);
+                prefix = t->add_space_prefix && !lead_space && (t->prepend_scheme == 1 || f.off == 0);
+            }
+            rc = lyra_tokint_spm_encode(t, text + f.off, f.len, prefix, &out, err);
+        } else {
             rc = lyra_tokint_bpe_encode(t, text + f.off, f.len, &out, err);
+        }
         if (rc) goto fail;
         prev_special = 0;
     }
