@@ -405,7 +405,17 @@ static int from_dir(const char *dir_in, const char *tag, const char *ref, const 
         return pick_in_dir(snap, tag, where, ref, place, path, err);
     }
     snprintf(place, sizeof place, "%s", dir);
-    return pick_in_dir(dir, tag, where, ref, place, path, err);
+    char cfg[REF_PATH + 16];
+    struct stat cs;
+    snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+    lyra_error e2;
+    int rc = pick_in_dir(dir, tag, where, ref, place, path, &e2);
+    if (rc && !tag && stat(cfg, &cs) == 0 && S_ISREG(cs.st_mode)) { /* a Hugging Face folder, no GGUF */
+        if (!(*path = strdup(dir))) return lyra_err(err, LYRA_ERR_OOM, where, "out of memory");
+        return LYRA_OK;
+    }
+    if (rc && err) *err = e2;
+    return rc;
 }
 
 int lyra_model_ref_resolve(const char *ref, const char *where, char **path, lyra_error *err) {

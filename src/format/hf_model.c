@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 
 #include "core/fp16.h"
+#include "format/hf_tokenizer.h"
 #include "format/safetensors.h"
 
 /* ------------------------------------------------------------ architectures */
@@ -645,5 +646,16 @@ done:
     free(pl);
     owner_free(o);
     json_decref(c.root);
+    return rc;
+}
+
+int lyra_hf_open_path(const char *path, lyra_hf_dtype dtype, lyra_gguf **out, lyra_error *err) {
+    char dir[4096];
+    if (!lyra_hf_is_model(path, dir, sizeof dir)) return lyra_gguf_open(path, out, err);
+    int rc = lyra_hf_open(dir, dtype, out, err);
+    if (!rc && (rc = lyra_hf_tokenizer_meta(dir, *out, err))) {
+        lyra_gguf_close(*out);
+        *out = NULL;
+    }
     return rc;
 }

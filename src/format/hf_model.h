@@ -38,6 +38,10 @@ int lyra_hf_is_model(const char *path, char *dir, size_t cap);
 /* Open the folder dir as a GGUF (the result's path is dir). */
 int lyra_hf_open(const char *dir, lyra_hf_dtype dtype, lyra_gguf **out, lyra_error *err);
 
+/* A GGUF file (lyra_gguf_open), or a Hugging Face folder or its config.json:
+ * lyra_hf_open with the tokenizer's keys added (hf_tokenizer.h). */
+int lyra_hf_open_path(const char *path, lyra_hf_dtype dtype, lyra_gguf **out, lyra_error *err);
+
 /* The supported architectures, as config.json's "architectures" names them. */
 const char *lyra_hf_arch_names(void);
 

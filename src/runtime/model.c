@@ -41,14 +41,6 @@ const char *lyra_build_features(void) {
 
 /* ------------------------------------------------------------------- model */
 
-/* A GGUF file, or a Hugging Face folder (or its config.json) as an in-memory
- * GGUF with the tokenizer's keys added. */
-static int open_weights(const char *path, lyra_hf_dtype dtype, lyra_gguf **g, lyra_error *err) {
-    char dir[4096];
-    if (!lyra_hf_is_model(path, dir, sizeof dir)) return lyra_gguf_open(path, g, err);
-    return lyra_hf_open(dir, dtype, g, err);
-}
-
 lyra_model_params lyra_model_default_params(void) {
     lyra_model_params p;
     memset(&p, 0, sizeof p);
@@ -89,7 +81,7 @@ int lyra_model_open(const char *path, const lyra_model_params *params, lyra_mode
     if (p.dtype < 0 || p.dtype > 3)
         rc = lyra_err(err, LYRA_ERR_INPUT, "dtype", "must be 0 (auto) to 3 (bfloat16), got %d", p.dtype);
     else
-        rc = open_weights(path, (lyra_hf_dtype)p.dtype, &m->gguf, err);
+        rc = lyra_hf_open_path(path, (lyra_hf_dtype)p.dtype, &m->gguf, err); /* a GGUF or a folder */
     if (!rc) rc = lyra_llama_load(m->gguf, &m->arch, err);
     if (!rc) lyra_llama_set_context(m->arch, lyra_runtime_geometry(m->arch, &p).n_ctx);
     if (!rc) rc = lyra_tokenizer_load(m->gguf, &m->tok, err);

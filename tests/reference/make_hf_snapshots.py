@@ -6,6 +6,7 @@ Each NAME/ is what save_pretrained writes for a tiny random model of one
 architecture (hidden 32, 2 layers, vocabulary 512), plus
   expected.json  {"tokens": prompt ids, "greedy": 8 greedy ids after them,
                   "n_vocab": 512, "dtype": stored dtype}
+  tokenizer.json, tokenizer_config.json  copied from tests/data/tokenizers/llama2-stories
   logits.bin     transformers' logits for the prompt, float32 [n_tokens][512]
                  (computed in float32 from the stored weights)
 Variants: llama_f16, llama_bf16 (weights stored in that dtype), llama_sharded
@@ -18,6 +19,7 @@ import torch
 import transformers as T
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "hf")
+TOK = os.path.join(OUT, "..", "tokenizers", "llama2-stories")
 PROMPT = [1, 15, 27, 100, 200, 300, 42, 7, 511, 3]
 COMMON = dict(vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
               num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
@@ -62,6 +64,8 @@ def save(name, model, dtype="float32", **kw):
     with open(os.path.join(d, "expected.json"), "w") as f:
         json.dump({"tokens": PROMPT, "greedy": greedy, "n_vocab": logits.shape[1], "dtype": dtype}, f)
         f.write("\n")
+    for f in ("tokenizer.json", "tokenizer_config.json"):  # stories260K's 512 tokens (hf_tok_ref.py)
+        shutil.copy(os.path.join(TOK, f), d)
     print(name, dtype, greedy)
 
 

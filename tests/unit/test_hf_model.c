@@ -1,9 +1,9 @@
 /* test_hf_model.c: Hugging Face folders (tests/data/hf, made by
  * tests/reference/make_hf_snapshots.py with transformers) against
- * transformers' logits and greedy tokens: each snapshot opened with
- * lyra_hf_open, written as a GGUF with a stand-in vocabulary (the logits
- * depend on ids only), loaded with lyra_model_open and evaluated. F32
- * snapshots within 1e-4 of the largest logit; F16/BF16 within 2e-3.
+ * transformers' logits and greedy tokens: each folder loaded with
+ * lyra_model_open (F32 within 1e-4 of the largest logit, F16/BF16 2e-3),
+ * then written as a GGUF (lyra convert's path) and read back: identical
+ * logits. --dtype and load_in_8bit on a folder.
  * Also: the Q/K permutation and Gemma's 1 + w (tensors against the raw
  * safetensors), dtype conversion, and the error table of config.json. */
 #include <math.h>
@@ -65,74 +65,118 @@ static int write_with_vocab(const lyra_gguf *g, const char *path, lyra_error *er
     return rc;
 }
 
-static void check_snapshot(const char *name, double tol) {
+/* Logits of the prompt [NP][NV] and 8 greedy tokens after it, from the
+ * model at path (a folder or a GGUF) opened with mp. */
+static int run_model(const char *path, const lyra_model_params *mp, float *logits, int *greedy) {
     lyra_error err;
-    lyra_gguf *g = NULL;
-    int rc = lyra_hf_open(fixture(name), LYRA_HF_DTYPE_AUTO, &g, &err);
-    CHECK(rc == 0, "%s: open: %s", name, err.msg);
-    if (rc) return;
-    char path[4200];
-    snprintf(path, sizeof path, "%s/%s.gguf", test_tmp_dir(), name);
-    rc = write_with_vocab(g, path, &err);
-    lyra_gguf_close(g);
-    CHECK(rc == 0, "%s: write: %s", name, err.msg);
-    if (rc) return;
-    lyra_model_params mp = lyra_model_default_params();
-    mp.n_ctx = 64;
     lyra_model *m = NULL;
-    rc = lyra_model_open(path, &mp, &m, &err);
-    CHECK(rc == 0, "%s: model: %s", name, err.msg);
-    if (rc) return;
+    int rc = lyra_model_open(path, mp, &m, &err);
+    CHECK(rc == 0, "%s: model: %s", path, err.msg);
+    if (rc) return rc;
     lyra_context *c = NULL;
     lyra_context_params cp = lyra_context_default_params();
     cp.kv_type = LYRA_KV_F32;
     rc = lyra_context_new(m, &cp, &c, &err);
-    CHECK(rc == 0, "%s: context: %s", name, err.msg);
-    char lp[4300];
-    snprintf(lp, sizeof lp, "%s/logits.bin", fixture(name));
-    size_t len = 0;
-    float *ref = (float *)test_read_file(lp, &len);
-    CHECK(ref && len == sizeof(float) * NP * NV, "%s: logits.bin", name);
-    if (!rc && ref) {
-        rc = lyra_eval(c, PROMPT, NP, 1, &err);
-        CHECK(rc == 0, "%s: eval: %s", name, err.msg);
-        double md = 0, mx = 0;
-        for (int i = 0; !rc && i < NP; i++) {
-            const float *l = lyra_get_logits(c, i);
-            for (int v = 0; v < NV; v++) {
-                double d = fabs((double)l[v] - ref[i * NV + v]);
-                if (!(d <= md)) md = d;
-                if (fabs(ref[i * NV + v]) > mx) mx = fabs(ref[i * NV + v]);
-            }
-        }
-        CHECK(md <= tol * mx, "%s: logits differ by %g (largest %g, tolerance %g)", name, md, mx, tol * mx);
-        /* greedy: 8 tokens after the prompt */
-        char ep[4300];
-        snprintf(ep, sizeof ep, "%s/expected.json", fixture(name));
-        char *js = test_read_file(ep, NULL);
-        const char *gp = js ? strstr(js, "\"greedy\": [") : NULL;
-        int want[8], got[8], ok = gp != NULL;
-        for (int k = 0; ok && k < 8; k++) {
-            gp = k ? strchr(gp, ',') : strchr(gp, '[');
-            ok = gp && sscanf(gp + 1, "%d", &want[k]) == 1;
-            if (ok) gp++;
-        }
-        CHECK(ok, "%s: expected.json greedy", name);
+    CHECK(rc == 0, "%s: context: %s", path, err.msg);
+    if (!rc) rc = lyra_eval(c, PROMPT, NP, 1, &err);
+    CHECK(rc == 0, "%s: eval: %s", path, err.msg);
+    for (int i = 0; !rc && i < NP; i++) memcpy(logits + i * NV, lyra_get_logits(c, i), NV * sizeof(float));
+    for (int k = 0; !rc && k < 8; k++) {
+        const float *l = lyra_get_logits(c, -1);
         int32_t t = 0;
-        for (int k = 0; ok && !rc && k < 8; k++) {
-            const float *l = lyra_get_logits(c, -1);
-            t = 0;
-            for (int v = 1; v < NV; v++) if (l[v] > l[t]) t = v;
-            got[k] = t;
-            rc = lyra_eval(c, &t, 1, 0, &err);
-        }
-        for (int k = 0; ok && k < 8; k++)
-            CHECK(got[k] == want[k], "%s: greedy token %d is %d, transformers %d", name, k, got[k], want[k]);
-        free(js);
+        for (int v = 1; v < NV; v++) if (l[v] > l[t]) t = v;
+        greedy[k] = t;
+        rc = lyra_eval(c, &t, 1, 0, &err);
     }
-    free(ref);
     lyra_context_free(c);
     lyra_model_free(m);
+    return rc;
+}
+
+/* Largest |a - b| over the largest |b|. */
+static double rel_diff(const float *a, const float *b, size_t n) {
+    double md = 0, mx = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= md)) md = d;
+        if (fabs(b[i]) > mx) mx = fabs(b[i]);
+    }
+    return mx > 0 ? md / mx : md;
+}
+
+static void check_snapshot(const char *name, double tol) {
+    lyra_error err;
+    char lp[4300], ep[4300];
+    snprintf(lp, sizeof lp, "%s/logits.bin", fixture(name));
+    snprintf(ep, sizeof ep, "%s/expected.json", fixture(name));
+    size_t len = 0;
+    float *ref = (float *)test_read_file(lp, &len);
+    char *js = test_read_file(ep, NULL);
+    CHECK(ref && len == sizeof(float) * NP * NV && js, "%s: logits.bin, expected.json", name);
+    const char *gp = js ? strstr(js, "\"greedy\": [") : NULL;
+    int want[8], ok = gp != NULL;
+    for (int k = 0; ok && k < 8; k++) {
+        gp = k ? strchr(gp, ',') : strchr(gp, '[');
+        ok = gp && sscanf(gp + 1, "%d", &want[k]) == 1;
+        if (ok) gp++;
+    }
+    CHECK(ok, "%s: expected.json greedy", name);
+    static float direct[NP * NV], conv[NP * NV];
+    int g1[8], g2[8];
+    lyra_model_params mp = lyra_model_default_params();
+    mp.n_ctx = 64;
+    /* the folder itself */
+    if (ref && ok && run_model(fixture(name), &mp, direct, g1) == 0) {
+        double d = rel_diff(direct, ref, NP * NV);
+        CHECK(d <= tol, "%s: logits differ from transformers' by %g of the largest (tolerance %g)", name, d, tol);
+        for (int k = 0; k < 8; k++)
+            CHECK(g1[k] == want[k], "%s: greedy token %d is %d, transformers %d", name, k, g1[k], want[k]);
+    }
+    /* written as a GGUF (what lyra convert does), read back: the same logits */
+    lyra_gguf *g = NULL;
+    int rc = lyra_hf_open_path(fixture(name), LYRA_HF_DTYPE_AUTO, &g, &err);
+    CHECK(rc == 0, "%s: open: %s", name, err.msg);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s.gguf", test_tmp_dir(), name);
+    if (!rc) {
+        rc = write_with_vocab(g, path, &err);
+        CHECK(rc == 0, "%s: write: %s", name, err.msg);
+    }
+    lyra_gguf_close(g);
+    if (!rc && run_model(path, &mp, conv, g2) == 0)
+        CHECK(!memcmp(conv, direct, sizeof conv) && !memcmp(g1, g2, sizeof g1),
+              "%s: the GGUF's logits differ from the folder's (by %g)", name, rel_diff(conv, direct, NP * NV));
+    free(ref);
+    free(js);
+}
+
+/* dtype and load_in_8bit on a folder: close to the F32 reference. */
+static void check_dtype_and_8bit(void) {
+    char lp[4300];
+    snprintf(lp, sizeof lp, "%s/logits.bin", fixture("llama"));
+    size_t len = 0;
+    float *ref = (float *)test_read_file(lp, &len);
+    static float out[NP * NV];
+    int gr[8];
+    const struct { int dtype, bits; double tol; } V[] = {{2, 0, 2e-3}, {3, 0, 2e-2}, {0, 8, 0.2}, {1, 0, 1e-4}};
+    for (size_t i = 0; ref && i < sizeof V / sizeof V[0]; i++) {
+        lyra_model_params mp = lyra_model_default_params();
+        mp.n_ctx = 64;
+        mp.dtype = V[i].dtype;
+        mp.load_in_bits = V[i].bits;
+        if (run_model(fixture("llama"), &mp, out, gr) == 0) {
+            double d = rel_diff(out, ref, NP * NV);
+            CHECK(d <= V[i].tol, "dtype %d bits %d: %g of the largest (tolerance %g)",
+                  V[i].dtype, V[i].bits, d, V[i].tol);
+        }
+    }
+    lyra_model_params mp = lyra_model_default_params();
+    mp.dtype = 7;
+    lyra_model *m = NULL;
+    lyra_error err;
+    CHECK(lyra_model_open(fixture("llama"), &mp, &m, &err) == LYRA_ERR_INPUT && !m &&
+              !strcmp(err.msg, "dtype: must be 0 (auto) to 3 (bfloat16), got 7"), "bad dtype: %s", err.msg);
+    free(ref);
 }
 
 /* blk.0.attn_q rows are Llama's permutation of q_proj's; Gemma norms 1 + w. */
@@ -243,5 +287,6 @@ int main(void) {
         {"llama_bf16", 2e-3},
     };
     for (size_t i = 0; i < sizeof S / sizeof S[0]; i++) check_snapshot(S[i].name, S[i].tol);
+    check_dtype_and_8bit();
     return test_done();
 }
