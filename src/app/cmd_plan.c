@@ -38,6 +38,8 @@ const char cmd_plan_usage[] =
     "                         format with \"probe\": true and the fallback steps\n"
     "  --load-in-8bit         plan F32/F16/BF16 weights as Q8_0 (quantized on load)\n"
     "  --load-in-4bit         plan F32/F16/BF16 weights as 4-bit\n"
+    "  --dtype D              Hugging Face folders: weights in memory as auto (as\n"
+    "                         stored), float32, float16 or bfloat16 (docs/hf.md)\n"
     APP_CONFIG_USAGE
     APP_DEVFLAGS_USAGE
     "  -q, -v                 quieter / more verbose stderr\n";
