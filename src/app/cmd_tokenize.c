@@ -8,6 +8,7 @@
 #include "args.h"
 #include "config/model_ref.h"
 #include "format/gguf.h"
+#include "format/hf_model.h"
 #include "token/tokenizer.h"
 
 const char cmd_tokenize_usage[] =
@@ -65,7 +66,7 @@ int cmd_tokenize(int argc, char **argv, lyra_error *err) {
     size_t n = 0;
     char *path = NULL;
     rc = lyra_model_ref_resolve(model, "", &path, err);
-    if (!rc) rc = lyra_gguf_open(path, &g, err);
+    if (!rc) rc = lyra_hf_open_path(path, LYRA_HF_DTYPE_AUTO, &g, err); /* a GGUF or a folder */
     if (!rc) rc = lyra_tokenizer_load(g, &tk, err);
     if (!rc) {
         int add_bos = no_bos ? 0 : lyra_tok_add_bos(tk);

@@ -29,6 +29,14 @@ check_eq "sharded = single file" "$(cat "$T/sh.txt")" "$(cat "$T/dir.txt")"
 "$LYRA" "${G[@]}" -m "$H/llama_bf16" --dtype float32 >/dev/null 2>&1; check_eq "--dtype float32" $? 0
 "$LYRA" "${G[@]}" -m "$H/llama" --load-in-8bit >/dev/null 2>&1; check_eq "--load-in-8bit" $? 0
 
+# plan counts the in-memory sizes (BF16 stored, F32 asked: twice the weights)
+"$LYRA" plan -m "$H/llama_bf16" >"$T/p1" 2>&1; check_eq "plan folder" $? 0
+"$LYRA" plan -m "$H/llama_bf16" --dtype float32 >"$T/p2" 2>&1
+check_grep "plan bf16 weights" '^cpu .* 100\.6 KiB ' "$T/p1"
+check_grep "plan --dtype float32 weights" '^cpu .* 200\.6 KiB ' "$T/p2"
+"$LYRA" tokenize -m "$H/qwen3" "Once upon a time" >"$T/tok" 2>&1; check_eq "tokenize folder" $? 0
+check_eq "tokenize folder ids" "$(cat "$T/tok")" "1 403 407 261 378"
+
 # --- lyra convert ---------------------------------------------------------------
 for a in llama gemma2 phi2; do
     "$LYRA" convert -q "$H/$a" "$T/$a.gguf"; check_eq "convert $a" $? 0
