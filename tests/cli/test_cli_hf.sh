@@ -37,6 +37,31 @@ check_grep "plan --dtype float32 weights" '^cpu .* 200\.6 KiB ' "$T/p2"
 "$LYRA" tokenize -m "$H/qwen3" "Once upon a time" >"$T/tok" 2>&1; check_eq "tokenize folder" $? 0
 check_eq "tokenize folder ids" "$(cat "$T/tok")" "1 403 407 261 378"
 
+# Gemma3ForConditionalGeneration: the text model under text_config and
+# model.language_model.*, a vision tensor beside it (not read)
+mkdir -p "$T/g3mm"; cp "$H/gemma3/tokenizer"*.json "$T/g3mm/"
+python3 - "$H/gemma3" "$T/g3mm" <<'PY'
+import json, struct, sys
+src, dst = sys.argv[1], sys.argv[2]
+cfg = json.load(open(f"{src}/config.json"))
+json.dump({"architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3",
+           "text_config": {**cfg, "model_type": "gemma3_text"}, "vision_config": {}},
+          open(f"{dst}/config.json", "w"))
+b = open(f"{src}/model.safetensors", "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n]); data = b[8 + n:]
+out = {}
+for k, v in h.items():
+    if k != "__metadata__": k = k.replace("model.", "model.language_model.", 1)
+    out[k] = v
+out["model.vision_tower.patch.weight"] = {"dtype": "F32", "shape": [4], "data_offsets": [len(data), len(data) + 16]}
+hb = json.dumps(out).encode(); hb += b" " * ((8 - len(hb) % 8) % 8)
+open(f"{dst}/model.safetensors", "wb").write(struct.pack("<Q", len(hb)) + hb + data + bytes(16))
+PY
+"$LYRA" "${G[@]}" -m "$H/gemma3" >"$T/a.txt" 2>&1
+"$LYRA" "${G[@]}" -m "$T/g3mm" >"$T/b.txt" 2>"$T/err"; check_eq "Gemma3ForConditionalGeneration" $? 0
+check_eq "Gemma3ForConditionalGeneration = Gemma3ForCausalLM" "$(cat "$T/b.txt")" "$(cat "$T/a.txt")"
+
 # --- lyra convert ---------------------------------------------------------------
 for a in llama gemma2 phi2; do
     "$LYRA" convert -q "$H/$a" "$T/$a.gguf"; check_eq "convert $a" $? 0
