@@ -381,8 +381,12 @@ int lyra_st_open(const char *path, lyra_st **out, lyra_error *err) {
         } else {
             free(index);
             free(single);
+            char *pt = join(path, strlen(path), "pytorch_model.bin");
+            int has_pt = pt && access(pt, F_OK) == 0;
+            free(pt);
             return lyra_err(err, LYRA_ERR_INPUT, path,
-                            "no model.safetensors or model.safetensors.index.json in this folder");
+                            "no model.safetensors or model.safetensors.index.json in this folder%s",
+                            has_pt ? " (pytorch_model.bin is not read: lyra reads safetensors only)" : "");
         }
     } else if (ends_with(path, ".json")) {
         index = strdup(path);
