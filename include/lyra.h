@@ -260,6 +260,9 @@ typedef struct lyra_model_params {
                                  0 (default) as stored, 8 (Q8_0) or 4 (Q4_K) */
     int32_t kv_chunk;         /* the KV cache grows in chunks of this many positions
                                  (each an allocation per layer); 0 = 256 */
+    int dtype;                /* Hugging Face folders (docs/hf.md): the type of the
+                                 weight matrices in memory: 0 (default) as stored,
+                                 1 float32, 2 float16, 3 bfloat16 */
     const lyra_backend_params *backend; /* NULL (default): from the environment
                                  (lyra_backend_params_from_env at lyra_model_open) */
 } lyra_model_params;

@@ -222,6 +222,7 @@ int cmd_perplexity(int argc, char **argv, lyra_error *err);
 int cmd_bench(int argc, char **argv, lyra_error *err);
 int cmd_mkmodel(int argc, char **argv, lyra_error *err);
 int cmd_quantize(int argc, char **argv, lyra_error *err);
+int cmd_convert(int argc, char **argv, lyra_error *err);
 int cmd_plan(int argc, char **argv, lyra_error *err);
 int cmd_devices(int argc, char **argv, lyra_error *err);
 int cmd_config(int argc, char **argv, lyra_error *err);
@@ -229,7 +230,7 @@ int cmd_chat(int argc, char **argv, lyra_error *err);
 int cmd_serve(int argc, char **argv, lyra_error *err);
 extern const char cmd_chat_usage[], cmd_serve_usage[];
 extern const char cmd_generate_usage[], cmd_tokenize_usage[], cmd_perplexity_usage[],
-    cmd_bench_usage[], cmd_mkmodel_usage[], cmd_quantize_usage[], cmd_plan_usage[],
+    cmd_bench_usage[], cmd_mkmodel_usage[], cmd_quantize_usage[], cmd_convert_usage[], cmd_plan_usage[],
     cmd_devices_usage[], cmd_config_usage[];
 
 #endif

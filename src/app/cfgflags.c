@@ -36,6 +36,7 @@ static const cfg_flag g_flags[] = {
     {"--fallback-policy", "--fallback-policy", "fallback_policy", NULL, APP_CFG_DEVICE, 0},
     {"--load-in-8bit", "--load-in-8bit", "load_in_8bit", "true", APP_CFG_DEVICE, 0},
     {"--load-in-4bit", "--load-in-4bit", "load_in_4bit", "true", APP_CFG_DEVICE, 0},
+    {"--dtype", "--dtype", "dtype", NULL, APP_CFG_DEVICE, 0},
     {"-c", "--ctx", "context_length", NULL, APP_CFG_CONTEXT, 0},
     {"--ctx", "--ctx", "context_length", NULL, APP_CFG_CONTEXT, 0},
     {"-b", "--batch", "batch_size", NULL, APP_CFG_CONTEXT, 0},

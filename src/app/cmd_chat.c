@@ -113,6 +113,8 @@ const char cmd_chat_usage[] =
     "  --rebuild              a session saved for another model (or damaged):\n"
     "                         take its turns from the transcript and evaluate\n"
     "                         them again (without it that is an error)\n"
+    "  --dtype D              Hugging Face folders: weights in memory as auto (as\n"
+    "                         stored), float32, float16 or bfloat16 (docs/hf.md)\n"
     "  -q, -v                 quieter / more verbose stderr\n"
     APP_CONFIG_USAGE
     APP_DEVFLAGS_USAGE

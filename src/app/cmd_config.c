@@ -10,6 +10,7 @@
 #include "config/model_ref.h"
 #include "core/log.h"
 #include "format/gguf.h"
+#include "format/hf_model.h"
 #include "plan/plan.h"
 #include "runtime/runtime.h"
 
@@ -113,7 +114,7 @@ static int check_map(lyra_config *c, const char *model_flag, lyra_error *err) {
     lyra_device *dev[LYRA_MAX_DEVICES];
     int n_dev = 0;
     lyra_plan *plan = NULL;
-    if (!rc) rc = lyra_gguf_open(path, &g, err);
+    if (!rc) rc = lyra_hf_open_path(path, (lyra_hf_dtype)mp.dtype, &g, err); /* a GGUF or a folder */
     if (!rc) rc = lyra_llama_load(g, &arch, err);
     /* the CUDA GPUs only when the settings name one: no CUDA (no driver
      * loaded, no note) for a map of the CPU and disk alone */

@@ -61,6 +61,8 @@ const char cmd_generate_usage[] =
     "                         are set to -inf): run until -n or a full context\n"
     "  --load-in-8bit         store F32/F16/BF16 weights as Q8_0 on load\n"
     "  --load-in-4bit         store F32/F16/BF16 weights as 4-bit on load\n"
+    "  --dtype D              Hugging Face folders: weights in memory as auto (as\n"
+    "                         stored), float32, float16 or bfloat16 (docs/hf.md)\n"
     "  -q, -v                 quieter / more verbose stderr\n"
     APP_CONFIG_USAGE
     APP_DEVFLAGS_USAGE

@@ -8,6 +8,7 @@
 #include "args.h"
 #include "arch/llama.h"
 #include "format/gguf.h"
+#include "format/hf_model.h"
 #include "plan/plan.h"
 #include "runtime/runtime.h"
 
@@ -38,6 +39,8 @@ const char cmd_plan_usage[] =
     "                         format with \"probe\": true and the fallback steps\n"
     "  --load-in-8bit         plan F32/F16/BF16 weights as Q8_0 (quantized on load)\n"
     "  --load-in-4bit         plan F32/F16/BF16 weights as 4-bit\n"
+    "  --dtype D              Hugging Face folders: weights in memory as auto (as\n"
+    "                         stored), float32, float16 or bfloat16 (docs/hf.md)\n"
     APP_CONFIG_USAGE
     APP_DEVFLAGS_USAGE
     "  -q, -v                 quieter / more verbose stderr\n";
@@ -109,7 +112,7 @@ static int plan_run(const char *model, int json, lyra_model_params *mp, lyra_err
     lyra_device *dev[LYRA_MAX_DEVICES];
     int n_dev = 0;
     lyra_plan *plan = NULL;
-    rc = lyra_gguf_open(model, &g, err);
+    rc = lyra_hf_open_path(model, (lyra_hf_dtype)mp->dtype, &g, err); /* a GGUF or a folder */
     if (!rc) rc = lyra_llama_load(g, &arch, err);
     if (!rc) rc = lyra_runtime_devices(NULL, 1, lyra_runtime_wants_gpu(mp), dev, &n_dev, err);
     lyra_geometry geom = arch ? lyra_runtime_geometry(arch, mp) : (lyra_geometry){0, 0, 0, 0};

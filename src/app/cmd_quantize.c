@@ -17,6 +17,7 @@
 
 #include "args.h"
 #include "format/gguf.h"
+#include "format/hf_model.h"
 #include "store.h"
 
 const char cmd_quantize_usage[] =
@@ -41,6 +42,7 @@ const char cmd_quantize_usage[] =
 
 /* The conversion asked for. */
 typedef struct q_target {
+    int keep;           /* 1: every tensor keeps its type (1-D ones become F32) */
     lyra_type base;     /* type of most weights */
     int mix;            /* 1 for Q4_K_M / Q5_K_M */
     uint32_t file_type; /* general.file_type to write */
@@ -88,6 +90,7 @@ static lyra_type fallback(lyra_type t) {
 static lyra_type choose(const q_target *q, const lyra_gguf_tensor *x, int64_t n_layer,
                         int has_output) {
     if (x->n_dims < 2) return LYRA_TYPE_F32;
+    if (q->keep) return x->type;
     lyra_type t = q->base;
     if (q->mix) {
         long long layer = -1;
@@ -150,7 +153,7 @@ static int run(const char *in, const char *out, const q_target *q, int32_t threa
     app_store st = {.fd = -1};
     double t0 = app_now();
     int rc = lyra_gguf_writer_check_path(out, err); /* before any long work */
-    if (!rc) rc = lyra_gguf_open(in, &g, err);
+    if (!rc) rc = lyra_hf_open_path(in, LYRA_HF_DTYPE_AUTO, &g, err); /* a GGUF or a folder */
     if (rc) return rc;
     int64_t n = lyra_gguf_n_tensors(g), n_layer = layer_count(g);
     int has_output = lyra_gguf_find_tensor(g, "output.weight") != NULL;
@@ -162,7 +165,14 @@ static int run(const char *in, const char *out, const q_target *q, int32_t threa
     if (!rc && lyra_gguf_get_u32(g, "general.alignment", &align) && align) lyra_gguf_writer_set_alignment(w, align);
     if (!rc) lyra_gguf_writer_set_cancel(w, &app_interrupted);
     if (!rc) rc = lyra_gguf_writer_copy_kv(w, g, NULL, NULL);
-    if (!rc) rc = lyra_gguf_writer_add_u32(w, "general.file_type", q->file_type);
+    if (!rc && q->keep) { /* the file type of the matrices as they are */
+        const lyra_gguf_tensor *x = lyra_gguf_find_tensor(g, "blk.0.ffn_down.weight");
+        uint32_t ft = 0;
+        if (!x || lyra_gguf_get_u32(g, "general.file_type", &ft)) x = NULL;
+        if (x) rc = lyra_gguf_writer_add_u32(w, "general.file_type", app_file_type(x->type));
+    } else if (!rc) {
+        rc = lyra_gguf_writer_add_u32(w, "general.file_type", q->file_type);
+    }
     if (rc && rc != LYRA_ERR_OOM) lyra_err(err, rc, in, "copying the metadata failed");
     if (!rc) rc = app_store_open(&st, out, err);
     uint64_t in_bytes = 0, out_bytes = 0;
@@ -243,4 +253,53 @@ int cmd_quantize(int argc, char **argv, lyra_error *err) {
     q_target q;
     rc = parse_target(pos.v[2], &q, err);
     return rc ? rc : run(pos.v[0], pos.v[1], &q, threads, err);
+}
+
+/* ----------------------------------------------------------- lyra convert */
+
+const char cmd_convert_usage[] =
+    "usage: lyra convert [--threads N] DIR OUT.gguf [TYPE]\n"
+    "\n"
+    "Write the Hugging Face model folder DIR (config.json, *.safetensors,\n"
+    "tokenizer.json; docs/hf.md) as the GGUF OUT.gguf, with llama.cpp's metadata\n"
+    "keys and tensor names, so llama.cpp and lyra read it. Written to a temporary\n"
+    "file and renamed: no partial OUT on failure.\n"
+    "\n"
+    "TYPE: the weights as stored (default), or any TYPE of lyra quantize (F32,\n"
+    "F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, Q4_K_M, Q5_K_M), with its rules.\n"
+    "1-D tensors (norms, biases) are F32.\n"
+    "\n"
+    "  -t, --threads N   threads (default: physical cores)\n"
+    "  -q, -v            quieter / more verbose stderr\n";
+
+static int take_convert(app_args *a, const char *arg, void *dst, lyra_error *err) {
+    (void)a;
+    q_args *p = dst;
+    if (p->n == 3) return lyra_err(err, LYRA_ERR_INPUT, arg, "unexpected argument: convert takes DIR OUT [TYPE]");
+    p->v[p->n++] = arg;
+    return LYRA_OK;
+}
+
+int cmd_convert(int argc, char **argv, lyra_error *err) {
+    q_args pos = {{NULL}, 0};
+    int32_t threads = 0;
+    const app_opt opts[] = {
+        APP_I32("-t", "--threads", &threads, 0, 4096),
+        APP_POSITIONAL(take_convert, &pos),
+        APP_OPT_END_,
+    };
+    int rc = args_parse(argc, argv, NULL, opts, 0, NULL, NULL, err);
+    if (!rc) rc = app_check_threads(threads, "--threads", err);
+    if (rc) return rc;
+    if (pos.n < 2)
+        return lyra_err(err, LYRA_ERR_INPUT, "convert", "expected DIR OUT [TYPE] (see lyra convert --help)");
+    char dir[4096];
+    if (!lyra_hf_is_model(pos.v[0], dir, sizeof dir))
+        return lyra_err(err, LYRA_ERR_INPUT, pos.v[0], "not a Hugging Face model folder (no config.json)");
+    q_target q;
+    memset(&q, 0, sizeof q);
+    q.keep = 1;
+    snprintf(q.name, sizeof q.name, "as stored");
+    if (pos.n == 3 && (rc = parse_target(pos.v[2], &q, err))) return rc;
+    return run(dir, pos.v[1], &q, threads, err);
 }

@@ -29,6 +29,7 @@ static const app_cmd g_cmds[] = {
     {"bench", cmd_bench, cmd_bench_usage, "prompt/generation speed and memory bandwidth"},
     {"mkmodel", cmd_mkmodel, cmd_mkmodel_usage, "write a random-weight GGUF (Llama, Phi, Qwen, Gemma...)"},
     {"quantize", cmd_quantize, cmd_quantize_usage, "convert a GGUF's weights to another type"},
+    {"convert", cmd_convert, cmd_convert_usage, "write a Hugging Face model folder as a GGUF"},
     {"plan", cmd_plan, cmd_plan_usage, "where a model's modules would run (metadata only)"},
     {"devices", cmd_devices, cmd_devices_usage, "list GPUs, cpu and disk with their memory"},
     {"config", cmd_config, cmd_config_usage, "show or validate model configuration files"},

@@ -53,6 +53,7 @@ typedef enum lyra_cfg_key {
     LYRA_CFG_FALLBACK_POLICY,      /* "layers" | "context" | "none" */
     LYRA_CFG_LOAD_IN_8BIT,         /* bool */
     LYRA_CFG_LOAD_IN_4BIT,         /* bool */
+    LYRA_CFG_DTYPE,                /* "auto" | "float32" | "float16" | "bfloat16" (Hugging Face folders) */
     LYRA_CFG_CONTEXT_LENGTH,       /* integer >= 0; 0 = min(model's, 4096) */
     LYRA_CFG_BATCH_SIZE,           /* integer >= 1 */
     LYRA_CFG_KV_CACHE_TYPE,        /* "f16" | "f32" */

@@ -64,6 +64,8 @@ int lyra_config_apply_model(lyra_config *c, lyra_model_params *mp, lyra_error *e
                                   ? -1 : int_of(c, LYRA_CFG_GPU_LAYERS_FALLBACK);
     mp->load_in_bits = json_is_true(c->value[LYRA_CFG_LOAD_IN_8BIT])   ? 8
                        : json_is_true(c->value[LYRA_CFG_LOAD_IN_4BIT]) ? 4 : 0;
+    mp->dtype = is(c, LYRA_CFG_DTYPE, "float32") ? 1 : is(c, LYRA_CFG_DTYPE, "float16") ? 2
+                : is(c, LYRA_CFG_DTYPE, "bfloat16") ? 3 : 0;
     mp->n_ctx = int_of(c, LYRA_CFG_CONTEXT_LENGTH);
     mp->n_batch = int_of(c, LYRA_CFG_BATCH_SIZE);
     mp->kv_type = is(c, LYRA_CFG_KV_CACHE_TYPE, "f32") ? LYRA_KV_F32 : LYRA_KV_F16;

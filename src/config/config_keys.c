@@ -35,6 +35,8 @@ const cfg_def lyra_cfg_defs[LYRA_CFG_N_KEYS] = {
                                "false"},
     [LYRA_CFG_LOAD_IN_4BIT] = {"load_in_4bit", "--load-in-4bit", CFG_BOOL, 0, 0, 0, 0, 0, 0, NULL,
                                "false"},
+    [LYRA_CFG_DTYPE] = {"dtype", "--dtype", CFG_STRING, 0, 0, 0, 0, 0, 0, "auto|float32|float16|bfloat16",
+                        "\"auto\""},
     [LYRA_CFG_CONTEXT_LENGTH] = {"context_length", "--ctx", CFG_INT, 0, 0, CTX_MAX, 0, 0, 0, NULL, "0"},
     [LYRA_CFG_BATCH_SIZE] = {"batch_size", "--batch", CFG_INT, 0, 1, I32, 0, 0, 0, NULL, "512"},
     [LYRA_CFG_KV_CACHE_TYPE] = {"kv_cache_type", "--kv-type", CFG_STRING, 0, 0, 0, 0, 0, 0, "f16|f32",

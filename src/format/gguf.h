@@ -178,6 +178,14 @@ int lyra_gguf_writer_write(lyra_gguf_writer *w, const char *path, lyra_error *er
 /* The checks lyra_gguf_writer_write makes on path, for a command to make
  * before long work: LYRA_ERR_INPUT naming path, or LYRA_OK. */
 int lyra_gguf_writer_check_path(const char *path, lyra_error *err);
+/* A lyra_gguf in memory made of a writer's key/values and tensors (a
+ * Hugging Face snapshot presented as a GGUF, hf_model.h): the key/values are
+ * encoded into memory the result owns, tensor data is used in place (it must
+ * stay valid until the result is closed). lyra_gguf_path gives name.
+ * release(arg) runs when the result is closed (release may be NULL), not on
+ * failure. The writer stays usable (and must still be freed). */
+int lyra_gguf_writer_to_gguf(lyra_gguf_writer *w, const char *name, void (*release)(void *),
+                             void *arg, lyra_gguf **out, lyra_error *err);
 /* Stop lyra_gguf_writer_write (between 64 MiB chunks) when *flag becomes
  * non-zero, e.g. the CLI's SIGINT/SIGTERM flag; NULL: never. */
 void lyra_gguf_writer_set_cancel(lyra_gguf_writer *w, const volatile sig_atomic_t *flag);

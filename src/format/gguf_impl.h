@@ -48,7 +48,15 @@ struct lyra_gguf {
     int64_t n_tensors;           /* total over the parts */
     gguf_name_idx *tensor_by_name; /* [n_tensors] sorted by name */
     uint64_t data_bytes;         /* sum of tensor bytes */
+    void *owned;                 /* in memory (writer_to_gguf): the encoded header, freed on close */
+    void (*release)(void *);     /* in memory: called with release_arg on close */
+    void *release_arg;
 };
+
+/* Parse hdr (a GGUF header with no tensors, malloc'd; taken even on failure)
+ * and add the n tensors t (names copied, data used in place). */
+int lyra_gguf_open_mem(void *hdr, size_t size, const char *name, const lyra_gguf_tensor *t,
+                       int64_t n, lyra_gguf **out, lyra_error *err);
 
 /* Size in bytes of a scalar value type; 0 for STRING / ARRAY / unknown ids. */
 size_t lyra_gguf_scalar_size(uint32_t type);

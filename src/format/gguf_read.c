@@ -659,8 +659,42 @@ int lyra_gguf_open_buffer(const void *buf, size_t size, const char *name, lyra_g
     return LYRA_OK;
 }
 
+int lyra_gguf_open_mem(void *hdr, size_t size, const char *name, const lyra_gguf_tensor *t,
+                       int64_t n, lyra_gguf **out, lyra_error *err) {
+    *out = NULL;
+    lyra_gguf *g = new_gguf(1);
+    if (!g || !(g->parts[0].path = strdup(name))) {
+        lyra_gguf_close(g);
+        free(hdr);
+        return lyra_err(err, LYRA_ERR_OOM, name, "out of memory");
+    }
+    g->owned = hdr;
+    g->parts[0].map = size ? hdr : NULL;
+    g->parts[0].size = size;
+    int rc = load_part(g, 0, err);
+    if (rc == LYRA_OK && g->n_tensors)
+        rc = lyra_err(err, LYRA_ERR_INPUT, name, "an in-memory header must have no tensors");
+    if (rc == LYRA_OK && n > 0 && !(g->tensors = calloc((size_t)n, sizeof *g->tensors)))
+        rc = lyra_err(err, LYRA_ERR_OOM, name, "out of memory");
+    for (int64_t i = 0; rc == LYRA_OK && i < n; i++) {
+        g->tensors[i] = t[i];
+        g->tensors[i].part = 0;
+        if (!(g->tensors[i].name = strdup(t[i].name))) rc = lyra_err(err, LYRA_ERR_OOM, name, "out of memory");
+        else g->n_tensors++;
+    }
+    if (rc == LYRA_OK) rc = index_tensors(g, err);
+    if (rc != LYRA_OK) {
+        lyra_gguf_close(g);
+        return rc;
+    }
+    *out = g;
+    return LYRA_OK;
+}
+
 void lyra_gguf_close(lyra_gguf *g) {
     if (!g) return;
+    if (g->release) g->release(g->release_arg);
+    free(g->owned);
     for (int i = 0; i < g->n_parts; i++) {
         gguf_part *pt = &g->parts[i];
         for (int64_t k = 0; k < pt->n_kv; k++) {

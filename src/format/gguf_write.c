@@ -441,6 +441,43 @@ static int build_header(lyra_gguf_writer *w, wbuf *h, const char *path, lyra_err
     return LYRA_OK;
 }
 
+int lyra_gguf_writer_to_gguf(lyra_gguf_writer *w, const char *name, void (*release)(void *),
+                             void *arg, lyra_gguf **out, lyra_error *err) {
+    *out = NULL;
+    if (w->first.code != LYRA_OK) {
+        if (err) *err = w->first;
+        return w->first.code;
+    }
+    lyra_gguf_tensor *t = calloc((size_t)(w->n_t ? w->n_t : 1), sizeof *t);
+    if (!t) return lyra_err(err, LYRA_ERR_OOM, name, "out of memory");
+    for (int64_t i = 0; i < w->n_t; i++) {
+        const wtensor *s = &w->t[i];
+        t[i].name = s->name;
+        t[i].type = s->type;
+        t[i].n_dims = s->n_dims;
+        t[i].n_elements = 1;
+        for (int d = 0; d < 4; d++) {
+            t[i].ne[d] = d < s->n_dims ? s->ne[d] : 1;
+            t[i].n_elements *= t[i].ne[d];
+        }
+        t[i].n_bytes = s->n_bytes;
+        t[i].data = s->data;
+    }
+    wbuf h = {0};
+    int64_t n_t = w->n_t;
+    w->n_t = 0; /* the key/values only: the tensors are added in memory */
+    int rc = build_header(w, &h, name, err);
+    w->n_t = n_t;
+    if (rc == LYRA_OK) rc = lyra_gguf_open_mem(h.p, h.n, name, t, n_t, out, err);
+    else free(h.p);
+    free(t);
+    if (rc == LYRA_OK) {
+        (*out)->release = release;
+        (*out)->release_arg = arg;
+    }
+    return rc;
+}
+
 int lyra_gguf_writer_check_path(const char *path, lyra_error *err) {
     struct stat st;
     if (!path || !*path) return lyra_err(err, LYRA_ERR_INPUT, "gguf writer", "empty output path");

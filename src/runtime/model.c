@@ -11,6 +11,7 @@
 
 #include "build_info.h"
 #include "core/log.h"
+#include "format/hf_model.h"
 #include "runtime/fallback.h"
 #include "runtime/placement.h"
 #include "runtime/quantize_load.h"
@@ -101,7 +102,9 @@ int lyra_model_open(const char *path, const lyra_model_params *params, lyra_mode
     m->use_mmap = p.use_mmap != 0;
     m->use_mlock = p.use_mlock != 0;
     rc = lyra_fail_io_parse(bp.fail_io, &m->fail_io, err);
-    if (!rc) rc = lyra_gguf_open(path, &m->gguf, err);
+    if (!rc && (p.dtype < 0 || p.dtype > 3))
+        rc = lyra_err(err, LYRA_ERR_INPUT, "dtype", "must be 0 (auto) to 3 (bfloat16), got %d", p.dtype);
+    if (!rc) rc = lyra_hf_open_path(path, (lyra_hf_dtype)p.dtype, &m->gguf, err); /* a GGUF or a folder */
     if (!rc) m->fingerprint = fingerprint(m->gguf, p.load_in_bits);
     if (!rc) rc = lyra_llama_load(m->gguf, &m->arch, err);
     if (!rc) lyra_llama_set_context(m->arch, lyra_runtime_geometry(m->arch, &p).n_ctx);

@@ -37,7 +37,7 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 keys = ["model_id", "device_map", "max_memory", "reserve", "gpu_layers", "tensor_split",
         "gpu_layers_fallback", "enable_progressive_fallback", "fallback_policy", "load_in_8bit",
-        "load_in_4bit", "context_length", "batch_size", "kv_cache_type", "threads", "seed",
+        "load_in_4bit", "dtype", "context_length", "batch_size", "kv_cache_type", "threads", "seed",
         "system_prompt", "chat_template"] + ["pipeline_kwargs." + k for k in
         ["max_new_tokens", "temperature", "do_sample", "top_k", "top_p", "min_p",
          "repetition_penalty", "stop"]] + ["server_host", "server_port", "server_parallel", "server_queue"]
