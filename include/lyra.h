@@ -257,6 +257,9 @@ typedef struct lyra_model_params {
                                  (each an allocation per layer); 0 = 256 */
     const lyra_backend_params *backend; /* NULL (default): from the environment
                                  (lyra_backend_params_from_env at lyra_model_open) */
+    int32_t n_seq;            /* sequences the KV cache is planned for (each up to
+                                 n_ctx positions: lyra serve's --parallel); contexts
+                                 leaving n_seq 0 get this many; 0 = 1 */
 } lyra_model_params;
 
 typedef enum lyra_fallback_policy {

@@ -130,12 +130,9 @@ int lyra_context_new(lyra_model *m, const lyra_context_params *params, lyra_cont
     if (m->probe)
         return lyra_err(err, LYRA_ERR_INPUT, "context", "the model was opened as a probe (no weights)");
     /* the geometry: one validation; 0 inherits the model's */
-    lyra_geometry g = {p.n_ctx, p.n_batch, (int)p.kv_type, p.n_threads};
+    lyra_geometry g = {p.n_ctx, p.n_batch, (int)p.kv_type, p.n_threads, p.n_seq};
     int rc = lyra_geometry_check(&g, err);
     if (rc) return rc;
-    if (p.n_seq < 0 || p.n_seq > LYRA_MAX_SEQ)
-        return lyra_err(err, LYRA_ERR_INPUT, "context", "n_seq: must be 0..%d, got %d", LYRA_MAX_SEQ,
-                        (int)p.n_seq);
     if (!g.n_batch) g.n_batch = m->geom.n_batch;
     if (g.kv_type == LYRA_KV_DEFAULT) g.kv_type = m->geom.kv_type;
     if (!g.n_threads) g.n_threads = m->geom.n_threads;
@@ -163,7 +160,7 @@ int lyra_context_new(lyra_model *m, const lyra_context_params *params, lyra_cont
                   "the model was trained on",
                   (int)c->n_ctx, (int)hp->n_ctx_train);
     /* KV cache bookkeeping, per sequence (memory comes chunk by chunk in lyra_eval) */
-    c->n_seq = p.n_seq ? p.n_seq : 1;
+    c->n_seq = p.n_seq ? p.n_seq : m->geom.n_seq > 0 ? m->geom.n_seq : 1; /* 0: the model's */
     c->n_chunks_max = (c->n_ctx + c->kv_chunk - 1) / c->kv_chunk;
     size_t per_seq = (size_t)hp->n_layer * 2 * (size_t)c->n_chunks_max; /* pointers */
     c->seq = calloc((size_t)c->n_seq, sizeof *c->seq);
