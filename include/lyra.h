@@ -71,8 +71,13 @@ extern "C" {
  * tensor_split, strategy enum) and the geometry contexts inherit;
  * 5: lyra_error.kind, lyra_api_version, per-call generation settings and
  * results (lyra_pipeline_generate_ex), chat from a message list
- * (lyra_pipeline_chat_messages), lyra_pipeline_cancel, lyra_pipeline_config */
-#define LYRA_API_VERSION 5
+ * (lyra_pipeline_chat_messages), lyra_pipeline_cancel, lyra_pipeline_config;
+ * 6: several sequences per context (lyra_context_params.n_seq), batched
+ * evaluation (lyra_batch, lyra_decode, lyra_get_logits_ith), per-sequence
+ * lyra_context_seq_pos / lyra_context_seq_truncate;
+ * 7: sessions (lyra_session_save/load, lyra_pipeline_session_*,
+ * lyra_pipeline_n_evaluated, lyra_free, lyra_backend_params.fail_io) */
+#define LYRA_API_VERSION 7
 
 /* Status codes; they are also the CLI's exit codes. */
 enum {
@@ -150,7 +155,7 @@ typedef struct lyra_backend_params {
     const char *fail_io;      /* LYRA_FAIL_IO: fault injection of the session writes
                                  "OP:N[+],..." (OP open, write, fsync or rename: its N-th
                                  call, counted per model, fails with EIO; with +: also
-                                 every later one); NULL or "": none (API version 6) */
+                                 every later one); NULL or "": none (API version 7) */
 } lyra_backend_params;
 
 /* Everything off: no simulated GPU, every CUDA card, the best CPU kernels. */
@@ -265,6 +270,9 @@ typedef struct lyra_model_params {
                                  1 float32, 2 float16, 3 bfloat16 */
     const lyra_backend_params *backend; /* NULL (default): from the environment
                                  (lyra_backend_params_from_env at lyra_model_open) */
+    int32_t n_seq;            /* sequences the KV cache is planned for (each up to
+                                 n_ctx positions: lyra serve's --parallel); contexts
+                                 leaving n_seq 0 get this many; 0 = 1 */
 } lyra_model_params;
 
 typedef enum lyra_fallback_policy {
@@ -367,6 +375,7 @@ typedef struct lyra_context_params {
     int32_t n_batch;     /* prompt tokens per forward pass; 0 = the model's */
     int32_t n_threads;   /* 0 = the model's */
     lyra_kv_type kv_type;/* LYRA_KV_DEFAULT = the model's */
+    int32_t n_seq;       /* sequences (each its own KV cache), 1..256; 0 = 1 */
 } lyra_context_params;
 /* KV chunks follow the model's kv_chunk. An n_ctx (given or inherited)
  * larger than the context the load fitted after the context policy shrank it
@@ -393,8 +402,44 @@ LYRA_API void lyra_context_truncate(lyra_context *ctx, int32_t pos);
 LYRA_API int lyra_eval(lyra_context *ctx, const int32_t *tokens, int32_t n,
                        int logits_all, lyra_error *err);
 /* Logits (n_vocab floats) of the i-th token of the last lyra_eval (i = -1:
- * the last one). NULL if i was not kept. */
+ * the last one). NULL if i was not kept. After lyra_decode: of the batch's
+ * token i (lyra_get_logits_ith). */
 LYRA_API const float *lyra_get_logits(const lyra_context *ctx, int32_t i);
+
+/* ---- several sequences ----
+ * A context of n_seq sequences holds one KV cache per sequence (grown chunk
+ * by chunk as it fills: an idle sequence costs nothing). lyra_eval,
+ * lyra_context_pos and lyra_context_truncate work on sequence 0. */
+LYRA_API int32_t lyra_context_n_seq(const lyra_context *ctx);
+LYRA_API int32_t lyra_context_seq_pos(const lyra_context *ctx, int32_t seq); /* -1: no such seq */
+/* lyra_context_truncate for sequence seq (ignored when out of range). */
+LYRA_API void lyra_context_seq_truncate(lyra_context *ctx, int32_t seq, int32_t pos);
+
+/* A batch of tokens from several sequences for one lyra_decode (arrays owned
+ * by the caller). Token i of sequence seq_id[i] goes at position pos[i]: each
+ * sequence's tokens, in batch order, continue its cache (the first at
+ * lyra_context_seq_pos, then +1 each); prompt chunks and single decode tokens
+ * may be mixed. logits[i] != 0 keeps token i's logits; logits NULL keeps the
+ * last token of each sequence in the batch. */
+typedef struct lyra_batch {
+    int32_t n_tokens;
+    const int32_t *token;   /* [n_tokens] */
+    const int32_t *pos;     /* [n_tokens] */
+    const int32_t *seq_id;  /* [n_tokens] 0..n_seq-1 */
+    const int8_t *logits;   /* [n_tokens] or NULL */
+} lyra_batch;
+/* Evaluate a batch: forward passes of up to n_batch tokens, each over every
+ * sequence in it at once (each weight read once per pass; a token attends to
+ * its own sequence only). A sequence's logits are bitwise the same as when
+ * it is evaluated alone (lyra_eval, or a batch with nothing else in it),
+ * however the batch is made up. Input errors (LYRA_ERR_INPUT: a bad token,
+ * sequence or position, a sequence overflowing n_ctx) change nothing. Out of
+ * memory for a KV chunk steps down as lyra_eval does, every sequence's cache
+ * moving with its layer. */
+LYRA_API int lyra_decode(lyra_context *ctx, const lyra_batch *batch, lyra_error *err);
+/* Logits (n_vocab floats) of token i (-1: the last) of the last lyra_decode,
+ * NULL if not kept. */
+LYRA_API const float *lyra_get_logits_ith(const lyra_context *ctx, int32_t i);
 
 /* Devices in use: count, then per device its id ("cpu", "0"), kind ("cpu",
  * "gpu"), bytes of weights / kv / scratch actually allocated or mapped, and

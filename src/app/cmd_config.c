@@ -122,7 +122,7 @@ static int check_map(lyra_config *c, const char *model_flag, lyra_error *err) {
     int want = lyra_runtime_wants_gpu(&mp);
     if (!want) bp.cuda_devices = "";
     if (!rc) rc = lyra_runtime_devices(&bp, 1, want, dev, &n_dev, err);
-    lyra_geometry geom = arch ? lyra_runtime_geometry(arch, &mp) : (lyra_geometry){0, 0, 0, 0};
+    lyra_geometry geom = arch ? lyra_runtime_geometry(arch, &mp) : (lyra_geometry){0, 0, 0, 0, 0};
     if (!rc) rc = lyra_runtime_plan(arch, &mp, &geom, dev, n_dev, &plan, err);
     lyra_plan_free(plan);
     for (int i = 0; i < n_dev; i++) lyra_device_free(dev[i]);

@@ -17,7 +17,7 @@ const char cmd_plan_usage[] =
     "                 [--max-memory 0=6GiB,cpu=16GiB] [--reserve LIST]\n"
     "                 [--gpu-layers N] [--tensor-split P,Q] [--ctx N]\n"
     "                 [--batch N] [--kv-type f16|f32] [--json] [--probe]\n"
-    "                 [--load-in-8bit | --load-in-4bit]\n"
+    "                 [--load-in-8bit | --load-in-4bit] [--parallel N]\n"
     "                 [--model-config FILE | --no-config]\n"
     "\n"
     "Print where each module of MODEL would run and the bytes every device would\n"
@@ -41,6 +41,8 @@ const char cmd_plan_usage[] =
     "  --load-in-4bit         plan F32/F16/BF16 weights as 4-bit\n"
     "  --dtype D              Hugging Face folders: weights in memory as auto (as\n"
     "                         stored), float32, float16 or bfloat16 (docs/hf.md)\n"
+    "  --parallel N, -np N    sequences, each with a KV cache of --ctx positions\n"
+    "                         (lyra serve --parallel N; default 1)\n"
     APP_CONFIG_USAGE
     APP_DEVFLAGS_USAGE
     "  -q, -v                 quieter / more verbose stderr\n";
@@ -87,6 +89,7 @@ int cmd_plan(int argc, char **argv, lyra_error *err) {
     const app_opt opts[] = {
         APP_SWITCH("--json", &json),
         APP_SWITCH("--probe", &probe),
+        APP_I32("--parallel", "-np", &mp.n_seq, 1, 256),
         APP_OPT_END_,
     };
     lyra_config *cfg = NULL; /* owns mp's strings */
@@ -115,7 +118,7 @@ static int plan_run(const char *model, int json, lyra_model_params *mp, lyra_err
     rc = lyra_hf_open_path(model, (lyra_hf_dtype)mp->dtype, &g, err); /* a GGUF or a folder */
     if (!rc) rc = lyra_llama_load(g, &arch, err);
     if (!rc) rc = lyra_runtime_devices(NULL, 1, lyra_runtime_wants_gpu(mp), dev, &n_dev, err);
-    lyra_geometry geom = arch ? lyra_runtime_geometry(arch, mp) : (lyra_geometry){0, 0, 0, 0};
+    lyra_geometry geom = arch ? lyra_runtime_geometry(arch, mp) : (lyra_geometry){0, 0, 0, 0, 0};
     if (!rc) rc = lyra_runtime_plan(arch, mp, &geom, dev, n_dev, &plan, err);
     if (!rc) {
         char *s = json ? lyra_plan_json_string(plan) : lyra_plan_table(plan);

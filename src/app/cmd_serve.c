@@ -92,6 +92,7 @@ int cmd_serve(int argc, char **argv, lyra_error *err) {
     o.host = sv.host;
     o.port = sv.port;
     o.parallel = sv.parallel;
+    o.mp.n_seq = sv.parallel; /* the plan counts a KV cache per slot */
     o.queue = sv.queue;
     o.api_key = key ? key : getenv("LYRA_API_KEY");
     o.max_body = (size_t)max_body;

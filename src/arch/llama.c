@@ -669,8 +669,8 @@ static void norm(const lyra_llama *m, lyra_device *d, const float *x, const lyra
 
 /* One transformer block on device d: x [ntok][n_embd] updated in place. */
 static void layer_forward(const lyra_llama *m, int l, lyra_device *d, const lyra_llama_buffers *b,
-                          const lyra_kv_view *kv, const lyra_rope *rope, const int32_t *pos,
-                          int ntok, int32_t pos0) {
+                          const lyra_llama_seg *seg, int n_seg, const lyra_rope *rope,
+                          const int32_t *pos, int ntok) {
     const lyra_llama_hparams *hp = &m->hp;
     const lyra_arch_desc *ad = &m->desc;
     const lyra_llama_layer *L = &m->layers[l];
@@ -710,10 +710,14 @@ static void layer_forward(const lyra_llama *m, int l, lyra_device *d, const lyra
     }
     op->rope(d, q, ntok, hp->n_head, hp->head_dim, pos, rope);
     op->rope(d, k, ntok, hp->n_head_kv, hp->head_dim, pos, rope);
-    op->kv_store(d, kv, pos0, ntok, KV, k, b->v);
     const lyra_attn_params ap = {hp->n_head, hp->n_head_kv, hp->head_dim, ad->attn_scale,
                                  ad->attn_softcap, lyra_llama_layer_window(m, l)};
-    op->attention(d, q, kv, pos0, ntok, &ap, att);
+    for (int i = 0; i < n_seg; i++) { /* each sequence: its own cache */
+        const lyra_llama_seg *sg = &seg[i];
+        const size_t t0 = (size_t)sg->t0;
+        op->kv_store(d, &sg->kv[l], sg->pos0, sg->ntok, KV, k + t0 * (size_t)KV, b->v + t0 * (size_t)KV);
+        op->attention(d, q + t0 * (size_t)Q, &sg->kv[l], sg->pos0, sg->ntok, &ap, att + t0 * (size_t)Q);
+    }
     float *ao = ad->parallel || ad->post_norms ? b->xb2 : b->xb; /* attention's output */
     op->matmul(d, L->wo.type, L->wo.data, E, Q, att, ntok, ao);
     bias(d, ao, &L->bo, 0, E, ntok);
@@ -758,13 +762,38 @@ static void layer_forward(const lyra_llama *m, int l, lyra_device *d, const lyra
 
 int lyra_llama_forward(const lyra_llama *m, const lyra_llama_run *r, const int32_t *tokens,
                        int ntok, int32_t pos0, int n_out, float *logits_host, lyra_error *err) {
-    const lyra_llama_hparams *hp = &m->hp;
-    const lyra_arch_desc *ad = &m->desc;
-    const int64_t E = hp->n_embd;
     if (ntok <= 0 || ntok > r->n_batch || n_out < 0 || n_out > ntok)
         return lyra_err(err, LYRA_ERR_RUNTIME, "forward", "bad batch (%d tokens, %d outputs)",
                         ntok, n_out);
-    for (int t = 0; t < ntok; t++) r->pos[t] = pos0 + t;
+    const lyra_llama_seg seg = {0, ntok, pos0, r->kv};
+    return lyra_llama_forward_batch(m, r, tokens, ntok, &seg, 1, NULL, n_out, logits_host, err);
+}
+
+int lyra_llama_forward_batch(const lyra_llama *m, const lyra_llama_run *r, const int32_t *tokens,
+                             int ntok, const lyra_llama_seg *seg, int n_seg, const int32_t *out_rows,
+                             int n_out, float *logits_host, lyra_error *err) {
+    const lyra_llama_hparams *hp = &m->hp;
+    const lyra_arch_desc *ad = &m->desc;
+    const int64_t E = hp->n_embd;
+    if (ntok <= 0 || ntok > r->n_batch || n_out < 0 || n_out > ntok || n_seg <= 0)
+        return lyra_err(err, LYRA_ERR_RUNTIME, "forward", "bad batch (%d tokens, %d outputs)",
+                        ntok, n_out);
+    for (int i = 0, t = 0; i < n_seg; t += seg[i].ntok, i++) {
+        if (seg[i].t0 != t || seg[i].ntok <= 0 || t + seg[i].ntok > ntok || seg[i].pos0 < 0 ||
+            (i == n_seg - 1 && t + seg[i].ntok != ntok))
+            return lyra_err(err, LYRA_ERR_RUNTIME, "forward", "bad batch segment %d", i);
+        for (int j = 0; j < seg[i].ntok; j++) r->pos[t + j] = seg[i].pos0 + j;
+    }
+    /* the output rows: NULL is the last n_out; contiguous rows are normed at once */
+    int first = ntok - n_out, contiguous = 1;
+    if (out_rows && n_out > 0) {
+        first = out_rows[0];
+        for (int j = 0; j < n_out; j++) {
+            if (out_rows[j] < 0 || out_rows[j] >= ntok || (j && out_rows[j] <= out_rows[j - 1]))
+                return lyra_err(err, LYRA_ERR_RUNTIME, "forward", "bad output rows");
+            contiguous &= out_rows[j] == first + j;
+        }
+    }
     const int n_mod = lyra_llama_n_modules(m);
     int cur = -1;        /* device index holding the hidden state */
     const float *h = NULL; /* the hidden state on device cur */
@@ -798,13 +827,19 @@ int lyra_llama_forward(const lyra_llama *m, const lyra_llama_run *r, const int32
             /* this layer's rope, with this device's copy of rope_freqs */
             lyra_rope rope = ad->rope_swa && lyra_llama_layer_window(m, layer) ? hp->rope_swa : hp->rope;
             if (r->rope_freqs) rope.freq_factors = r->rope_freqs[di];
-            layer_forward(m, layer, d, b, &r->kv[layer], &rope, r->pos, ntok, pos0);
+            layer_forward(m, layer, d, b, seg, n_seg, &rope, r->pos, ntok);
             h = b->x;
             break;
         }
         case LYRA_MODULE_NORM:
-            /* keep only the last n_out rows */
-            norm(m, d, h + (size_t)(rows - n_out) * E, &m->output_norm, &m->output_norm_b, n_out, b->xb);
+            /* keep only the output rows (row by row when they are apart) */
+            if (contiguous) {
+                norm(m, d, h + (size_t)first * E, &m->output_norm, &m->output_norm_b, n_out, b->xb);
+            } else {
+                for (int j = 0; j < n_out; j++)
+                    norm(m, d, h + (size_t)out_rows[j] * E, &m->output_norm, &m->output_norm_b, 1,
+                         b->xb + (size_t)j * E);
+            }
             h = b->xb;
             rows = n_out;
             break;

@@ -226,4 +226,25 @@ typedef struct lyra_llama_run {
 int lyra_llama_forward(const lyra_llama *m, const lyra_llama_run *r, const int32_t *tokens,
                        int ntok, int32_t pos0, int n_out, float *logits_host, lyra_error *err);
 
+/* A run of consecutive tokens of one sequence in a batch: tokens [t0, t0 +
+ * ntok) at positions pos0.., with that sequence's cache kv ([n_layer] views). */
+typedef struct lyra_llama_seg {
+    int t0, ntok;
+    int32_t pos0;
+    const lyra_kv_view *kv;
+} lyra_llama_seg;
+
+/* One forward pass over ntok (<= n_batch) tokens of several sequences: the
+ * matmuls, norms and rope run over the whole batch (each weight read once),
+ * KV stores and attention per segment (a token attends to its own
+ * sequence's cache only). Segments cover [0, ntok) in order; segments of one
+ * sequence come in position order. The logits of the n_out tokens out_rows
+ * (ascending batch indices) go to logits_host [n_out][n_vocab]. Every row's
+ * arithmetic is the same whatever else is in the batch (the kernels' per-row
+ * order does not depend on the row count), so a sequence's logits are
+ * bitwise those of lyra_llama_forward over it alone. */
+int lyra_llama_forward_batch(const lyra_llama *m, const lyra_llama_run *r, const int32_t *tokens,
+                             int ntok, const lyra_llama_seg *seg, int n_seg, const int32_t *out_rows,
+                             int n_out, float *logits_host, lyra_error *err);
+
 #endif

@@ -73,16 +73,17 @@ static int precompute(P *p, lyra_error *err) {
     uint64_t pos = p->o->ctx > 0 ? (uint64_t)p->o->ctx : 0;
     if (p->o->kv_chunk > 1) pos = (pos + (uint64_t)p->o->kv_chunk - 1) / (uint64_t)p->o->kv_chunk *
                                   (uint64_t)p->o->kv_chunk;
+    const uint64_t ns = p->o->n_seq > 1 ? (uint64_t)p->o->n_seq : 1; /* a cache per sequence */
     for (int i = 0; i < p->n; i++) {
         const lyra_plan_module *mod = &m->modules[i];
-        if (mod->kv_per_pos && pos > UINT64_MAX / mod->kv_per_pos)
+        if (mod->kv_per_pos && pos > UINT64_MAX / mod->kv_per_pos / ns)
             return lyra_err(err, LYRA_ERR_INPUT, mod->name, "KV cache size overflows");
-        p->kv[i] = mod->kv_per_pos * pos;
+        p->kv[i] = mod->kv_per_pos * pos * ns;
         p->kv_unwindowed += p->kv[i];
         if (mod->kv_window > 0) { /* a ring, as the runtime sizes it (lyra_llama_ring_chunks) */
             uint64_t L = p->o->kv_chunk > 0 ? (uint64_t)p->o->kv_chunk : 1;
             uint64_t ring = ((uint64_t)mod->kv_window + (uint64_t)p->o->batch - 1 + L - 1) / L + 1;
-            if (ring * L < pos) p->kv[i] = mod->kv_per_pos * ring * L;
+            if (ring * L < pos) p->kv[i] = mod->kv_per_pos * ring * L * ns;
             p->n_windowed++;
             if (mod->kv_window > p->window) p->window = mod->kv_window;
         }
@@ -783,6 +784,7 @@ int lyra_plan_make(const lyra_plan_model *model, const lyra_plan_device *devs, i
         }
     pl->ctx = o->ctx;
     pl->batch = o->batch;
+    pl->n_seq = o->n_seq > 1 ? o->n_seq : 1;
     pl->n_windowed = p.n_windowed;
     pl->window = p.window;
     pl->kv_all = p.kv_all;

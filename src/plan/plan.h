@@ -13,7 +13,8 @@
  *   kv      = sum over the layers d runs of kv_per_pos * positions, positions
  *             = ctx rounded up to whole kv_chunk chunks; a sliding-window
  *             layer (kv_window > 0) keeps a ring of ceil((window + batch - 1) /
- *             kv_chunk) + 1 chunks when that is fewer;
+ *             kv_chunk) + 1 chunks when that is fewer; times n_seq (the
+ *             sequences of a context: lyra serve's slots);
  *   scratch = 0 if d runs nothing, else scratch_base + for each module kind
  *             the largest scratch of its modules on d + the largest matmul work
  *             of its modules rounded up to 64 bytes;
@@ -174,6 +175,7 @@ typedef struct lyra_plan_opts {
     uint64_t split[LYRA_PLAN_MAX_GPUS]; /* proportions, LYRA_PLAN_SPLIT_ONE = 1.0 */
     int32_t ctx;                  /* context positions the KV cache is planned for */
     int32_t batch;                /* tokens per forward pass (scratch) */
+    int32_t n_seq;                /* sequences, each with its own KV cache; 0 or 1: one */
     int32_t kv_chunk;             /* the KV cache grows in chunks of this many positions
                                      (the runtime's LYRA_KV_CHUNK); 0 or 1: exact */
     int fallback;                 /* 1 (default): a map naming a missing GPU puts its
@@ -192,6 +194,7 @@ typedef struct lyra_geometry {
     int32_t n_batch;    /* tokens per forward pass; 0 = default */
     int kv_type;        /* lyra_kv_type; LYRA_KV_DEFAULT = default */
     int32_t n_threads;  /* threads; 0 = physical cores */
+    int32_t n_seq;      /* sequences, each a KV cache of n_ctx positions; 0 = 1 */
 } lyra_geometry;
 /* The one validation: negative sizes or an unknown KV type are
  * LYRA_ERR_INPUT naming the field ("n_ctx: must be >= 0, got -5"). */
@@ -252,6 +255,7 @@ typedef struct lyra_plan_usage {
 typedef struct lyra_plan {
     int32_t ctx;                                /* opts.ctx */
     int32_t batch;                              /* opts.batch */
+    int32_t n_seq;                              /* opts.n_seq (at least 1) */
     int n_devices;                              /* GPUs ascending, then cpu, then disk */
     lyra_plan_device dev[LYRA_PLAN_MAX_DEVICES];/* [n_devices] */
     lyra_plan_usage use[LYRA_PLAN_MAX_DEVICES]; /* [n_devices] planned bytes */

@@ -43,6 +43,8 @@ int lyra_geometry_check(const lyra_geometry *g, lyra_error *err) {
         return lyra_err(err, LYRA_ERR_INPUT, "n_batch", "must be >= 0, got %d", g->n_batch);
     if (g->n_threads < 0)
         return lyra_err(err, LYRA_ERR_INPUT, "n_threads", "must be >= 0, got %d", g->n_threads);
+    if (g->n_seq < 0 || g->n_seq > 256)
+        return lyra_err(err, LYRA_ERR_INPUT, "n_seq", "must be 0..256, got %d", g->n_seq);
     if (g->kv_type != LYRA_KV_DEFAULT && g->kv_type != LYRA_KV_F16 && g->kv_type != LYRA_KV_F32)
         return lyra_err(err, LYRA_ERR_INPUT, "kv_type", "unknown KV cache type %d", g->kv_type);
     return LYRA_OK;
@@ -57,6 +59,7 @@ lyra_geometry lyra_geometry_resolve(lyra_geometry g, int32_t ctx_default) {
     if (g.n_batch <= 0) g.n_batch = 512;
     if (g.n_batch > g.n_ctx) g.n_batch = g.n_ctx;
     if (g.kv_type == LYRA_KV_DEFAULT) g.kv_type = LYRA_KV_F16;
+    if (g.n_seq <= 0) g.n_seq = 1;
     return g;
 }
 

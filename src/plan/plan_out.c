@@ -67,7 +67,8 @@ json_t *lyra_plan_json(const lyra_plan *p) {
     json_t *root = json_object(), *devs = json_array(), *map = json_object();
     if (!root || !devs || !map) goto oom;
     if (json_object_set_new(root, "ctx", json_integer(p->ctx)) ||
-        json_object_set_new(root, "batch", json_integer(p->batch)))
+        json_object_set_new(root, "batch", json_integer(p->batch)) ||
+        (p->n_seq > 1 && json_object_set_new(root, "n_seq", json_integer(p->n_seq))))
         goto oom;
     for (int d = 0; d < p->n_devices; d++) {
         json_t *o = lyra_plan_device_json(&p->dev[d], &p->use[d]);
@@ -109,7 +110,11 @@ char *lyra_plan_table(const lyra_plan *p) {
     char *buf = NULL;
     size_t cap = 0, o = 0;
     for (int pass = 0; pass < 2; pass++) {
-        o = put(buf, cap, 0, "plan: ctx %d, batch %d\n", (int)p->ctx, (int)p->batch);
+        if (p->n_seq > 1)
+            o = put(buf, cap, 0, "plan: ctx %d, batch %d, %d sequences\n", (int)p->ctx, (int)p->batch,
+                    (int)p->n_seq);
+        else
+            o = put(buf, cap, 0, "plan: ctx %d, batch %d\n", (int)p->ctx, (int)p->batch);
         o = put(buf, cap, o, "%-6s %-5s %-7s %10s %10s %10s %10s %10s %10s %10s  %s\n", "device",
                 "kind", "backend", "free", "reserve", "budget", "weights", "kv", "scratch",
                 "total", "modules");

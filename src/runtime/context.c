@@ -1,7 +1,9 @@
 /* context.c: lyra_context (lyra.h): the KV cache of each sequence (chunks
  * of kv_chunk positions allocated through the devices as the sequence grows,
- * a ring of chunks for a sliding-window layer; one sequence today, sequence 0), scratch for n_batch tokens, lyra_eval in
- * batches, logits, the map lines and the device usage. Running out of
+ * a ring of chunks for a sliding-window layer), scratch for n_batch tokens,
+ * lyra_eval (sequence 0) in batches, lyra_decode (a batch of several
+ * sequences, one forward pass per n_batch tokens), logits, the map lines and
+ * the device usage. Running out of
  * memory steps down (fallback.h); scratch and moves are residency.h's. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +18,8 @@
 #include "runtime/residency.h"
 
 lyra_context_params lyra_context_default_params(void) {
-    lyra_context_params p = {.n_ctx = 0, .n_batch = 0, .n_threads = 0, .kv_type = LYRA_KV_DEFAULT};
+    lyra_context_params p = {.n_ctx = 0, .n_batch = 0, .n_threads = 0, .kv_type = LYRA_KV_DEFAULT,
+                             .n_seq = 0};
     return p;
 }
 
@@ -54,6 +57,11 @@ void lyra_context_free(lyra_context *c) {
     free(c->pos_buf);
     free(c->stage);
     free(c->logits);
+    free(c->out_idx);
+    free(c->segs);
+    free(c->out_rows);
+    free(c->seq_n);
+    free(c->seq_last);
     free(c);
 }
 
@@ -123,7 +131,7 @@ int lyra_context_new(lyra_model *m, const lyra_context_params *params, lyra_cont
     if (m->probe)
         return lyra_err(err, LYRA_ERR_INPUT, "context", "the model was opened as a probe (no weights)");
     /* the geometry: one validation; 0 inherits the model's */
-    lyra_geometry g = {p.n_ctx, p.n_batch, (int)p.kv_type, p.n_threads};
+    lyra_geometry g = {p.n_ctx, p.n_batch, (int)p.kv_type, p.n_threads, p.n_seq};
     int rc = lyra_geometry_check(&g, err);
     if (rc) return rc;
     if (!g.n_batch) g.n_batch = m->geom.n_batch;
@@ -153,14 +161,19 @@ int lyra_context_new(lyra_model *m, const lyra_context_params *params, lyra_cont
                   "the model was trained on",
                   (int)c->n_ctx, (int)hp->n_ctx_train);
     /* KV cache bookkeeping, per sequence (memory comes chunk by chunk in lyra_eval) */
-    c->n_seq = 1;
+    c->n_seq = p.n_seq ? p.n_seq : m->geom.n_seq > 0 ? m->geom.n_seq : 1; /* 0: the model's */
     c->n_chunks_max = (c->n_ctx + c->kv_chunk - 1) / c->kv_chunk;
     size_t per_seq = (size_t)hp->n_layer * 2 * (size_t)c->n_chunks_max; /* pointers */
     c->seq = calloc((size_t)c->n_seq, sizeof *c->seq);
     c->kv_ptrs = calloc((size_t)c->n_seq * per_seq, sizeof *c->kv_ptrs);
     c->kv = calloc((size_t)c->n_seq * (size_t)hp->n_layer, sizeof *c->kv);
     c->pos_buf = calloc((size_t)c->n_batch, sizeof *c->pos_buf);
-    if (!c->seq || !c->kv_ptrs || !c->kv || !c->pos_buf) {
+    c->segs = calloc((size_t)c->n_batch, sizeof *c->segs);
+    c->out_rows = calloc((size_t)c->n_batch, sizeof *c->out_rows);
+    c->seq_n = calloc((size_t)c->n_seq, sizeof *c->seq_n);
+    c->seq_last = calloc((size_t)c->n_seq, sizeof *c->seq_last);
+    if (!c->seq || !c->kv_ptrs || !c->kv || !c->pos_buf || !c->segs || !c->out_rows || !c->seq_n ||
+        !c->seq_last) {
         rc = lyra_err(err, LYRA_ERR_OOM, "context", "out of memory");
         goto fail;
     }
@@ -229,12 +242,21 @@ static int ring_keeps(const lyra_context *c, int s, int32_t pos) {
     return 1;
 }
 
-void lyra_context_truncate(lyra_context *c, int32_t pos) {
-    lyra_kv_seq *q = &c->seq[0];
+void lyra_context_seq_truncate(lyra_context *c, int32_t s, int32_t pos) {
+    if (s < 0 || s >= c->n_seq) return;
+    lyra_kv_seq *q = &c->seq[s];
     if (pos < 0) pos = 0;
     if (pos < q->pos) q->pos = pos;
-    if (!ring_keeps(c, 0, q->pos)) q->pos = 0; /* the window before pos was overwritten */
+    if (!ring_keeps(c, s, q->pos)) q->pos = 0; /* the window before pos was overwritten */
     if (!q->pos) q->top = 0;
+}
+
+void lyra_context_truncate(lyra_context *c, int32_t pos) { lyra_context_seq_truncate(c, 0, pos); }
+
+int32_t lyra_context_n_seq(const lyra_context *c) { return c->n_seq; }
+
+int32_t lyra_context_seq_pos(const lyra_context *c, int32_t s) {
+    return s >= 0 && s < c->n_seq ? c->seq[s].pos : -1;
 }
 
 /* Make sequence s's cache hold positions [0, n_pos): allocate the missing
@@ -283,6 +305,29 @@ int lyra_kv_reserve(lyra_context *c, int s, int32_t n_pos, lyra_error *err) {
     return rc;
 }
 
+/* Before forward passes: room for rows of logits, the threads and each
+ * device's matmul work; forgets the last evaluation's logits. */
+static int prepare(lyra_context *c, size_t rows, lyra_error *err) {
+    lyra_model *m = c->model;
+    size_t need = rows * (size_t)m->arch->hp.n_vocab;
+    if (need > c->logits_cap) {
+        float *l = malloc(need * sizeof(float));
+        if (!l)
+            return lyra_err(err, LYRA_ERR_OOM, "eval", "out of memory for %zu logits", need);
+        free(c->logits);
+        c->logits = l;
+        c->logits_cap = need;
+    }
+    int rc = set_threads(c, err);
+    if (rc) return rc;
+    for (int di = 0; di < m->n_dev; di++) {
+        lyra_device *d = m->dev[di];
+        if (d->ops->set_work) d->ops->set_work(d, c->cd[di].work, c->cd[di].work_bytes);
+    }
+    c->n_last = 0;
+    return LYRA_OK;
+}
+
 int lyra_eval(lyra_context *c, const int32_t *tokens, int32_t n, int logits_all, lyra_error *err) {
     lyra_model *m = c->model;
     const lyra_llama_hparams *hp = &m->arch->hp;
@@ -298,21 +343,8 @@ int lyra_eval(lyra_context *c, const int32_t *tokens, int32_t n, int logits_all,
                             (int)tokens[i], (int)i, (int)hp->n_vocab);
     int rc = lyra_kv_reserve(c, 0, q->pos + n, err);
     if (rc) return rc;
-    size_t rows = logits_all ? (size_t)n : 1, need = rows * (size_t)hp->n_vocab;
-    if (need > c->logits_cap) {
-        float *l = malloc(need * sizeof(float));
-        if (!l)
-            return lyra_err(err, LYRA_ERR_OOM, "eval", "out of memory for %zu logits", need);
-        free(c->logits);
-        c->logits = l;
-        c->logits_cap = need;
-    }
-    if ((rc = set_threads(c, err))) return rc;
-    for (int di = 0; di < m->n_dev; di++) {
-        lyra_device *d = m->dev[di];
-        if (d->ops->set_work) d->ops->set_work(d, c->cd[di].work, c->cd[di].work_bytes);
-    }
-    c->n_last = 0;
+    if ((rc = prepare(c, logits_all ? (size_t)n : 1, err))) return rc;
+    c->decoded = 0;
     for (int32_t i0 = 0; i0 < n; i0 += c->n_batch) {
         int nb = n - i0 < c->n_batch ? (int)(n - i0) : (int)c->n_batch;
         int last = i0 + nb == n;
@@ -328,7 +360,95 @@ int lyra_eval(lyra_context *c, const int32_t *tokens, int32_t n, int logits_all,
     return LYRA_OK;
 }
 
+int lyra_decode(lyra_context *c, const lyra_batch *b, lyra_error *err) {
+    lyra_model *m = c->model;
+    const lyra_llama_hparams *hp = &m->arch->hp;
+    if (!b || b->n_tokens <= 0 || !b->token || !b->pos || !b->seq_id)
+        return lyra_err(err, LYRA_ERR_INPUT, "decode", "no tokens to evaluate");
+    const int32_t n = b->n_tokens;
+    /* validate everything before anything changes */
+    memset(c->seq_n, 0, (size_t)c->n_seq * sizeof *c->seq_n);
+    for (int32_t i = 0; i < n; i++) {
+        int32_t s = b->seq_id[i];
+        if (s < 0 || s >= c->n_seq)
+            return lyra_err(err, LYRA_ERR_INPUT, "decode", "token %d: sequence %d is not in 0..%d",
+                            (int)i, (int)s, (int)c->n_seq - 1);
+        if (b->token[i] < 0 || b->token[i] >= hp->n_vocab)
+            return lyra_err(err, LYRA_ERR_INPUT, "decode",
+                            "token %d (at %d) is not in the vocabulary of %d", (int)b->token[i],
+                            (int)i, (int)hp->n_vocab);
+        int32_t want = c->seq[s].pos + c->seq_n[s];
+        if (b->pos[i] != want)
+            return lyra_err(err, LYRA_ERR_INPUT, "decode",
+                            "token %d: position %d, but sequence %d continues at %d", (int)i,
+                            (int)b->pos[i], (int)s, (int)want);
+        if (want >= c->n_ctx)
+            return lyra_err(err, LYRA_ERR_INPUT, "decode",
+                            "sequence %d: position %d overflows the context of %d", (int)s, (int)want,
+                            (int)c->n_ctx);
+        c->seq_n[s]++;
+        c->seq_last[s] = i;
+    }
+    if (n > c->out_cap) {
+        int32_t *o = realloc(c->out_idx, (size_t)n * sizeof *o);
+        if (!o) return lyra_err(err, LYRA_ERR_OOM, "decode", "out of memory");
+        c->out_idx = o;
+        c->out_cap = n;
+    }
+    int32_t n_out = 0;
+    for (int32_t i = 0; i < n; i++) {
+        int keep = b->logits ? b->logits[i] != 0 : c->seq_last[b->seq_id[i]] == i;
+        c->out_idx[i] = keep ? n_out++ : -1;
+    }
+    int rc = LYRA_OK;
+    for (int32_t s = 0; s < c->n_seq && !rc; s++) { /* the KV caches; out of memory: step down */
+        if (!c->seq_n[s]) continue;
+        for (;;) {
+            lyra_oom oom;
+            oom.dev = -1;
+            rc = grow_kv(c, s, c->seq[s].pos + c->seq_n[s], &oom, err);
+            if (rc != LYRA_ERR_OOM || oom.dev < 0 || !m->fallback) break;
+            if ((rc = lyra_runtime_step_down(c, &oom, LYRA_PHASE_GENERATE, c->seq[s].pos, err))) break;
+        }
+    }
+    if (rc) return rc;
+    if ((rc = prepare(c, (size_t)n_out, err))) return rc;
+    c->decoded = 1;
+    int32_t row = 0; /* logits rows written */
+    for (int32_t i0 = 0; i0 < n; i0 += c->n_batch) {
+        int nb = n - i0 < c->n_batch ? (int)(n - i0) : (int)c->n_batch;
+        int n_seg = 0, n_o = 0;
+        for (int j = 0; j < nb; j++) {
+            int32_t s = b->seq_id[i0 + j];
+            if (!n_seg || b->seq_id[i0 + j - 1] != s) /* a new run of one sequence */
+                c->segs[n_seg++] = (lyra_llama_seg){j, 0, b->pos[i0 + j], c->seq[s].view};
+            c->segs[n_seg - 1].ntok++;
+            if (c->out_idx[i0 + j] >= 0) c->out_rows[n_o++] = j;
+        }
+        rc = lyra_llama_forward_batch(m->arch, &c->run, b->token + i0, nb, c->segs, n_seg, c->out_rows,
+                                      n_o, c->logits + (size_t)row * (size_t)hp->n_vocab, err);
+        if (rc) return rc;
+        row += n_o;
+    }
+    for (int32_t s = 0; s < c->n_seq; s++) {
+        lyra_kv_seq *q = &c->seq[s];
+        q->pos += c->seq_n[s];
+        if (q->pos > q->top) q->top = q->pos;
+    }
+    c->n_last = n;
+    return LYRA_OK;
+}
+
+const float *lyra_get_logits_ith(const lyra_context *c, int32_t i) {
+    if (!c->decoded) return lyra_get_logits(c, i);
+    if (c->n_last <= 0) return NULL;
+    if (i == -1) i = c->n_last - 1;
+    if (i < 0 || i >= c->n_last || c->out_idx[i] < 0) return NULL;
+    return c->logits + (size_t)c->out_idx[i] * (size_t)c->model->arch->hp.n_vocab;
+}
+
 const float *lyra_get_logits(const lyra_context *c, int32_t i) {
+    if (c->decoded) return lyra_get_logits_ith(c, i);
     if (c->n_last <= 0) return NULL;
     if (i == -1) i = c->n_last - 1;
     if (i < 0 || i >= c->n_last) return NULL;

@@ -258,6 +258,7 @@ static int attempt_run(search *S, int mode, lyra_oom *oom, lyra_error *err) {
     size_t elem = S->m->geom.kv_type == LYRA_KV_F32 ? 4 : 2;
     size_t chunk = 2 * (size_t)m->kv_chunk * kv_dim * elem;
     size_t n_chunks = ((size_t)S->ctx + (size_t)m->kv_chunk - 1) / (size_t)m->kv_chunk;
+    if (m->geom.n_seq > 1) n_chunks *= (size_t)m->geom.n_seq; /* a cache per sequence */
     int *runs = malloc((size_t)S->n_mod * sizeof *runs);
     if (!runs) {
         attempt_release(m, &t);

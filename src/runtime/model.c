@@ -79,7 +79,7 @@ int lyra_model_open(const char *path, const lyra_model_params *params, lyra_mode
                     lyra_error *err) {
     *out = NULL;
     lyra_model_params p = params ? *params : lyra_model_default_params();
-    lyra_geometry g = {p.n_ctx, p.n_batch, (int)p.kv_type, p.n_threads};
+    lyra_geometry g = {p.n_ctx, p.n_batch, (int)p.kv_type, p.n_threads, p.n_seq};
     int rc = lyra_geometry_check(&g, err);
     if (rc) return rc;
     if (p.fallback_policy < LYRA_FALLBACK_LAYERS || p.fallback_policy > LYRA_FALLBACK_NONE)

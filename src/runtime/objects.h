@@ -7,8 +7,8 @@
  * device (GPUs, the CPU, or the disk tier: a module run on the CPU straight
  * from the mapping), the fallback history and the on-load quantized weights.
  * A context owns what its sequences need on those devices: a KV cache per
- * sequence (today one, sequence 0), grown in chunks of kv_chunk positions as
- * the sequence grows (a sliding-window layer's stops growing at a ring of
+ * sequence (n_seq of them; lyra_eval uses sequence 0, lyra_decode any),
+ * grown in chunks of kv_chunk positions as the sequence grows (a sliding-window layer's stops growing at a ring of
  * n_ring chunks, reused in turn: device.h lyra_kv_view), and scratch for n_batch tokens (activations, logits,
  * matmul work), all allocated through the devices so their accounting is
  * exact. Contexts of one model share its devices (and the CPU's threads):
@@ -29,6 +29,8 @@
 
 /* Positions per KV cache chunk. */
 #define LYRA_KV_CHUNK 256 /* default; lyra_model_params.kv_chunk changes it */
+/* The most sequences one context holds (lyra_context_params.n_seq). */
+#define LYRA_MAX_SEQ 256
 
 struct lyra_plan;
 
@@ -118,7 +120,7 @@ struct lyra_context {
     int32_t n_batch;          /* tokens per forward call */
     int32_t n_threads;        /* CPU threads */
     lyra_kv_type kv_type;     /* cache element type */
-    int32_t n_seq;            /* sequences (1 for now: lyra.h evaluates sequence 0) */
+    int32_t n_seq;            /* sequences (lyra_eval evaluates sequence 0; lyra_decode any) */
     lyra_kv_seq *seq;         /* [n_seq] their caches */
     int32_t n_chunks_max;     /* ceil(n_ctx / kv_chunk) */
     int32_t kv_chunk;         /* positions per chunk (the model's) */
@@ -133,6 +135,13 @@ struct lyra_context {
     size_t logits_cap;        /* floats allocated in logits */
     int32_t n_last;           /* tokens of the last eval (0: none) */
     int logits_all;           /* the last eval kept every position */
+    int decoded;              /* the last evaluation was a lyra_decode (out_idx applies) */
+    int32_t *out_idx;         /* [out_cap] lyra_decode: batch index -> logits row, or -1 */
+    int32_t out_cap;          /* entries allocated in out_idx */
+    lyra_llama_seg *segs;     /* [n_batch] a forward pass's segments */
+    int32_t *out_rows;        /* [n_batch] a forward pass's output rows */
+    int32_t *seq_n;           /* [n_seq] lyra_decode: tokens per sequence */
+    int32_t *seq_last;        /* [n_seq] lyra_decode: the sequence's last batch index */
     int making;               /* 1 inside lyra_context_new (scratch comes after moves) */
 };
 

@@ -63,7 +63,7 @@ int lyra_runtime_devices(const lyra_backend_params *bp, int n_threads, int gpu_a
 }
 
 lyra_geometry lyra_runtime_geometry(const lyra_llama *a, const lyra_model_params *p) {
-    lyra_geometry g = {p->n_ctx, p->n_batch, (int)p->kv_type, p->n_threads};
+    lyra_geometry g = {p->n_ctx, p->n_batch, (int)p->kv_type, p->n_threads, p->n_seq};
     return lyra_geometry_resolve(g, lyra_geometry_default_ctx(a->hp.n_ctx_train));
 }
 
@@ -149,6 +149,7 @@ static int plan_with(const lyra_llama *a, const lyra_model_params *p, const lyra
     lyra_plan_opts o = lyra_plan_default_opts();
     o.ctx = g->n_ctx;
     o.batch = g->n_batch < g->n_ctx ? g->n_batch : g->n_ctx; /* as lyra_context_new */
+    o.n_seq = g->n_seq;
     o.kv_chunk = p->kv_chunk > 0 ? p->kv_chunk : LYRA_KV_CHUNK;
     o.fallback = p->fallback;
     if (fixed) {

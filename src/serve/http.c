@@ -767,10 +767,8 @@ int lyra_serve_run(const lyra_serve_opts *o, lyra_error *err) {
     S.state = rc ? SRV_FAILED : SRV_READY;
     pthread_mutex_unlock(&S.mu);
     if (!rc) {
-        lyra_log(LYRA_LOG_INFO, "serve: model %s ready: %d slots of %d positions, queue %d%s", o->model_id,
-                 o->parallel, (int)srv_engine_n_ctx(eng), o->queue,
-                 o->parallel > 1 && o->mp.fallback ? "; with several slots the fallback cannot move layers while "
-                                                     "generating (docs/server.md)" : "");
+        lyra_log(LYRA_LOG_INFO, "serve: model %s ready: %d slots of %d positions, queue %d", o->model_id,
+                 o->parallel, (int)srv_engine_n_ctx(eng), o->queue);
         while (!*o->stop) {
             struct timespec ts = {0, 100 * 1000000L};
             nanosleep(&ts, NULL);

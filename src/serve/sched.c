@@ -80,10 +80,11 @@ static void req_done(srv_req *r, const char *finish, int status, const char *msg
 
 /* ------------------------------------------------------------------ engine */
 
-/* One slot: a context with the tokens in its KV cache and, while busy, the
- * request it serves with its sampler, detokenizer and text stream. */
+/* One slot: a sequence of the engine's context with the tokens in its KV
+ * cache and, while busy, the request it serves with its sampler,
+ * detokenizer and text stream. */
 typedef struct srv_slot {
-    lyra_context *ctx;
+    int32_t seq;               /* its sequence in the context (the slot's index) */
     int32_t *kv;               /* [n_ctx] tokens in the KV cache */
     int32_t n_kv;
     srv_req *req;              /* NULL: free */
@@ -98,11 +99,18 @@ typedef struct srv_slot {
     const int32_t *feed;       /* this step: tokens to evaluate */
     int32_t n_feed;
     int32_t tok;               /* this step's sampled token */
+    int32_t out;               /* the batch index of its last token in the last step */
+    float *saved;              /* [n_vocab] its logits when the last step ran slot by slot */
+    int saved_ok;              /* saved holds them */
     double used;               /* when it last got a request (LRU among equals) */
 } srv_slot;
 
 struct srv_engine {
     lyra_model *m;
+    lyra_context *ctx;         /* one sequence per slot */
+    lyra_batch batch;          /* this step's batch (arrays below) */
+    int32_t *b_tok, *b_pos, *b_seq; /* [b_cap] */
+    int32_t b_cap;
     int32_t n_vocab, n_ctx, n_batch;
     int n_slots;
     srv_slot *slots;
@@ -192,8 +200,8 @@ static int32_t slot_lcp(const srv_slot *s, const srv_req *r) {
 static int slot_start(srv_engine *e, srv_slot *s, srv_req *r) {
     int32_t keep = slot_lcp(s, r);
     if (keep == r->n_prompt) keep--; /* the last prompt token again, for its logits */
-    lyra_context_truncate(s->ctx, keep);
-    keep = lyra_context_pos(s->ctx); /* less when a sliding window's ring lost the positions */
+    lyra_context_seq_truncate(e->ctx, s->seq, keep);
+    keep = lyra_context_seq_pos(e->ctx, s->seq); /* less when a sliding window's ring lost the positions */
     s->n_kv = keep;
     s->n_fed = keep;
     s->req = r;
@@ -307,7 +315,7 @@ static void slot_decode(srv_engine *e, srv_slot *s) {
         slot_finish(e, s, "length", 0, NULL);
         return;
     }
-    const float *logits = lyra_get_logits(s->ctx, -1);
+    const float *logits = s->saved_ok ? s->saved : lyra_get_logits_ith(e->ctx, s->out);
     if (!logits) {
         slot_finish(e, s, NULL, 500, "no logits");
         return;
@@ -358,20 +366,67 @@ static void slot_decode(srv_engine *e, srv_slot *s) {
     s->n_feed = 1;
 }
 
-/* Phase 2: evaluate what every slot feeds. One lyra_eval per slot today; a
- * batched forward pass (many sequences in one pass) replaces this loop by
- * one call over all slots' tokens. */
-static void step_eval(srv_engine *e, srv_slot **act, int n_act) {
+/* Evaluate the feeds of act[0..n_act) as one batch (lyra_decode: one
+ * forward pass per n_batch tokens over every slot's tokens); each slot's
+ * last token's logits stay for its next sample. Returns lyra_decode's
+ * status (err says why). */
+static int eval_batch(srv_engine *e, srv_slot **act, int n_act, lyra_error *err) {
+    int32_t n = 0;
+    for (int i = 0; i < n_act; i++) n += act[i]->n_feed;
+    if (n > e->b_cap) {
+        int32_t *t = realloc(e->b_tok, sizeof *t * (size_t)n);
+        if (t) e->b_tok = t;
+        int32_t *p = realloc(e->b_pos, sizeof *p * (size_t)n);
+        if (p) e->b_pos = p;
+        int32_t *q = realloc(e->b_seq, sizeof *q * (size_t)n);
+        if (q) e->b_seq = q;
+        if (!t || !p || !q) return lyra_err(err, LYRA_ERR_OOM, "serve", "out of memory");
+        e->b_cap = n;
+    }
+    n = 0;
     for (int i = 0; i < n_act; i++) {
         srv_slot *s = act[i];
-        lyra_error err;
-        int rc = lyra_eval(s->ctx, s->feed, s->n_feed, 0, &err);
-        if (rc) {
-            lyra_context_truncate(s->ctx, s->n_kv);
-            lyra_log(LYRA_LOG_WARN, "serve: slot %d: %s", (int)(s - e->slots), err.msg);
-            slot_finish(e, s, NULL, rc == LYRA_ERR_OOM ? 503 : 500,
-                        rc == LYRA_ERR_OOM ? "out of memory while generating" : err.msg);
+        int32_t p0 = lyra_context_seq_pos(e->ctx, s->seq);
+        for (int32_t k = 0; k < s->n_feed; k++, n++) {
+            e->b_tok[n] = s->feed[k];
+            e->b_pos[n] = p0 + k;
+            e->b_seq[n] = s->seq;
         }
+        s->out = n - 1;
+    }
+    e->batch = (lyra_batch){n, e->b_tok, e->b_pos, e->b_seq, NULL}; /* logits: each slot's last */
+    return lyra_decode(e->ctx, &e->batch, err);
+}
+
+/* Phase 2: evaluate what every slot feeds, in one batch. When that fails,
+ * each slot alone (the same logits: they do not depend on the batch; each
+ * slot's kept in its own copy), so the failure falls on the slot it
+ * belongs to and the others go on. */
+static void step_eval(srv_engine *e, srv_slot **act, int n_act) {
+    lyra_error err;
+    for (int i = 0; i < n_act; i++) act[i]->saved_ok = 0;
+    if (!n_act) return;
+    int rc = eval_batch(e, act, n_act, &err);
+    if (rc == LYRA_OK) return;
+    if (n_act > 1) lyra_log(LYRA_LOG_DEBUG, "serve: a batch of %d slots: %s; slot by slot", n_act, err.msg);
+    for (int i = 0; i < n_act; i++) {
+        srv_slot *s = act[i];
+        if (n_act > 1) {
+            if (!s->saved) s->saved = malloc(sizeof *s->saved * (size_t)e->n_vocab);
+            rc = s->saved ? eval_batch(e, &act[i], 1, &err)
+                          : lyra_err(&err, LYRA_ERR_OOM, "serve", "out of memory");
+            const float *l = rc ? NULL : lyra_get_logits_ith(e->ctx, s->out);
+            if (l) {
+                memcpy(s->saved, l, sizeof *s->saved * (size_t)e->n_vocab);
+                s->saved_ok = 1;
+                continue;
+            }
+            if (!rc) rc = lyra_err(&err, LYRA_ERR_RUNTIME, "serve", "no logits");
+        }
+        lyra_context_seq_truncate(e->ctx, s->seq, s->n_kv);
+        lyra_log(LYRA_LOG_WARN, "serve: slot %d: %s", (int)(s - e->slots), err.msg);
+        slot_finish(e, s, NULL, rc == LYRA_ERR_OOM ? 503 : 500,
+                    rc == LYRA_ERR_OOM ? "out of memory while generating" : err.msg);
     }
 }
 
@@ -506,11 +561,15 @@ static void engine_free(srv_engine *e) {
     for (int i = 0; e->slots && i < e->n_slots; i++) {
         srv_slot *s = &e->slots[i];
         if (s->req) slot_finish(e, s, NULL, 503, "the server is shutting down");
-        lyra_context_free(s->ctx);
         free(s->kv);
+        free(s->saved);
         free(s->count);
         free(s->work);
     }
+    lyra_context_free(e->ctx);
+    free(e->b_tok);
+    free(e->b_pos);
+    free(e->b_seq);
     free(e->slots);
     free(e->q);
     pthread_mutex_destroy(&e->mu);
@@ -537,14 +596,17 @@ int srv_engine_start(lyra_model *m, const lyra_context_params *cp, int n_slots, 
         engine_free(e);
         return lyra_err(err, LYRA_ERR_OOM, "serve", "out of memory");
     }
+    lyra_context_params p = cp ? *cp : lyra_context_default_params();
+    p.n_seq = n_slots; /* one sequence per slot, one forward pass for all */
+    int rc = lyra_context_new(m, &p, &e->ctx, err);
+    if (rc) {
+        engine_free(e);
+        return rc;
+    }
+    e->n_ctx = lyra_context_n_ctx(e->ctx);
     for (int i = 0; i < n_slots; i++) {
         srv_slot *s = &e->slots[i];
-        int rc = lyra_context_new(m, cp, &s->ctx, err);
-        if (rc) {
-            engine_free(e);
-            return rc;
-        }
-        e->n_ctx = lyra_context_n_ctx(s->ctx);
+        s->seq = i;
         s->kv = malloc(sizeof *s->kv * (size_t)e->n_ctx);
         s->count = calloc((size_t)e->n_vocab, sizeof *s->count);
         s->work = malloc(sizeof *s->work * (size_t)e->n_vocab);

@@ -1,23 +1,25 @@
 /* sched.h: the server's engine: N slots on one model, a bounded queue, and
  * one engine thread running continuous batching at the step level.
  *
- * A slot is a lyra_context of the shared model (its own KV cache) with the
- * tokens in that cache, a sampler, a detokenizer and a text stream. A step
- * (sched.c, engine_step) has three phases:
+ * The engine has one lyra_context of N sequences; a slot is one sequence
+ * (its own KV cache) with the tokens in that cache, a sampler, a
+ * detokenizer and a text stream. A step (sched.c, engine_step) has three
+ * phases:
  *   1. plan: every active slot decides what it feeds: a chunk of its prompt,
  *      or (its prompt done) the token it samples now from its last logits;
  *      finished and cancelled slots are freed here;
- *   2. eval: what the slots feed is evaluated (step_eval: today one
- *      lyra_eval per slot; the engine's batched forward pass of issue 15
- *      item 1 replaces this one function by a single batched call);
+ *   2. eval: what the slots feed is evaluated as one batch (step_eval: one
+ *      lyra_decode over every slot's tokens, each weight read once per
+ *      forward pass; slot by slot only after a failure, so that it falls on
+ *      its own slot);
  *   3. commit: the fed tokens join each slot's cache record.
  * Between two steps new requests leave the queue for free slots (the slot
  * whose cache shares the longest prefix with the prompt: its KV is kept up
  * to that prefix), so a request joins the running batch at the next step,
  * and a cancelled request (a client that went away) frees its slot at the
- * next step. Each request has its own sampler seeded from its seed, and
- * each slot its own context, so a request's tokens do not depend on what
- * else runs.
+ * next step. Each request has its own sampler seeded from its seed, and a
+ * sequence's logits do not depend on the batch (lyra_decode), so a
+ * request's tokens do not depend on what else runs.
  *
  * Threads: HTTP threads create requests (srv_req_new), submit them and read
  * their output under the request's mutex; the engine thread alone touches
@@ -100,8 +102,8 @@ typedef struct srv_chat {
     int n_eot;
 } srv_chat;
 
-/* Start the engine on model m (borrowed; outlives the engine): n_slots
- * contexts with cp, a queue of at most queue_cap waiting requests. */
+/* Start the engine on model m (borrowed; outlives the engine): a context
+ * with cp of n_slots sequences, a queue of at most queue_cap waiting requests. */
 int srv_engine_start(lyra_model *m, const lyra_context_params *cp, int n_slots, int queue_cap,
                      const srv_chat *chat, srv_engine **out, lyra_error *err);
 /* Queue r (takes a reference). 0, 429 when the queue is full, 503 when the

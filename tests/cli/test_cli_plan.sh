@@ -143,4 +143,24 @@ expect_err "generate: uncovered map" 2 ".*model.embed_tokens" "${G[@]}" --device
 expect_err "bench: unknown device" 2 '--reserve: 5: unknown device' "$LYRA" -q bench -m "$S260" --reserve 5=1GiB
 expect_err "perplexity: gpu-layers" 2 '--gpu-layers' "$LYRA" -q perplexity -m "$S260" -f /dev/null --gpu-layers x
 
+# --- --parallel N: a KV cache per sequence (lyra serve's slots) -----------
+"$LYRA" -q plan -m "$S260" "${MM[@]}" --ctx 512 --batch 64 --device-map cpu --json >"$T/p1.json" 2>"$T/err"
+check_eq "plan -np 1 rc" "$?" 0
+"$LYRA" -q plan -m "$S260" "${MM[@]}" --ctx 512 --batch 64 --device-map cpu --parallel 4 --json >"$T/p4.json" 2>"$T/err"
+check_eq "plan --parallel 4 rc" "$?" 0
+r=$("$PY" - "$T/p1.json" "$T/p4.json" <<'PYEOF'
+import json, sys
+a, b = (json.load(open(f)) for f in sys.argv[1:3])
+assert "n_seq" not in a and b["n_seq"] == 4, (a.get("n_seq"), b.get("n_seq"))
+ka = [d["kv"] for d in a["devices"]]
+kb = [d["kv"] for d in b["devices"]]
+assert kb == [4 * k for k in ka] and sum(ka) > 0, (ka, kb)
+print("ok")
+PYEOF
+)
+check_eq "plan --parallel 4: 4x the KV" "$r" ok
+"$LYRA" -q plan -m "$S260" "${MM[@]}" --ctx 512 -np 3 >"$T/t3" 2>&1
+check_grep "plan -np 3 table" '^plan: ctx 512, batch 512, 3 sequences$' "$T/t3"
+expect_err "plan: --parallel 0" 2 '--parallel' "$LYRA" -q plan -m "$S260" --parallel 0
+
 finish
