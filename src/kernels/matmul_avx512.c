@@ -448,11 +448,19 @@ INLINE void q8p_tile(const int R, const int T, int64_t n, const uint8_t *w, size
 /* Tile shapes: Q8_0 prompt P8_RP x P8_TP, decode P8_RD x 1; Q4_0 prompt
  * P4_RP x P4_TP (its reduction keeps two zmm per row and token live), decode
  * P4_RD x 1. */
+#ifndef P8_RP
 #define P8_RP 4
+#endif
+#ifndef P8_TP
 #define P8_TP 4
+#endif
 #define P8_RD 4
+#ifndef P4_RP
 #define P4_RP 4
+#endif
+#ifndef P4_TP
 #define P4_TP 2
+#endif
 #define P4_RD 4
 #define K_P8(R_, T_, W_, A_, Y_) q8p_tile(R_, T_, n, W_, ws, A_, as, Y_, ys)
 #define K_P4(R_, T_, W_, A_, Y_) q4_tile(1, R_, T_, n, W_, ws, A_, as, Y_, ys)
@@ -697,8 +705,12 @@ INLINE void fw_tile(const lyra_type wt, const int R, const int T, int64_t n, con
 #define Q8_RP 4
 #define Q8_TP 4
 #define Q8_RD 4
+#ifndef K_RP
 #define K_RP 2
+#endif
+#ifndef K_TP
 #define K_TP 4
+#endif
 #define K_RD 4
 #ifndef F_RP
 #define F_RP 6
