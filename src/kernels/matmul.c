@@ -352,21 +352,22 @@ static void mm_quantize(void *arg, int ith, int nth) {
     }
 }
 
-/* Threads split output rows; tiles of R rows x T tokens, tokens in chunks
- * whose activations stay in cache while R weight rows are reused. */
+/* Threads split output rows; tiles of R rows x T tokens. A thread's rows go
+ * in blocks whose weights (~1 MB) stay in L2 while every token tile passes
+ * over them, so each weight byte comes from memory once per matmul and the
+ * T activation rows of a tile stay in L1 across the block's row tiles. */
 static void mm_compute(void *arg, int ith, int nth) {
     mm_job *j = arg;
     long r0, r1;
     lyra_split_rows((long)j->rows, ith, nth, &r0, &r1);
-    int64_t chunk = (int64_t)(((size_t)1 << 20) / (j->arow ? j->arow : 1)); /* ~1 MB: L2 */
-    chunk = chunk / j->T * j->T;
-    if (chunk < j->T) chunk = j->T;
-    for (int64_t c0 = 0; c0 < j->ntok; c0 += chunk) {
-        int64_t c1 = c0 + chunk < j->ntok ? c0 + chunk : j->ntok;
-        for (long r = r0; r < r1; r += j->R) {
-            int nr = (int)(r1 - r < j->R ? r1 - r : j->R);
-            for (int64_t t = c0; t < c1; t += j->T) {
-                int nt = (int)(c1 - t < j->T ? c1 - t : j->T);
+    long rb = (long)(((size_t)1 << 20) / (j->wrow ? j->wrow : 1)) / j->R * j->R;
+    if (rb < j->R) rb = j->R;
+    for (long b0 = r0; b0 < r1; b0 += rb) {
+        long b1 = b0 + rb < r1 ? b0 + rb : r1;
+        for (int64_t t = 0; t < j->ntok; t += j->T) {
+            int nt = (int)(j->ntok - t < j->T ? j->ntok - t : j->T);
+            for (long r = b0; r < b1; r += j->R) {
+                int nr = (int)(b1 - r < j->R ? b1 - r : j->R);
                 j->tile(j->wt, j->cols, j->W + (size_t)r * j->wrow, j->wrow, nr,
                         j->A + (size_t)t * j->arow, j->arow, nt, j->Y + (size_t)t * (size_t)j->rows + r,
                         (size_t)j->rows);

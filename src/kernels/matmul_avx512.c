@@ -25,6 +25,11 @@
 #include "kernels/kernels_impl.h"
 
 #define INLINE static inline __attribute__((always_inline))
+/* Upper bounds of a tile's rows and tokens: the tiles' register arrays have
+ * these fixed sizes (GCC keeps variable-length arrays of vectors in memory,
+ * which halves the FMA rate); only [0, R) x [0, T) is used. */
+#define TRM 8
+#define TTM 6
 /* Fully unroll the small R x T loops so the accumulators live in registers.
  * Clang does that by itself (and its pragma blows up compile times under
  * -fsanitize with -fno-sanitize-recover), so only GCC gets the pragma. */
@@ -136,12 +141,12 @@ INLINE void q8_tile(const int R, const int T, int64_t n, const uint8_t *w, size_
     const size_t wb = 34;
     const int64_t nb = n / 32;
     const __m512i kc = _mm512_set1_epi8((char)0x80);
-    __m512 acc[R][T];
+    __m512 acc[TRM][TTM];
     UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
     int64_t b = 0;
     for (; b + 2 <= nb; b += 2) {
-        __m512i wq[R];
-        __m512 wd[R];
+        __m512i wq[TRM];
+        __m512 wd[TRM];
         UNROLL for (int r = 0; r < R; r++) {
             const uint8_t *p0 = w + r * ws + b * wb;
             wq[r] = w_pair(p0, p0 + wb);
@@ -162,8 +167,8 @@ INLINE void q8_tile(const int R, const int T, int64_t n, const uint8_t *w, size_
         }
     }
     if (b < nb) { /* odd block count: the last block goes to lanes 0..7 */
-        __m512i wq[R];
-        __m512 wd[R];
+        __m512i wq[TRM];
+        __m512 wd[TRM];
         UNROLL for (int r = 0; r < R; r++) {
             const uint8_t *p0 = w + r * ws + b * wb;
             wq[r] = w_one(p0);
@@ -267,12 +272,12 @@ INLINE void q4_tile(const int pk, const int R, const int T, int64_t n, const uin
                     const uint8_t *a, size_t as, float *y, size_t ys) {
     const int64_t nb = n / 32;
     const __m512i m4 = _mm512_set1_epi8(0x0F);
-    uint8_t buf[pk ? 1 : T][pk ? 1 : Q4G] __attribute__((aligned(64)));
-    __m512 acc[R][T];
+    uint8_t buf[pk ? 1 : TTM][pk ? 1 : Q4G] __attribute__((aligned(64)));
+    __m512 acc[TRM][TTM];
     UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b += 16) {
         const int cnt = nb - b < 16 ? (int)(nb - b) : 16;
-        const uint8_t *P[T];
+        const uint8_t *P[TTM];
         UNROLL for (int t = 0; t < T; t++) {
             if (pk) {
                 P[t] = a + t * as + (b / 16) * Q4G;
@@ -284,10 +289,10 @@ INLINE void q4_tile(const int pk, const int R, const int T, int64_t n, const uin
         /* lanes of blocks that exist: lane 4i+j holds block 4j+i < cnt */
         __mmask16 m = 0;
         for (int l = 0; l < 16; l++) m |= (__mmask16)((4 * (l & 3) + (l >> 2) < cnt) << l);
-        __m512i h01[R][T], s[R][T];
+        __m512i h01[TRM][TTM], s[TRM][TTM];
         UNROLL for (int j = 0; j < 4; j++) {
             const int nblk = cnt - 4 * j >= 4 ? 4 : cnt - 4 * j;
-            __m512i lo[R], hi[R];
+            __m512i lo[TRM], hi[TRM];
             UNROLL for (int r = 0; r < R; r++) {
                 const uint8_t *p = w + r * ws + (b + 4 * j) * 18;
                 if (T == 1) {
@@ -309,7 +314,7 @@ INLINE void q4_tile(const int pk, const int R, const int T, int64_t n, const uin
                 }
             }
         }
-        __m512 dw[R];
+        __m512 dw[TRM];
         UNROLL for (int r = 0; r < R; r++) dw[r] = q4_wscales(w + r * ws + b * 18, m);
         UNROLL for (int t = 0; t < T; t++) {
             __m512i corr = _mm512_loadu_si512(P[t] + 512);
@@ -387,18 +392,18 @@ INLINE void q8p_tile(const int R, const int T, int64_t n, const uint8_t *w, size
     const __m512i vindex = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                               _mm512_set1_epi32(wb));
     const __m512i idx0 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-    __m512 acc[R][T];
+    __m512 acc[TRM][TTM];
     UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b += 16) {
         int cnt = nb - b < 16 ? (int)(nb - b) : 16;
         __mmask16 m = (__mmask16)(cnt == 16 ? 0xFFFFu : (1u << cnt) - 1);
-        __m512 dv[R];
+        __m512 dv[TRM];
         UNROLL for (int r = 0; r < R; r++) dv[r] = w_scales16(w + r * ws + b * wb, vindex, m);
         __m512i idx = idx0;
         for (int p = 0; p < cnt / 2; p++) {
             const int64_t bb = b + 2 * p;
-            __m512i wq[R];
-            __m512 wd[R];
+            __m512i wq[TRM];
+            __m512 wd[TRM];
             UNROLL for (int r = 0; r < R; r++) {
                 const uint8_t *p0 = w + r * ws + bb * wb;
                 if (T == 1) prefetch_ahead(p0, R * ws);
@@ -418,8 +423,8 @@ INLINE void q8p_tile(const int R, const int T, int64_t n, const uint8_t *w, size
         }
         if (cnt & 1) { /* odd block count: the last block goes to lanes 0..7 */
             const int64_t bb = b + cnt - 1;
-            __m512i wq[R];
-            __m512 wd[R];
+            __m512i wq[TRM];
+            __m512 wd[TRM];
             UNROLL for (int r = 0; r < R; r++) {
                 wq[r] = w_one(w + r * ws + bb * wb);
                 wd[r] = _mm512_permutexvar_ps(idx, dv[r]);
@@ -443,11 +448,19 @@ INLINE void q8p_tile(const int R, const int T, int64_t n, const uint8_t *w, size
 /* Tile shapes: Q8_0 prompt P8_RP x P8_TP, decode P8_RD x 1; Q4_0 prompt
  * P4_RP x P4_TP (its reduction keeps two zmm per row and token live), decode
  * P4_RD x 1. */
+#ifndef P8_RP
 #define P8_RP 4
+#endif
+#ifndef P8_TP
 #define P8_TP 4
+#endif
 #define P8_RD 4
+#ifndef P4_RP
 #define P4_RP 4
+#endif
+#ifndef P4_TP
 #define P4_TP 2
+#endif
 #define P4_RD 4
 #define K_P8(R_, T_, W_, A_, Y_) q8p_tile(R_, T_, n, W_, ws, A_, as, Y_, ys)
 #define K_P4(R_, T_, W_, A_, Y_) q4_tile(1, R_, T_, n, W_, ws, A_, as, Y_, ys)
@@ -526,12 +539,12 @@ INLINE __m512i k_quants(int kind, const uint8_t *blk, int g) {
 INLINE void k_tile(const int kind, const int R, const int T, int64_t n, const uint8_t *w, size_t ws,
                    const uint8_t *a, size_t as, float *y, size_t ys) {
     const size_t wb = kind == 4 ? 144 : kind == 5 ? 176 : 210;
-    __m512 acc[R][T];
+    __m512 acc[TRM][TTM];
     UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
     for (int64_t s = 0; s < n / 256; s++) {
-        __m512i scz[R];
-        __m256i mins[R];
-        float dw[R], dm[R];
+        __m512i scz[TRM];
+        __m256i mins[TRM];
+        float dw[TRM], dm[TRM];
         UNROLL for (int r = 0; r < R; r++) {
             const uint8_t *blk = w + r * ws + s * wb;
             if (T == 1)
@@ -552,10 +565,10 @@ INLINE void k_tile(const int kind, const int R, const int T, int64_t n, const ui
                 dm[r] = h2f(blk + 2);
             }
         }
-        __m512i A[R][T];
+        __m512i A[TRM][TTM];
         UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) A[r][t] = _mm512_setzero_si512();
         UNROLL for (int g = 0; g < 4; g++) {
-            __m512i q[R], sv[R];
+            __m512i q[TRM], sv[TRM];
             __m512i idx = k_scale_idx(kind, g);
             UNROLL for (int r = 0; r < R; r++) {
                 q[r] = k_quants(kind, w + r * ws + s * wb, g);
@@ -647,20 +660,67 @@ INLINE void f_tile(const lyra_type wt, const int R, const int T, int64_t n, cons
     F_FOR_RT(F_OUT)
 }
 
+/* Float prompt tile, R rows x T tokens (T > 2), R * T <= 24. Lanes 0..15 and
+ * 16..31 of the canonical 32 are independent FMA chains, so they are done in
+ * two passes over the row (elements 32k+16h .. 32k+16h+15 in pass h), each
+ * with one accumulator per (row, token): R weight vectors converted once per
+ * step serve T tokens. Pass 0's accumulators wait on the stack; the result is
+ * reduce16(pass 0 + pass 1), as in f_tile. */
+INLINE void fw_tile(const lyra_type wt, const int R, const int T, int64_t n, const uint8_t *w, size_t ws,
+                    const uint8_t *a, size_t as, float *y, size_t ys) {
+    __m512 keep[8][6]; /* fixed sizes: GCC keeps VLAs of vectors in memory */
+    const int64_t n32 = n / 32 * 32, rem = n - n32;
+    UNROLL for (int h = 0; h < 2; h++) {
+        __m512 acc[8][6];
+        UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+        for (int64_t i = 16 * h; i < n32; i += 32) {
+            __m512 wv[8];
+            UNROLL for (int r = 0; r < R; r++) wv[r] = f_load(wt, w + r * ws, i, 0xFFFF);
+            UNROLL for (int t = 0; t < T; t++) {
+                __m512 xv = _mm512_loadu_ps((const float *)(const void *)(a + t * as) + i);
+                UNROLL for (int r = 0; r < R; r++) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
+            }
+        }
+        const int64_t hr = rem - 16 * h; /* tail elements of this pass's lanes */
+        if (hr > 0) {
+            const __mmask16 m = hr >= 16 ? 0xFFFF : (__mmask16)((1u << hr) - 1);
+            const int64_t i = n32 + 16 * h;
+            __m512 wv[8];
+            UNROLL for (int r = 0; r < R; r++) wv[r] = f_load(wt, w + r * ws, i, m);
+            UNROLL for (int t = 0; t < T; t++) {
+                __m512 xv = _mm512_maskz_loadu_ps(m, (const float *)(const void *)(a + t * as) + i);
+                UNROLL for (int r = 0; r < R; r++) acc[r][t] = _mm512_mask3_fmadd_ps(wv[r], xv, acc[r][t], m);
+            }
+        }
+        UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) {
+            if (h == 0) keep[r][t] = acc[r][t];
+            else y[t * ys + r] = reduce16(_mm512_add_ps(keep[r][t], acc[r][t]));
+        }
+    }
+}
+
 /* ------------------------------------------------ dispatch */
 
 /* Tile shapes: prompt (ntok > 1) RP x TP, decode RD x 1. */
 #define Q8_RP 4
 #define Q8_TP 4
 #define Q8_RD 4
+#ifndef K_RP
 #define K_RP 2
+#endif
+#ifndef K_TP
 #define K_TP 4
+#endif
 #define K_RD 4
-#define F_RP 4
-#define F_TP 2
+#ifndef F_RP
+#define F_RP 6
+#endif
+#ifndef F_TP
+#define F_TP 4
+#endif
 #define F_RD 4
 
-_Static_assert(F_RP <= 4 && F_RD <= 4 && F_TP <= 2, "f_tile handles up to 4 x 2");
+_Static_assert(F_RP <= 8 && F_TP <= 6 && F_RD <= 4, "fw_tile: up to 8 x 6, f_tile 4 x 2");
 
 void lyra_shape_avx512(lyra_type wt, int64_t ntok, int *R, int *T) {
     int k = wt == LYRA_TYPE_Q4_K || wt == LYRA_TYPE_Q5_K || wt == LYRA_TYPE_Q6_K;
@@ -682,9 +742,14 @@ void lyra_shape_avx512(lyra_type wt, int64_t ntok, int *R, int *T) {
 #define K_K4(R_, T_, W_, A_, Y_) k_tile(4, R_, T_, n, W_, ws, A_, as, Y_, ys)
 #define K_K5(R_, T_, W_, A_, Y_) k_tile(5, R_, T_, n, W_, ws, A_, as, Y_, ys)
 #define K_K6(R_, T_, W_, A_, Y_) k_tile(6, R_, T_, n, W_, ws, A_, as, Y_, ys)
-#define K_F32(R_, T_, W_, A_, Y_) f_tile(LYRA_TYPE_F32, R_, T_, n, W_, ws, A_, as, Y_, ys)
-#define K_F16(R_, T_, W_, A_, Y_) f_tile(LYRA_TYPE_F16, R_, T_, n, W_, ws, A_, as, Y_, ys)
-#define K_BF16(R_, T_, W_, A_, Y_) f_tile(LYRA_TYPE_BF16, R_, T_, n, W_, ws, A_, as, Y_, ys)
+#define K_FT(WT, R_, T_, W_, A_, Y_)                                 \
+    do {                                                             \
+        if (T_ > 2 || R_ > 4) fw_tile(WT, R_, T_, n, W_, ws, A_, as, Y_, ys); \
+        else f_tile(WT, R_, T_, n, W_, ws, A_, as, Y_, ys);          \
+    } while (0)
+#define K_F32(R_, T_, W_, A_, Y_) K_FT(LYRA_TYPE_F32, R_, T_, W_, A_, Y_)
+#define K_F16(R_, T_, W_, A_, Y_) K_FT(LYRA_TYPE_F16, R_, T_, W_, A_, Y_)
+#define K_BF16(R_, T_, W_, A_, Y_) K_FT(LYRA_TYPE_BF16, R_, T_, W_, A_, Y_)
 
 /* One function per weight type (keeps functions small for the compiler). */
 #define DEF_COVER(NAME, KERN, RP, TP, RD)                                                           \
