@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 struct lyra_pool {
@@ -65,11 +66,18 @@ typedef struct { lyra_pool *p; int ith; } worker_arg;
 #define SPIN_MAX 16384 /* pause iterations, a few tens of microseconds */
 #define SPIN_MIN 64
 #define SPIN_RESET 256 /* waits after which the budget starts again from SPIN_MAX */
+#define WAIT_SLACK_S 20e-6 /* the caller's spin: its own shares' time plus this */
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static inline uint32_t work_gen(uint64_t w) { return (uint32_t)(w >> 32); }
@@ -308,14 +316,21 @@ void lyra_pool_run(lyra_pool *p, lyra_pool_fn fn, void *arg) {
     pthread_mutex_unlock(&p->mu);
     /* the caller claims shares like the workers: those of a worker that has
      * not started (its core taken by another process) are run here */
+    double t0 = p->claim ? 0.0 : now_s();
     claim_shares(p, g);
-    /* wait for the other shares: spin (within the budget), then sleep until
-     * the last one signals (a sleeping caller frees its core for a worker
-     * that lost its own) */
+    /* wait for the other shares: spin (within the budget, and no longer than
+     * the caller's own shares took plus WAIT_SLACK_S: a worker later than
+     * that has lost its core), then sleep until the last one signals (a
+     * sleeping caller frees its core for the worker that lost its own) */
     int spins = 0, caught = 1, budget = p->caller_budget;
     long pre = budget ? preemptions() : 0;
+    double t_end = 0.0;
+    if (budget) {
+        double t1 = now_s();
+        t_end = t1 + (t1 - t0) + WAIT_SLACK_S;
+    }
     while (atomic_load_explicit(&p->n_done, memory_order_acquire) < p->n) {
-        if (spins >= budget) {
+        if (spins >= budget || ((spins & 63) == 63 && now_s() > t_end)) {
             caught = 0;
             pthread_mutex_lock(&p->mu);
             while (atomic_load_explicit(&p->n_done, memory_order_acquire) < p->n)
