@@ -56,8 +56,9 @@ EOF
 check_eq "bench json fields" "$r" "ok"
 check_grep "progress on stderr" '^bench: tg8' "$T/e"
 
-"$LYRA" -q bench -m "$S260" -p 8 -n 4 --threads 1 >"$T/h" 2>"$T/e"
+"$LYRA" -q bench -m "$S260" -p 8 -n 4 -d 3 --threads 1 >"$T/h" 2>"$T/e"
 check_eq "bench table rc" "$?" 0
+check_grep "table depth" '^depth: every test from KV position 3 ' "$T/h"
 check_grep "table pp" '^pp8 +8 +[0-9.]+$' "$T/h"
 check_grep "table tg" '^tg4 +4 +[0-9.]+$' "$T/h"
 check_grep "table bandwidth" '^memory read bandwidth: [0-9.]+ GB/s' "$T/h"
@@ -87,7 +88,5 @@ print("; ".join(errs) if errs else "ok")
 EOF
 )
 check_eq "bench -d json" "$r" "ok"
-"$LYRA" -q bench -m "$S260" -p 4 -n 4 -d 20 --threads 1 >"$T/h" 2>"$T/e"
-check_grep "table depth" '^depth: every test from KV position 20 ' "$T/h"
 
 finish
