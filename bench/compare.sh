@@ -5,6 +5,9 @@
 # for each file runs `lyra bench --json` and bench/llamacpp_bench.py
 # (llama-cpp-python, built from source once into bench/.venv-llama).
 #   THREADS (default 2), PP (default 128,512), TG (default 64), TYPES (F16 Q8_0 Q4_0)
+# Then lyra's tg at KV position DEPTH (default 4000; 0: skip) against position
+# 100 (`lyra bench -d`), and load-to-first-token with peak RSS beside
+# llama.cpp for the Q4_0 file (bench/first_token.sh; FIRST=0 skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS="${THREADS:-2}"; PP="${PP:-128,512}"; TG="${TG:-64}"; TYPES="${TYPES:-F16 Q8_0 Q4_0}"
@@ -42,3 +45,22 @@ print(f"{t:<6} {'llama.cpp':<10} " + " ".join(f"{x:10.1f}" for x in cp) + f" {c[
 print(f"{t:<6} {'ratio':<10} " + " ".join(f"{a/b:10.2f}" for a, b in zip(lp, cp)) + f" {l['tg_tps']/c['tg_tps']:10.2f}")
 PY
 done
+DEPTH="${DEPTH:-4000}"
+if [ "$DEPTH" != 0 ]; then
+    echo
+    printf '%-6s %12s %12s %8s\n' type "tg@d100" "tg@d$DEPTH" ratio
+    for t in $TYPES; do
+        f="$M/1.1b-$t.gguf"
+        a=$($LYRA bench -m "$f" -p 16 -n "$TG" -d 100 --threads "$THREADS" --json 2>/dev/null)
+        b=$($LYRA bench -m "$f" -p 16 -n "$TG" -d "$DEPTH" --threads "$THREADS" --json 2>/dev/null)
+        python3 - "$t" "$a" "$b" <<'PY'
+import json, sys
+t, a, b = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+print(f"{t:<6} {a['tg_tps']:12.2f} {b['tg_tps']:12.2f} {b['tg_tps'] / a['tg_tps']:8.2f}")
+PY
+    done
+fi
+if [ "${FIRST:-1}" != 0 ] && [ -f "$M/1.1b-Q4_0.gguf" ]; then
+    echo
+    THREADS="$THREADS" LLAMA_VENV="$VENV" bench/first_token.sh "$M/1.1b-Q4_0.gguf"
+fi

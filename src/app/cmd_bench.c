@@ -6,7 +6,10 @@
  * except the token embedding table (one row of it is read; all of it when
  * it is also the classifier), plus the KV cache read, averaged over the
  * positions of the tg run.
- * Each test: one warm-up run, then the median of 5. */
+ * Each test: one warm-up run, then the median of 5. With -d N every test
+ * starts at KV position N instead of 0: the cache is filled once by
+ * evaluating a prompt of N random tokens (real keys and values, not faked
+ * positions), and each run truncates back to N. */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +22,7 @@
 #include "membw.h"
 
 const char cmd_bench_usage[] =
-    "usage: lyra bench -m MODEL [-p N[,N...]] [-n N] [--threads N]\n"
+    "usage: lyra bench -m MODEL [-p N[,N...]] [-n N] [-d N] [--threads N]\n"
     "                  [--kv-type f16|f32] [--json] [--load-in-8bit |\n"
     "                  --load-in-4bit] [--model-config FILE | --no-config]\n"
     "                  [device flags]\n"
@@ -38,6 +41,9 @@ const char cmd_bench_usage[] =
     "  -p, --n-prompt LIST prompt sizes, comma-separated (default 128)\n"
     "  -n, --n-gen N       generated tokens (default 64; the config's\n"
     "                      max_new_tokens and context_length are not used)\n"
+    "  -d, --depth N       run pp and tg at KV position N (default 0): the cache\n"
+    "                      is filled once by evaluating N random tokens, not\n"
+    "                      timed, and each run starts again from position N\n"
     "  -t, --threads N     CPU threads (default: physical cores)\n"
     "  --kv-type f16|f32   KV cache element type (default f16)\n"
     "  --json              one JSON object instead of the table\n"
@@ -50,7 +56,8 @@ const char cmd_bench_usage[] =
     "\n"
     "JSON fields: model, model_bytes, threads, cpu, kv_type, runs, pp_tokens\n"
     "(array, one entry per -p size), pp_tps (array, same order), tg_tokens,\n"
-    "tg_tps, bandwidth_gbs, bytes_per_token, tg_bound_tps, tg_ratio.\n";
+    "tg_tps, bandwidth_gbs, bytes_per_token, tg_bound_tps, tg_ratio; with -d\n"
+    "also depth and fill_s (seconds the fill took).\n";
 
 #define BENCH_RUNS 5
 #define BENCH_MAX_PP 16
@@ -62,6 +69,7 @@ typedef struct bench_opts {
     int32_t pp[BENCH_MAX_PP];     /* -p sizes */
     int n_pp;                     /* their count */
     int32_t tg;                   /* -n */
+    int32_t depth;                /* -d: KV position the tests start at */
     lyra_context_params cp;       /* threads, kv type */
     lyra_model_params mp;         /* device flags */
     int json;                     /* --json */
@@ -106,6 +114,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o, lyra_error *err) {
     const app_opt opts[] = {
         APP_FN("-p", "--n-prompt", parse_pp_list, o),
         APP_I32("-n", "--n-gen", &o->tg, 1, 1 << 20),
+        APP_I32("-d", "--depth", &o->depth, 0, 1 << 20),
         APP_SWITCH("--json", &o->json),
         APP_OPT_END_,
     };
@@ -143,18 +152,33 @@ static int dbl_cmp(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* Seconds of one pp run of n tokens on an empty cache. */
-static int run_pp(lyra_context *ctx, const int32_t *toks, int32_t n, double *sec, lyra_error *err) {
-    lyra_context_truncate(ctx, 0);
+/* Back to KV position depth (the fill's tokens are toks[0..depth-1]): a
+ * sliding-window model may have emptied its cache, then fill it again. */
+static int rewind_to(lyra_context *ctx, const int32_t *toks, int32_t depth, lyra_error *err) {
+    lyra_context_truncate(ctx, depth);
+    int32_t pos = lyra_context_pos(ctx);
+    if (pos >= depth) return LYRA_OK;
+    return lyra_eval(ctx, toks + pos, depth - pos, 0, err);
+}
+
+/* Seconds of one pp run of n tokens from KV position depth. */
+static int run_pp(lyra_context *ctx, const int32_t *toks, int32_t depth, int32_t n, double *sec,
+                  lyra_error *err) {
+    int rc = rewind_to(ctx, toks, depth, err);
+    if (rc) return rc;
+    toks += depth;
     double t0 = app_now();
-    int rc = lyra_eval(ctx, toks, n, 0, err);
+    rc = lyra_eval(ctx, toks, n, 0, err);
     *sec = app_now() - t0;
     return rc;
 }
 
-/* Seconds of one tg run: n tokens one at a time from an empty cache. */
-static int run_tg(lyra_context *ctx, const int32_t *toks, int32_t n, double *sec, lyra_error *err) {
-    lyra_context_truncate(ctx, 0);
+/* Seconds of one tg run: n tokens one at a time from KV position depth. */
+static int run_tg(lyra_context *ctx, const int32_t *toks, int32_t depth, int32_t n, double *sec,
+                  lyra_error *err) {
+    int rc = rewind_to(ctx, toks, depth, err);
+    if (rc) return rc;
+    toks += depth;
     double t0 = app_now();
     for (int32_t i = 0; i < n; i++) {
         int rc = lyra_eval(ctx, toks + i, 1, 0, err);
@@ -166,13 +190,13 @@ static int run_tg(lyra_context *ctx, const int32_t *toks, int32_t n, double *sec
 }
 
 /* Warm-up + BENCH_RUNS runs; *median seconds. */
-static int measure(lyra_context *ctx, const int32_t *toks, int32_t n, int tg, double *median,
-                   lyra_error *err) {
+static int measure(lyra_context *ctx, const int32_t *toks, int32_t depth, int32_t n, int tg,
+                   double *median, lyra_error *err) {
     double t[BENCH_RUNS], warm;
-    int rc = tg ? run_tg(ctx, toks, n, &warm, err) : run_pp(ctx, toks, n, &warm, err);
+    int rc = tg ? run_tg(ctx, toks, depth, n, &warm, err) : run_pp(ctx, toks, depth, n, &warm, err);
     for (int r = 0; !rc && r < BENCH_RUNS; r++) {
         if (app_interrupted) return lyra_err(err, LYRA_ERR_INTERRUPTED, "bench", "interrupted");
-        rc = tg ? run_tg(ctx, toks, n, &t[r], err) : run_pp(ctx, toks, n, &t[r], err);
+        rc = tg ? run_tg(ctx, toks, depth, n, &t[r], err) : run_pp(ctx, toks, depth, n, &t[r], err);
         lyra_log(LYRA_LOG_DEBUG, "bench: %s%d run %d: %.4f s", tg ? "tg" : "pp", (int)n, r + 1, t[r]);
     }
     if (rc) return rc;
@@ -188,6 +212,7 @@ typedef struct bench_res {
     double gbs;                  /* read bandwidth, GB/s */
     double bpt;                  /* bytes per generated token */
     double bound;                /* gbs * 1e9 / bpt */
+    double fill_s;               /* -d: seconds the fill took */
     int threads;                 /* threads used */
     char cpu[256];               /* model name */
     uint64_t model_bytes;        /* weight bytes */
@@ -217,6 +242,10 @@ static int print_json(const bench_opts *o, const bench_res *r, lyra_error *err) 
     json_object_set_new(j, "bytes_per_token", json_real(r->bpt));
     json_object_set_new(j, "tg_bound_tps", json_real(r->bound));
     json_object_set_new(j, "tg_ratio", json_real(r->bound > 0 ? r->tg_tps / r->bound : 0.0));
+    if (o->depth) {
+        json_object_set_new(j, "depth", json_integer(o->depth));
+        json_object_set_new(j, "fill_s", json_real(r->fill_s));
+    }
     char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
     json_decref(j);
     if (!s) return lyra_err(err, LYRA_ERR_OOM, "bench", "out of memory");
@@ -228,6 +257,9 @@ static int print_json(const bench_opts *o, const bench_res *r, lyra_error *err) 
 static void print_table(const bench_opts *o, const bench_res *r) {
     printf("model: %s (%.1f MB of weights)\n", o->model, (double)r->model_bytes / 1e6);
     printf("cpu: %s, %d threads, kv %s\n", r->cpu, r->threads, o->mp.kv_type == LYRA_KV_F32 ? "f32" : "f16");
+    if (o->depth)
+        printf("depth: every test from KV position %d (filled once by a %d-token prompt, %.1f s)\n",
+               (int)o->depth, (int)o->depth, r->fill_s);
     printf("%-8s %8s %12s\n", "test", "tokens", "tok/s");
     for (int i = 0; i < o->n_pp; i++) {
         char name[32];
@@ -253,14 +285,14 @@ int cmd_bench(int argc, char **argv, lyra_error *err) {
     }
     bench_res r;
     memset(&r, 0, sizeof r);
-    r.threads = o.mp.n_threads > 0 ? o.mp.n_threads : lyra_physical_cores();
+    r.threads = o.mp.n_threads > 0 ? o.mp.n_threads : lyra_default_threads(NULL);
     o.cp.n_threads = r.threads;
     cpu_name(r.cpu, sizeof r.cpu);
     int32_t max_pp = 0;
     for (int i = 0; i < o.n_pp; i++)
         if (o.pp[i] > max_pp) max_pp = o.pp[i];
-    o.cp.n_ctx = max_pp > o.tg ? max_pp : o.tg;
-    o.cp.n_batch = max_pp;
+    o.cp.n_ctx = o.depth + (max_pp > o.tg ? max_pp : o.tg);
+    o.cp.n_batch = max_pp > o.depth || max_pp >= 512 ? max_pp : o.depth < 512 ? o.depth : 512;
 
     lyra_model *m = NULL;
     lyra_context *ctx = NULL;
@@ -279,20 +311,27 @@ int cmd_bench(int argc, char **argv, lyra_error *err) {
         for (int32_t i = 0; toks && i < n; i++)
             toks[i] = (int32_t)lyra_rng_below(&rng, (uint64_t)lyra_model_n_vocab(m));
     }
+    if (!rc && o.depth) {
+        lyra_log(LYRA_LOG_INFO, "bench: filling the KV cache to position %d ...", (int)o.depth);
+        double t0 = app_now();
+        rc = lyra_eval(ctx, toks, o.depth, 0, err);
+        r.fill_s = app_now() - t0;
+    }
     for (int i = 0; !rc && i < o.n_pp; i++) {
         double sec = 0;
         lyra_log(LYRA_LOG_INFO, "bench: pp%d ...", (int)o.pp[i]);
-        rc = measure(ctx, toks, o.pp[i], 0, &sec, err);
+        rc = measure(ctx, toks, o.depth, o.pp[i], 0, &sec, err);
         if (!rc) r.pp_tps[i] = (double)o.pp[i] / sec;
     }
     if (!rc) {
         double sec = 0;
         lyra_log(LYRA_LOG_INFO, "bench: tg%d ...", (int)o.tg);
-        rc = measure(ctx, toks, o.tg, 1, &sec, err);
+        rc = measure(ctx, toks, o.depth, o.tg, 1, &sec, err);
         if (!rc) r.tg_tps = (double)o.tg / sec;
     }
-    /* tg evaluates positions 0..n-1: bytes per token averaged over them */
-    for (int32_t p = 0; !rc && p < o.tg; p++) r.bpt += (double)lyra_context_bytes_per_token(ctx, p) / o.tg;
+    /* tg evaluates positions depth..depth+n-1: bytes per token averaged over them */
+    for (int32_t p = 0; !rc && p < o.tg; p++)
+        r.bpt += (double)lyra_context_bytes_per_token(ctx, o.depth + p) / o.tg;
     lyra_context_free(ctx);
     ctx = NULL;
     lyra_model_free(m);

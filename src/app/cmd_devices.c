@@ -18,7 +18,8 @@ const char cmd_devices_usage[] =
     "List the devices: GPUs (simulated ones when LYRA_SIM_GPUS is set), the cpu\n"
     "and the disk tier, each with its free memory, default reserve and budget;\n"
     "then the CPU threads generation uses (-t/--threads or the config file's\n"
-    "threads, else the physical cores).\n"
+    "threads, else the physical cores, fewer when the CPU affinity mask or a\n"
+    "cgroup CPU quota (cpu.max) allows fewer).\n"
     "\n"
     "  --json                 {\"devices\":[{\"id\",\"kind\",\"backend\",\"free\",\n"
     "                         \"reserve\",\"budget\",\"name\"}, ...],\n"
@@ -34,8 +35,8 @@ int cmd_devices(int argc, char **argv, lyra_error *err) {
     if (rc) return rc;
     /* as lyra_context_new picks them */
     int threads = (int)json_integer_value(cfg->value[LYRA_CFG_THREADS]);
-    const char *tsrc = threads ? cfg->source[LYRA_CFG_THREADS] : "physical cores";
-    if (!threads) threads = lyra_physical_cores();
+    const char *tsrc = cfg->source[LYRA_CFG_THREADS];
+    if (!threads) threads = lyra_default_threads(&tsrc);
     char tline[160];
     snprintf(tline, sizeof tline, "threads: %d (%s)", threads, tsrc);
     lyra_config_free(cfg);

@@ -643,7 +643,7 @@ static int list_tensors(const mk_opts *o, mk_tensor *t, int cap) {
 
 static int run(mk_opts *o, lyra_error *err) {
     lyra_gguf_writer *w = lyra_gguf_writer_new();
-    lyra_pool *pool = lyra_pool_new(o->threads > 0 ? o->threads : lyra_physical_cores());
+    lyra_pool *pool = lyra_pool_new(o->threads > 0 ? o->threads : lyra_default_threads(NULL));
     app_store st = {.fd = -1};
     mk_tensor *t = NULL;
     int rc = (!w || !pool) ? lyra_err(err, LYRA_ERR_OOM, "mkmodel", "out of memory") : LYRA_OK;

@@ -158,7 +158,7 @@ static int run(const char *in, const char *out, const q_target *q, int32_t threa
     int64_t n = lyra_gguf_n_tensors(g), n_layer = layer_count(g);
     int has_output = lyra_gguf_find_tensor(g, "output.weight") != NULL;
     w = lyra_gguf_writer_new();
-    pool = lyra_pool_new(threads > 0 ? threads : lyra_physical_cores());
+    pool = lyra_pool_new(threads > 0 ? threads : lyra_default_threads(NULL));
     o = calloc((size_t)(n > 0 ? n : 1), sizeof *o);
     if (!w || !pool || !o) rc = lyra_err(err, LYRA_ERR_OOM, "quantize", "out of memory");
     uint32_t align = LYRA_GGUF_DEFAULT_ALIGNMENT;

@@ -23,5 +23,13 @@ static inline void lyra_split_rows(long n, int ith, int nth, long *r0, long *r1)
 
 /* Number of physical cores (falls back to online CPUs). */
 int lyra_physical_cores(void);
+/* The default thread count: the physical cores, fewer when the affinity
+ * mask or a cgroup CPU quota lets this process use fewer CPUs; *why (may be
+ * NULL): "physical cores", "cpu affinity mask" or "cgroup cpu quota". */
+int lyra_default_threads(const char **why);
+/* The CPUs a cgroup quota allows this process (ceil(quota / period)), 0 for
+ * none: proc_cgroup is /proc/self/cgroup's format (v2 "0::PATH", v1
+ * "N:cpu,cpuacct:PATH"), root the cgroup mount (/sys/fs/cgroup). */
+int lyra_cgroup_cpus(const char *root, const char *proc_cgroup);
 
 #endif

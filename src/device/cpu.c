@@ -721,7 +721,7 @@ int lyra_cpu_device_set_threads(lyra_device *d, int n_threads, lyra_error *err) 
     cpu_impl *c = IMPL(d);
     if (n_threads < 0)
         return lyra_err(err, LYRA_ERR_INPUT, "threads", "must be >= 0, got %d", n_threads);
-    if (n_threads == 0) n_threads = lyra_physical_cores();
+    if (n_threads == 0) n_threads = lyra_default_threads(NULL);
     if (c->pool && c->n_threads == n_threads) return LYRA_OK;
     lyra_pool *p = lyra_pool_new(n_threads);
     if (!p) return lyra_err(err, LYRA_ERR_RUNTIME, "cpu", "cannot start %d threads", n_threads);

@@ -153,7 +153,7 @@ int lyra_context_new(lyra_model *m, const lyra_context_params *params, lyra_cont
     m->n_contexts++;
     c->n_ctx = g.n_ctx;
     c->n_batch = g.n_batch < c->n_ctx ? g.n_batch : c->n_ctx;
-    c->n_threads = g.n_threads ? g.n_threads : lyra_physical_cores();
+    c->n_threads = g.n_threads ? g.n_threads : lyra_default_threads(NULL);
     c->kv_type = (lyra_kv_type)g.kv_type;
     c->kv_chunk = m->kv_chunk;
     if (c->n_ctx > hp->n_ctx_train)

@@ -23,16 +23,25 @@ static size_t page_size(void) {
     return ps > 0 ? (size_t)ps : 4096;
 }
 
-/* Make [p, p+n) of the mapping resident: read one byte per page; with lock,
- * mlock it (outward to pages). Returns 1 when locked. */
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22 /* Linux 5.14 */
+#endif
+
+/* Make [p, p+n) of the mapping resident: MADV_POPULATE_READ fills the page
+ * tables in one call (from a warm page cache about 5x faster than a fault
+ * per page: it took most of the load time of a 1.1B model); on older
+ * kernels, read one byte per page. With lock, mlock it (outward to pages).
+ * Returns 1 when locked. */
 int lyra_runtime_make_resident(const void *p, size_t n, int lock) {
     size_t ps = page_size();
     uintptr_t a = (uintptr_t)p & ~(uintptr_t)(ps - 1), e = (uintptr_t)p + n;
-    madvise((void *)a, e - a, MADV_WILLNEED);
-    volatile unsigned char sink = 0;
-    for (uintptr_t q = (uintptr_t)p; q < e; q += ps) sink ^= *(const volatile unsigned char *)q;
-    if (n) sink ^= *((const volatile unsigned char *)p + n - 1);
-    (void)sink;
+    if (e > a && madvise((void *)a, e - a, MADV_POPULATE_READ)) {
+        madvise((void *)a, e - a, MADV_WILLNEED);
+        volatile unsigned char sink = 0;
+        for (uintptr_t q = (uintptr_t)p; q < e; q += ps) sink ^= *(const volatile unsigned char *)q;
+        if (n) sink ^= *((const volatile unsigned char *)p + n - 1);
+        (void)sink;
+    }
     if (!lock) return 0;
     if (mlock((void *)a, e - a)) {
         LYRA_WARN("--mlock: cannot lock %zu bytes of weights in RAM: %s (raise ulimit -l)", n,

@@ -1,7 +1,9 @@
 # test_cli_bench.sh: `lyra bench` runs, its --json output parses (python -m
 # json.tool) with every documented field, consistent values (tg_ratio =
 # tg_tps / tg_bound_tps, tg_bound_tps = bandwidth / bytes per token, the
-# bytes per token match the file's tensor sizes), and the human table.
+# bytes per token match the file's tensor sizes), the human table, and -d
+# (tests from a KV position: depth and fill_s in the JSON, the bytes per
+# token counting the KV cache from that position).
 source "$(dirname "$0")/lib.sh"
 "$PY" -c "import numpy, gguf" 2>/dev/null ||
     { echo "SKIPPED: $PY has no numpy/gguf (set LYRA_PYTHON, e.g. a venv with pip install numpy gguf)"; exit 77; }
@@ -54,11 +56,37 @@ EOF
 check_eq "bench json fields" "$r" "ok"
 check_grep "progress on stderr" '^bench: tg8' "$T/e"
 
-"$LYRA" -q bench -m "$S260" -p 8 -n 4 --threads 1 >"$T/h" 2>"$T/e"
+"$LYRA" -q bench -m "$S260" -p 8 -n 4 -d 3 --threads 1 >"$T/h" 2>"$T/e"
 check_eq "bench table rc" "$?" 0
+check_grep "table depth" '^depth: every test from KV position 3 ' "$T/h"
 check_grep "table pp" '^pp8 +8 +[0-9.]+$' "$T/h"
 check_grep "table tg" '^tg4 +4 +[0-9.]+$' "$T/h"
 check_grep "table bandwidth" '^memory read bandwidth: [0-9.]+ GB/s' "$T/h"
 check_eq "-q bench: stderr empty" "$(wc -c <"$T/e")" 0
+
+"$LYRA" -q bench -m "$S260" -p 4 -n 4 -d 20 --threads 1 --json >"$T/jd" 2>"$T/e"
+check_eq "bench -d rc" "$?" 0
+r=$("$PY" - "$T/j" "$T/jd" "$S260" <<'EOF'
+import json, sys
+import gguf
+j0, j = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+r = gguf.GGUFReader(sys.argv[3])
+f = {k: v.contents() for k, v in r.fields.items()}
+nl, ne, nh = f["llama.block_count"], f["llama.embedding_length"], f["llama.attention.head_count"]
+kv = ne // nh * f["llama.attention.head_count_kv"]
+# depth 20, 4 tokens: positions 20..23 against 0..7 in the first run
+want = j0["bytes_per_token"] - sum(nl * 2 * (p + 1) * kv * 2 for p in range(8)) / 8 \
+    + sum(nl * 2 * (p + 1) * kv * 2 for p in range(20, 24)) / 4
+errs = []
+if j.get("depth") != 20 or not isinstance(j.get("fill_s"), float) or j["fill_s"] < 0:
+    errs.append("depth/fill_s %r %r" % (j.get("depth"), j.get("fill_s")))
+if abs(j["bytes_per_token"] - want) > 1:
+    errs.append("bytes_per_token %r want %r" % (j["bytes_per_token"], want))
+if "depth" in j0:
+    errs.append("depth without -d")
+print("; ".join(errs) if errs else "ok")
+EOF
+)
+check_eq "bench -d json" "$r" "ok"
 
 finish
