@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "args.h"
+#include "dist/dist.h"
 #include "lyra.h"
 
 /* One subcommand. */
@@ -111,6 +112,8 @@ static int model_configured(void) {
 
 static int fail(const lyra_error *err) {
     fflush(stdout);
+    if (lyra_dist_rank() > 0 && lyra_dist_failed_together()) /* rank 0 says it */
+        return err->code ? err->code : LYRA_ERR_RUNTIME;
     fprintf(stderr, "lyra: error: %s\n", err->msg[0] ? err->msg : "failed");
     return err->code ? err->code : LYRA_ERR_RUNTIME;
 }
@@ -132,10 +135,30 @@ static int run_cmd(int (*run)(int, char **, lyra_error *), int argc, char **argv
     return rc == LYRA_ERR_INTERRUPTED && app_interrupted == SIGTERM ? 128 + SIGTERM : rc;
 }
 
+static int lyra_main(int argc, char **argv);
+
+/* Under mpirun (docs/distributed.md) every rank runs the same command: MPI
+ * around it, the logs of ranks other than 0 cut to errors, and an error on
+ * any rank ends every rank (MPI_Abort) instead of leaving them waiting. */
 int main(int argc, char **argv) {
     lyra_error err;
     lyra_err_clear(&err);
+    if (lyra_dist_init(&argc, &argv, &err)) return fail(&err);
+    int rc = lyra_main(argc, argv);
+    if (rc && lyra_dist_size() > 1 && !lyra_dist_failed_together()) {
+        fflush(stdout);
+        fflush(stderr);
+        lyra_dist_abort(rc);
+    }
+    lyra_dist_finish();
+    return rc;
+}
+
+static int lyra_main(int argc, char **argv) {
+    lyra_error err;
+    lyra_err_clear(&err);
     if (app_log_init(&err)) return fail(&err);
+    if (lyra_dist_rank() > 0) app_log_level(LYRA_LOG_ERROR); /* rank 0 speaks for the run */
     install_signals();
 
     int i = 1;

@@ -11,6 +11,7 @@
 
 #include "build_info.h"
 #include "core/log.h"
+#include "dist/dist.h"
 #include "runtime/fallback.h"
 #include "runtime/placement.h"
 #include "runtime/quantize_load.h"
@@ -34,6 +35,10 @@ const char *lyra_build_features(void) {
              LYRA_BUILD_CUDA_ARCHS);
 #else
     snprintf(buf, sizeof buf, "simd: %s (selected: %s); no CUDA", LYRA_BUILD_SIMD, sel);
+#endif
+#if LYRA_BUILD_HAVE_MPI
+    size_t o = strlen(buf);
+    snprintf(buf + o, sizeof buf - o, "; MPI"); /* mpirun -np N (docs/distributed.md) */
 #endif
     return buf;
 }
@@ -77,7 +82,8 @@ int lyra_model_open(const char *path, const lyra_model_params *params, lyra_mode
     m->alloc_stats = bp.alloc_stats != 0;
     m->use_mmap = p.use_mmap != 0;
     m->use_mlock = p.use_mlock != 0;
-    rc = lyra_gguf_open(path, &m->gguf, err);
+    rc = lyra_dist_check_file(path, err); /* mpirun: every rank has rank 0's file */
+    if (!rc) rc = lyra_gguf_open(path, &m->gguf, err);
     if (!rc) rc = lyra_llama_load(m->gguf, &m->arch, err);
     if (!rc) lyra_llama_set_context(m->arch, lyra_runtime_geometry(m->arch, &p).n_ctx);
     if (!rc) rc = lyra_tokenizer_load(m->gguf, &m->tok, err);
@@ -110,6 +116,7 @@ void lyra_model_free(lyra_model *m) {
     free(m->qbuf);
     free(m->module_dev);
     free(m->module_disk);
+    free(m->module_rank);
     lyra_plan_free(m->plan);
     lyra_tokenizer_free(m->tok);
     lyra_llama_free(m->arch);

@@ -178,3 +178,18 @@ int lyra_runtime_plan_fixed(const lyra_llama *a, const lyra_model_params *p,
     g.n_ctx = n_ctx;
     return plan_with(a, p, &g, dev, n_dev, ids, out, err);
 }
+
+int lyra_runtime_ranks(const lyra_llama *a, int n_ranks, int *module_rank, lyra_error *err) {
+    int L = a->hp.n_layer, n_mod = lyra_llama_n_modules(a);
+    if (n_ranks < 1 || n_ranks > L)
+        return lyra_err(err, LYRA_ERR_INPUT, "mpi", "%d ranks for %d layers: each rank needs a layer",
+                        n_ranks, L);
+    for (int i = 0; i < n_mod; i++) {
+        int layer;
+        lyra_module_kind k = lyra_llama_module_kind(a, i, &layer);
+        if (k == LYRA_MODULE_EMBED) module_rank[i] = 0;
+        else if (k == LYRA_MODULE_LAYER) module_rank[i] = (int)(((int64_t)layer * n_ranks) / L);
+        else module_rank[i] = n_ranks - 1;
+    }
+    return LYRA_OK;
+}

@@ -36,4 +36,10 @@ int lyra_runtime_plan_fixed(const lyra_llama *a, const lyra_model_params *p,
                             lyra_device *const *dev, int n_dev, const char *const *ids,
                             int32_t n_ctx, struct lyra_plan **out, lyra_error *err);
 
+/* The rank of each module of a over n_ranks MPI ranks (docs/distributed.md):
+ * layers split in consecutive, even shares (rank r runs layers
+ * [r*L/n, (r+1)*L/n)), the embedding with rank 0, the norm and the head with
+ * the last rank. More ranks than layers is LYRA_ERR_INPUT. */
+int lyra_runtime_ranks(const lyra_llama *a, int n_ranks, int *module_rank, lyra_error *err);
+
 #endif

@@ -10,6 +10,7 @@
  *   quantize_load.h  on-load quantization (quantize_load.c)
  *   placement.h      the devices and the plan (placement.c)
  *   fallback.h       the load search and the step-down (fallback.c)
+ *   follow.h         ranks > 0 under mpirun: rank 0's evaluations (follow.c)
  *
  * context.c (KV cache, eval, map lines) and model.c (open, getters,
  * tokenizer) implement lyra.h only. Calls and includes run one way:
@@ -19,6 +20,7 @@
 #define LYRA_RUNTIME_H
 
 #include "runtime/fallback.h"
+#include "runtime/follow.h"
 #include "runtime/objects.h"
 #include "runtime/placement.h"
 #include "runtime/quantize_load.h"
