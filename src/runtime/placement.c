@@ -11,6 +11,7 @@
 
 #include "core/log.h"
 #include "device/cuda.h"
+#include "dist/dist.h"
 #include "plan/plan.h"
 #include "runtime/objects.h"
 #include "runtime/placement.h"
@@ -159,6 +160,23 @@ static int plan_with(const lyra_llama *a, const lyra_model_params *p, const lyra
     }
     lyra_plan_model pm;
     if ((rc = lyra_plan_model_from_llama(a, o.batch, g->kv_type, &pm, err))) return rc;
+    if (lyra_dist_size() > 1) { /* mpirun: the other ranks' modules cost nothing here */
+        int *mr = malloc((size_t)pm.n_modules * sizeof *mr);
+        if (!mr) rc = lyra_err(err, LYRA_ERR_OOM, "plan", "out of memory");
+        if (!rc) rc = lyra_runtime_ranks(a, lyra_dist_size(), mr, err);
+        for (int i = 0; !rc && i < pm.n_modules; i++) {
+            if (mr[i] == lyra_dist_rank()) continue;
+            lyra_plan_module *pmi = (lyra_plan_module *)&pm.modules[i]; /* the builder's memory */
+            pmi->n_tensors = 0;
+            pmi->kv_per_pos = 0;
+            pmi->scratch = 0;
+        }
+        free(mr);
+        if (rc) {
+            lyra_plan_model_release(&pm);
+            return rc;
+        }
+    }
     rc = lyra_plan_make(&pm, pd, n, &o, out, err);
     lyra_plan_model_release(&pm);
     if (!rc && !fixed)
