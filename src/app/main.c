@@ -19,20 +19,21 @@ typedef struct app_cmd {
     int (*run)(int argc, char **argv, lyra_error *err); /* entry point */
     const char *usage;   /* its --help text */
     const char *summary; /* one line for lyra --help */
+    int mpi;             /* 1: runs under mpirun with several ranks (docs/distributed.md) */
 } app_cmd;
 
 static const app_cmd g_cmds[] = {
-    {"generate", cmd_generate, cmd_generate_usage, "generate text from a prompt"},
-    {"chat", cmd_chat, cmd_chat_usage, "chat with a model (the KV cache kept between turns)"},
-    {"serve", cmd_serve, cmd_serve_usage, "OpenAI-compatible HTTP server with a chat page"},
-    {"tokenize", cmd_tokenize, cmd_tokenize_usage, "print the token ids of a text"},
-    {"perplexity", cmd_perplexity, cmd_perplexity_usage, "perplexity of a text (llama.cpp's method)"},
-    {"bench", cmd_bench, cmd_bench_usage, "prompt/generation speed and memory bandwidth"},
-    {"mkmodel", cmd_mkmodel, cmd_mkmodel_usage, "write a random-weight GGUF (Llama, Phi, Qwen, Gemma...)"},
-    {"quantize", cmd_quantize, cmd_quantize_usage, "convert a GGUF's weights to another type"},
-    {"plan", cmd_plan, cmd_plan_usage, "where a model's modules would run (metadata only)"},
-    {"devices", cmd_devices, cmd_devices_usage, "list GPUs, cpu and disk with their memory"},
-    {"config", cmd_config, cmd_config_usage, "show or validate model configuration files"},
+    {"generate", cmd_generate, cmd_generate_usage, "generate text from a prompt", 1},
+    {"chat", cmd_chat, cmd_chat_usage, "chat with a model (the KV cache kept between turns)", 0},
+    {"serve", cmd_serve, cmd_serve_usage, "OpenAI-compatible HTTP server with a chat page", 0},
+    {"tokenize", cmd_tokenize, cmd_tokenize_usage, "print the token ids of a text", 0},
+    {"perplexity", cmd_perplexity, cmd_perplexity_usage, "perplexity of a text (llama.cpp's method)", 1},
+    {"bench", cmd_bench, cmd_bench_usage, "prompt/generation speed and memory bandwidth", 1},
+    {"mkmodel", cmd_mkmodel, cmd_mkmodel_usage, "write a random-weight GGUF (Llama, Phi, Qwen, Gemma...)", 0},
+    {"quantize", cmd_quantize, cmd_quantize_usage, "convert a GGUF's weights to another type", 0},
+    {"plan", cmd_plan, cmd_plan_usage, "where a model's modules would run (metadata only)", 1},
+    {"devices", cmd_devices, cmd_devices_usage, "list GPUs, cpu and disk with their memory", 0},
+    {"config", cmd_config, cmd_config_usage, "show or validate model configuration files", 0},
 };
 #define N_CMDS (sizeof g_cmds / sizeof g_cmds[0])
 
@@ -180,6 +181,11 @@ static int lyra_main(int argc, char **argv) {
         }
     }
     if (i >= argc) {
+        if (model_configured() && lyra_dist_size() > 1) {
+            lyra_dist_set_failed_together();
+            lyra_err(&err, LYRA_ERR_INPUT, "chat", "not under mpirun yet (docs/distributed.md)");
+            return fail(&err);
+        }
         if (model_configured()) {
             char chat[] = "chat";
             char *av[] = {chat, NULL};
@@ -204,6 +210,13 @@ static int lyra_main(int argc, char **argv) {
         if (args_wants_help(argc - i, argv + i)) {
             fputs(g_cmds[c].usage, stdout);
             return 0;
+        }
+        if (lyra_dist_size() > 1 && !g_cmds[c].mpi) { /* every rank refuses: rank 0 says it */
+            lyra_dist_set_failed_together();
+            lyra_err(&err, LYRA_ERR_INPUT, argv[i],
+                     "not under mpirun yet (generate, perplexity, bench and plan are: "
+                     "docs/distributed.md)");
+            return fail(&err);
         }
         return run_cmd(g_cmds[c].run, argc - i, argv + i, &err);
     }

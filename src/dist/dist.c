@@ -31,6 +31,7 @@ int lyra_dist_rank(void) { return g_dist.rank; }
 int lyra_dist_size(void) { return g_dist.size; }
 double lyra_dist_timeout(void) { return g_dist.timeout; }
 int lyra_dist_failed_together(void) { return g_dist.together; }
+void lyra_dist_set_failed_together(void) { g_dist.together = 1; }
 
 /* 1 when a launcher (mpirun, srun with PMI) started this process. */
 static int launched(void) {
@@ -117,7 +118,7 @@ static int wait_req(MPI_Request *req, int peer, double timeout_s, const char *wh
                             "%s: no answer within %.0f s (the rank died or hangs; LYRA_MPI_TIMEOUT)",
                             what, timeout_s);
         }
-        nap_ns = nap_ns < 1000000 ? nap_ns + 10000 : 1000000;
+        nap_ns = nap_ns < 100000 ? nap_ns + 5000 : 100000;
         struct timespec ts = {0, nap_ns};
         nanosleep(&ts, NULL);
     }

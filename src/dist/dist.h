@@ -47,6 +47,8 @@ void lyra_dist_abort(int code);
 /* 1 when every rank failed the same collective check (a model file differs):
  * no abort is needed, and rank 0's error line says it all. */
 int lyra_dist_failed_together(void);
+/* Say so (a check every rank makes alike failed). */
+void lyra_dist_set_failed_together(void);
 /* This process's rank (0 with one) and the number of ranks (1 without MPI). */
 int lyra_dist_rank(void);
 int lyra_dist_size(void);
