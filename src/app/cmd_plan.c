@@ -119,11 +119,12 @@ done:
 }
 
 /* --ranks: "rank R  MODULES" lines (layers as ranges) or JSON {module: R}. */
-static int print_ranks(const lyra_llama *a, int32_t ranks, json_t *j, lyra_error *err) {
+static int print_ranks(const lyra_llama *a, const lyra_model_params *mp, int32_t ranks, json_t *j,
+                       lyra_error *err) {
     int n_mod = lyra_llama_n_modules(a);
     int *mr = malloc((size_t)n_mod * sizeof *mr);
     if (!mr) return lyra_err(err, LYRA_ERR_OOM, "plan", "out of memory");
-    int rc = lyra_runtime_ranks(a, ranks, mr, err);
+    int rc = lyra_runtime_ranks(a, mp, ranks, mr, err);
     json_t *o = j ? json_object() : NULL;
     for (int r = 0; !rc && r < ranks; r++) {
         if (!j) printf("rank %-3d", r);
@@ -173,7 +174,7 @@ static int plan_run(const char *model, int json, int32_t ranks, lyra_model_param
     if (!rc && json && ranks) { /* the plan's JSON with "ranks" */
         json_t *j = lyra_plan_json(plan);
         if (!j) rc = lyra_err(err, LYRA_ERR_OOM, "plan", "out of memory");
-        if (!rc) rc = print_ranks(arch, ranks, j, err);
+        if (!rc) rc = print_ranks(arch, mp, ranks, j, err);
         char *s = rc ? NULL : json_dumps(j, JSON_COMPACT);
         if (!rc && !s) rc = lyra_err(err, LYRA_ERR_OOM, "plan", "out of memory");
         if (s) printf("%s\n", s);
@@ -187,7 +188,7 @@ static int plan_run(const char *model, int json, int32_t ranks, lyra_model_param
         if (s && ranks) {
             printf("ranks: %d (mpirun -np %d; each rank plans its modules on its own devices)\n",
                    (int)ranks, (int)ranks);
-            rc = print_ranks(arch, ranks, NULL, err);
+            rc = print_ranks(arch, mp, ranks, NULL, err);
         }
     }
     lyra_plan_free(plan);

@@ -115,7 +115,10 @@ static int fail(const lyra_error *err) {
     fflush(stdout);
     if (lyra_dist_rank() > 0 && lyra_dist_failed_together()) /* rank 0 says it */
         return err->code ? err->code : LYRA_ERR_RUNTIME;
-    fprintf(stderr, "lyra: error: %s\n", err->msg[0] ? err->msg : "failed");
+    if (lyra_dist_rank() > 0) /* mpirun: which rank failed */
+        fprintf(stderr, "lyra: error: rank %d: %s\n", lyra_dist_rank(), err->msg[0] ? err->msg : "failed");
+    else
+        fprintf(stderr, "lyra: error: %s\n", err->msg[0] ? err->msg : "failed");
     return err->code ? err->code : LYRA_ERR_RUNTIME;
 }
 

@@ -498,6 +498,10 @@ int lyra_runtime_load(lyra_model *m, const lyra_model_params *p, lyra_error *err
     m->fallback = p->fallback != 0 && p->fallback_policy != LYRA_FALLBACK_NONE;
     m->policy = m->fallback ? p->fallback_policy : LYRA_FALLBACK_NONE;
     m->probe = p->probe != 0;
+    if (lyra_dist_size() == 1 && lyra_runtime_named_rank(p) > 0)
+        return lyra_err(err, LYRA_ERR_INPUT, "device_map",
+                        "a device of rank %d is named: run under mpirun -np %d (docs/distributed.md)",
+                        lyra_runtime_named_rank(p), lyra_runtime_named_rank(p) + 1);
     if ((rc = lyra_runtime_plan(m->arch, p, &m->geom, m->dev, m->n_dev, &m->plan, err))) return rc;
     const lyra_plan *pl = m->plan;
     int n_mod = lyra_llama_n_modules(m->arch);
@@ -509,7 +513,7 @@ int lyra_runtime_load(lyra_model *m, const lyra_model_params *p, lyra_error *err
         m->rank = lyra_dist_rank();
         m->module_rank = calloc((size_t)n_mod, sizeof *m->module_rank);
         if (!m->module_rank) return lyra_err(err, LYRA_ERR_OOM, "model", "out of memory");
-        if ((rc = lyra_runtime_ranks(m->arch, lyra_dist_size(), m->module_rank, err))) return rc;
+        if ((rc = lyra_runtime_ranks(m->arch, p, lyra_dist_size(), m->module_rank, err))) return rc;
     }
     search S;
     memset(&S, 0, sizeof S);

@@ -48,6 +48,21 @@ check_eq "sim GPUs in ranks: rc ($(head -c 300 "$T/pse"))" "$?" 0
 "$LYRA" -q perplexity -m "$T/r256.gguf" -f "$TXT" --ctx 64 --threads 1 --logits-hash >"$T/p1"
 check_eq "sim GPUs in ranks: logits bitwise equal" "$(cat "$T/ps")" "$(cat "$T/p1")"
 
+# ID@RANK in a device map and --max-memory: the map decides the split
+DM='{"model.embed_tokens": "cpu", "model.layers.0": "0", "model.layers.1-2": "cpu@0",
+     "model.layers.3-5": "0@1", "model.norm": "cpu@1", "lm_head": "cpu@1"}'
+"${MPIRUN[@]}" -np 2 -x LYRA_SIM_GPUS=4MiB "$LYRA" perplexity -m "$T/r256.gguf" -f "$TXT" --ctx 64 \
+    --threads 1 --logits-hash --device-map "$DM" --max-memory 0@1=4MiB,0@0=2MiB >"$T/pm" 2>"$T/pme"
+check_eq "ID@RANK map: rc ($(grep error "$T/pme" | head -c 300))" "$?" 0
+check_eq "ID@RANK map: logits bitwise equal" "$(cat "$T/pm")" "$(cat "$T/p1")"
+check_grep "ID@RANK map: rank 0 on its GPU" '^map: 0 \(gpu\) model.layers.0 ' "$T/pme"
+check_grep "ID@RANK map: rank 1's modules" '^map: rank 1 \(mpi\) model.layers.3-5 model.norm lm_head$' "$T/pme"
+"$LYRA" -q plan -m "$T/r256.gguf" --device-map "$DM" --ranks 2 >"$T/plan" 2>&1
+check_grep "plan --ranks with ID@RANK: rank 0" '^rank 0 +model.embed_tokens model.layers.0-2$' "$T/plan"
+check_rc "ID@RANK without mpirun: refused" 2 "$LYRA" generate -m "$T/r256.gguf" --device-map "$DM" -p hi -n 2
+check_grep "ID@RANK without mpirun: says so" 'device_map: a device of rank 1 is named: run under mpirun -np 2' "$T/err"
+check_rc "ID@RANK: a bad rank suffix" 2 "$LYRA" plan -m "$T/r256.gguf" --device-map '{"": "cpu@x"}'
+
 # the map names the other ranks (rank 0's log)
 "${MPIRUN[@]}" -np 3 "$LYRA" generate -m "$T/r256.gguf" -p hi -n 2 --threads 1 >"$T/out" 2>"$T/err"
 check_eq "map run rc" "$?" 0
