@@ -32,7 +32,8 @@ for M in "$S260" "$T/r256.gguf"; do
     for np in 2 3; do
         "${MPIRUN[@]}" -np $np "$LYRA" -q perplexity -m "$M" -f "$TXT" --ctx 64 --threads 1 \
             --logits-hash >"$T/p$np" 2>"$T/pe$np"
-        check_eq "$b: -np $np perplexity rc ($(head -c 300 "$T/pe$np"))" "$?" 0
+        rc=$?
+        check_eq "$b: -np $np perplexity rc ($(head -c 300 "$T/pe$np"))" "$rc" 0
         check_eq "$b: -np $np logits bitwise equal" "$(cat "$T/p$np")" "$(cat "$T/p1")"
         "${MPIRUN[@]}" -np $np "$LYRA" -q generate -m "$M" -p "Once upon a time" -n 24 --greedy \
             --threads 1 >"$T/g$np" 2>"$T/ge$np"
@@ -44,7 +45,8 @@ done
 # simulated GPUs inside each rank: the same logits
 "${MPIRUN[@]}" -np 2 -x LYRA_SIM_GPUS=3MiB,3MiB "$LYRA" -q perplexity -m "$T/r256.gguf" -f "$TXT" --ctx 64 \
     --threads 1 --logits-hash --gpu-layers all >"$T/ps" 2>"$T/pse"
-check_eq "sim GPUs in ranks: rc ($(head -c 300 "$T/pse"))" "$?" 0
+rc=$?
+check_eq "sim GPUs in ranks: rc ($(head -c 300 "$T/pse"))" "$rc" 0
 "$LYRA" -q perplexity -m "$T/r256.gguf" -f "$TXT" --ctx 64 --threads 1 --logits-hash >"$T/p1"
 check_eq "sim GPUs in ranks: logits bitwise equal" "$(cat "$T/ps")" "$(cat "$T/p1")"
 
@@ -53,7 +55,8 @@ DM='{"model.embed_tokens": "cpu", "model.layers.0": "0", "model.layers.1-2": "cp
      "model.layers.3-5": "0@1", "model.norm": "cpu@1", "lm_head": "cpu@1"}'
 "${MPIRUN[@]}" -np 2 -x LYRA_SIM_GPUS=4MiB "$LYRA" perplexity -m "$T/r256.gguf" -f "$TXT" --ctx 64 \
     --threads 1 --logits-hash --device-map "$DM" --max-memory 0@1=4MiB,0@0=2MiB >"$T/pm" 2>"$T/pme"
-check_eq "ID@RANK map: rc ($(grep error "$T/pme" | head -c 300))" "$?" 0
+rc=$?
+check_eq "ID@RANK map: rc ($(grep error "$T/pme" | head -c 300))" "$rc" 0
 check_eq "ID@RANK map: logits bitwise equal" "$(cat "$T/pm")" "$(cat "$T/p1")"
 check_grep "ID@RANK map: rank 0 on its GPU" '^map: 0 \(gpu\) model.layers.0 ' "$T/pme"
 check_grep "ID@RANK map: rank 1's modules" '^map: rank 1 \(mpi\) model.layers.3-5 model.norm lm_head$' "$T/pme"
