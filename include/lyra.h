@@ -199,18 +199,26 @@ typedef enum lyra_device_strategy {
  * disk tier (maps only). */
 #define LYRA_DEVICE_CPU (-1)
 #define LYRA_DEVICE_DISK (-2)
+/* A device of MPI rank r (docs/distributed.md; "0@1" is GPU 0 of rank 1,
+ * "cpu@2" the CPU of rank 2) in device maps, max_memory and reserve: d (a GPU
+ * index, LYRA_DEVICE_CPU or LYRA_DEVICE_DISK) encoded with r; a value without
+ * a rank has LYRA_DEVICE_RANK -1. */
+#define LYRA_DEVICE_AT(d, r) (((r) + 1) * 4096 + (d) + 2)
+#define LYRA_DEVICE_RANK(v) ((v) >= 4096 ? (v) / 4096 - 1 : -1)
+#define LYRA_DEVICE_LOCAL(v) ((v) >= 4096 ? (v) % 4096 - 2 : (v))
 
 /* One entry of an explicit map: a module name or a dot-boundary prefix
  * ("" covers all, "model.layers" every layer; Hugging Face and GGUF
  * spellings accepted; the longest key wins) and its device. */
 typedef struct lyra_device_map_entry {
     const char *module; /* must outlive lyra_model_open */
-    int32_t device;     /* GPU index, LYRA_DEVICE_CPU or LYRA_DEVICE_DISK */
+    int32_t device;     /* GPU index, LYRA_DEVICE_CPU or LYRA_DEVICE_DISK (or
+                           LYRA_DEVICE_AT one of them and a rank) */
 } lyra_device_map_entry;
 
 /* A number of bytes for one device (max_memory, reserve). */
 typedef struct lyra_device_bytes {
-    int32_t device;     /* GPU index or LYRA_DEVICE_CPU */
+    int32_t device;     /* GPU index or LYRA_DEVICE_CPU (or LYRA_DEVICE_AT one and a rank) */
     uint64_t bytes;
 } lyra_device_bytes;
 

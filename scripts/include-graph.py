@@ -36,6 +36,7 @@ import sys
 # (they may include each other; file-level cycles are still checked).
 LAYERS = [
     ["core"],      # errors, log, thread pool, fp16, sizes, weight types: knows nothing else
+    ["dist"],      # MPI ranks: init, messages with deadlines, file fingerprints (core only)
     ["jinja"],     # the Jinja2 subset chat templates use (parser, renderer): core only
     ["quant"],     # block layouts, reference (de)quantizers
     ["kernels"],   # CPU kernels: scalar / AVX2 / AVX-512 matmul and vector ops

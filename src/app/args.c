@@ -10,6 +10,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dist/dist.h"
+#include "runtime/runtime.h"
+
 volatile sig_atomic_t app_interrupted = 0;
 
 void args_init(app_args *a, int argc, char **argv) {
@@ -367,6 +370,12 @@ void app_log_map(const lyra_context *ctx) {
     while (need && map[need - 1] == '\n') map[--need] = '\0';
     if (need) lyra_log(LYRA_LOG_INFO, "%s", map);
     free(map);
+}
+
+int app_follow(lyra_context *ctx, int *rc, lyra_error *err) {
+    if (lyra_dist_size() <= 1 || lyra_dist_rank() == 0) return 0;
+    *rc = lyra_runtime_follow(ctx, err);
+    return 1;
 }
 
 double app_now(void) {

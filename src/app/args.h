@@ -71,6 +71,11 @@ int app_read_file(const char *path, char **buf, size_t *len, lyra_error *err);
 /* Log the context's map line(s) (lyra_context_map_lines) at INFO. */
 void app_log_map(const lyra_context *ctx);
 
+/* Under mpirun (docs/distributed.md), on a rank other than 0: evaluate
+ * what rank 0 asks on ctx until it quits (*rc: the status) and return 1, so
+ * that the command only cleans up; else 0 (rank 0, or one rank). */
+int app_follow(lyra_context *ctx, int *rc, lyra_error *err);
+
 /* The device flags (devflags.c): --no-mmap, --mlock, --kv-chunk, --min-ctx
  * and the fallback's flags onto mp. Returns 1 when the current flag is one
  * of them (*rc: its status, errors naming the flag), else 0. --device-map,

@@ -300,6 +300,11 @@ int cmd_bench(int argc, char **argv, lyra_error *err) {
     int32_t *toks = NULL;
     rc = lyra_model_open(o.model, &o.mp, &m, err);
     if (!rc) rc = lyra_context_new(m, &o.cp, &ctx, err);
+    if (!rc && app_follow(ctx, &rc, err)) { /* mpirun: a rank other than 0 */
+        lyra_context_free(ctx);
+        lyra_model_free(m);
+        return rc;
+    }
     if (!rc) {
         r.model_bytes = lyra_model_n_bytes(m);
         app_log_map(ctx);

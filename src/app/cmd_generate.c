@@ -240,6 +240,11 @@ static int run(const gen_opts *o, lyra_error *err) {
     int64_t n_gen = 0;
     int rc = lyra_model_open(o->model, &o->mp, &m, err);
     if (!rc) rc = lyra_context_new(m, &o->cp, &ctx, err);
+    if (!rc && app_follow(ctx, &rc, err)) { /* mpirun: a rank other than 0 */
+        lyra_context_free(ctx);
+        lyra_model_free(m);
+        return rc;
+    }
     if (!rc) rc = prompt_tokens(m, o, &toks, &n_toks, err);
     int32_t n_ctx = rc ? 0 : lyra_context_n_ctx(ctx);
     if (!rc && n_toks >= (size_t)n_ctx)

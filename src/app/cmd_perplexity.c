@@ -18,7 +18,8 @@
 const char cmd_perplexity_usage[] =
     "usage: lyra perplexity -m MODEL -f FILE [--ctx N] [--threads N] [--batch N]\n"
     "                       [--kv-type f16|f32] [--load-in-8bit | --load-in-4bit]\n"
-    "                       [--model-config FILE | --no-config] [device flags]\n"
+    "                       [--logits-hash] [--model-config FILE | --no-config]\n"
+    "                       [device flags]\n"
     "\n"
     "Perplexity of FILE's text, computed as llama.cpp's perplexity tool does:\n"
     "the file is tokenized once (BOS first if the model adds BOS) and cut into\n"
@@ -39,6 +40,8 @@ const char cmd_perplexity_usage[] =
     "  --load-in-8bit      store F32/F16/BF16 weights as Q8_0 on load\n"
     "  --load-in-4bit      store F32/F16/BF16 weights as 4-bit on load\n"
     "  --dtype D           Hugging Face folders: auto, float32, float16, bfloat16\n"
+    "  --logits-hash       also print `logits-hash: X`, a hash of every logit of\n"
+    "                      every chunk (X equal: the logits are bitwise equal)\n"
     "  -q, -v              quieter / more verbose stderr\n"
     APP_CONFIG_USAGE
     APP_DEVFLAGS_USAGE;
@@ -56,9 +59,10 @@ static double nll_of(const float *logits, int32_t n_vocab, int32_t target) {
 /* Flags, the config file under them (model, device, KV type and threads;
  * the chunk size and batch are perplexity's own), the model file. */
 static int parse_opts(int argc, char **argv, char **model, const char **file, lyra_config **cfg,
-                      lyra_model_params *mp, lyra_context_params *cp, lyra_error *err) {
+                      lyra_model_params *mp, lyra_context_params *cp, int *hash, lyra_error *err) {
     int32_t n_ctx = 512, n_batch = 0; /* batch 0: the chunk size */
     const app_opt opts[] = {
+        APP_SWITCH("--logits-hash", hash),
         APP_STR("-f", "--file", file),
         APP_I32("-c", "--ctx", &n_ctx, 4, 1 << 24),
         APP_I32("-b", "--batch", &n_batch, 1, INT32_MAX),
@@ -81,7 +85,8 @@ int cmd_perplexity(int argc, char **argv, lyra_error *err) {
     lyra_config *cfg = NULL; /* owns mp's strings */
     lyra_context_params cp = lyra_context_default_params();
     lyra_model_params mp = lyra_model_default_params();
-    int rc = parse_opts(argc, argv, &model, &file, &cfg, &mp, &cp, err);
+    int hash = 0; /* --logits-hash */
+    int rc = parse_opts(argc, argv, &model, &file, &cfg, &mp, &cp, &hash, err);
     if (rc) {
         free(model);
         lyra_config_free(cfg);
@@ -117,17 +122,19 @@ int cmd_perplexity(int argc, char **argv, lyra_error *err) {
     if (!rc && lyra_context_n_ctx(ctx) < n_ctx)
         rc = lyra_err(err, LYRA_ERR_INPUT, "--ctx", "the context holds only %d tokens",
                       (int)lyra_context_n_ctx(ctx));
-    if (!rc) {
+    int follower = !rc && app_follow(ctx, &rc, err); /* mpirun: a rank other than 0 */
+    if (!rc && !follower) {
         app_log_map(ctx);
         chunk = malloc(sizeof *chunk * (size_t)n_ctx);
         if (!chunk) rc = lyra_err(err, LYRA_ERR_OOM, "perplexity", "out of memory");
     }
-    size_t n_chunks = rc ? 0 : n_toks / (size_t)n_ctx;
+    size_t n_chunks = rc || follower ? 0 : n_toks / (size_t)n_ctx;
     const int32_t first = n_ctx / 2, n_vocab = rc ? 0 : lyra_model_n_vocab(m);
     double nll = 0.0;
     long long count = 0;
+    uint64_t lh = 1469598103934665603ULL; /* --logits-hash: FNV-1a 64 of every logit's bytes */
     double t_start = app_now();
-    if (!rc)
+    if (!rc && !follower)
         lyra_log(LYRA_LOG_INFO, "perplexity: %zu chunks of %d tokens, scoring %d tokens each",
                  n_chunks, (int)n_ctx, (int)(n_ctx - 1 - first));
     for (size_t c = 0; !rc && c < n_chunks; c++) {
@@ -149,16 +156,24 @@ int cmd_perplexity(int argc, char **argv, lyra_error *err) {
             nll += nll_of(lg, n_vocab, toks[c * (size_t)n_ctx + (size_t)j + 1]);
             count++;
         }
+        for (int32_t j = 0; !rc && hash && j < n_ctx; j++) {
+            const unsigned char *b = (const unsigned char *)lyra_get_logits(ctx, j);
+            for (size_t k = 0; b && k < (size_t)n_vocab * sizeof(float); k++) {
+                lh ^= b[k];
+                lh *= 1099511628211ULL;
+            }
+        }
         if (rc) break;
         double el = app_now() - t_start;
         lyra_log(LYRA_LOG_INFO, "[%zu/%zu] perplexity so far %.4f (%.2f s/chunk, ~%.0f s left)",
                  c + 1, n_chunks, exp(nll / (double)count), el / (double)(c + 1),
                  el / (double)(c + 1) * (double)(n_chunks - c - 1));
     }
-    if (!rc) {
+    if (!rc && !follower) {
         double ppl = exp(nll / (double)count);
         lyra_log(LYRA_LOG_INFO, "perplexity: %lld tokens scored, mean NLL %.6f", count,
                  nll / (double)count);
+        if (hash) printf("logits-hash: %016llx\n", (unsigned long long)lh);
         printf("perplexity: %.4f\n", ppl);
     }
     free(chunk);

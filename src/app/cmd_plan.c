@@ -7,6 +7,7 @@
 
 #include "args.h"
 #include "arch/llama.h"
+#include "dist/dist.h"
 #include "format/gguf.h"
 #include "format/hf_model.h"
 #include "plan/plan.h"
@@ -18,6 +19,7 @@ const char cmd_plan_usage[] =
     "                 [--gpu-layers N] [--tensor-split P,Q] [--ctx N]\n"
     "                 [--batch N] [--kv-type f16|f32] [--json] [--probe]\n"
     "                 [--load-in-8bit | --load-in-4bit] [--parallel N]\n"
+    "                 [--ranks N]\n"
     "                 [--model-config FILE | --no-config]\n"
     "\n"
     "Print where each module of MODEL would run and the bytes every device would\n"
@@ -37,6 +39,11 @@ const char cmd_plan_usage[] =
     "                         with real allocations on the devices (no weight is\n"
     "                         read, nothing stays allocated); prints the --json\n"
     "                         format with \"probe\": true and the fallback steps\n"
+    "  --ranks N              also print which modules each of N MPI ranks would\n"
+    "                         run (`mpirun -np N`, docs/distributed.md): lines\n"
+    "                         `rank R  MODULES` (--json: \"ranks\":{module: R});\n"
+    "                         under mpirun N is the number of ranks, printed by\n"
+    "                         rank 0; each rank plans its modules on its devices\n"
     "  --load-in-8bit         plan F32/F16/BF16 weights as Q8_0 (quantized on load)\n"
     "  --load-in-4bit         plan F32/F16/BF16 weights as 4-bit\n"
     "  --dtype D              Hugging Face folders: weights in memory as auto (as\n"
@@ -80,16 +87,19 @@ static int run_probe(const char *model, lyra_model_params *mp, lyra_error *err) 
     return rc;
 }
 
-static int plan_run(const char *model, int json, lyra_model_params *mp, lyra_error *err);
+static int plan_run(const char *model, int json, int32_t ranks, lyra_model_params *mp,
+                    lyra_error *err);
 
 int cmd_plan(int argc, char **argv, lyra_error *err) {
     int json = 0, probe = 0;
+    int32_t ranks = 0;
     lyra_model_params mp = lyra_model_default_params();
     lyra_context_params cp = lyra_context_default_params();
     const app_opt opts[] = {
         APP_SWITCH("--json", &json),
         APP_SWITCH("--probe", &probe),
         APP_I32("--parallel", "-np", &mp.n_seq, 1, 256),
+        APP_I32("--ranks", NULL, &ranks, 1, 4096),
         APP_OPT_END_,
     };
     lyra_config *cfg = NULL; /* owns mp's strings */
@@ -98,17 +108,61 @@ int cmd_plan(int argc, char **argv, lyra_error *err) {
                         &mp, &cfg, err);
     if (!rc) rc = app_config_model(cfg, &model, err);
     if (!rc) rc = app_config_apply(cfg, &mp, &cp, NULL, NULL, err);
+    if (!rc && lyra_dist_size() > 1) { /* under mpirun: rank 0 prints the split */
+        if (lyra_dist_rank() > 0) goto done;
+        if (!ranks) ranks = lyra_dist_size();
+    }
+    if (!rc && probe && ranks)
+        rc = lyra_err(err, LYRA_ERR_INPUT, "--ranks", "not with --probe");
     if (!rc) {
         mp.n_threads = 1; /* nothing computes */
-        rc = probe ? run_probe(model, &mp, err) : plan_run(model, json, &mp, err);
+        rc = probe ? run_probe(model, &mp, err) : plan_run(model, json, ranks, &mp, err);
     }
+done:
     free(model);
     lyra_config_free(cfg);
     return rc;
 }
 
+/* --ranks: "rank R  MODULES" lines (layers as ranges) or JSON {module: R}. */
+static int print_ranks(const lyra_llama *a, const lyra_model_params *mp, int32_t ranks, json_t *j,
+                       lyra_error *err) {
+    int n_mod = lyra_llama_n_modules(a);
+    int *mr = malloc((size_t)n_mod * sizeof *mr);
+    if (!mr) return lyra_err(err, LYRA_ERR_OOM, "plan", "out of memory");
+    int rc = lyra_runtime_ranks(a, mp, ranks, mr, err);
+    json_t *o = j ? json_object() : NULL;
+    for (int r = 0; !rc && r < ranks; r++) {
+        if (!j) printf("rank %-3d", r);
+        for (int i = 0; i < n_mod; i++) {
+            if (mr[i] != r) continue;
+            char name[64];
+            lyra_llama_module_name(a, i, name, sizeof name);
+            if (j) {
+                json_object_set_new(o, name, json_integer(r));
+                continue;
+            }
+            int layer, k = i;
+            if (lyra_llama_module_kind(a, i, &layer) == LYRA_MODULE_LAYER) {
+                while (k + 1 < n_mod && mr[k + 1] == r &&
+                       lyra_llama_module_kind(a, k + 1, NULL) == LYRA_MODULE_LAYER)
+                    k++;
+                if (k > i) snprintf(name, sizeof name, "model.layers.%d-%d", layer, layer + k - i);
+            }
+            printf(" %s", name);
+            i = k;
+        }
+        if (!j) printf("\n");
+    }
+    if (j && !rc) json_object_set_new(j, "ranks", o);
+    else json_decref(o);
+    free(mr);
+    return rc;
+}
+
 /* The plan from the model's metadata alone, as a table or JSON. */
-static int plan_run(const char *model, int json, lyra_model_params *mp, lyra_error *err) {
+static int plan_run(const char *model, int json, int32_t ranks, lyra_model_params *mp,
+                    lyra_error *err) {
     int rc;
     lyra_gguf *g = NULL;
     lyra_llama *arch = NULL;
@@ -120,11 +174,28 @@ static int plan_run(const char *model, int json, lyra_model_params *mp, lyra_err
     if (!rc) rc = lyra_runtime_devices(NULL, 1, lyra_runtime_wants_gpu(mp), dev, &n_dev, err);
     lyra_geometry geom = arch ? lyra_runtime_geometry(arch, mp) : (lyra_geometry){0, 0, 0, 0, 0};
     if (!rc) rc = lyra_runtime_plan(arch, mp, &geom, dev, n_dev, &plan, err);
-    if (!rc) {
+    if (!rc && ranks > arch->hp.n_layer)
+        rc = lyra_err(err, LYRA_ERR_INPUT, "--ranks", "%d ranks for %d layers: each rank needs a layer",
+                      (int)ranks, (int)arch->hp.n_layer);
+    if (!rc && json && ranks) { /* the plan's JSON with "ranks" */
+        json_t *j = lyra_plan_json(plan);
+        if (!j) rc = lyra_err(err, LYRA_ERR_OOM, "plan", "out of memory");
+        if (!rc) rc = print_ranks(arch, mp, ranks, j, err);
+        char *s = rc ? NULL : json_dumps(j, JSON_COMPACT);
+        if (!rc && !s) rc = lyra_err(err, LYRA_ERR_OOM, "plan", "out of memory");
+        if (s) printf("%s\n", s);
+        free(s);
+        json_decref(j);
+    } else if (!rc) {
         char *s = json ? lyra_plan_json_string(plan) : lyra_plan_table(plan);
         if (!s) rc = lyra_err(err, LYRA_ERR_OOM, "plan", "out of memory");
         else fputs(s, stdout);
         free(s);
+        if (s && ranks) {
+            printf("ranks: %d (mpirun -np %d; each rank plans its modules on its own devices)\n",
+                   (int)ranks, (int)ranks);
+            rc = print_ranks(arch, mp, ranks, NULL, err);
+        }
     }
     lyra_plan_free(plan);
     for (int i = 0; i < n_dev; i++) lyra_device_free(dev[i]);

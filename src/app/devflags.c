@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist/dist.h"
 #include "args.h"
 #include "config/devspec.h"
 #include "device/cuda.h"
@@ -37,8 +38,10 @@ static int n_gpus(lyra_error *err) {
  * here (a config may name absent ones: a note; a flag typed here: an error). */
 static int check_keys(const char *flag, const lyra_device_bytes *e, int n_e, lyra_error *err) {
     for (int i = 0; i < n_e; i++) {
-        if (e[i].device == LYRA_DEVICE_CPU) continue;
-        int g = e[i].device, n = n_gpus(err);
+        int r = LYRA_DEVICE_RANK(e[i].device); /* "0@1": only rank 1 knows its GPUs */
+        if (LYRA_DEVICE_LOCAL(e[i].device) == LYRA_DEVICE_CPU || (r >= 0 && r != lyra_dist_rank()))
+            continue;
+        int g = LYRA_DEVICE_LOCAL(e[i].device), n = n_gpus(err);
         if (n < 0) return err->code;
         if (g >= n)
             return lyra_err(err, LYRA_ERR_INPUT, flag, "%d: unknown device (this machine has %d GPU%s%s)",

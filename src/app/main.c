@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "args.h"
+#include "dist/dist.h"
 #include "lyra.h"
 
 /* One subcommand. */
@@ -18,21 +19,22 @@ typedef struct app_cmd {
     int (*run)(int argc, char **argv, lyra_error *err); /* entry point */
     const char *usage;   /* its --help text */
     const char *summary; /* one line for lyra --help */
+    int mpi;             /* 1: runs under mpirun with several ranks (docs/distributed.md) */
 } app_cmd;
 
 static const app_cmd g_cmds[] = {
-    {"generate", cmd_generate, cmd_generate_usage, "generate text from a prompt"},
-    {"chat", cmd_chat, cmd_chat_usage, "chat with a model (the KV cache kept between turns)"},
-    {"serve", cmd_serve, cmd_serve_usage, "OpenAI-compatible HTTP server with a chat page"},
-    {"tokenize", cmd_tokenize, cmd_tokenize_usage, "print the token ids of a text"},
-    {"perplexity", cmd_perplexity, cmd_perplexity_usage, "perplexity of a text (llama.cpp's method)"},
-    {"bench", cmd_bench, cmd_bench_usage, "prompt/generation speed and memory bandwidth"},
-    {"mkmodel", cmd_mkmodel, cmd_mkmodel_usage, "write a random-weight GGUF (Llama, Phi, Qwen, Gemma...)"},
-    {"quantize", cmd_quantize, cmd_quantize_usage, "convert a GGUF's weights to another type"},
-    {"convert", cmd_convert, cmd_convert_usage, "write a Hugging Face model folder as a GGUF"},
-    {"plan", cmd_plan, cmd_plan_usage, "where a model's modules would run (metadata only)"},
-    {"devices", cmd_devices, cmd_devices_usage, "list GPUs, cpu and disk with their memory"},
-    {"config", cmd_config, cmd_config_usage, "show or validate model configuration files"},
+    {"generate", cmd_generate, cmd_generate_usage, "generate text from a prompt", 1},
+    {"chat", cmd_chat, cmd_chat_usage, "chat with a model (the KV cache kept between turns)", 0},
+    {"serve", cmd_serve, cmd_serve_usage, "OpenAI-compatible HTTP server with a chat page", 0},
+    {"tokenize", cmd_tokenize, cmd_tokenize_usage, "print the token ids of a text", 0},
+    {"perplexity", cmd_perplexity, cmd_perplexity_usage, "perplexity of a text (llama.cpp's method)", 1},
+    {"bench", cmd_bench, cmd_bench_usage, "prompt/generation speed and memory bandwidth", 1},
+    {"mkmodel", cmd_mkmodel, cmd_mkmodel_usage, "write a random-weight GGUF (Llama, Phi, Qwen, Gemma...)", 0},
+    {"quantize", cmd_quantize, cmd_quantize_usage, "convert a GGUF's weights to another type", 0},
+    {"convert", cmd_convert, cmd_convert_usage, "write a Hugging Face model folder as a GGUF", 0},
+    {"plan", cmd_plan, cmd_plan_usage, "where a model's modules would run (metadata only)", 1},
+    {"devices", cmd_devices, cmd_devices_usage, "list GPUs, cpu and disk with their memory", 0},
+    {"config", cmd_config, cmd_config_usage, "show or validate model configuration files", 0},
 };
 #define N_CMDS (sizeof g_cmds / sizeof g_cmds[0])
 
@@ -112,7 +114,12 @@ static int model_configured(void) {
 
 static int fail(const lyra_error *err) {
     fflush(stdout);
-    fprintf(stderr, "lyra: error: %s\n", err->msg[0] ? err->msg : "failed");
+    if (lyra_dist_rank() > 0 && lyra_dist_failed_together()) /* rank 0 says it */
+        return err->code ? err->code : LYRA_ERR_RUNTIME;
+    if (lyra_dist_rank() > 0) /* mpirun: which rank failed */
+        fprintf(stderr, "lyra: error: rank %d: %s\n", lyra_dist_rank(), err->msg[0] ? err->msg : "failed");
+    else
+        fprintf(stderr, "lyra: error: %s\n", err->msg[0] ? err->msg : "failed");
     return err->code ? err->code : LYRA_ERR_RUNTIME;
 }
 
@@ -133,10 +140,30 @@ static int run_cmd(int (*run)(int, char **, lyra_error *), int argc, char **argv
     return rc == LYRA_ERR_INTERRUPTED && app_interrupted == SIGTERM ? 128 + SIGTERM : rc;
 }
 
+static int lyra_main(int argc, char **argv);
+
+/* Under mpirun (docs/distributed.md) every rank runs the same command: MPI
+ * around it, the logs of ranks other than 0 cut to errors, and an error on
+ * any rank ends every rank (MPI_Abort) instead of leaving them waiting. */
 int main(int argc, char **argv) {
     lyra_error err;
     lyra_err_clear(&err);
+    if (lyra_dist_init(&argc, &argv, &err)) return fail(&err);
+    int rc = lyra_main(argc, argv);
+    if (rc && lyra_dist_size() > 1 && !lyra_dist_failed_together()) {
+        fflush(stdout);
+        fflush(stderr);
+        lyra_dist_abort(rc);
+    }
+    lyra_dist_finish();
+    return rc;
+}
+
+static int lyra_main(int argc, char **argv) {
+    lyra_error err;
+    lyra_err_clear(&err);
     if (app_log_init(&err)) return fail(&err);
+    if (lyra_dist_rank() > 0) app_log_level(LYRA_LOG_ERROR); /* rank 0 speaks for the run */
     install_signals();
 
     int i = 1;
@@ -158,6 +185,11 @@ int main(int argc, char **argv) {
         }
     }
     if (i >= argc) {
+        if (model_configured() && lyra_dist_size() > 1) {
+            lyra_dist_set_failed_together();
+            lyra_err(&err, LYRA_ERR_INPUT, "chat", "not under mpirun yet (docs/distributed.md)");
+            return fail(&err);
+        }
         if (model_configured()) {
             char chat[] = "chat";
             char *av[] = {chat, NULL};
@@ -182,6 +214,13 @@ int main(int argc, char **argv) {
         if (args_wants_help(argc - i, argv + i)) {
             fputs(g_cmds[c].usage, stdout);
             return 0;
+        }
+        if (lyra_dist_size() > 1 && !g_cmds[c].mpi) { /* every rank refuses: rank 0 says it */
+            lyra_dist_set_failed_together();
+            lyra_err(&err, LYRA_ERR_INPUT, argv[i],
+                     "not under mpirun yet (generate, perplexity, bench and plan are: "
+                     "docs/distributed.md)");
+            return fail(&err);
         }
         return run_cmd(g_cmds[c].run, argc - i, argv + i, &err);
     }

@@ -3,6 +3,7 @@
  * description and weights of a GGUF, the module list, and the forward pass
  * over device ops (one layer_forward with branches on the description). */
 #include "arch/llama.h"
+#include "dist/dist.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -799,14 +800,37 @@ int lyra_llama_forward_batch(const lyra_llama *m, const lyra_llama_run *r, const
     const float *h = NULL; /* the hidden state on device cur */
     int rows = ntok;     /* rows of h */
     int rc;
+    int cur_rank = r->rank; /* the rank holding the hidden state */
     for (int i = 0; i < n_mod; i++) {
         int layer;
         lyra_module_kind kind = lyra_llama_module_kind(m, i, &layer);
         if ((kind == LYRA_MODULE_NORM || kind == LYRA_MODULE_HEAD) && n_out == 0) break;
+        int mr = r->module_rank ? r->module_rank[i] : r->rank;
+        if (mr != r->rank) { /* another rank's module */
+            if (cur_rank == r->rank && cur >= 0) { /* ours until now: hand it over */
+                size_t bytes = (size_t)rows * (size_t)E * sizeof(float);
+                lyra_device *from = r->dev[cur];
+                if ((rc = from->ops->copy_out(from, r->stage, h, bytes)) ||
+                    (rc = from->ops->sync(from, err)) ||
+                    (rc = lyra_dist_send(mr, LYRA_DIST_TAG_HIDDEN, r->stage, bytes, err)))
+                    return rc;
+            }
+            cur_rank = mr;
+            if (kind == LYRA_MODULE_NORM) rows = n_out;
+            continue;
+        }
         int di = r->module_dev[i];
         lyra_device *d = r->dev[di];
         const lyra_llama_buffers *b = &r->buf[di];
-        if (kind != LYRA_MODULE_EMBED && di != cur) {
+        if (kind != LYRA_MODULE_EMBED && cur_rank != r->rank) { /* from another rank */
+            size_t bytes = (size_t)rows * (size_t)E * sizeof(float);
+            if ((rc = lyra_dist_recv(cur_rank, LYRA_DIST_TAG_HIDDEN, r->stage, bytes,
+                                     lyra_dist_timeout(), err)) ||
+                (rc = d->ops->copy_in(d, b->x, r->stage, bytes)))
+                return rc;
+            h = b->x;
+            cur_rank = r->rank;
+        } else if (kind != LYRA_MODULE_EMBED && di != cur) {
             /* hand the hidden state over through host memory */
             size_t bytes = (size_t)rows * (size_t)E * sizeof(float);
             lyra_device *from = r->dev[cur];
@@ -860,5 +884,13 @@ int lyra_llama_forward_batch(const lyra_llama *m, const lyra_llama_run *r, const
     }
     for (int i = 0; i < r->n_dev; i++)
         if ((rc = r->dev[i]->ops->sync(r->dev[i], err))) return rc;
+    if (r->module_rank && n_out > 0) { /* the logits go to rank 0 */
+        int hr = r->module_rank[n_mod - 1];
+        size_t bytes = (size_t)n_out * (size_t)hp->n_vocab * sizeof(float);
+        if (hr != 0 && r->rank == hr)
+            return lyra_dist_send(0, LYRA_DIST_TAG_LOGITS, logits_host, bytes, err);
+        if (hr != 0 && r->rank == 0)
+            return lyra_dist_recv(hr, LYRA_DIST_TAG_LOGITS, logits_host, bytes, lyra_dist_timeout(), err);
+    }
     return LYRA_OK;
 }

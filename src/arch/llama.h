@@ -218,11 +218,18 @@ typedef struct lyra_llama_run {
     void (*after_module)(void *user, int module); /* called after each module ran
                                             (the disk tier releases its pages), or NULL */
     void *user;                          /* for after_module */
+    const int *module_rank;              /* [n_modules] the MPI rank running each module
+                                            (dist/dist.h), or NULL: all here. The hidden
+                                            state goes to the next rank where the rank
+                                            changes; the head's rank sends the logits to
+                                            rank 0. A module of another rank is skipped. */
+    int rank;                            /* this process's rank (with module_rank) */
 } lyra_llama_run;
 
 /* Run ntok (<= n_batch) tokens at positions pos0.. (the KV cache must have
  * room). The logits of the last n_out tokens (0 <= n_out <= ntok; 0 skips the
- * norm and head) are written to logits_host [n_out][n_vocab]. */
+ * norm and head) are written to logits_host [n_out][n_vocab] (with
+ * module_rank: on rank 0 only). Every rank calls it with the same arguments. */
 int lyra_llama_forward(const lyra_llama *m, const lyra_llama_run *r, const int32_t *tokens,
                        int ntok, int32_t pos0, int n_out, float *logits_host, lyra_error *err);
 

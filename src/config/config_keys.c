@@ -293,8 +293,15 @@ static int check_string(const cfg_def *def, const json_t *v, const char *where, 
 static int check_map_device(const json_t *d, const char *where, lyra_error *err) {
     if (json_is_integer(d) && json_integer_value(d) >= 0 && json_integer_value(d) < 1000)
         return LYRA_OK;
-    if (json_is_string(d)) {
-        const char *s = json_string_value(d);
+    if (json_is_string(d) && json_string_length(d) < 32) {
+        char s0[32];
+        const char *s = json_string_value(d), *at = strchr(s, '@');
+        if (at && at[1] && strlen(at + 1) <= 4 && strspn(at + 1, "0123456789") == strlen(at + 1)) {
+            /* "ID@RANK": a device of an MPI rank (docs/distributed.md) */
+            memcpy(s0, s, (size_t)(at - s));
+            s0[at - s] = '\0';
+            s = s0;
+        }
         if (!strcmp(s, "cpu") || !strcmp(s, "disk")) return LYRA_OK;
         lyra_device_strategy st = LYRA_DEVICE_MAP_AUTO;
         int32_t g = 0;

@@ -42,10 +42,27 @@ void lyra_devspec_apply(const lyra_devspec *d, lyra_model_params *mp) {
 }
 
 const char *lyra_devspec_device_name(int32_t device, char *buf, size_t cap) {
-    if (device == LYRA_DEVICE_CPU) snprintf(buf, cap, "cpu");
-    else if (device == LYRA_DEVICE_DISK) snprintf(buf, cap, "disk");
-    else snprintf(buf, cap, "%d", (int)device);
+    int32_t d = LYRA_DEVICE_LOCAL(device), r = LYRA_DEVICE_RANK(device);
+    char at[16] = "";
+    if (r >= 0) snprintf(at, sizeof at, "@%d", (int)r);
+    if (d == LYRA_DEVICE_CPU) snprintf(buf, cap, "cpu%s", at);
+    else if (d == LYRA_DEVICE_DISK) snprintf(buf, cap, "disk%s", at);
+    else snprintf(buf, cap, "%d%s", (int)d, at);
     return buf;
+}
+
+/* A rank suffix "@R" (R: 1 to 4 digits) at the end of s[0, *len): *len
+ * shortened to before it, *rank = R; no suffix: *rank = -1. 0 when
+ * malformed ("0@", "0@x"). */
+static int rank_suffix(const char *s, size_t *len, int *rank) {
+    *rank = -1;
+    const char *at = memchr(s, '@', *len);
+    if (!at) return 1;
+    size_t k = *len - (size_t)(at - s) - 1;
+    if (!k || k > 4 || strspn(at + 1, "0123456789") < k) return 0;
+    *rank = atoi(at + 1);
+    *len = (size_t)(at - s);
+    return 1;
 }
 
 /* Digits only, value < 1000: a GPU index. 1 on success. */
@@ -109,14 +126,27 @@ static int map_device(const json_t *v, const char *where, const char *q, int32_t
     if (json_is_integer(v)) {
         json_int_t x = json_integer_value(v);
         if (x >= 0 && x < 1000) g = (int)x;
-    } else if (json_is_string(v)) {
-        const char *s = json_string_value(v);
+    } else if (json_is_string(v) && json_string_length(v) < 32) {
+        char s0[32];
         size_t n = json_string_length(v);
-        if (!strcmp(s, "cpu")) { *out = LYRA_DEVICE_CPU; return LYRA_OK; }
-        if (!strcmp(s, "disk")) { *out = LYRA_DEVICE_DISK; return LYRA_OK; }
-        if (!strcmp(s, "cuda")) g = 0;
-        else if (n > 5 && !strncmp(s, "cuda:", 5)) s += 5, n -= 5;
-        if (g < 0 && n >= 1 && n <= 3 && strspn(s, "0123456789") == n) g = atoi(s);
+        int rank = -1;
+        if (rank_suffix(json_string_value(v), &n, &rank)) { /* "ID@RANK" (docs/distributed.md) */
+            memcpy(s0, json_string_value(v), n);
+            s0[n] = '\0';
+            const char *s = s0;
+            int d = -3;
+            if (!strcmp(s, "cpu")) d = LYRA_DEVICE_CPU;
+            else if (!strcmp(s, "disk")) d = LYRA_DEVICE_DISK;
+            else if (!strcmp(s, "cuda")) d = 0;
+            else {
+                if (n > 5 && !strncmp(s, "cuda:", 5)) s += 5, n -= 5;
+                if (n >= 1 && n <= 3 && strspn(s, "0123456789") == n) d = atoi(s);
+            }
+            if (d > -3) {
+                *out = rank >= 0 ? LYRA_DEVICE_AT(d, rank) : d;
+                return LYRA_OK;
+            }
+        }
     }
     if (g >= 0) {
         *out = g;
@@ -372,13 +402,11 @@ int lyra_devspec_split_from_json(const json_t *v, const char *where, float *out,
 
 /* The device of a sizes key: "cpu", N or cuda:N; 1 on success. */
 static int bytes_key(const char *s, size_t len, int32_t *dev) {
-    int g;
-    if (len == 3 && !strncmp(s, "cpu", 3)) {
-        *dev = LYRA_DEVICE_CPU;
-        return 1;
-    }
-    if (!gpu_spec(s, len, &g)) return 0;
-    *dev = g;
+    int g, rank;
+    if (!rank_suffix(s, &len, &rank)) return 0; /* "ID@RANK" (docs/distributed.md) */
+    if (len == 3 && !strncmp(s, "cpu", 3)) g = LYRA_DEVICE_CPU;
+    else if (!gpu_spec(s, len, &g)) return 0;
+    *dev = rank >= 0 ? LYRA_DEVICE_AT(g, rank) : g;
     return 1;
 }
 

@@ -11,6 +11,7 @@
 
 #include "core/log.h"
 #include "core/pool.h"
+#include "dist/dist.h"
 #include "runtime/fallback.h"
 #include "runtime/kvstate.h"
 #include "runtime/objects.h"
@@ -194,7 +195,7 @@ int lyra_context_new(lyra_model *m, const lyra_context_params *params, lyra_cont
             q->view[l].n_ring = ring < c->n_chunks_max ? ring : 0;
         }
     }
-    if (m->n_dev > 1) {
+    if (m->n_dev > 1 || m->module_rank) {
         c->stage = malloc((size_t)c->n_batch * (size_t)hp->n_embd * sizeof(float));
         if (!c->stage) {
             rc = lyra_err(err, LYRA_ERR_OOM, "context", "out of memory");
@@ -211,6 +212,8 @@ int lyra_context_new(lyra_model *m, const lyra_context_params *params, lyra_cont
     c->run.rope_freqs = m->rope_dev;
     c->run.after_module = after_module; /* the disk tier (layers may go there later) */
     c->run.user = c;
+    c->run.module_rank = m->module_rank; /* mpirun: the other ranks' modules */
+    c->run.rank = m->rank;
     c->making = 1;
     rc = alloc_scratch(c, err);
     c->making = 0;
@@ -275,6 +278,7 @@ static int grow_kv(lyra_context *c, int s, int32_t n_pos, lyra_oom *oom, lyra_er
             if (ring > 0 && k >= ring) continue; /* the ring is complete: reused */
             void **kp = lyra_kv_slot(c, s, l, 0, k);
             if (*kp) continue;
+            if (m->module_rank && m->module_rank[l + 1] != m->rank) continue; /* another rank's */
             int di = layer_dev(c, l);
             void *p;
             int rc = lyra_runtime_alloc(m, di, c->chunk_bytes, &p, oom);
@@ -345,6 +349,10 @@ int lyra_eval(lyra_context *c, const int32_t *tokens, int32_t n, int logits_all,
     if (rc) return rc;
     if ((rc = prepare(c, logits_all ? (size_t)n : 1, err))) return rc;
     c->decoded = 0;
+    if (m->module_rank && m->rank == 0) { /* mpirun: the other ranks evaluate the same */
+        lyra_dist_cmd cmd = {LYRA_DIST_EVAL, n, logits_all != 0, q->pos};
+        if ((rc = lyra_dist_command(&cmd, tokens, err))) return rc;
+    }
     for (int32_t i0 = 0; i0 < n; i0 += c->n_batch) {
         int nb = n - i0 < c->n_batch ? (int)(n - i0) : (int)c->n_batch;
         int last = i0 + nb == n;
@@ -478,13 +486,17 @@ static size_t put(char *buf, size_t cap, size_t o, const char *fmt, const char *
     return o + (k > 0 ? (size_t)k : 0);
 }
 
-/* The modules of device di (disk: the disk tier) as " name name-range ...". */
-static size_t put_modules(const lyra_context *c, int di, int disk, char *buf, size_t cap, size_t o) {
+/* The modules of device di (disk: the disk tier) of rank (under mpirun;
+ * -1: any device of that rank) as " name name-range ...". */
+static size_t put_modules(const lyra_context *c, int di, int disk, int rank, char *buf, size_t cap,
+                          size_t o) {
     const lyra_model *m = c->model;
     const lyra_llama *a = m->arch;
     int n_mod = lyra_llama_n_modules(a);
     char tmp[96];
-#define ON(i) (m->module_dev[i] == di && m->module_disk[i] == disk)
+#define ON(i)                                                                                   \
+    ((m->module_rank ? m->module_rank[i] == rank : 1) &&                                        \
+     (di < 0 || (m->module_dev[i] == di && m->module_disk[i] == disk)))
     for (int i = 0; i < n_mod; i++) {
         if (!ON(i)) continue;
         int layer;
@@ -513,7 +525,7 @@ size_t lyra_context_map_lines(const lyra_context *c, char *buf, size_t cap) {
         char tmp[160];
         snprintf(tmp, sizeof tmp, "map: %s (%s)", m->dev[di]->id, m->dev[di]->kind);
         o = put(buf, cap, o, "%s", tmp);
-        o = put_modules(c, di, 0, buf, cap, o);
+        o = put_modules(c, di, 0, m->rank, buf, cap, o);
         char w[32], kv[32], sc[32];
         lyra_format_bytes(m->dev_weights[di], w, sizeof w);
         lyra_format_bytes(c->cd[di].kv_bytes, kv, sizeof kv);
@@ -522,14 +534,23 @@ size_t lyra_context_map_lines(const lyra_context *c, char *buf, size_t cap) {
         o = put(buf, cap, o, "%s", tmp);
     }
     int any_disk = 0;
-    for (int i = 0; i < lyra_llama_n_modules(m->arch); i++) any_disk |= m->module_disk[i];
+    for (int i = 0; i < lyra_llama_n_modules(m->arch); i++)
+        any_disk |= m->module_disk[i] && (!m->module_rank || m->module_rank[i] == m->rank);
     if (any_disk) { /* the disk tier: run on the CPU from the mapping, KV and scratch there */
         char tmp[160], w[32];
         o = put(buf, cap, o, "%s", "map: disk (disk)");
-        o = put_modules(c, m->cpu, 1, buf, cap, o);
+        o = put_modules(c, m->cpu, 1, m->rank, buf, cap, o);
         lyra_format_bytes(m->disk_weights, w, sizeof w);
         snprintf(tmp, sizeof tmp, " weights %s (mapped, read on use; kv and scratch on cpu)\n", w);
         o = put(buf, cap, o, "%s", tmp);
+    }
+    for (int r = 0; m->module_rank && r < lyra_dist_size(); r++) { /* mpirun: the other ranks */
+        if (r == m->rank) continue;
+        char tmp[64];
+        snprintf(tmp, sizeof tmp, "map: rank %d (mpi)", r);
+        o = put(buf, cap, o, "%s", tmp);
+        o = put_modules(c, -1, 0, r, buf, cap, o);
+        o = put(buf, cap, o, "%s", "\n");
     }
     return o;
 }

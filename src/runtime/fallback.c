@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "dist/dist.h"
 #include "runtime/fallback.h"
 #include "runtime/placement.h"
 
@@ -138,8 +139,8 @@ static int plan_entries(lyra_model *m, const int *asg, attempt *t) {
                 t->n_bytes += w[k]->n_bytes;
                 t->n_params += (uint64_t)(w[k]->cols * w[k]->rows);
             }
-            if (asg[i] == DISK(m)) {
-                if (!dup) t->disk += w[k]->n_bytes;
+            if (asg[i] == DISK(m)) { /* (another rank's module: not a disk byte here) */
+                if (!dup && !(m->module_rank && m->module_rank[i] != m->rank)) t->disk += w[k]->n_bytes;
                 continue;
             }
             if (entry_find(t, asg[i], host) >= 0) continue;
@@ -498,6 +499,10 @@ int lyra_runtime_load(lyra_model *m, const lyra_model_params *p, lyra_error *err
     m->fallback = p->fallback != 0 && p->fallback_policy != LYRA_FALLBACK_NONE;
     m->policy = m->fallback ? p->fallback_policy : LYRA_FALLBACK_NONE;
     m->probe = p->probe != 0;
+    if (lyra_dist_size() == 1 && lyra_runtime_named_rank(p) > 0)
+        return lyra_err(err, LYRA_ERR_INPUT, "device_map",
+                        "a device of rank %d is named: run under mpirun -np %d (docs/distributed.md)",
+                        lyra_runtime_named_rank(p), lyra_runtime_named_rank(p) + 1);
     if ((rc = lyra_runtime_plan(m->arch, p, &m->geom, m->dev, m->n_dev, &m->plan, err))) return rc;
     const lyra_plan *pl = m->plan;
     int n_mod = lyra_llama_n_modules(m->arch);
@@ -505,6 +510,12 @@ int lyra_runtime_load(lyra_model *m, const lyra_model_params *p, lyra_error *err
         return lyra_err(err, LYRA_ERR_RUNTIME, "model", "plan has %d modules, not %d", pl->n_modules, n_mod);
     m->module_dev = calloc((size_t)n_mod, sizeof *m->module_dev);
     m->module_disk = calloc((size_t)n_mod, 1);
+    if (lyra_dist_size() > 1 && m->module_dev && m->module_disk) { /* mpirun: this rank's share */
+        m->rank = lyra_dist_rank();
+        m->module_rank = calloc((size_t)n_mod, sizeof *m->module_rank);
+        if (!m->module_rank) return lyra_err(err, LYRA_ERR_OOM, "model", "out of memory");
+        if ((rc = lyra_runtime_ranks(m->arch, p, lyra_dist_size(), m->module_rank, err))) return rc;
+    }
     search S;
     memset(&S, 0, sizeof S);
     S.asg0 = malloc((size_t)n_mod * sizeof *S.asg0);
@@ -532,6 +543,10 @@ int lyra_runtime_load(lyra_model *m, const lyra_model_params *p, lyra_error *err
             goto done;
         }
         S.asg0[i] = di;
+        if (m->module_rank && m->module_rank[i] != m->rank) { /* another rank's: never read */
+            S.asg0[i] = DISK(m);
+            continue;
+        }
         /* a device without an op the architecture needs (a NULL op) runs none of its modules */
         const char *op = lyra_llama_module_missing_op(m->arch, i, m->dev[runs_on(m, S.asg0, i)]);
         if (op) {

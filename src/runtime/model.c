@@ -12,6 +12,7 @@
 #include "build_info.h"
 #include "core/log.h"
 #include "format/hf_model.h"
+#include "dist/dist.h"
 #include "runtime/fallback.h"
 #include "runtime/placement.h"
 #include "runtime/quantize_load.h"
@@ -59,6 +60,10 @@ const char *lyra_build_features(void) {
 #else
     snprintf(buf, sizeof buf, "simd: %s (selected: %s); no CUDA", LYRA_BUILD_SIMD, sel);
 #endif
+#if LYRA_BUILD_HAVE_MPI
+    size_t o = strlen(buf);
+    snprintf(buf + o, sizeof buf - o, "; MPI"); /* mpirun -np N (docs/distributed.md) */
+#endif
     return buf;
 }
 
@@ -102,6 +107,7 @@ int lyra_model_open(const char *path, const lyra_model_params *params, lyra_mode
     m->use_mmap = p.use_mmap != 0;
     m->use_mlock = p.use_mlock != 0;
     rc = lyra_fail_io_parse(bp.fail_io, &m->fail_io, err);
+    if (!rc) rc = lyra_dist_check_file(path, err); /* mpirun: every rank has rank 0's file */
     if (!rc && (p.dtype < 0 || p.dtype > 3))
         rc = lyra_err(err, LYRA_ERR_INPUT, "dtype", "must be 0 (auto) to 3 (bfloat16), got %d", p.dtype);
     if (!rc) rc = lyra_hf_open_path(path, (lyra_hf_dtype)p.dtype, &m->gguf, err); /* a GGUF or a folder */
@@ -138,6 +144,7 @@ void lyra_model_free(lyra_model *m) {
     free(m->qbuf);
     free(m->module_dev);
     free(m->module_disk);
+    free(m->module_rank);
     lyra_plan_free(m->plan);
     lyra_tokenizer_free(m->tok);
     lyra_llama_free(m->arch);

@@ -54,6 +54,11 @@ struct lyra_model {
     int *module_dev;                        /* [n_modules] device running each module */
     unsigned char *module_disk;             /* [n_modules] 1: a disk module (runs on the
                                                CPU from the mapping, not resident) */
+    int *module_rank;                       /* [n_modules] the MPI rank running each module
+                                               (dist/dist.h), NULL with one rank; another
+                                               rank's module is a disk module never run
+                                               here (its pages never read) */
+    int rank;                               /* this process's rank (with module_rank) */
     lyra_placed *placed;                    /* [n_placed] distinct weights placed */
     int n_placed;                           /* their count */
     int cap_placed;                         /* entries allocated */

@@ -11,6 +11,7 @@
 
 #include "core/log.h"
 #include "device/cuda.h"
+#include "dist/dist.h"
 #include "plan/plan.h"
 #include "runtime/objects.h"
 #include "runtime/placement.h"
@@ -20,11 +21,11 @@ int lyra_runtime_wants_gpu(const lyra_model_params *p) {
     if (p->device_strategy == LYRA_DEVICE_MAP_GPU) return 1;
     if (p->device_strategy == LYRA_DEVICE_MAP_EXPLICIT)
         for (int i = 0; i < p->n_device_map && p->device_map; i++)
-            if (p->device_map[i].device >= 0) return 1;
+            if (LYRA_DEVICE_LOCAL(p->device_map[i].device) >= 0) return 1;
     for (int i = 0; i < p->n_max_memory && p->max_memory; i++)
-        if (p->max_memory[i].device >= 0) return 1;
+        if (LYRA_DEVICE_LOCAL(p->max_memory[i].device) >= 0) return 1;
     for (int i = 0; i < p->n_reserve && p->reserve; i++)
-        if (p->reserve[i].device >= 0) return 1;
+        if (LYRA_DEVICE_LOCAL(p->reserve[i].device) >= 0) return 1;
     return (p->gpu_layers != 0 && p->gpu_layers != LYRA_GPU_LAYERS_UNSET) || p->n_tensor_split > 0;
 }
 
@@ -125,12 +126,30 @@ static int map_opts(const lyra_model_params *p, lyra_plan_opts *o, lyra_error *e
     return LYRA_OK;
 }
 
+static int plan_local(const lyra_llama *a, const lyra_model_params *lp, const lyra_model_params *p0,
+                      const lyra_geometry *g, lyra_device *const *dev, int n_dev,
+                      const char *const *fixed, lyra_plan **out, lyra_error *err);
+
 /* Plan a on dev[n_dev] for geometry g (fixed: the map that loaded, else p's
  * device fields). */
 static int plan_with(const lyra_llama *a, const lyra_model_params *p, const lyra_geometry *g,
                      lyra_device *const *dev, int n_dev, const char *const *fixed,
                      lyra_plan **out, lyra_error *err) {
     *out = NULL;
+    /* ranks (docs/distributed.md): this rank's devices of the map and budgets */
+    void *mem = NULL;
+    lyra_model_params lp;
+    int rc = lyra_runtime_localize(p, lyra_dist_rank(), &lp, &mem, err);
+    if (!rc) rc = plan_local(a, &lp, p, g, dev, n_dev, fixed, out, err);
+    free(mem);
+    return rc;
+}
+
+/* plan_with for this rank: lp its localized parameters (p as given, for the ranks). */
+static int plan_local(const lyra_llama *a, const lyra_model_params *lp, const lyra_model_params *p0,
+                      const lyra_geometry *g, lyra_device *const *dev, int n_dev,
+                      const char *const *fixed, lyra_plan **out, lyra_error *err) {
+    const lyra_model_params *p = lp;
     lyra_plan_device pd[LYRA_PLAN_MAX_DEVICES];
     int n = 0, rc;
     for (int i = 0; i < n_dev && n < LYRA_PLAN_MAX_DEVICES - 1; i++) lyra_plan_device_from(dev[i], &pd[n++]);
@@ -160,6 +179,25 @@ static int plan_with(const lyra_llama *a, const lyra_model_params *p, const lyra
     }
     lyra_plan_model pm;
     if ((rc = lyra_plan_model_from_llama(a, o.batch, g->kv_type, &pm, err))) return rc;
+    int n_ranks = lyra_dist_size(), named = lyra_runtime_named_rank(p0);
+    if (n_ranks == 1 && named > 0) n_ranks = named + 1; /* lyra plan: rank 0's share */
+    if (n_ranks > 1) { /* mpirun: the other ranks' modules cost nothing here */
+        int *mr = malloc((size_t)pm.n_modules * sizeof *mr);
+        if (!mr) rc = lyra_err(err, LYRA_ERR_OOM, "plan", "out of memory");
+        if (!rc) rc = lyra_runtime_ranks(a, p0, n_ranks, mr, err);
+        for (int i = 0; !rc && i < pm.n_modules; i++) {
+            if (mr[i] == lyra_dist_rank()) continue;
+            lyra_plan_module *pmi = (lyra_plan_module *)&pm.modules[i]; /* the builder's memory */
+            pmi->n_tensors = 0;
+            pmi->kv_per_pos = 0;
+            pmi->scratch = 0;
+        }
+        free(mr);
+        if (rc) {
+            lyra_plan_model_release(&pm);
+            return rc;
+        }
+    }
     rc = lyra_plan_make(&pm, pd, n, &o, out, err);
     lyra_plan_model_release(&pm);
     if (!rc && !fixed)
@@ -178,4 +216,126 @@ int lyra_runtime_plan_fixed(const lyra_llama *a, const lyra_model_params *p,
     lyra_geometry g = lyra_runtime_geometry(a, p);
     g.n_ctx = n_ctx;
     return plan_with(a, p, &g, dev, n_dev, ids, out, err);
+}
+
+int lyra_runtime_named_rank(const lyra_model_params *p) {
+    int r = -1;
+    if (p->device_strategy == LYRA_DEVICE_MAP_EXPLICIT)
+        for (int i = 0; p->device_map && i < p->n_device_map; i++)
+            if (LYRA_DEVICE_RANK(p->device_map[i].device) > r) r = LYRA_DEVICE_RANK(p->device_map[i].device);
+    for (int i = 0; p->max_memory && i < p->n_max_memory; i++)
+        if (LYRA_DEVICE_RANK(p->max_memory[i].device) > r) r = LYRA_DEVICE_RANK(p->max_memory[i].device);
+    for (int i = 0; p->reserve && i < p->n_reserve; i++)
+        if (LYRA_DEVICE_RANK(p->reserve[i].device) > r) r = LYRA_DEVICE_RANK(p->reserve[i].device);
+    return r;
+}
+
+/* 1 when p's explicit device map names a rank. */
+static int map_has_ranks(const lyra_model_params *p) {
+    if (p->device_strategy != LYRA_DEVICE_MAP_EXPLICIT) return 0;
+    for (int i = 0; p->device_map && i < p->n_device_map; i++)
+        if (LYRA_DEVICE_RANK(p->device_map[i].device) >= 0) return 1;
+    return 0;
+}
+
+/* The rank of map entry e (an entry without one: rank 0). */
+static int entry_rank(const lyra_device_map_entry *e) {
+    int r = LYRA_DEVICE_RANK(e->device);
+    return r < 0 ? 0 : r;
+}
+
+int lyra_runtime_localize(const lyra_model_params *p, int rank, lyra_model_params *lp, void **mem,
+                          lyra_error *err) {
+    *lp = *p;
+    *mem = NULL;
+    if (lyra_runtime_named_rank(p) < 0) return LYRA_OK;
+    size_t n = (size_t)(p->n_device_map > 0 ? p->n_device_map : 0) * sizeof(lyra_device_map_entry) +
+               (size_t)(p->n_max_memory + p->n_reserve) * sizeof(lyra_device_bytes) + 1;
+    char *m = malloc(n);
+    if (!m) return lyra_err(err, LYRA_ERR_OOM, "device_map", "out of memory");
+    *mem = m;
+    lyra_device_map_entry *map = (lyra_device_map_entry *)m;
+    lyra_device_bytes *b = (lyra_device_bytes *)(map + (p->n_device_map > 0 ? p->n_device_map : 0));
+    if (p->device_strategy == LYRA_DEVICE_MAP_EXPLICIT && p->device_map) {
+        for (int i = 0; i < p->n_device_map; i++) { /* another rank's module: on the CPU, free */
+            map[i] = p->device_map[i];
+            map[i].device = entry_rank(&map[i]) == rank ? LYRA_DEVICE_LOCAL(map[i].device) : LYRA_DEVICE_CPU;
+        }
+        lp->device_map = map;
+    }
+    int k = 0;
+    for (int pass = 0; pass < 2; pass++) { /* max_memory, reserve: this rank's and unranked */
+        const lyra_device_bytes *src = pass ? p->reserve : p->max_memory;
+        int ns = pass ? p->n_reserve : p->n_max_memory, k0 = k;
+        for (int i = 0; src && i < ns; i++) {
+            int r = LYRA_DEVICE_RANK(src[i].device);
+            if (r >= 0 && r != rank) continue;
+            b[k] = src[i];
+            b[k++].device = LYRA_DEVICE_LOCAL(src[i].device);
+        }
+        if (pass) lp->reserve = b + k0, lp->n_reserve = k - k0;
+        else lp->max_memory = b + k0, lp->n_max_memory = k - k0;
+    }
+    return LYRA_OK;
+}
+
+int lyra_runtime_ranks(const lyra_llama *a, const lyra_model_params *p, int n_ranks, int *module_rank,
+                       lyra_error *err) {
+    int L = a->hp.n_layer, n_mod = lyra_llama_n_modules(a);
+    int named = lyra_runtime_named_rank(p);
+    if (named >= n_ranks)
+        return lyra_err(err, LYRA_ERR_INPUT, "device_map",
+                        "a device of rank %d is named, but the run has %d rank%s (mpirun -np N)", named,
+                        n_ranks, n_ranks == 1 ? "" : "s");
+    if (!map_has_ranks(p)) { /* even shares of consecutive layers */
+        if (n_ranks < 1 || n_ranks > L)
+            return lyra_err(err, LYRA_ERR_INPUT, "mpi", "%d ranks for %d layers: each rank needs a layer",
+                            n_ranks, L);
+        for (int i = 0; i < n_mod; i++) {
+            int layer;
+            lyra_module_kind k = lyra_llama_module_kind(a, i, &layer);
+            if (k == LYRA_MODULE_EMBED) module_rank[i] = 0;
+            else if (k == LYRA_MODULE_LAYER) module_rank[i] = (int)(((int64_t)layer * n_ranks) / L);
+            else module_rank[i] = n_ranks - 1;
+        }
+        return LYRA_OK;
+    }
+    /* the map's ranks: the planner resolves its keys (aliases, ranges, the longest
+     * key), once per rank: that rank's entries on a CPU without limit, the others on disk */
+    lyra_geometry g = lyra_runtime_geometry(a, p);
+    lyra_plan_model pm;
+    int rc = lyra_plan_model_from_llama(a, g.n_batch < g.n_ctx ? g.n_batch : g.n_ctx, g.kv_type, &pm, err);
+    if (rc) return rc;
+    lyra_device_map_entry *map = malloc((size_t)p->n_device_map * sizeof *map);
+    if (!map) rc = lyra_err(err, LYRA_ERR_OOM, "device_map", "out of memory");
+    for (int i = 0; i < n_mod; i++) module_rank[i] = -1;
+    for (int r = 0; !rc && r < n_ranks; r++) {
+        lyra_plan_device pd[2];
+        memset(pd, 0, sizeof pd);
+        snprintf(pd[0].id, sizeof pd[0].id, "cpu");
+        snprintf(pd[0].kind, sizeof pd[0].kind, "cpu");
+        snprintf(pd[0].backend, sizeof pd[0].backend, "cpu");
+        pd[0].free = pd[0].total = pd[0].budget = UINT64_MAX / 4;
+        lyra_plan_device_disk(&pd[1]);
+        for (int i = 0; i < p->n_device_map; i++) {
+            map[i] = p->device_map[i];
+            map[i].device = entry_rank(&map[i]) == r ? LYRA_DEVICE_CPU : LYRA_DEVICE_DISK;
+        }
+        lyra_plan_opts o = lyra_plan_default_opts();
+        o.strategy = LYRA_PLAN_MAP;
+        o.map = map;
+        o.n_map = p->n_device_map;
+        snprintf(o.map_where, sizeof o.map_where, "%.120s",
+                 p->device_map_source && p->device_map_source[0] ? p->device_map_source : "device_map");
+        o.ctx = g.n_ctx;
+        o.batch = g.n_batch < g.n_ctx ? g.n_batch : g.n_ctx;
+        lyra_plan *pl = NULL;
+        if ((rc = lyra_plan_make(&pm, pd, 2, &o, &pl, err))) break;
+        for (int i = 0; i < n_mod; i++)
+            if (!strcmp(pl->dev[pl->module_dev[i]].id, "cpu")) module_rank[i] = r;
+        lyra_plan_free(pl);
+    }
+    free(map);
+    lyra_plan_model_release(&pm);
+    return rc;
 }

@@ -36,4 +36,22 @@ int lyra_runtime_plan_fixed(const lyra_llama *a, const lyra_model_params *p,
                             lyra_device *const *dev, int n_dev, const char *const *ids,
                             int32_t n_ctx, struct lyra_plan **out, lyra_error *err);
 
+/* The rank of each module of a over n_ranks MPI ranks (docs/distributed.md):
+ * with an explicit device map naming ranks ("0@1", "cpu@2"), each module's
+ * entry's rank (an entry without one: rank 0); else layers split in
+ * consecutive, even shares (rank r runs layers [r*L/n, (r+1)*L/n)), the
+ * embedding with rank 0, the norm and the head with the last rank. More ranks
+ * than layers, or a device of a rank >= n_ranks, is LYRA_ERR_INPUT. */
+int lyra_runtime_ranks(const lyra_llama *a, const lyra_model_params *p, int n_ranks, int *module_rank,
+                       lyra_error *err);
+/* The highest rank p's device map, max_memory or reserve names, or -1. */
+int lyra_runtime_named_rank(const lyra_model_params *p);
+/* p as rank `rank` plans it: map entries of that rank (and, on rank 0, those
+ * without a rank) on their local device, the other ranks' on the CPU (their
+ * modules cost nothing there), max_memory / reserve entries of other ranks
+ * dropped. *mem (free() it) holds lp's arrays; p unchanged when it names no
+ * rank. */
+int lyra_runtime_localize(const lyra_model_params *p, int rank, lyra_model_params *lp, void **mem,
+                          lyra_error *err);
+
 #endif

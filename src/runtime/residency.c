@@ -154,6 +154,7 @@ lyra_scratch_need lyra_runtime_scratch_need(const lyra_model *m, const int *modu
     int n_mod = lyra_llama_n_modules(a);
     for (int i = 0; i < n_mod; i++) {
         if (module_dev[i] != di) continue;
+        if (m->module_rank && m->module_rank[i] != m->rank) continue; /* another rank's */
         s.any = 1;
         lyra_module_kind k = lyra_llama_module_kind(a, i, NULL);
         if (k == LYRA_MODULE_LAYER) s.has_layers = 1;

@@ -12,6 +12,7 @@
  *   fallback.h       the load search and the step-down (fallback.c)
  *   kvstate.h        a sequence's KV cache to and from host rows, for
  *                    session files (kvstate.c; lyra_kv_reserve: context.c)
+ *   follow.h         ranks > 0 under mpirun: rank 0's evaluations (follow.c)
  *
  * context.c (KV cache, eval, map lines) and model.c (open, getters,
  * tokenizer) implement lyra.h only. Calls and includes run one way:
@@ -22,6 +23,7 @@
 
 #include "runtime/fallback.h"
 #include "runtime/kvstate.h"
+#include "runtime/follow.h"
 #include "runtime/objects.h"
 #include "runtime/placement.h"
 #include "runtime/quantize_load.h"

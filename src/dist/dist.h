@@ -1,0 +1,74 @@
+/* dist.h: lyra over MPI (docs/distributed.md): the ranks of one run
+ * (`mpirun -np N lyra ...`), point-to-point messages with a deadline, and
+ * the model file's fingerprint compared across ranks.
+ *
+ * MPI's state is process-wide by nature, so this module's is too: one
+ * lyra_dist_init at the start of the command (it initializes MPI only when
+ * launched by mpirun: Open MPI's OMPI_COMM_WORLD_SIZE, or PMI/PMIx variables),
+ * one lyra_dist_finish at the end. Without MPI in the build, or outside
+ * mpirun, the run has one rank and every call here is a no-op.
+ *
+ * Errors are returned (MPI_ERRORS_RETURN, never fatal); every wait polls
+ * (MPI_Test) against a deadline of LYRA_MPI_TIMEOUT seconds (default 30),
+ * so a dead rank ends the run with one line naming it instead of a hang. */
+#ifndef LYRA_DIST_DIST_H
+#define LYRA_DIST_DIST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/err.h"
+
+/* Message tags. */
+enum {
+    LYRA_DIST_TAG_CMD = 1,    /* rank 0 -> every rank: lyra_dist_cmd */
+    LYRA_DIST_TAG_TOKENS = 2, /* rank 0 -> every rank: the command's tokens */
+    LYRA_DIST_TAG_HIDDEN = 3, /* rank r -> rank r+1..: the hidden state [rows][n_embd] */
+    LYRA_DIST_TAG_LOGITS = 4  /* the head's rank -> rank 0: logits [n_out][n_vocab] */
+};
+
+/* What rank 0 asks the other ranks to do (lyra_runtime_follow). */
+typedef struct lyra_dist_cmd {
+    int64_t op;         /* LYRA_DIST_EVAL or LYRA_DIST_QUIT */
+    int64_t n;          /* EVAL: tokens (sent next with LYRA_DIST_TAG_TOKENS) */
+    int64_t logits_all; /* EVAL: lyra_eval's logits_all */
+    int64_t pos;        /* EVAL: the position of the first token (the others truncate to it) */
+} lyra_dist_cmd;
+enum { LYRA_DIST_EVAL = 1, LYRA_DIST_QUIT = 2 };
+
+/* 1 when the build has MPI. */
+int lyra_dist_built(void);
+/* Initialize MPI when launched by mpirun (see above); a no-op otherwise. */
+int lyra_dist_init(int *argc, char ***argv, lyra_error *err);
+/* Rank 0 sends QUIT to every other rank (once); then MPI_Finalize. */
+void lyra_dist_finish(void);
+/* End every rank now (MPI_Abort with code) after an error; a no-op with one rank. */
+void lyra_dist_abort(int code);
+/* 1 when every rank failed the same collective check (a model file differs):
+ * no abort is needed, and rank 0's error line says it all. */
+int lyra_dist_failed_together(void);
+/* Say so (a check every rank makes alike failed). */
+void lyra_dist_set_failed_together(void);
+/* This process's rank (0 with one) and the number of ranks (1 without MPI). */
+int lyra_dist_rank(void);
+int lyra_dist_size(void);
+/* The seconds a wait may take (LYRA_MPI_TIMEOUT). */
+double lyra_dist_timeout(void);
+
+/* Send bytes of buf to rank `to` / receive exactly bytes from rank `from`
+ * with tag, waiting at most the timeout (timeout_s <= 0: no deadline, for a
+ * rank waiting for its next command). Errors name the other rank. */
+int lyra_dist_send(int to, int tag, const void *buf, size_t bytes, lyra_error *err);
+int lyra_dist_recv(int from, int tag, void *buf, size_t bytes, double timeout_s, lyra_error *err);
+/* Rank 0: send cmd (and tokens[cmd->n] for EVAL) to every other rank. */
+int lyra_dist_command(const lyra_dist_cmd *cmd, const int32_t *tokens, lyra_error *err);
+
+/* The fingerprint of a model file: FNV-1a 64 of its size, its first MiB and
+ * 64 KiB samples at 64 evenly spaced places. */
+int lyra_dist_fingerprint(const char *path, uint64_t *out, lyra_error *err);
+/* Every rank: compare path's fingerprint with rank 0's (collective); a
+ * different file on some rank is LYRA_ERR_INPUT naming the lowest such rank
+ * (on every rank). */
+int lyra_dist_check_file(const char *path, lyra_error *err);
+
+#endif
