@@ -9,12 +9,12 @@
 # without a Python that has tokenizers and gguf, or without the vocab files.
 source "$(dirname "$0")/lib.sh"
 "$PY" -c 'import tokenizers, gguf' 2>/dev/null || skip "$PY lacks tokenizers/gguf (pip install tokenizers gguf)"
-shared_path VOCAB vocab/ggml-vocab-gpt-2.gguf
+shared_path VOCAB models/vocab/ggml-vocab-gpt-2.gguf
 BIN="${LYRA_TEST_BIN_DIR:-build/tests}/test_hf_tokenizer"
 [ -x "$BIN" ] || skip "$BIN not built"
 REF="$SRC/tests/reference/hf_tok_ref.py"
 mkdir -p "$T/big"
-"$PY" "$REF" vocab "$T/big" "$(shared_dir)" || bad "hf_tok_ref.py vocab failed"
+"$PY" "$REF" vocab "$T/big" "$(dirname "$VOCAB")/.." || bad "hf_tok_ref.py vocab failed"
 real=$("$SRC/scripts/get-hf-tokenizers.sh" --path-only 2>/dev/null || true)
 if [ -n "$real" ] && [ -r "$real/deepseek_tokenizer.json" ]; then
     "$PY" "$REF" copy "$T/big" "$real/deepseek_tokenizer.json" || bad "copy failed"

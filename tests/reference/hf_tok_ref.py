@@ -6,7 +6,8 @@
                                       tests/data/tokenizers (trained here,
                                       or built from stories260K.gguf)
   hf_tok_ref.py vocab OUT SHARED      big ones from the llama.cpp vocab GGUFs
-                                      in SHARED/vocab (gpt-2, llama-spm)
+                                      in SHARED/vocab (gpt-2, llama-spm; SHARED: the
+                                      shared models directory)
   hf_tok_ref.py copy OUT FILE...      real tokenizer.json files, one dir each
   hf_tok_ref.py expect DIR CORPUS     DIR/expected.json: for each corpus
                                       text, encode(add_special_tokens=False)
