@@ -175,7 +175,7 @@ class DiscordDouble:
         self._auth(request)
         cid, mid = request.match_info["cid"], request.match_info["mid"]
         self._edits += 1
-        if self.edit_429_every and self._edits % self.edit_429_every == 0:
+        if self.edit_429_every and (self._edits - 1) % self.edit_429_every == 0:  # the 1st, then every Nth
             self._record("429", channel=cid, id=mid)
             return _json({"message": "You are being rate limited.", "retry_after": self.retry_after,
                                       "global": False, "code": 0}, status=429,
