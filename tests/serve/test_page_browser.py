@@ -50,10 +50,26 @@ def test_chat_page(make_server):
         mt = d.find_element(By.ID, "max_tokens")
         mt.clear()
         mt.send_keys("2000")
+        # A tiny model streams its whole reply faster than selenium polls, so
+        # the page itself presses stop (a MutationObserver) as soon as the
+        # first streamed text of the new reply is shown.
+        d.execute_script("""
+            window.__stopped = false;
+            const log = document.getElementById("log");
+            const obs = new MutationObserver(() => {
+              const b = document.querySelectorAll(".msg.assistant.streaming");
+              const stop = document.getElementById("stop");
+              if (b.length && b[b.length - 1].textContent.trim() && !stop.disabled) {
+                obs.disconnect();
+                window.__stopped = true;
+                stop.click();
+              }
+            });
+            obs.observe(log, {subtree: true, childList: true, characterData: true});
+        """)
         box.send_keys("Another one")
         box.send_keys(Keys.ENTER)
-        wait.until(lambda d: not d.find_element(By.ID, "stop").get_attribute("disabled"))
-        d.find_element(By.ID, "stop").click()
+        wait.until(lambda d: d.execute_script("return window.__stopped"))
         wait.until(lambda d: d.find_element(By.ID, "stop").get_attribute("disabled"))
         assert len(d.find_elements(By.CSS_SELECTOR, ".msg.assistant.done")) == 2
         art = os.environ.get("LYRA_TEST_ARTIFACTS") or os.path.join(ROOT, "build", "test-artifacts")
