@@ -87,13 +87,26 @@ GPU=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,nohea
 CARD=$(echo "$GPU" | cut -d, -f1)
 row environment "$([ -n "$GPU" ] && echo pass || echo skip)" "${GPU:-no GPU seen}" \
     "$(nproc) CPUs, $(uname -r), $(nvcc --version 2>/dev/null | tail -1), cmake $(cmake --version | head -1 | awk '{print $3}')" 0
-if ! pkg-config --exists jansson libpcre2-8 2>/dev/null; then
-    mkdir -p /tmp/lyra-deps
-    for f in .deps/*.deb; do dpkg -x "$f" /tmp/lyra-deps; done
-    export PKG_CONFIG_PATH=/tmp/lyra-deps/usr/lib/x86_64-linux-gnu/pkgconfig
-    export PKG_CONFIG_SYSROOT_DIR=/tmp/lyra-deps
-    export LD_LIBRARY_PATH=/tmp/lyra-deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
-    export LIBRARY_PATH=/tmp/lyra-deps/usr/lib/x86_64-linux-gnu
+if ! pkg-config --exists jansson libpcre2-8 libmicrohttpd 2>/dev/null; then
+    # The carried .debs, unpacked aside; a shared library joins the loader's
+    # path (through /tmp/lyra-deps/lib) only when the system has no library
+    # of that soname, so the image's own GnuTLS, libffi, ... stay in use.
+    D=/tmp/lyra-deps; mkdir -p $D/lib
+    for f in .deps/*.deb; do dpkg -x "$f" $D; done
+    # lyra links libmicrohttpd dynamically: its GnuTLS (Requires.private)
+    # needs no .pc file or headers here
+    sed -i '/^Requires.private/d' $D/usr/lib/x86_64-linux-gnu/pkgconfig/libmicrohttpd.pc
+    for so in $D/usr/lib/x86_64-linux-gnu/lib*.so.* $D/lib/x86_64-linux-gnu/lib*.so.*; do
+        [ -e "$so" ] || continue
+        n=$(basename "$so")
+        ldconfig -p | grep -q "^[[:space:]]$n " || ln -sf "$so" $D/lib/"$n"
+    done
+    command -v pkg-config >/dev/null || { ln -sf $D/usr/bin/pkgconf $D/lib/pkg-config; export PATH=$D/lib:$PATH; }
+    export PKG_CONFIG_PATH=$D/usr/lib/x86_64-linux-gnu/pkgconfig:$D/usr/share/pkgconfig
+    export PKG_CONFIG_SYSROOT_DIR=$D PKG_CONFIG_ALLOW_SYSTEM_LIBS=1 PKG_CONFIG_ALLOW_SYSTEM_CFLAGS=1
+    export CPATH=$D/usr/include${CPATH:+:$CPATH}
+    export LD_LIBRARY_PATH=$D/lib:${LD_LIBRARY_PATH:-}
+    export LIBRARY_PATH=$D/usr/lib/x86_64-linux-gnu
 fi
 if ! python3 -c 'import gguf' 2>/dev/null; then
     python3 -m pip install -q --no-index --no-deps --target /tmp/lyra-site .deps/gguf-*.whl && export PYTHONPATH=/tmp/lyra-site
@@ -310,7 +323,7 @@ done
 
 # ---- the CPU test suite on this machine, if time is left ----
 if [ "$(left)" -gt 120 ]; then
-    run_stage ctest-cpu $(( $(left) - 5 )) bash -c "cmake --build build-gpu -j$NP >/dev/null && cd build-gpu && ctest -j$NP"; rc=$?
+    run_stage ctest-cpu $(( $(left) - 5 )) bash -c "cmake --build build-gpu -j$NP >/dev/null && cd build-gpu && ctest -j$NP --output-on-failure"; rc=$?
     row ctest "$(result_of $rc)" "$(grep -E 'tests passed|tests failed' "$WORK/ctest-cpu.out" | tail -1)" "the whole suite" "$STAGE_SECS"
 else
     row ctest skip "no time left" "" 0
