@@ -87,7 +87,7 @@ GPU=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,nohea
 CARD=$(echo "$GPU" | cut -d, -f1)
 row environment "$([ -n "$GPU" ] && echo pass || echo skip)" "${GPU:-no GPU seen}" \
     "$(nproc) CPUs, $(uname -r), $(nvcc --version 2>/dev/null | tail -1), cmake $(cmake --version | head -1 | awk '{print $3}')" 0
-if ! pkg-config --exists jansson libpcre2-8 2>/dev/null; then
+if ! pkg-config --exists jansson libpcre2-8 libutf8proc 2>/dev/null; then
     mkdir -p /tmp/lyra-deps
     for f in .deps/*.deb; do dpkg -x "$f" /tmp/lyra-deps; done
     export PKG_CONFIG_PATH=/tmp/lyra-deps/usr/lib/x86_64-linux-gnu/pkgconfig

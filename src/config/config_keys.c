@@ -109,9 +109,9 @@ static const struct hf_key {
     {"offload_folder", 0, "the disk tier reads straight from the model file"},
     {"attn_implementation", 0, "lyra has one attention kernel per backend"},
     {"device", 0, "device_map places the model (\"cpu\", \"cuda:0\", \"auto\")"},
-    {"tokenizer", 0, "the tokenizer is read from the GGUF file"},
-    {"use_fast", 0, "the tokenizer is read from the GGUF file"},
-    {"framework", 0, "lyra runs GGUF models itself"},
+    {"tokenizer", 0, "the tokenizer comes with the model (GGUF metadata or the snapshot's tokenizer.json)"},
+    {"use_fast", 0, "lyra has one tokenizer, read from the model"},
+    {"framework", 0, "lyra runs GGUF and safetensors models itself"},
     {"token", 0, "lyra downloads nothing (models come from the local Hugging Face cache)"},
     {"use_auth_token", 0, "lyra downloads nothing (models come from the local Hugging Face cache)"},
     {"return_full_text", 2, "lyra prints only the new text"},
@@ -120,7 +120,7 @@ static const struct hf_key {
     {"pad_token_id", 2, "lyra runs one sequence at a time: nothing is padded"},
     {"eos_token_id", 2, "the model's end-of-generation tokens stop it (see pipeline_kwargs.stop)"},
     {"num_return_sequences", 2, "lyra returns one sequence: 1 is the only value"},
-    {"clean_up_tokenization_spaces", 2, "lyra's detokenizer follows the GGUF tokenizer"},
+    {"clean_up_tokenization_spaces", 2, "lyra's detokenizer follows the model's tokenizer"},
     {"return_tensors", 2, "lyra returns text"},
 };
 
