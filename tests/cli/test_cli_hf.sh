@@ -141,7 +141,7 @@ expect_err "--dtype" 2 '--dtype: expected auto, float32, float16 or bfloat16, go
 REF="${LYRA_REF_PYTHON:-/work/venv-ref/bin/python}"
 [ -x "$REF" ] && "$REF" -c 'import llama_cpp' 2>/dev/null || REF="$PY"
 if "$REF" -c 'import llama_cpp' 2>/dev/null; then
-    for a in llama mistral qwen2 qwen3 gemma gemma2 gemma3 phi2 llama3_rope llama_bf16; do
+    for a in llama mistral qwen2 qwen3 gemma gemma2 gemma3 phi2 phi3 llama3_rope llama_bf16; do
         "$LYRA" convert -q "$H/$a" "$T/$a.gguf" || bad "convert $a"
     done
     "$REF" - "$T" "$H" >"$T/lcpp.txt" 2>"$T/lcpp.err" <<'PY'
@@ -149,7 +149,7 @@ import json, sys
 import numpy as np
 from llama_cpp import Llama
 T, H = sys.argv[1], sys.argv[2]
-for a in ["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "phi2", "llama3_rope", "llama_bf16"]:
+for a in ["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "phi2", "phi3", "llama3_rope", "llama_bf16"]:
     exp = json.load(open(f"{H}/{a}/expected.json"))
     m = Llama(model_path=f"{T}/{a}.gguf", n_ctx=64, verbose=False, logits_all=True, n_threads=1)
     m.eval(list(exp["tokens"]))

@@ -7,6 +7,7 @@ architecture (hidden 32, 2 layers, vocabulary 512), plus
   expected.json  {"tokens": prompt ids, "greedy": 8 greedy ids after them,
                   "n_vocab": 512, "dtype": stored dtype}
   tokenizer.json, tokenizer_config.json  copied from tests/data/tokenizers/llama2-stories
+                 (phi3: with Phi-3's special tokens as ids 507..511, phi3_tokens.py)
   logits.bin     transformers' logits for the prompt, float32 [n_tokens][512]
                  (computed in float32 from the stored weights)
 Variants: llama_f16, llama_bf16 (weights stored in that dtype), llama_sharded
@@ -17,6 +18,9 @@ import json, os, shutil, sys
 
 import torch
 import transformers as T
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import phi3_tokens  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "hf")
 TOK = os.path.join(OUT, "..", "tokenizers", "llama2-stories")
@@ -66,6 +70,8 @@ def save(name, model, dtype="float32", **kw):
         f.write("\n")
     for f in ("tokenizer.json", "tokenizer_config.json"):  # stories260K's 512 tokens (hf_tok_ref.py)
         shutil.copy(os.path.join(TOK, f), d)
+    if name.startswith("phi3"):  # Phi-3's special tokens, which llama.cpp's phi3 loader needs
+        phi3_tokens.main(d)
     print(name, dtype, greedy)
 
 
