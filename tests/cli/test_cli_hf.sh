@@ -137,6 +137,13 @@ expect_err "missing key -> default" 2 "$T/cfg: tensor blk.0.ffn_gate.weight has 
     "$LYRA" generate -m "$T/cfg" -p x
 expect_err "--dtype" 2 '--dtype: expected auto, float32, float16 or bfloat16, got "f8"' "$LYRA" generate -m "$H/llama" --dtype f8 -p x
 
+# a Phi-3 folder without <|endoftext|> (llama.cpp's phi3 loader needs it): convert warns
+mkdir -p "$T/p3"; cp "$H/phi3/"* "$T/p3/"; cp "$SRC/tests/data/tokenizers/llama2-stories/tokenizer.json" "$T/p3/"
+check_rc "phi3 without <|endoftext|> converts" 0 "$LYRA" convert "$T/p3" "$T/p3.gguf"
+check_grep "phi3 without <|endoftext|>: a warning" "no <\|endoftext\|>: llama.cpp's phi3 loader needs it" "$T/err"
+check_rc "phi3 with it" 0 "$LYRA" convert "$H/phi3" "$T/p3b.gguf"
+check_eq "phi3 with it: no warning" "$(grep -c endoftext "$T/err")" 0
+
 # --- llama.cpp reads the converted files -----------------------------------------
 REF="${LYRA_REF_PYTHON:-/work/venv-ref/bin/python}"
 [ -x "$REF" ] && "$REF" -c 'import llama_cpp' 2>/dev/null || REF="$PY"
