@@ -2,7 +2,7 @@
  * (format/hf_tokenizer.h). Input: the tokenizer.json text, optionally
  * followed by a NUL byte and a tokenizer_config.json text. Whatever it
  * accepts must load as a tokenizer (or fail with a message) and encode a
- * fixed text (special tokens parsed) to ids within the vocabulary; nothing
+ * fixed text (special tokens parsed, normalizers applied) to ids within the vocabulary; nothing
  * may crash, leak or trip a sanitizer. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -11,7 +11,10 @@
 #include "format/hf_tokenizer.h"
 #include "token/tokenizer.h"
 
-static const char fz_text[] = "Hello, world! 123 h\xc3\xa9llo  \xe6\x97\xa5\xe6\x9c\xac <s></s><|endoftext|>\n\t x";
+/* ASCII, accents composed and decomposed, CJK, a ligature, full-width
+ * letters, a superscript and a stray byte (for the NFC/NFKC normalizers) */
+static const char fz_text[] = "Hello, world! 123 h\xc3\xa9llo he\xcc\x81llo  \xe6\x97\xa5\xe6\x9c\xac \xef\xac\x81 "
+                              "\xef\xbc\xa1\xef\xbd\x82 x\xc2\xb2 \xff <s></s><|endoftext|>\n\t x";
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const char *tj = (const char *)data, *cj = NULL;

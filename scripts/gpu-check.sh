@@ -87,7 +87,7 @@ GPU=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,nohea
 CARD=$(echo "$GPU" | cut -d, -f1)
 row environment "$([ -n "$GPU" ] && echo pass || echo skip)" "${GPU:-no GPU seen}" \
     "$(nproc) CPUs, $(uname -r), $(nvcc --version 2>/dev/null | tail -1), cmake $(cmake --version | head -1 | awk '{print $3}')" 0
-if ! pkg-config --exists jansson libpcre2-8 libmicrohttpd 2>/dev/null; then
+if ! pkg-config --exists jansson libpcre2-8 libmicrohttpd libutf8proc 2>/dev/null; then
     # The carried .debs, unpacked aside; a shared library joins the loader's
     # path (through /tmp/lyra-deps/lib) only when the system has no library
     # of that soname, so the image's own GnuTLS, libffi, ... stay in use.

@@ -3,7 +3,7 @@
 # runs on a lent GPU machine, which has no network. It fills two git-ignored
 # folders that the device tool carries along:
 #   .deps/      Debian .deb files of lyra's libraries (jansson, PCRE2,
-#               libmicrohttpd and what it links: GnuTLS and its libraries),
+#               utf8proc, libmicrohttpd and what it links: GnuTLS and its libraries),
 #               pkg-config, and the gguf Python wheel; unpacked there only if
 #               missing, and a library only used when the system lacks it
 #   .gpu-data/  the test models and golden texts from ../shared
@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 SHARED="${LYRA_SHARED_DIR:-../shared}"
 mkdir -p .deps .gpu-data/models/golden
 (cd .deps && apt-get download libjansson-dev libjansson4 libpcre2-dev libpcre2-8-0 \
-     libpcre2-16-0 libpcre2-32-0 libpcre2-posix3 libmicrohttpd-dev libmicrohttpd12 \
+     libpcre2-16-0 libpcre2-32-0 libpcre2-posix3 libutf8proc-dev libutf8proc2 libmicrohttpd-dev libmicrohttpd12 \
      libgnutls30 libp11-kit0 libidn2-0 libunistring2 libtasn1-6 libnettle8 libhogweed6 \
      libgmp10 libffi8 pkgconf pkgconf-bin libpkgconf3 >/dev/null)
 python3 -m pip download -q --no-deps --only-binary=:all: -d .deps gguf >/dev/null

@@ -203,3 +203,31 @@ def test_simulated_gpu_and_fallback(model, monkeypatch, cli):
     with pytest.raises(lyra.OutOfMemoryError, match="out of memory on 0") as e:
         lyra.safe_load_pipeline(model, enable_progressive_fallback=False, **kw)
     assert e.value.code == 3 and isinstance(e.value, MemoryError)
+
+
+def test_revision_key(model, clean_env, monkeypatch):
+    """revision= (the config key; transformers' from_pretrained argument)
+    picks the snapshot of an org/name in the Hugging Face cache, through the
+    pipeline's model lookup: refs/main's snapshot holds the model, the dev
+    branch's is empty; org/name@REV against the key is an error naming both."""
+    repo = clean_env / "hub" / "models--org--st"
+    for rev in ("aaa", "bbb"):
+        (repo / "snapshots" / rev).mkdir(parents=True)
+    os.symlink(model, repo / "snapshots" / "aaa" / "stories260K.gguf")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("aaa\n")
+    (repo / "refs" / "dev").write_text("bbb\n")
+    monkeypatch.setenv("HF_HUB_CACHE", str(clean_env / "hub"))
+    kw = {"max_new_tokens": 4, "do_sample": False}
+    with lyra.safe_load_pipeline("org/st", pipeline_kwargs=kw, revision="main") as p:
+        assert p("Once")[0]["generated_text"]
+    with pytest.raises(lyra.LyraError, match="snapshots/bbb"):
+        lyra.safe_load_pipeline("org/st", pipeline_kwargs=kw, revision="dev")
+    with pytest.raises(lyra.LyraError, match="org/st@dev names revision dev but revision \\(api\\) says main"):
+        lyra.safe_load_pipeline("org/st@dev", pipeline_kwargs=kw, revision="main")
+    cfg = clean_env / "rev.json"
+    cfg.write_text(json.dumps({"model_id": "org/st", "revision": "dev", "torch_dtype": "float16"}))
+    with pytest.raises(lyra.LyraError, match="snapshots/bbb"):
+        lyra.safe_load_pipeline(config_path=str(cfg), pipeline_kwargs=kw)
+    with lyra.safe_load_pipeline(config_path=str(cfg), pipeline_kwargs=kw, revision="aaa") as p:
+        assert p("Once")[0]["generated_text"]

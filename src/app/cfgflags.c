@@ -25,6 +25,7 @@ typedef struct cfg_flag {
 static const cfg_flag g_flags[] = {
     {"-m", "--model", "model_id", NULL, APP_CFG_MODEL, 0},
     {"--model", "--model", "model_id", NULL, APP_CFG_MODEL, 0},
+    {"--revision", "--revision", "revision", NULL, APP_CFG_MODEL, 0},
     {"--device-map", "--device-map", "device_map", NULL, APP_CFG_DEVICE, 0},
     {"--max-memory", "--max-memory", "max_memory", NULL, APP_CFG_DEVICE, 1},
     {"--reserve", "--reserve", "reserve", NULL, APP_CFG_DEVICE, 1},
@@ -209,7 +210,7 @@ int app_config_model(lyra_config *c, char **path, lyra_error *err) {
     char where[1200] = "";
     if (!strncmp(src, "file:", 5)) snprintf(where, sizeof where, "%s: model_id", src + 5);
     /* from -m: messages start with the name as typed */
-    int rc = lyra_model_ref_resolve(json_string_value(m), where, path, err);
+    int rc = lyra_config_resolve_model(c, json_string_value(m), where, path, err); /* at the revision key */
     if (!rc) rc = lyra_config_load_generation(c, *path, err); /* a snapshot's generation_config.json */
     if (rc) {
         free(*path);

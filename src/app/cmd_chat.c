@@ -115,6 +115,8 @@ const char cmd_chat_usage[] =
     "                         them again (without it that is an error)\n"
     "  --dtype D              Hugging Face folders: weights in memory as auto (as\n"
     "                         stored), float32, float16 or bfloat16 (docs/hf.md)\n"
+    "  --revision REV         Hugging Face cache: the branch, tag or commit of\n"
+    "                         org/name (default refs/main; config: revision)\n"
     "  -q, -v                 quieter / more verbose stderr\n"
     APP_CONFIG_USAGE
     APP_DEVFLAGS_USAGE
@@ -186,7 +188,7 @@ static int set_template_flag(lyra_config *c, const char *name, lyra_error *err) 
 static int resolve_model(lyra_config *c, char **path, lyra_error *err) {
     const json_t *m = c->value[LYRA_CFG_MODEL_ID];
     if (json_is_string(m) && !strncmp(c->source[LYRA_CFG_MODEL_ID], "flag:", 5)) {
-        int rc = lyra_model_ref_resolve(json_string_value(m), "-m", path, err);
+        int rc = lyra_config_resolve_model(c, json_string_value(m), "-m", path, err);
         if (!rc && (rc = lyra_config_load_generation(c, *path, err))) {
             free(*path);
             *path = NULL;

@@ -66,7 +66,7 @@ static int show(int argc, char **argv, lyra_error *err) {
     lyra_error e2;
     /* a Hugging Face snapshot's generation_config.json shows as its own source;
      * a model that does not resolve is left to the commands that open it */
-    if (json_is_string(m) && !lyra_model_ref_resolve(json_string_value(m), "-m", &path, &e2))
+    if (json_is_string(m) && !lyra_config_resolve_model(c, json_string_value(m), "-m", &path, &e2))
         rc = lyra_config_load_generation(c, path, err);
     free(path);
     if (rc) {
@@ -100,8 +100,8 @@ static int check_map(lyra_config *c, const char *model_flag, lyra_error *err) {
     char *path = NULL;
     char where[1200];
     snprintf(where, sizeof where, "%s: model_id", c->path ? c->path : "config");
-    int rc = model_flag ? lyra_model_ref_resolve(model_flag, "-m", &path, err)
-                        : lyra_model_ref_resolve(json_string_value(m), where, &path, err);
+    int rc = model_flag ? lyra_config_resolve_model(c, model_flag, "-m", &path, err)
+                        : lyra_config_resolve_model(c, json_string_value(m), where, &path, err);
     if (rc && !model_flag) {
         LYRA_INFO("%s; the device map is not checked against the model (-m checks it)", err->msg);
         lyra_err_clear(err);

@@ -63,6 +63,8 @@ const char cmd_generate_usage[] =
     "  --load-in-4bit         store F32/F16/BF16 weights as 4-bit on load\n"
     "  --dtype D              Hugging Face folders: weights in memory as auto (as\n"
     "                         stored), float32, float16 or bfloat16 (docs/hf.md)\n"
+    "  --revision REV         Hugging Face cache: the branch, tag or commit of\n"
+    "                         org/name (default refs/main; config: revision)\n"
     "  -q, -v                 quieter / more verbose stderr\n"
     APP_CONFIG_USAGE
     APP_DEVFLAGS_USAGE

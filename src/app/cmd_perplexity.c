@@ -40,6 +40,7 @@ const char cmd_perplexity_usage[] =
     "  --load-in-8bit      store F32/F16/BF16 weights as Q8_0 on load\n"
     "  --load-in-4bit      store F32/F16/BF16 weights as 4-bit on load\n"
     "  --dtype D           Hugging Face folders: auto, float32, float16, bfloat16\n"
+    "  --revision REV      Hugging Face cache: branch, tag or commit of org/name\n"
     "  --logits-hash       also print `logits-hash: X`, a hash of every logit of\n"
     "                      every chunk (X equal: the logits are bitwise equal)\n"
     "  -q, -v              quieter / more verbose stderr\n"

@@ -48,6 +48,8 @@ const char cmd_plan_usage[] =
     "  --load-in-4bit         plan F32/F16/BF16 weights as 4-bit\n"
     "  --dtype D              Hugging Face folders: weights in memory as auto (as\n"
     "                         stored), float32, float16 or bfloat16 (docs/hf.md)\n"
+    "  --revision REV         Hugging Face cache: the branch, tag or commit of\n"
+    "                         org/name (default refs/main; config: revision)\n"
     "  --parallel N, -np N    sequences, each with a KV cache of --ctx positions\n"
     "                         (lyra serve --parallel N; default 1)\n"
     APP_CONFIG_USAGE

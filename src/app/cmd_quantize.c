@@ -145,6 +145,23 @@ static int64_t layer_count(const lyra_gguf *g) {
     return n;
 }
 
+/* A Phi-3 folder whose vocabulary lacks <|endoftext|>: llama.cpp's phi3
+ * loader looks it up and cannot load the result (docs/hf.md); lyra can. */
+static void warn_phi3_vocab(const char *in, const lyra_gguf *g) {
+    char dir[4096];
+    lyra_gguf_str a;
+    uint64_t n = 0;
+    if (!lyra_hf_is_model(in, dir, sizeof dir)) return;
+    if (!lyra_gguf_get_str(g, "general.architecture", &a) || a.len != 4 || memcmp(a.ptr, "phi3", 4) ||
+        !lyra_gguf_get_arr(g, "tokenizer.ggml.tokens", NULL, &n))
+        return;
+    for (uint64_t i = 0; i < n; i++) {
+        lyra_gguf_str s = lyra_gguf_arr_str(g, "tokenizer.ggml.tokens", i);
+        if (s.len == 13 && !memcmp(s.ptr, "<|endoftext|>", 13)) return;
+    }
+    LYRA_WARN("%s: the vocabulary has no <|endoftext|>: llama.cpp's phi3 loader needs it (lyra reads the file)", in);
+}
+
 static int run(const char *in, const char *out, const q_target *q, int32_t threads, lyra_error *err) {
     lyra_gguf *g = NULL;
     lyra_gguf_writer *w = NULL;
@@ -155,6 +172,7 @@ static int run(const char *in, const char *out, const q_target *q, int32_t threa
     int rc = lyra_gguf_writer_check_path(out, err); /* before any long work */
     if (!rc) rc = lyra_hf_open_path(in, LYRA_HF_DTYPE_AUTO, &g, err); /* a GGUF or a folder */
     if (rc) return rc;
+    warn_phi3_vocab(in, g);
     int64_t n = lyra_gguf_n_tensors(g), n_layer = layer_count(g);
     int has_output = lyra_gguf_find_tensor(g, "output.weight") != NULL;
     w = lyra_gguf_writer_new();

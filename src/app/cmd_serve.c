@@ -48,7 +48,7 @@ const char cmd_serve_usage[] =
     "  --chat-template NAME   chatml, llama2, llama3, phi3, gemma, zephyr, plain,\n"
     "                         none or auto (default: from the model)\n"
     "  -t, --threads N, -c, --ctx N (each slot's context), -b, --batch N,\n"
-    "  --kv-type f16|f32, --load-in-8bit, --load-in-4bit, --dtype D\n"
+    "  --kv-type f16|f32, --load-in-8bit, --load-in-4bit, --dtype D, --revision REV\n"
     "  -q, -v                 quieter / more verbose stderr\n"
     APP_CONFIG_USAGE
     APP_DEVFLAGS_USAGE;

@@ -124,6 +124,12 @@ static int check_conflict(const lyra_config *c, int k, const json_t *v, const ch
             return lyra_err(err, LYRA_ERR_INPUT, where, "conflicts with %s (%s): choose one",
                             lyra_cfg_defs[o].name, c->source[o]);
     }
+    /* dtype and torch_dtype from one setter source (pipeline kwargs): one key twice */
+    if (k == LYRA_CFG_DTYPE && !strncmp(source, "api", 3) && !strcmp(c->source[k], source) &&
+        !json_equal(c->value[k], v))
+        return lyra_err(err, LYRA_ERR_INPUT, where,
+                        "\"%s\" conflicts with \"%s\" given before (%s): dtype and torch_dtype are one "
+                        "key, keep one", json_string_value(v), json_string_value(c->value[k]), source);
     return LYRA_OK;
 }
 
@@ -226,7 +232,7 @@ int lyra_config_set_json(lyra_config *c, const char *key, const json_t *value,
         return lyra_err(err, LYRA_ERR_INPUT, where ? where : lyra_cfg_quote(key ? key : "", q, sizeof q),
                         "unknown key%s%s%s", hint[0] ? " (" : "", hint, hint[0] ? ")" : "");
     }
-    if (!where) where = lyra_cfg_defs[k].name;
+    if (!where) where = k == LYRA_CFG_DTYPE && !strcmp(key, LYRA_CFG_TORCH_DTYPE) ? key : lyra_cfg_defs[k].name;
     if (!source) source = "api";
     json_t *v = NULL;
     int rc = lyra_cfg_check(k, value, where, &v, err);
@@ -385,7 +391,7 @@ int lyra_config_set(lyra_config *c, const char *key, const char *value, const ch
         return lyra_err(err, LYRA_ERR_INPUT, where ? where : lyra_cfg_quote(key ? key : "", q, sizeof q),
                         "unknown key%s%s%s", hint[0] ? " (" : "", hint, hint[0] ? ")" : "");
     }
-    if (!where) where = lyra_cfg_defs[k].name;
+    if (!where) where = k == LYRA_CFG_DTYPE && !strcmp(key, LYRA_CFG_TORCH_DTYPE) ? key : lyra_cfg_defs[k].name;
     if (!source) source = "api";
     if (!value) return lyra_err(err, LYRA_ERR_INPUT, where, "missing value");
     json_t *raw = NULL, *v = NULL;
@@ -573,6 +579,8 @@ typedef struct stage {
     const char *dir;                 /* its directory (absolute), or NULL: paths as written */
     json_t *v[LYRA_CFG_N_KEYS];      /* checked values (references), NULL when absent */
     json_t *quant[2];                /* quantization_config's load_in_8bit, load_in_4bit */
+    json_t *torch_dtype;             /* torch_dtype's value (dtype's other name), or NULL */
+    int dtype_torch;                 /* v[dtype] came from torch_dtype */
     int map_file;                    /* v[device_map] is a map file's (resolved) path */
     notes nt;
 } stage;
@@ -687,6 +695,11 @@ static int stage_key(stage *s, const char *key, const json_t *val, int in_pk, ly
     if (!in_pk && !strcmp(key, "task")) return stage_task(val, where, err);
     if (!in_pk && !strcmp(key, "quantization_config")) return stage_quant(s, val, where, err);
     if (!in_pk && !strcmp(key, "discord")) return stage_discord(val, where, err);
+    if (!in_pk && !strcmp(key, LYRA_CFG_TORCH_DTYPE)) { /* dtype as transformers 4 names it */
+        json_decref(s->torch_dtype);
+        s->torch_dtype = NULL;
+        return lyra_cfg_check(LYRA_CFG_DTYPE, val, where, &s->torch_dtype, err);
+    }
     int k = -1;
     for (int i = 0; i < LYRA_CFG_N_KEYS && (in_pk || strncmp(key, PK, PK_LEN)); i++)
         if (!strcmp(lyra_cfg_defs[i].name, full)) k = i;
@@ -809,6 +822,21 @@ static int stage_file(const char *buf, size_t len, stage *s, lyra_error *err) {
         json_decref(s->quant[i]);
         s->quant[i] = NULL;
     }
+    /* torch_dtype: dtype's value when dtype is absent; both must agree */
+    if (!rc && s->torch_dtype && s->v[LYRA_CFG_DTYPE] && !json_equal(s->torch_dtype, s->v[LYRA_CFG_DTYPE])) {
+        snprintf(where, sizeof where, "%s: torch_dtype", name);
+        rc = lyra_err(err, LYRA_ERR_INPUT, where,
+                      "\"%s\" conflicts with dtype \"%s\": they are one key (transformers 4 and 5 "
+                      "names), keep one", json_string_value(s->torch_dtype),
+                      json_string_value(s->v[LYRA_CFG_DTYPE]));
+    }
+    if (!rc && s->torch_dtype && !s->v[LYRA_CFG_DTYPE]) {
+        s->v[LYRA_CFG_DTYPE] = s->torch_dtype;
+        s->torch_dtype = NULL;
+        s->dtype_torch = 1;
+    }
+    json_decref(s->torch_dtype);
+    s->torch_dtype = NULL;
     if (!rc) rc = stage_conflicts(name, s->v, err);
     json_decref(root);
     return rc;
@@ -844,8 +872,15 @@ int lyra_config_load_buffer(lyra_config *c, const char *buf, size_t len, const c
     for (int k = 0; k < LYRA_CFG_N_KEYS; k++) {
         if (!s->v[k]) continue;
         int is_file = k == LYRA_CFG_DEVICE_MAP && s->map_file;
-        if (!rc && assign(c, k, s->v[k], src, is_file, 0)) rc = oom(name, err);
+        char *ksrc = src;
+        if (!rc && k == LYRA_CFG_DTYPE && s->dtype_torch) { /* config show names the key: "file:P (torch_dtype)" */
+            size_t n = strlen(src) + sizeof " (" LYRA_CFG_TORCH_DTYPE ")";
+            if ((ksrc = malloc(n))) snprintf(ksrc, n, "%s (%s)", src, LYRA_CFG_TORCH_DTYPE);
+        }
+        if (!rc && !ksrc) rc = oom(name, err);
+        if (!rc && assign(c, k, s->v[k], ksrc, is_file, 0)) rc = oom(name, err);
         else if (rc) json_decref(s->v[k]);
+        if (ksrc != src) free(ksrc);
     }
     if (!rc) {
         free(c->path);

@@ -43,6 +43,7 @@
 /* The keys, in the order `lyra config show` prints them. */
 typedef enum lyra_cfg_key {
     LYRA_CFG_MODEL_ID = 0,         /* string: GGUF path / dir / org/name[:TAG] */
+    LYRA_CFG_REVISION,             /* string: branch, tag or commit of a Hugging Face cache repo; null = refs/main */
     LYRA_CFG_DEVICE_MAP,           /* strategy string, GPU index or explicit map object */
     LYRA_CFG_MAX_MEMORY,           /* {device: size} budgets */
     LYRA_CFG_RESERVE,              /* {device: size} memory kept free */
@@ -53,7 +54,7 @@ typedef enum lyra_cfg_key {
     LYRA_CFG_FALLBACK_POLICY,      /* "layers" | "context" | "none" */
     LYRA_CFG_LOAD_IN_8BIT,         /* bool */
     LYRA_CFG_LOAD_IN_4BIT,         /* bool */
-    LYRA_CFG_DTYPE,                /* "auto" | "float32" | "float16" | "bfloat16" (Hugging Face folders) */
+    LYRA_CFG_DTYPE,                /* "auto" | "float32" | "float16" | "bfloat16" (Hugging Face folders; also torch_dtype) */
     LYRA_CFG_CONTEXT_LENGTH,       /* integer >= 0; 0 = min(model's, 4096) */
     LYRA_CFG_BATCH_SIZE,           /* integer >= 1 */
     LYRA_CFG_KV_CACHE_TYPE,        /* "f16" | "f32" */
@@ -166,6 +167,13 @@ int lyra_config_set_json(lyra_config *c, const char *key, const json_t *value,
                          const char *source, const char *where, lyra_error *err);
 
 /* ---------------------------------------------------------------- apply */
+
+/* The model ref (the model_id, or -m as given) resolved at the revision key
+ * (config/model_ref.h lyra_model_ref_resolve_rev): org/name@REV and a
+ * revision key that name different revisions are LYRA_ERR_INPUT naming
+ * both and where the key came from. where: as lyra_model_ref_resolve's. */
+int lyra_config_resolve_model(const lyra_config *c, const char *ref, const char *where, char **path,
+                              lyra_error *err);
 
 /* Fill the device, fallback, quantization and geometry (context, batch, KV
  * type, threads) fields of mp (other fields untouched): the typed device

@@ -7,13 +7,36 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config/config_impl.h"
+#include "config/model_ref.h"
 
 #define PK "pipeline_kwargs."
 #define PK_LEN (sizeof PK - 1)
 
 /* ----------------------------------------------------------------- apply */
+
+int lyra_config_resolve_model(const lyra_config *c, const char *ref, const char *where, char **path,
+                              lyra_error *err) {
+    const json_t *r = c->value[LYRA_CFG_REVISION];
+    const char *rev = json_is_string(r) ? json_string_value(r) : NULL;
+    const char *at = ref ? strchr(ref, '@') : NULL, *slash = ref ? strchr(ref, '/') : NULL;
+    if (rev && at && slash && at > slash && access(ref, F_OK) != 0) { /* org/name@REV[:TAG] too */
+        const char *end = strchr(at, ':');
+        size_t n = end ? (size_t)(end - at - 1) : strlen(at + 1);
+        if (n != strlen(rev) || strncmp(at + 1, rev, n)) {
+            const char *src = c->source[LYRA_CFG_REVISION];
+            char key[1200];
+            if (!strncmp(src, "flag:", 5)) snprintf(key, sizeof key, "%s", src + 5);
+            else if (!strncmp(src, "file:", 5)) snprintf(key, sizeof key, "revision in %s", src + 5);
+            else snprintf(key, sizeof key, "revision (%s)", src);
+            return lyra_err(err, LYRA_ERR_INPUT, where ? where : "model",
+                            "%s names revision %.*s but %s says %s: keep one", ref, (int)n, at + 1, key, rev);
+        }
+    }
+    return lyra_model_ref_resolve_rev(ref, rev, where, path, err);
+}
 
 static int32_t int_of(const lyra_config *c, int k) {
     return (int32_t)json_integer_value(c->value[k]);

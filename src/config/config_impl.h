@@ -34,6 +34,10 @@ typedef struct cfg_def {
 
 extern const cfg_def lyra_cfg_defs[LYRA_CFG_N_KEYS];
 
+/* transformers 4's name of dtype (5 says dtype): the same key, a file that
+ * gives both with different values is an error. */
+#define LYRA_CFG_TORCH_DTYPE "torch_dtype"
+
 /* Keys Hugging Face users write that mean nothing here (at the top level,
  * or inside pipeline_kwargs when in_pipeline), with the reason printed in
  * the "ignored" note; NULL when name is not one of them. */

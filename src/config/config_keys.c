@@ -17,6 +17,7 @@
 /* name, flag, type, nullable, imin, imax, dmin, dmax, dmin_open, choices, default */
 const cfg_def lyra_cfg_defs[LYRA_CFG_N_KEYS] = {
     [LYRA_CFG_MODEL_ID] = {"model_id", "--model", CFG_STRING, 1, 0, 0, 0, 0, 0, NULL, "null"},
+    [LYRA_CFG_REVISION] = {"revision", "--revision", CFG_STRING, 1, 0, 0, 0, 0, 0, NULL, "null"},
     [LYRA_CFG_DEVICE_MAP] = {"device_map", "--device-map", CFG_DEVICE_MAP, 0, 0, 0, 0, 0, 0, NULL,
                              "\"auto\""},
     [LYRA_CFG_MAX_MEMORY] = {"max_memory", "--max-memory", CFG_MEMSPEC, 0, 0, 0, 0, 0, 0, NULL, "{}"},
@@ -75,6 +76,7 @@ const cfg_def lyra_cfg_defs[LYRA_CFG_N_KEYS] = {
 
 int lyra_config_key_find(const char *name) {
     if (!name) return -1;
+    if (!strcmp(name, LYRA_CFG_TORCH_DTYPE)) return LYRA_CFG_DTYPE; /* transformers 4's name */
     for (int k = 0; k < LYRA_CFG_N_KEYS; k++) {
         const char *n = lyra_cfg_defs[k].name;
         if (!strcmp(name, n)) return k;
@@ -102,17 +104,14 @@ static const struct hf_key {
     int level;
     const char *why;
 } HF_KEYS[] = {
-    {"torch_dtype", 0, "lyra computes in the GGUF file's types; load_in_8bit / load_in_4bit "
-                       "quantize on load"},
     {"trust_remote_code", 0, "lyra runs no code from model repositories"},
     {"low_cpu_mem_usage", 0, "lyra always maps the weights (see --no-mmap)"},
-    {"revision", 0, "refs/main picks the snapshot; write another revision in model_id: org/name@REV"},
     {"offload_folder", 0, "the disk tier reads straight from the model file"},
     {"attn_implementation", 0, "lyra has one attention kernel per backend"},
     {"device", 0, "device_map places the model (\"cpu\", \"cuda:0\", \"auto\")"},
-    {"tokenizer", 0, "the tokenizer is read from the GGUF file"},
-    {"use_fast", 0, "the tokenizer is read from the GGUF file"},
-    {"framework", 0, "lyra runs GGUF models itself"},
+    {"tokenizer", 0, "the tokenizer comes with the model (GGUF metadata or the snapshot's tokenizer.json)"},
+    {"use_fast", 0, "lyra has one tokenizer, read from the model"},
+    {"framework", 0, "lyra runs GGUF and safetensors models itself"},
     {"token", 0, "lyra downloads nothing (models come from the local Hugging Face cache)"},
     {"use_auth_token", 0, "lyra downloads nothing (models come from the local Hugging Face cache)"},
     {"return_full_text", 2, "lyra prints only the new text"},
@@ -121,7 +120,7 @@ static const struct hf_key {
     {"pad_token_id", 2, "lyra runs one sequence at a time: nothing is padded"},
     {"eos_token_id", 2, "the model's end-of-generation tokens stop it (see pipeline_kwargs.stop)"},
     {"num_return_sequences", 2, "lyra returns one sequence: 1 is the only value"},
-    {"clean_up_tokenization_spaces", 2, "lyra's detokenizer follows the GGUF tokenizer"},
+    {"clean_up_tokenization_spaces", 2, "lyra's detokenizer follows the model's tokenizer"},
     {"return_tensors", 2, "lyra returns text"},
 };
 
@@ -218,6 +217,8 @@ const char *lyra_config_suggest(const char *name, int in_pipeline, char *buf, si
             consider(name, "task", pass == 0 ? "task" : "the top-level key task", &best, best_s,
                      sizeof best_s);
             consider(name, "quantization_config", "quantization_config", &best, best_s, sizeof best_s);
+            consider(name, LYRA_CFG_TORCH_DTYPE, pass == 0 ? LYRA_CFG_TORCH_DTYPE : "the top-level key torch_dtype",
+                     &best, best_s, sizeof best_s);
         }
         for (size_t i = 0; i < sizeof HF_KEYS / sizeof HF_KEYS[0]; i++)
             if ((HF_KEYS[i].level == 2 || HF_KEYS[i].level == (want_pk ? 1 : 0)) &&
@@ -261,6 +262,13 @@ static int check_string(const cfg_def *def, const json_t *v, const char *where, 
     const char *s = json_string_value(v);
     if (def == &lyra_cfg_defs[LYRA_CFG_MODEL_ID] && !s[0])
         return lyra_err(err, LYRA_ERR_INPUT, where, "empty (a GGUF file, a directory or org/name)");
+    if (def == &lyra_cfg_defs[LYRA_CFG_REVISION] &&
+        (!s[0] || strstr(s, "..") || s[0] == '/' || strlen(s) > 255 || strpbrk(s, ":@\\"))) {
+        char q[256];
+        return lyra_err(err, LYRA_ERR_INPUT, where,
+                        "\"%s\" is not a branch, tag or commit name (e.g. \"main\", \"v1.0\" or a commit hash)",
+                        lyra_cfg_quote(s, q, sizeof q));
+    }
     if (!def->choices) return LYRA_OK;
     size_t n = strlen(s);
     /* chat_template: also a Jinja template file (a path with a '/' or ending

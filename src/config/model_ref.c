@@ -514,7 +514,7 @@ int lyra_model_ref_resolve_rev(const char *ref, const char *revision, const char
     }
     /* org/name@REV[:TAG]: a revision written in the reference */
     const char *at = strchr(ref, '@'), *slash = strchr(ref, '/');
-    if (at && slash && at > slash && !(revision && *revision)) {
+    if (at && slash && at > slash) {
         char base[REF_PATH], rev[256];
         const char *end = strchr(at, ':');
         size_t rl = end ? (size_t)(end - at - 1) : strlen(at + 1);
@@ -522,6 +522,9 @@ int lyra_model_ref_resolve_rev(const char *ref, const char *revision, const char
             return lyra_err(err, LYRA_ERR_INPUT, where, "%s: no revision after '@'", ref);
         memcpy(rev, at + 1, rl);
         rev[rl] = '\0';
+        if (revision && *revision && strcmp(rev, revision))
+            return lyra_err(err, LYRA_ERR_INPUT, where, "%s names revision %s but the revision given is %s: "
+                            "keep one", ref, rev, revision);
         snprintf(base, sizeof base, "%.*s%s", (int)(at - ref), ref, end ? end : "");
         char *p = NULL;
         int rc = lyra_model_ref_resolve_rev(base, rev, where, &p, err);

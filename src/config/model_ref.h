@@ -25,9 +25,12 @@
  * weights also holds GGUF files, nothing is guessed: the error names both,
  * and :safetensors picks the snapshot, any other :TAG a GGUF file (a GGUF
  * repo whose config.json comes without safetensors picks its GGUF as before).
- * Revision (org/name@REV[:TAG], or lyra_model_ref_resolve_rev): a branch or
- * tag whose refs/REV names the snapshot, or a commit (snapshots/REV);
- * default refs/main, else the only snapshot.
+ * Revision (org/name@REV[:TAG], or lyra_model_ref_resolve_rev, which the
+ * config's revision key feeds): a branch or tag whose refs/REV names the
+ * snapshot, or a commit (snapshots/REV); default refs/main, else the only
+ * snapshot. Both, naming different revisions, is an error naming both. A
+ * local file or a directory that is not a cache repo (models--org--name)
+ * has no revisions: the revision is not used there (as transformers does).
  * TAG picks the file whose path (below the snapshot or directory) contains
  * TAG case-insensitively, as llama.cpp's -hf and Ollama's hf.co tags do
  * (`:Q4_K_M`, `:q8_0`); when several contain it, the one where TAG stands

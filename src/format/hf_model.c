@@ -178,6 +178,8 @@ typedef struct owner {
     void *arena;
     size_t arena_size;
     float *rope_freqs; /* llama3 rope factors */
+    float *rope_long;  /* longrope (Phi-3): long_factor then short_factor, n_rope_factors each */
+    int n_rope_factors;
 } owner;
 
 static void owner_free(void *p) {
@@ -186,6 +188,7 @@ static void owner_free(void *p) {
     if (o->arena) munmap(o->arena, o->arena_size);
     lyra_st_close(o->st);
     free(o->rope_freqs);
+    free(o->rope_long);
     free(o);
 }
 
@@ -283,6 +286,62 @@ typedef struct hp {
     int64_t vocab, hidden, inter, layers, heads, kv, head_dim, max_pos;
 } hp;
 
+/* One factor list of a longrope rope_scaling: n finite positive numbers. */
+static int rope_factor_list(const cfg *c, const json_t *rs, const char *key, int64_t n, float *out) {
+    const json_t *v = json_object_get(rs, key);
+    if (!json_is_array(v) || (int64_t)json_array_size(v) != n)
+        return lyra_err(c->err, LYRA_ERR_INPUT, c->path,
+                        "rope_scaling.%s must be a list of %lld numbers (rotary dimensions / 2), got %s%lld",
+                        key, (long long)n, json_is_array(v) ? "" : "no list, ",
+                        json_is_array(v) ? (long long)json_array_size(v) : 0LL);
+    for (int64_t i = 0; i < n; i++) {
+        const json_t *e = json_array_get(v, (size_t)i);
+        double x = json_number_value(e);
+        if (!json_is_number(e) || !isfinite(x) || !(x > 0))
+            return lyra_err(c->err, LYRA_ERR_INPUT, c->path, "rope_scaling.%s[%lld] is not a positive number", key,
+                            (long long)i);
+        out[i] = (float)x;
+    }
+    return LYRA_OK;
+}
+
+/* longrope (Phi-3 128k, Phi-3.5): the GGUF keys and tensors llama.cpp's Phi-3
+ * files have: rope_factors_long/short.weight (divisors of each rotary
+ * frequency; the model picks long when its context exceeds the original
+ * one), rope.scaling.original_context_length and rope.scaling.attn_factor
+ * (cos and sin scaled by it). The original length and the attention factor
+ * as transformers computes them: original_max_position_embeddings from the
+ * config's top level, else rope_scaling's, else max_position_embeddings;
+ * attention_factor as given, else sqrt(1 + ln(s) / ln(original)) with s =
+ * rope_scaling.factor or max_position_embeddings / original (1 when s <= 1). */
+static int longrope(const cfg *c, const json_t *rs, const hp *h, int64_t n_rot, lyra_gguf_writer *w, owner *o,
+                    char *k, size_t kcap, const char *A) {
+    int rc;
+    double orig = (double)h->max_pos, f = 0, att = 0;
+    if ((rc = cnum(c, rs, "original_max_position_embeddings", orig, &orig)) ||
+        (rc = cnum(c, c->c, "original_max_position_embeddings", orig, &orig)))
+        return rc;
+    if (!(orig >= 1) || orig > INT32_MAX)
+        return lyra_err(c->err, LYRA_ERR_INPUT, c->path, "original_max_position_embeddings = %g must be positive",
+                        orig);
+    if ((rc = cnum(c, rs, "factor", (double)h->max_pos / orig, &f))) return rc;
+    if ((rc = cnum(c, rs, "attention_factor", f <= 1.0 ? 1.0 : sqrt(1 + log(f) / log(orig)), &att))) return rc;
+    if (!(att > 0))
+        return lyra_err(c->err, LYRA_ERR_INPUT, c->path, "rope_scaling.attention_factor = %g must be positive", att);
+    int64_t n = n_rot / 2;
+    o->rope_long = malloc((size_t)(n ? 2 * n : 1) * sizeof *o->rope_long);
+    if (!o->rope_long) return lyra_err(c->err, LYRA_ERR_OOM, c->path, "out of memory");
+    if ((rc = rope_factor_list(c, rs, "long_factor", n, o->rope_long)) ||
+        (rc = rope_factor_list(c, rs, "short_factor", n, o->rope_long + n)))
+        return rc;
+    o->n_rope_factors = (int)n;
+    snprintf(k, kcap, "%s.rope.scaling.original_context_length", A);
+    lyra_gguf_writer_add_u32(w, k, (uint32_t)orig);
+    snprintf(k, kcap, "%s.rope.scaling.attn_factor", A);
+    lyra_gguf_writer_add_f32(w, k, (float)att);
+    return LYRA_OK;
+}
+
 /* The metadata keys of a (parsed hp) into w. */
 static int put_meta(const cfg *c, const hf_arch *a, const hp *h, lyra_gguf_writer *w, owner *o,
                     int *rope_freqs_n, const char *dir) {
@@ -376,9 +435,13 @@ static int put_meta(const cfg *c, const hf_arch *a, const hp *h, lyra_gguf_write
                 }
             }
             *rope_freqs_n = n;
+        } else if (!strcmp(t, "longrope") || !strcmp(t, "su")) {
+            if ((rc = longrope(c, rs, h, n_rot, w, o, k, sizeof k, A))) return rc;
         } else {
             return lyra_err(c->err, LYRA_ERR_INPUT, c->path,
-                            "rope_scaling type '%.40s' is not supported (default, linear, llama3)", t);
+                            "rope_scaling type '%.40s' is not supported (default, linear, llama3, longrope%s)", t,
+                            !strcmp(t, "yarn") || !strcmp(t, "dynamic")
+                                ? "; lyra's forward pass has no YaRN or dynamic NTK rope" : "");
         }
     }
     /* activation */
@@ -638,6 +701,12 @@ int lyra_hf_open(const char *dir, lyra_hf_dtype dtype, lyra_gguf **out, lyra_err
     if (nf) {
         int64_t ne[1] = {nf};
         lyra_gguf_writer_add_tensor(w, "rope_freqs.weight", LYRA_TYPE_F32, 1, ne, o->rope_freqs);
+    }
+    if (o->n_rope_factors) { /* longrope */
+        int64_t ne[1] = {o->n_rope_factors};
+        lyra_gguf_writer_add_tensor(w, "rope_factors_long.weight", LYRA_TYPE_F32, 1, ne, o->rope_long);
+        lyra_gguf_writer_add_tensor(w, "rope_factors_short.weight", LYRA_TYPE_F32, 1, ne,
+                                    o->rope_long + o->n_rope_factors);
     }
     rc = lyra_gguf_writer_to_gguf(w, dir, owner_free, o, out, err);
     if (!rc) o = NULL; /* the result owns it */

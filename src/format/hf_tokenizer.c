@@ -40,6 +40,7 @@ typedef struct hf_tok {
     int metaspace;       /* Metaspace / Prepend+Replace: "llama" */
     int space_prefix;    /* "llama": prepend U+2581 */
     const char *prepend_scheme; /* Metaspace's prepend_scheme, or NULL */
+    const char *normalizer;     /* "NFC", "NFKC", "NFD" or "NFKD" (a static string), or NULL */
 } hf_tok;
 
 static int hf_fail(hf_tok *h, const char *fmt, ...) LYRA_PRINTF(2, 3);
@@ -117,7 +118,18 @@ static int read_normalizer(hf_tok *h, const json_t *n) {
         }
         return LYRA_OK;
     }
-    if (!strcmp(t, "NFC")) return LYRA_OK; /* text is taken as already NFC */
+    static const char *const forms[] = {"NFC", "NFKC", "NFD", "NFKD"};
+    for (int i = 0; i < 4; i++) { /* a Unicode normalization form (the tokenizer applies it: libutf8proc) */
+        if (strcmp(t, forms[i])) continue;
+        if (h->normalizer && strcmp(h->normalizer, forms[i]))
+            return hf_fail(h, "normalizer %s after %s is not supported (one normalization form)", forms[i],
+                           h->normalizer);
+        if (h->metaspace)
+            return hf_fail(h, "normalizer %s after Prepend/Replace is not supported (lyra applies it first)",
+                           forms[i]);
+        h->normalizer = forms[i];
+        return LYRA_OK;
+    }
     if (!strcmp(t, "Prepend")) {
         const char *p = jstr(n, "prepend");
         if (p && !strcmp(p, "\xe2\x96\x81")) { h->space_prefix = 1; h->metaspace = 1; return LYRA_OK; }
@@ -411,6 +423,10 @@ static int convert(hf_tok *h, const json_t *root, const json_t *cfg, const json_
     free(ms);
     free(scores);
     if (rc) goto out;
+
+    if (h->normalizer && (rc = lyra_gguf_set_str(g, "tokenizer.lyra.normalizer", h->normalizer,
+                                                 strlen(h->normalizer), err)))
+        goto out;
 
     /* pre-tokenizer / space prefix */
     if (!spm) {

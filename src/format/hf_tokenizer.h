@@ -18,11 +18,13 @@
  *   tokenizer.lyra.lstrip_ids / rstrip_ids  added tokens with lstrip / rstrip,
  *   tokenizer.lyra.add_prefix_space  ByteLevel(add_prefix_space), and
  *   tokenizer.lyra.prefix_space_step the regex step it comes before,
- *   tokenizer.lyra.prepend_scheme    Metaspace's prepend_scheme ("llama").
- * Normalizers NFC (taken as already done: the text is assumed NFC), Prepend
- * and Replace(' ', U+2581) are understood.
- * Unsupported parts (a Unigram/WordPiece model, a normalizer other than
- * NFC/Prepend/Replace-space, a Split behaviour other than Isolated) are
+ *   tokenizer.lyra.prepend_scheme    Metaspace's prepend_scheme ("llama"),
+ *   tokenizer.lyra.normalizer        a normalizer NFC, NFKC, NFD or NFKD (the
+ *                                    tokenizer applies it with libutf8proc).
+ * Normalizers NFC, NFKC, NFD, NFKD (one form, before any Prepend/Replace),
+ * Prepend and Replace(' ', U+2581) are understood.
+ * Unsupported parts (a Unigram/WordPiece model, another normalizer, a Split
+ * behaviour other than Isolated) are
  * LYRA_ERR_INPUT naming the file and the part. */
 #ifndef LYRA_HF_TOKENIZER_H
 #define LYRA_HF_TOKENIZER_H

@@ -201,7 +201,8 @@ static int load_config(lyra_pipeline *p, const char *config_path, const lyra_kwa
 /* Open the model and context, make the sampler and the template. */
 static int open_model(lyra_pipeline *p, const char *ref, lyra_error *err) {
     char *path = NULL;
-    int rc = kind_of(err, lyra_model_ref_resolve(ref, "model_id", &path, err), LYRA_KIND_MODEL_NOT_FOUND);
+    /* at the config's revision (a kwarg, the file's key) */
+    int rc = kind_of(err, lyra_config_resolve_model(p->cfg, ref, "model_id", &path, err), LYRA_KIND_MODEL_NOT_FOUND);
     if (!rc) { /* a snapshot's generation_config.json, below the config and kwargs */
         rc = lyra_config_load_generation(p->cfg, path, err);
         if (!rc) rc = lyra_config_apply_gen(p->cfg, &p->gen, err);

@@ -17,6 +17,9 @@ enum {
 
 typedef enum { TOK_MODEL_SPM = 0, TOK_MODEL_BPE = 1 } tok_model;
 
+/* Unicode normalization forms (tokenizer.json's NFC, NFKC, NFD, NFKD). */
+enum { TOK_NORM_NONE = 0, TOK_NORM_NFC, TOK_NORM_NFKC, TOK_NORM_NFD, TOK_NORM_NFKD };
+
 /* Maximum regexes in one pre-tokenizer sequence. */
 #define TOK_MAX_REGEX 6
 
@@ -67,6 +70,8 @@ struct lyra_tokenizer {
     int ignore_merges;     /* BPE: a piece that is a whole token is that token, unmerged
                               (tokenizer.lyra.ignore_merges, tokenizer.json's ignore_merges) */
     int spm_split_words;   /* SPM: no piece has U+2581 after another character */
+    int normalize;         /* TOK_NORM_*: the Unicode normalization form applied to the text
+                              between special tokens (tokenizer.lyra.normalizer) */
     uint8_t *eog;          /* [n_vocab] 1 for end-of-generation tokens */
     uint8_t *strip;        /* [n_vocab] added tokens that take the whitespace beside them
                               (tokenizer.lyra.lstrip_ids: bit 1, rstrip_ids: bit 2), or NULL */

@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <utf8proc.h>
 
 #include "core/log.h"
 
@@ -403,6 +404,17 @@ int lyra_tokenizer_load(const lyra_gguf *g, lyra_tokenizer **out, lyra_error *er
         lyra_gguf_get_u32(g, "tokenizer.lyra.prefix_space_step", &step);
         t->bpe_prefix_step = step < TOK_MAX_REGEX ? (int)step + 1 : TOK_MAX_REGEX + 1;
     }
+    lyra_gguf_str nf;
+    if (lyra_gguf_get_str(g, "tokenizer.lyra.normalizer", &nf)) { /* tokenizer.json's NFC, NFKC, NFD, NFKD */
+        static const char *const forms[] = {"NFC", "NFKC", "NFD", "NFKD"};
+        for (int i = 0; i < 4 && !t->normalize; i++)
+            if (nf.len == strlen(forms[i]) && !memcmp(nf.ptr, forms[i], nf.len)) t->normalize = TOK_NORM_NFC + i;
+        if (!t->normalize) {
+            rc = lyra_err(err, LYRA_ERR_INPUT, where, "tokenizer.lyra.normalizer: '%.*s' is not NFC, NFKC, NFD or NFKD",
+                          (int)(nf.len > 32 ? 32 : nf.len), nf.ptr);
+            goto fail;
+        }
+    }
     lyra_gguf_str scheme;
     if (spm && lyra_gguf_get_str(g, "tokenizer.lyra.prepend_scheme", &scheme)) {
         if (scheme.len == 6 && !memcmp(scheme.ptr, "always", 6)) t->prepend_scheme = 1;
@@ -624,17 +636,34 @@ int lyra_tok_encode(const lyra_tokenizer *t, const char *text, size_t len,
             prev_special = 1;
             continue;
         }
-        int lead_space = f.len && text[f.off] == ' ';
+        const char *ft = text + f.off;
+        size_t fl = f.len;
+        uint8_t *norm = NULL; /* the fragment in the tokenizer's normalization form */
+        if (t->normalize && fl) {
+            static const utf8proc_option_t opt[] = {
+                [TOK_NORM_NFC] = UTF8PROC_STABLE | UTF8PROC_COMPOSE,
+                [TOK_NORM_NFKC] = UTF8PROC_STABLE | UTF8PROC_COMPOSE | UTF8PROC_COMPAT,
+                [TOK_NORM_NFD] = UTF8PROC_STABLE | UTF8PROC_DECOMPOSE,
+                [TOK_NORM_NFKD] = UTF8PROC_STABLE | UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT};
+            utf8proc_ssize_t nn = utf8proc_map((const uint8_t *)ft, (utf8proc_ssize_t)fl, &norm, opt[t->normalize]);
+            if (nn == UTF8PROC_ERROR_NOMEM) goto oom;
+            if (nn >= 0) { /* invalid UTF-8 (an error): the bytes as they are */
+                ft = (const char *)norm;
+                fl = (size_t)nn;
+            }
+        }
+        int lead_space = fl && ft[0] == ' ';
         if (t->model == TOK_MODEL_SPM) {
             int prefix = t->add_space_prefix && prev_special;
             if (t->prepend_scheme) { /* Metaspace: not before a space or U+2581; "first": only at the start */
-                lead_space |= f.len >= 3 && !memcmp(text + f.off, "\xe2\x96\x81", 3);
+                lead_space |= fl >= 3 && !memcmp(ft, "\xe2\x96\x81", 3);
                 prefix = t->add_space_prefix && !lead_space && (t->prepend_scheme == 1 || f.off == 0);
             }
-            rc = lyra_tokint_spm_encode(t, text + f.off, f.len, prefix, &out, err);
+            rc = lyra_tokint_spm_encode(t, ft, fl, prefix, &out, err);
         } else {
-            rc = lyra_tokint_bpe_encode(t, text + f.off, f.len, &out, err);
+            rc = lyra_tokint_bpe_encode(t, ft, fl, &out, err);
         }
+        free(norm);
         if (rc) goto fail;
         prev_special = 0;
     }

@@ -35,7 +35,7 @@ check_eq "show --no-config rc" "$?" 0
 r=$("$PY" - "$T/d.json" <<'PYEOF'
 import json, sys
 d = json.load(open(sys.argv[1]))
-keys = ["model_id", "device_map", "max_memory", "reserve", "gpu_layers", "tensor_split",
+keys = ["model_id", "revision", "device_map", "max_memory", "reserve", "gpu_layers", "tensor_split",
         "gpu_layers_fallback", "enable_progressive_fallback", "fallback_policy", "load_in_8bit",
         "load_in_4bit", "dtype", "context_length", "batch_size", "kv_cache_type", "threads", "seed",
         "system_prompt", "chat_template"] + ["pipeline_kwargs." + k for k in
@@ -175,8 +175,21 @@ check_grep "LYRA_MODEL_CONFIG missing file: message" "^lyra: error: LYRA_MODEL_C
 # HF keys: accepted, one "ignored" note each
 printf '{"torch_dtype": "float16", "trust_remote_code": true, "low_cpu_mem_usage": true, "revision": "main", "offload_folder": "x"}' >"$T/hf.json"
 check_rc "HF keys" 0 "$LYRA" config validate "$T/hf.json"
-check_eq "HF keys: notes" "$(grep -c ': ignored (' "$T/err")" 5
-check_grep "HF keys: torch_dtype note" "^$T/hf.json: torch_dtype: ignored \(" "$T/err"
+check_eq "HF keys: notes" "$(grep -c ': ignored (' "$T/err")" 3
+check_grep "HF keys: trust_remote_code note" "^$T/hf.json: trust_remote_code: ignored \(" "$T/err"
+# torch_dtype is dtype (transformers 4's name): show names the key in the source
+"$LYRA" config show --model-config "$T/hf.json" >"$T/out" 2>"$T/err"
+check_grep "torch_dtype: dtype with its source" '^dtype +"float16" +file:.*/hf.json \(torch_dtype\)$' "$T/out"
+check_grep "revision: from the file" '^revision +"main" +file:.*/hf.json$' "$T/out"
+printf '{"torch_dtype": "float16", "dtype": "bfloat16"}' >"$T/td.json"
+check_rc "torch_dtype and dtype differ" 2 "$LYRA" config validate "$T/td.json"
+check_grep "torch_dtype and dtype differ: message" 'td.json: torch_dtype: "float16" conflicts with dtype "bfloat16"' "$T/err"
+check_rc "--revision over the file" 0 "$LYRA" config show --json --model-config "$T/hf.json" --revision v2
+"$LYRA" config show --json --model-config "$T/hf.json" --revision v2 >"$T/r.json" 2>/dev/null
+check_eq "--revision over the file: value" "$(getkey revision <"$T/r.json")" '"v2"|flag:--revision'
+check_rc "--revision and org/name@REV differ" 2 "$LYRA" generate --no-config -m nobody/none@v1 --revision v2
+check_eq "--revision and org/name@REV differ: message" "$(cat "$T/err")" \
+    "lyra: error: nobody/none@v1 names revision v1 but --revision says v2: keep one"
 
 # flag errors name the flag
 check_rc "bad flag value" 2 "$LYRA" config show --no-config --top-p 2

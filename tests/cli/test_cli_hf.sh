@@ -130,18 +130,25 @@ printf '{"architectures": ["GPT2LMHeadModel"]}' >"$T/cfg/config.json"
 expect_err "unsupported arch" 2 "$T/cfg/config.json: architecture GPT2LMHeadModel is not supported; lyra supports LlamaForCausalLM, MistralForCausalLM, PhiForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, GemmaForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM, Gemma3ForConditionalGeneration (text), Phi3ForCausalLM" \
     "$LYRA" generate -m "$T/cfg" -p x
 printf '{"architectures": ["LlamaForCausalLM"], "vocab_size": 512, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 64, "rope_scaling": {"rope_type": "dynamic", "factor": 2}}' >"$T/cfg/config.json"
-expect_err "rope_scaling" 2 "$T/cfg/config.json: rope_scaling type 'dynamic' is not supported (default, linear, llama3)" \
+expect_err "rope_scaling" 2 "$T/cfg/config.json: rope_scaling type 'dynamic' is not supported (default, linear, llama3, longrope; lyra's forward pass has no YaRN or dynamic NTK rope)" \
     "$LYRA" generate -m "$T/cfg" -p x
 printf '{"architectures": ["LlamaForCausalLM"], "vocab_size": 512, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2}' >"$T/cfg/config.json"
 expect_err "missing key -> default" 2 "$T/cfg: tensor blk.0.ffn_gate.weight has shape [32, 64], expected [32, 11008]" \
     "$LYRA" generate -m "$T/cfg" -p x
 expect_err "--dtype" 2 '--dtype: expected auto, float32, float16 or bfloat16, got "f8"' "$LYRA" generate -m "$H/llama" --dtype f8 -p x
 
+# a Phi-3 folder without <|endoftext|> (llama.cpp's phi3 loader needs it): convert warns
+mkdir -p "$T/p3"; cp "$H/phi3/"* "$T/p3/"; cp "$SRC/tests/data/tokenizers/llama2-stories/tokenizer.json" "$T/p3/"
+check_rc "phi3 without <|endoftext|> converts" 0 "$LYRA" convert "$T/p3" "$T/p3.gguf"
+check_grep "phi3 without <|endoftext|>: a warning" "no <\|endoftext\|>: llama.cpp's phi3 loader needs it" "$T/err"
+check_rc "phi3 with it" 0 "$LYRA" convert "$H/phi3" "$T/p3b.gguf"
+check_eq "phi3 with it: no warning" "$(grep -c endoftext "$T/err")" 0
+
 # --- llama.cpp reads the converted files -----------------------------------------
 REF="${LYRA_REF_PYTHON:-/work/venv-ref/bin/python}"
 [ -x "$REF" ] && "$REF" -c 'import llama_cpp' 2>/dev/null || REF="$PY"
 if "$REF" -c 'import llama_cpp' 2>/dev/null; then
-    for a in llama mistral qwen2 qwen3 gemma gemma2 gemma3 phi2 llama3_rope llama_bf16; do
+    for a in llama mistral qwen2 qwen3 gemma gemma2 gemma3 phi2 phi3 phi3_longrope llama3_rope llama_bf16; do
         "$LYRA" convert -q "$H/$a" "$T/$a.gguf" || bad "convert $a"
     done
     "$REF" - "$T" "$H" >"$T/lcpp.txt" 2>"$T/lcpp.err" <<'PY'
@@ -149,7 +156,7 @@ import json, sys
 import numpy as np
 from llama_cpp import Llama
 T, H = sys.argv[1], sys.argv[2]
-for a in ["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "phi2", "llama3_rope", "llama_bf16"]:
+for a in ["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "phi2", "phi3", "llama3_rope", "llama_bf16"]:
     exp = json.load(open(f"{H}/{a}/expected.json"))
     m = Llama(model_path=f"{T}/{a}.gguf", n_ctx=64, verbose=False, logits_all=True, n_threads=1)
     m.eval(list(exp["tokens"]))
@@ -157,6 +164,17 @@ for a in ["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "ph
     for _ in range(8):
         t = int(np.argmax(m.scores[m.n_tokens - 1])); out.append(t); m.eval([t])
     print(a, "ok" if out == exp["greedy"] else f"differs {out} {exp['greedy']}")
+# longrope: llama.cpp's context is at least 256 positions, past the snapshot's
+# original 32, so it takes the long factors: transformers' long-prompt logits
+exp = json.load(open(f"{H}/phi3_longrope/expected.json"))
+ref = np.fromfile(f"{H}/phi3_longrope/logits_long.bin", dtype="<f4").reshape(exp["long_rows"], -1)
+m = Llama(model_path=f"{T}/phi3_longrope.gguf", n_ctx=64, verbose=False, logits_all=True, n_threads=1)
+n = len(exp["long_tokens"])
+m.eval(list(exp["long_tokens"]))
+got = np.array(m.scores[n - len(ref):n])
+rel = float(np.max(np.abs(got - ref)) / np.max(np.abs(ref)))
+ok = rel < 1e-2 and (got.argmax(1) == ref.argmax(1)).all()
+print("phi3_longrope(long)", "ok" if ok else f"differs: {rel}")
 PY
     check_eq "llama.cpp ran" $? 0
     check_eq "llama.cpp agrees" "$(grep -vc ' ok$' "$T/lcpp.txt")" 0

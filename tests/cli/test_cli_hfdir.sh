@@ -55,4 +55,19 @@ check_grep "file wins" "temperature +0\.5 +file:" "$T/out"
 check_grep "top_p still from the model" "top_p +0\.9 +model:" "$T/out"
 check_rc "missing revision" 2 "$LYRA" tokenize -m org/tiny@v9 "x"
 check_grep "missing revision named" "revision v9 not found" "$T/err"
+# the revision key: --revision, a config file's "revision" (the seed's
+# transformers spelling), org/name@REV agreeing with it or not
+check_rc "--revision dev" 0 "$LYRA" config show --no-config -m org/tiny --revision dev
+check_grep "--revision dev: its snapshot" "temperature +0\.3 +model:.*snapshots/bbb/generation_config.json" "$T/out"
+check_grep "--revision dev: shown" 'revision +"dev" +flag:--revision' "$T/out"
+echo '{"model_id": "org/tiny", "revision": "dev", "torch_dtype": "float32"}' > "$T/rev.json"
+check_rc "a file's revision" 0 "$LYRA" config show --model-config "$T/rev.json"
+check_grep "a file's revision: its snapshot" "max_new_tokens +77 +model:.*snapshots/bbb/" "$T/out"
+check_rc "--revision main over the file" 0 "$LYRA" config show --model-config "$T/rev.json" --revision main
+check_grep "--revision main: refs/main's snapshot" "temperature +0\.6 +model:.*snapshots/aaa/" "$T/out"
+check_rc "org/name@REV as the key says" 0 "$LYRA" config show --no-config -m org/tiny@dev --revision dev
+check_rc "org/name@REV against the key" 2 "$LYRA" generate --model-config "$T/rev.json" -m org/tiny@aaa -n 1
+check_grep "against the key: both named" "^lyra: error: org/tiny@aaa names revision aaa but revision in .*/rev.json says dev: keep one$" "$T/err"
+check_rc "--revision v9" 2 "$LYRA" generate --no-config -m org/tiny --revision v9 -n 1
+check_grep "--revision v9: not found" "revision v9 not found" "$T/err"
 finish

@@ -9,9 +9,15 @@
                                       in SHARED/vocab (gpt-2, llama-spm; SHARED: the
                                       shared models directory)
   hf_tok_ref.py copy OUT FILE...      real tokenizer.json files, one dir each
+  hf_tok_ref.py normalizers OUT SHARED  the Unicode normalizer families
+                                      (NFKC, NFD, NFKC + SentencePiece; NFC's
+                                      qwen2-trained gets the texts too), each
+                                      with its corpus.json: corpus.json and
+                                      NORM_TEXTS
   hf_tok_ref.py expect DIR CORPUS     DIR/expected.json: for each corpus
                                       text, encode(add_special_tokens=False)
-                                      ("plain") and =True ("special")
+                                      ("plain") and =True ("special");
+                                      DIR/corpus.json instead when present
 
 Each family is a directory with tokenizer.json (and tokenizer_config.json
 where it matters). Needs tokenizers (and gguf for the GGUF-based ones).
@@ -70,6 +76,45 @@ def trained(kind, specials, pre, normalizer=None, vocab_size=700):
     return tok
 
 
+# Texts that normalization forms change: composed and decomposed accents,
+# full-width letters and digits, ligatures, super/subscripts, CJK
+# compatibility characters, compatibility spaces, Hangul syllables and jamo.
+NORM_TEXTS = [
+    "caf\u00e9 cafe\u0301 na\u00efve nai\u0308ve \u00c5ngstr\u00f6m \u212bngstro\u0308m",
+    "\uff21\uff22\uff23 \uff48\uff45\uff4c\uff4c\uff4f \uff11\uff12\uff13\uff01 full-width",
+    "\ufb01nance \ufb02ow e\ufb00ort \ufb03ce \u2163 \u216b \u2460\u2461",
+    "x\u00b2 + y\u00b3 = z\u2074, H\u2082O, 10\u207b\u00b3, \u00bd \u00bc",
+    "\u337f \u3300 \u338f \uf900 \uf901 \u2f00 \u3131 \uff76\uff9e",
+    "a\u00a0b\u2003c\u3000d \u2024 \u2026 \u00b5 \u03bc \u2126",
+    "\ud55c\uad6d\uc5b4 \u1112\u1161\u11ab\u1100\u116e\u11a8 Stra\u00dfe \u1e9e",
+    "caf\u00e9<|endoftext|>cafe\u0301 \uff28\uff49<|im_end|>\ufb01",
+]
+
+
+def norm_corpus(d):
+    with open(os.path.join(SRC, "tests/data/tokenizers/corpus.json"), encoding="utf-8") as f:
+        texts = json.load(f)
+    with open(os.path.join(d, "corpus.json"), "w", encoding="utf-8") as f:
+        json.dump(texts + NORM_TEXTS, f, ensure_ascii=True, indent=0)
+
+
+def make_normalizers(out, shared):
+    qwen = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(RX_QWEN2), "isolated"),
+                                    pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    # NFKC (as some BPE models have): trained on NFKC text, so ligatures and
+    # full-width letters meet the merges of their plain forms
+    t = trained("nfkc", ["<|endoftext|>", "<|im_end|>"], qwen, normalizer=normalizers.NFKC())
+    save(t, out, "nfkc-trained", {"eos_token": "<|im_end|>", "add_bos_token": False})
+    # NFD: accents as combining marks
+    t = trained("nfd", ["<|endoftext|>", "<|im_end|>"], pre_tokenizers.ByteLevel(add_prefix_space=False),
+                normalizer=normalizers.NFD())
+    save(t, out, "nfd-trained", {"eos_token": "<|im_end|>"})
+    # NFKC before the SentencePiece Prepend/Replace (stories260K's vocabulary)
+    spm_family(os.path.join(shared, "stories260K.gguf"), out, "nfkc-stories", legacy=True, nfkc=True)
+    for name in ("nfkc-trained", "nfd-trained", "nfkc-stories", "qwen2-trained"):
+        norm_corpus(os.path.join(out, name))
+
+
 def make_small(out, shared):
     # GPT-2 style: ByteLevel's own regex, "a b" merges
     t = trained("gpt2", ["<|endoftext|>"], pre_tokenizers.ByteLevel(add_prefix_space=False))
@@ -126,7 +171,7 @@ def gguf_vocab(path):
     return toks, scores, types, merges
 
 
-def spm_family(path, out, name, legacy):
+def spm_family(path, out, name, legacy, nfkc=False):
     toks, scores, types, _ = gguf_vocab(path)
     vocab = {t: i for i, t in enumerate(toks)}
     # merges: every split of a piece into two pieces, by the piece's score
@@ -142,7 +187,7 @@ def spm_family(path, out, name, legacy):
               "normalized": False, "special": True} for i in range(len(toks)) if types[i] in (2, 3)]
     j = {
         "version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
-        "normalizer": {"type": "Sequence", "normalizers": [
+        "normalizer": {"type": "Sequence", "normalizers": ([{"type": "NFKC"}] if nfkc else []) + [
             {"type": "Prepend", "prepend": "\u2581"},
             {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}]} if legacy else None,
         "pre_tokenizer": None if legacy else {"type": "Metaspace", "replacement": "\u2581",
@@ -188,6 +233,8 @@ def gpt2_family(path, out, name):
 
 
 def expect(d, corpus):
+    if os.path.exists(os.path.join(d, "corpus.json")):
+        corpus = os.path.join(d, "corpus.json")
     with open(corpus, encoding="utf-8") as f:
         texts = json.load(f)
     tok = Tokenizer.from_file(os.path.join(d, "tokenizer.json"))
@@ -203,6 +250,8 @@ if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "small":
         make_small(sys.argv[2], sys.argv[3])
+    elif cmd == "normalizers":
+        make_normalizers(sys.argv[2], sys.argv[3])
     elif cmd == "vocab":
         v = os.path.join(sys.argv[3], "vocab")
         gpt2_family(os.path.join(v, "ggml-vocab-gpt-2.gguf"), sys.argv[2], "gpt-2")

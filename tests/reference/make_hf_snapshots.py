@@ -7,16 +7,22 @@ architecture (hidden 32, 2 layers, vocabulary 512), plus
   expected.json  {"tokens": prompt ids, "greedy": 8 greedy ids after them,
                   "n_vocab": 512, "dtype": stored dtype}
   tokenizer.json, tokenizer_config.json  copied from tests/data/tokenizers/llama2-stories
+                 (phi3: with Phi-3's special tokens as ids 507..511, phi3_tokens.py)
   logits.bin     transformers' logits for the prompt, float32 [n_tokens][512]
                  (computed in float32 from the stored weights)
 Variants: llama_f16, llama_bf16 (weights stored in that dtype), llama_sharded
 (max_shard_size forces several files and the index), llama3_rope (llama3
-rope_scaling). Run: /work/venv-torch/bin/python tests/reference/make_hf_snapshots.py
+rope_scaling), phi3_longrope (longrope rope_scaling; logits_long.bin: the last
+long_rows logits of long_tokens, longer than original_max_position_embeddings).
+Run: /work/venv-torch/bin/python tests/reference/make_hf_snapshots.py [NAME...]
 """
 import json, os, shutil, sys
 
 import torch
 import transformers as T
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import phi3_tokens  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "hf")
 TOK = os.path.join(OUT, "..", "tokenizers", "llama2-stories")
@@ -43,7 +49,17 @@ MODELS = {
                                                              layer_types=["sliding_attention", "full_attention"],
                                                              hidden_activation="gelu_pytorch_tanh")),
     "phi3": (T.Phi3Config, T.Phi3ForCausalLM, dict(pad_token_id=0, tie_word_embeddings=False)),
+    # Phi-3 128k's longrope: short factors up to original_max_position_embeddings, long ones past it
+    "phi3_longrope": (T.Phi3Config, T.Phi3ForCausalLM,
+                      dict(pad_token_id=0, tie_word_embeddings=False, max_position_embeddings=128,
+                           original_max_position_embeddings=32,
+                           rope_scaling={"rope_type": "longrope", "short_factor": [1.0, 1.25, 1.5, 2.0],
+                                         "long_factor": [1.0, 2.5, 6.0, 16.0]})),
 }
+# phi3_longrope: also the last LONG_ROWS logits of LONG_PROMPT (past
+# original_max_position_embeddings, so transformers uses the long factors)
+LONG_PROMPT = PROMPT * 4
+LONG_ROWS = 8
 
 
 def logits_and_greedy(model):
@@ -61,17 +77,27 @@ def save(name, model, dtype="float32", **kw):
     ref = model.to(torch.float32)  # the stored values, computed in float32
     logits, greedy = logits_and_greedy(ref)
     logits.numpy().astype("<f4").tofile(os.path.join(d, "logits.bin"))
+    exp = {"tokens": PROMPT, "greedy": greedy, "n_vocab": logits.shape[1], "dtype": dtype}
+    if name == "phi3_longrope":
+        with torch.no_grad():
+            long = ref(torch.tensor([LONG_PROMPT])).logits[0].float()[-LONG_ROWS:]
+        long.numpy().astype("<f4").tofile(os.path.join(d, "logits_long.bin"))
+        exp.update(long_tokens=LONG_PROMPT, long_rows=LONG_ROWS)
     with open(os.path.join(d, "expected.json"), "w") as f:
-        json.dump({"tokens": PROMPT, "greedy": greedy, "n_vocab": logits.shape[1], "dtype": dtype}, f)
+        json.dump(exp, f)
         f.write("\n")
     for f in ("tokenizer.json", "tokenizer_config.json"):  # stories260K's 512 tokens (hf_tok_ref.py)
         shutil.copy(os.path.join(TOK, f), d)
+    if name.startswith("phi3"):  # Phi-3's special tokens, which llama.cpp's phi3 loader needs
+        phi3_tokens.main(d)
     print(name, dtype, greedy)
 
 
-def main():
+def main(only=None):
     torch.manual_seed(0)
     for name, (C, M, extra) in MODELS.items():
+        if only and name not in only:
+            continue
         cfg = C(**{**COMMON, **extra})
         torch.manual_seed(len(name))
         model = M(cfg).eval()
@@ -87,4 +113,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))  # NAME...: only those

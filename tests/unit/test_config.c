@@ -266,11 +266,48 @@ static void test_hf_keys(void) {
                                "\"offload_folder\": \"off\", \"seed\": 3}");
     g_warns = 0;
     CHECK(lyra_config_load_file(c, p, &err) == 0, "HF keys accepted: %s", err.msg);
-    CHECK(g_warns == 5, "one note per HF key: %d", g_warns);
+    /* torch_dtype is dtype, revision a key: a note for each of the other three */
+    CHECK(g_warns == 3, "one note per ignored HF key: %d", g_warns);
     char want[1300];
-    snprintf(want, sizeof want, "%s: torch_dtype: ignored (", p);
+    snprintf(want, sizeof want, "%s: trust_remote_code: ignored (", p);
     CHECK(!strncmp(g_warn[0], want, strlen(want)), "note: %s", g_warn[0]);
     CHECK(json_integer_value(c->value[LYRA_CFG_SEED]) == 3, "other keys still loaded");
+    CHECK(!strcmp(json_string_value(c->value[LYRA_CFG_DTYPE]), "float16"), "torch_dtype is dtype");
+    snprintf(want, sizeof want, "file:%s (torch_dtype)", p);
+    CHECK(!strcmp(c->source[LYRA_CFG_DTYPE], want), "source names torch_dtype: %s", c->source[LYRA_CFG_DTYPE]);
+    CHECK(!strcmp(json_string_value(c->value[LYRA_CFG_REVISION]), "main"), "revision read");
+    lyra_config_free(c);
+}
+
+/* torch_dtype (transformers 4) and dtype (5): one key. Both in one file
+ * agreeing: fine (source plain); differing: an error naming both; a bad
+ * value names torch_dtype; the API takes either name, both differing from
+ * one setter source is an error. */
+static void test_torch_dtype(void) {
+    lyra_config *c = lyra_config_new();
+    lyra_error err;
+    const char *p = write_file("td1.json", "{\"torch_dtype\": \"bfloat16\", \"dtype\": \"bfloat16\"}");
+    CHECK(lyra_config_load_file(c, p, &err) == 0, "agreeing: %s", err.msg);
+    CHECK(!strcmp(json_string_value(c->value[LYRA_CFG_DTYPE]), "bfloat16") &&
+              !strstr(c->source[LYRA_CFG_DTYPE], "torch_dtype"), "agreeing: %s", c->source[LYRA_CFG_DTYPE]);
+    p = write_file("td2.json", "{\"dtype\": \"float32\", \"torch_dtype\": \"float16\"}");
+    CHECK(lyra_config_load_file(c, p, &err) == LYRA_ERR_INPUT && strstr(err.msg, "td2.json: torch_dtype: \"float16\" "
+              "conflicts with dtype \"float32\"") && strstr(err.msg, "keep one"), "conflict: %s", err.msg);
+    CHECK(!strcmp(json_string_value(c->value[LYRA_CFG_DTYPE]), "bfloat16"), "nothing changed on error");
+    p = write_file("td3.json", "{\"torch_dtype\": \"int8\"}");
+    CHECK(lyra_config_load_file(c, p, &err) == LYRA_ERR_INPUT && strstr(err.msg, "td3.json: torch_dtype: expected auto, "
+              "float32, float16 or bfloat16, got \"int8\""), "bad value: %s", err.msg);
+    lyra_config_free(c);
+    c = lyra_config_new();
+    CHECK(lyra_config_set(c, "torch_dtype", "float16", "api", NULL, &err) == 0 &&
+              !strcmp(json_string_value(c->value[LYRA_CFG_DTYPE]), "float16"), "api torch_dtype: %s", err.msg);
+    CHECK(lyra_config_set(c, "dtype", "float16", "api", NULL, &err) == 0, "api same: %s", err.msg);
+    CHECK(lyra_config_set(c, "dtype", "float32", "api", NULL, &err) == LYRA_ERR_INPUT &&
+              strstr(err.msg, "dtype: \"float32\" conflicts with \"float16\"") && strstr(err.msg, "torch_dtype"),
+          "api conflict: %s", err.msg);
+    CHECK(lyra_config_set(c, "torch_dtype", "x", "api", NULL, &err) == LYRA_ERR_INPUT &&
+              !strncmp(err.msg, "torch_dtype: ", 13), "api bad value names the key: %s", err.msg);
+    CHECK(lyra_config_set(c, "dtype", "float32", "flag:--dtype", "--dtype", &err) == 0, "a later layer wins: %s", err.msg);
     lyra_config_free(c);
 }
 
@@ -287,7 +324,7 @@ static void test_task(void) {
     CHECK(lyra_config_load_file(c, p, &err) == LYRA_ERR_INPUT && strstr(err.msg, "task: unknown task \"fill-mask\"") &&
               strstr(err.msg, "text-generation"),
           "%s", err.msg);
-    p = write_file("task3.json", "{\"torch_dtype\": \"auto\"}");
+    p = write_file("task3.json", "{\"trust_remote_code\": false}");
     c->strict = 1;
     CHECK(lyra_config_load_file(c, p, &err) == LYRA_ERR_INPUT && strstr(err.msg, "under --strict"), "%s",
           err.msg);
@@ -595,6 +632,7 @@ int main(void) {
     test_seed_file();
     test_errors();
     test_hf_keys();
+    test_torch_dtype();
     test_task();
     test_discord();
     test_set();

@@ -104,7 +104,7 @@ static double rel_diff(const float *a, const float *b, size_t n) {
     return mx > 0 ? md / mx : md;
 }
 
-static void check_snapshot(const char *name, double tol) {
+static void check_snapshot(const char *name, double tol, int32_t n_ctx) {
     lyra_error err;
     char lp[4300], ep[4300];
     snprintf(lp, sizeof lp, "%s/logits.bin", fixture(name));
@@ -124,7 +124,7 @@ static void check_snapshot(const char *name, double tol) {
     static float direct[NP * NV], conv[NP * NV];
     int g1[8], g2[8];
     lyra_model_params mp = lyra_model_default_params();
-    mp.n_ctx = 64;
+    mp.n_ctx = n_ctx ? n_ctx : 64;
     /* the folder itself */
     if (ref && ok && run_model(fixture(name), &mp, direct, g1) == 0) {
         double d = rel_diff(direct, ref, NP * NV);
@@ -148,6 +148,63 @@ static void check_snapshot(const char *name, double tol) {
               "%s: the GGUF's logits differ from the folder's (by %g)", name, rel_diff(conv, direct, NP * NV));
     free(ref);
     free(js);
+}
+
+/* Logits of the last rows of tokens[n] from the model at path, context n_ctx. */
+static int run_tail(const char *path, int32_t n_ctx, const int32_t *tokens, int n, int rows, float *out) {
+    lyra_error err;
+    lyra_model_params mp = lyra_model_default_params();
+    mp.n_ctx = n_ctx;
+    lyra_model *m = NULL;
+    int rc = lyra_model_open(path, &mp, &m, &err);
+    CHECK(rc == 0, "%s: model: %s", path, err.msg);
+    if (rc) return rc;
+    lyra_context *c = NULL;
+    lyra_context_params cp = lyra_context_default_params();
+    cp.kv_type = LYRA_KV_F32;
+    rc = lyra_context_new(m, &cp, &c, &err);
+    if (!rc) rc = lyra_eval(c, tokens, n, 1, &err);
+    CHECK(rc == 0, "%s: eval: %s", path, err.msg);
+    for (int i = 0; !rc && i < rows; i++) memcpy(out + i * NV, lyra_get_logits(c, n - rows + i), NV * sizeof(float));
+    lyra_context_free(c);
+    lyra_model_free(m);
+    return rc;
+}
+
+/* longrope (phi3_longrope: original_max_position_embeddings 32, 128 in
+ * all): check_snapshot ran the short prompt with a context of 32 (the short
+ * factors, as transformers within 32 positions); here a 40-token prompt in
+ * a context of 64 takes the long factors, as transformers does past 32: its
+ * last rows against logits_long.bin, from the folder and from its GGUF. The
+ * short prompt in the long context must differ from transformers' short
+ * logits (the factors matter). */
+static void check_longrope(void) {
+    enum { NL = 4 * NP, ROWS = 8 };
+    int32_t toks[NL];
+    for (int i = 0; i < NL; i++) toks[i] = PROMPT[i % NP];
+    char lp[4300];
+    snprintf(lp, sizeof lp, "%s/logits_long.bin", fixture("phi3_longrope"));
+    size_t len = 0;
+    float *ref = (float *)test_read_file(lp, &len);
+    CHECK(ref && len == sizeof(float) * ROWS * NV, "phi3_longrope: logits_long.bin");
+    static float got[ROWS * NV], short_ctx[NP * NV];
+    if (ref && run_tail(fixture("phi3_longrope"), 64, toks, NL, ROWS, got) == 0) {
+        double d = rel_diff(got, ref, ROWS * NV);
+        CHECK(d <= 1e-4, "phi3_longrope: positions %d..%d (long factors) differ from transformers' by %g", NL - ROWS,
+              NL - 1, d);
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/phi3_longrope.gguf", test_tmp_dir()); /* check_snapshot wrote it */
+    static float got2[ROWS * NV];
+    if (ref && run_tail(path, 64, toks, NL, ROWS, got2) == 0)
+        CHECK(!memcmp(got, got2, sizeof got), "phi3_longrope: the GGUF's long logits differ from the folder's");
+    free(ref);
+    snprintf(lp, sizeof lp, "%s/logits.bin", fixture("phi3_longrope"));
+    ref = (float *)test_read_file(lp, &len);
+    if (ref && len == sizeof(float) * NP * NV && run_tail(fixture("phi3_longrope"), 64, PROMPT, NP, NP, short_ctx) == 0)
+        CHECK(rel_diff(short_ctx, ref, NP * NV) > 1e-3, "phi3_longrope: the long factors change nothing (%g)",
+              rel_diff(short_ctx, ref, NP * NV));
+    free(ref);
 }
 
 /* dtype and load_in_8bit on a folder: close to the F32 reference. */
@@ -243,7 +300,14 @@ static void test_config_errors(void) {
         {"{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": \"big\"}", "config.json: hidden_size is not an integer"},
         {"{\"architectures\": [\"LlamaForCausalLM\"], \"num_hidden_layers\": 0}", "config.json: num_hidden_layers = 0 is out of range"},
         {"{\"architectures\": [\"LlamaForCausalLM\"], \"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4}}",
-         "config.json: rope_scaling type 'yarn' is not supported (default, linear, llama3)"},
+         "config.json: rope_scaling type 'yarn' is not supported (default, linear, llama3, longrope; lyra's forward "
+         "pass has no YaRN or dynamic NTK rope)"},
+        {"{\"architectures\": [\"Phi3ForCausalLM\"], \"rope_scaling\": {\"type\": \"longrope\", \"short_factor\": [1], "
+         "\"long_factor\": [1]}}",
+         "config.json: rope_scaling.long_factor must be a list of 48 numbers (rotary dimensions / 2), got 1"},
+        {"{\"architectures\": [\"Phi3ForCausalLM\"], \"hidden_size\": 32, \"num_attention_heads\": 4, \"num_key_value_heads\": 4, "
+         "\"rope_scaling\": {\"type\": \"longrope\", \"long_factor\": [1, 2, 3, 4], \"short_factor\": [1, 0, 1, 1]}}",
+         "config.json: rope_scaling.short_factor[1] is not a positive number"},
         {"{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_act\": \"relu\"}",
          "config.json: hidden_act 'relu' is not supported for LlamaForCausalLM (silu)"},
         {"{\"architectures\": [\"LlamaForCausalLM\"], \"num_key_value_heads\": 3}",
@@ -280,13 +344,15 @@ int main(void) {
     snprintf(src_dir, sizeof src_dir, "%s", s ? s : ".");
     test_conventions();
     test_config_errors();
-    static const struct { const char *name; double tol; } S[] = {
-        {"llama", 1e-4},  {"llama_sharded", 1e-4}, {"llama3_rope", 1e-4}, {"mistral", 1e-4},
-        {"phi2", 1e-4},   {"qwen2", 1e-4},         {"qwen3", 1e-4},       {"gemma", 1e-4},
-        {"gemma2", 1e-4}, {"gemma3", 1e-4},        {"phi3", 1e-4},        {"llama_f16", 2e-3},
-        {"llama_bf16", 2e-3},
+    static const struct { const char *name; double tol; int32_t n_ctx; } S[] = {
+        {"llama", 1e-4, 0},  {"llama_sharded", 1e-4, 0}, {"llama3_rope", 1e-4, 0}, {"mistral", 1e-4, 0},
+        {"phi2", 1e-4, 0},   {"qwen2", 1e-4, 0},         {"qwen3", 1e-4, 0},       {"gemma", 1e-4, 0},
+        {"gemma2", 1e-4, 0}, {"gemma3", 1e-4, 0},        {"phi3", 1e-4, 0},        {"llama_f16", 2e-3, 0},
+        {"llama_bf16", 2e-3, 0},
+        {"phi3_longrope", 1e-4, 32}, /* within original_max_position_embeddings: the short factors */
     };
-    for (size_t i = 0; i < sizeof S / sizeof S[0]; i++) check_snapshot(S[i].name, S[i].tol);
+    for (size_t i = 0; i < sizeof S / sizeof S[0]; i++) check_snapshot(S[i].name, S[i].tol, S[i].n_ctx);
+    check_longrope();
     check_dtype_and_8bit();
     return test_done();
 }

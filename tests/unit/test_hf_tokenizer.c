@@ -74,13 +74,17 @@ static void test_mem_api(void) {
     lyra_gguf_close(g);
 }
 
-/* Encode each corpus text and compare with expected.json's ids. */
+/* Encode each corpus text (DIR/corpus.json's when there is one, as the
+ * normalizer families have) and compare with expected.json's ids. */
 static void check_family(const char *dir, const json_t *corpus) {
     char p[1100];
     snprintf(p, sizeof p, "%.1000s/expected.json", dir);
     json_error_t je;
     json_t *exp = json_load_file(p, 0, &je);
     if (!exp) return; /* not a family */
+    snprintf(p, sizeof p, "%.1000s/corpus.json", dir);
+    json_t *own = json_load_file(p, 0, &je);
+    if (own) corpus = own;
     lyra_error err;
     lyra_gguf *g = lyra_gguf_new_empty(dir);
     lyra_tokenizer *t = NULL;
@@ -120,6 +124,7 @@ static void check_family(const char *dir, const json_t *corpus) {
     lyra_tokenizer_free(t);
     lyra_gguf_close(g);
     json_decref(exp);
+    json_decref(own);
 }
 
 static int check_families(const char *root, const json_t *corpus) {
@@ -155,8 +160,13 @@ static void test_errors(void) {
         {"{", "invalid JSON"},
         {"[]", "not a JSON object"},
         {"{\"model\":{\"type\":\"Unigram\",\"vocab\":[]}}", "model type Unigram is not supported"},
-        {"{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},\"normalizer\":{\"type\":\"NFKC\"}}",
-         "normalizer NFKC is not supported"},
+        {"{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},\"normalizer\":{\"type\":\"Lowercase\"}}",
+         "normalizer Lowercase is not supported"},
+        {"{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},\"normalizer\":{\"type\":\"Sequence\","
+         "\"normalizers\":[{\"type\":\"NFC\"},{\"type\":\"NFKD\"}]}}", "normalizer NFKD after NFC is not supported"},
+        {"{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},\"normalizer\":{\"type\":\"Sequence\","
+         "\"normalizers\":[{\"type\":\"Replace\",\"pattern\":{\"String\":\" \"},\"content\":\"\u2581\"},"
+         "{\"type\":\"NFKC\"}]}}", "normalizer NFKC after Prepend/Replace is not supported"},
         {"{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[\"ab\"]},\"pre_tokenizer\":{\"type\":\"ByteLevel\"}}",
          "model.merges[0]"},
         {"{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":-3},\"merges\":[]}}", "not a token id"},

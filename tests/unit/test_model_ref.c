@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "config/config.h"
 #include "config/model_ref.h"
 #include "testutil.h"
 
@@ -294,6 +295,54 @@ static void test_cache_order(void) {
 
 /* Hugging Face snapshots (safetensors): a directory, or the cache's; refs,
  * revisions, a GGUF beside a snapshot, missing files. */
+/* The config's revision key (--revision, a file's "revision", a pipeline
+ * kwarg) through lyra_config_resolve_model, on the st/hub cache of
+ * test_snapshots: a branch, a commit, refs/main by name, org/name@REV that
+ * agrees, one that does not (an error naming both and the key's source),
+ * and a local directory, which has no revisions. */
+static void revision_case(lyra_config *c, const char *ref, const char *want, const char *msg_part) {
+    char *path = NULL;
+    lyra_error err;
+    lyra_err_clear(&err);
+    int rc = lyra_config_resolve_model(c, ref, "-m", &path, &err);
+    if (want) CHECK(rc == 0 && path && strstr(path, want), "%s: got %s, want %s", ref, path ? path : err.msg, want);
+    else CHECK(rc == LYRA_ERR_INPUT && !path && strstr(err.msg, msg_part) && !strchr(err.msg, '\n'),
+               "%s: want an error with '%s', got %s", ref, msg_part, path ? path : err.msg);
+    free(path);
+}
+
+static void test_revision_key(void) {
+    lyra_error err;
+    lyra_config *c = lyra_config_new();
+    CHECK(c != NULL, "config");
+    if (!c) return;
+    revision_case(c, "org/snap", "snapshots/aaa111", NULL); /* no key: refs/main */
+    CHECK(lyra_config_set(c, "revision", "dev", "flag:--revision", "--revision", &err) == 0, "%s", err.msg);
+    revision_case(c, "org/snap", "snapshots/bbb222", NULL);
+    revision_case(c, "org/snap:safetensors", "snapshots/bbb222", NULL);
+    revision_case(c, "org/snap@dev", "snapshots/bbb222", NULL);
+    revision_case(c, "org/snap@aaa111", NULL, "-m: org/snap@aaa111 names revision aaa111 but --revision says dev: keep one");
+    revision_case(c, "stdir", "stdir", NULL); /* a local snapshot directory: no revisions */
+    CHECK(lyra_config_set(c, "revision", "main", "api", NULL, &err) == 0, "%s", err.msg);
+    revision_case(c, "org/snap", "snapshots/aaa111", NULL);
+    CHECK(lyra_config_set(c, "revision", "aaa111", "api", NULL, &err) == 0, "%s", err.msg);
+    revision_case(c, "org/snap", "snapshots/aaa111", NULL);
+    CHECK(lyra_config_set(c, "revision", "v9", "api", NULL, &err) == 0, "%s", err.msg);
+    revision_case(c, "org/snap", NULL, "revision v9 not found");
+    CHECK(lyra_config_set(c, "revision", "../x", "api", NULL, &err) == LYRA_ERR_INPUT &&
+              strstr(err.msg, "revision: \"../x\" is not a branch, tag or commit name"), "%s", err.msg);
+    CHECK(lyra_config_set(c, "revision", "", "api", NULL, &err) == LYRA_ERR_INPUT, "empty revision");
+    /* a file's key: the message names the file */
+    const char *cfg = "{\"model_id\": \"org/snap@dev\", \"revision\": \"aaa111\"}";
+    char name[1300];
+    snprintf(name, sizeof name, "%s/rev.json", g_root);
+    CHECK(lyra_config_load_buffer(c, cfg, strlen(cfg), name, &err) == 0, "%s", err.msg);
+    revision_case(c, "org/snap", "snapshots/aaa111", NULL);
+    revision_case(c, json_string_value(c->value[LYRA_CFG_MODEL_ID]), NULL, "but revision in ");
+    revision_case(c, json_string_value(c->value[LYRA_CFG_MODEL_ID]), NULL, "rev.json says aaa111");
+    lyra_config_free(c);
+}
+
 static void test_snapshots(void) {
     char hub[1200], msg[1024];
     int code;
@@ -369,6 +418,7 @@ static void test_snapshots(void) {
     expect_path("org/snap@aaa111", "st/hub/models--org--snap/snapshots/aaa111");
     expect_path("org/snap@dev:safetensors", "st/hub/models--org--snap/snapshots/bbb222");
     expect_error("org/snap@nope", "revision nope not found", NULL);
+    test_revision_key();
     /* a snapshot missing tokenizer.json, through the cache */
     touch("st/hub/models--org--notok/refs/main", "c1");
     touch("st/hub/models--org--notok/snapshots/c1/config.json", "{}");

@@ -635,7 +635,8 @@ def safe_load_pipeline(model_id=None, task="text-generation", config_path=None, 
     max_new_tokens, temperature, ...) and overrides of any top-level config
     key (device_map, max_memory, gpu_layers_fallback,
     enable_progressive_fallback, load_in_8bit, load_in_4bit,
-    context_length, seed, system_prompt, ...). Returns a Pipeline; raises
+    context_length, seed, system_prompt, dtype or torch_dtype, revision
+    (the Hugging Face cache snapshot of an org/name), ...). Returns a Pipeline; raises
     a LyraError subclass (ConfigError, ModelNotFoundError,
     OutOfMemoryError, ...) with lyra's message."""
     items = []
