@@ -93,3 +93,28 @@ def test_cancel_and_errors(pipe):
         assert r.result().finish_reason in ("length", "stop") and r.result().completion_tokens <= 3
     with pytest.raises(lyra.LyraError, match="closed"):
         eng.submit(prompt="a")
+
+
+def test_sessions_restored_while_others_generate(pipe):
+    """Sessions move between engines of one geometry, and restoring one
+    while other requests generate changes none of their tokens."""
+    convs = [[{"role": "user", "content": f"Tell me about {w}."}] for w in ("a cat", "a dog")]
+    with Engine(pipe, n_slots=2) as eng:
+        reqs = [eng.submit(messages=m, keep_session=True) for m in convs]
+        firsts = [r.result().text for r in reqs]
+        sessions = [r.session_bytes() for r in reqs]
+    nexts = [m + [{"role": "assistant", "content": t}, {"role": "user", "content": "And then?"}]
+             for m, t in zip(convs, firsts)]
+    with Engine(pipe, n_slots=3) as eng:
+        long_alone = eng.submit(prompt="Once upon a time", max_new_tokens=400).result().text
+        alone = [eng.submit(messages=m).result().text for m in nexts]
+    with Engine(pipe, n_slots=3) as eng:
+        long = eng.submit(prompt="Once upon a time", max_new_tokens=400)
+        assert not long.wait(timeout=0.0) or True
+        while not long.text and not long.done:  # it generates
+            long.wait(timeout=0.05)
+        got = [eng.submit(messages=m, session=s) for m, s in zip(nexts, sessions)]
+        res = [r.result() for r in got]
+        assert all(r.restored for r in res), res
+        assert [r.text for r in res] == alone
+        assert long.result().text == long_alone

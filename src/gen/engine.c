@@ -234,6 +234,17 @@ static void slot_restore(lyra_engine *e, eng_slot *s, lyra_engine_req *r) {
     int32_t k = 0;
     while (k < v.n_tokens && k < r->n_prompt && lyra_session_token(&v, k) == r->prompt[k]) k++;
     if (k <= slot_lcp(s, r) || v.n_tokens > e->n_ctx) return;
+    /* restoring drops the context's last logits: the slots that sample
+     * from them next keep a copy (as after a step run slot by slot) */
+    for (int i = 0; i < e->n_slots; i++) {
+        eng_slot *o = &e->slots[i];
+        if (o == s || !o->req || o->saved_ok || o->n_fed < o->req->n_prompt) continue;
+        const float *l = lyra_get_logits_ith(e->ctx, o->out);
+        if (!o->saved) o->saved = malloc(sizeof *o->saved * (size_t)e->n_vocab);
+        if (!l || !o->saved) return; /* not restored: evaluated again */
+        memcpy(o->saved, l, sizeof *o->saved * (size_t)e->n_vocab);
+        o->saved_ok = 1;
+    }
     if (lyra_session_apply_seq(e->ctx, s->seq, NULL, &v, &err)) { /* the sequence is empty then */
         lyra_log(LYRA_LOG_WARN, "engine: slot %d: the request's session is not restored: %s", (int)s->seq, err.msg);
         lyra_context_seq_truncate(e->ctx, s->seq, 0);
