@@ -28,9 +28,10 @@
  * into the slot's sequence before the prompt is fed. A request with
  * keep_session exports its slot's state when it ends (engine thread).
  *
- * Threads: HTTP threads create requests (lyra_engine_req_new), submit them and read
- * their output under the request's mutex; the engine thread alone touches
- * the model and the slots. The engine's mutex guards the queue, the
+ * Threads: front-end threads (the server's HTTP threads, callers of
+ * lyra_engine_submit) create requests (lyra_engine_req_new), submit them
+ * and read their output under the request's mutex; the engine thread alone
+ * touches the model and the slots. The engine's mutex guards the queue, the
  * counters and the slots' request pointers. */
 #ifndef LYRA_GEN_ENGINE_H
 #define LYRA_GEN_ENGINE_H
@@ -44,8 +45,9 @@
 #include "gen/chat.h"
 #include "lyra.h"
 
-/* One request as the engine sees it. Refcounted: the HTTP side and the
- * engine each hold a reference while they use it. */
+/* One request as the engine sees it (lyra.h's opaque lyra_engine_req).
+ * Refcounted: the front end and the engine each hold a reference while
+ * they use it. */
 struct lyra_engine_req {
     /* set before lyra_engine_submit_req, then read-only */
     int chat;                  /* chat template stops apply */
@@ -90,10 +92,8 @@ struct lyra_engine_req {
 
 lyra_engine_req *lyra_engine_req_new(void); /* one reference; NULL when out of memory */
 void lyra_engine_req_unref(lyra_engine_req *r);
-/* The HTTP side gives up on r (client gone): the engine frees the slot. */
+/* The front end gives up on r (client gone): the engine frees the slot. */
 void lyra_engine_req_cancel(lyra_engine_req *r);
-
-
 
 /* The model's chat setup that rendering and the engine share. */
 typedef struct lyra_engine_chat {
