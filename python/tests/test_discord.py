@@ -477,3 +477,45 @@ def test_config_discord_section(tmp_path, model):
     cfg.write_text(json.dumps({"model_id": model, "discord": ["1"]}))
     with pytest.raises(lyra.ConfigError, match="discord: expected an object"):
         lyra.safe_load_pipeline(config_path=str(cfg))
+
+
+def test_concurrent_engine_fairness(tmp_path, model):
+    """ConcurrentEngine: a long reply in one conversation does not hold a
+    short one in another back, and a conversation has at most one reply
+    running (its second message waits for its first reply)."""
+    import lyra
+    from lyra.discord.engine import ConcurrentEngine, Turn
+    from lyra.discord.store import Store
+    if not lyra.engine.AVAILABLE:
+        pytest.skip("a liblyra without the engine API")
+    pipe = lyra.safe_load_pipeline(model, pipeline_kwargs={"max_new_tokens": 600, "temperature": 0.0})
+    store = Store(str(tmp_path / "s.db"))
+    eng = ConcurrentEngine(pipe, store, str(tmp_path), kv_budget=10 ** 7, default_system=None,
+                           defaults={"max_new_tokens": 600}, parallel=2)
+    order = []
+    cv = threading.Condition()
+
+    def turn(key, text):
+        def fin(r):
+            with cv:
+                order.append((key, text, r if isinstance(r, BaseException) else r["generation"]))
+                cv.notify_all()
+        eng.submit(Turn(key, text, lambda p: None, fin))
+
+    try:
+        store.update("B", max_tokens=8)
+        turn("A", "Tell me a very long story.")
+        turn("A", "And then?")
+        time.sleep(0.05)
+        turn("B", "Hi.")
+        with cv:
+            assert cv.wait_for(lambda: len(order) >= 3, 120)
+        assert [(k, t) for k, t, _ in order] == [("B", "Hi."), ("A", "Tell me a very long story."),
+                                                 ("A", "And then?")], order
+        assert all(not isinstance(g, BaseException) for _, _, g in order), order
+        # its slot kept the conversation (up to where the reply's text tokenizes otherwise)
+        assert order[2][2].slot == order[1][2].slot and order[2][2].cached_tokens > 100, order
+    finally:
+        eng.close()
+        store.close()
+        pipe.close()
