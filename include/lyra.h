@@ -76,8 +76,10 @@ extern "C" {
  * evaluation (lyra_batch, lyra_decode, lyra_get_logits_ith), per-sequence
  * lyra_context_seq_pos / lyra_context_seq_truncate;
  * 7: sessions (lyra_session_save/load, lyra_pipeline_session_*,
- * lyra_pipeline_n_evaluated, lyra_free, lyra_backend_params.fail_io) */
-#define LYRA_API_VERSION 7
+ * lyra_pipeline_n_evaluated, lyra_free, lyra_backend_params.fail_io);
+ * 8: the engine (lyra_engine_*: concurrent requests on one model, batched,
+ * with per-request sessions) */
+#define LYRA_API_VERSION 8
 
 /* Status codes; they are also the CLI's exit codes. */
 enum {
@@ -672,6 +674,122 @@ LYRA_API int lyra_pipeline_session_load_mem(lyra_pipeline *p, const void *buf, s
  * in the cache, and each generated token fed back): a restored session adds
  * nothing. */
 LYRA_API uint64_t lyra_pipeline_n_evaluated(const lyra_pipeline *p);
+
+/* ----------------------------------------------------------------- engine */
+/* Concurrent generation on one model (docs/api.md), what `lyra serve` runs
+ * on: n_slots sequences of one context, one engine thread running
+ * continuous batching (each step evaluates every running request's tokens
+ * in one lyra_decode), a FIFO queue for requests waiting for a slot, and
+ * prefix reuse (a request takes the free slot whose KV cache shares the
+ * longest prefix with its prompt). A request's tokens do not depend on what
+ * else runs (its own seeded sampler; a sequence's logits do not depend on
+ * the batch). All calls below are safe from any thread; the text callback
+ * runs on the engine thread (it must not block for long, nor call
+ * lyra_engine_free). While an engine is open on a pipeline, the pipeline
+ * must not generate (they share the model); its tokenizer calls may run. */
+typedef struct lyra_engine lyra_engine;
+typedef struct lyra_engine_req lyra_engine_req;
+
+typedef struct lyra_engine_params {
+    int32_t n_slots;  /* sequences running at once (1..256); default 4 */
+    int32_t queue;    /* requests waiting at most (submit fails beyond); default 1024 */
+} lyra_engine_params;
+LYRA_API lyra_engine_params lyra_engine_default_params(void);
+
+/* Open an engine on the pipeline's model (p must outlive it): a context of
+ * n_slots sequences of the pipeline's context size, its chat template,
+ * system prompt and template stops. */
+LYRA_API int lyra_engine_open(lyra_pipeline *p, const lyra_engine_params *params, lyra_engine **out,
+                              lyra_error *err);
+/* Stop (running and queued requests fail: "shutting down") and free. NULL ok. */
+LYRA_API void lyra_engine_free(lyra_engine *e);
+/* Context positions of one slot (a prompt must be shorter). */
+LYRA_API int32_t lyra_engine_n_ctx(const lyra_engine *e);
+
+/* One request: exactly one of messages (chat: rendered with the template,
+ * as lyra_pipeline_chat_messages takes them: an optional system message
+ * (else the pipeline's system prompt), then user and assistant messages
+ * alternating, ending with a user message; the template's stops apply and
+ * the reply's white space at both ends is trimmed), prompt (plain text,
+ * tokenized with BOS) or tokens. */
+typedef struct lyra_engine_request {
+    const lyra_chat_message *messages; int32_t n_messages;
+    const char *prompt;
+    const int32_t *tokens; int32_t n_tokens;
+    lyra_sampler_params sampler;   /* seed included */
+    int64_t max_tokens;            /* -1: until an end token or a full context */
+    const char *const *stops;      /* [n_stops] stop strings (at most 8), copied */
+    int32_t n_stops;
+    lyra_token_cb cb;              /* each piece of text (engine thread); non-zero cancels; may be NULL */
+    void *user;
+    const void *session;           /* a state from lyra_engine_req_session (copied), or NULL: when */
+    size_t session_len;            /* its tokens share a longer prefix with the prompt than the slot's
+                                      cache, it is restored into the slot (nothing evaluated again) */
+    int keep_session;              /* 1: at the end, the slot's state is kept for lyra_engine_req_session */
+} lyra_engine_request;
+/* Defaults: nothing to say; e's pipeline's sampling settings (seed
+ * included) and max_new_tokens (e NULL: the sampler's defaults, -1). */
+LYRA_API lyra_engine_request lyra_engine_default_request(const lyra_engine *e);
+
+/* Queue a request; *out is its handle (free with lyra_engine_req_free).
+ * LYRA_ERR_INPUT for a bad request (the messages, a prompt longer than the
+ * context), LYRA_ERR_RUNTIME when the queue is full or the engine stops. */
+LYRA_API int lyra_engine_submit(lyra_engine *e, const lyra_engine_request *rq, lyra_engine_req **out,
+                                lyra_error *err);
+/* Wait until the request has more than `have` bytes of text or is over,
+ * at most timeout_s seconds (< 0: no limit). Returns 1 when it is over. */
+LYRA_API int lyra_engine_req_wait(lyra_engine_req *r, size_t have, double timeout_s);
+/* The text so far from byte offset: min(cap, length - offset) bytes into
+ * buf (not NUL-terminated); returns the whole length so far. Pieces are
+ * complete UTF-8, stop strings held back. */
+LYRA_API size_t lyra_engine_req_text(lyra_engine_req *r, size_t offset, char *buf, size_t cap);
+/* Stop it before its next token (it ends with LYRA_STOP_CANCELLED). */
+LYRA_API void lyra_engine_req_cancel(lyra_engine_req *r);
+
+/* What a finished request did. */
+typedef struct lyra_engine_result {
+    int32_t n_prompt;     /* prompt tokens */
+    int32_t n_cached;     /* of them, found in the slot's cache or its restored session */
+    int64_t n_gen;        /* tokens generated */
+    int64_t n_evaluated;  /* tokens the model evaluated for it */
+    int stop;             /* lyra_stop_reason */
+    int restored;         /* 1: its session was restored into the slot */
+    int32_t slot;         /* the slot it ran in */
+} lyra_engine_result;
+/* The request's result once it is over (lyra_engine_req_wait returned 1):
+ * LYRA_OK, or its error (LYRA_ERR_OOM, LYRA_ERR_RUNTIME). LYRA_ERR_INPUT
+ * while it runs. res may be NULL. */
+LYRA_API int lyra_engine_req_result(lyra_engine_req *r, lyra_engine_result *res, lyra_error *err);
+/* The slot's state at the end of a request submitted with keep_session (a
+ * session as lyra_session_save writes it, without sampler: *buf malloc'd,
+ * free with lyra_free); it is handed over once. LYRA_ERR_INPUT when there
+ * is none (not asked, still running, failed, taken). */
+LYRA_API int lyra_engine_req_session(lyra_engine_req *r, void **buf, size_t *len, lyra_error *err);
+/* Release the handle (cancels the request if it still runs). NULL ok. */
+LYRA_API void lyra_engine_req_free(lyra_engine_req *r);
+
+/* The engine's counters. */
+typedef struct lyra_engine_stats {
+    uint64_t requests;         /* requests finished */
+    uint64_t failed;           /* of them, failed */
+    uint64_t cancelled;        /* of them, cancelled */
+    uint64_t rejected;         /* refused: queue full */
+    uint64_t prompt_tokens;    /* prompt tokens of started requests */
+    uint64_t cached_tokens;    /* of them, reused from a slot's cache or a restored session */
+    uint64_t gen_tokens;       /* tokens generated */
+    uint64_t steps;            /* engine steps */
+    uint64_t fallback_steps;   /* the model's fallback history length */
+    double busy_seconds;       /* time spent in steps */
+    double tokens_per_second;  /* generated tokens/s over the last few seconds */
+    int queue_depth;           /* requests waiting */
+    int slots_busy;            /* slots with a request */
+    int slots;                 /* slots in all */
+    uint64_t evaluated;        /* tokens evaluated */
+    uint64_t batched_steps;    /* steps that evaluated several requests in one batch */
+    uint64_t restored;         /* sessions restored into a slot */
+    int max_batch;             /* most requests in one step */
+} lyra_engine_stats;
+LYRA_API void lyra_engine_get_stats(lyra_engine *e, lyra_engine_stats *out);
 
 #ifdef __cplusplus
 }

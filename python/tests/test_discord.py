@@ -3,7 +3,8 @@ Discord double on loopback (discord_double.py): mentions, DMs and listed
 channels, three channels at once, streamed edits at most one a second, a
 long reply split at 2,000 characters, 429s, slash commands, the per-user
 rate limit, a SIGKILL and restart resuming every channel without evaluating
-its history again, /forget. Skipped without discord.py (CI installs it)."""
+its history again, /forget, three channels answered concurrently through
+the engine's batching (each reply as if alone). Skipped without discord.py (CI installs it)."""
 import json
 import os
 import re
@@ -317,6 +318,72 @@ def test_trim_told_once(double, tmp_path, model):
         b.stop()
 
 
+def test_channels_at_once_resume(double, tmp_path, model):
+    """Three channels mentioned at once are answered concurrently (one
+    batched step for the three replies: the engine's counters; each
+    channel's reply streamed, its first message posted before any reply
+    ends), each reply the same as that conversation answered alone (another
+    bot, one conversation at a time); after a SIGKILL and a restart each
+    channel comes back from its session file without evaluating its
+    history again (the engine's evaluated-token counter)."""
+    chans = (CH1, CH2, CH3)
+    users = [(40 + i, f"w{i}") for i in range(3)]
+    pk = {"max_new_tokens": 1200}
+    (tmp_path / "a").mkdir()
+    b = Bot(double, tmp_path / "a", model, pk=pk, discord_cfg={"parallel": 3})
+    try:
+        b.start()
+        assert "3 conversations at once" in b.text()
+        for i, ch in enumerate(chans):
+            double.say(ch, f"Tell me a long story number {i}.", user=users[i], mention=True)
+        double.wait(lambda d: len(b.turns()) >= 3, 120, "three replies")
+        settle(double)
+        turns = b.turns()
+        assert {t["key"] for t in turns} == {f"c{c}" for c in chans}
+        assert int(turns[-1]["max_batch"]) == 3 and int(turns[-1]["batched_steps"]) > 100, turns
+        assert all(int(t["generated"]) > 500 for t in turns), turns
+        # streamed side by side: every channel's first message before any channel's last write
+        firsts = [min(e["t"] for e in writes(double, c)) for c in chans]
+        lasts = [max(e["t"] for e in writes(double, c)) for c in chans]
+        assert max(firsts) < min(lasts), (firsts, lasts)
+        together = {c: replies(double, c) for c in chans}
+        assert all("".join(v) for v in together.values())
+        # the same conversations answered alone, one at a time, by another bot
+        d2 = DiscordDouble(edit_429_every=2, retry_after=0.3)
+        (tmp_path / "b").mkdir()
+        b2 = Bot(d2, tmp_path / "b", model, pk=pk, discord_cfg={"parallel": 1})
+        try:
+            b2.start()
+            for i, ch in enumerate(chans):
+                d2.say(ch, f"Tell me a long story number {i}.", user=users[i], mention=True)
+                d2.wait(lambda d: len(b2.turns()) > i, 120, f"reply {i} alone")
+            settle(d2)
+            assert all(int(t["max_batch"]) == 1 for t in b2.turns())
+            assert {c: replies(d2, c) for c in chans} == together
+        finally:
+            b2.stop()
+            d2.close()
+        # killed and restarted: every channel resumes from its session file
+        b.kill()
+        b.start()
+        for i, ch in enumerate(chans):
+            assert "max tokens 24" in double.reply_to(double.command(ch, "settings", {"max_tokens": 24}))["content"]
+        for i, ch in enumerate(chans):
+            double.say(ch, "And then?", user=users[i], mention=True)
+        double.wait(lambda d: len(b.turns()) >= 6, 120, "turns after the restart")
+        after = b.turns()[3:]
+        assert {t["key"] for t in after} == {f"c{c}" for c in chans}
+        for t in after:
+            assert t["from"] == "file", t
+            assert int(t["reused"]) > 0.6 * int(t["prompt"]) and int(t["prompt"]) > 500, t
+            assert int(t["evaluated"]) <= int(t["prompt"]) - int(t["reused"]) + int(t["generated"]), t
+        # the engine evaluated nothing but these turns' new tokens since the restart
+        assert max(int(t["n_evaluated"]) for t in after) == sum(int(t["evaluated"]) for t in after), after
+    finally:
+        b.stop()
+    assert TOKEN not in b.text()
+
+
 # ------------------------------------------------------------ the engine alone
 class FakePipe:
     """Enough of a Pipeline for the engine: records the order of the turns."""
@@ -410,3 +477,45 @@ def test_config_discord_section(tmp_path, model):
     cfg.write_text(json.dumps({"model_id": model, "discord": ["1"]}))
     with pytest.raises(lyra.ConfigError, match="discord: expected an object"):
         lyra.safe_load_pipeline(config_path=str(cfg))
+
+
+def test_concurrent_engine_fairness(tmp_path, model):
+    """ConcurrentEngine: a long reply in one conversation does not hold a
+    short one in another back, and a conversation has at most one reply
+    running (its second message waits for its first reply)."""
+    import lyra
+    from lyra.discord.engine import ConcurrentEngine, Turn
+    from lyra.discord.store import Store
+    if not lyra.engine.AVAILABLE:
+        pytest.skip("a liblyra without the engine API")
+    pipe = lyra.safe_load_pipeline(model, pipeline_kwargs={"max_new_tokens": 600, "temperature": 0.0})
+    store = Store(str(tmp_path / "s.db"))
+    eng = ConcurrentEngine(pipe, store, str(tmp_path), kv_budget=10 ** 7, default_system=None,
+                           defaults={"max_new_tokens": 600}, parallel=2)
+    order = []
+    cv = threading.Condition()
+
+    def turn(key, text):
+        def fin(r):
+            with cv:
+                order.append((key, text, r if isinstance(r, BaseException) else r["generation"]))
+                cv.notify_all()
+        eng.submit(Turn(key, text, lambda p: None, fin))
+
+    try:
+        store.update("B", max_tokens=8)
+        turn("A", "Tell me a very long story.")
+        turn("A", "And then?")
+        time.sleep(0.05)
+        turn("B", "Hi.")
+        with cv:
+            assert cv.wait_for(lambda: len(order) >= 3, 120)
+        assert [(k, t) for k, t, _ in order] == [("B", "Hi."), ("A", "Tell me a very long story."),
+                                                 ("A", "And then?")], order
+        assert all(not isinstance(g, BaseException) for _, _, g in order), order
+        # its slot kept the conversation (up to where the reply's text tokenizes otherwise)
+        assert order[2][2].slot == order[1][2].slot and order[2][2].cached_tokens > 100, order
+    finally:
+        eng.close()
+        store.close()
+        pipe.close()

@@ -16,7 +16,8 @@
  * from another thread and the error kinds the front ends map to their
  * classes. API version 6 adds sessions (the conversation, KV tokens, cache
  * and sampler to a file or buffer and back: src/gen/session.h) and the
- * count of evaluated tokens. */
+ * count of evaluated tokens. API version 8 opens an engine (gen/engine.h)
+ * on a pipeline's model, template and system prompt. */
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@
 #include "config/model_ref.h"
 #include "core/log.h"
 #include "gen/chat_session.h"
+#include "gen/engine.h"
 #include "gen/session.h"
 #include "lyra.h"
 
@@ -640,3 +642,28 @@ int lyra_pipeline_session_load(lyra_pipeline *p, const char *path, lyra_error *e
 }
 
 uint64_t lyra_pipeline_n_evaluated(const lyra_pipeline *p) { return p ? p->cs.n_evaluated : 0; }
+
+/* ----------------------------------------------------------------- engine */
+
+int lyra_engine_open(lyra_pipeline *p, const lyra_engine_params *params, lyra_engine **out, lyra_error *err) {
+    if (out) *out = NULL;
+    if (!p || !out) return lyra_err(err, LYRA_ERR_INPUT, "lyra_engine_open", "p or out is NULL");
+    lyra_engine_params ep = params ? *params : lyra_engine_default_params();
+    lyra_engine_chat chat;
+    memset(&chat, 0, sizeof chat);
+    chat.tmpl = p->cs.tmpl;
+    for (int i = 0; i < p->cs.n_stops && chat.n_stops < LYRA_CHAT_MAX_STOPS; i++) chat.stops[chat.n_stops++] = p->cs.stops[i];
+    chat.n_eot = p->cs.n_eot;
+    memcpy(chat.eot, p->cs.eot, sizeof chat.eot);
+    lyra_context_params cp = lyra_context_default_params();
+    cp.n_ctx = p->cs.n_ctx; /* each slot: the pipeline's context */
+    int rc = lyra_engine_start(p->cs.m, &cp, ep.n_slots, ep.queue > 0 ? ep.queue : 1024, &chat, out, err);
+    if (rc) return rc;
+    lyra_sampler_params sp = lyra_sampler_default_params();
+    lyra_config_apply_sampler(p->cfg, &sp);
+    sp.seed = p->seed;
+    lyra_engine_set_render(*out, &p->cs.tmpl,
+                           p->gen.system_prompt && p->gen.system_prompt[0] ? p->gen.system_prompt : NULL, &sp,
+                           p->gen.max_new_tokens);
+    return LYRA_OK;
+}

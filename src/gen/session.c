@@ -143,12 +143,12 @@ static unsigned char *sampler_bytes(const lyra_sampler *smp, size_t *n) {
     return b;
 }
 
-int lyra_session_write(lyra_context *c, const int32_t *tokens, int32_t n, const lyra_sampler *smp,
+int lyra_session_write_seq(lyra_context *c, int32_t seq, const int32_t *tokens, int32_t n, const lyra_sampler *smp,
                        const void *app, size_t app_len, const char *path, void **buf, size_t *len,
                        lyra_error *err) {
     const char *name = path ? path : "session";
     lyra_kv_layout g;
-    lyra_kv_state_layout(c, 0, &g);
+    lyra_kv_state_layout(c, seq, &g);
     if (buf) *buf = NULL;
     if (len) *len = 0;
     if (n != g.pos)
@@ -170,10 +170,10 @@ int lyra_session_write(lyra_context *c, const int32_t *tokens, int32_t n, const 
     /* the header */
     uint64_t kv_total = 0;
     for (int l = 0; l < nl; l++) {
-        int32_t k = lyra_kv_state_chunks(c, 0, l);
+        int32_t k = lyra_kv_state_chunks(c, seq, l);
         unsigned char *e = hdr + FIXED_BYTES + LAYER_BYTES * (size_t)l;
         le32(e, (uint32_t)g.width);
-        le32(e + 4, (uint32_t)lyra_kv_state_ring(c, 0, l));
+        le32(e + 4, (uint32_t)lyra_kv_state_ring(c, seq, l));
         le32(e + 8, (uint32_t)k);
         kv_total += (uint64_t)k * g.chunk_bytes;
     }
@@ -222,9 +222,9 @@ int lyra_session_write(lyra_context *c, const int32_t *tokens, int32_t n, const 
     if (!rc && app_len) rc = w_put(&w, app, app_len);
     if (!rc) rc = w_crc(&w);
     for (int l = 0; !rc && l < nl; l++) {
-        int32_t k = lyra_kv_state_chunks(c, 0, l);
+        int32_t k = lyra_kv_state_chunks(c, seq, l);
         for (int32_t j = 0; !rc && j < k; j++) {
-            rc = lyra_kv_state_get(c, 0, l, j, rows, tmp, err);
+            rc = lyra_kv_state_get(c, seq, l, j, rows, tmp, err);
             if (!rc) rc = w_put(&w, rows, (size_t)g.chunk_bytes);
         }
         if (!rc) rc = w_crc(&w);
@@ -243,6 +243,12 @@ int lyra_session_write(lyra_context *c, const int32_t *tokens, int32_t n, const 
     free(rows);
     free(tmp);
     return rc;
+}
+
+int lyra_session_write(lyra_context *c, const int32_t *tokens, int32_t n, const lyra_sampler *smp,
+                       const void *app, size_t app_len, const char *path, void **buf, size_t *len,
+                       lyra_error *err) {
+    return lyra_session_write_seq(c, 0, tokens, n, smp, app, app_len, path, buf, len, err);
 }
 
 /* ----------------------------------------------------------------- reader */
@@ -397,27 +403,27 @@ int lyra_session_check(const lyra_context *c, const lyra_session_view *v, const 
     return LYRA_OK;
 }
 
-int lyra_session_apply(lyra_context *c, lyra_sampler *smp, const lyra_session_view *v, lyra_error *err) {
+int lyra_session_apply_seq(lyra_context *c, int32_t seq, lyra_sampler *smp, const lyra_session_view *v, lyra_error *err) {
     size_t cb = (size_t)v->chunk_bytes; /* = the context's (lyra_session_check) */
     void *rows = malloc(cb), *tmp = malloc(cb);
     int rc = rows && tmp ? LYRA_OK : lyra_err(err, LYRA_ERR_OOM, "session", "out of memory");
-    if (!rc) rc = lyra_kv_state_begin(c, 0, v->top, err);
+    if (!rc) rc = lyra_kv_state_begin(c, seq, v->top, err);
     const unsigned char *p = v->kv;
     for (int l = 0; !rc && l < v->n_layer; l++) {
         int32_t nk = rdi32(v->layer_table + LAYER_BYTES * (size_t)l + 8);
         for (int32_t k = 0; !rc && k < nk; k++, p += cb) {
             memcpy(rows, p, cb); /* aligned, and kv_from_rows may want it writable */
-            rc = lyra_kv_state_put(c, 0, l, k, rows, tmp, err);
+            rc = lyra_kv_state_put(c, seq, l, k, rows, tmp, err);
         }
         p += 4;
     }
     free(rows);
     free(tmp);
     if (rc) {
-        lyra_kv_state_end(c, 0, 0, 0);
+        lyra_kv_state_end(c, seq, 0, 0);
         return rc;
     }
-    lyra_kv_state_end(c, 0, v->pos, v->top);
+    lyra_kv_state_end(c, seq, v->pos, v->top);
     if (smp && v->has_sampler) {
         int32_t *win = malloc(sizeof *win * (size_t)(v->n_window > 0 ? v->n_window : 1));
         if (!win) return lyra_err(err, LYRA_ERR_OOM, "session", "out of memory");
@@ -430,6 +436,10 @@ int lyra_session_apply(lyra_context *c, lyra_sampler *smp, const lyra_session_vi
         free(win);
     }
     return LYRA_OK;
+}
+
+int lyra_session_apply(lyra_context *c, lyra_sampler *smp, const lyra_session_view *v, lyra_error *err) {
+    return lyra_session_apply_seq(c, 0, smp, v, err);
 }
 
 uint64_t lyra_session_fingerprint(const lyra_model *m) { return lyra_kv_state_fingerprint(m); }

@@ -45,6 +45,13 @@ int lyra_session_write(lyra_context *c, const int32_t *tokens, int32_t n, const 
                        const void *app, size_t app_len, const char *path, void **buf, size_t *len,
                        lyra_error *err);
 
+/* The same for sequence seq of c (the file format does not name the
+ * sequence: a session of one sequence restores into any other of a context
+ * of the same geometry). */
+int lyra_session_write_seq(lyra_context *c, int32_t seq, const int32_t *tokens, int32_t n, const lyra_sampler *smp,
+                           const void *app, size_t app_len, const char *path, void **buf, size_t *len,
+                           lyra_error *err);
+
 /* Parse buf[len] (name: the file in messages). */
 int lyra_session_parse(const void *buf, size_t len, const char *name, lyra_session_view *v, lyra_error *err);
 /* The same; check_crc 0 skips the checksums (only the fuzz target does, to
@@ -56,6 +63,9 @@ int lyra_session_check(const lyra_context *c, const lyra_session_view *v, const 
 /* Restore the cache of sequence 0 (and smp's state when both have one).
  * On failure the sequence is empty. */
 int lyra_session_apply(lyra_context *c, lyra_sampler *smp, const lyra_session_view *v, lyra_error *err);
+/* The same into sequence seq of c (its other sequences are untouched). */
+int lyra_session_apply_seq(lyra_context *c, int32_t seq, lyra_sampler *smp, const lyra_session_view *v,
+                           lyra_error *err);
 /* Token i of v. */
 int32_t lyra_session_token(const lyra_session_view *v, int32_t i);
 

@@ -1,7 +1,7 @@
 /* http.c: `lyra serve`'s HTTP side on libmicrohttpd (serve.h): the daemon
  * (one thread per connection, idle timeout, connection and header limits),
  * routing, the bearer key, body limits, the chat template and tokenizer
- * turning a parsed request into the engine's srv_req, the answers (whole or
+ * turning a parsed request into the engine's lyra_engine_req, the answers (whole or
  * as server-sent events), /health, /metrics, /v1/models and the page at /,
  * model loading, and the graceful shutdown.
  *
@@ -30,7 +30,7 @@
 #include "gen/chat_session.h"
 #include "serve/oai.h"
 #include "serve/request.h"
-#include "serve/sched.h"
+#include "gen/engine.h"
 
 #if MHD_VERSION < 0x00097002
 typedef int MHD_Result_t;
@@ -46,8 +46,8 @@ typedef struct srv {
     pthread_mutex_t mu;          /* state, engine pointer, counters */
     int state;                   /* SRV_* */
     lyra_model *m;               /* set once loaded (read-only after) */
-    srv_engine *eng;
-    srv_chat chat;
+    lyra_engine *eng;
+    lyra_engine_chat chat;
     char *tmpl_text;             /* the model's chat template text (owned) */
     const char *system;          /* default system prompt */
     char fingerprint[64];
@@ -143,7 +143,7 @@ static int peer_gone(struct MHD_Connection *c) {
 }
 
 /* Wait on r->cv (r->mu held) for up to ms milliseconds. */
-static void wait_ms(srv_req *r, long ms) {
+static void wait_ms(lyra_engine_req *r, long ms) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     ts.tv_nsec += ms * 1000000L;
@@ -243,7 +243,7 @@ out:
 }
 
 /* The engine's request for q: prompt tokens and settings. */
-static int prepare(srv *S, const srv_request *q, srv_req *r, srv_error *e) {
+static int prepare(srv *S, const srv_request *q, lyra_engine_req *r, srv_error *e) {
     const lyra_serve_opts *o = S->o;
     lyra_error err;
     size_t n = 0;
@@ -273,7 +273,7 @@ static int prepare(srv *S, const srv_request *q, srv_req *r, srv_error *e) {
     }
     if (n == 0) return srv_fail(e, 400, "invalid_request_error", NULL, q->chat ? "messages" : "prompt",
                                 "the prompt has no tokens");
-    int32_t n_ctx = srv_engine_n_ctx(S->eng);
+    int32_t n_ctx = lyra_engine_n_ctx(S->eng);
     if (n >= (size_t)n_ctx)
         return srv_fail(e, 400, "invalid_request_error", "context_length_exceeded", q->chat ? "messages" : "prompt",
                         "This model's maximum context length is %d tokens; the prompt has %zu tokens",
@@ -304,7 +304,7 @@ static int prepare(srv *S, const srv_request *q, srv_req *r, srv_error *e) {
 
 typedef struct stream {
     srv *S;
-    srv_req *r;
+    lyra_engine_req *r;
     struct MHD_Connection *c;
     oai_meta meta;
     char id[48];
@@ -336,7 +336,7 @@ static int pend_ev(stream *st, char *ev, const size_t *n) { return pend_add(st, 
 
 /* Build the next events into st->pend; -1 when the client went away. */
 static int stream_next(stream *st) {
-    srv_req *r = st->r;
+    lyra_engine_req *r = st->r;
     size_t n = 0;
     pthread_mutex_lock(&r->mu);
     for (;;) {
@@ -398,8 +398,8 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
 
 static void stream_free(void *cls) {
     stream *st = cls;
-    srv_req_cancel(st->r); /* a no-op once it is done */
-    srv_req_unref(st->r);
+    lyra_engine_req_cancel(st->r); /* a no-op once it is done */
+    lyra_engine_req_unref(st->r);
     free(st->pend);
     free(st);
 }
@@ -428,7 +428,7 @@ static MHD_Result_t handle_completion(srv *S, struct MHD_Connection *c, conn *cn
         srv_request_free(&q);
         return fail(S, c, 503, "server_error", NULL, state == SRV_LOADING ? "the model is loading" : "the model failed to load");
     }
-    srv_req *r = srv_req_new();
+    lyra_engine_req *r = lyra_engine_req_new();
     if (!r) {
         srv_request_free(&q);
         return fail(S, c, 500, "server_error", NULL, "out of memory");
@@ -437,12 +437,12 @@ static MHD_Result_t handle_completion(srv *S, struct MHD_Connection *c, conn *cn
     int stream_on = q.stream, usage = q.include_usage;
     srv_request_free(&q);
     if (rc) {
-        srv_req_unref(r);
+        lyra_engine_req_unref(r);
         return reply_error(S, c, &e);
     }
-    int sub = srv_engine_submit(S->eng, r);
+    int sub = lyra_engine_submit_req(S->eng, r);
     if (sub) {
-        srv_req_unref(r);
+        lyra_engine_req_unref(r);
         return fail(S, c, sub, sub == 429 ? "rate_limit_error" : "server_error", sub == 429 ? "queue_full" : NULL,
                     sub == 429 ? "the server is busy: too many requests are waiting (--queue); retry later"
                                : "the server is shutting down");
@@ -455,8 +455,8 @@ static MHD_Result_t handle_completion(srv *S, struct MHD_Connection *c, conn *cn
     if (stream_on) {
         stream *st = calloc(1, sizeof *st);
         if (!st) {
-            srv_req_cancel(r);
-            srv_req_unref(r);
+            lyra_engine_req_cancel(r);
+            lyra_engine_req_unref(r);
             return fail(S, c, 500, "server_error", NULL, "out of memory");
         }
         st->S = S;
@@ -491,7 +491,7 @@ static MHD_Result_t handle_completion(srv *S, struct MHD_Connection *c, conn *cn
     int done = r->done;
     pthread_mutex_unlock(&r->mu);
     if (!done) { /* the client went away: no answer */
-        srv_req_unref(r);
+        lyra_engine_req_unref(r);
         return MHD_NO;
     }
     MHD_Result_t ret;
@@ -502,7 +502,7 @@ static MHD_Result_t handle_completion(srv *S, struct MHD_Connection *c, conn *cn
         ret = reply(S, c, 200, oai_completion_text(&meta, r->text, r->n_text, r->finish, r->logprobs ? r->lp : NULL, &u),
                     "application/json");
     }
-    srv_req_unref(r);
+    lyra_engine_req_unref(r);
     return ret;
 }
 
@@ -518,14 +518,14 @@ static MHD_Result_t handle_health(srv *S, struct MHD_Connection *c) {
 }
 
 static MHD_Result_t handle_metrics(srv *S, struct MHD_Connection *c) {
-    srv_stats st;
+    lyra_engine_stats st;
     memset(&st, 0, sizeof st);
     pthread_mutex_lock(&S->mu);
-    srv_engine *eng = S->eng;
+    lyra_engine *eng = S->eng;
     int loaded = S->state == SRV_READY;
     oai_http_counts h = S->http;
     pthread_mutex_unlock(&S->mu);
-    if (eng) srv_engine_stats(eng, &st);
+    if (eng) lyra_engine_get_stats(eng, &st);
     return reply(S, c, 200, oai_metrics_text(&st, &h, loaded), "text/plain; version=0.0.4");
 }
 
@@ -760,15 +760,15 @@ int lyra_serve_run(const lyra_serve_opts *o, lyra_error *err) {
         S.m = m;
         rc = setup_chat(&S, err);
     }
-    srv_engine *eng = NULL;
-    if (!rc) rc = srv_engine_start(m, &o->cp, o->parallel, o->queue, &S.chat, &eng, err);
+    lyra_engine *eng = NULL;
+    if (!rc) rc = lyra_engine_start(m, &o->cp, o->parallel, o->queue, &S.chat, &eng, err);
     pthread_mutex_lock(&S.mu);
     S.eng = eng;
     S.state = rc ? SRV_FAILED : SRV_READY;
     pthread_mutex_unlock(&S.mu);
     if (!rc) {
         lyra_log(LYRA_LOG_INFO, "serve: model %s ready: %d slots of %d positions, queue %d", o->model_id,
-                 o->parallel, (int)srv_engine_n_ctx(eng), o->queue);
+                 o->parallel, (int)lyra_engine_n_ctx(eng), o->queue);
         while (!*o->stop) {
             struct timespec ts = {0, 100 * 1000000L};
             nanosleep(&ts, NULL);
@@ -779,9 +779,9 @@ int lyra_serve_run(const lyra_serve_opts *o, lyra_error *err) {
      * close the connections, then free */
     MHD_socket ls = MHD_quiesce_daemon(S.d);
     if (ls != MHD_INVALID_SOCKET) close(ls);
-    srv_engine_stop(eng, o->grace_s);
+    lyra_engine_stop(eng, o->grace_s);
     MHD_stop_daemon(S.d);
-    srv_engine_free(eng);
+    lyra_engine_free(eng);
     lyra_model_free(m);
 out:
     free(S.tmpl_text);

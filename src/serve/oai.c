@@ -159,7 +159,7 @@ static void metric(char **b, size_t *n, size_t *cap, const char *name, const cha
     put(b, n, cap, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
 }
 
-char *oai_metrics_text(const srv_stats *s, const oai_http_counts *h, int loaded) {
+char *oai_metrics_text(const lyra_engine_stats *s, const oai_http_counts *h, int loaded) {
     size_t n = 0, cap = 4096;
     char *b = malloc(cap);
     if (b) b[0] = '\0';

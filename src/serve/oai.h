@@ -12,7 +12,7 @@
 #include <jansson.h>
 
 #include "serve/request.h"
-#include "serve/sched.h"
+#include "gen/engine.h"
 
 /* What the responses of one request share. */
 typedef struct oai_meta {
@@ -56,6 +56,6 @@ typedef struct oai_http_counts {
 } oai_http_counts;
 
 /* The Prometheus text of /metrics (malloc'd). */
-char *oai_metrics_text(const srv_stats *s, const oai_http_counts *h, int loaded);
+char *oai_metrics_text(const lyra_engine_stats *s, const oai_http_counts *h, int loaded);
 
 #endif

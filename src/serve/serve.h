@@ -1,6 +1,6 @@
 /* serve.h: `lyra serve`, an OpenAI-compatible HTTP server (docs/server.md):
  * libmicrohttpd for HTTP (http.c), request parsing (request.h), OpenAI JSON
- * (oai.h) and the engine with its slots (sched.h). The app layer fills
+ * (oai.h) over the engine of src/gen/engine.h. The app layer fills
  * lyra_serve_opts from flags and config and calls lyra_serve_run, which
  * returns when *stop becomes non-zero (SIGINT / SIGTERM) after a graceful
  * shutdown. */

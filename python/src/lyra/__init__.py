@@ -11,6 +11,7 @@ LangChain classes are in lyra.langchain. docs/python.md has the guide.
 from . import _lib
 from .errors import (ConfigError, GenerationCancelled, InvalidArgumentError, LyraError, ModelLoadError,
                      ModelNotFoundError, OutOfMemoryError, UnknownArgumentError)
+from .engine import Engine
 from .pipeline import Generation, Pipeline, Stream, safe_load_pipeline, set_log_level
 
 __version__ = _lib.lib.lyra_version().decode()
@@ -24,7 +25,7 @@ def build_features():
 
 
 __all__ = [
-    "safe_load_pipeline", "Pipeline", "Generation", "Stream", "set_log_level", "build_features",
+    "safe_load_pipeline", "Pipeline", "Generation", "Engine", "Stream", "set_log_level", "build_features",
     "LyraError", "ConfigError", "UnknownArgumentError", "ModelNotFoundError", "ModelLoadError",
     "InvalidArgumentError", "OutOfMemoryError", "GenerationCancelled", "library_path",
 ]

@@ -1,5 +1,6 @@
 """_lib: liblyra loaded with ctypes, and the declarations of the lyra.h calls
-the package uses (include/lyra.h is the reference; LYRA_API_VERSION 5).
+the package uses (include/lyra.h is the reference; LYRA_API_VERSION 5; the
+engine calls of version 8 are declared by engine.py when present).
 
 The library is $LYRA_LIB when set (an installed or freshly built
 liblyra.so), else the liblyra.so the wheel put next to this file. Calls go

@@ -17,6 +17,7 @@ KEYS = {
     "edit_interval": "seconds between two edits of a streamed reply (1 or more)",
     "rate_limit_messages": "messages a user may send within rate_limit_seconds (0: no limit)",
     "rate_limit_seconds": "the rate limit's window in seconds",
+    "parallel": "conversations answered at once (slots of the engine, 1..256; default 4)",
 }
 _UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000 ** 2, "gb": 1000 ** 3, "kib": 1024, "mib": 1024 ** 2,
           "gib": 1024 ** 3}
@@ -66,6 +67,10 @@ def read_settings(path: str) -> Dict[str, Any]:
     if isinstance(v, bool) or not isinstance(v, int) or v < 0:
         _fail(f"{path}: discord.rate_limit_messages: expected an integer >= 0, got {v!r}")
     out["rate_limit_messages"] = v
+    v = d.get("parallel", 4)
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 256:
+        _fail(f"{path}: discord.parallel: expected an integer from 1 to 256, got {v!r}")
+    out["parallel"] = v
     sd = d.get("state_dir")
     if sd is not None and not isinstance(sd, str):
         _fail(f"{path}: discord.state_dir: expected a path")
@@ -107,7 +112,8 @@ def main(argv=None) -> int:
 
     import lyra
     from .bot import LyraBot
-    from .engine import Engine
+    from ..engine import AVAILABLE as HAVE_ENGINE
+    from .engine import ConcurrentEngine, Engine
     from .store import Store
 
     os.makedirs(os.path.join(settings["state_dir"], "sessions"), mode=0o700, exist_ok=True)
@@ -126,12 +132,18 @@ def main(argv=None) -> int:
             "fallback": "none" if not steps else "; ".join(
                 f"{s['phase']}: {s['what']} {s['from']}->{s['to']} on {s['device']}" for s in steps)}
     store = Store(os.path.join(settings["state_dir"], "state.db"))
-    engine = Engine(pipe, store, os.path.join(settings["state_dir"], "sessions"), settings["kv_budget"],
-                    val("system_prompt"), {"temperature": val("pipeline_kwargs.temperature"),
-                                           "max_new_tokens": val("pipeline_kwargs.max_new_tokens")})
+    eargs = (pipe, store, os.path.join(settings["state_dir"], "sessions"), settings["kv_budget"],
+             val("system_prompt"), {"temperature": val("pipeline_kwargs.temperature"),
+                                    "max_new_tokens": val("pipeline_kwargs.max_new_tokens")})
+    try:
+        engine = ConcurrentEngine(*eargs, parallel=settings["parallel"]) if HAVE_ENGINE else Engine(*eargs)
+    except lyra.LyraError as e:
+        _fail(str(e))
     logging.getLogger("lyra.discord").info(
-        "model %s, state in %s, %d conversations on record, sessions %s", info["model"], settings["state_dir"],
-        len(store.keys()), "on" if engine.has_sessions else "off (liblyra without the session API)")
+        "model %s, state in %s, %d conversations on record, sessions %s, %s", info["model"], settings["state_dir"],
+        len(store.keys()), "on" if engine.has_sessions else "off (liblyra without the session API)",
+        f"{settings['parallel']} conversations at once" if HAVE_ENGINE
+        else "one conversation at a time (liblyra without the engine API)")
     bot = LyraBot(engine, settings, info)
     try:
         bot.run(token, log_handler=None)

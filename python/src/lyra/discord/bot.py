@@ -269,11 +269,12 @@ class LyraBot(discord.AutoShardedClient):
     def info_text(self, key: str) -> str:
         e = self.engine
         i = self.info
-        n_eval = e.pipe.n_evaluated if e.has_sessions else -1
+        n_eval = e.n_evaluated
         lines = [f"model: {i['model']} ({i['arch']}, {i['n_params']:,} parameters), context {e.n_ctx} tokens",
                  f"device map: {i['devices']}",
                  f"fallback steps: {i['fallback']}",
                  f"n_evaluated: {n_eval}",
                  f"sessions in memory: {len(e._mem)} ({e.mem_bytes} of {e.kv_budget} bytes)",
+                 f"conversations at once: {getattr(e, 'parallel', 1)}",
                  f"this conversation: {self.store.count(key)} messages"]
         return "\n".join(lines)
