@@ -481,7 +481,7 @@ static int plan_final(lyra_model *m, const lyra_model_params *p, lyra_error *err
     if (!ids) return lyra_err(err, LYRA_ERR_OOM, "model", "out of memory");
     for (int i = 0; i < n_mod; i++) ids[i] = m->module_disk[i] ? "disk" : m->dev[m->module_dev[i]]->id;
     lyra_plan *pl = NULL;
-    int rc = lyra_runtime_plan_fixed(m->arch, p, m->dev, m->n_dev, ids, m->n_ctx, &pl, err);
+    int rc = lyra_runtime_plan_fixed(m->arch, p, m->dev, m->n_dev, ids, m->n_ctx, m->module_rank, &pl, err);
     free(ids);
     if (rc) return rc;
     lyra_plan_free(m->plan);
@@ -503,19 +503,20 @@ int lyra_runtime_load(lyra_model *m, const lyra_model_params *p, lyra_error *err
         return lyra_err(err, LYRA_ERR_INPUT, "device_map",
                         "a device of rank %d is named: run under mpirun -np %d (docs/distributed.md)",
                         lyra_runtime_named_rank(p), lyra_runtime_named_rank(p) + 1);
-    if ((rc = lyra_runtime_plan(m->arch, p, &m->geom, m->dev, m->n_dev, &m->plan, err))) return rc;
-    const lyra_plan *pl = m->plan;
     int n_mod = lyra_llama_n_modules(m->arch);
+    if (lyra_dist_size() > 1) { /* mpirun: the ranks report their devices, rank 0 splits */
+        m->rank = lyra_dist_rank();
+        m->module_rank = calloc((size_t)n_mod, sizeof *m->module_rank);
+        if (!m->module_rank) return lyra_err(err, LYRA_ERR_OOM, "model", "out of memory");
+        if ((rc = lyra_runtime_cluster(m->arch, p, m->dev, m->n_dev, m->module_rank, NULL, err))) return rc;
+    }
+    if ((rc = lyra_runtime_plan_ranked(m->arch, p, &m->geom, m->dev, m->n_dev, m->module_rank, &m->plan, err)))
+        return rc;
+    const lyra_plan *pl = m->plan;
     if (pl->n_modules != n_mod)
         return lyra_err(err, LYRA_ERR_RUNTIME, "model", "plan has %d modules, not %d", pl->n_modules, n_mod);
     m->module_dev = calloc((size_t)n_mod, sizeof *m->module_dev);
     m->module_disk = calloc((size_t)n_mod, 1);
-    if (lyra_dist_size() > 1 && m->module_dev && m->module_disk) { /* mpirun: this rank's share */
-        m->rank = lyra_dist_rank();
-        m->module_rank = calloc((size_t)n_mod, sizeof *m->module_rank);
-        if (!m->module_rank) return lyra_err(err, LYRA_ERR_OOM, "model", "out of memory");
-        if ((rc = lyra_runtime_ranks(m->arch, p, lyra_dist_size(), m->module_rank, err))) return rc;
-    }
     search S;
     memset(&S, 0, sizeof S);
     S.asg0 = malloc((size_t)n_mod * sizeof *S.asg0);
