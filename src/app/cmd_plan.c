@@ -126,6 +126,7 @@ int cmd_plan(int argc, char **argv, lyra_error *err) {
     if (!rc && lyra_dist_size() > 1 && ranks && ranks != lyra_dist_size())
         rc = lyra_err(err, LYRA_ERR_INPUT, "--ranks", "%d, but mpirun started %d ranks", (int)ranks,
                       lyra_dist_size());
+    if (rc && lyra_dist_size() > 1) lyra_dist_set_failed_together(); /* every rank alike: rank 0 says it */
     if (!rc) {
         mp.n_threads = 1; /* nothing computes */
         if (probe) rc = run_probe(model, &mp, err);

@@ -110,7 +110,11 @@ int lyra_rankdev_parse(const char *text, size_t len, const char *where, lyra_ran
     memset(out, 0, sizeof *out);
     json_error_t je;
     json_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
-    if (!j) return lyra_err(err, LYRA_ERR_INPUT, where, "line %d: %s", je.line, je.text);
+    if (!j) {
+        for (char *c = je.text; *c; c++) /* one printable line */
+            if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f) *c = '?';
+        return lyra_err(err, LYRA_ERR_INPUT, where, "line %d: %s", je.line, je.text);
+    }
     int rc = LYRA_OK;
     static const char *const keys[] = {"ranks", NULL};
     const json_t *rs = json_is_object(j) ? json_object_get(j, "ranks") : NULL;
