@@ -489,6 +489,9 @@ static int plan_final(lyra_model *m, const lyra_model_params *p, lyra_error *err
     return LYRA_OK;
 }
 
+static int load_share(lyra_model *m, const lyra_model_params *p, lyra_error *err);
+static int across_ranks(lyra_model *m, const lyra_model_params *p, lyra_error *err);
+
 int lyra_runtime_load(lyra_model *m, const lyra_model_params *p, lyra_error *err) {
     m->geom = lyra_runtime_geometry(m->arch, p);
     m->ctx_asked = p->n_ctx;
@@ -509,7 +512,17 @@ int lyra_runtime_load(lyra_model *m, const lyra_model_params *p, lyra_error *err
         m->module_rank = calloc((size_t)n_mod, sizeof *m->module_rank);
         if (!m->module_rank) return lyra_err(err, LYRA_ERR_OOM, "model", "out of memory");
         if ((rc = lyra_runtime_cluster(m->arch, p, m->dev, m->n_dev, m->module_rank, NULL, err))) return rc;
+        if (p->fallback_across_ranks && !p->probe && (rc = across_ranks(m, p, err))) return rc;
     }
+    return load_share(m, p, err);
+}
+
+/* Plan this rank's share (m->module_rank) and load it: the search over GPU
+ * layer counts with the within-rank fallback (p->probe: allocate, keep
+ * nothing). */
+static int load_share(lyra_model *m, const lyra_model_params *p, lyra_error *err) {
+    int rc, n_mod = lyra_llama_n_modules(m->arch);
+    m->probe = p->probe != 0;
     if ((rc = lyra_runtime_plan_ranked(m->arch, p, &m->geom, m->dev, m->n_dev, m->module_rank, &m->plan, err)))
         return rc;
     const lyra_plan *pl = m->plan;
@@ -633,4 +646,46 @@ int lyra_runtime_step_down(lyra_context *c, const lyra_oom *oom, int phase, int3
         if ((rc = lyra_runtime_step_down(c, &o2, phase, token, err))) return rc;
     }
     return lyra_err(err, LYRA_ERR_OOM, m->dev[di]->id, "the fallback found no placement");
+}
+
+/* --fallback-across-ranks at load (docs/distributed.md): every rank probes
+ * its share (the load's search with real allocations, nothing kept) and
+ * reports whether it holds; rank 0 moves the last layer of the first rank
+ * that cannot (out of memory, or no plan, after its own step-downs) to the
+ * next rank and sends the new split, until every share holds or the rank
+ * cannot give a layer more (then the real load fails there, naming it). */
+static int across_ranks(lyra_model *m, const lyra_model_params *p, lyra_error *err) {
+    int n_mod = lyra_llama_n_modules(m->arch), n_ranks = lyra_dist_size(), rc = LYRA_OK;
+    lyra_model_params pp = *p;
+    pp.probe = 1;
+    int32_t *st = calloc((size_t)n_ranks, sizeof *st);
+    if (!st) return lyra_err(err, LYRA_ERR_OOM, "model", "out of memory");
+    for (int round = 0; round < n_mod && !rc; round++) {
+        lyra_error why;
+        int prc = load_share(m, &pp, &why);
+        lyra_plan_free(m->plan); /* undo the probe: the real load starts afresh */
+        m->plan = NULL;
+        free(m->module_dev);
+        free(m->module_disk);
+        m->module_dev = NULL;
+        m->module_disk = NULL;
+        m->n_steps = 0;
+        int32_t mine = prc == LYRA_ERR_OOM || prc == LYRA_ERR_INPUT ? 1 : 0;
+        if ((rc = lyra_dist_gather(&mine, st, sizeof mine, err))) break;
+        int32_t again = 0;
+        if (m->rank == 0)
+            for (int r = 0; r + 1 < n_ranks && !again; r++) {
+                if (!st[r]) continue;
+                char name[64];
+                if (!lyra_runtime_move_last(m->arch, r, m->module_rank, name, sizeof name)) break;
+                LYRA_WARN("fallback across ranks: rank %d cannot load its share%s%s%s: %s moves to rank %d", r,
+                          r == 0 ? " (" : "", r == 0 ? why.msg : "", r == 0 ? ")" : "", name, r + 1);
+                again = 1;
+            }
+        if ((rc = lyra_dist_bcast(&again, sizeof again, err))) break;
+        if (!again) break;
+        rc = lyra_dist_bcast(m->module_rank, (size_t)n_mod * sizeof *m->module_rank, err);
+    }
+    free(st);
+    return rc;
 }

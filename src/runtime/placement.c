@@ -338,6 +338,7 @@ int lyra_runtime_split(const lyra_llama *a, const lyra_model_params *p, const ly
         if (rc) return rc;
         rc = lyra_plan_ranks(&pm, ranks, n_ranks, &o, module_rank, err);
         lyra_plan_model_release(&pm);
+        if (!rc && p->fallback_across_ranks) rc = lyra_runtime_hand_on(a, p, ranks, n_ranks, module_rank, err);
         return rc;
     }
     if (!map_has_ranks(p)) { /* even shares of consecutive layers */
@@ -351,7 +352,8 @@ int lyra_runtime_split(const lyra_llama *a, const lyra_model_params *p, const ly
             else if (k == LYRA_MODULE_LAYER) module_rank[i] = (int)(((int64_t)layer * n_ranks) / L);
             else module_rank[i] = n_ranks - 1;
         }
-        return LYRA_OK;
+        return ranks && p->fallback_across_ranks ? lyra_runtime_hand_on(a, p, ranks, n_ranks, module_rank, err)
+                                                 : LYRA_OK;
     }
     /* the map's ranks: the planner resolves its keys (aliases, ranges, the longest
      * key), once per rank: that rank's entries on a CPU without limit, the others on disk */
@@ -431,4 +433,40 @@ int lyra_runtime_cluster(const lyra_llama *a, const lyra_model_params *p, lyra_d
     }
     if (rc && rank > 0) lyra_dist_set_failed_together();
     return rc;
+}
+
+int lyra_runtime_move_last(const lyra_llama *a, int r, int *module_rank, char *moved, size_t cap) {
+    int n_mod = lyra_llama_n_modules(a), last = -1, layers = 0;
+    for (int i = 0; i < n_mod; i++)
+        if (module_rank[i] == r) {
+            last = i;
+            layers += lyra_llama_module_kind(a, i, NULL) == LYRA_MODULE_LAYER;
+        }
+    if (last < 0 || layers < 2 || lyra_llama_module_kind(a, last, NULL) != LYRA_MODULE_LAYER) return 0;
+    module_rank[last] = r + 1;
+    lyra_llama_module_name(a, last, moved, cap);
+    return 1;
+}
+
+int lyra_runtime_hand_on(const lyra_llama *a, const lyra_model_params *p, const lyra_plan_rank *ranks,
+                         int n_ranks, int *module_rank, lyra_error *err) {
+    lyra_geometry g = lyra_runtime_geometry(a, p);
+    for (int r = 0; r + 1 < n_ranks; r++) {
+        for (;;) {
+            lyra_plan *pl = NULL;
+            lyra_error why;
+            int rc = lyra_runtime_plan_share(a, p, &g, &ranks[r], r, module_rank, NULL, &pl, &why);
+            lyra_plan_free(pl);
+            if (rc != LYRA_ERR_INPUT && rc != LYRA_ERR_OOM) {
+                if (rc) *err = why;
+                if (rc) return rc;
+                break;
+            }
+            char name[64];
+            if (!lyra_runtime_move_last(a, r, module_rank, name, sizeof name)) break; /* its own plan says why */
+            LYRA_WARN("fallback across ranks: rank %d cannot hold its share (%s): %s moves to rank %d", r,
+                      why.msg, name, r + 1);
+        }
+    }
+    return LYRA_OK;
 }

@@ -68,6 +68,15 @@ int lyra_runtime_ranks(const lyra_llama *a, const lyra_model_params *p, int n_ra
  * first, docs/distributed.md); else the even split. */
 int lyra_runtime_split(const lyra_llama *a, const lyra_model_params *p, const lyra_plan_rank *ranks,
                        int n_ranks, int *module_rank, lyra_error *err);
+/* --fallback-across-ranks at planning: for rank r = 0, 1, ... (but the
+ * last), while r's share cannot be planned on its devices ranks[r], its last
+ * layer moves to rank r + 1 (a warning says so); r keeps at least one layer
+ * (its own plan then says why it fails). */
+int lyra_runtime_hand_on(const lyra_llama *a, const lyra_model_params *p, const lyra_plan_rank *ranks,
+                         int n_ranks, int *module_rank, lyra_error *err);
+/* Move rank r's last module, a layer, to rank r + 1 when r keeps a layer
+ * (its name in moved); 0 when it cannot. */
+int lyra_runtime_move_last(const lyra_llama *a, int r, int *module_rank, char *moved, size_t cap);
 /* Under mpirun, every rank (collective): report this rank's devices dev[n_dev]
  * with its budgets to rank 0, which splits the model (lyra_runtime_split)
  * and sends module_rank[n_modules] to every rank. all (rank 0, may be NULL):

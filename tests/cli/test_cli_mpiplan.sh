@@ -48,6 +48,17 @@ echo '{"ranks":[{"gpus":[{"memory":"8MiB","budget":"2MiB","backend":"sim"}],"cpu
 "$LYRA" -q "${PLAN[@]}" --rank-devices "$T/bud.json" >"$T/plan" 2>&1
 check_grep "file budget" '^0 +gpu +sim +8.0 MiB +0 B +2.0 MiB ' "$T/plan"
 
+# --fallback-across-ranks at planning: rank 0's CPU cannot hold its share's
+# KV cache and scratch; without the flag its plan fails, with it its last
+# layers move to rank 1
+echo '{"ranks":[{"cpu":{"memory":"64GiB","budget":"1200KiB"}},{"cpu":"64GiB"}]}' >"$T/small0.json"
+check_rc "rank 0 too small: plan fails" 2 "$LYRA" plan -m "$M" --ctx 64 --rank-devices "$T/small0.json"
+check_grep "rank 0 too small: said" 'model.layers.2 fits nowhere' "$T/err"
+"$LYRA" plan -m "$M" --ctx 64 --rank-devices "$T/small0.json" --fallback-across-ranks >"$T/plan" 2>"$T/err"
+check_eq "--fallback-across-ranks plan rc" "$?" 0
+check_grep "--fallback-across-ranks: the move said" '^fallback across ranks: rank 0 cannot hold its share \(.*\): model.layers.2 moves to rank 1$' "$T/err"
+check_grep "--fallback-across-ranks: rank 1 took it" '^rank 1 +model.layers.2-5 model.norm lm_head$' "$T/plan"
+
 # bad files: one line naming the file and the field
 bad_file() { # NAME JSON PATTERN
     printf '%s' "$2" >"$T/bad.json"
@@ -110,6 +121,25 @@ check_grep "-np 3 small GPUs: rank 0's GPU" '^map: 0 \(gpu\) model.embed_tokens 
     --threads 1 --logits-hash --device-map sequential >"$T/s2" 2>"$T/se2"
 check_eq "stories260K sequential: rc ($(grep error "$T/se2" | head -c 300))" "$?" 0
 check_eq "stories260K sequential: logits bitwise equal" "$(cat "$T/s2")" "$(cat "$T/s1")"
+# --fallback-across-ranks at load: rank 0's GPU says 64 MiB but holds 2 MiB;
+# with --no-fallback it cannot step down on its own devices: the run fails,
+# unless its layers may move to rank 1 (the logits stay bitwise equal)
+P0=(-np 1 -x LYRA_SIM_GPUS=2MiB@64MiB "$LYRA" "${PPL[@]}" --no-fallback)
+P1=(-np 1 "$LYRA" "${PPL[@]}" --no-fallback)
+"${MPIRUN[@]}" "${P0[@]}" : "${P1[@]}" >"$T/f1" 2>"$T/fe1"
+check_eq "lying GPU without the flag: exit 3" "$?" 3
+check_grep "lying GPU without the flag: said" '^lyra: error: 0: out of memory on 0: ' "$T/fe1"
+"${MPIRUN[@]}" "${P0[@]}" --fallback-across-ranks : "${P1[@]}" --fallback-across-ranks >"$T/f2" 2>"$T/fe2"
+check_eq "--fallback-across-ranks at load: rc ($(grep error "$T/fe2" | head -c 300))" "$?" 0
+check_eq "--fallback-across-ranks at load: logits bitwise equal" "$(cat "$T/f2")" "$(cat "$T/p1")"
+check_grep "--fallback-across-ranks at load: said" '^fallback across ranks: rank 0 cannot load its share \(0: out of memory .*\): model.layers.1 moves to rank 1$' "$T/fe2"
+check_grep "--fallback-across-ranks at load: rank 1's share" '^map: rank 1 \(mpi\) model.layers.1-5 model.norm lm_head$' "$T/fe2"
+# the config key does the same
+echo '{"fallback_across_ranks": true}' >"$T/far.json"
+"${MPIRUN[@]}" "${P0[@]}" --model-config "$T/far.json" : "${P1[@]}" --model-config "$T/far.json" >"$T/f3" 2>"$T/fe3"
+check_eq "fallback_across_ranks key: rc ($(grep error "$T/fe3" | head -c 300))" "$?" 0
+check_eq "fallback_across_ranks key: logits bitwise equal" "$(cat "$T/f3")" "$(cat "$T/p1")"
+
 check_rc "--rank-devices under mpirun: refused" 2 "${MPIRUN[@]}" -np 2 "$LYRA" "${PLAN[@]}" --rank-devices "$T/rd.json"
 check_grep "--rank-devices under mpirun: said" '^lyra: error: --rank-devices: not under mpirun' "$T/err"
 check_eq "--rank-devices under mpirun: one line" "$(grep -c 'lyra: error' "$T/err")" 1
