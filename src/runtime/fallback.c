@@ -48,6 +48,7 @@ int lyra_runtime_fallback_step(lyra_model *m, int phase, int32_t token, const ly
     char why[160], at[64] = "";
     lyra_runtime_oom_text(m, oom, why, sizeof why);
     if (phase == LYRA_PHASE_GENERATE) snprintf(at, sizeof at, "during generation at token %d: ", (int)token);
+    if (m->quiet_steps) return LYRA_OK;
     if (!strcmp(what, "gpu"))
         LYRA_WARN("fallback: %s%d -> %d GPU layers (%s)", at, (int)from, (int)to, why);
     else if (!strcmp(what, "cpu"))
@@ -662,7 +663,9 @@ static int across_ranks(lyra_model *m, const lyra_model_params *p, lyra_error *e
     if (!st) return lyra_err(err, LYRA_ERR_OOM, "model", "out of memory");
     for (int round = 0; round < n_mod && !rc; round++) {
         lyra_error why;
+        m->quiet_steps = 1; /* the real load says its steps */
         int prc = load_share(m, &pp, &why);
+        m->quiet_steps = 0;
         lyra_plan_free(m->plan); /* undo the probe: the real load starts afresh */
         m->plan = NULL;
         free(m->module_dev);
