@@ -482,7 +482,7 @@ static int plan_final(lyra_model *m, const lyra_model_params *p, lyra_error *err
     if (!ids) return lyra_err(err, LYRA_ERR_OOM, "model", "out of memory");
     for (int i = 0; i < n_mod; i++) ids[i] = m->module_disk[i] ? "disk" : m->dev[m->module_dev[i]]->id;
     lyra_plan *pl = NULL;
-    int rc = lyra_runtime_plan_fixed(m->arch, p, m->dev, m->n_dev, ids, m->n_ctx, m->module_rank, &pl, err);
+    int rc = lyra_runtime_plan_fixed_ranked(m->arch, p, m->dev, m->n_dev, ids, m->n_ctx, m->module_rank, &pl, err);
     free(ids);
     if (rc) return rc;
     lyra_plan_free(m->plan);

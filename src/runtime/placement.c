@@ -235,7 +235,14 @@ int lyra_runtime_plan_ranked(const lyra_llama *a, const lyra_model_params *p, co
 
 int lyra_runtime_plan_fixed(const lyra_llama *a, const lyra_model_params *p,
                             lyra_device *const *dev, int n_dev, const char *const *ids,
-                            int32_t n_ctx, const int *module_rank, lyra_plan **out, lyra_error *err) {
+                            int32_t n_ctx, lyra_plan **out, lyra_error *err) {
+    return lyra_runtime_plan_fixed_ranked(a, p, dev, n_dev, ids, n_ctx, NULL, out, err);
+}
+
+int lyra_runtime_plan_fixed_ranked(const lyra_llama *a, const lyra_model_params *p,
+                                   lyra_device *const *dev, int n_dev, const char *const *ids,
+                                   int32_t n_ctx, const int *module_rank, lyra_plan **out,
+                                   lyra_error *err) {
     lyra_geometry g = lyra_runtime_geometry(a, p);
     g.n_ctx = n_ctx;
     return plan_with(a, p, &g, dev, n_dev, ids, module_rank, out, err);
@@ -409,12 +416,12 @@ int lyra_runtime_cluster(const lyra_llama *a, const lyra_model_params *p, lyra_d
      * sends no devices (n_devices -1) and rank 0 names it */
     if (rc) mine.n_devices = -1;
     lyra_plan_rank *buf = rank == 0 ? (all ? all : malloc((size_t)n_ranks * sizeof *buf)) : NULL;
+    if (rank == 0 && !buf) return lyra_err(err, LYRA_ERR_OOM, "mpi", "out of memory"); /* the others time out */
     lyra_error e2;
     int rc2 = lyra_dist_gather(&mine, buf ? (void *)buf : (void *)&mine, sizeof mine, rc ? &e2 : err);
     if (rc2 && !rc) return rc2;
     int32_t status = 0;
     if (rank == 0) {
-        if (!buf) rc = rc ? rc : lyra_err(err, LYRA_ERR_OOM, "mpi", "out of memory");
         for (int r = 1; !rc && r < n_ranks; r++)
             if (buf[r].n_devices < 1 || buf[r].n_devices > LYRA_PLAN_MAX_DEVICES) {
                 char where[32];

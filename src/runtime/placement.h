@@ -34,8 +34,12 @@ int lyra_runtime_plan(const lyra_llama *a, const lyra_model_params *p, const lyr
  * against them (the map is what really loaded). */
 int lyra_runtime_plan_fixed(const lyra_llama *a, const lyra_model_params *p,
                             lyra_device *const *dev, int n_dev, const char *const *ids,
-                            int32_t n_ctx, const int *module_rank, struct lyra_plan **out,
-                            lyra_error *err);
+                            int32_t n_ctx, struct lyra_plan **out, lyra_error *err);
+/* The same for this rank's share of module_rank (the split; NULL: as above). */
+int lyra_runtime_plan_fixed_ranked(const lyra_llama *a, const lyra_model_params *p,
+                                   lyra_device *const *dev, int n_dev, const char *const *ids,
+                                   int32_t n_ctx, const int *module_rank, struct lyra_plan **out,
+                                   lyra_error *err);
 /* lyra_runtime_plan of this rank's share of module_rank (the split). */
 int lyra_runtime_plan_ranked(const lyra_llama *a, const lyra_model_params *p, const lyra_geometry *g,
                              lyra_device *const *dev, int n_dev, const int *module_rank,
