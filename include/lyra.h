@@ -283,6 +283,10 @@ typedef struct lyra_model_params {
     int32_t n_seq;            /* sequences the KV cache is planned for (each up to
                                  n_ctx positions: lyra serve's --parallel); contexts
                                  leaving n_seq 0 get this many; 0 = 1 */
+    int fallback_across_ranks; /* under mpirun (docs/distributed.md): 1: a rank that
+                                 cannot hold its share, even after stepping down on
+                                 its own devices, hands its last modules to the next
+                                 rank; 0 (default): that is an error */
 } lyra_model_params;
 
 typedef enum lyra_fallback_policy {

@@ -35,6 +35,7 @@ static const cfg_flag g_flags[] = {
     {"--fallback", "--fallback", "enable_progressive_fallback", "true", APP_CFG_DEVICE, 0},
     {"--no-fallback", "--no-fallback", "enable_progressive_fallback", "false", APP_CFG_DEVICE, 0},
     {"--fallback-policy", "--fallback-policy", "fallback_policy", NULL, APP_CFG_DEVICE, 0},
+    {"--fallback-across-ranks", "--fallback-across-ranks", "fallback_across_ranks", "true", APP_CFG_DEVICE, 0},
     {"--load-in-8bit", "--load-in-8bit", "load_in_8bit", "true", APP_CFG_DEVICE, 0},
     {"--load-in-4bit", "--load-in-4bit", "load_in_4bit", "true", APP_CFG_DEVICE, 0},
     {"--dtype", "--dtype", "dtype", NULL, APP_CFG_DEVICE, 0},

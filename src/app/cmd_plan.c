@@ -7,6 +7,7 @@
 
 #include "args.h"
 #include "arch/llama.h"
+#include "config/rankdev.h"
 #include "dist/dist.h"
 #include "format/gguf.h"
 #include "format/hf_model.h"
@@ -19,7 +20,7 @@ const char cmd_plan_usage[] =
     "                 [--gpu-layers N] [--tensor-split P,Q] [--ctx N]\n"
     "                 [--batch N] [--kv-type f16|f32] [--json] [--probe]\n"
     "                 [--load-in-8bit | --load-in-4bit] [--parallel N]\n"
-    "                 [--ranks N]\n"
+    "                 [--ranks N [--rank-devices FILE]]\n"
     "                 [--model-config FILE | --no-config]\n"
     "\n"
     "Print where each module of MODEL would run and the bytes every device would\n"
@@ -42,8 +43,14 @@ const char cmd_plan_usage[] =
     "  --ranks N              also print which modules each of N MPI ranks would\n"
     "                         run (`mpirun -np N`, docs/distributed.md): lines\n"
     "                         `rank R  MODULES` (--json: \"ranks\":{module: R});\n"
-    "                         under mpirun N is the number of ranks, printed by\n"
-    "                         rank 0; each rank plans its modules on its devices\n"
+    "                         under mpirun every rank reports its devices and\n"
+    "                         rank 0 prints the whole map: each rank's plan, then\n"
+    "                         the rank lines (--json: \"ranks\", \"map\":{module:\n"
+    "                         \"ID@RANK\"}, \"plans\":[each rank's plan])\n"
+    "  --rank-devices FILE    plan for the cluster FILE describes, without MPI, as\n"
+    "                         mpirun with those devices would: {\"ranks\":[{\"gpus\":\n"
+    "                         [\"24GiB\",...],\"cpu\":\"64GiB\",\"disk\":\"1TB\"},...]}\n"
+    "                         (docs/distributed.md); --max-memory/--reserve apply\n"
     "  --load-in-8bit         plan F32/F16/BF16 weights as Q8_0 (quantized on load)\n"
     "  --load-in-4bit         plan F32/F16/BF16 weights as 4-bit\n"
     "  --dtype D              Hugging Face folders: weights in memory as auto (as\n"
@@ -91,10 +98,13 @@ static int run_probe(const char *model, lyra_model_params *mp, lyra_error *err) 
 
 static int plan_run(const char *model, int json, int32_t ranks, lyra_model_params *mp,
                     lyra_error *err);
+static int plan_cluster(const char *model, int json, int32_t ranks, const char *rank_devices,
+                        lyra_model_params *mp, lyra_error *err);
 
 int cmd_plan(int argc, char **argv, lyra_error *err) {
     int json = 0, probe = 0;
     int32_t ranks = 0;
+    const char *rank_devices = NULL;
     lyra_model_params mp = lyra_model_default_params();
     lyra_context_params cp = lyra_context_default_params();
     const app_opt opts[] = {
@@ -102,6 +112,7 @@ int cmd_plan(int argc, char **argv, lyra_error *err) {
         APP_SWITCH("--probe", &probe),
         APP_I32("--parallel", "-np", &mp.n_seq, 1, 256),
         APP_I32("--ranks", NULL, &ranks, 1, 4096),
+        APP_STR("--rank-devices", NULL, &rank_devices),
         APP_OPT_END_,
     };
     lyra_config *cfg = NULL; /* owns mp's strings */
@@ -110,29 +121,36 @@ int cmd_plan(int argc, char **argv, lyra_error *err) {
                         &mp, &cfg, err);
     if (!rc) rc = app_config_model(cfg, &model, err);
     if (!rc) rc = app_config_apply(cfg, &mp, &cp, NULL, NULL, err);
-    if (!rc && lyra_dist_size() > 1) { /* under mpirun: rank 0 prints the split */
-        if (lyra_dist_rank() > 0) goto done;
-        if (!ranks) ranks = lyra_dist_size();
-    }
-    if (!rc && probe && ranks)
+    if (!rc && probe && (ranks || rank_devices || lyra_dist_size() > 1))
         rc = lyra_err(err, LYRA_ERR_INPUT, "--ranks", "not with --probe");
+    if (!rc && rank_devices && lyra_dist_size() > 1)
+        rc = lyra_err(err, LYRA_ERR_INPUT, "--rank-devices", "not under mpirun (the ranks report their devices)");
+    if (!rc && lyra_dist_size() > 1 && ranks && ranks != lyra_dist_size())
+        rc = lyra_err(err, LYRA_ERR_INPUT, "--ranks", "%d, but mpirun started %d ranks", (int)ranks,
+                      lyra_dist_size());
+    if (rc && lyra_dist_size() > 1) lyra_dist_set_failed_together(); /* every rank alike: rank 0 says it */
     if (!rc) {
         mp.n_threads = 1; /* nothing computes */
-        rc = probe ? run_probe(model, &mp, err) : plan_run(model, json, ranks, &mp, err);
+        if (probe) rc = run_probe(model, &mp, err);
+        else if (rank_devices || lyra_dist_size() > 1)
+            rc = plan_cluster(model, json, ranks, rank_devices, &mp, err);
+        else rc = plan_run(model, json, ranks, &mp, err);
     }
-done:
     free(model);
     lyra_config_free(cfg);
     return rc;
 }
 
-/* --ranks: "rank R  MODULES" lines (layers as ranges) or JSON {module: R}. */
-static int print_ranks(const lyra_llama *a, const lyra_model_params *mp, int32_t ranks, json_t *j,
-                       lyra_error *err) {
+/* "rank R  MODULES" lines (layers as ranges) or JSON {module: R} for the
+ * split mr (NULL: lyra_runtime_ranks). */
+static int print_split(const lyra_llama *a, const lyra_model_params *mp, int32_t ranks, const int *given,
+                       json_t *j, lyra_error *err) {
     int n_mod = lyra_llama_n_modules(a);
     int *mr = malloc((size_t)n_mod * sizeof *mr);
     if (!mr) return lyra_err(err, LYRA_ERR_OOM, "plan", "out of memory");
-    int rc = lyra_runtime_ranks(a, mp, ranks, mr, err);
+    int rc = LYRA_OK;
+    if (given) memcpy(mr, given, (size_t)n_mod * sizeof *mr);
+    else rc = lyra_runtime_ranks(a, mp, ranks, mr, err);
     json_t *o = j ? json_object() : NULL;
     for (int r = 0; !rc && r < ranks; r++) {
         if (!j) printf("rank %-3d", r);
@@ -160,6 +178,12 @@ static int print_ranks(const lyra_llama *a, const lyra_model_params *mp, int32_t
     else json_decref(o);
     free(mr);
     return rc;
+}
+
+/* --ranks: the even split or the map's. */
+static int print_ranks(const lyra_llama *a, const lyra_model_params *mp, int32_t ranks, json_t *j,
+                       lyra_error *err) {
+    return print_split(a, mp, ranks, NULL, j, err);
 }
 
 /* The plan from the model's metadata alone, as a table or JSON. */
@@ -200,6 +224,132 @@ static int plan_run(const char *model, int json, int32_t ranks, lyra_model_param
         }
     }
     lyra_plan_free(plan);
+    for (int i = 0; i < n_dev; i++) lyra_device_free(dev[i]);
+    lyra_llama_free(arch);
+    lyra_gguf_close(g);
+    return rc;
+}
+
+/* The devices of rank r of the file (as lyra_plan_device_from would report
+ * them), budgets as that rank would set them. */
+static int file_rank(const lyra_model_params *mp, const lyra_rankdev_rank *fr, int r, lyra_plan_rank *out,
+                     lyra_error *err) {
+    lyra_plan_device pd[LYRA_PLAN_MAX_DEVICES];
+    const lyra_rankdev_mem *mem[LYRA_PLAN_MAX_DEVICES];
+    int n = 0;
+    for (int i = 0; i < fr->n_gpus && n < LYRA_PLAN_MAX_GPUS; i++, n++) {
+        memset(&pd[n], 0, sizeof pd[n]);
+        snprintf(pd[n].id, sizeof pd[n].id, "%d", i);
+        snprintf(pd[n].kind, sizeof pd[n].kind, "gpu");
+        snprintf(pd[n].backend, sizeof pd[n].backend, "%s", fr->gpu[i].sim ? "sim" : "cuda");
+        pd[n].total = fr->gpu[i].memory;
+        pd[n].free = fr->gpu[i].free;
+        mem[n] = &fr->gpu[i];
+    }
+    memset(&pd[n], 0, sizeof pd[n]);
+    snprintf(pd[n].id, sizeof pd[n].id, "cpu");
+    snprintf(pd[n].kind, sizeof pd[n].kind, "cpu");
+    snprintf(pd[n].backend, sizeof pd[n].backend, "cpu");
+    pd[n].total = fr->cpu.memory;
+    pd[n].free = fr->cpu.free;
+    mem[n++] = &fr->cpu;
+    lyra_plan_notes notes;
+    memset(&notes, 0, sizeof notes);
+    int rc = lyra_runtime_rank_devices(mp, r, pd, n, out, &notes, err);
+    for (int i = 0; !rc && i < n; i++) /* the file's budget: that device's max_memory, unless given */
+        if (mem[i]->has_budget && !out->dev[i].has_max) {
+            out->dev[i].budget = mem[i]->budget;
+            out->dev[i].reserve = 0;
+            out->dev[i].has_max = 1;
+        }
+    return rc;
+}
+
+/* The whole map over the ranks: under mpirun every rank reports its devices
+ * (rank 0 prints), else the devices of the file rank_devices. */
+static int plan_cluster(const char *model, int json, int32_t ranks, const char *rank_devices,
+                        lyra_model_params *mp, lyra_error *err) {
+    lyra_gguf *g = NULL;
+    lyra_llama *arch = NULL;
+    lyra_device *dev[LYRA_MAX_DEVICES];
+    int n_dev = 0, n_ranks = lyra_dist_size(), *mr = NULL;
+    lyra_rankdev rd = {0, NULL};
+    lyra_plan_rank *all = NULL;
+    json_t *j = NULL, *map = NULL, *plans = NULL;
+    int rc = lyra_hf_open_path(model, (lyra_hf_dtype)mp->dtype, &g, err);
+    if (!rc) rc = lyra_llama_load(g, &arch, err);
+    if (!rc && rank_devices) {
+        if (!(rc = lyra_rankdev_load(rank_devices, &rd, err))) n_ranks = rd.n_ranks;
+        if (!rc && ranks && ranks != rd.n_ranks)
+            rc = lyra_err(err, LYRA_ERR_INPUT, "--ranks", "%d, but %s describes %d rank%s", (int)ranks,
+                          rank_devices, rd.n_ranks, rd.n_ranks == 1 ? "" : "s");
+    }
+    int n_mod = arch ? lyra_llama_n_modules(arch) : 0;
+    if (!rc && (!(mr = calloc((size_t)n_mod, sizeof *mr)) || !(all = calloc((size_t)n_ranks, sizeof *all))))
+        rc = lyra_err(err, LYRA_ERR_OOM, "plan", "out of memory");
+    if (!rc && rank_devices) {
+        for (int r = 0; !rc && r < n_ranks; r++) rc = file_rank(mp, &rd.rank[r], r, &all[r], err);
+        if (!rc) rc = lyra_runtime_split(arch, mp, all, n_ranks, mr, err);
+    } else if (!rc) { /* mpirun: every rank reports, rank 0 splits */
+        rc = lyra_runtime_devices(NULL, 1, lyra_runtime_wants_gpu(mp), dev, &n_dev, err);
+        if (!rc) rc = lyra_runtime_cluster(arch, mp, dev, n_dev, mr, all, err);
+        if (!rc && lyra_dist_rank() > 0) goto done;
+    }
+    lyra_geometry geom = arch ? lyra_runtime_geometry(arch, mp) : (lyra_geometry){0, 0, 0, 0, 0};
+    if (!rc && json) {
+        j = json_object();
+        map = json_object();
+        plans = json_array();
+        if (!j || !map || !plans) rc = lyra_err(err, LYRA_ERR_OOM, "plan", "out of memory");
+    }
+    for (int r = 0; !rc && r < n_ranks; r++) {
+        lyra_plan *pl = NULL;
+        if ((rc = lyra_runtime_plan_share(arch, mp, &geom, &all[r], r, mr, NULL, &pl, err))) break;
+        for (int i = 0; i < n_mod; i++)
+            if (mr[i] != r) pl->module_dev[i] = -1; /* another rank's: not in this rank's table */
+        if (json) {
+            if (!r) {
+                json_object_set_new(j, "ctx", json_integer(pl->ctx));
+                json_object_set_new(j, "batch", json_integer(pl->batch));
+            }
+            for (int i = 0; i < n_mod; i++) {
+                if (mr[i] != r) continue;
+                char name[64], id[40];
+                lyra_llama_module_name(arch, i, name, sizeof name);
+                snprintf(id, sizeof id, "%s@%d", pl->dev[pl->module_dev[i]].id, r);
+                json_object_set_new(map, name, json_string(id));
+            }
+            json_t *pj = lyra_plan_json(pl);
+            if (!pj || json_array_append_new(plans, pj)) rc = lyra_err(err, LYRA_ERR_OOM, "plan", "out of memory");
+        } else {
+            char *s = lyra_plan_table(pl);
+            if (!s) rc = lyra_err(err, LYRA_ERR_OOM, "plan", "out of memory");
+            else printf("rank %d of %d\n%s", r, n_ranks, s);
+            free(s);
+        }
+        lyra_plan_free(pl);
+    }
+    if (!rc && !json) {
+        printf("ranks: %d (%s)\n", n_ranks, rank_devices ? rank_devices : "mpirun: every rank's devices");
+        rc = print_split(arch, mp, n_ranks, mr, NULL, err);
+    }
+    if (!rc && json) rc = print_split(arch, mp, n_ranks, mr, j, err);
+    if (!rc && json) {
+        json_object_set_new(j, "map", map);
+        json_object_set_new(j, "plans", plans);
+        map = plans = NULL;
+        char *s = json_dumps(j, JSON_COMPACT);
+        if (!s) rc = lyra_err(err, LYRA_ERR_OOM, "plan", "out of memory");
+        else printf("%s\n", s);
+        free(s);
+    }
+done:
+    json_decref(j);
+    json_decref(map);
+    json_decref(plans);
+    free(all);
+    free(mr);
+    lyra_rankdev_free(&rd);
     for (int i = 0; i < n_dev; i++) lyra_device_free(dev[i]);
     lyra_llama_free(arch);
     lyra_gguf_close(g);

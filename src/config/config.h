@@ -74,6 +74,8 @@ typedef enum lyra_cfg_key {
     LYRA_CFG_SERVER_PORT,          /* lyra serve: TCP port 0..65535 (default 8080) */
     LYRA_CFG_SERVER_PARALLEL,      /* lyra serve: slots 1..256 (default 4) */
     LYRA_CFG_SERVER_QUEUE,         /* lyra serve: waiting requests at most, 1..65536 (default 64) */
+    LYRA_CFG_FALLBACK_ACROSS_RANKS,/* bool (mpirun): a rank that cannot hold its share hands
+                                      modules to the next; `show` lists it only when set */
     LYRA_CFG_N_KEYS
 } lyra_cfg_key;
 
@@ -103,6 +105,9 @@ const char *lyra_config_key_name(int k);
 const char *lyra_config_key_flag(int k);
 /* The default value of key k as JSON text ("0.8", "\"auto\"", "null"). */
 const char *lyra_config_key_default(int k);
+/* 1 when `config show` leaves key k out: fallback_across_ranks (an MPI key)
+ * while it has its default from no source. */
+int lyra_config_key_quiet(const lyra_config *c, int k);
 /* "did you mean X?" for an unknown key name (at top level when
  * in_pipeline is 0, inside pipeline_kwargs otherwise); "" when nothing is
  * close. Writes into buf and returns it. */

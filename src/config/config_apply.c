@@ -83,6 +83,7 @@ int lyra_config_apply_model(lyra_config *c, lyra_model_params *mp, lyra_error *e
     int on = json_is_true(c->value[LYRA_CFG_FALLBACK]) && policy != LYRA_FALLBACK_NONE;
     mp->fallback = on;
     mp->fallback_policy = on ? policy : LYRA_FALLBACK_NONE;
+    mp->fallback_across_ranks = json_is_true(c->value[LYRA_CFG_FALLBACK_ACROSS_RANKS]);
     mp->gpu_layers_fallback = json_is_null(c->value[LYRA_CFG_GPU_LAYERS_FALLBACK])
                                   ? -1 : int_of(c, LYRA_CFG_GPU_LAYERS_FALLBACK);
     mp->load_in_bits = json_is_true(c->value[LYRA_CFG_LOAD_IN_8BIT])   ? 8
@@ -246,6 +247,7 @@ void lyra_config_apply_serve(const lyra_config *c, lyra_config_serve *s) {
 json_t *lyra_config_show_json(const lyra_config *c) {
     json_t *o = json_object();
     for (int k = 0; o && k < LYRA_CFG_N_KEYS; k++) {
+        if (lyra_config_key_quiet(c, k)) continue;
         json_t *e = json_pack("{s:O,s:s}", "value", c->value[k], "source", c->source[k]);
         if (!e || json_object_set_new(o, lyra_cfg_defs[k].name, e)) {
             json_decref(o);
@@ -289,6 +291,7 @@ char *lyra_config_show_text(const lyra_config *c) {
                      c->how ? c->how : "none");
     n = w > 0 ? (size_t)w : 0;
     for (int k = 0; k < LYRA_CFG_N_KEYS; k++) {
+        if (lyra_config_key_quiet(c, k)) continue;
         char *val = json_dumps(c->value[k], JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(15));
         char src[2048];
         if (!val) {

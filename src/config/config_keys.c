@@ -66,6 +66,8 @@ const cfg_def lyra_cfg_defs[LYRA_CFG_N_KEYS] = {
     [LYRA_CFG_SERVER_PORT] = {"server_port", "--port", CFG_INT, 0, 0, 65535, 0, 0, 0, NULL, "8080"},
     [LYRA_CFG_SERVER_PARALLEL] = {"server_parallel", "--parallel", CFG_INT, 0, 1, 256, 0, 0, 0, NULL, "4"},
     [LYRA_CFG_SERVER_QUEUE] = {"server_queue", "--queue", CFG_INT, 0, 1, 65536, 0, 0, 0, NULL, "64"},
+    [LYRA_CFG_FALLBACK_ACROSS_RANKS] = {"fallback_across_ranks", "--fallback-across-ranks", CFG_BOOL, 0, 0,
+                                        0, 0, 0, 0, NULL, "false"},
 };
 
 #define PK "pipeline_kwargs."
@@ -91,6 +93,10 @@ const char *lyra_config_key_name(int k) {
 
 const char *lyra_config_key_flag(int k) {
     return k >= 0 && k < LYRA_CFG_N_KEYS ? lyra_cfg_defs[k].flag : "?";
+}
+
+int lyra_config_key_quiet(const lyra_config *c, int k) {
+    return k == LYRA_CFG_FALLBACK_ACROSS_RANKS && !strcmp(c->source[k], "default") && json_is_false(c->value[k]);
 }
 
 const char *lyra_config_key_default(int k) {

@@ -151,6 +151,28 @@ int lyra_dist_recv(int from, int tag, void *buf, size_t bytes, double timeout_s,
     return wait_req(&req, from, timeout_s, "receive", err);
 }
 
+int lyra_dist_gather(const void *mine, void *all, size_t bytes, lyra_error *err) {
+    int rc = check_count(bytes, 0, err);
+    if (rc) return rc;
+    if (!g_dist.on) {
+        memcpy(all, mine, bytes);
+        return LYRA_OK;
+    }
+    MPI_Request req;
+    int mrc = MPI_Igather(mine, (int)bytes, MPI_BYTE, all, (int)bytes, MPI_BYTE, 0, MPI_COMM_WORLD, &req);
+    if (mrc != MPI_SUCCESS) return mpi_fail(err, mrc, 0, "gather");
+    return wait_req(&req, 0, g_dist.timeout, "gather", err);
+}
+
+int lyra_dist_bcast(void *buf, size_t bytes, lyra_error *err) {
+    int rc = check_count(bytes, 0, err);
+    if (rc || !g_dist.on) return rc;
+    MPI_Request req;
+    int mrc = MPI_Ibcast(buf, (int)bytes, MPI_BYTE, 0, MPI_COMM_WORLD, &req);
+    if (mrc != MPI_SUCCESS) return mpi_fail(err, mrc, 0, "broadcast");
+    return wait_req(&req, 0, g_dist.timeout, "broadcast", err);
+}
+
 static int allgather_u64(uint64_t v, uint64_t *all, lyra_error *err) {
     int mrc = MPI_Allgather(&v, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T, MPI_COMM_WORLD);
     return mrc == MPI_SUCCESS ? LYRA_OK : mpi_fail(err, mrc, 0, "allgather");
@@ -172,6 +194,15 @@ int lyra_dist_send(int to, int tag, const void *buf, size_t bytes, lyra_error *e
 int lyra_dist_recv(int from, int tag, void *buf, size_t bytes, double timeout_s, lyra_error *err) {
     (void)tag, (void)buf, (void)bytes, (void)timeout_s;
     return lyra_err(err, LYRA_ERR_RUNTIME, "mpi", "no rank %d: lyra was built without MPI", from);
+}
+int lyra_dist_gather(const void *mine, void *all, size_t bytes, lyra_error *err) {
+    (void)err;
+    memcpy(all, mine, bytes);
+    return LYRA_OK;
+}
+int lyra_dist_bcast(void *buf, size_t bytes, lyra_error *err) {
+    (void)buf, (void)bytes, (void)err;
+    return LYRA_OK;
 }
 static int allgather_u64(uint64_t v, uint64_t *all, lyra_error *err) {
     (void)err;

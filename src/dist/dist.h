@@ -63,6 +63,13 @@ int lyra_dist_recv(int from, int tag, void *buf, size_t bytes, double timeout_s,
 /* Rank 0: send cmd (and tokens[cmd->n] for EVAL) to every other rank. */
 int lyra_dist_command(const lyra_dist_cmd *cmd, const int32_t *tokens, lyra_error *err);
 
+/* Collectives (every rank calls them at the same point), with the deadline:
+ * rank 0 receives every rank's `bytes` bytes of mine into all[size][bytes]
+ * (all is unused on the other ranks); rank 0's buf[bytes] to every rank.
+ * With one rank: gather copies mine to all, bcast does nothing. */
+int lyra_dist_gather(const void *mine, void *all, size_t bytes, lyra_error *err);
+int lyra_dist_bcast(void *buf, size_t bytes, lyra_error *err);
+
 /* The fingerprint of a model file: FNV-1a 64 of its size, its first MiB and
  * 64 KiB samples at 64 evenly spaced places. */
 int lyra_dist_fingerprint(const char *path, uint64_t *out, lyra_error *err);

@@ -820,6 +820,7 @@ int lyra_plan_device_index(const lyra_plan *p, const char *id) {
 
 const char *lyra_plan_module_device(const lyra_plan *p, const char *module) {
     for (int i = 0; i < p->n_modules; i++)
-        if (!strcmp(p->modules[i].name, module)) return p->dev[p->module_dev[i]].id;
+        if (!strcmp(p->modules[i].name, module))
+            return p->module_dev[i] >= 0 ? p->dev[p->module_dev[i]].id : NULL;
     return NULL;
 }

@@ -261,7 +261,8 @@ typedef struct lyra_plan {
     lyra_plan_usage use[LYRA_PLAN_MAX_DEVICES]; /* [n_devices] planned bytes */
     int n_modules;                              /* model order */
     lyra_plan_module *modules;                  /* [n_modules] copies (tensors NULL) */
-    int *module_dev;                            /* [n_modules] index into dev */
+    int *module_dev;                            /* [n_modules] index into dev; -1: another
+                                                   rank's module (shown by no device) */
     lyra_plan_notes notes;                      /* missing GPUs etc. */
     int n_windowed;                             /* sliding-window layers */
     int32_t window;                             /* their (largest) window */
@@ -295,6 +296,29 @@ char *lyra_plan_json_string(const lyra_plan *p);
  * with and without rings when the model has sliding-window layers);
  * malloc'd (free()). */
 char *lyra_plan_table(const lyra_plan *p);
+
+/* ------------------------------------------------------------------ ranks */
+
+/* One MPI rank's devices as the planner sees them (budgets set by
+ * lyra_plan_budgets with that rank's max_memory and reserve): GPUs, cpu, disk. */
+typedef struct lyra_plan_rank {
+    int n_devices;                              /* <= LYRA_PLAN_MAX_DEVICES */
+    lyra_plan_device dev[LYRA_PLAN_MAX_DEVICES];/* [n_devices] */
+} lyra_plan_rank;
+
+/* The split of model over ranks[n_ranks] (plan_ranks.c, docs/distributed.md):
+ * module_rank[i] (n_modules) is the rank of module i; each rank one
+ * consecutive run with at least one layer, rank 0 the embedding, the last
+ * rank the head. Fast devices first: when the model fits on the GPUs of all
+ * ranks, the ranks' shares follow their GPU budgets (balanced: the smallest
+ * common fraction of every GPU budget; opts->strategy sequential: rank 0's
+ * GPUs full, then rank 1's, ...); else every GPU full and the CPUs filled the
+ * same way; else every rank full and the rest on the last rank's disk. A
+ * share fits a rank when lyra_plan_make (opts, the other ranks' modules
+ * costing nothing) puts it on the allowed devices. More ranks than layers is
+ * LYRA_ERR_INPUT. */
+int lyra_plan_ranks(const lyra_plan_model *model, const lyra_plan_rank *ranks, int n_ranks,
+                    const lyra_plan_opts *opts, int *module_rank, lyra_error *err);
 
 /* ------------------------------------------------------- Llama (arch/llama.h) */
 struct lyra_llama;

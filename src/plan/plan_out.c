@@ -77,7 +77,8 @@ json_t *lyra_plan_json(const lyra_plan *p) {
     if (json_object_set_new(root, "devices", devs)) { devs = NULL; goto oom; }
     devs = NULL;
     for (int i = 0; i < p->n_modules; i++)
-        if (json_object_set_new(map, p->modules[i].name, json_string(p->dev[p->module_dev[i]].id)))
+        if (p->module_dev[i] >= 0 && /* < 0: another rank's (lyra plan under mpirun) */
+            json_object_set_new(map, p->modules[i].name, json_string(p->dev[p->module_dev[i]].id)))
             goto oom;
     if (json_object_set_new(root, "map", map)) { map = NULL; goto oom; }
     return root;

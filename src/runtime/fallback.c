@@ -48,6 +48,7 @@ int lyra_runtime_fallback_step(lyra_model *m, int phase, int32_t token, const ly
     char why[160], at[64] = "";
     lyra_runtime_oom_text(m, oom, why, sizeof why);
     if (phase == LYRA_PHASE_GENERATE) snprintf(at, sizeof at, "during generation at token %d: ", (int)token);
+    if (m->quiet_steps) return LYRA_OK;
     if (!strcmp(what, "gpu"))
         LYRA_WARN("fallback: %s%d -> %d GPU layers (%s)", at, (int)from, (int)to, why);
     else if (!strcmp(what, "cpu"))
@@ -481,13 +482,16 @@ static int plan_final(lyra_model *m, const lyra_model_params *p, lyra_error *err
     if (!ids) return lyra_err(err, LYRA_ERR_OOM, "model", "out of memory");
     for (int i = 0; i < n_mod; i++) ids[i] = m->module_disk[i] ? "disk" : m->dev[m->module_dev[i]]->id;
     lyra_plan *pl = NULL;
-    int rc = lyra_runtime_plan_fixed(m->arch, p, m->dev, m->n_dev, ids, m->n_ctx, &pl, err);
+    int rc = lyra_runtime_plan_fixed_ranked(m->arch, p, m->dev, m->n_dev, ids, m->n_ctx, m->module_rank, &pl, err);
     free(ids);
     if (rc) return rc;
     lyra_plan_free(m->plan);
     m->plan = pl;
     return LYRA_OK;
 }
+
+static int load_share(lyra_model *m, const lyra_model_params *p, lyra_error *err);
+static int across_ranks(lyra_model *m, const lyra_model_params *p, lyra_error *err);
 
 int lyra_runtime_load(lyra_model *m, const lyra_model_params *p, lyra_error *err) {
     m->geom = lyra_runtime_geometry(m->arch, p);
@@ -503,19 +507,30 @@ int lyra_runtime_load(lyra_model *m, const lyra_model_params *p, lyra_error *err
         return lyra_err(err, LYRA_ERR_INPUT, "device_map",
                         "a device of rank %d is named: run under mpirun -np %d (docs/distributed.md)",
                         lyra_runtime_named_rank(p), lyra_runtime_named_rank(p) + 1);
-    if ((rc = lyra_runtime_plan(m->arch, p, &m->geom, m->dev, m->n_dev, &m->plan, err))) return rc;
-    const lyra_plan *pl = m->plan;
     int n_mod = lyra_llama_n_modules(m->arch);
+    if (lyra_dist_size() > 1) { /* mpirun: the ranks report their devices, rank 0 splits */
+        m->rank = lyra_dist_rank();
+        m->module_rank = calloc((size_t)n_mod, sizeof *m->module_rank);
+        if (!m->module_rank) return lyra_err(err, LYRA_ERR_OOM, "model", "out of memory");
+        if ((rc = lyra_runtime_cluster(m->arch, p, m->dev, m->n_dev, m->module_rank, NULL, err))) return rc;
+        if (p->fallback_across_ranks && !p->probe && (rc = across_ranks(m, p, err))) return rc;
+    }
+    return load_share(m, p, err);
+}
+
+/* Plan this rank's share (m->module_rank) and load it: the search over GPU
+ * layer counts with the within-rank fallback (p->probe: allocate, keep
+ * nothing). */
+static int load_share(lyra_model *m, const lyra_model_params *p, lyra_error *err) {
+    int rc, n_mod = lyra_llama_n_modules(m->arch);
+    m->probe = p->probe != 0;
+    if ((rc = lyra_runtime_plan_ranked(m->arch, p, &m->geom, m->dev, m->n_dev, m->module_rank, &m->plan, err)))
+        return rc;
+    const lyra_plan *pl = m->plan;
     if (pl->n_modules != n_mod)
         return lyra_err(err, LYRA_ERR_RUNTIME, "model", "plan has %d modules, not %d", pl->n_modules, n_mod);
     m->module_dev = calloc((size_t)n_mod, sizeof *m->module_dev);
     m->module_disk = calloc((size_t)n_mod, 1);
-    if (lyra_dist_size() > 1 && m->module_dev && m->module_disk) { /* mpirun: this rank's share */
-        m->rank = lyra_dist_rank();
-        m->module_rank = calloc((size_t)n_mod, sizeof *m->module_rank);
-        if (!m->module_rank) return lyra_err(err, LYRA_ERR_OOM, "model", "out of memory");
-        if ((rc = lyra_runtime_ranks(m->arch, p, lyra_dist_size(), m->module_rank, err))) return rc;
-    }
     search S;
     memset(&S, 0, sizeof S);
     S.asg0 = malloc((size_t)n_mod * sizeof *S.asg0);
@@ -632,4 +647,48 @@ int lyra_runtime_step_down(lyra_context *c, const lyra_oom *oom, int phase, int3
         if ((rc = lyra_runtime_step_down(c, &o2, phase, token, err))) return rc;
     }
     return lyra_err(err, LYRA_ERR_OOM, m->dev[di]->id, "the fallback found no placement");
+}
+
+/* --fallback-across-ranks at load (docs/distributed.md): every rank probes
+ * its share (the load's search with real allocations, nothing kept) and
+ * reports whether it holds; rank 0 moves the last layer of the first rank
+ * that cannot (out of memory, or no plan, after its own step-downs) to the
+ * next rank and sends the new split, until every share holds or the rank
+ * cannot give a layer more (then the real load fails there, naming it). */
+static int across_ranks(lyra_model *m, const lyra_model_params *p, lyra_error *err) {
+    int n_mod = lyra_llama_n_modules(m->arch), n_ranks = lyra_dist_size(), rc = LYRA_OK;
+    lyra_model_params pp = *p;
+    pp.probe = 1;
+    int32_t *st = calloc((size_t)n_ranks, sizeof *st);
+    if (!st) return lyra_err(err, LYRA_ERR_OOM, "model", "out of memory");
+    for (int round = 0; round < n_mod && !rc; round++) {
+        lyra_error why;
+        m->quiet_steps = 1; /* the real load says its steps */
+        int prc = load_share(m, &pp, &why);
+        m->quiet_steps = 0;
+        lyra_plan_free(m->plan); /* undo the probe: the real load starts afresh */
+        m->plan = NULL;
+        free(m->module_dev);
+        free(m->module_disk);
+        m->module_dev = NULL;
+        m->module_disk = NULL;
+        m->n_steps = 0;
+        int32_t mine = prc == LYRA_ERR_OOM || prc == LYRA_ERR_INPUT ? 1 : 0;
+        if ((rc = lyra_dist_gather(&mine, st, sizeof mine, err))) break;
+        int32_t again = 0;
+        if (m->rank == 0)
+            for (int r = 0; r + 1 < n_ranks && !again; r++) {
+                if (!st[r]) continue;
+                char name[64];
+                if (!lyra_runtime_move_last(m->arch, r, m->module_rank, name, sizeof name)) break;
+                LYRA_WARN("fallback across ranks: rank %d cannot load its share%s%s%s: %s moves to rank %d", r,
+                          r == 0 ? " (" : "", r == 0 ? why.msg : "", r == 0 ? ")" : "", name, r + 1);
+                again = 1;
+            }
+        if ((rc = lyra_dist_bcast(&again, sizeof again, err))) break;
+        if (!again) break;
+        rc = lyra_dist_bcast(m->module_rank, (size_t)n_mod * sizeof *m->module_rank, err);
+    }
+    free(st);
+    return rc;
 }

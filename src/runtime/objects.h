@@ -81,6 +81,8 @@ struct lyra_model {
     int fallback;                           /* progressive fallback on (load done) */
     int policy;                             /* lyra_fallback_policy */
     int probe;                              /* 1: a probe: only the map, no weights */
+    int quiet_steps;                        /* 1: fallback steps are recorded, not logged
+                                               (the probes of --fallback-across-ranks) */
     int alloc_stats;                        /* lyra_backend_params.alloc_stats */
     char *qbuf;                             /* on-load quantized weights (host), or NULL */
     uint64_t qbuf_bytes;                    /* its size */

@@ -126,80 +126,97 @@ static int map_opts(const lyra_model_params *p, lyra_plan_opts *o, lyra_error *e
     return LYRA_OK;
 }
 
-static int plan_local(const lyra_llama *a, const lyra_model_params *lp, const lyra_model_params *p0,
-                      const lyra_geometry *g, lyra_device *const *dev, int n_dev,
-                      const char *const *fixed, lyra_plan **out, lyra_error *err);
-
-/* Plan a on dev[n_dev] for geometry g (fixed: the map that loaded, else p's
- * device fields). */
-static int plan_with(const lyra_llama *a, const lyra_model_params *p, const lyra_geometry *g,
-                     lyra_device *const *dev, int n_dev, const char *const *fixed,
-                     lyra_plan **out, lyra_error *err) {
-    *out = NULL;
-    /* ranks (docs/distributed.md): this rank's devices of the map and budgets */
+int lyra_runtime_rank_devices(const lyra_model_params *p, int rank, const lyra_plan_device *pd, int n,
+                              lyra_plan_rank *out, lyra_plan_notes *notes, lyra_error *err) {
+    memset(out, 0, sizeof *out);
+    for (int i = 0; i < n && out->n_devices < LYRA_PLAN_MAX_DEVICES - 1; i++) out->dev[out->n_devices++] = pd[i];
+    lyra_plan_device_disk(&out->dev[out->n_devices++]);
     void *mem = NULL;
     lyra_model_params lp;
-    int rc = lyra_runtime_localize(p, lyra_dist_rank(), &lp, &mem, err);
-    if (!rc) rc = plan_local(a, &lp, p, g, dev, n_dev, fixed, out, err);
+    lyra_plan_memspec mm, rs;
+    int rc = lyra_runtime_localize(p, rank, &lp, &mem, err);
+    if (!rc) rc = lyra_plan_memspec_from(lp.max_memory, lp.n_max_memory, "max_memory", &mm, err);
+    if (!rc) rc = lyra_plan_memspec_from(lp.reserve, lp.n_reserve, "reserve", &rs, err);
+    if (!rc) rc = lyra_plan_budgets(out->dev, out->n_devices, &mm, &rs, notes, err);
     free(mem);
     return rc;
 }
 
-/* plan_with for this rank: lp its localized parameters (p as given, for the ranks). */
-static int plan_local(const lyra_llama *a, const lyra_model_params *lp, const lyra_model_params *p0,
-                      const lyra_geometry *g, lyra_device *const *dev, int n_dev,
-                      const char *const *fixed, lyra_plan **out, lyra_error *err) {
-    const lyra_model_params *p = lp;
-    lyra_plan_device pd[LYRA_PLAN_MAX_DEVICES];
-    int n = 0, rc;
-    for (int i = 0; i < n_dev && n < LYRA_PLAN_MAX_DEVICES - 1; i++) lyra_plan_device_from(dev[i], &pd[n++]);
-    lyra_plan_device_disk(&pd[n++]);
-    /* budgets */
-    lyra_plan_memspec mm, rs;
-    if ((rc = lyra_plan_memspec_from(p->max_memory, p->n_max_memory, "max_memory", &mm, err)) ||
-        (rc = lyra_plan_memspec_from(p->reserve, p->n_reserve, "reserve", &rs, err)))
-        return rc;
-    lyra_plan_notes notes;
-    memset(&notes, 0, sizeof notes);
-    if ((rc = lyra_plan_budgets(pd, n, &mm, &rs, &notes, err))) return rc;
-    if (!fixed)
-        for (int i = 0; i < notes.n; i++) LYRA_WARN("%s", notes.line[i]);
-    /* options: the geometry, then the strategy or the fixed map */
-    lyra_plan_opts o = lyra_plan_default_opts();
-    o.ctx = g->n_ctx;
-    o.batch = g->n_batch < g->n_ctx ? g->n_batch : g->n_ctx; /* as lyra_context_new */
-    o.n_seq = g->n_seq;
-    o.kv_chunk = p->kv_chunk > 0 ? p->kv_chunk : LYRA_KV_CHUNK;
-    o.fallback = p->fallback;
+/* The planner's options for p (localized) and geometry g (fixed: a map that loaded). */
+static int plan_opts(const lyra_model_params *p, const lyra_geometry *g, const char *const *fixed,
+                     lyra_plan_opts *o, lyra_error *err) {
+    *o = lyra_plan_default_opts();
+    o->ctx = g->n_ctx;
+    o->batch = g->n_batch < g->n_ctx ? g->n_batch : g->n_ctx; /* as lyra_context_new */
+    o->n_seq = g->n_seq;
+    o->kv_chunk = p->kv_chunk > 0 ? p->kv_chunk : LYRA_KV_CHUNK;
+    o->fallback = p->fallback;
     if (fixed) {
-        o.strategy = LYRA_PLAN_FIXED;
-        o.fixed = fixed;
-    } else if ((rc = map_opts(p, &o, err))) {
+        o->strategy = LYRA_PLAN_FIXED;
+        o->fixed = fixed;
+        return LYRA_OK;
+    }
+    return map_opts(p, o, err);
+}
+
+int lyra_runtime_plan_share(const lyra_llama *a, const lyra_model_params *p0, const lyra_geometry *g,
+                            const lyra_plan_rank *rd, int rank, const int *module_rank,
+                            const char *const *fixed, lyra_plan **out, lyra_error *err) {
+    *out = NULL;
+    void *mem = NULL;
+    lyra_model_params lp;
+    lyra_plan_opts o;
+    lyra_plan_model pm;
+    int rc = lyra_runtime_localize(p0, rank, &lp, &mem, err);
+    if (!rc) rc = plan_opts(&lp, g, fixed, &o, err);
+    if (rc) {
+        free(mem);
         return rc;
     }
-    lyra_plan_model pm;
-    if ((rc = lyra_plan_model_from_llama(a, o.batch, g->kv_type, &pm, err))) return rc;
+    if ((rc = lyra_plan_model_from_llama(a, o.batch, g->kv_type, &pm, err))) {
+        free(mem);
+        return rc;
+    }
     int n_ranks = lyra_dist_size(), named = lyra_runtime_named_rank(p0);
     if (n_ranks == 1 && named > 0) n_ranks = named + 1; /* lyra plan: rank 0's share */
-    if (n_ranks > 1) { /* mpirun: the other ranks' modules cost nothing here */
-        int *mr = malloc((size_t)pm.n_modules * sizeof *mr);
-        if (!mr) rc = lyra_err(err, LYRA_ERR_OOM, "plan", "out of memory");
-        if (!rc) rc = lyra_runtime_ranks(a, p0, n_ranks, mr, err);
+    if (module_rank || n_ranks > 1) { /* the other ranks' modules cost nothing here */
+        int *mr = module_rank ? NULL : malloc((size_t)pm.n_modules * sizeof *mr);
+        if (!module_rank && !mr) rc = lyra_err(err, LYRA_ERR_OOM, "plan", "out of memory");
+        if (!rc && mr) rc = lyra_runtime_ranks(a, p0, n_ranks, mr, err);
+        const int *use = module_rank ? module_rank : mr;
         for (int i = 0; !rc && i < pm.n_modules; i++) {
-            if (mr[i] == lyra_dist_rank()) continue;
+            if (use[i] == rank) continue;
             lyra_plan_module *pmi = (lyra_plan_module *)&pm.modules[i]; /* the builder's memory */
             pmi->n_tensors = 0;
             pmi->kv_per_pos = 0;
             pmi->scratch = 0;
         }
         free(mr);
-        if (rc) {
-            lyra_plan_model_release(&pm);
-            return rc;
-        }
     }
-    rc = lyra_plan_make(&pm, pd, n, &o, out, err);
+    if (!rc) rc = lyra_plan_make(&pm, rd->dev, rd->n_devices, &o, out, err);
     lyra_plan_model_release(&pm);
+    free(mem);
+    return rc;
+}
+
+/* Plan a on this rank's dev[n_dev] for geometry g (fixed: the map that
+ * loaded, else p's device fields; module_rank: the split, NULL: the even
+ * split or the map's). */
+static int plan_with(const lyra_llama *a, const lyra_model_params *p, const lyra_geometry *g,
+                     lyra_device *const *dev, int n_dev, const char *const *fixed,
+                     const int *module_rank, lyra_plan **out, lyra_error *err) {
+    *out = NULL;
+    lyra_plan_device pd[LYRA_PLAN_MAX_DEVICES];
+    int n = 0, rank = lyra_dist_rank();
+    for (int i = 0; i < n_dev && n < LYRA_PLAN_MAX_DEVICES - 1; i++) lyra_plan_device_from(dev[i], &pd[n++]);
+    lyra_plan_rank rd;
+    lyra_plan_notes notes;
+    memset(&notes, 0, sizeof notes);
+    int rc = lyra_runtime_rank_devices(p, rank, pd, n, &rd, &notes, err);
+    if (rc) return rc;
+    if (!fixed)
+        for (int i = 0; i < notes.n; i++) LYRA_WARN("%s", notes.line[i]);
+    rc = lyra_runtime_plan_share(a, p, g, &rd, rank, module_rank, fixed, out, err);
     if (!rc && !fixed)
         for (int i = 0; i < (*out)->notes.n; i++) LYRA_WARN("%s", (*out)->notes.line[i]);
     return rc;
@@ -207,15 +224,28 @@ static int plan_local(const lyra_llama *a, const lyra_model_params *lp, const ly
 
 int lyra_runtime_plan(const lyra_llama *a, const lyra_model_params *p, const lyra_geometry *g,
                       lyra_device *const *dev, int n_dev, lyra_plan **out, lyra_error *err) {
-    return plan_with(a, p, g, dev, n_dev, NULL, out, err);
+    return plan_with(a, p, g, dev, n_dev, NULL, NULL, out, err);
+}
+
+int lyra_runtime_plan_ranked(const lyra_llama *a, const lyra_model_params *p, const lyra_geometry *g,
+                             lyra_device *const *dev, int n_dev, const int *module_rank,
+                             lyra_plan **out, lyra_error *err) {
+    return plan_with(a, p, g, dev, n_dev, NULL, module_rank, out, err);
 }
 
 int lyra_runtime_plan_fixed(const lyra_llama *a, const lyra_model_params *p,
                             lyra_device *const *dev, int n_dev, const char *const *ids,
                             int32_t n_ctx, lyra_plan **out, lyra_error *err) {
+    return lyra_runtime_plan_fixed_ranked(a, p, dev, n_dev, ids, n_ctx, NULL, out, err);
+}
+
+int lyra_runtime_plan_fixed_ranked(const lyra_llama *a, const lyra_model_params *p,
+                                   lyra_device *const *dev, int n_dev, const char *const *ids,
+                                   int32_t n_ctx, const int *module_rank, lyra_plan **out,
+                                   lyra_error *err) {
     lyra_geometry g = lyra_runtime_geometry(a, p);
     g.n_ctx = n_ctx;
-    return plan_with(a, p, &g, dev, n_dev, ids, out, err);
+    return plan_with(a, p, &g, dev, n_dev, ids, module_rank, out, err);
 }
 
 int lyra_runtime_named_rank(const lyra_model_params *p) {
@@ -281,12 +311,43 @@ int lyra_runtime_localize(const lyra_model_params *p, int rank, lyra_model_param
 
 int lyra_runtime_ranks(const lyra_llama *a, const lyra_model_params *p, int n_ranks, int *module_rank,
                        lyra_error *err) {
+    return lyra_runtime_split(a, p, NULL, n_ranks, module_rank, err);
+}
+
+/* 1 when the split follows the ranks' devices: some rank has a GPU with a
+ * budget, and p asks for a strategy that fills devices (auto, balanced,
+ * balanced_low_0, sequential) without gpu_layers or tensor_split. */
+static int split_by_devices(const lyra_model_params *p, const lyra_plan_rank *ranks, int n_ranks) {
+    if (!ranks || p->gpu_layers != LYRA_GPU_LAYERS_UNSET || p->n_tensor_split) return 0;
+    if (p->device_strategy != LYRA_DEVICE_MAP_AUTO && p->device_strategy != LYRA_DEVICE_MAP_BALANCED &&
+        p->device_strategy != LYRA_DEVICE_MAP_BALANCED_LOW_0 && p->device_strategy != LYRA_DEVICE_MAP_SEQUENTIAL)
+        return 0;
+    for (int r = 0; r < n_ranks; r++)
+        for (int d = 0; d < ranks[r].n_devices; d++)
+            if (!strcmp(ranks[r].dev[d].kind, "gpu") && ranks[r].dev[d].budget > 0) return 1;
+    return 0;
+}
+
+int lyra_runtime_split(const lyra_llama *a, const lyra_model_params *p, const lyra_plan_rank *ranks,
+                       int n_ranks, int *module_rank, lyra_error *err) {
     int L = a->hp.n_layer, n_mod = lyra_llama_n_modules(a);
     int named = lyra_runtime_named_rank(p);
     if (named >= n_ranks)
         return lyra_err(err, LYRA_ERR_INPUT, "device_map",
                         "a device of rank %d is named, but the run has %d rank%s (mpirun -np N)", named,
                         n_ranks, n_ranks == 1 ? "" : "s");
+    if (!map_has_ranks(p) && split_by_devices(p, ranks, n_ranks)) { /* the ranks' devices, fast first */
+        lyra_geometry g = lyra_runtime_geometry(a, p);
+        lyra_plan_opts o;
+        lyra_plan_model pm;
+        int rc = plan_opts(p, &g, NULL, &o, err);
+        if (!rc) rc = lyra_plan_model_from_llama(a, o.batch, g.kv_type, &pm, err);
+        if (rc) return rc;
+        rc = lyra_plan_ranks(&pm, ranks, n_ranks, &o, module_rank, err);
+        lyra_plan_model_release(&pm);
+        if (!rc && p->fallback_across_ranks) rc = lyra_runtime_hand_on(a, p, ranks, n_ranks, module_rank, err);
+        return rc;
+    }
     if (!map_has_ranks(p)) { /* even shares of consecutive layers */
         if (n_ranks < 1 || n_ranks > L)
             return lyra_err(err, LYRA_ERR_INPUT, "mpi", "%d ranks for %d layers: each rank needs a layer",
@@ -298,7 +359,8 @@ int lyra_runtime_ranks(const lyra_llama *a, const lyra_model_params *p, int n_ra
             else if (k == LYRA_MODULE_LAYER) module_rank[i] = (int)(((int64_t)layer * n_ranks) / L);
             else module_rank[i] = n_ranks - 1;
         }
-        return LYRA_OK;
+        return ranks && p->fallback_across_ranks ? lyra_runtime_hand_on(a, p, ranks, n_ranks, module_rank, err)
+                                                 : LYRA_OK;
     }
     /* the map's ranks: the planner resolves its keys (aliases, ranges, the longest
      * key), once per rank: that rank's entries on a CPU without limit, the others on disk */
@@ -338,4 +400,80 @@ int lyra_runtime_ranks(const lyra_llama *a, const lyra_model_params *p, int n_ra
     free(map);
     lyra_plan_model_release(&pm);
     return rc;
+}
+
+int lyra_runtime_cluster(const lyra_llama *a, const lyra_model_params *p, lyra_device *const *dev, int n_dev,
+                         int *module_rank, lyra_plan_rank *all, lyra_error *err) {
+    int n_ranks = lyra_dist_size(), rank = lyra_dist_rank(), n_mod = lyra_llama_n_modules(a);
+    lyra_plan_device pd[LYRA_PLAN_MAX_DEVICES];
+    int n = 0;
+    for (int i = 0; i < n_dev && n < LYRA_PLAN_MAX_DEVICES - 1; i++) lyra_plan_device_from(dev[i], &pd[n++]);
+    lyra_plan_rank mine;
+    lyra_plan_notes notes; /* said by each rank's own plan */
+    memset(&notes, 0, sizeof notes);
+    int rc = lyra_runtime_rank_devices(p, rank, pd, n, &mine, &notes, err);
+    /* every rank reaches the collectives, failed or not: a rank that failed
+     * sends no devices (n_devices -1) and rank 0 names it */
+    if (rc) mine.n_devices = -1;
+    lyra_plan_rank *buf = rank == 0 ? (all ? all : malloc((size_t)n_ranks * sizeof *buf)) : NULL;
+    if (rank == 0 && !buf) return lyra_err(err, LYRA_ERR_OOM, "mpi", "out of memory"); /* the others time out */
+    lyra_error e2;
+    int rc2 = lyra_dist_gather(&mine, buf ? (void *)buf : (void *)&mine, sizeof mine, rc ? &e2 : err);
+    if (rc2 && !rc) return rc2;
+    int32_t status = 0;
+    if (rank == 0) {
+        for (int r = 1; !rc && r < n_ranks; r++)
+            if (buf[r].n_devices < 1 || buf[r].n_devices > LYRA_PLAN_MAX_DEVICES) {
+                char where[32];
+                snprintf(where, sizeof where, "mpi: rank %d", r);
+                rc = lyra_err(err, LYRA_ERR_INPUT, where, "could not report its devices (its budgets)");
+            }
+        if (!rc) rc = lyra_runtime_split(a, p, buf, n_ranks, module_rank, err);
+        status = rc;
+        if (buf != all) free(buf);
+    }
+    if ((rc2 = lyra_dist_bcast(&status, sizeof status, rc ? &e2 : err)) && !rc) return rc2;
+    if (!status && (rc2 = lyra_dist_bcast(module_rank, (size_t)n_mod * sizeof *module_rank, err))) return rc2;
+    if (status && !rc) {
+        lyra_dist_set_failed_together(); /* rank 0's error line says it */
+        return lyra_err(err, status, "mpi: rank 0", "could not plan the split over the ranks");
+    }
+    if (rc && rank > 0) lyra_dist_set_failed_together();
+    return rc;
+}
+
+int lyra_runtime_move_last(const lyra_llama *a, int r, int *module_rank, char *moved, size_t cap) {
+    int n_mod = lyra_llama_n_modules(a), last = -1, layers = 0;
+    for (int i = 0; i < n_mod; i++)
+        if (module_rank[i] == r) {
+            last = i;
+            layers += lyra_llama_module_kind(a, i, NULL) == LYRA_MODULE_LAYER;
+        }
+    if (last < 0 || layers < 2 || lyra_llama_module_kind(a, last, NULL) != LYRA_MODULE_LAYER) return 0;
+    module_rank[last] = r + 1;
+    lyra_llama_module_name(a, last, moved, cap);
+    return 1;
+}
+
+int lyra_runtime_hand_on(const lyra_llama *a, const lyra_model_params *p, const lyra_plan_rank *ranks,
+                         int n_ranks, int *module_rank, lyra_error *err) {
+    lyra_geometry g = lyra_runtime_geometry(a, p);
+    for (int r = 0; r + 1 < n_ranks; r++) {
+        for (;;) {
+            lyra_plan *pl = NULL;
+            lyra_error why;
+            int rc = lyra_runtime_plan_share(a, p, &g, &ranks[r], r, module_rank, NULL, &pl, &why);
+            lyra_plan_free(pl);
+            if (rc != LYRA_ERR_INPUT && rc != LYRA_ERR_OOM) {
+                if (rc) *err = why;
+                if (rc) return rc;
+                break;
+            }
+            char name[64];
+            if (!lyra_runtime_move_last(a, r, module_rank, name, sizeof name)) break; /* its own plan says why */
+            LYRA_WARN("fallback across ranks: rank %d cannot hold its share (%s): %s moves to rank %d", r,
+                      why.msg, name, r + 1);
+        }
+    }
+    return LYRA_OK;
 }
