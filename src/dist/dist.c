@@ -74,7 +74,7 @@ int lyra_dist_init(int *argc, char ***argv, lyra_error *err) {
     int rc = read_timeout(err);
     if (rc || !launched() || g_dist.on) return rc;
     int prov = 0;
-    if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &prov) != MPI_SUCCESS)
+    if (MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &prov) != MPI_SUCCESS)
         return lyra_err(err, LYRA_ERR_RUNTIME, "mpi", "MPI_Init failed");
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     MPI_Comm_rank(MPI_COMM_WORLD, &g_dist.rank);
@@ -86,7 +86,7 @@ int lyra_dist_init(int *argc, char ***argv, lyra_error *err) {
 void lyra_dist_finish(void) {
     if (!g_dist.on) return;
     if (g_dist.rank == 0 && g_dist.size > 1 && !g_dist.quit_sent) {
-        lyra_dist_cmd q = {LYRA_DIST_QUIT, 0, 0, 0};
+        lyra_dist_cmd q = {LYRA_DIST_QUIT, 0, 0, 0, 0, 0, 0};
         lyra_error e;
         lyra_dist_command(&q, NULL, &e);
     }
@@ -186,8 +186,8 @@ int lyra_dist_command(const lyra_dist_cmd *cmd, const int32_t *tokens, lyra_erro
     if (cmd->op == LYRA_DIST_QUIT) g_dist.quit_sent = 1;
     for (int r = 1; r < g_dist.size; r++) {
         int rc = lyra_dist_send(r, LYRA_DIST_TAG_CMD, cmd, sizeof *cmd, err);
-        if (!rc && cmd->op == LYRA_DIST_EVAL)
-            rc = lyra_dist_send(r, LYRA_DIST_TAG_TOKENS, tokens, (size_t)cmd->n * sizeof *tokens, err);
+        size_t nt = cmd->op == LYRA_DIST_EVAL ? (size_t)cmd->n : cmd->op == LYRA_DIST_DECODE ? 4 * (size_t)cmd->n : 0;
+        if (!rc && nt) rc = lyra_dist_send(r, LYRA_DIST_TAG_TOKENS, tokens, nt * sizeof *tokens, err);
         if (rc) return rc;
     }
     return LYRA_OK;

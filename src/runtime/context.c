@@ -350,7 +350,7 @@ int lyra_eval(lyra_context *c, const int32_t *tokens, int32_t n, int logits_all,
     if ((rc = prepare(c, logits_all ? (size_t)n : 1, err))) return rc;
     c->decoded = 0;
     if (m->module_rank && m->rank == 0) { /* mpirun: the other ranks evaluate the same */
-        lyra_dist_cmd cmd = {LYRA_DIST_EVAL, n, logits_all != 0, q->pos};
+        lyra_dist_cmd cmd = {LYRA_DIST_EVAL, n, logits_all != 0, q->pos, 0, 0, 0};
         if ((rc = lyra_dist_command(&cmd, tokens, err))) return rc;
     }
     for (int32_t i0 = 0; i0 < n; i0 += c->n_batch) {
@@ -366,6 +366,21 @@ int lyra_eval(lyra_context *c, const int32_t *tokens, int32_t n, int logits_all,
     c->n_last = n;
     c->logits_all = logits_all != 0;
     return LYRA_OK;
+}
+
+/* mpirun, rank 0: the other ranks decode the same batch (follow.c). */
+static int send_decode(const lyra_batch *b, lyra_error *err) {
+    const int32_t n = b->n_tokens;
+    int32_t *a = malloc(4 * (size_t)n * sizeof *a);
+    if (!a) return lyra_err(err, LYRA_ERR_OOM, "decode", "out of memory");
+    memcpy(a, b->token, (size_t)n * sizeof *a);
+    memcpy(a + n, b->pos, (size_t)n * sizeof *a);
+    memcpy(a + 2 * (size_t)n, b->seq_id, (size_t)n * sizeof *a);
+    for (int32_t i = 0; i < n; i++) a[3 * (size_t)n + i] = b->logits ? b->logits[i] != 0 : 0;
+    lyra_dist_cmd cmd = {LYRA_DIST_DECODE, n, b->logits != NULL, 0, 0, 0, 0};
+    int rc = lyra_dist_command(&cmd, a, err);
+    free(a);
+    return rc;
 }
 
 int lyra_decode(lyra_context *c, const lyra_batch *b, lyra_error *err) {
@@ -422,6 +437,7 @@ int lyra_decode(lyra_context *c, const lyra_batch *b, lyra_error *err) {
     if (rc) return rc;
     if ((rc = prepare(c, (size_t)n_out, err))) return rc;
     c->decoded = 1;
+    if (m->module_rank && m->rank == 0 && (rc = send_decode(b, err))) return rc;
     int32_t row = 0; /* logits rows written */
     for (int32_t i0 = 0; i0 < n; i0 += c->n_batch) {
         int nb = n - i0 < c->n_batch ? (int)(n - i0) : (int)c->n_batch;
