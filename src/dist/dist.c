@@ -151,6 +151,34 @@ int lyra_dist_recv(int from, int tag, void *buf, size_t bytes, double timeout_s,
     return wait_req(&req, from, timeout_s, "receive", err);
 }
 
+_Static_assert(sizeof(MPI_Request) <= sizeof(uint64_t), "lyra_dist_req holds an MPI_Request");
+
+int lyra_dist_irecv(int from, int tag, void *buf, size_t bytes, lyra_dist_req *req, lyra_error *err) {
+    req->active = 0;
+    req->peer = from;
+    int rc = check_count(bytes, from, err);
+    if (rc) return rc;
+    MPI_Request q;
+    int mrc = MPI_Irecv(buf, (int)bytes, MPI_BYTE, from, tag, MPI_COMM_WORLD, &q);
+    if (mrc != MPI_SUCCESS) return mpi_fail(err, mrc, from, "receive");
+    memcpy(&req->h, &q, sizeof q);
+    req->active = 1;
+    return LYRA_OK;
+}
+
+int lyra_dist_wait(lyra_dist_req *req, double timeout_s, lyra_error *err) {
+    if (!req->active) return LYRA_OK;
+    MPI_Request q;
+    memcpy(&q, &req->h, sizeof q);
+    req->active = 0;
+    int rc = wait_req(&q, req->peer, timeout_s, "receive", err);
+    if (rc && q != MPI_REQUEST_NULL) { /* given up: no late write into the buffer */
+        MPI_Cancel(&q);
+        MPI_Request_free(&q);
+    }
+    return rc;
+}
+
 static int allgather_u64(uint64_t v, uint64_t *all, lyra_error *err) {
     int mrc = MPI_Allgather(&v, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T, MPI_COMM_WORLD);
     return mrc == MPI_SUCCESS ? LYRA_OK : mpi_fail(err, mrc, 0, "allgather");
@@ -172,6 +200,15 @@ int lyra_dist_send(int to, int tag, const void *buf, size_t bytes, lyra_error *e
 int lyra_dist_recv(int from, int tag, void *buf, size_t bytes, double timeout_s, lyra_error *err) {
     (void)tag, (void)buf, (void)bytes, (void)timeout_s;
     return lyra_err(err, LYRA_ERR_RUNTIME, "mpi", "no rank %d: lyra was built without MPI", from);
+}
+int lyra_dist_irecv(int from, int tag, void *buf, size_t bytes, lyra_dist_req *req, lyra_error *err) {
+    (void)tag, (void)buf, (void)bytes;
+    req->active = 0;
+    return lyra_err(err, LYRA_ERR_RUNTIME, "mpi", "no rank %d: lyra was built without MPI", from);
+}
+int lyra_dist_wait(lyra_dist_req *req, double timeout_s, lyra_error *err) {
+    (void)req, (void)timeout_s, (void)err;
+    return LYRA_OK;
 }
 static int allgather_u64(uint64_t v, uint64_t *all, lyra_error *err) {
     (void)err;

@@ -79,6 +79,18 @@ double lyra_dist_timeout(void);
  * rank waiting for its next command). Errors name the other rank. */
 int lyra_dist_send(int to, int tag, const void *buf, size_t bytes, lyra_error *err);
 int lyra_dist_recv(int from, int tag, void *buf, size_t bytes, double timeout_s, lyra_error *err);
+/* A receive under way (lyra_dist_irecv), waited for with lyra_dist_wait. */
+typedef struct lyra_dist_req {
+    int peer;   /* the rank it comes from */
+    int active; /* posted and not yet waited for */
+    uint64_t h; /* the MPI_Request */
+} lyra_dist_req;
+/* Post a receive of exactly bytes from rank `from` into buf, returning at
+ * once; lyra_dist_wait waits for it (timeout_s as lyra_dist_recv; a request
+ * not active is done). */
+int lyra_dist_irecv(int from, int tag, void *buf, size_t bytes, lyra_dist_req *req, lyra_error *err);
+int lyra_dist_wait(lyra_dist_req *req, double timeout_s, lyra_error *err);
+
 /* Rank 0: send cmd to every other rank, with tokens[cmd->n] for EVAL and
  * tokens[4 * cmd->n] for DECODE. */
 int lyra_dist_command(const lyra_dist_cmd *cmd, const int32_t *tokens, lyra_error *err);
