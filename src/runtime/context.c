@@ -368,18 +368,23 @@ int lyra_eval(lyra_context *c, const int32_t *tokens, int32_t n, int logits_all,
     return LYRA_OK;
 }
 
-/* The micro-batches of a forward pass of n_seg segments under mpirun: as
- * many as the ranks (stages), at most one per segment; 1 (no split) in one
- * process. LYRA_MPI_MICROBATCHES=N sets the most (1: off). */
-static int n_micro(const lyra_context *c, int n_seg) {
+/* The micro-batches of a forward pass of ntok tokens in n_seg segments
+ * under mpirun: as many as the ranks (stages), at most one per segment and
+ * one per LYRA_MICRO_MIN_TOKENS tokens (a smaller micro-batch reads the
+ * weights for too few tokens: the split would cost more than the overlap
+ * gains, docs/distributed.md's cost model); 1 (no split) in one process.
+ * LYRA_MPI_MICROBATCHES=N sets the number (at most one per segment; 1: off). */
+enum { LYRA_MICRO_MIN_TOKENS = 32 };
+static int n_micro(const lyra_context *c, int ntok, int n_seg) {
     if (!c->model->module_rank || n_seg <= 1) return 1;
     int g = lyra_dist_size();
+    if (ntok / LYRA_MICRO_MIN_TOKENS < g) g = ntok / LYRA_MICRO_MIN_TOKENS;
     const char *e = getenv("LYRA_MPI_MICROBATCHES");
     if (e && *e) {
         int v = atoi(e);
         if (v >= 1) g = v;
     }
-    return g < n_seg ? g : n_seg;
+    return g < 1 ? 1 : g < n_seg ? g : n_seg;
 }
 
 /* One forward pass of the batch's ntok tokens in c->segs[n_seg] (output
@@ -396,7 +401,7 @@ static int forward_pass(lyra_context *c, const int32_t *tokens, int ntok, int n_
                         lyra_error *err) {
     lyra_model *m = c->model;
     const int64_t V = m->arch->hp.n_vocab;
-    int g_n = n_micro(c, n_seg);
+    int g_n = n_micro(c, ntok, n_seg);
     if (g_n <= 1)
         return lyra_llama_forward_batch(m->arch, &c->run, tokens, ntok, c->segs, n_seg, c->out_rows, n_o, dst,
                                         err);

@@ -2,8 +2,8 @@
 """mpi_serve.py: `lyra serve` under mpirun (docs/distributed.md), with the
 standard library only (tests/cli/test_cli_mpi_run.sh runs it): rank 0
 serves, the other ranks run their share of the model. A streamed chat and
-concurrent completions (several slots in one batch: the micro-batched
-pipeline) give the single-process server's text for the same seeds; SIGTERM
+concurrent completions (several slots in one batch, in micro-batches:
+LYRA_MPI_MICROBATCHES) give the single-process server's text for the same seeds; SIGTERM
 to rank 0 ends every rank with exit 0; a rank killed mid-request ends every
 rank within 10 s with mpirun's line naming it.
 
@@ -32,8 +32,9 @@ def check(what, cond, detail=""):
         print(f"FAIL: {what} {detail}", file=sys.stderr)
 
 
-def start(np, *flags):
+def start(np, *flags, env=None):
     e = dict(os.environ, LYRA_MODEL_CONFIG="none")
+    e.update(env or {})
     e.pop("LYRA_API_KEY", None)
     cmd = [LYRA, "serve", "-m", MODEL, "--port", "0", "--threads", "1", *flags]
     if np > 1:
@@ -127,7 +128,8 @@ check("one process: exit 0", wait(p, 30) == 0)
 check("one process: answers", want[0][0] == 200 and want[0][1] and all(r[0] == 200 for r in want[1]), want)
 
 # under mpirun: the same texts; SIGTERM to rank 0 ends every rank with exit 0
-p, port, log = start(NP, "--parallel", "3")
+# (a micro-batch per sequence: the small steps here are not split by default)
+p, port, log = start(NP, "--parallel", "3", env={"LYRA_MPI_MICROBATCHES": "3"})
 got = answers(port)
 check(f"-np {NP}: streamed chat = one process's", got[0] == want[0], (got[0], want[0]))
 check(f"-np {NP}: concurrent completions = one process's", got[1] == want[1], (got[1], want[1]))
