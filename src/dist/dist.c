@@ -33,13 +33,6 @@ double lyra_dist_timeout(void) { return g_dist.timeout; }
 int lyra_dist_failed_together(void) { return g_dist.together; }
 void lyra_dist_set_failed_together(void) { g_dist.together = 1; }
 
-/* 1 when a launcher (mpirun, srun with PMI) started this process. */
-static int launched(void) {
-    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE", "PMI_RANK"};
-    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
-        if (getenv(vars[i])) return 1;
-    return 0;
-}
 
 static int read_timeout(lyra_error *err) {
     const char *s = getenv("LYRA_MPI_TIMEOUT");
@@ -54,6 +47,14 @@ static int read_timeout(lyra_error *err) {
 }
 
 #if LYRA_HAVE_MPI
+
+/* 1 when a launcher (mpirun, srun with PMI) started this process. */
+static int launched(void) {
+    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE", "PMI_RANK"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+        if (getenv(vars[i])) return 1;
+    return 0;
+}
 
 static double now_s(void) {
     struct timespec ts;
