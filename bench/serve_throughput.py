@@ -13,12 +13,14 @@ load average is printed with each line (the machine may be shared).
 
   bench/serve_throughput.py --model M.gguf [--lyra build/lyra]
       [--llama-python PY] [--streams 1,4,16] [--max-tokens 16]
-      [--threads 2] [--ctx 512] [--only lyra|llama]
+      [--threads 2] [--ctx 512] [--only lyra|llama] [--mpirun "mpirun -np 2"]
 
 --llama-python is a Python with llama_cpp.server and its web dependencies
 (uvicorn, fastapi, sse-starlette, starlette-context, pydantic-settings);
 without it the llama.cpp part is skipped. The client is the `openai`
-package of the Python running this script."""
+package of the Python running this script. --mpirun runs lyra serve under
+that command line (docs/distributed.md: the pipeline over ranks; --threads
+is then each rank's)."""
 import argparse
 import concurrent.futures
 import os
@@ -59,6 +61,8 @@ def wait_http(url, proc, timeout=600):
 def start_lyra(a):
     cmd = [a.lyra, "serve", "-m", a.model, "--port", "0", "--parallel", str(max(a.streams)),
            "--ctx", str(a.ctx), "-t", str(a.threads), "--queue", "256"]
+    if a.mpirun:
+        cmd = a.mpirun.split() + cmd
     env = dict(os.environ, LYRA_MODEL_CONFIG="none")
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
     port = [None]
@@ -130,6 +134,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ctx", type=int, default=512)
     ap.add_argument("--only", choices=["lyra", "llama"], default=None)
+    ap.add_argument("--mpirun", default=None, help="run lyra serve under this mpirun command line")
     a = ap.parse_args()
     a.streams = [int(x) for x in a.streams.split(",")]
     print(f"model {a.model}, {a.max_tokens} tokens per stream, {a.threads} threads, "

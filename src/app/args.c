@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -374,6 +375,7 @@ void app_log_map(const lyra_context *ctx) {
 
 int app_follow(lyra_context *ctx, int *rc, lyra_error *err) {
     if (lyra_dist_size() <= 1 || lyra_dist_rank() == 0) return 0;
+    signal(SIGINT, SIG_IGN); /* a terminal's Ctrl-C reaches every rank: rank 0 decides */
     *rc = lyra_runtime_follow(ctx, err);
     return 1;
 }

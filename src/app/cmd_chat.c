@@ -247,6 +247,7 @@ typedef struct chat_session {
     int interactive;         /* stdin is a terminal */
     int mapped;              /* the map line was logged */
     int stopped;             /* Ctrl-C stopped the last reply */
+    int followed;            /* mpirun, a rank other than 0: followed rank 0's chat */
     char in_buf[4096];       /* stdin, read by stdin_getline (not stdio) */
     size_t in_len, in_pos;
     app_chat_store store;    /* --session / /load: where the session is kept */
@@ -394,6 +395,10 @@ static int session_open(chat_session *cs, const chat_opts *o, lyra_error *err) {
     if (strcmp(o->model, o->model_ref)) lyra_log(LYRA_LOG_INFO, "chat: model %s", o->model);
     int rc = lyra_chat_session_open(&cs->conv, o->model, &o->mp, &o->cp, "chat", err);
     if (rc) return rc;
+    if (app_follow(cs->conv.ctx, &rc, err)) { /* mpirun: a rank other than 0 */
+        cs->followed = 1;
+        return rc;
+    }
     cs->conv.system = o->system && o->system[0] ? o->system : NULL;
     lyra_sampler_params sp = o->sp;
     if (!o->seed_given) sp.seed = lyra_gen_random_seed();
@@ -767,6 +772,11 @@ int cmd_chat(int argc, char **argv, lyra_error *err) {
     }
     chat_session cs;
     rc = session_open(&cs, &o, err);
+    if (cs.followed) { /* mpirun: rank 0 read the terminal and printed */
+        session_free(&cs);
+        free_opts(&o);
+        return rc;
+    }
     if (!rc && app_interrupted) rc = lyra_err(err, LYRA_ERR_INTERRUPTED, "chat", "interrupted");
     if (!rc) {
         arm_sigint();

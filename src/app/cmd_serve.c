@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "args.h"
+#include "dist/dist.h"
 #include "serve/serve.h"
 
 const char cmd_serve_usage[] =
@@ -52,6 +53,21 @@ const char cmd_serve_usage[] =
     "  -q, -v                 quieter / more verbose stderr\n"
     APP_CONFIG_USAGE
     APP_DEVFLAGS_USAGE;
+
+/* mpirun, a rank other than 0: the model and the slots' context as rank 0's
+ * engine opens them (serve/sched.c), then rank 0's batches until it quits. */
+static int serve_follow(const lyra_serve_opts *o, lyra_error *err) {
+    lyra_model *m = NULL;
+    lyra_context *ctx = NULL;
+    int rc = lyra_model_open(o->model_path, &o->mp, &m, err);
+    lyra_context_params p = o->cp;
+    p.n_seq = o->parallel;
+    if (!rc) rc = lyra_context_new(m, &p, &ctx, err);
+    if (!rc) app_follow(ctx, &rc, err);
+    lyra_context_free(ctx);
+    lyra_model_free(m);
+    return rc;
+}
 
 int cmd_serve(int argc, char **argv, lyra_error *err) {
     lyra_serve_opts o;
@@ -111,7 +127,7 @@ int cmd_serve(int argc, char **argv, lyra_error *err) {
     o.model_id = id;
     o.stop = &app_interrupted;
     signal(SIGPIPE, SIG_IGN); /* a client gone mid-write is an error return, not a signal */
-    rc = lyra_serve_run(&o, err);
+    rc = lyra_dist_rank() > 0 ? serve_follow(&o, err) : lyra_serve_run(&o, err);
     free(model);
     lyra_config_free(cfg);
     return rc;

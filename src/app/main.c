@@ -24,8 +24,8 @@ typedef struct app_cmd {
 
 static const app_cmd g_cmds[] = {
     {"generate", cmd_generate, cmd_generate_usage, "generate text from a prompt", 1},
-    {"chat", cmd_chat, cmd_chat_usage, "chat with a model (the KV cache kept between turns)", 0},
-    {"serve", cmd_serve, cmd_serve_usage, "OpenAI-compatible HTTP server with a chat page", 0},
+    {"chat", cmd_chat, cmd_chat_usage, "chat with a model (the KV cache kept between turns)", 1},
+    {"serve", cmd_serve, cmd_serve_usage, "OpenAI-compatible HTTP server with a chat page", 1},
     {"tokenize", cmd_tokenize, cmd_tokenize_usage, "print the token ids of a text", 0},
     {"perplexity", cmd_perplexity, cmd_perplexity_usage, "perplexity of a text (llama.cpp's method)", 1},
     {"bench", cmd_bench, cmd_bench_usage, "prompt/generation speed and memory bandwidth", 1},
@@ -185,11 +185,6 @@ static int lyra_main(int argc, char **argv) {
         }
     }
     if (i >= argc) {
-        if (model_configured() && lyra_dist_size() > 1) {
-            lyra_dist_set_failed_together();
-            lyra_err(&err, LYRA_ERR_INPUT, "chat", "not under mpirun yet (docs/distributed.md)");
-            return fail(&err);
-        }
         if (model_configured()) {
             char chat[] = "chat";
             char *av[] = {chat, NULL};
@@ -218,7 +213,7 @@ static int lyra_main(int argc, char **argv) {
         if (lyra_dist_size() > 1 && !g_cmds[c].mpi) { /* every rank refuses: rank 0 says it */
             lyra_dist_set_failed_together();
             lyra_err(&err, LYRA_ERR_INPUT, argv[i],
-                     "not under mpirun yet (generate, perplexity, bench and plan are: "
+                     "not under mpirun yet (generate, chat, serve, perplexity, bench and plan are: "
                      "docs/distributed.md)");
             return fail(&err);
         }

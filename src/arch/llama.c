@@ -889,6 +889,8 @@ int lyra_llama_forward_batch(const lyra_llama *m, const lyra_llama_run *r, const
         size_t bytes = (size_t)n_out * (size_t)hp->n_vocab * sizeof(float);
         if (hr != 0 && r->rank == hr)
             return lyra_dist_send(0, LYRA_DIST_TAG_LOGITS, logits_host, bytes, err);
+        if (hr != 0 && r->rank == 0 && r->defer)
+            return lyra_dist_irecv(hr, LYRA_DIST_TAG_LOGITS, logits_host, bytes, r->defer, err);
         if (hr != 0 && r->rank == 0)
             return lyra_dist_recv(hr, LYRA_DIST_TAG_LOGITS, logits_host, bytes, lyra_dist_timeout(), err);
     }

@@ -224,6 +224,10 @@ typedef struct lyra_llama_run {
                                             changes; the head's rank sends the logits to
                                             rank 0. A module of another rank is skipped. */
     int rank;                            /* this process's rank (with module_rank) */
+    struct lyra_dist_req *defer;         /* rank 0 with module_rank: when set, the logits'
+                                            receive is only posted here (the caller waits:
+                                            lyra_dist_wait), so that rank 0 goes on with
+                                            the next micro-batch (docs/distributed.md) */
 } lyra_llama_run;
 
 /* Run ntok (<= n_batch) tokens at positions pos0.. (the KV cache must have

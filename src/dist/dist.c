@@ -33,13 +33,6 @@ double lyra_dist_timeout(void) { return g_dist.timeout; }
 int lyra_dist_failed_together(void) { return g_dist.together; }
 void lyra_dist_set_failed_together(void) { g_dist.together = 1; }
 
-/* 1 when a launcher (mpirun, srun with PMI) started this process. */
-static int launched(void) {
-    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE", "PMI_RANK"};
-    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
-        if (getenv(vars[i])) return 1;
-    return 0;
-}
 
 static int read_timeout(lyra_error *err) {
     const char *s = getenv("LYRA_MPI_TIMEOUT");
@@ -54,6 +47,14 @@ static int read_timeout(lyra_error *err) {
 }
 
 #if LYRA_HAVE_MPI
+
+/* 1 when a launcher (mpirun, srun with PMI) started this process. */
+static int launched(void) {
+    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE", "PMI_RANK"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+        if (getenv(vars[i])) return 1;
+    return 0;
+}
 
 static double now_s(void) {
     struct timespec ts;
@@ -74,7 +75,7 @@ int lyra_dist_init(int *argc, char ***argv, lyra_error *err) {
     int rc = read_timeout(err);
     if (rc || !launched() || g_dist.on) return rc;
     int prov = 0;
-    if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &prov) != MPI_SUCCESS)
+    if (MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &prov) != MPI_SUCCESS)
         return lyra_err(err, LYRA_ERR_RUNTIME, "mpi", "MPI_Init failed");
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     MPI_Comm_rank(MPI_COMM_WORLD, &g_dist.rank);
@@ -86,7 +87,7 @@ int lyra_dist_init(int *argc, char ***argv, lyra_error *err) {
 void lyra_dist_finish(void) {
     if (!g_dist.on) return;
     if (g_dist.rank == 0 && g_dist.size > 1 && !g_dist.quit_sent) {
-        lyra_dist_cmd q = {LYRA_DIST_QUIT, 0, 0, 0};
+        lyra_dist_cmd q = {LYRA_DIST_QUIT, 0, 0, 0, 0, 0, 0};
         lyra_error e;
         lyra_dist_command(&q, NULL, &e);
     }
@@ -173,6 +174,34 @@ int lyra_dist_bcast(void *buf, size_t bytes, lyra_error *err) {
     return wait_req(&req, 0, g_dist.timeout, "broadcast", err);
 }
 
+_Static_assert(sizeof(MPI_Request) <= sizeof(uint64_t), "lyra_dist_req holds an MPI_Request");
+
+int lyra_dist_irecv(int from, int tag, void *buf, size_t bytes, lyra_dist_req *req, lyra_error *err) {
+    req->active = 0;
+    req->peer = from;
+    int rc = check_count(bytes, from, err);
+    if (rc) return rc;
+    MPI_Request q;
+    int mrc = MPI_Irecv(buf, (int)bytes, MPI_BYTE, from, tag, MPI_COMM_WORLD, &q);
+    if (mrc != MPI_SUCCESS) return mpi_fail(err, mrc, from, "receive");
+    memcpy(&req->h, &q, sizeof q);
+    req->active = 1;
+    return LYRA_OK;
+}
+
+int lyra_dist_wait(lyra_dist_req *req, double timeout_s, lyra_error *err) {
+    if (!req->active) return LYRA_OK;
+    MPI_Request q;
+    memcpy(&q, &req->h, sizeof q);
+    req->active = 0;
+    int rc = wait_req(&q, req->peer, timeout_s, "receive", err);
+    if (rc && q != MPI_REQUEST_NULL) { /* given up: no late write into the buffer */
+        MPI_Cancel(&q);
+        MPI_Request_free(&q);
+    }
+    return rc;
+}
+
 static int allgather_u64(uint64_t v, uint64_t *all, lyra_error *err) {
     int mrc = MPI_Allgather(&v, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T, MPI_COMM_WORLD);
     return mrc == MPI_SUCCESS ? LYRA_OK : mpi_fail(err, mrc, 0, "allgather");
@@ -204,6 +233,15 @@ int lyra_dist_bcast(void *buf, size_t bytes, lyra_error *err) {
     (void)buf, (void)bytes, (void)err;
     return LYRA_OK;
 }
+int lyra_dist_irecv(int from, int tag, void *buf, size_t bytes, lyra_dist_req *req, lyra_error *err) {
+    (void)tag, (void)buf, (void)bytes;
+    req->active = 0;
+    return lyra_err(err, LYRA_ERR_RUNTIME, "mpi", "no rank %d: lyra was built without MPI", from);
+}
+int lyra_dist_wait(lyra_dist_req *req, double timeout_s, lyra_error *err) {
+    (void)req, (void)timeout_s, (void)err;
+    return LYRA_OK;
+}
 static int allgather_u64(uint64_t v, uint64_t *all, lyra_error *err) {
     (void)err;
     all[0] = v;
@@ -217,8 +255,8 @@ int lyra_dist_command(const lyra_dist_cmd *cmd, const int32_t *tokens, lyra_erro
     if (cmd->op == LYRA_DIST_QUIT) g_dist.quit_sent = 1;
     for (int r = 1; r < g_dist.size; r++) {
         int rc = lyra_dist_send(r, LYRA_DIST_TAG_CMD, cmd, sizeof *cmd, err);
-        if (!rc && cmd->op == LYRA_DIST_EVAL)
-            rc = lyra_dist_send(r, LYRA_DIST_TAG_TOKENS, tokens, (size_t)cmd->n * sizeof *tokens, err);
+        size_t nt = cmd->op == LYRA_DIST_EVAL ? (size_t)cmd->n : cmd->op == LYRA_DIST_DECODE ? 4 * (size_t)cmd->n : 0;
+        if (!rc && nt) rc = lyra_dist_send(r, LYRA_DIST_TAG_TOKENS, tokens, nt * sizeof *tokens, err);
         if (rc) return rc;
     }
     return LYRA_OK;

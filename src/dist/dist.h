@@ -24,17 +24,36 @@ enum {
     LYRA_DIST_TAG_CMD = 1,    /* rank 0 -> every rank: lyra_dist_cmd */
     LYRA_DIST_TAG_TOKENS = 2, /* rank 0 -> every rank: the command's tokens */
     LYRA_DIST_TAG_HIDDEN = 3, /* rank r -> rank r+1..: the hidden state [rows][n_embd] */
-    LYRA_DIST_TAG_LOGITS = 4  /* the head's rank -> rank 0: logits [n_out][n_vocab] */
+    LYRA_DIST_TAG_LOGITS = 4, /* the head's rank -> rank 0: logits [n_out][n_vocab] */
+    LYRA_DIST_TAG_KV = 5      /* a KV chunk's rows, between rank 0 and the layer's rank */
 };
 
 /* What rank 0 asks the other ranks to do (lyra_runtime_follow). */
 typedef struct lyra_dist_cmd {
-    int64_t op;         /* LYRA_DIST_EVAL or LYRA_DIST_QUIT */
-    int64_t n;          /* EVAL: tokens (sent next with LYRA_DIST_TAG_TOKENS) */
-    int64_t logits_all; /* EVAL: lyra_eval's logits_all */
-    int64_t pos;        /* EVAL: the position of the first token (the others truncate to it) */
+    int64_t op;         /* LYRA_DIST_EVAL, ... below */
+    int64_t n;          /* EVAL, DECODE: tokens (sent next with LYRA_DIST_TAG_TOKENS);
+                           KV_BEGIN: positions to reserve; KV_END: top */
+    int64_t logits_all; /* EVAL: lyra_eval's logits_all; DECODE: 1 when the batch has logits flags */
+    int64_t pos;        /* EVAL: the position of the first token (the others truncate to it);
+                           KV_END: the sequence's position */
+    int64_t seq;        /* KV_*: the sequence */
+    int64_t layer;      /* KV_GET, KV_PUT: the layer (only its rank answers) */
+    int64_t chunk;      /* KV_GET, KV_PUT: the chunk */
 } lyra_dist_cmd;
-enum { LYRA_DIST_EVAL = 1, LYRA_DIST_QUIT = 2 };
+/* EVAL: lyra_eval of sequence 0. DECODE: lyra_decode of a batch (tokens, then
+ * positions, sequence ids and logits flags: 4 x n int32 in one message; each
+ * sequence first truncates to its first position). KV_BEGIN / KV_GET /
+ * KV_PUT / KV_END: a session's KV cache saved or restored by rank 0
+ * (kvstate.h), the chunk's rows going with LYRA_DIST_TAG_KV. QUIT: the end. */
+enum {
+    LYRA_DIST_EVAL = 1,
+    LYRA_DIST_QUIT = 2,
+    LYRA_DIST_DECODE = 3,
+    LYRA_DIST_KV_BEGIN = 4,
+    LYRA_DIST_KV_GET = 5,
+    LYRA_DIST_KV_PUT = 6,
+    LYRA_DIST_KV_END = 7
+};
 
 /* 1 when the build has MPI. */
 int lyra_dist_built(void);
@@ -60,7 +79,20 @@ double lyra_dist_timeout(void);
  * rank waiting for its next command). Errors name the other rank. */
 int lyra_dist_send(int to, int tag, const void *buf, size_t bytes, lyra_error *err);
 int lyra_dist_recv(int from, int tag, void *buf, size_t bytes, double timeout_s, lyra_error *err);
-/* Rank 0: send cmd (and tokens[cmd->n] for EVAL) to every other rank. */
+/* A receive under way (lyra_dist_irecv), waited for with lyra_dist_wait. */
+typedef struct lyra_dist_req {
+    int peer;   /* the rank it comes from */
+    int active; /* posted and not yet waited for */
+    uint64_t h; /* the MPI_Request */
+} lyra_dist_req;
+/* Post a receive of exactly bytes from rank `from` into buf, returning at
+ * once; lyra_dist_wait waits for it (timeout_s as lyra_dist_recv; a request
+ * not active is done). */
+int lyra_dist_irecv(int from, int tag, void *buf, size_t bytes, lyra_dist_req *req, lyra_error *err);
+int lyra_dist_wait(lyra_dist_req *req, double timeout_s, lyra_error *err);
+
+/* Rank 0: send cmd to every other rank, with tokens[cmd->n] for EVAL and
+ * tokens[4 * cmd->n] for DECODE. */
 int lyra_dist_command(const lyra_dist_cmd *cmd, const int32_t *tokens, lyra_error *err);
 
 /* Collectives (every rank calls them at the same point), with the deadline:

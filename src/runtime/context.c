@@ -350,7 +350,7 @@ int lyra_eval(lyra_context *c, const int32_t *tokens, int32_t n, int logits_all,
     if ((rc = prepare(c, logits_all ? (size_t)n : 1, err))) return rc;
     c->decoded = 0;
     if (m->module_rank && m->rank == 0) { /* mpirun: the other ranks evaluate the same */
-        lyra_dist_cmd cmd = {LYRA_DIST_EVAL, n, logits_all != 0, q->pos};
+        lyra_dist_cmd cmd = {LYRA_DIST_EVAL, n, logits_all != 0, q->pos, 0, 0, 0};
         if ((rc = lyra_dist_command(&cmd, tokens, err))) return rc;
     }
     for (int32_t i0 = 0; i0 < n; i0 += c->n_batch) {
@@ -366,6 +366,88 @@ int lyra_eval(lyra_context *c, const int32_t *tokens, int32_t n, int logits_all,
     c->n_last = n;
     c->logits_all = logits_all != 0;
     return LYRA_OK;
+}
+
+/* The micro-batches of a forward pass of ntok tokens in n_seg segments
+ * under mpirun: as many as the ranks (stages), at most one per segment and
+ * one per LYRA_MICRO_MIN_TOKENS tokens (a smaller micro-batch reads the
+ * weights for too few tokens: the split would cost more than the overlap
+ * gains, docs/distributed.md's cost model); 1 (no split) in one process.
+ * LYRA_MPI_MICROBATCHES=N sets the number (at most one per segment; 1: off). */
+enum { LYRA_MICRO_MIN_TOKENS = 32 };
+static int n_micro(const lyra_context *c, int ntok, int n_seg) {
+    if (!c->model->module_rank || n_seg <= 1) return 1;
+    int g = lyra_dist_size();
+    if (ntok / LYRA_MICRO_MIN_TOKENS < g) g = ntok / LYRA_MICRO_MIN_TOKENS;
+    const char *e = getenv("LYRA_MPI_MICROBATCHES");
+    if (e && *e) {
+        int v = atoi(e);
+        if (v >= 1) g = v;
+    }
+    return g < 1 ? 1 : g < n_seg ? g : n_seg;
+}
+
+/* One forward pass of the batch's ntok tokens in c->segs[n_seg] (output
+ * rows c->out_rows[n_o], logits to dst). Under mpirun a pass over several
+ * sequences goes as micro-batches of whole segments, balanced by tokens,
+ * one after another on every rank: rank r runs micro-batch m while rank
+ * r+1 runs m-1 (each hands the hidden state on as soon as its layers are
+ * done), and rank 0 only posts the receive of each micro-batch's logits,
+ * waiting for them all at the end (docs/distributed.md, "The schedule").
+ * A sequence's logits are bitwise those of the pass in one piece (a
+ * forward pass gives each sequence the same logits whatever its
+ * batch mates: arch/llama.h). */
+static int forward_pass(lyra_context *c, const int32_t *tokens, int ntok, int n_seg, int n_o, float *dst,
+                        lyra_error *err) {
+    lyra_model *m = c->model;
+    const int64_t V = m->arch->hp.n_vocab;
+    int g_n = n_micro(c, ntok, n_seg);
+    if (g_n <= 1)
+        return lyra_llama_forward_batch(m->arch, &c->run, tokens, ntok, c->segs, n_seg, c->out_rows, n_o, dst,
+                                        err);
+    lyra_dist_req *reqs = calloc((size_t)g_n, sizeof *reqs);
+    if (!reqs) return lyra_err(err, LYRA_ERR_OOM, "decode", "out of memory");
+    int rc = LYRA_OK, s0 = 0, o0 = 0, g = 0;
+    for (; g < g_n && !rc; g++) {
+        /* segments [s0, s1): the first whose tokens reach the group's share */
+        int t0 = c->segs[s0].t0, s1 = s0, t1 = t0;
+        int64_t want = (int64_t)ntok * (g + 1) / g_n;
+        while (s1 < n_seg && (s1 == s0 || (t1 < want && n_seg - s1 > g_n - g - 1))) t1 += c->segs[s1++].ntok;
+        if (g == g_n - 1) { /* the last takes the rest */
+            while (s1 < n_seg) t1 += c->segs[s1++].ntok;
+        }
+        for (int i = s0; i < s1; i++) c->segs[i].t0 -= t0;
+        int o1 = o0;
+        while (o1 < n_o && c->out_rows[o1] < t1) c->out_rows[o1++] -= t0;
+        c->run.defer = m->rank == 0 ? &reqs[g] : NULL;
+        rc = lyra_llama_forward_batch(m->arch, &c->run, tokens + t0, t1 - t0, c->segs + s0, s1 - s0,
+                                      c->out_rows + o0, o1 - o0, dst + (size_t)o0 * (size_t)V, err);
+        c->run.defer = NULL;
+        s0 = s1;
+        o0 = o1;
+    }
+    for (int i = 0; i < g; i++) { /* the logits (every request, also after an error) */
+        lyra_error e2;
+        int r2 = lyra_dist_wait(&reqs[i], rc ? 1.0 : lyra_dist_timeout(), rc ? &e2 : err);
+        if (!rc) rc = r2;
+    }
+    free(reqs);
+    return rc;
+}
+
+/* mpirun, rank 0: the other ranks decode the same batch (follow.c). */
+static int send_decode(const lyra_batch *b, lyra_error *err) {
+    const int32_t n = b->n_tokens;
+    int32_t *a = malloc(4 * (size_t)n * sizeof *a);
+    if (!a) return lyra_err(err, LYRA_ERR_OOM, "decode", "out of memory");
+    memcpy(a, b->token, (size_t)n * sizeof *a);
+    memcpy(a + n, b->pos, (size_t)n * sizeof *a);
+    memcpy(a + 2 * (size_t)n, b->seq_id, (size_t)n * sizeof *a);
+    for (int32_t i = 0; i < n; i++) a[3 * (size_t)n + i] = b->logits ? b->logits[i] != 0 : 0;
+    lyra_dist_cmd cmd = {LYRA_DIST_DECODE, n, b->logits != NULL, 0, 0, 0, 0};
+    int rc = lyra_dist_command(&cmd, a, err);
+    free(a);
+    return rc;
 }
 
 int lyra_decode(lyra_context *c, const lyra_batch *b, lyra_error *err) {
@@ -422,6 +504,7 @@ int lyra_decode(lyra_context *c, const lyra_batch *b, lyra_error *err) {
     if (rc) return rc;
     if ((rc = prepare(c, (size_t)n_out, err))) return rc;
     c->decoded = 1;
+    if (m->module_rank && m->rank == 0 && (rc = send_decode(b, err))) return rc;
     int32_t row = 0; /* logits rows written */
     for (int32_t i0 = 0; i0 < n; i0 += c->n_batch) {
         int nb = n - i0 < c->n_batch ? (int)(n - i0) : (int)c->n_batch;
@@ -433,8 +516,7 @@ int lyra_decode(lyra_context *c, const lyra_batch *b, lyra_error *err) {
             c->segs[n_seg - 1].ntok++;
             if (c->out_idx[i0 + j] >= 0) c->out_rows[n_o++] = j;
         }
-        rc = lyra_llama_forward_batch(m->arch, &c->run, b->token + i0, nb, c->segs, n_seg, c->out_rows,
-                                      n_o, c->logits + (size_t)row * (size_t)hp->n_vocab, err);
+        rc = forward_pass(c, b->token + i0, nb, n_seg, n_o, c->logits + (size_t)row * (size_t)hp->n_vocab, err);
         if (rc) return rc;
         row += n_o;
     }
