@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/env.h"
+#include "device/prof.h"
 
 uint64_t lyra_device_free_mem(const lyra_device *d) {
     return d && d->ops && d->ops->free_mem ? d->ops->free_mem(d) : 0;
@@ -86,6 +87,7 @@ int lyra_device_fault_parse(const char *v, lyra_device *const *dev, int n, int *
 
 void lyra_device_free(lyra_device *d) {
     if (!d) return;
+    lyra_prof_detach(d);
     if (d->ops && d->ops->destroy) d->ops->destroy(d);
     else free(d);
 }

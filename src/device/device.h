@@ -185,6 +185,7 @@ struct lyra_device {
     int fail_after;         /* 1: every call after fail_at fails too ("N+") */
     const lyra_device_ops *ops;
     void *impl;             /* backend state */
+    struct lyra_prof *prof; /* op timing (device/prof.h) or NULL: off */
 };
 
 /* Free memory as the device reports it now (CPU: MemAvailable). */
