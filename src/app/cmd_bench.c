@@ -23,7 +23,7 @@
 
 const char cmd_bench_usage[] =
     "usage: lyra bench -m MODEL [-p N[,N...]] [-n N] [-d N] [--threads N]\n"
-    "                  [--kv-type f16|f32] [--json] [--load-in-8bit |\n"
+    "                  [--kv-type f16|f32] [--json] [--profile] [--load-in-8bit |\n"
     "                  --load-in-4bit] [--model-config FILE | --no-config]\n"
     "                  [device flags]\n"
     "\n"
