@@ -474,7 +474,8 @@ LYRA_API int lyra_context_move_layer(lyra_context *ctx, int32_t layer, const cha
 LYRA_API uint64_t lyra_context_bytes_per_token(const lyra_context *ctx, int32_t pos);
 /* Op timing (lyra bench --profile): on != 0 starts timing every forward-pass
  * op on the model's devices (counts reset; this costs two clock reads per
- * op), 0 stops it (the untimed ops back). LYRA_OK or LYRA_ERR_OOM. */
+ * op), 0 stops it (the untimed ops back). LYRA_OK or LYRA_ERR_OOM. The
+ * devices are the model's: not while another thread evaluates with it. */
 LYRA_API int lyra_context_profile(lyra_context *ctx, int on, lyra_error *err);
 /* The counts since lyra_context_profile(ctx, 1) as a table: per op key
  * (module tag: embed, attn, ffn, norm, head; op; weight type and shape),

@@ -188,6 +188,9 @@ struct lyra_device {
     struct lyra_prof *prof; /* op timing (device/prof.h) or NULL: off */
 };
 
+/* The device's own ops table: d->ops, or the table op timing wraps while it
+ * is on (device/prof.h); what identifies a backend (lyra_device_is_sim...). */
+const lyra_device_ops *lyra_device_own_ops(const lyra_device *d);
 /* Free memory as the device reports it now (CPU: MemAvailable). */
 uint64_t lyra_device_free_mem(const lyra_device *d);
 /* What lyra may still allocate on d: free memory, capped by the budget left. */

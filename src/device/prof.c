@@ -118,6 +118,10 @@ static void p_softcap(lyra_device *d, float *x, int64_t n, float cap) {
     TIMED(d, "softcap", IN(d)->softcap(d, x, n, cap));
 }
 
+const lyra_device_ops *lyra_device_own_ops(const lyra_device *d) {
+    return d->prof ? d->prof->inner : d->ops;
+}
+
 int lyra_prof_attach(lyra_device *d) {
     lyra_prof *p = d->prof;
     if (!p) {
