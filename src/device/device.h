@@ -186,6 +186,7 @@ struct lyra_device {
     const lyra_device_ops *ops;
     void *impl;             /* backend state */
     struct lyra_prof *prof; /* op timing (device/prof.h) or NULL: off */
+    const lyra_device_ops *own_ops; /* while op timing is on: the table ops wraps */
 };
 
 /* The device's own ops table: d->ops, or the table op timing wraps while it

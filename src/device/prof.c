@@ -118,10 +118,6 @@ static void p_softcap(lyra_device *d, float *x, int64_t n, float cap) {
     TIMED(d, "softcap", IN(d)->softcap(d, x, n, cap));
 }
 
-const lyra_device_ops *lyra_device_own_ops(const lyra_device *d) {
-    return d->prof ? d->prof->inner : d->ops;
-}
-
 int lyra_prof_attach(lyra_device *d) {
     lyra_prof *p = d->prof;
     if (!p) {
@@ -148,6 +144,7 @@ int lyra_prof_attach(lyra_device *d) {
         WRAP(softcap);
 #undef WRAP
         d->prof = p;
+        d->own_ops = in;
         d->ops = &p->ops;
     }
     p->n = 0;
@@ -160,6 +157,7 @@ int lyra_prof_attach(lyra_device *d) {
 void lyra_prof_detach(lyra_device *d) {
     if (!d->prof) return;
     d->ops = d->prof->inner;
+    d->own_ops = NULL;
     free(d->prof);
     d->prof = NULL;
 }
@@ -194,6 +192,7 @@ size_t lyra_prof_report(lyra_device *const *devs, int n, double per, char *buf, 
             wall += p->e[i].wall;
             cpu += p->e[i].cpu;
         }
+        if (!ne) continue; /* a device that ran nothing */
         qsort(list, (size_t)ne, sizeof list[0], by_wall);
         PUT("device %s: op time per token (%.0f tokens): %.3f ms wall, %.3f ms CPU\n", devs[di]->id,
             per, 1e3 * wall / per, 1e3 * cpu / per);
