@@ -10,15 +10,20 @@
 #   ARCHS (default: all), TYPES (default Q4_0 Q8_0), PRESET (default 1b),
 #   THREADS (default 2), PP (default 16), TG (default 64), REPEAT (default
 #   1; the best decode rate of REPEAT runs is kept, for a busy machine),
-#   KEEP_F16=1 keeps
-#   the F16 files (bench/models/ARCH-PRESET-TYPE.gguf)
+#   KEEP_F16=1 keeps the F16 files (bench/models/ARCH-PRESET-TYPE.gguf),
+#   FRESH=1 rewrites each model file (cp, then mv over it) before its runs,
+#   so its page-cache pages are new (docs/PERF.md: a file whose pages were
+#   evicted and read back decoded 20-25% slower per byte than a fresh copy
+#   of it on the 2-core VM), PROFILE=DIR writes each run's `lyra bench
+#   --profile` op table (the best run's) to DIR/ARCH-TYPE.txt, MODELS_DIR
+#   (default bench/models) where the models are
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ARCHS="${ARCHS:-llama mistral phi2 qwen2 qwen3 gemma gemma2 gemma3 phi3}"
 TYPES="${TYPES:-Q4_0 Q8_0}"; PRESET="${PRESET:-1b}"
 THREADS="${THREADS:-2}"; PP="${PP:-16}"; TG="${TG:-64}"; REPEAT="${REPEAT:-1}"
 LYRA="${LYRA:-build/lyra}"
-M=bench/models; mkdir -p "$M"
+M="${MODELS_DIR:-bench/models}"; mkdir -p "$M"
 case " $ARCHS " in *" llama "*) ;; *) ARCHS="llama $ARCHS" ;; esac
 for a in $ARCHS; do
     f16="$M/$a-$PRESET-F16.gguf"
@@ -31,19 +36,24 @@ for a in $ARCHS; do
     [ "${KEEP_F16:-0}" = 1 ] || rm -f "$f16"
 done
 J="$(mktemp -d)"; trap 'rm -rf "$J"' EXIT
+PROF=(); [ -n "${PROFILE:-}" ] && { mkdir -p "$PROFILE"; PROF=(--profile); }
 bench() { # ARCH TYPE OUT: the run with the best decode rate of REPEAT
-    local best=-1 r t
+    local best=-1 r t f="$M/$1-$PRESET-$2.gguf" err=/dev/stderr
+    [ -n "${PROFILE:-}" ] && err="$3.prof"
+    if [ "${FRESH:-0}" = 1 ]; then cp "$f" "$f.fresh" && mv "$f.fresh" "$f"; fi
     for r in $(seq "$REPEAT"); do
-        $LYRA -q bench -m "$M/$1-$PRESET-$2.gguf" -p "$PP" -n "$TG" --threads "$THREADS" --json --no-config >"$3.try"
+        $LYRA -q bench -m "$f" -p "$PP" -n "$TG" --threads "$THREADS" --json --no-config "${PROF[@]}" \
+            >"$3.try" 2>"$err"
         t=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["tg_tps"])' "$3.try")
         if python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) > float(sys.argv[2]) else 1)' "$t" "$best"; then
             best=$t; mv "$3.try" "$3"
+            [ -n "${PROFILE:-}" ] && cp "$3.prof" "$PROFILE/$1-$2.txt"
         fi
     done
-    rm -f "$3.try"
+    rm -f "$3.try" "$3.prof"
 }
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //');" \
-     "threads $THREADS; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+     "threads $THREADS; load average before: $(cut -d' ' -f1-3 /proc/loadavg); FRESH=${FRESH:-0}"
 echo "commands: lyra mkmodel --arch A --preset $PRESET --type F16; lyra quantize F16 OUT TYPE;" \
      "lyra bench -m OUT -p $PP -n $TG --threads $THREADS --json (best of $REPEAT)"
 echo

@@ -478,6 +478,18 @@ LYRA_API int lyra_context_move_layer(lyra_context *ctx, int32_t layer, const cha
  * weight but the embedding table, one embedding row, and the K and V of
  * positions 0..pos in every layer. */
 LYRA_API uint64_t lyra_context_bytes_per_token(const lyra_context *ctx, int32_t pos);
+/* Op timing (lyra bench --profile): on != 0 starts timing every forward-pass
+ * op on the model's devices (counts reset; this costs two clock reads per
+ * op), 0 stops it (the untimed ops back). LYRA_OK or LYRA_ERR_OOM. The
+ * devices are the model's: not while another thread evaluates with it. */
+LYRA_API int lyra_context_profile(lyra_context *ctx, int on, lyra_error *err);
+/* The counts since lyra_context_profile(ctx, 1) as a table: per op key
+ * (module tag: embed, attn, ffn, norm, head; op; weight type and shape),
+ * calls, wall and process CPU milliseconds, each divided by n_tokens, the
+ * share of the op time, and GB/s of weights read for matrix products; then
+ * the totals per module tag. Returns snprintf's count ("" when off). */
+LYRA_API size_t lyra_context_profile_report(const lyra_context *ctx, int32_t n_tokens, char *buf,
+                                            size_t cap);
 /* n bytes as the map lines print them: one decimal in the largest binary unit
  * giving a value >= 1 ("512.0 B", "1.5 KiB", "1.1 GiB"). Returns snprintf's count. */
 LYRA_API size_t lyra_format_bytes(uint64_t n, char *buf, size_t cap);

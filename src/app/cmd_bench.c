@@ -23,7 +23,7 @@
 
 const char cmd_bench_usage[] =
     "usage: lyra bench -m MODEL [-p N[,N...]] [-n N] [-d N] [--threads N]\n"
-    "                  [--kv-type f16|f32] [--json] [--load-in-8bit |\n"
+    "                  [--kv-type f16|f32] [--json] [--profile] [--load-in-8bit |\n"
     "                  --load-in-4bit] [--model-config FILE | --no-config]\n"
     "                  [device flags]\n"
     "\n"
@@ -47,6 +47,9 @@ const char cmd_bench_usage[] =
     "  -t, --threads N     CPU threads (default: physical cores)\n"
     "  --kv-type f16|f32   KV cache element type (default f16)\n"
     "  --json              one JSON object instead of the table\n"
+    "  --profile           time every op of the tg runs and print a table per\n"
+    "                      op kind and module (ms per token, GB/s of weights\n"
+    "                      read) after the results (on stderr with --json)\n"
     "  --load-in-8bit      store F32/F16/BF16 weights as Q8_0 on load\n"
     "  --load-in-4bit      store F32/F16/BF16 weights as 4-bit on load\n"
     "  --dtype D           Hugging Face folders: auto, float32, float16, bfloat16\n"
@@ -74,6 +77,7 @@ typedef struct bench_opts {
     lyra_context_params cp;       /* threads, kv type */
     lyra_model_params mp;         /* device flags */
     int json;                     /* --json */
+    int profile;                  /* --profile */
 } bench_opts;
 
 /* -p LIST into the bench_opts at dst. */
@@ -117,6 +121,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o, lyra_error *err) {
         APP_I32("-n", "--n-gen", &o->tg, 1, 1 << 20),
         APP_I32("-d", "--depth", &o->depth, 0, 1 << 20),
         APP_SWITCH("--json", &o->json),
+        APP_SWITCH("--profile", &o->profile),
         APP_OPT_END_,
     };
     int rc = args_parse(argc, argv, NULL, opts,
@@ -332,8 +337,16 @@ int cmd_bench(int argc, char **argv, lyra_error *err) {
     if (!rc) {
         double sec = 0;
         lyra_log(LYRA_LOG_INFO, "bench: tg%d ...", (int)o.tg);
-        rc = measure(ctx, toks, o.depth, o.tg, 1, &sec, err);
+        if (o.profile) rc = lyra_context_profile(ctx, 1, err);
+        if (!rc) rc = measure(ctx, toks, o.depth, o.tg, 1, &sec, err);
         if (!rc) r.tg_tps = (double)o.tg / sec;
+    }
+    char *prof = NULL; /* --profile: the table (warm-up and timed runs: (BENCH_RUNS + 1) * tg tokens) */
+    if (!rc && o.profile) {
+        int32_t nt = (BENCH_RUNS + 1) * o.tg;
+        size_t n = lyra_context_profile_report(ctx, nt, NULL, 0) + 1;
+        if ((prof = malloc(n))) lyra_context_profile_report(ctx, nt, prof, n);
+        lyra_context_profile(ctx, 0, err);
     }
     /* tg evaluates positions depth..depth+n-1: bytes per token averaged over them */
     for (int32_t p = 0; !rc && p < o.tg; p++)
@@ -352,7 +365,9 @@ int cmd_bench(int argc, char **argv, lyra_error *err) {
         r.bound = r.bpt > 0 ? r.gbs * 1e9 / r.bpt : 0.0;
         if (o.json) rc = print_json(&o, &r, err);
         else print_table(&o, &r);
+        if (prof) fprintf(o.json ? stderr : stdout, "\nop profile (tg runs):\n%s", prof);
     }
+    free(prof);
     lyra_pool_free(pool);
     free(toks);
     free(o.model);

@@ -3,6 +3,7 @@
  * description and weights of a GGUF, the module list, and the forward pass
  * over device ops (one layer_forward with branches on the description). */
 #include "arch/llama.h"
+#include "device/prof.h"
 #include "dist/dist.h"
 
 #include <math.h>
@@ -679,6 +680,7 @@ static void layer_forward(const lyra_llama *m, int l, lyra_device *d, const lyra
     const int64_t E = hp->n_embd, Q = (int64_t)hp->n_head * hp->head_dim,
                   KV = (int64_t)hp->n_head_kv * hp->head_dim, F = hp->n_ff;
     /* attention: Q, K, V (fused: rows of one tensor), biases */
+    lyra_prof_tag(d, "attn");
     norm(m, d, b->x, &L->attn_norm, &L->attn_norm_b, ntok, b->xb);
     {
         const lyra_weight *w[3] = {&L->wq, &L->wk, &L->wv};
@@ -731,6 +733,7 @@ static void layer_forward(const lyra_llama *m, int l, lyra_device *d, const lyra
         norm(m, d, b->x, &L->ffn_norm, &NO_WEIGHT, ntok, b->xb);
     }
     /* feed-forward from xb */
+    lyra_prof_tag(d, "ffn");
     if (ad->ffn == LYRA_FFN_GELU) {
         op->matmul(d, L->w_up.type, L->w_up.data, F, E, b->xb, ntok, b->hb);
         bias(d, b->hb, &L->b_up, 0, F, ntok);
@@ -843,6 +846,7 @@ int lyra_llama_forward_batch(const lyra_llama *m, const lyra_llama_run *r, const
         cur = di;
         switch (kind) {
         case LYRA_MODULE_EMBED:
+            lyra_prof_tag(d, "embed");
             d->ops->get_rows(d, m->tok_embd.type, m->tok_embd.data, E, tokens, ntok, b->x);
             if (ad->embed_scale > 0) d->ops->scale(d, b->x, E * ntok, ad->embed_scale);
             h = b->x;
@@ -857,6 +861,7 @@ int lyra_llama_forward_batch(const lyra_llama *m, const lyra_llama_run *r, const
         }
         case LYRA_MODULE_NORM:
             /* keep only the output rows (row by row when they are apart) */
+            lyra_prof_tag(d, "norm");
             if (contiguous) {
                 norm(m, d, h + (size_t)first * E, &m->output_norm, &m->output_norm_b, n_out, b->xb);
             } else {
@@ -868,6 +873,7 @@ int lyra_llama_forward_batch(const lyra_llama *m, const lyra_llama_run *r, const
             rows = n_out;
             break;
         case LYRA_MODULE_HEAD:
+            lyra_prof_tag(d, "head");
             d->ops->matmul(d, m->output.type, m->output.data, hp->n_vocab, E, h, rows, b->logits);
             bias(d, b->logits, &m->output_b, 0, hp->n_vocab, rows);
             if (ad->final_softcap > 0)

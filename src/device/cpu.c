@@ -341,36 +341,59 @@ typedef struct {
     int64_t kv_dim; const float *kx, *vx;
 } kvs_args;
 
+/* Store dims [j0, j1) of token t: K's go to one element of each of their rows
+ * (a cache line each), V's to a row. F16 conversion is elementwise: any
+ * split of the dims gives the same bits. */
+static void kvs_token(const kvs_args *a, long t, size_t j0, size_t j1) {
+    const lyra_kv_view *kv = a->kv;
+    const size_t L = (size_t)kv->chunk_len, D = (size_t)a->kv_dim;
+    int32_t p = a->pos0 + (int32_t)t;
+    int32_t ci = lyra_kv_chunk(kv, p), r = p % kv->chunk_len;
+    const float *ks = a->kx + t * a->kv_dim, *vs = a->vx + t * a->kv_dim;
+    if (kv->kv_type == LYRA_TYPE_F16) {
+        uint16_t *K = (uint16_t *)kv->k_chunks[ci] + r;
+        uint16_t tmp[1024];
+        for (size_t b0 = j0; b0 < j1; b0 += 1024) {
+            size_t n = j1 - b0 < 1024 ? j1 - b0 : 1024;
+            a->k->to_f16(tmp, ks + b0, (int)n);
+            for (size_t j = 0; j < n; j++) K[(b0 + j) * L] = tmp[j];
+        }
+        a->k->to_f16((uint16_t *)kv->v_chunks[ci] + (size_t)r * D + j0, vs + j0, (int)(j1 - j0));
+    } else {
+        float *K = (float *)kv->k_chunks[ci] + r;
+        for (size_t j = j0; j < j1; j++) K[j * L] = ks[j];
+        memcpy((float *)kv->v_chunks[ci] + (size_t)r * D + j0, vs + j0, (j1 - j0) * sizeof(float));
+    }
+}
+
 static void kvs_fn(void *arg, int ith, int nth) {
     kvs_args *a = arg;
     long t0, t1;
     lyra_split_rows(a->ntok, ith, nth, &t0, &t1);
-    const lyra_kv_view *kv = a->kv;
-    const size_t L = (size_t)kv->chunk_len, D = (size_t)a->kv_dim;
-    for (long t = t0; t < t1; t++) {
-        int32_t p = a->pos0 + (int32_t)t;
-        int32_t ci = lyra_kv_chunk(kv, p), r = p % kv->chunk_len;
-        const float *ks = a->kx + t * a->kv_dim, *vs = a->vx + t * a->kv_dim;
-        if (kv->kv_type == LYRA_TYPE_F16) {
-            uint16_t *K = (uint16_t *)kv->k_chunks[ci] + r;
-            uint16_t tmp[1024];
-            for (size_t j0 = 0; j0 < D; j0 += 1024) {
-                size_t n = D - j0 < 1024 ? D - j0 : 1024;
-                a->k->to_f16(tmp, ks + j0, (int)n);
-                for (size_t j = 0; j < n; j++) K[(j0 + j) * L] = tmp[j];
-            }
-            a->k->to_f16((uint16_t *)kv->v_chunks[ci] + (size_t)r * D, vs, (int)D);
-        } else {
-            float *K = (float *)kv->k_chunks[ci] + r;
-            for (size_t j = 0; j < D; j++) K[j * L] = ks[j];
-            memcpy((float *)kv->v_chunks[ci] + (size_t)r * D, vs, D * sizeof(float));
-        }
-    }
+    for (long t = t0; t < t1; t++) kvs_token(a, t, 0, (size_t)a->kv_dim);
 }
+
+/* One token, its dims split between the threads in blocks of 64. */
+static void kvs_dims_fn(void *arg, int ith, int nth) {
+    kvs_args *a = arg;
+    long b0, b1;
+    lyra_split_rows((long)((a->kv_dim + 63) / 64), ith, nth, &b0, &b1);
+    size_t j0 = (size_t)b0 * 64, j1 = (size_t)b1 * 64 < (size_t)a->kv_dim ? (size_t)b1 * 64 : (size_t)a->kv_dim;
+    if (j1 > j0) kvs_token(a, 0, j0, j1);
+}
+
+/* A K dim costs a cache line (the scatter: Phi-2's 2048 dims take ~45 us
+ * of a 1-thread decode step per layer), so a decode token's store goes to
+ * the pool from this many dims. */
+#define KVS_POOL_DIMS 1024
 
 static void cpu_kv_store(lyra_device *d, const lyra_kv_view *kv, int32_t pos0, int ntok,
                          int64_t kv_dim, const float *k, const float *v) {
     kvs_args a = {IMPL(d)->k, kv, pos0, ntok, kv_dim, k, v};
+    if (ntok == 1 && kv_dim >= KVS_POOL_DIMS && IMPL(d)->n_threads > 1) {
+        lyra_pool_run(IMPL(d)->pool, kvs_dims_fn, &a);
+        return;
+    }
     cpu_run(d, 2 * kv_dim * ntok, kvs_fn, &a);
 }
 

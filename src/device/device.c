@@ -84,8 +84,17 @@ int lyra_device_fault_parse(const char *v, lyra_device *const *dev, int n, int *
     return LYRA_OK;
 }
 
+const lyra_device_ops *lyra_device_own_ops(const lyra_device *d) {
+    return d->own_ops ? d->own_ops : d->ops;
+}
+
 void lyra_device_free(lyra_device *d) {
     if (!d) return;
+    if (d->prof) { /* op timing on (device/prof.c): the device's own table back */
+        d->ops = d->own_ops;
+        free(d->prof);
+        d->prof = NULL;
+    }
     if (d->ops && d->ops->destroy) d->ops->destroy(d);
     else free(d);
 }

@@ -185,8 +185,13 @@ struct lyra_device {
     int fail_after;         /* 1: every call after fail_at fails too ("N+") */
     const lyra_device_ops *ops;
     void *impl;             /* backend state */
+    struct lyra_prof *prof; /* op timing (device/prof.h) or NULL: off */
+    const lyra_device_ops *own_ops; /* while op timing is on: the table ops wraps */
 };
 
+/* The device's own ops table: d->ops, or the table op timing wraps while it
+ * is on (device/prof.h); what identifies a backend (lyra_device_is_sim...). */
+const lyra_device_ops *lyra_device_own_ops(const lyra_device *d);
 /* Free memory as the device reports it now (CPU: MemAvailable). */
 uint64_t lyra_device_free_mem(const lyra_device *d);
 /* What lyra may still allocate on d: free memory, capped by the budget left. */

@@ -430,7 +430,7 @@ int lyra_sim_devices_new(const lyra_sim_spec *specs, int n, int n_threads, lyra_
                                  err);
 }
 
-int lyra_device_is_sim(const lyra_device *d) { return d && d->ops == &sim_ops; }
+int lyra_device_is_sim(const lyra_device *d) { return d && lyra_device_own_ops(d) == &sim_ops; }
 
 lyra_device *lyra_sim_device_compute(lyra_device *d) {
     return lyra_device_is_sim(d) ? IMPL(d)->cpu : NULL;

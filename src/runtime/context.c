@@ -11,6 +11,7 @@
 
 #include "core/log.h"
 #include "core/pool.h"
+#include "device/prof.h"
 #include "dist/dist.h"
 #include "runtime/fallback.h"
 #include "runtime/kvstate.h"
@@ -656,3 +657,23 @@ uint64_t lyra_context_bytes_per_token(const lyra_context *c, int32_t pos) {
     return b;
 }
 
+
+/* ---------------------------------------------------------------- profile */
+
+int lyra_context_profile(lyra_context *c, int on, lyra_error *err) {
+    lyra_model *m = c->model;
+    for (int di = 0; di < m->n_dev; di++) {
+        if (!on) {
+            lyra_prof_detach(m->dev[di]);
+        } else if (lyra_prof_attach(m->dev[di])) {
+            for (int j = 0; j < di; j++) lyra_prof_detach(m->dev[j]);
+            return lyra_err(err, LYRA_ERR_OOM, "profile", "out of memory");
+        }
+    }
+    return LYRA_OK;
+}
+
+size_t lyra_context_profile_report(const lyra_context *c, int32_t n_tokens, char *buf, size_t cap) {
+    const lyra_model *m = c->model;
+    return lyra_prof_report(m->dev, m->n_dev, (double)n_tokens, buf, cap);
+}

@@ -3,7 +3,8 @@
 # tg_tps / tg_bound_tps, tg_bound_tps = bandwidth / bytes per token, the
 # bytes per token match the file's tensor sizes), the human table, and -d
 # (tests from a KV position: depth and fill_s in the JSON, the bytes per
-# token counting the KV cache from that position).
+# token counting the KV cache from that position), and --profile (the op
+# table: every forward-pass op of the tg runs, per token).
 source "$(dirname "$0")/lib.sh"
 "$PY" -c "import numpy, gguf" 2>/dev/null ||
     { echo "SKIPPED: $PY has no numpy/gguf (set LYRA_PYTHON, e.g. a venv with pip install numpy gguf)"; exit 77; }
@@ -88,5 +89,19 @@ print("; ".join(errs) if errs else "ok")
 EOF
 )
 check_eq "bench -d json" "$r" "ok"
+
+# --profile: the op table after the results (tg 4: warm-up + 5 runs = 24 tokens)
+"$LYRA" -q bench -m "$S260" -p 4 -n 4 --threads 1 --profile >"$T/p" 2>"$T/e"
+check_eq "bench --profile rc" "$?" 0
+check_grep "profile header" '^op profile \(tg runs\):$' "$T/p"
+check_grep "profile device" '^device cpu: op time per token \(24 tokens\): [0-9.]+ ms wall, [0-9.]+ ms CPU$' "$T/p"
+check_grep "profile head" '^head matmul [A-Z0-9_]+ [0-9]+x[0-9]+ +1\.0 +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+$' "$T/p"
+check_grep "profile ffn" '^ffn swiglu +[0-9.]+ ' "$T/p"
+check_grep "profile totals" '^attn +\(total\) ' "$T/p"
+"$LYRA" -q bench -m "$S260" -p 4 -n 4 --threads 2 --profile --json >"$T/pj" 2>"$T/e"
+check_eq "bench --profile --json rc" "$?" 0
+"$PY" -m json.tool "$T/pj" >/dev/null
+check_eq "--profile --json: stdout is the JSON" "$?" 0
+check_grep "--profile --json: the table on stderr" '^embed get_rows ' "$T/e"
 
 finish

@@ -448,6 +448,8 @@ int main(void) {
         test_attention(d, 16, 16, 1); /* multi-query: groups split over ATT_MAXG */
         test_attention(d, 80, 10, 2);  /* groups of 5; column slices with a masked end */
         test_attention(d, 128, 12, 4); /* two column slices */
+        test_attention(d, 64, 32, 32); /* Phi-2: 2048 KV dims, a decode token's store split over the threads */
+        test_attention(d, 80, 13, 13); /* 1040 KV dims: the split's last block short */
         lyra_device_free(d);
         test_threads(paths[pi]);
         test_matmul_multi(paths[pi]);

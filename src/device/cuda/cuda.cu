@@ -415,7 +415,7 @@ int lyra_cuda_count(char *why, size_t why_cap) {
 
 int lyra_cuda_available(void) { return lyra_cuda_count(NULL, 0) > 0; }
 
-int lyra_device_is_cuda(const lyra_device *d) { return d && d->ops == &cuda_ops; }
+int lyra_device_is_cuda(const lyra_device *d) { return d && lyra_device_own_ops(d) == &cuda_ops; }
 
 int lyra_cuda_devices_open(const char *env, int asked, int n_threads, lyra_device **out, int max,
                            int *n, lyra_error *err) {
