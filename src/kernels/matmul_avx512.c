@@ -559,6 +559,16 @@ static const uint8_t KD_SHUF[4][64] __attribute__((aligned(64))) = {
 };
 #undef KI
 
+/* Q6_K: the int16 scales of 8 sub-blocks in each 128-bit lane; group g's
+ * vector has sub-block 4g+q's scale in lane q (its 8 int16 slots): words
+ * 0..3 of the lane for even g, 4..7 for odd g. */
+#define KJ(w) 2 * (w), 2 * (w) + 1, 2 * (w), 2 * (w) + 1, 2 * (w), 2 * (w) + 1, 2 * (w), 2 * (w) + 1, \
+              2 * (w), 2 * (w) + 1, 2 * (w), 2 * (w) + 1, 2 * (w), 2 * (w) + 1, 2 * (w), 2 * (w) + 1
+static const uint8_t KD6_SHUF[2][64] __attribute__((aligned(64))) = {
+    {KJ(0), KJ(1), KJ(2), KJ(3)}, {KJ(4), KJ(5), KJ(6), KJ(7)},
+};
+#undef KJ
+
 /* 64-byte vector: the low 32 bytes all a, the high 32 bytes all b. */
 INLINE __m512i kd_halves8(int a, int b) {
     return _mm512_mask_blend_epi64(0xF0, _mm512_set1_epi8((char)a), _mm512_set1_epi8((char)b));
@@ -597,7 +607,8 @@ INLINE __m512 kd_row(const int kind, __m512 acc, const uint8_t *w, int64_t s, si
     __m256i mins;
     if (kind == 6) {
         const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(blk + 192)));
-        const __m512i scz = _mm512_castsi256_si512(sc16);
+        const __m512i s01 = _mm512_broadcast_i32x4(_mm256_castsi256_si128(sc16));
+        const __m512i s23 = _mm512_broadcast_i32x4(_mm256_extracti128_si256(sc16, 1));
         A = _mm512_setzero_si512();
         UNROLL for (int h = 0; h < 2; h++) {
             __m512i ql = _mm512_loadu_si512(blk + 64 * h);
@@ -609,9 +620,9 @@ INLINE __m512 kd_row(const int kind, __m512 acc, const uint8_t *w, int64_t s, si
                                                    _mm512_rolv_epi32(hb, kd_halves32(0, 30)),
                                                    _mm512_set1_epi8(0x30), 0xF8);
             A = _mm512_dpwssd_epi32(A, _mm512_maddubs_epi16(qe, xv[2 * h]),
-                                    _mm512_permutexvar_epi16(k_scale_idx(6, 2 * h), scz));
+                                    _mm512_shuffle_epi8(h ? s23 : s01, _mm512_load_si512(KD6_SHUF[0])));
             A = _mm512_dpwssd_epi32(A, _mm512_maddubs_epi16(qo, xv[2 * h + 1]),
-                                    _mm512_permutexvar_epi16(k_scale_idx(6, 2 * h + 1), scz));
+                                    _mm512_shuffle_epi8(h ? s23 : s01, _mm512_load_si512(KD6_SHUF[1])));
         }
         mins = sc16;
         dA = h2f(blk + 208) * ad;
