@@ -580,9 +580,7 @@ INLINE __m512i kd_halves32(int a, int b) {
  * 8..15: the 8 mins (k4_scales in vector registers: dwords [u0,u2,u1,u2]
  * masked / shifted for the low bits, [u0,u0,u1,u1] >> 2 for the top two). */
 INLINE __m128i kd_scales(const uint8_t *s) {
-    uint32_t u2;
-    memcpy(&u2, s + 8, 4);
-    __m128i u = _mm_insert_epi32(_mm_loadl_epi64((const __m128i *)(const void *)s), (int)u2, 2);
+    __m128i u = _mm_loadu_si128((const __m128i *)(const void *)s); /* dword 3: not used */
     __m128i lo = _mm_and_si128(_mm_srlv_epi32(_mm_shuffle_epi32(u, 0x98), _mm_setr_epi32(0, 0, 0, 4)),
                                _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
     __m128i hi = _mm_srli_epi32(_mm_shuffle_epi32(u, 0x50), 2);
@@ -597,13 +595,13 @@ INLINE __m512i kd_x2(const uint8_t *p) {
 
 /* One row's super-block s of kd_tile: returns acc with its FMAs added. */
 INLINE __m512 kd_row(const int kind, __m512 acc, const uint8_t *w, int64_t s, size_t ahead, const __m512i *xv,
-                     __m256i bs, float ad) {
+                     __m256i bs, __m128 ad) {
     const size_t wb = kind == 4 ? 144 : kind == 5 ? 176 : 210;
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     const uint8_t *blk = w + s * wb;
     for (size_t off = 0; off < wb; off += 64) prefetch_ahead(blk + off, ahead);
     __m512i A;
-    float dA, nB;
+    __m128 dd; /* lane 0: dA = f16(d) * a.d; lane 1 (Q4_K/Q5_K): f16(dmin) * a.d */
     __m256i mins;
     if (kind == 6) {
         const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(blk + 192)));
@@ -625,8 +623,8 @@ INLINE __m512 kd_row(const int kind, __m512 acc, const uint8_t *w, int64_t s, si
                                     _mm512_shuffle_epi8(h ? s23 : s01, _mm512_load_si512(KD6_SHUF[1])));
         }
         mins = sc16;
-        dA = h2f(blk + 208) * ad;
-        nB = -32.0f * dA;
+        dd = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(rd16(blk + 208))), ad);
+        dd = _mm_unpacklo_ps(dd, _mm_mul_ps(dd, _mm_set1_ps(32.0f))); /* -nB = 32 * dA */
     } else {
         const __m128i sm = kd_scales(blk + 4);
         const __m512i sm4 = _mm512_broadcast_i32x4(sm);
@@ -651,12 +649,15 @@ INLINE __m512 kd_row(const int kind, __m512 acc, const uint8_t *w, int64_t s, si
         ahi = _mm512_dpwssd_epi32(ahi, _mm512_maddubs_epi16(q[3], xv[3]), sv[3]);
         A = _mm512_add_epi32(_mm512_shuffle_i64x2(alo, ahi, 0x44), _mm512_shuffle_i64x2(alo, ahi, 0xEE));
         mins = _mm256_cvtepu8_epi32(_mm_unpackhi_epi64(sm, sm));
-        dA = h2f(blk) * ad;
-        nB = -(h2f(blk + 2) * ad);
+        uint32_t d2;
+        memcpy(&d2, blk, 4);
+        dd = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)d2)), ad);
     }
-    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(A), _mm512_set1_ps(dA), acc);
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(A), _mm512_broadcastss_ps(dd), acc);
     __m512 M = _mm512_zextps256_ps512(_mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mins)));
-    acc = _mm512_mask3_fmadd_ps(M, _mm512_set1_ps(nB), acc, 0x00FF);
+    /* fmaf(M, nB, acc) with nB = -x is -(M * x) + acc, one rounding: vfnmadd */
+    acc = _mm512_mask3_fnmadd_ps(M, _mm512_permutexvar_ps(_mm512_set1_epi32(1), _mm512_castps128_ps512(dd)), acc,
+                                 0x00FF);
     return acc;
 }
 
@@ -666,7 +667,7 @@ INLINE void kd_tile(const int kind, const int R, int64_t n, const uint8_t *w, si
     const size_t ahead = (size_t)R * ws;
     for (int64_t s = 0; s < n / 256; s++) {
         const uint8_t *ab = a + s * 292;
-        const float ad = rdf(ab);
+        const __m128 ad = _mm_set1_ps(rdf(ab));
         /* Q6_K: the 16 sub-block sums as int16; Q4_K/Q5_K: pair sums
          * bs[2j] + bs[2j+1] as int32 (its high int16 meets a zero) */
         __m256i bs = _mm256_loadu_si256((const __m256i *)(const void *)(ab + 260));
