@@ -9,7 +9,9 @@
  * each int32 lane is exactly sum of 4 products w*x. Q4_0: whole-block int32
  * sums from vpdpbusd on the raw nibbles, 16 blocks reduced into one zmm by a
  * transpose-add, then one FMA per block (see q4_tile). K-quants: vpmaddubsw (weights 0..63
- * unsigned) then vpdpwssd with the sub-block scales as int16. Float weights:
+ * unsigned) then vpdpwssd with the sub-block scales as int16; decode tiles
+ * (one token) have their own kernel, a row's super-block at a time in
+ * registers (kd_tile). Float weights:
  * FMA on two zmm accumulators (32 canonical lanes).
  * lyra_matmul feeds Q8_0/Q4_0 tiles a private activation layout (scales and
  * corrections precomputed, see lyra_mm_act_avx512), and decode tiles (one
