@@ -9,7 +9,9 @@
  * each int32 lane is exactly sum of 4 products w*x. Q4_0: whole-block int32
  * sums from vpdpbusd on the raw nibbles, 16 blocks reduced into one zmm by a
  * transpose-add, then one FMA per block (see q4_tile). K-quants: vpmaddubsw (weights 0..63
- * unsigned) then vpdpwssd with the sub-block scales as int16. Float weights:
+ * unsigned) then vpdpwssd with the sub-block scales as int16; decode tiles
+ * (one token) have their own kernel, a row's super-block at a time in
+ * registers (kd_tile). Float weights:
  * FMA on two zmm accumulators (32 canonical lanes).
  * lyra_matmul feeds Q8_0/Q4_0 tiles a private activation layout (scales and
  * corrections precomputed, see lyra_mm_act_avx512), and decode tiles (one
@@ -536,8 +538,168 @@ INLINE __m512i k_quants(int kind, const uint8_t *blk, int g) {
     return _mm512_ternarylogic_epi32(ql, th, _mm512_set1_epi8(0x30), 0xF8); /* ql | (th & 0x30) */
 }
 
+/* Decode (one token) K-quant tile, R rows: the same canonical lanes as
+ * k_tile with fewer instructions per super-block, one row at a time so that
+ * the row's work stays in registers:
+ *   Q4_K/Q5_K: the 128 quant bytes are two 64-byte loads; low nibbles of
+ *   load 0 are elements 0..31 and 64..95 (lanes 0..7 of groups 0 and 1),
+ *   high nibbles 32..63 and 96..127 (lanes 8..15), and the activations are
+ *   gathered to match (once per super-block, shared by the R rows). Two
+ *   int32 accumulators (low / high nibbles) take groups 0,2 in their lanes
+ *   0..7 and groups 1,3 in lanes 8..15; one shuffle-add folds them into the
+ *   canonical A[16] (exact integer sums, so the same integers). Q5_K's fifth
+ *   bit: a byte test against the sub-block's bit, then a masked add of 16.
+ *   Q6_K: one 64-byte load of low bits serves two groups; the 2 high bits
+ *   come by a rotate (per-half counts) and a ternary merge. */
+/* vpshufb controls: int16 slots 0..15 = scale byte a, 16..31 = byte b
+ * (high bytes zero) for the four vectors lo01 (a,b = 0,2), hi01 (1,3),
+ * lo23 (4,6), hi23 (5,7). */
+#define KI(a) a, 0x80, a, 0x80, a, 0x80, a, 0x80, a, 0x80, a, 0x80, a, 0x80, a, 0x80
+static const uint8_t KD_SHUF[4][64] __attribute__((aligned(64))) = {
+    {KI(0), KI(0), KI(2), KI(2)}, {KI(1), KI(1), KI(3), KI(3)},
+    {KI(4), KI(4), KI(6), KI(6)}, {KI(5), KI(5), KI(7), KI(7)},
+};
+#undef KI
+
+/* Q6_K: the int16 scales of 8 sub-blocks in each 128-bit lane; group g's
+ * vector has sub-block 4g+q's scale in lane q (its 8 int16 slots): words
+ * 0..3 of the lane for even g, 4..7 for odd g. */
+#define KJ(w) 2 * (w), 2 * (w) + 1, 2 * (w), 2 * (w) + 1, 2 * (w), 2 * (w) + 1, 2 * (w), 2 * (w) + 1, \
+              2 * (w), 2 * (w) + 1, 2 * (w), 2 * (w) + 1, 2 * (w), 2 * (w) + 1, 2 * (w), 2 * (w) + 1
+static const uint8_t KD6_SHUF[2][64] __attribute__((aligned(64))) = {
+    {KJ(0), KJ(1), KJ(2), KJ(3)}, {KJ(4), KJ(5), KJ(6), KJ(7)},
+};
+#undef KJ
+
+/* 64-byte vector: the low 32 bytes all a, the high 32 bytes all b. */
+INLINE __m512i kd_halves8(int a, int b) {
+    return _mm512_mask_blend_epi64(0xF0, _mm512_set1_epi8((char)a), _mm512_set1_epi8((char)b));
+}
+INLINE __m512i kd_halves32(int a, int b) {
+    return _mm512_mask_blend_epi64(0xF0, _mm512_set1_epi32(a), _mm512_set1_epi32(b));
+}
+/* Q4_K/Q5_K 12-byte scales at s -> bytes 0..7: the 8 six-bit scales,
+ * 8..15: the 8 mins (k4_scales in vector registers: dwords [u0,u2,u1,u2]
+ * masked / shifted for the low bits, [u0,u0,u1,u1] >> 2 for the top two). */
+INLINE __m128i kd_scales(const uint8_t *s) {
+    __m128i u = _mm_loadu_si128((const __m128i *)(const void *)s); /* dword 3: not used */
+    __m128i lo = _mm_and_si128(_mm_srlv_epi32(_mm_shuffle_epi32(u, 0x98), _mm_setr_epi32(0, 0, 0, 4)),
+                               _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
+    __m128i hi = _mm_srli_epi32(_mm_shuffle_epi32(u, 0x50), 2);
+    return _mm_ternarylogic_epi32(lo, hi, _mm_setr_epi32(0, 0x30303030, 0, 0x30303030), 0xF8);
+}
+
+/* [p[0..31], p[64..95]] */
+INLINE __m512i kd_x2(const uint8_t *p) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)p)),
+                              _mm256_loadu_si256((const __m256i *)(const void *)(p + 64)), 1);
+}
+
+/* One row's super-block s of kd_tile: returns acc with its FMAs added. */
+INLINE __m512 kd_row(const int kind, __m512 acc, const uint8_t *w, int64_t s, size_t ahead, const __m512i *xv,
+                     __m256i bs, __m128 ad) {
+    const size_t wb = kind == 4 ? 144 : kind == 5 ? 176 : 210;
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const uint8_t *blk = w + s * wb;
+    for (size_t off = 0; off < wb; off += 64) prefetch_ahead(blk + off, ahead);
+    __m512i A;
+    __m128 dd; /* lane 0: dA = f16(d) * a.d; lane 1 (Q4_K/Q5_K): f16(dmin) * a.d */
+    __m256i mins;
+    if (kind == 6) {
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(blk + 192)));
+        const __m512i s01 = _mm512_broadcast_i32x4(_mm256_castsi256_si128(sc16));
+        const __m512i s23 = _mm512_broadcast_i32x4(_mm256_extracti128_si256(sc16, 1));
+        A = _mm512_setzero_si512();
+        UNROLL for (int h = 0; h < 2; h++) {
+            __m512i ql = _mm512_loadu_si512(blk + 64 * h);
+            __m512i hb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(const void *)(blk + 128 + 32 * h)));
+            __m512i qe = _mm512_ternarylogic_epi32(_mm512_and_si512(ql, m4),
+                                                   _mm512_rolv_epi32(hb, kd_halves32(4, 2)),
+                                                   _mm512_set1_epi8(0x30), 0xF8);
+            __m512i qo = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                                                   _mm512_rolv_epi32(hb, kd_halves32(0, 30)),
+                                                   _mm512_set1_epi8(0x30), 0xF8);
+            A = _mm512_dpwssd_epi32(A, _mm512_maddubs_epi16(qe, xv[2 * h]),
+                                    _mm512_shuffle_epi8(h ? s23 : s01, _mm512_load_si512(KD6_SHUF[0])));
+            A = _mm512_dpwssd_epi32(A, _mm512_maddubs_epi16(qo, xv[2 * h + 1]),
+                                    _mm512_shuffle_epi8(h ? s23 : s01, _mm512_load_si512(KD6_SHUF[1])));
+        }
+        mins = sc16;
+        dd = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(rd16(blk + 208))), ad);
+        dd = _mm_unpacklo_ps(dd, _mm_mul_ps(dd, _mm_set1_ps(32.0f))); /* -nB = 32 * dA */
+    } else {
+        const __m128i sm = kd_scales(blk + 4);
+        const __m512i sm4 = _mm512_broadcast_i32x4(sm);
+        const uint8_t *qs = blk + (kind == 4 ? 16 : 48);
+        __m512i v01 = _mm512_loadu_si512(qs), v23 = _mm512_loadu_si512(qs + 64);
+        __m512i q[4] = {_mm512_and_si512(v01, m4), _mm512_and_si512(_mm512_srli_epi16(v01, 4), m4),
+                        _mm512_and_si512(v23, m4), _mm512_and_si512(_mm512_srli_epi16(v23, 4), m4)};
+        if (kind == 5) {
+            const __m512i hb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(const void *)(blk + 16)));
+            const __m512i k16 = _mm512_set1_epi8(0x10);
+            q[0] = _mm512_mask_add_epi8(q[0], _mm512_test_epi8_mask(hb, kd_halves8(1, 4)), q[0], k16);
+            q[1] = _mm512_mask_add_epi8(q[1], _mm512_test_epi8_mask(hb, kd_halves8(2, 8)), q[1], k16);
+            q[2] = _mm512_mask_add_epi8(q[2], _mm512_test_epi8_mask(hb, kd_halves8(16, 64)), q[2], k16);
+            q[3] = _mm512_mask_add_epi8(q[3], _mm512_test_epi8_mask(hb, kd_halves8(32, 128)), q[3], k16);
+        }
+        __m512i sv[4];
+        UNROLL for (int z = 0; z < 4; z++)
+            sv[z] = _mm512_shuffle_epi8(sm4, _mm512_load_si512(KD_SHUF[z]));
+        __m512i alo = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_maddubs_epi16(q[0], xv[0]), sv[0]);
+        __m512i ahi = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_maddubs_epi16(q[1], xv[1]), sv[1]);
+        alo = _mm512_dpwssd_epi32(alo, _mm512_maddubs_epi16(q[2], xv[2]), sv[2]);
+        ahi = _mm512_dpwssd_epi32(ahi, _mm512_maddubs_epi16(q[3], xv[3]), sv[3]);
+        A = _mm512_add_epi32(_mm512_shuffle_i64x2(alo, ahi, 0x44), _mm512_shuffle_i64x2(alo, ahi, 0xEE));
+        mins = _mm256_cvtepu8_epi32(_mm_unpackhi_epi64(sm, sm));
+        uint32_t d2;
+        memcpy(&d2, blk, 4);
+        dd = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)d2)), ad);
+    }
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(A), _mm512_broadcastss_ps(dd), acc);
+    __m512 M = _mm512_zextps256_ps512(_mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mins)));
+    /* fmaf(M, nB, acc) with nB = -x is -(M * x) + acc, one rounding: vfnmadd */
+    acc = _mm512_mask3_fnmadd_ps(M, _mm512_permutexvar_ps(_mm512_set1_epi32(1), _mm512_castps128_ps512(dd)), acc,
+                                 0x00FF);
+    return acc;
+}
+
+INLINE void kd_tile(const int kind, const int R, int64_t n, const uint8_t *w, size_t ws, const uint8_t *a,
+                    float *y) {
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+    const size_t ahead = (size_t)R * ws;
+    for (int64_t s = 0; s < n / 256; s++) {
+        const uint8_t *ab = a + s * 292;
+        const __m128 ad = _mm_set1_ps(rdf(ab));
+        /* Q6_K: the 16 sub-block sums as int16; Q4_K/Q5_K: pair sums
+         * bs[2j] + bs[2j+1] as int32 (its high int16 meets a zero) */
+        __m256i bs = _mm256_loadu_si256((const __m256i *)(const void *)(ab + 260));
+        if (kind != 6) bs = _mm256_madd_epi16(bs, _mm256_set1_epi16(1));
+        __m512i xv[4];
+        if (kind == 6) {
+            UNROLL for (int g = 0; g < 4; g++) xv[g] = _mm512_loadu_si512(ab + 4 + 64 * g);
+        } else { /* lo01, hi01, lo23, hi23 */
+            xv[0] = kd_x2(ab + 4);
+            xv[1] = kd_x2(ab + 4 + 32);
+            xv[2] = kd_x2(ab + 4 + 128);
+            xv[3] = kd_x2(ab + 4 + 160);
+        }
+        acc0 = kd_row(kind, acc0, w, s, ahead, xv, bs, ad);
+        if (R > 1) acc1 = kd_row(kind, acc1, w + ws, s, ahead, xv, bs, ad);
+        if (R > 2) acc2 = kd_row(kind, acc2, w + 2 * ws, s, ahead, xv, bs, ad);
+        if (R > 3) acc3 = kd_row(kind, acc3, w + 3 * ws, s, ahead, xv, bs, ad);
+    }
+    y[0] = reduce16(acc0);
+    if (R > 1) y[1] = reduce16(acc1);
+    if (R > 2) y[2] = reduce16(acc2);
+    if (R > 3) y[3] = reduce16(acc3);
+}
+
 INLINE void k_tile(const int kind, const int R, const int T, int64_t n, const uint8_t *w, size_t ws,
                    const uint8_t *a, size_t as, float *y, size_t ys) {
+    if (T == 1) {
+        kd_tile(kind, R, n, w, ws, a, y);
+        return;
+    }
     const size_t wb = kind == 4 ? 144 : kind == 5 ? 176 : 210;
     __m512 acc[TRM][TTM];
     UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
