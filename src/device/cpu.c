@@ -27,6 +27,8 @@
 /* Attention: positions per softmax block, and heads sharing K/V per pass. */
 #define ATT_BLOCK 256
 #define ATT_MAXG LYRA_ATT_MAXG
+/* Attention: tokens per query tile (they share each K/V chunk while cached). */
+#define ATT_TILE 16
 /* Largest rotated dimension count rope supports (validated by the arch). */
 #define ROPE_MAX_ROT 1024
 
@@ -416,83 +418,164 @@ static void att_softcap(const lyra_cpu_kernels *k, float *s, int g, size_t ss, i
     }
 }
 
-/* Heads h0..h1-1 (all of KV head kvh, at most ATT_MAXG) of token t. Online
- * softmax over blocks of at most ATT_BLOCK positions that never straddle a
- * cache chunk (positions from the window's start, chunks through
- * lyra_kv_chunk: the ring of a sliding-window layer); the heads share each K
- * and V load, and each head's arithmetic is the same however heads are
- * grouped. */
-static void attend(const att_args *a, int t, int h0, int h1) {
-    const lyra_cpu_kernels *k = a->k;
-    const lyra_kv_view *kv = a->kv;
-    const int hd = a->head_dim, g = h1 - h0;
-    const int kvh = h0 / (a->n_head / a->n_kv_head);
-    const size_t kv_dim = (size_t)a->n_kv_head * hd, L = (size_t)kv->chunk_len;
-    const int32_t n_pos = a->pos0 + t + 1;
-    float s[ATT_MAXG * ATT_BLOCK];
-    float m[ATT_MAXG], l[ATT_MAXG], mx[ATT_MAXG];
+/* One query (token t, heads h0..h1-1 of one KV group) of a tile: its
+ * positions [first, n_pos), online-softmax state and outputs. */
+typedef struct {
+    int32_t first, n_pos;
+    float m[ATT_MAXG], l[ATT_MAXG];
     const float *q[ATT_MAXG];
     float *acc[ATT_MAXG];
-    for (int i = 0; i < g; i++) {
-        q[i] = a->q + ((size_t)t * a->n_head + h0 + i) * hd;
-        acc[i] = a->out + ((size_t)t * a->n_head + h0 + i) * hd;
-        memset(acc[i], 0, (size_t)hd * sizeof(float));
-        m[i] = -INFINITY;
-        l[i] = 0.0f;
-    }
-    const int f16 = kv->kv_type == LYRA_TYPE_F16;
-    int32_t first = a->window > 0 && n_pos > a->window ? n_pos - a->window : 0;
-    for (int32_t c0 = first; c0 < n_pos;) {
-        int32_t ci = lyra_kv_chunk(kv, c0), off = c0 % kv->chunk_len;
-        int32_t cend = (c0 / kv->chunk_len + 1) * kv->chunk_len; /* end of this chunk */
-        if (cend > n_pos) cend = n_pos;
-        int32_t clen = off + (cend - c0); /* offsets off..clen-1 of chunk ci */
-        c0 = cend;
-        for (int32_t b0 = off; b0 < clen; b0 += ATT_BLOCK) {
-            int nb = clen - b0 < ATT_BLOCK ? (int)(clen - b0) : ATT_BLOCK;
-            size_t koff = (size_t)kvh * hd * L + (size_t)b0;
-            size_t voff = (size_t)b0 * kv_dim + (size_t)kvh * hd;
-            if (f16)
-                k->scores_f16(q, g, (const uint16_t *)kv->k_chunks[ci] + koff, L, nb, hd, a->scale,
-                              s, ATT_BLOCK, mx);
-            else
-                k->scores_f32(q, g, (const float *)kv->k_chunks[ci] + koff, L, nb, hd, a->scale, s,
-                              ATT_BLOCK, mx);
-            if (a->softcap > 0) att_softcap(a->k, s, g, ATT_BLOCK, nb, a->softcap, mx);
-            for (int i = 0; i < g; i++) {
-                if (mx[i] > m[i]) {
-                    if (l[i] > 0.0f) {
-                        float corr = expf(m[i] - mx[i]);
-                        l[i] *= corr;
-                        k->scale(acc[i], corr, hd);
-                    }
-                    m[i] = mx[i];
+} att_query;
+
+/* Positions off..clen-1 of one cache chunk for query aq, in blocks of at
+ * most ATT_BLOCK from off: scores, the online-softmax update, the V
+ * accumulation. K: this KV head's rows of the chunk (element j of position p
+ * at K[j*ld + p]), V: its columns (V[p*vs + j]), F16 (f16) or F32. s is
+ * scratch for ATT_MAXG x ATT_BLOCK scores. */
+static void att_chunk(const att_args *a, att_query *aq, int g, const void *K, size_t ld,
+                      const void *V, size_t vs, int f16, int32_t off, int32_t clen, float *s) {
+    const lyra_cpu_kernels *k = a->k;
+    const int hd = a->head_dim;
+    const size_t es = f16 ? 2 : 4;
+    float mx[ATT_MAXG];
+    for (int32_t b0 = off; b0 < clen; b0 += ATT_BLOCK) {
+        int nb = clen - b0 < ATT_BLOCK ? (int)(clen - b0) : ATT_BLOCK;
+        const char *kb = (const char *)K + (size_t)b0 * es;
+        const char *vb = (const char *)V + (size_t)b0 * vs * es;
+        if (f16)
+            k->scores_f16(aq->q, g, (const uint16_t *)kb, ld, nb, hd, a->scale, s, ATT_BLOCK, mx);
+        else
+            k->scores_f32(aq->q, g, (const float *)kb, ld, nb, hd, a->scale, s, ATT_BLOCK, mx);
+        if (a->softcap > 0) att_softcap(a->k, s, g, ATT_BLOCK, nb, a->softcap, mx);
+        for (int i = 0; i < g; i++) {
+            if (mx[i] > aq->m[i]) {
+                if (aq->l[i] > 0.0f) {
+                    float corr = expf(aq->m[i] - mx[i]);
+                    aq->l[i] *= corr;
+                    k->scale(aq->acc[i], corr, hd);
                 }
-                l[i] += k->exp_sum(s + (size_t)i * ATT_BLOCK, nb, m[i]);
+                aq->m[i] = mx[i];
             }
-            if (f16)
-                k->accum_f16(acc, g, s, ATT_BLOCK, (const uint16_t *)kv->v_chunks[ci] + voff, kv_dim,
-                             nb, hd);
-            else
-                k->accum_f32(acc, g, s, ATT_BLOCK, (const float *)kv->v_chunks[ci] + voff, kv_dim, nb,
-                             hd);
+            aq->l[i] += k->exp_sum(s + (size_t)i * ATT_BLOCK, nb, aq->m[i]);
+        }
+        if (f16)
+            k->accum_f16(aq->acc, g, s, ATT_BLOCK, (const uint16_t *)vb, vs, nb, hd);
+        else
+            k->accum_f32(aq->acc, g, s, ATT_BLOCK, (const float *)vb, vs, nb, hd);
+    }
+}
+
+/* Heads h0..h1-1 (all of one KV head's group, at most ATT_MAXG) of tokens
+ * t0..t1-1 (at most ATT_TILE): query-tiled, chunk by chunk, so each chunk's
+ * K and V come from memory once for the whole tile and stay in cache while
+ * its queries use them. Each query keeps its own online softmax over blocks
+ * of at most ATT_BLOCK positions that never straddle a cache chunk (from its
+ * window's start, chunks through lyra_kv_chunk: the ring of a sliding-window
+ * layer), in ascending order: its arithmetic is the untiled one, whatever the
+ * tile, the grouping of heads or the thread count. */
+static void attend(const att_args *a, int t0, int t1, int h0, int h1) {
+    const lyra_kv_view *kv = a->kv;
+    const int hd = a->head_dim, g = h1 - h0, nq = t1 - t0;
+    const int kvh = h0 / (a->n_head / a->n_kv_head);
+    const int32_t L = kv->chunk_len;
+    const int f16 = kv->kv_type == LYRA_TYPE_F16;
+    const size_t es = f16 ? 2 : 4, kv_dim = (size_t)a->n_kv_head * hd;
+    float s[ATT_MAXG * ATT_BLOCK];
+    att_query aqs[ATT_TILE];
+    if (nq < 1 || nq > ATT_TILE) return;
+    for (int u = 0; u < nq; u++) {
+        att_query *aq = &aqs[u];
+        int t = t0 + u;
+        aq->n_pos = a->pos0 + t + 1;
+        aq->first = a->window > 0 && aq->n_pos > a->window ? aq->n_pos - a->window : 0;
+        for (int i = 0; i < g; i++) {
+            aq->q[i] = a->q + ((size_t)t * a->n_head + h0 + i) * hd;
+            aq->acc[i] = a->out + ((size_t)t * a->n_head + h0 + i) * hd;
+            memset(aq->acc[i], 0, (size_t)hd * sizeof(float));
+            aq->m[i] = -INFINITY;
+            aq->l[i] = 0.0f;
         }
     }
-    for (int i = 0; i < g; i++) k->scale(acc[i], 1.0f / l[i], hd);
+    /* first and n_pos grow with t: chunks from the first query's first
+     * position to the last query's last */
+    for (int32_t cc = aqs[0].first / L; cc <= (aqs[nq - 1].n_pos - 1) / L; cc++) {
+        int32_t ci = lyra_kv_chunk(kv, cc * L);
+        const char *K = (const char *)kv->k_chunks[ci] + (size_t)kvh * hd * L * es;
+        const char *V = (const char *)kv->v_chunks[ci] + (size_t)kvh * hd * es;
+        for (int u = 0; u < nq; u++) {
+            int32_t lo = aqs[u].first > cc * L ? aqs[u].first : cc * L;
+            int32_t hi = aqs[u].n_pos < (cc + 1) * L ? aqs[u].n_pos : (cc + 1) * L;
+            if (lo >= hi) continue;
+            att_chunk(a, &aqs[u], g, K, (size_t)L, V, kv_dim, f16, lo - cc * L, hi - cc * L, s);
+        }
+    }
+    for (int u = 0; u < nq; u++)
+        for (int i = 0; i < g; i++) a->k->scale(aqs[u].acc[i], 1.0f / aqs[u].l[i], hd);
+}
+
+/* Work units: (tile of tq <= ATT_TILE tokens) x (part of at most ATT_MAXG
+ * heads of a KV group), tile-major; each thread takes a contiguous run of
+ * units of about equal cost (positions attended x heads); tq is smaller when
+ * the batch is too short to give every thread a few units. Decode (one
+ * token): heads split over the threads. None of this changes the results. */
+static int att_parts(const att_args *a) {
+    const int grp = a->n_head / a->n_kv_head;
+    return a->n_kv_head * ((grp + ATT_MAXG - 1) / ATT_MAXG);
+}
+
+static void att_unit(const att_args *a, int tq, long u, int *t0, int *t1, int *h0, int *h1) {
+    const int grp = a->n_head / a->n_kv_head, per = (grp + ATT_MAXG - 1) / ATT_MAXG;
+    const int parts = att_parts(a);
+    long tile = u / parts;
+    int part = (int)(u % parts), kvh = part / per, j = part % per;
+    *t0 = (int)(tile * tq);
+    *t1 = *t0 + tq < a->ntok ? *t0 + tq : a->ntok;
+    /* the group's heads split evenly over its parts */
+    *h0 = kvh * grp + (int)((long)grp * j / per);
+    *h1 = kvh * grp + (int)((long)grp * (j + 1) / per);
+}
+
+static double att_cost(const att_args *a, int t0, int t1, int h0, int h1) {
+    double c = 0;
+    for (int t = t0; t < t1; t++) {
+        int32_t n = a->pos0 + t + 1;
+        c += a->window > 0 && n > a->window ? a->window : n;
+    }
+    return c * (h1 - h0);
 }
 
 static void att_fn(void *arg, int ith, int nth) {
     att_args *a = arg;
-    long i0, i1;
-    lyra_split_rows((long)a->ntok * a->n_head, ith, nth, &i0, &i1);
-    const int grp = a->n_head / a->n_kv_head;
-    for (long i = i0; i < i1;) {
-        int t = (int)(i / a->n_head), h = (int)(i % a->n_head);
-        int h1 = (h / grp + 1) * grp; /* end of this KV group */
-        if (h1 - h > ATT_MAXG) h1 = h + ATT_MAXG;
-        if ((long)t * a->n_head + h1 > i1) h1 = (int)(i1 - (long)t * a->n_head);
-        attend(a, t, h, h1);
-        i += h1 - h;
+    if (a->ntok == 1) { /* decode: split the heads (groups kept whole where they fit) */
+        long i0, i1;
+        lyra_split_rows(a->n_head, ith, nth, &i0, &i1);
+        const int grp = a->n_head / a->n_kv_head;
+        for (long i = i0; i < i1;) {
+            int h = (int)i, h1 = (h / grp + 1) * grp; /* end of this KV group */
+            if (h1 - h > ATT_MAXG) h1 = h + ATT_MAXG;
+            if (h1 > i1) h1 = (int)i1;
+            attend(a, 0, 1, h, h1);
+            i += h1 - h;
+        }
+        return;
+    }
+    long tq = (long)a->ntok * att_parts(a) / (4L * nth);
+    tq = tq < 1 ? 1 : tq > ATT_TILE ? ATT_TILE : tq;
+    const long n_units = (long)((a->ntok + tq - 1) / tq) * att_parts(a);
+    double total = 0, run = 0;
+    int t0, t1, h0, h1;
+    for (long u = 0; u < n_units; u++) {
+        att_unit(a, (int)tq, u, &t0, &t1, &h0, &h1);
+        total += att_cost(a, t0, t1, h0, h1);
+    }
+    /* unit u goes to the thread whose share holds the middle of its cost */
+    for (long u = 0; u < n_units; u++) {
+        att_unit(a, (int)tq, u, &t0, &t1, &h0, &h1);
+        double c = att_cost(a, t0, t1, h0, h1);
+        int owner = (int)((run + 0.5 * c) / total * nth);
+        run += c;
+        if (owner >= nth) owner = nth - 1;
+        if (owner == ith) attend(a, t0, t1, h0, h1);
     }
 }
 
