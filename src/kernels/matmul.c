@@ -344,7 +344,7 @@ static void mm_quantize(void *arg, int ith, int nth) {
         uint8_t *dst = j->A + (size_t)t * j->arow;
 #if LYRA_X86
         if (j->packed) {
-            lyra_mm_act_avx512(j->wt, x, dst, j->cols);
+            lyra_mm_act_avx512(j->wt, j->ntok, x, dst, j->cols);
             continue;
         }
 #endif
@@ -389,7 +389,7 @@ void lyra_matmul(lyra_cpu_path p, lyra_type wt, const void *W, int64_t rows, int
     if (p == LYRA_CPU_AVX512 && lyra_mm_act_bytes_avx512(wt, cols)) {
         j.packed = 1;
         j.arow = lyra_mm_act_bytes_avx512(wt, cols);
-        j.tile = lyra_mm_tile_avx512;
+        j.tile = lyra_mm_tile_avx512(wt, ntok);
         lyra_mm_shape_avx512(wt, ntok, &j.R, &j.T);
     }
 #endif
