@@ -414,6 +414,83 @@ INLINE void q4s_tile(const int R, const int T, int64_t n, const uint8_t *w, size
     UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) y[t * ys + r] = reduce16(acc[r][t]);
 }
 
+/* Q4_0 weights repacked for q4w_tile (lyra_matmul packs a block of rows at a
+ * time and runs every token tile over it): per row, per group of 16 blocks,
+ * Q4W bytes: [64k, 64k+64) for step k < 8 the 4 weights q (0..15, unpacked)
+ * of elements 4k..4k+3 of block 4j+i in lane 4i+j (q4s_tile's v, split into
+ * nibbles), then [512, 576) the blocks' f32 scales d_w in lane order (0 past
+ * the row's end). */
+#define Q4W 576
+
+size_t lyra_mm_wpack_bytes_avx512(lyra_type wt, int64_t n, int64_t ntok) {
+    /* one token tile (up to 4 tokens): q4s_tile transposes in registers for less */
+    return wt == LYRA_TYPE_Q4_0 && ntok > 4 ? (size_t)((n / 32 + 15) / 16) * Q4W : 0;
+}
+
+void lyra_mm_wpack_avx512(lyra_type wt, int64_t n, const uint8_t *w, size_t ws, int nr, uint8_t *dst) {
+    (void)wt;
+    const int64_t nb = n / 32;
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    for (int r = 0; r < nr; r++) {
+        for (int64_t b = 0; b < nb; b += 16, dst += Q4W) {
+            const int cnt = nb - b < 16 ? (int)(nb - b) : 16;
+            const uint8_t *p = w + (size_t)r * ws + b * 18;
+            __mmask16 m = 0;
+            for (int l = 0; l < 16; l++) m |= (__mmask16)((4 * (l & 3) + (l >> 2) < cnt) << l);
+            __m512i z[4];
+            for (int j = 0; j < 4; j++) {
+                const int nblk = cnt - 4 * j >= 4 ? 4 : cnt - 4 * j;
+                z[j] = nblk > 0 ? q4_quad(p + 72 * j, nblk) : _mm512_setzero_si512();
+            }
+            __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]);
+            __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]), t3 = _mm512_unpackhi_epi32(z[2], z[3]);
+            __m512i v[4] = {_mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2),
+                            _mm512_unpacklo_epi64(t1, t3), _mm512_unpackhi_epi64(t1, t3)};
+            for (int k = 0; k < 4; k++) {
+                _mm512_storeu_si512(dst + 64 * k, _mm512_and_si512(v[k], m4));
+                _mm512_storeu_si512(dst + 64 * (k + 4), _mm512_and_si512(_mm512_srli_epi16(v[k], 4), m4));
+            }
+            _mm512_storeu_ps(dst + 512, q4_wscales(p, m));
+        }
+    }
+}
+
+/* q4s_tile on repacked weights (w: rows of Q4W-byte groups, ws apart). */
+INLINE void q4w_tile(const int R, const int T, int64_t n, const uint8_t *w, size_t ws,
+                     const uint8_t *a, size_t as, float *y, size_t ys) {
+    const int64_t nb = n / 32;
+    __m512 acc[TRM][TTM];
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b += 16) {
+        const int cnt = nb - b < 16 ? (int)(nb - b) : 16;
+        const uint8_t *P[TTM], *Wg[TRM];
+        UNROLL for (int t = 0; t < T; t++) P[t] = a + t * as + (b / 16) * Q4G;
+        UNROLL for (int r = 0; r < R; r++) Wg[r] = w + r * ws + (b / 16) * Q4W;
+        __mmask16 m = 0;
+        for (int l = 0; l < 16; l++) m |= (__mmask16)((4 * (l & 3) + (l >> 2) < cnt) << l);
+        __m512i s[TRM][TTM];
+        UNROLL for (int t = 0; t < T; t++) {
+            __m512i corr = _mm512_loadu_si512(P[t] + 512);
+            UNROLL for (int r = 0; r < R; r++) s[r][t] = corr;
+        }
+        UNROLL for (int k = 0; k < 8; k++) {
+            __m512i wv[TRM];
+            UNROLL for (int r = 0; r < R; r++) wv[r] = _mm512_loadu_si512(Wg[r] + 64 * k);
+            UNROLL for (int t = 0; t < T; t++) {
+                __m512i x = _mm512_loadu_si512(P[t] + 64 * k);
+                UNROLL for (int r = 0; r < R; r++) s[r][t] = _mm512_dpbusd_epi32(s[r][t], wv[r], x);
+            }
+        }
+        UNROLL for (int t = 0; t < T; t++) {
+            __m512 xd = _mm512_loadu_ps(P[t] + 576);
+            UNROLL for (int r = 0; r < R; r++)
+                acc[r][t] = _mm512_mask3_fmadd_ps(_mm512_cvtepi32_ps(s[r][t]),
+                                                  _mm512_mul_ps(_mm512_loadu_ps(Wg[r] + 512), xd), acc[r][t], m);
+        }
+    }
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) y[t * ys + r] = reduce16(acc[r][t]);
+}
+
 /* ---------------------------------- packed activations for lyra_matmul
  * lyra_matmul's private activation layouts (lyra_mm_act_avx512), computed
  * once per token so that tiles need no activation-side work:
@@ -552,9 +629,7 @@ INLINE void q8p_tile(const int R, const int T, int64_t n, const uint8_t *w, size
 #ifndef P4S_RP
 #define P4S_RP 4
 #endif
-#ifndef P4S_TP
 #define P4S_TP 4
-#endif
 #define K_P8(R_, T_, W_, A_, Y_) q8p_tile(R_, T_, n, W_, ws, A_, as, Y_, ys)
 #define K_P4S(R_, T_, W_, A_, Y_) q4s_tile(R_, T_, n, W_, ws, A_, as, Y_, ys)
 #define K_P4(R_, T_, W_, A_, Y_) q4_tile(1, R_, T_, n, W_, ws, A_, as, Y_, ys)
@@ -569,31 +644,61 @@ static __attribute__((noinline)) void cover_p4(int64_t n, const uint8_t *w, size
     LYRA_TILE_COVER(K_P4, P4_RP, P4_TP, P4_RD);
 }
 
-/* Rows r0.. of one token tile of T_ tokens: P4S_RP at a time, then singles. */
-#define P4S_ROWS(T_)                                                                      \
-    do {                                                                                  \
-        int r = 0;                                                                        \
-        for (; r + P4S_RP <= nr; r += P4S_RP) K_P4S(P4S_RP, T_, w + r * ws, at, yt + r);  \
-        for (; r < nr; r++) K_P4S(1, T_, w + r * ws, at, yt + r);                         \
+/* Rows of one token tile of T_ tokens: RP_ at a time, then singles. */
+#define TAIL_ROWS(KERN, RP_, T_)                                                       \
+    do {                                                                              \
+        int r = 0;                                                                    \
+        for (; r + RP_ <= nr; r += RP_) KERN(RP_, T_, w + r * ws, at, yt + r);         \
+        for (; r < nr; r++) KERN(1, T_, w + r * ws, at, yt + r);                       \
     } while (0)
 
-/* Token tiles of P4S_TP, the last one of the 1..P4S_TP-1 left (the weight
- * transpose is shared by a tile's tokens, so 2 or 3 tokens go together). */
+/* Token tiles of 4, the last one of the 1..3 left (the weight work of a
+ * tile is shared by its tokens, so 2 or 3 tokens go together). */
+#define TAIL_COVER(KERN, RP_)                                                          \
+    do {                                                                              \
+        for (int t = 0; t < nt;) {                                                    \
+            int tt = nt - t >= 4 ? 4 : nt - t;                                        \
+            const uint8_t *at = a + t * as;                                           \
+            float *yt = y + t * ys;                                                   \
+            switch (tt) {                                                             \
+            case 4: TAIL_ROWS(KERN, RP_, 4); break;                                   \
+            case 3: TAIL_ROWS(KERN, RP_, 3); break;                                   \
+            case 2: TAIL_ROWS(KERN, RP_, 2); break;                                   \
+            default: TAIL_ROWS(KERN, RP_, 1); break;                                  \
+            }                                                                         \
+            t += tt;                                                                  \
+        }                                                                             \
+    } while (0)
+
+_Static_assert(P4S_TP == 4 && P4S_RP <= TRM, "q4s_tile: RP x 4 tokens");
 static __attribute__((noinline)) void cover_p4s(int64_t n, const uint8_t *w, size_t ws, int nr,
                                                  const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
-    _Static_assert(P4S_TP == 4 && P4S_RP <= TRM, "cover_p4s: 4 tokens a tile");
-    for (int t = 0; t < nt;) {
-        int tt = nt - t >= P4S_TP ? P4S_TP : nt - t;
-        const uint8_t *at = a + t * as;
-        float *yt = y + t * ys;
-        switch (tt) {
-        case 4: P4S_ROWS(4); break;
-        case 3: P4S_ROWS(3); break;
-        case 2: P4S_ROWS(2); break;
-        default: P4S_ROWS(1); break;
-        }
-        t += tt;
-    }
+    TAIL_COVER(K_P4S, P4S_RP);
+}
+
+#ifndef P4W_RP
+#define P4W_RP 4
+#endif
+#define P4W_TP 4
+#define K_P4W(R_, T_, W_, A_, Y_) q4w_tile(R_, T_, n, W_, ws, A_, as, Y_, ys)
+
+_Static_assert(P4W_RP <= TRM, "q4w_tile: RP x 4 tokens");
+static __attribute__((noinline)) void cover_p4w(int64_t n, const uint8_t *w, size_t ws, int nr,
+                                                 const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
+    TAIL_COVER(K_P4W, P4W_RP);
+}
+
+int lyra_mm_wtile_avx512(lyra_type wt, int64_t n, const uint8_t *w, size_t ws, int nr, const uint8_t *a,
+                         size_t as, int nt, float *y, size_t ys) {
+    (void)wt;
+    if (nr > 0 && nt > 0) cover_p4w(n, w, ws, nr, a, as, nt, y, ys);
+    return 1;
+}
+
+void lyra_mm_wshape_avx512(lyra_type wt, int64_t ntok, int *R, int *T) {
+    (void)wt; (void)ntok;
+    *R = P4W_RP;
+    *T = P4W_TP;
 }
 
 static int mm_tile_p8(lyra_type wt, int64_t n, const uint8_t *w, size_t ws, int nr, const uint8_t *a,
