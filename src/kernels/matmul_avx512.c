@@ -8,8 +8,11 @@
  * the accumulator started at the correction -128*sum(x) per 4-byte lane, so
  * each int32 lane is exactly sum of 4 products w*x. Q4_0: whole-block int32
  * sums from vpdpbusd on the raw nibbles, 16 blocks reduced into one zmm by a
- * transpose-add, then one FMA per block (see q4_tile). K-quants: vpmaddubsw (weights 0..63
- * unsigned) then vpdpwssd with the sub-block scales as int16. Float weights:
+ * transpose-add, then one FMA per block (see q4_tile); lyra_matmul's
+ * batches instead transpose the weights (q4s_tile, q4w_tile on a repacked
+ * row block) so that 8 vpdpbusd leave each block's sum in its lane.
+ * K-quants: vpmaddubsw (weights 0..63 unsigned) then vpdpwssd with the
+ * sub-block scales as int16. Float weights:
  * FMA on two zmm accumulators (32 canonical lanes).
  * lyra_matmul feeds Q8_0/Q4_0 tiles a private activation layout (scales and
  * corrections precomputed, see lyra_mm_act_avx512), and decode tiles (one
@@ -422,13 +425,41 @@ INLINE void q4s_tile(const int R, const int T, int64_t n, const uint8_t *w, size
  * the row's end). */
 #define Q4W 576
 
+/* Q8_0 weights repacked for q8w_tile: per row, per pair of blocks, Q8W
+ * bytes: the 64 weights made unsigned (w + 128; an odd last block: zeros in
+ * the second half), then the 16 f32 scales (f16(d) of the first block x8,
+ * of the second x8, or 0). */
+#define Q8W 128
+
 size_t lyra_mm_wpack_bytes_avx512(lyra_type wt, int64_t n, int64_t ntok) {
-    /* one token tile (up to 4 tokens): q4s_tile transposes in registers for less */
-    return wt == LYRA_TYPE_Q4_0 && ntok > 4 ? (size_t)((n / 32 + 15) / 16) * Q4W : 0;
+    /* one token tile (up to 4 tokens): the tiles on W itself cost less */
+    if (ntok <= 4) return 0;
+    if (wt == LYRA_TYPE_Q4_0) return (size_t)((n / 32 + 15) / 16) * Q4W;
+    if (wt == LYRA_TYPE_Q8_0) return (size_t)((n / 32 + 1) / 2) * Q8W;
+    return 0;
+}
+
+static void q8_wpack(int64_t n, const uint8_t *w, size_t ws, int nr, uint8_t *dst) {
+    const int64_t nb = n / 32;
+    for (int r = 0; r < nr; r++) {
+        const uint8_t *p = w + (size_t)r * ws;
+        for (int64_t b = 0; b < nb; b += 2, dst += Q8W) {
+            if (b + 1 < nb) {
+                _mm512_storeu_si512(dst, w_pair(p + 34 * b, p + 34 * b + 34));
+                _mm512_storeu_ps(dst + 64, pair_scale(p + 34 * b, p + 34 * b + 34));
+            } else {
+                _mm512_storeu_si512(dst, w_one(p + 34 * b));
+                _mm512_storeu_ps(dst + 64, _mm512_maskz_mov_ps(0x00FF, _mm512_set1_ps(h2f(p + 34 * b))));
+            }
+        }
+    }
 }
 
 void lyra_mm_wpack_avx512(lyra_type wt, int64_t n, const uint8_t *w, size_t ws, int nr, uint8_t *dst) {
-    (void)wt;
+    if (wt == LYRA_TYPE_Q8_0) {
+        q8_wpack(n, w, ws, nr, dst);
+        return;
+    }
     const int64_t nb = n / 32;
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     for (int r = 0; r < nr; r++) {
@@ -486,6 +517,35 @@ INLINE void q4w_tile(const int R, const int T, int64_t n, const uint8_t *w, size
             UNROLL for (int r = 0; r < R; r++)
                 acc[r][t] = _mm512_mask3_fmadd_ps(_mm512_cvtepi32_ps(s[r][t]),
                                                   _mm512_mul_ps(_mm512_loadu_ps(Wg[r] + 512), xd), acc[r][t], m);
+        }
+    }
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) y[t * ys + r] = reduce16(acc[r][t]);
+}
+
+/* q8p_tile on repacked weights (w: rows of Q8W-byte pairs, ws apart),
+ * activations in the P8 layout below: the same products and FMAs. */
+INLINE void q8w_tile(const int R, const int T, int64_t n, const uint8_t *w, size_t ws,
+                     const uint8_t *a, size_t as, float *y, size_t ys) {
+    const int64_t nb = n / 32, np = (nb + 1) / 2;
+    __m512 acc[TRM][TTM];
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+    for (int64_t pp = 0; pp < np; pp++) {
+        /* odd block count: the last block goes to lanes 0..7 */
+        const __mmask16 m = 2 * pp + 1 < nb ? 0xFFFF : 0x00FF;
+        __m512i wq[TRM];
+        __m512 wd[TRM];
+        UNROLL for (int r = 0; r < R; r++) {
+            wq[r] = _mm512_loadu_si512(w + r * ws + pp * Q8W);
+            wd[r] = _mm512_loadu_ps(w + r * ws + pp * Q8W + 64);
+        }
+        UNROLL for (int t = 0; t < T; t++) {
+            const uint8_t *P = a + t * as + pp * 192;
+            __m512i xq = _mm512_loadu_si512(P), corr = _mm512_loadu_si512(P + 64);
+            __m512 xs = _mm512_loadu_ps(P + 128);
+            UNROLL for (int r = 0; r < R; r++) {
+                __m512i pr = _mm512_dpbusd_epi32(corr, wq[r], xq);
+                acc[r][t] = _mm512_mask3_fmadd_ps(_mm512_cvtepi32_ps(pr), _mm512_mul_ps(wd[r], xs), acc[r][t], m);
+            }
         }
     }
     UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) y[t * ys + r] = reduce16(acc[r][t]);
@@ -688,17 +748,27 @@ static __attribute__((noinline)) void cover_p4w(int64_t n, const uint8_t *w, siz
     TAIL_COVER(K_P4W, P4W_RP);
 }
 
+#ifndef P8W_RP
+#define P8W_RP 4
+#endif
+#define K_P8W(R_, T_, W_, A_, Y_) q8w_tile(R_, T_, n, W_, ws, A_, as, Y_, ys)
+
+_Static_assert(P8W_RP <= TRM, "q8w_tile: RP x 4 tokens");
+static __attribute__((noinline)) void cover_p8w(int64_t n, const uint8_t *w, size_t ws, int nr,
+                                                 const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
+    TAIL_COVER(K_P8W, P8W_RP);
+}
+
 int lyra_mm_wtile_avx512(lyra_type wt, int64_t n, const uint8_t *w, size_t ws, int nr, const uint8_t *a,
                          size_t as, int nt, float *y, size_t ys) {
-    (void)wt;
-    if (nr > 0 && nt > 0) cover_p4w(n, w, ws, nr, a, as, nt, y, ys);
+    if (nr > 0 && nt > 0) (wt == LYRA_TYPE_Q8_0 ? cover_p8w : cover_p4w)(n, w, ws, nr, a, as, nt, y, ys);
     return 1;
 }
 
 void lyra_mm_wshape_avx512(lyra_type wt, int64_t ntok, int *R, int *T) {
-    (void)wt; (void)ntok;
-    *R = P4W_RP;
-    *T = P4W_TP;
+    (void)ntok;
+    *R = wt == LYRA_TYPE_Q8_0 ? P8W_RP : P4W_RP;
+    *T = 4;
 }
 
 static int mm_tile_p8(lyra_type wt, int64_t n, const uint8_t *w, size_t ws, int nr, const uint8_t *a,
