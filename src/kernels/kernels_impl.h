@@ -61,12 +61,20 @@ int lyra_tile_avx512(lyra_type wt, int64_t n, const uint8_t *w, size_t wstride, 
 int lyra_act_avx512(lyra_type at, const float *x, void *dst, int64_t n);
 void lyra_shape_avx512(lyra_type wt, int64_t ntok, int *R, int *T);
 /* lyra_matmul's private activation layout on AVX-512 (Q8_0/Q4_0 weights):
- * bytes per row (0: none for wt), conversion, tile and tile shape. */
+ * bytes per row (0: none for wt), conversion, tile and tile shape, for a
+ * matmul of ntok tokens (Q4_0 uses another layout and tile when ntok > 1). */
 size_t lyra_mm_act_bytes_avx512(lyra_type wt, int64_t n);
-void lyra_mm_act_avx512(lyra_type wt, const float *x, void *dst, int64_t n);
-int lyra_mm_tile_avx512(lyra_type wt, int64_t n, const uint8_t *w, size_t wstride, int nr,
-                        const uint8_t *a, size_t astride, int nt, float *y, size_t ys);
+void lyra_mm_act_avx512(lyra_type wt, int64_t ntok, const float *x, void *dst, int64_t n);
+lyra_tile_fn lyra_mm_tile_avx512(lyra_type wt, int64_t ntok);
 void lyra_mm_shape_avx512(lyra_type wt, int64_t ntok, int *R, int *T);
+/* Weights repacked per block of rows (Q4_0, ntok > 1): bytes per row (0:
+ * none), the packing of nr rows into dst, and the tile (and its shape) that
+ * reads them with the activations of lyra_mm_act_avx512. */
+size_t lyra_mm_wpack_bytes_avx512(lyra_type wt, int64_t n, int64_t ntok);
+void lyra_mm_wpack_avx512(lyra_type wt, int64_t n, const uint8_t *w, size_t ws, int nr, uint8_t *dst);
+int lyra_mm_wtile_avx512(lyra_type wt, int64_t n, const uint8_t *w, size_t wstride, int nr,
+                         const uint8_t *a, size_t astride, int nt, float *y, size_t ys);
+void lyra_mm_wshape_avx512(lyra_type wt, int64_t ntok, int *R, int *T);
 #endif
 
 /* Cover nr x nt with kernels (RP,TP), (RP,1), (1,TP), (1,1) or, for nt == 1,

@@ -332,7 +332,16 @@ typedef struct {
     lyra_tile_fn tile;   /* kernel (tile_for: another path's when p lacks one for wt) */
     int R, T;            /* tile shape */
     int packed;          /* activations in the path's private layout */
+    size_t prow;         /* >0: bytes per row of repacked weights (AVX-512 Q4_0 batches) */
+    lyra_tile_fn ptile;  /* the tile on repacked weights, and its shape */
+    int PR, PT;
 } mm_job;
+
+/* Repacked weights: bytes of a thread's row block (it stays in L2 while
+ * every token tile passes over it). */
+#ifndef LYRA_MM_PACK_BYTES
+#define LYRA_MM_PACK_BYTES (512 * 1024)
+#endif
 
 /* Threads split tokens: convert X rows to the activation type. */
 static void mm_quantize(void *arg, int ith, int nth) {
@@ -344,7 +353,7 @@ static void mm_quantize(void *arg, int ith, int nth) {
         uint8_t *dst = j->A + (size_t)t * j->arow;
 #if LYRA_X86
         if (j->packed) {
-            lyra_mm_act_avx512(j->wt, x, dst, j->cols);
+            lyra_mm_act_avx512(j->wt, j->ntok, x, dst, j->cols);
             continue;
         }
 #endif
@@ -360,20 +369,43 @@ static void mm_compute(void *arg, int ith, int nth) {
     mm_job *j = arg;
     long r0, r1;
     lyra_split_rows((long)j->rows, ith, nth, &r0, &r1);
-    long rb = (long)(((size_t)1 << 20) / (j->wrow ? j->wrow : 1)) / j->R * j->R;
-    if (rb < j->R) rb = j->R;
+    lyra_tile_fn tile = j->tile;
+    int R = j->R, T = j->T;
+    size_t wrow = j->wrow;
+    long rb = 0;
+    uint8_t *pk = NULL; /* the block's repacked weights (the same results without) */
+#if LYRA_X86
+    if (j->prow && r1 > r0) {
+        rb = (long)(LYRA_MM_PACK_BYTES / j->prow) / j->PR * j->PR;
+        if (rb < j->PR) rb = j->PR;
+        if (rb > r1 - r0) rb = r1 - r0;
+        pk = aligned_alloc(64, (size_t)rb * j->prow);
+        if (pk) tile = j->ptile, R = j->PR, T = j->PT, wrow = j->prow;
+    }
+#endif
+    if (!pk) {
+        rb = (long)(((size_t)1 << 20) / (j->wrow ? j->wrow : 1)) / R * R;
+        if (rb < R) rb = R;
+    }
     for (long b0 = r0; b0 < r1; b0 += rb) {
         long b1 = b0 + rb < r1 ? b0 + rb : r1;
-        for (int64_t t = 0; t < j->ntok; t += j->T) {
-            int nt = (int)(j->ntok - t < j->T ? j->ntok - t : j->T);
-            for (long r = b0; r < b1; r += j->R) {
-                int nr = (int)(b1 - r < j->R ? b1 - r : j->R);
-                j->tile(j->wt, j->cols, j->W + (size_t)r * j->wrow, j->wrow, nr,
-                        j->A + (size_t)t * j->arow, j->arow, nt, j->Y + (size_t)t * (size_t)j->rows + r,
-                        (size_t)j->rows);
+        const uint8_t *W = j->W + (size_t)b0 * j->wrow;
+#if LYRA_X86
+        if (pk) {
+            lyra_mm_wpack_avx512(j->wt, j->cols, W, j->wrow, (int)(b1 - b0), pk);
+            W = pk;
+        }
+#endif
+        for (int64_t t = 0; t < j->ntok; t += T) {
+            int nt = (int)(j->ntok - t < T ? j->ntok - t : T);
+            for (long r = b0; r < b1; r += R) {
+                int nr = (int)(b1 - r < R ? b1 - r : R);
+                tile(j->wt, j->cols, W + (size_t)(r - b0) * wrow, wrow, nr, j->A + (size_t)t * j->arow, j->arow,
+                     nt, j->Y + (size_t)t * (size_t)j->rows + r, (size_t)j->rows);
             }
         }
     }
+    free(pk);
 }
 
 void lyra_matmul(lyra_cpu_path p, lyra_type wt, const void *W, int64_t rows, int64_t cols,
@@ -389,8 +421,11 @@ void lyra_matmul(lyra_cpu_path p, lyra_type wt, const void *W, int64_t rows, int
     if (p == LYRA_CPU_AVX512 && lyra_mm_act_bytes_avx512(wt, cols)) {
         j.packed = 1;
         j.arow = lyra_mm_act_bytes_avx512(wt, cols);
-        j.tile = lyra_mm_tile_avx512;
+        j.tile = lyra_mm_tile_avx512(wt, ntok);
         lyra_mm_shape_avx512(wt, ntok, &j.R, &j.T);
+        j.prow = lyra_mm_wpack_bytes_avx512(wt, cols, ntok);
+        j.ptile = lyra_mm_wtile_avx512;
+        lyra_mm_wshape_avx512(wt, ntok, &j.PR, &j.PT);
     }
 #endif
     if (j.at == LYRA_TYPE_F32) {

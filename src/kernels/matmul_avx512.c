@@ -8,10 +8,12 @@
  * the accumulator started at the correction -128*sum(x) per 4-byte lane, so
  * each int32 lane is exactly sum of 4 products w*x. Q4_0: whole-block int32
  * sums from vpdpbusd on the raw nibbles, 16 blocks reduced into one zmm by a
- * transpose-add, then one FMA per block (see q4_tile). K-quants: vpmaddubsw (weights 0..63
- * unsigned) then vpdpwssd with the sub-block scales as int16; decode tiles
- * (one token) have their own kernel, a row's super-block at a time in
- * registers (kd_tile). Float weights:
+ * transpose-add, then one FMA per block (see q4_tile); lyra_matmul's
+ * batches instead transpose the weights (q4s_tile, q4w_tile on a repacked
+ * row block) so that 8 vpdpbusd leave each block's sum in its lane.
+ * K-quants: vpmaddubsw (weights 0..63 unsigned) then vpdpwssd with the
+ * sub-block scales as int16; decode tiles (one token) have their own
+ * kernel, a row's super-block at a time in registers (kd_tile). Float weights:
  * FMA on two zmm accumulators (32 canonical lanes).
  * lyra_matmul feeds Q8_0/Q4_0 tiles a private activation layout (scales and
  * corrections precomputed, see lyra_mm_act_avx512), and decode tiles (one
@@ -330,6 +332,226 @@ INLINE void q4_tile(const int pk, const int R, const int T, int64_t n, const uin
     UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) y[t * ys + r] = reduce16(acc[r][t]);
 }
 
+/* Q4_0 batched tile (lyra_matmul with more than one token): the same exact
+ * block sums and the same FMA per block as q4_tile, without its per-token
+ * transpose-add. The activations come in the "step" layout (Q4G bytes a
+ * group of 16 blocks):
+ *   [64k, 64k+64) for step k < 8: lane 4i+j (canonical lane of block 4j+i)
+ *                 holds elements 4k..4k+3 of that block
+ *   [512, 576) corr, [576, 640) xd: as in q4_tile's layout.
+ * The weights are transposed to match once per row and group (4 quads, an
+ * in-lane 4x4 dword transpose: dword k of every block in lane 4i+j; the low
+ * nibbles are step k, the high ones step k+4), so each (row, token) needs
+ * only 8 vpdpbusd into one int32 register, started at corr, per group: every
+ * lane ends at its block's exact sum, and the reduction is shared by all
+ * tokens of the tile. */
+static void q4s_pack_group(const uint8_t *a, int cnt, uint8_t *P) {
+    memset(P, 0, Q4G);
+    int32_t corr[16] = {0};
+    float xd[16] = {0};
+    for (int k = 0; k < cnt; k++) {
+        const uint8_t *blk = a + 34 * k;
+        int l = LYRA_Q4_LANE(k);
+        for (int st = 0; st < 8; st++) memcpy(P + 64 * st + 4 * l, blk + 2 + 4 * st, 4);
+        int s = 0;
+        for (int e = 0; e < 32; e++) s += (int8_t)blk[2 + e];
+        corr[l] = -8 * s;
+        xd[l] = h2f(blk);
+    }
+    memcpy(P + 512, corr, 64);
+    memcpy(P + 576, xd, 64);
+}
+
+INLINE void q4s_tile(const int R, const int T, int64_t n, const uint8_t *w, size_t ws,
+                     const uint8_t *a, size_t as, float *y, size_t ys) {
+    const int64_t nb = n / 32;
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512 acc[TRM][TTM];
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b += 16) {
+        const int cnt = nb - b < 16 ? (int)(nb - b) : 16;
+        const uint8_t *P[TTM];
+        UNROLL for (int t = 0; t < T; t++) P[t] = a + t * as + (b / 16) * Q4G;
+        __mmask16 m = 0;
+        for (int l = 0; l < 16; l++) m |= (__mmask16)((4 * (l & 3) + (l >> 2) < cnt) << l);
+        __m512i s[TRM][TTM], v[TRM][4];
+        UNROLL for (int r = 0; r < R; r++) {
+            const uint8_t *p = w + r * ws + b * 18;
+            __m512i z[4];
+            UNROLL for (int j = 0; j < 4; j++) {
+                const int nblk = cnt - 4 * j >= 4 ? 4 : cnt - 4 * j;
+                z[j] = nblk > 0 ? q4_quad(p + 72 * j, nblk) : _mm512_setzero_si512();
+            }
+            __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]);
+            __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]), t3 = _mm512_unpackhi_epi32(z[2], z[3]);
+            v[r][0] = _mm512_unpacklo_epi64(t0, t2);
+            v[r][1] = _mm512_unpackhi_epi64(t0, t2);
+            v[r][2] = _mm512_unpacklo_epi64(t1, t3);
+            v[r][3] = _mm512_unpackhi_epi64(t1, t3);
+        }
+        UNROLL for (int t = 0; t < T; t++) {
+            __m512i corr = _mm512_loadu_si512(P[t] + 512);
+            UNROLL for (int r = 0; r < R; r++) s[r][t] = corr;
+        }
+        UNROLL for (int k = 0; k < 4; k++) {
+            __m512i lo[TRM], hi[TRM];
+            UNROLL for (int r = 0; r < R; r++) {
+                lo[r] = _mm512_and_si512(v[r][k], m4);
+                hi[r] = _mm512_and_si512(_mm512_srli_epi16(v[r][k], 4), m4);
+            }
+            UNROLL for (int t = 0; t < T; t++) {
+                __m512i xl = _mm512_loadu_si512(P[t] + 64 * k), xh = _mm512_loadu_si512(P[t] + 64 * (k + 4));
+                UNROLL for (int r = 0; r < R; r++) {
+                    s[r][t] = _mm512_dpbusd_epi32(s[r][t], lo[r], xl);
+                    s[r][t] = _mm512_dpbusd_epi32(s[r][t], hi[r], xh);
+                }
+            }
+        }
+        __m512 dw[TRM];
+        UNROLL for (int r = 0; r < R; r++) dw[r] = q4_wscales(w + r * ws + b * 18, m);
+        UNROLL for (int t = 0; t < T; t++) {
+            __m512 xd = _mm512_loadu_ps(P[t] + 576);
+            UNROLL for (int r = 0; r < R; r++)
+                acc[r][t] = _mm512_mask3_fmadd_ps(_mm512_cvtepi32_ps(s[r][t]), _mm512_mul_ps(dw[r], xd), acc[r][t], m);
+        }
+    }
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) y[t * ys + r] = reduce16(acc[r][t]);
+}
+
+/* Q4_0 weights repacked for q4w_tile (lyra_matmul packs a block of rows at a
+ * time and runs every token tile over it): per row, per group of 16 blocks,
+ * Q4W bytes: [64k, 64k+64) for step k < 8 the 4 weights q (0..15, unpacked)
+ * of elements 4k..4k+3 of block 4j+i in lane 4i+j (q4s_tile's v, split into
+ * nibbles), then [512, 576) the blocks' f32 scales d_w in lane order (0 past
+ * the row's end). */
+#define Q4W 576
+
+/* Q8_0 weights repacked for q8w_tile: per row, per pair of blocks, Q8W
+ * bytes: the 64 weights made unsigned (w + 128; an odd last block: zeros in
+ * the second half), then the 16 f32 scales (f16(d) of the first block x8,
+ * of the second x8, or 0). */
+#define Q8W 128
+
+size_t lyra_mm_wpack_bytes_avx512(lyra_type wt, int64_t n, int64_t ntok) {
+    /* one token tile (up to 4 tokens): the tiles on W itself cost less */
+    if (ntok <= 4) return 0;
+    if (wt == LYRA_TYPE_Q4_0) return (size_t)((n / 32 + 15) / 16) * Q4W;
+    if (wt == LYRA_TYPE_Q8_0) return (size_t)((n / 32 + 1) / 2) * Q8W;
+    return 0;
+}
+
+static void q8_wpack(int64_t n, const uint8_t *w, size_t ws, int nr, uint8_t *dst) {
+    const int64_t nb = n / 32;
+    for (int r = 0; r < nr; r++) {
+        const uint8_t *p = w + (size_t)r * ws;
+        for (int64_t b = 0; b < nb; b += 2, dst += Q8W) {
+            if (b + 1 < nb) {
+                _mm512_storeu_si512(dst, w_pair(p + 34 * b, p + 34 * b + 34));
+                _mm512_storeu_ps(dst + 64, pair_scale(p + 34 * b, p + 34 * b + 34));
+            } else {
+                _mm512_storeu_si512(dst, w_one(p + 34 * b));
+                _mm512_storeu_ps(dst + 64, _mm512_maskz_mov_ps(0x00FF, _mm512_set1_ps(h2f(p + 34 * b))));
+            }
+        }
+    }
+}
+
+void lyra_mm_wpack_avx512(lyra_type wt, int64_t n, const uint8_t *w, size_t ws, int nr, uint8_t *dst) {
+    if (wt == LYRA_TYPE_Q8_0) {
+        q8_wpack(n, w, ws, nr, dst);
+        return;
+    }
+    const int64_t nb = n / 32;
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    for (int r = 0; r < nr; r++) {
+        for (int64_t b = 0; b < nb; b += 16, dst += Q4W) {
+            const int cnt = nb - b < 16 ? (int)(nb - b) : 16;
+            const uint8_t *p = w + (size_t)r * ws + b * 18;
+            __mmask16 m = 0;
+            for (int l = 0; l < 16; l++) m |= (__mmask16)((4 * (l & 3) + (l >> 2) < cnt) << l);
+            __m512i z[4];
+            for (int j = 0; j < 4; j++) {
+                const int nblk = cnt - 4 * j >= 4 ? 4 : cnt - 4 * j;
+                z[j] = nblk > 0 ? q4_quad(p + 72 * j, nblk) : _mm512_setzero_si512();
+            }
+            __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]);
+            __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]), t3 = _mm512_unpackhi_epi32(z[2], z[3]);
+            __m512i v[4] = {_mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2),
+                            _mm512_unpacklo_epi64(t1, t3), _mm512_unpackhi_epi64(t1, t3)};
+            for (int k = 0; k < 4; k++) {
+                _mm512_storeu_si512(dst + 64 * k, _mm512_and_si512(v[k], m4));
+                _mm512_storeu_si512(dst + 64 * (k + 4), _mm512_and_si512(_mm512_srli_epi16(v[k], 4), m4));
+            }
+            _mm512_storeu_ps(dst + 512, q4_wscales(p, m));
+        }
+    }
+}
+
+/* q4s_tile on repacked weights (w: rows of Q4W-byte groups, ws apart). */
+INLINE void q4w_tile(const int R, const int T, int64_t n, const uint8_t *w, size_t ws,
+                     const uint8_t *a, size_t as, float *y, size_t ys) {
+    const int64_t nb = n / 32;
+    __m512 acc[TRM][TTM];
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b += 16) {
+        const int cnt = nb - b < 16 ? (int)(nb - b) : 16;
+        const uint8_t *P[TTM], *Wg[TRM];
+        UNROLL for (int t = 0; t < T; t++) P[t] = a + t * as + (b / 16) * Q4G;
+        UNROLL for (int r = 0; r < R; r++) Wg[r] = w + r * ws + (b / 16) * Q4W;
+        __mmask16 m = 0;
+        for (int l = 0; l < 16; l++) m |= (__mmask16)((4 * (l & 3) + (l >> 2) < cnt) << l);
+        __m512i s[TRM][TTM];
+        UNROLL for (int t = 0; t < T; t++) {
+            __m512i corr = _mm512_loadu_si512(P[t] + 512);
+            UNROLL for (int r = 0; r < R; r++) s[r][t] = corr;
+        }
+        UNROLL for (int k = 0; k < 8; k++) {
+            __m512i wv[TRM];
+            UNROLL for (int r = 0; r < R; r++) wv[r] = _mm512_loadu_si512(Wg[r] + 64 * k);
+            UNROLL for (int t = 0; t < T; t++) {
+                __m512i x = _mm512_loadu_si512(P[t] + 64 * k);
+                UNROLL for (int r = 0; r < R; r++) s[r][t] = _mm512_dpbusd_epi32(s[r][t], wv[r], x);
+            }
+        }
+        UNROLL for (int t = 0; t < T; t++) {
+            __m512 xd = _mm512_loadu_ps(P[t] + 576);
+            UNROLL for (int r = 0; r < R; r++)
+                acc[r][t] = _mm512_mask3_fmadd_ps(_mm512_cvtepi32_ps(s[r][t]),
+                                                  _mm512_mul_ps(_mm512_loadu_ps(Wg[r] + 512), xd), acc[r][t], m);
+        }
+    }
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) y[t * ys + r] = reduce16(acc[r][t]);
+}
+
+/* q8p_tile on repacked weights (w: rows of Q8W-byte pairs, ws apart),
+ * activations in the P8 layout below: the same products and FMAs. */
+INLINE void q8w_tile(const int R, const int T, int64_t n, const uint8_t *w, size_t ws,
+                     const uint8_t *a, size_t as, float *y, size_t ys) {
+    const int64_t nb = n / 32, np = (nb + 1) / 2;
+    __m512 acc[TRM][TTM];
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+    for (int64_t pp = 0; pp < np; pp++) {
+        /* odd block count: the last block goes to lanes 0..7 */
+        const __mmask16 m = 2 * pp + 1 < nb ? 0xFFFF : 0x00FF;
+        __m512i wq[TRM];
+        __m512 wd[TRM];
+        UNROLL for (int r = 0; r < R; r++) {
+            wq[r] = _mm512_loadu_si512(w + r * ws + pp * Q8W);
+            wd[r] = _mm512_loadu_ps(w + r * ws + pp * Q8W + 64);
+        }
+        UNROLL for (int t = 0; t < T; t++) {
+            const uint8_t *P = a + t * as + pp * 192;
+            __m512i xq = _mm512_loadu_si512(P), corr = _mm512_loadu_si512(P + 64);
+            __m512 xs = _mm512_loadu_ps(P + 128);
+            UNROLL for (int r = 0; r < R; r++) {
+                __m512i pr = _mm512_dpbusd_epi32(corr, wq[r], xq);
+                acc[r][t] = _mm512_mask3_fmadd_ps(_mm512_cvtepi32_ps(pr), _mm512_mul_ps(wd[r], xs), acc[r][t], m);
+            }
+        }
+    }
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) y[t * ys + r] = reduce16(acc[r][t]);
+}
+
 /* ---------------------------------- packed activations for lyra_matmul
  * lyra_matmul's private activation layouts (lyra_mm_act_avx512), computed
  * once per token so that tiles need no activation-side work:
@@ -359,7 +581,7 @@ INLINE float q8_block(const float *x, uint8_t *q) {
     return lyra_fp16_to_f32(lyra_f32_to_fp16(d));
 }
 
-void lyra_mm_act_avx512(lyra_type wt, const float *x, void *dst, int64_t n) {
+void lyra_mm_act_avx512(lyra_type wt, int64_t ntok, const float *x, void *dst, int64_t n) {
     const int64_t nb = n / 32;
     uint8_t *P = dst;
     if (wt == LYRA_TYPE_Q4_0) { /* standard blocks of a group, then the group layout */
@@ -367,7 +589,7 @@ void lyra_mm_act_avx512(lyra_type wt, const float *x, void *dst, int64_t n) {
         for (int64_t b = 0; b < nb; b += 16, P += Q4G) {
             int cnt = nb - b < 16 ? (int)(nb - b) : 16;
             act_q8_0(x + 32 * b, blk, 32 * cnt);
-            q4_pack_group(blk, cnt, P);
+            (ntok > 1 ? q4s_pack_group : q4_pack_group)(blk, cnt, P);
         }
         return;
     }
@@ -447,9 +669,9 @@ INLINE void q8p_tile(const int R, const int T, int64_t n, const uint8_t *w, size
 }
 
 
-/* Tile shapes: Q8_0 prompt P8_RP x P8_TP, decode P8_RD x 1; Q4_0 prompt
- * P4_RP x P4_TP (its reduction keeps two zmm per row and token live), decode
- * P4_RD x 1. */
+/* Tile shapes: Q8_0 prompt P8_RP x P8_TP, decode P8_RD x 1; Q4_0 decode
+ * P4_RD x 1 on the group layout (q4_tile); Q4_0 prompt P4_RP x P4_TP only
+ * for standard activations (lyra_tile_avx512). */
 #ifndef P8_RP
 #define P8_RP 4
 #endif
@@ -464,7 +686,13 @@ INLINE void q8p_tile(const int R, const int T, int64_t n, const uint8_t *w, size
 #define P4_TP 2
 #endif
 #define P4_RD 4
+/* Q4_0 batched (q4s_tile): P4S_RP x P4S_TP, a lone token P4S_RP x 1. */
+#ifndef P4S_RP
+#define P4S_RP 4
+#endif
+#define P4S_TP 4
 #define K_P8(R_, T_, W_, A_, Y_) q8p_tile(R_, T_, n, W_, ws, A_, as, Y_, ys)
+#define K_P4S(R_, T_, W_, A_, Y_) q4s_tile(R_, T_, n, W_, ws, A_, as, Y_, ys)
 #define K_P4(R_, T_, W_, A_, Y_) q4_tile(1, R_, T_, n, W_, ws, A_, as, Y_, ys)
 
 static __attribute__((noinline)) void cover_p8(int64_t n, const uint8_t *w, size_t ws, int nr,
@@ -477,17 +705,108 @@ static __attribute__((noinline)) void cover_p4(int64_t n, const uint8_t *w, size
     LYRA_TILE_COVER(K_P4, P4_RP, P4_TP, P4_RD);
 }
 
-int lyra_mm_tile_avx512(lyra_type wt, int64_t n, const uint8_t *w, size_t ws, int nr, const uint8_t *a,
-                        size_t as, int nt, float *y, size_t ys) {
-    if (wt != LYRA_TYPE_Q8_0 && wt != LYRA_TYPE_Q4_0) return 0;
-    if (nr > 0 && nt > 0) (wt == LYRA_TYPE_Q8_0 ? cover_p8 : cover_p4)(n, w, ws, nr, a, as, nt, y, ys);
+/* Rows of one token tile of T_ tokens: RP_ at a time, then singles. */
+#define TAIL_ROWS(KERN, RP_, T_)                                                       \
+    do {                                                                              \
+        int r = 0;                                                                    \
+        for (; r + RP_ <= nr; r += RP_) KERN(RP_, T_, w + r * ws, at, yt + r);         \
+        for (; r < nr; r++) KERN(1, T_, w + r * ws, at, yt + r);                       \
+    } while (0)
+
+/* Token tiles of 4, the last one of the 1..3 left (the weight work of a
+ * tile is shared by its tokens, so 2 or 3 tokens go together). */
+#define TAIL_COVER(KERN, RP_)                                                          \
+    do {                                                                              \
+        for (int t = 0; t < nt;) {                                                    \
+            int tt = nt - t >= 4 ? 4 : nt - t;                                        \
+            const uint8_t *at = a + t * as;                                           \
+            float *yt = y + t * ys;                                                   \
+            switch (tt) {                                                             \
+            case 4: TAIL_ROWS(KERN, RP_, 4); break;                                   \
+            case 3: TAIL_ROWS(KERN, RP_, 3); break;                                   \
+            case 2: TAIL_ROWS(KERN, RP_, 2); break;                                   \
+            default: TAIL_ROWS(KERN, RP_, 1); break;                                  \
+            }                                                                         \
+            t += tt;                                                                  \
+        }                                                                             \
+    } while (0)
+
+_Static_assert(P4S_TP == 4 && P4S_RP <= TRM, "q4s_tile: RP x 4 tokens");
+static __attribute__((noinline)) void cover_p4s(int64_t n, const uint8_t *w, size_t ws, int nr,
+                                                 const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
+    TAIL_COVER(K_P4S, P4S_RP);
+}
+
+#ifndef P4W_RP
+#define P4W_RP 4
+#endif
+#define P4W_TP 4
+#define K_P4W(R_, T_, W_, A_, Y_) q4w_tile(R_, T_, n, W_, ws, A_, as, Y_, ys)
+
+_Static_assert(P4W_RP <= TRM, "q4w_tile: RP x 4 tokens");
+static __attribute__((noinline)) void cover_p4w(int64_t n, const uint8_t *w, size_t ws, int nr,
+                                                 const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
+    TAIL_COVER(K_P4W, P4W_RP);
+}
+
+#ifndef P8W_RP
+#define P8W_RP 4
+#endif
+#define K_P8W(R_, T_, W_, A_, Y_) q8w_tile(R_, T_, n, W_, ws, A_, as, Y_, ys)
+
+_Static_assert(P8W_RP <= TRM, "q8w_tile: RP x 4 tokens");
+static __attribute__((noinline)) void cover_p8w(int64_t n, const uint8_t *w, size_t ws, int nr,
+                                                 const uint8_t *a, size_t as, int nt, float *y, size_t ys) {
+    TAIL_COVER(K_P8W, P8W_RP);
+}
+
+int lyra_mm_wtile_avx512(lyra_type wt, int64_t n, const uint8_t *w, size_t ws, int nr, const uint8_t *a,
+                         size_t as, int nt, float *y, size_t ys) {
+    if (nr > 0 && nt > 0) (wt == LYRA_TYPE_Q8_0 ? cover_p8w : cover_p4w)(n, w, ws, nr, a, as, nt, y, ys);
     return 1;
 }
 
+void lyra_mm_wshape_avx512(lyra_type wt, int64_t ntok, int *R, int *T) {
+    (void)ntok;
+    *R = wt == LYRA_TYPE_Q8_0 ? P8W_RP : P4W_RP;
+    *T = 4;
+}
+
+static int mm_tile_p8(lyra_type wt, int64_t n, const uint8_t *w, size_t ws, int nr, const uint8_t *a,
+                      size_t as, int nt, float *y, size_t ys) {
+    (void)wt;
+    if (nr > 0 && nt > 0) cover_p8(n, w, ws, nr, a, as, nt, y, ys);
+    return 1;
+}
+
+static int mm_tile_p4(lyra_type wt, int64_t n, const uint8_t *w, size_t ws, int nr, const uint8_t *a,
+                      size_t as, int nt, float *y, size_t ys) {
+    (void)wt;
+    if (nr > 0 && nt > 0) cover_p4(n, w, ws, nr, a, as, nt, y, ys);
+    return 1;
+}
+
+static int mm_tile_p4s(lyra_type wt, int64_t n, const uint8_t *w, size_t ws, int nr, const uint8_t *a,
+                       size_t as, int nt, float *y, size_t ys) {
+    (void)wt;
+    if (nr > 0 && nt > 0) cover_p4s(n, w, ws, nr, a, as, nt, y, ys);
+    return 1;
+}
+
+lyra_tile_fn lyra_mm_tile_avx512(lyra_type wt, int64_t ntok) {
+    if (wt == LYRA_TYPE_Q8_0) return mm_tile_p8;
+    if (wt == LYRA_TYPE_Q4_0) return ntok > 1 ? mm_tile_p4s : mm_tile_p4;
+    return NULL;
+}
+
 void lyra_mm_shape_avx512(lyra_type wt, int64_t ntok, int *R, int *T) {
-    int q4 = wt == LYRA_TYPE_Q4_0;
-    *R = ntok <= 1 ? (q4 ? P4_RD : P8_RD) : (q4 ? P4_RP : P8_RP);
-    *T = ntok <= 1 ? 1 : (q4 ? P4_TP : P8_TP);
+    if (wt == LYRA_TYPE_Q4_0) {
+        *R = ntok <= 1 ? P4_RD : P4S_RP;
+        *T = ntok <= 1 ? 1 : P4S_TP;
+        return;
+    }
+    *R = ntok <= 1 ? P8_RD : P8_RP;
+    *T = ntok <= 1 ? 1 : P8_TP;
 }
 
 /* ------------------------------------------------ K-quants */

@@ -1,7 +1,7 @@
 /* test_matmul_batch.c: a row's lyra_matmul result does not depend on how many
  * tokens share the batch (the server batches sequences and needs each one's
  * logits bitwise equal alone or batched). For every supported weight type and
- * every CPU path this machine has: Y of ntok = 1, 7, 64 and 512 (windows of
+ * every CPU path this machine has: Y of ntok = 1, 2, 7, 64 and 512 (windows of
  * the same 512 activation rows, at several offsets), with 1, 2 and 3
  * threads (scalar: 1), equals lyra_vec_dot of the scalar path bit for bit. */
 #include <stdint.h>
@@ -30,7 +30,7 @@ int main(void) {
                                LYRA_TYPE_Q5_0, LYRA_TYPE_Q4_K, LYRA_TYPE_Q5_K, LYRA_TYPE_Q6_K};
     /* rows: not a multiple of any tile height; cols: odd block counts */
     const int64_t rows = 11, NT = 512;
-    const int batches[] = {1, 7, 64, 512};
+    const int batches[] = {1, 2, 7, 64, 512};
     lyra_pool *pools[3] = {lyra_pool_new(1), lyra_pool_new(2), lyra_pool_new(3)};
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         lyra_type t = types[ti], at = lyra_vec_dot_type(t);
@@ -73,7 +73,7 @@ int main(void) {
                 }
             }
         }
-        printf("%-5s cols %4lld: batch 1/7/64/512 bitwise equal on every available path\n", lyra_type_name(t),
+        printf("%-5s cols %4lld: batch 1/2/7/64/512 bitwise equal on every available path\n", lyra_type_name(t),
                (long long)cols);
         free(work); free(W); free(A); free(X); free(ref); free(Y); free(src);
     }
