@@ -40,7 +40,8 @@ for M in "$S260" "$T/r256.gguf"; do
     for np in 2 3; do
         "${MPIRUN[@]}" -np $np "$LYRA" -q chat -m "$M" --seed 3 -n 16 --threads 1 <"$T/in" >"$T/c$np" 2>"$T/ce$np"
         check_eq "$b: -np $np chat rc ($(head -c 300 "$T/ce$np"))" "$?" 0
-        cmp -s "$T/c$np" "$T/c1" && ok || bad "$b: -np $np chat text differs from one process's"
+        cmp -s "$T/c$np" "$T/c1" && ok || { bad "$b: -np $np chat text differs from one process's";
+            diff "$T/c1" "$T/c$np" | head -20 >&2; echo "-- rank stderr:" >&2; head -c 2000 "$T/ce$np" >&2; }
     done
 done
 
