@@ -100,7 +100,7 @@ if python3 -c 'import pty' 2>/dev/null; then
     pty_chat() {
         local errf="$1"
         shift
-        timeout 60 python3 - "$errf" "$LYRA" "$@" <<'EOF'
+        timeout 250 python3 - "$errf" "$LYRA" "$@" <<'EOF'
 import os, pty, signal, sys, time
 errf, argv = sys.argv[1], sys.argv[2:]
 outf = errf + ".out"
@@ -111,21 +111,22 @@ if pid == 0:
     o = os.open(outf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(o, 1)
     os.execv(argv[0], argv)
-def has(path, text, n=1):
-    for _ in range(400):
+def has(path, text, n=1):  # up to 60 s (a sanitizer build on a loaded machine)
+    for _ in range(1200):
         try:
             if open(path).read().count(text) >= n:
                 return
         except OSError:
             pass
         time.sleep(0.05)
+    print(f"pty_chat: no {text!r} (x{n}) in {path} after 60 s", file=sys.stderr)
 has(errf, "> ")  # the first prompt
 os.write(fd, b"Hello\n")
 has(outf, "\n")  # the reply's line ended
 has(errf, "> ", 2)  # and the next prompt is out
 time.sleep(0.3)
 os.kill(pid, signal.SIGINT)
-for _ in range(400):
+for _ in range(1200):
     r, st = os.waitpid(pid, os.WNOHANG)
     if r:
         print(os.waitstatus_to_exitcode(st))
