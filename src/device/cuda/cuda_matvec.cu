@@ -3,11 +3,14 @@
  * Q6_K).
  *
  * Decode (ntok <= LC_MV_TOK): activations are quantized on the GPU exactly
- * as the CPU quantizes them (Q8_0 / Q8_K, cuda_math.cuh), then one warp per
- * weight row reads the quantized weights directly, 8 units (whole blocks,
- * contiguous) per step with 4 lanes per unit (integer dp4a dot products per
- * part, float accumulation for up to LC_MV_TOK tokens at once), and the
- * lanes' sums are reduced by shuffles.
+ * as the CPU quantizes them (Q8_0 / Q8_K, cuda_math.cuh), then the weights
+ * are read directly, 8 units (whole blocks, contiguous) per warp step with 4
+ * lanes per unit (integer dp4a dot products per part, float accumulation for
+ * up to LC_MV_TOK tokens at once), the lanes' sums reduced by shuffles. The
+ * device's mv_kernel (LYRA_CUDA_MATVEC) picks k_matvec (1: one warp per row)
+ * or k_matvec_rows (2, and 3 the default: a block of warps per row, several
+ * groups of loads in flight; 3 stages quantized groups through shared memory
+ * with 16-byte loads).
  * matmul_multi covers several matrices sharing X in one launch.
  *
  * Prompts (ntok > LC_MV_TOK): cuBLAS. X is converted to F16 (quantized and
@@ -263,7 +266,7 @@ static __device__ __forceinline__ void float_part(const uint8_t *row, int64_t e0
     float_dot<T, NT>(&r, e0, a, acc);
 }
 
-/* One warp per output row (rows of the nm matrices concatenated); lane
+/* Kernel 1: one warp per output row (rows of the nm matrices concatenated); lane
  * 4*v + k takes part k of units v, v+8, v+16, ... so each step of the warp
  * reads 8 consecutive units as contiguous memory; the lanes' sums are then
  * reduced by shuffles. */
