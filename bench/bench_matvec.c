@@ -9,7 +9,7 @@
  * One token (decode). Per type, shape and kernel: a fresh CUDA device (the
  * kernel is read from the environment when the device opens), enough copies
  * of the weights to pass 256 MiB (so that the card's L2 cannot hold them),
- * calls one after another for at least 0.3 s, timed on the host around
+ * calls one after another for at least 0.2 s, timed on the host around
  * sync: us per call and GB/s (weight bytes / time), and the host's time to
  * queue a call (quantized weights: two launches); when that is as long as a
  * call, the figure is the host's, not the kernel's. "sum" is a checksum of the outputs: kernels 2 and 3 add in
@@ -98,7 +98,7 @@ static int run(const char *kernel, lyra_type t, int64_t rows, int64_t cols) {
     if (d->ops->sync(d, &err)) goto done;
     long calls = 0;
     double t0 = now(), t1 = t0, enq = 0;
-    while (t1 - t0 < 0.3) {
+    while (t1 - t0 < 0.2) {
         double e0 = now();
         for (int i = 0; i < 50; i++, calls++)
             d->ops->matmul(d, t, dw[calls % copies], rows, cols, dx, 1, dy);
