@@ -142,8 +142,9 @@ static void test_types(void) {
             lyra_type at = lyra_vec_dot_type(t);
             size_t ab = lyra_row_bytes(at, n);
             uint8_t *qa = malloc(ab), *qc = malloc(ab);
-            int deq_ok = 1, act_ok = 1;
-            double worst = 0;
+            int deq_ok = 1, act_ok = 1, same3 = 1, same23 = 1;
+            double worst = 0, worst_k[3] = {0, 0, 0};
+            float g2 = 0.0f;
             for (int r = 0; r < ROWS; r++) {
                 const uint8_t *row = w + (size_t)r * rb;
                 /* dequantization, bit for bit */
@@ -169,6 +170,15 @@ static void test_types(void) {
                 for (int64_t i = 0; i < n; i++) mag += fabs((double)ref[i] * act[i]);
                 double e = fabs((double)got - want) / (mag > 0 ? mag : 1);
                 if (!(e <= worst)) worst = e;
+                /* every decode kernel (LYRA_CUDA_MATVEC): 2 and 3 add alike */
+                for (int kern = 1; kern <= 3; kern++) {
+                    float gk = lyra_cuda_host_dot_kernel(t, row, act, n, kern);
+                    double ek = fabs((double)gk - want) / (mag > 0 ? mag : 1);
+                    if (!(ek <= worst_k[kern - 1])) worst_k[kern - 1] = ek;
+                    if (kern == 3) same3 &= memcmp(&gk, &got, sizeof gk) == 0;
+                    if (kern == 3) same23 &= memcmp(&gk, &g2, sizeof gk) == 0;
+                    if (kern == 2) g2 = gk;
+                }
             }
             CHECK(deq_ok, "%s n %lld: host dequantization differs from lyra_dequantize_row",
                   lyra_type_name(t), (long long)n);
@@ -176,8 +186,14 @@ static void test_types(void) {
                   lyra_type_name(t), (long long)n);
             CHECK(worst <= 2e-6, "%s n %lld: dot differs from lyra_vec_dot by %g of sum|w x|",
                   lyra_type_name(t), (long long)n, worst);
-            printf("%-5s n %5lld: dot vs CPU %.2g (of sum |w x|)\n", lyra_type_name(t),
-                   (long long)n, worst);
+            for (int kern = 1; kern <= 3; kern++)
+                CHECK(worst_k[kern - 1] <= 2e-6,
+                      "%s n %lld: kernel %d's dot differs from lyra_vec_dot by %g of sum|w x|",
+                      lyra_type_name(t), (long long)n, kern, worst_k[kern - 1]);
+            CHECK(same3 && same23, "%s n %lld: the default dot is not kernel 3's, or 2 and 3 differ",
+                  lyra_type_name(t), (long long)n);
+            printf("%-5s n %5lld: dot vs CPU %.2g (of sum |w x|; kernel 1 %.2g)\n",
+                   lyra_type_name(t), (long long)n, worst, worst_k[0]);
             free(x); free(act); free(deq); free(ref); free(w); free(qa); free(qc);
         }
     }

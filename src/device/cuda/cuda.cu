@@ -263,6 +263,20 @@ static void reason(cudaError_t e, const char *what, char *why, size_t cap) {
         snprintf(why, cap, "%s: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e));
 }
 
+/* The decode matmul kernel LYRA_CUDA_MATVEC asks for (a diagnostic,
+ * docs/gpu.md): v1, v2 or v3 (the default; unset or empty: v3). */
+static int mv_kernel_from_env(int index) {
+    const char *e = getenv("LYRA_CUDA_MATVEC");
+    if (!e || !*e) return 3;
+    for (int k = 1; k <= 3; k++) {
+        char name[4];
+        snprintf(name, sizeof name, "v%d", k);
+        if (!strcmp(e, name) || (e[0] == '0' + k && !e[1])) return k;
+    }
+    LYRA_WARN("CUDA GPU %d: LYRA_CUDA_MATVEC=%.40s is not v1, v2 or v3; using v3", index, e);
+    return 3;
+}
+
 /* Lyra device number index (id) on card ordinal, part `part` of `parts`.
  * LYRA_OK, or the failure in why (nothing left behind). */
 static int device_new(int index, int ordinal, int part, int parts, lyra_device **out, char *why,
@@ -317,6 +331,7 @@ static int device_new(int index, int ordinal, int part, int parts, lyra_device *
         }
     }
     c->cc = prop.major * 10 + prop.minor;
+    c->mv_kernel = mv_kernel_from_env(index);
     /* cuBLAS's recommended workspace: 32 MiB on Hopper and later, else 4 MiB */
     c->blas_ws = (size_t)(c->cc >= 90 ? 32 : 4) << 20;
     if (cudaHostAlloc((void **)&c->stage, 2 * LC_STAGE_HALF, cudaHostAllocPortable) != cudaSuccess) {

@@ -44,10 +44,12 @@ static void host_act_free(host_act *a) {
     free(a->d);
 }
 
-/* A lane's accumulator after part k of unit u (as k_matvec adds it). */
+/* A lane's accumulator after part k of unit u (as the decode kernels add
+ * it). span (kernel 3's staging, else 0): the weights are unpacked from a
+ * copy of the unit's group of 8 (span bytes) as unit u % 8 of the copy. */
 template <int T>
 static float part_acc(float acc, const uint8_t *row, int64_t u, int k, int64_t n, const float *x,
-                      const host_act *a) {
+                      const host_act *a, size_t span) {
     const int64_t e0 = u * LC_UNIT + LC_PART * k;
     if (T == LYRA_TYPE_F32 || T == LYRA_TYPE_F16 || T == LYRA_TYPE_BF16) {
         if (e0 >= n) return acc;
@@ -56,25 +58,40 @@ static float part_acc(float acc, const uint8_t *row, int64_t u, int k, int64_t n
         return lc_float_acc(acc, w, x + e0, nv);
     }
     lc_wq w;
-    lc_unpack<T>(row, u, k, &w);
+    if (span) {
+        uint8_t stage[16 * LC_MV_SPAN16];
+        memcpy(stage, row + (size_t)(u / 8) * span, span);
+        lc_unpack<T>(stage, u % 8, k, &w);
+    } else {
+        lc_unpack<T>(row, u, k, &w);
+    }
     int xi[2];
     memcpy(xi, a->q + e0, sizeof xi);
     return acc + lc_part_dot<T>(&w, xi, a->d[e0 / a->ablk]);
 }
 
-/* k_matvec's lane order: lane 4*v + k takes part k of units v, v+8, ... */
+/* The decode kernels' order (cuda_math.cuh) with nw warps per row (kernel
+ * 1: nw 1): lane 4*v + k of warp w takes part k of units 8w + v,
+ * 8w + v + 8 nw, ...; each warp's butterfly (lc_warp_sum), then the warps'
+ * sums added in warp order. */
 template <int T>
-static void host_dot(const uint8_t *row, const float *x, int64_t n, const host_act *a, float *out) {
-    float lane[32] = {0};
+static void host_dot(const uint8_t *row, const float *x, int64_t n, const host_act *a, int nw,
+                     size_t span, float *out) {
     int64_t nu = (n + LC_UNIT - 1) / LC_UNIT;
-    for (int l = 0; l < 32; l++)
-        for (int64_t u = l >> 2; u < nu; u += 8) lane[l] = part_acc<T>(lane[l], row, u, l & 3, n, x, a);
-    for (int o = 16; o > 0; o >>= 1) { /* the butterfly of lc_warp_sum */
-        float t[32];
-        for (int l = 0; l < 32; l++) t[l] = lane[l] + lane[l ^ o];
-        memcpy(lane, t, sizeof t);
+    float total = 0.0f;
+    for (int w = 0; w < nw; w++) {
+        float lane[32] = {0};
+        for (int l = 0; l < 32; l++)
+            for (int64_t u = 8 * w + (l >> 2); u < nu; u += 8 * nw)
+                lane[l] = part_acc<T>(lane[l], row, u, l & 3, n, x, a, span);
+        for (int o = 16; o > 0; o >>= 1) { /* the butterfly of lc_warp_sum */
+            float t[32];
+            for (int l = 0; l < 32; l++) t[l] = lane[l] + lane[l ^ o];
+            memcpy(lane, t, sizeof t);
+        }
+        total = w == 0 ? lane[0] : total + lane[0];
     }
-    *out = lane[0];
+    *out = total;
 }
 
 template <int T>
@@ -121,6 +138,14 @@ int lyra_cuda_host_quantize_act(lyra_type wt, const float *x, int64_t n, void *o
 }
 
 float lyra_cuda_host_dot(lyra_type wt, const void *w, const float *x, int64_t n) {
+    return lyra_cuda_host_dot_kernel(wt, w, x, n, 3);
+}
+
+float lyra_cuda_host_dot_kernel(lyra_type wt, const void *w, const float *x, int64_t n, int kernel) {
+    const int nw = kernel == 1 ? 1 : LC_MV_ROW_WARPS;
+    /* kernel 3 stages groups of 8 units when they are whole 16-byte words
+     * (matvec_group's test, the alignment of the rows aside) */
+    size_t span = kernel == 3 ? lc_mv_span(wt, n) : 0;
     host_act a;
     memset(&a, 0, sizeof a);
     if (lyra_vec_dot_type(wt) != LYRA_TYPE_F32 && host_quantize(wt, x, n, &a)) {
@@ -128,7 +153,7 @@ float lyra_cuda_host_dot(lyra_type wt, const void *w, const float *x, int64_t n)
         return NAN;
     }
     float r = NAN;
-    if (lc_type_ok(wt)) LC_TYPE_DISPATCH(wt, host_dot, (const uint8_t *)w, x, n, &a, &r);
+    if (lc_type_ok(wt)) LC_TYPE_DISPATCH(wt, host_dot, (const uint8_t *)w, x, n, &a, nw, span, &r);
     host_act_free(&a);
     return r;
 }

@@ -47,6 +47,7 @@ typedef struct lc_dev {
     int stage_next;         /* the half the next chunk uses */
     int failed;             /* deferred error code for sync (0: none) */
     char failed_msg[256];   /* its message */
+    int mv_kernel;          /* decode matmul kernel 1, 2 or 3 (LYRA_CUDA_MATVEC; cuda_math.cuh) */
 } lc_dev;
 
 static inline lc_dev *LC(const lyra_device *d) { return (lc_dev *)d->impl; }

@@ -175,6 +175,29 @@ typedef struct lc_act {
  * (whole blocks) per step as contiguous memory. */
 #define LC_PART 8
 
+/* Decode kernels (cuda_matvec.cu; LYRA_CUDA_MATVEC picks one, docs/gpu.md):
+ * 1: one warp per row, lane 4v + k takes part k of units v, v+8, v+16, ...,
+ *    the lanes' sums reduced by the warp's butterfly;
+ * 2 (and 3, the default: the same sums, the bytes staged through shared
+ *    memory): LC_MV_ROW_WARPS warps per row, warp w's lane 4v + k takes part
+ *    k of units 8w + v, 8w + v + 8 LC_MV_ROW_WARPS, ... (a warp reads groups
+ *    of 8 consecutive units, the warps interleaved group by group); each
+ *    warp's butterfly, then the warps' sums added in order 0, 1, 2, ... */
+#define LC_MV_ROW_WARPS 4
+/* Kernel 3's staged group of 8 units: at most this many 16-byte words. */
+#define LC_MV_SPAN16 18
+
+/* Kernel 3: bytes of a group of 8 units of a row of cols elements of type wt
+ * when it is staged (quantized weights, whole groups of 16-byte words; the
+ * rows' alignment is the caller's to check), else 0. */
+static inline size_t lc_mv_span(lyra_type wt, int64_t cols) {
+    size_t span = lyra_row_bytes(wt, 8 * LC_UNIT);
+    if (lyra_vec_dot_type(wt) == LYRA_TYPE_F32 || cols % (8 * LC_UNIT) || span % 16 ||
+        span > 16 * LC_MV_SPAN16)
+        return 0;
+    return span;
+}
+
 /* One part of a quantized weight row, unpacked for dp4a: q[i] holds the
  * bytes of the part's elements 4i..4i+3 as stored values (Q8_0: signed;
  * Q4_0: 0..15, the -8 applied in the dot; Q5_0: 0..31, the -16 applied in

@@ -3,11 +3,14 @@
  * Q6_K).
  *
  * Decode (ntok <= LC_MV_TOK): activations are quantized on the GPU exactly
- * as the CPU quantizes them (Q8_0 / Q8_K, cuda_math.cuh), then one warp per
- * weight row reads the quantized weights directly, 8 units (whole blocks,
- * contiguous) per step with 4 lanes per unit (integer dp4a dot products per
- * part, float accumulation for up to LC_MV_TOK tokens at once), and the
- * lanes' sums are reduced by shuffles.
+ * as the CPU quantizes them (Q8_0 / Q8_K, cuda_math.cuh), then the weights
+ * are read directly, 8 units (whole blocks, contiguous) per warp step with 4
+ * lanes per unit (integer dp4a dot products per part, float accumulation for
+ * up to LC_MV_TOK tokens at once), the lanes' sums reduced by shuffles. The
+ * device's mv_kernel (LYRA_CUDA_MATVEC) picks k_matvec (1: one warp per row)
+ * or k_matvec_rows (2, and 3 the default: a block of warps per row, several
+ * groups of loads in flight; 3 stages quantized groups through shared memory
+ * with 16-byte loads).
  * matmul_multi covers several matrices sharing X in one launch.
  *
  * Prompts (ntok > LC_MV_TOK): cuBLAS. X is converted to F16 (quantized and
@@ -186,35 +189,42 @@ typedef struct mv_args {
     lc_act act;                   /* quantized weights: activations */
     int ntok;                     /* tokens, 1..LC_MV_TOK */
     int vec;                      /* float weights: 16-byte loads (aligned, cols % 32 == 0) */
+    int span;                     /* kernel 3: bytes of 8 units (a multiple of 16, every row
+                                   * 16-byte aligned, cols % 256 == 0), staged through shared
+                                   * memory with 16-byte loads; 0: read in place */
 } mv_args;
 
-/* Float weights: acc[j] += w[i] * x[j][i] over the part's elements in
- * order (as lc_float_acc). vec: a full part read with 16-byte loads (F32: two,
- * F16/BF16: one); else element by element. */
+/* The raw bytes of a float part read with 16-byte loads (F32: 32 bytes in
+ * v[0..1], F16/BF16: 16 bytes in v[0]). */
+typedef struct lc_fraw {
+    uint4 v[2];
+} lc_fraw;
+
 template <int T>
-static __device__ __forceinline__ void float_part(const uint8_t *row, int64_t e0, const mv_args &a,
-                                                  float *acc) {
-    const int nt = a.ntok;
-    if (!a.vec) {
-        int64_t left = a.cols - e0;
-        int nv = left < LC_PART ? (int)left : LC_PART;
-        for (int i = 0; i < nv; i++) {
-            float w = lc_float_elem<T>(row, e0 + i);
-#pragma unroll
-            for (int j = 0; j < LC_MV_TOK; j++)
-                if (j < nt) acc[j] += w * a.X[(size_t)j * a.cols + e0 + i];
-        }
-        return;
+static __device__ __forceinline__ void float_load(const uint8_t *row, int64_t e0, lc_fraw *r) {
+    if (T == LYRA_TYPE_F32) {
+        const uint4 *p = (const uint4 *)(row + e0 * 4);
+        r->v[0] = p[0];
+        r->v[1] = p[1];
+    } else {
+        r->v[0] = *(const uint4 *)(row + e0 * 2);
     }
+}
+
+/* acc[j] += w[i] * x[j][i] over a full part's elements in order (as
+ * lc_float_acc), from its raw bytes; X read with 16-byte loads. */
+template <int T, int NT = LC_MV_TOK>
+static __device__ __forceinline__ void float_dot(const lc_fraw *r, int64_t e0, const mv_args &a,
+                                                 float *acc) {
+    const int nt = a.ntok;
     float w[LC_PART];
     if (T == LYRA_TYPE_F32) {
-        const float4 *p = (const float4 *)(row + e0 * 4);
-        float4 v0 = p[0], v1 = p[1];
-        w[0] = v0.x; w[1] = v0.y; w[2] = v0.z; w[3] = v0.w;
-        w[4] = v1.x; w[5] = v1.y; w[6] = v1.z; w[7] = v1.w;
+        uint32_t u[8] = {r->v[0].x, r->v[0].y, r->v[0].z, r->v[0].w,
+                         r->v[1].x, r->v[1].y, r->v[1].z, r->v[1].w};
+#pragma unroll
+        for (int i = 0; i < 8; i++) w[i] = __uint_as_float(u[i]);
     } else {
-        uint4 v = *(const uint4 *)(row + e0 * 2);
-        uint32_t h[4] = {v.x, v.y, v.z, v.w};
+        uint32_t h[4] = {r->v[0].x, r->v[0].y, r->v[0].z, r->v[0].w};
 #pragma unroll
         for (int k = 0; k < 4; k++) {
             uint16_t lo = (uint16_t)(h[k] & 0xFFFF), hi = (uint16_t)(h[k] >> 16);
@@ -223,7 +233,7 @@ static __device__ __forceinline__ void float_part(const uint8_t *row, int64_t e0
         }
     }
 #pragma unroll
-    for (int j = 0; j < LC_MV_TOK; j++) {
+    for (int j = 0; j < NT; j++) {
         if (j >= nt) break;
         const float4 *x = (const float4 *)(a.X + (size_t)j * a.cols + e0);
         float4 x0 = x[0], x1 = x[1];
@@ -233,7 +243,30 @@ static __device__ __forceinline__ void float_part(const uint8_t *row, int64_t e0
     }
 }
 
-/* One warp per output row (rows of the nm matrices concatenated); lane
+/* Float weights: acc[j] += w[i] * x[j][i] over the part's elements in
+ * order (as lc_float_acc). vec: a full part read with 16-byte loads (F32: two,
+ * F16/BF16: one); else element by element. */
+template <int T, int NT = LC_MV_TOK>
+static __device__ __forceinline__ void float_part(const uint8_t *row, int64_t e0, const mv_args &a,
+                                                  float *acc) {
+    const int nt = a.ntok;
+    if (!a.vec) {
+        int64_t left = a.cols - e0;
+        int nv = left < LC_PART ? (int)left : LC_PART;
+        for (int i = 0; i < nv; i++) {
+            float w = lc_float_elem<T>(row, e0 + i);
+#pragma unroll
+            for (int j = 0; j < NT; j++)
+                if (j < nt) acc[j] += w * a.X[(size_t)j * a.cols + e0 + i];
+        }
+        return;
+    }
+    lc_fraw r;
+    float_load<T>(row, e0, &r);
+    float_dot<T, NT>(&r, e0, a, acc);
+}
+
+/* Kernel 1: one warp per output row (rows of the nm matrices concatenated); lane
  * 4*v + k takes part k of units v, v+8, v+16, ... so each step of the warp
  * reads 8 consecutive units as contiguous memory; the lanes' sums are then
  * reduced by shuffles. */
@@ -276,10 +309,145 @@ __global__ void __launch_bounds__(32 * MV_WARPS) k_matvec(mv_args a) {
     }
 }
 
+/* Groups of 8 units each warp of k_matvec_rows reads before it computes
+ * (loads in flight). */
+#define MV_STEPS 4
+/* Blocks per SM k_matvec_rows is compiled for (registers capped to fit:
+ * more warps, more loads in flight). */
+#define MV_MIN_BLOCKS 8
+
+static constexpr __host__ __device__ bool mv_is_float(int T) {
+    return T == LYRA_TYPE_F32 || T == LYRA_TYPE_F16 || T == LYRA_TYPE_BF16;
+}
+
+/* Kernels 2 and 3 (cuda_math.cuh, LC_MV_ROW_WARPS): one block of
+ * LC_MV_ROW_WARPS warps per output row (grid-stride over the rows of the nm
+ * matrices concatenated). Warp w reads groups w, w + W, w + 2W, ... of 8
+ * consecutive units (W = LC_MV_ROW_WARPS), MV_STEPS groups at a time: all
+ * their loads first, then the dot products in unit order, so a lane adds
+ * exactly what kernel 1's order would add for its units. STAGE (kernel 3,
+ * a.span != 0): the group's bytes (a multiple of 16, 16-byte aligned) come
+ * in with 16-byte loads by the first span/16 lanes into the warp's shared
+ * memory and each lane unpacks its part from there (whole-line loads instead
+ * of 2-byte ones: blocks of 34, 18 and 22 bytes are only 2-byte aligned).
+ * Then each warp's butterfly, and thread j (< ntok) adds the warps' sums in
+ * warp order. */
+template <int T, bool STAGE, int NT>
+__global__ void __launch_bounds__(32 * LC_MV_ROW_WARPS, MV_MIN_BLOCKS) k_matvec_rows(mv_args a) {
+    constexpr int NW = LC_MV_ROW_WARPS;
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, k = lane & 3, v = lane >> 2;
+    __shared__ uint4 stage[STAGE ? NW * MV_STEPS * LC_MV_SPAN16 : 1];
+    __shared__ float red[NW][NT];
+    const int64_t nu = (a.cols + LC_UNIT - 1) / LC_UNIT, ng = (nu + 7) / 8;
+    const int nt = NT == 1 ? 1 : a.ntok, span16 = a.span / 16;
+    /* log2 of the elements per activation scale (Q8_K: 256, Q8_0: 32) */
+    constexpr int ASH = T == LYRA_TYPE_Q4_K || T == LYRA_TYPE_Q5_K || T == LYRA_TYPE_Q6_K ? 8 : 5;
+    for (int64_t rr = blockIdx.x; rr < a.total; rr += gridDim.x) {
+        int64_t r = rr;
+        int mi = 0;
+        while (mi + 1 < a.nm && r >= a.rows[mi]) r -= a.rows[mi++];
+        const uint8_t *row = a.W[mi] + (size_t)r * a.rb;
+        float acc[NT];
+#pragma unroll
+        for (int j = 0; j < NT; j++) acc[j] = 0.0f;
+        for (int64_t g0 = w; g0 < ng; g0 += NW * MV_STEPS) {
+            if (mv_is_float(T)) {
+                if (a.vec) { /* cols % 32 == 0: every unit of the row is whole */
+                    lc_fraw fr[MV_STEPS];
+#pragma unroll
+                    for (int s = 0; s < MV_STEPS; s++) {
+                        const int64_t u = 8 * (g0 + NW * s) + v;
+                        if (u < nu) float_load<T>(row, u * LC_UNIT + LC_PART * k, &fr[s]);
+                    }
+#pragma unroll
+                    for (int s = 0; s < MV_STEPS; s++) {
+                        const int64_t u = 8 * (g0 + NW * s) + v;
+                        if (u < nu) float_dot<T, NT>(&fr[s], u * LC_UNIT + LC_PART * k, a, acc);
+                    }
+                } else {
+#pragma unroll
+                    for (int s = 0; s < MV_STEPS; s++) {
+                        const int64_t e0 = (8 * (g0 + NW * s) + v) * LC_UNIT + LC_PART * k;
+                        if (e0 < a.cols) float_part<T, NT>(row, e0, a, acc);
+                    }
+                }
+                continue;
+            }
+            lc_wq wq[MV_STEPS];
+            if (STAGE) { /* nu % 8 == 0: every group is whole */
+                uint4 *sw = stage + w * MV_STEPS * LC_MV_SPAN16;
+                uint4 raw[MV_STEPS];
+#pragma unroll
+                for (int s = 0; s < MV_STEPS; s++)
+                    if (g0 + NW * s < ng && lane < span16)
+                        raw[s] = ((const uint4 *)(row + (size_t)(g0 + NW * s) * a.span))[lane];
+                __syncwarp(); /* the last round's parts are read */
+#pragma unroll
+                for (int s = 0; s < MV_STEPS; s++)
+                    if (g0 + NW * s < ng && lane < span16) sw[s * LC_MV_SPAN16 + lane] = raw[s];
+                __syncwarp();
+#pragma unroll
+                for (int s = 0; s < MV_STEPS; s++)
+                    if (g0 + NW * s < ng)
+                        lc_unpack<T>((const uint8_t *)(sw + s * LC_MV_SPAN16), v, k, &wq[s]);
+            } else {
+#pragma unroll
+                for (int s = 0; s < MV_STEPS; s++) {
+                    const int64_t u = 8 * (g0 + NW * s) + v;
+                    if (u < nu) lc_unpack<T>(row, u, k, &wq[s]);
+                }
+            }
+#pragma unroll
+            for (int s = 0; s < MV_STEPS; s++) {
+                const int64_t u = 8 * (g0 + NW * s) + v;
+                if (u >= nu) break;
+                const int64_t e0 = u * LC_UNIT + LC_PART * k;
+#pragma unroll
+                for (int j = 0; j < NT; j++) {
+                    if (j >= nt) break;
+                    int2 xv = *(const int2 *)(a.act.q + (size_t)j * a.cols + e0);
+                    int x[2] = {xv.x, xv.y};
+                    float dx = a.act.d[((int64_t)j * a.cols + e0) >> ASH];
+                    acc[j] += lc_part_dot<T>(&wq[s], x, dx);
+                }
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < NT; j++) {
+            if (j >= nt) break;
+            float sum = lc_warp_sum(acc[j]);
+            if (lane == 0) red[w][j] = sum;
+        }
+        __syncthreads();
+        if (threadIdx.x < nt) {
+            const int j = threadIdx.x;
+            float sum = red[0][j];
+#pragma unroll
+            for (int ww = 1; ww < NW; ww++) sum += red[ww][j];
+            a.Y[mi][(size_t)j * a.rows[mi] + r] = sum;
+        }
+        __syncthreads(); /* red is free for the next row */
+    }
+}
+
 template <int T>
 static void launch_matvec(lyra_device *d, const mv_args *a) {
-    unsigned blocks = (unsigned)((a->total + MV_WARPS - 1) / MV_WARPS);
-    k_matvec<T><<<blocks, 32 * MV_WARPS, 0, LC(d)->stream>>>(*a);
+    lc_dev *c = LC(d);
+    if (c->mv_kernel == 1) {
+        unsigned blocks = (unsigned)((a->total + MV_WARPS - 1) / MV_WARPS);
+        k_matvec<T><<<blocks, 32 * MV_WARPS, 0, c->stream>>>(*a);
+        return;
+    }
+    unsigned blocks = (unsigned)(a->total < ((int64_t)1 << 30) ? a->total : (int64_t)1 << 30);
+    const int bs = 32 * LC_MV_ROW_WARPS;
+    constexpr bool ST = !mv_is_float(T); /* (float weights are never staged) */
+    if (c->mv_kernel == 3 && a->span) {
+        if (a->ntok == 1) k_matvec_rows<T, ST, 1><<<blocks, bs, 0, c->stream>>>(*a);
+        else k_matvec_rows<T, ST, LC_MV_TOK><<<blocks, bs, 0, c->stream>>>(*a);
+    } else {
+        if (a->ntok == 1) k_matvec_rows<T, false, 1><<<blocks, bs, 0, c->stream>>>(*a);
+        else k_matvec_rows<T, false, LC_MV_TOK><<<blocks, bs, 0, c->stream>>>(*a);
+    }
 }
 
 /* Check a weight type and shape; 0 (recorded) when the device cannot. */
@@ -319,6 +487,10 @@ static void matvec_group(lyra_device *d, const lyra_type wt, const void *const *
         if ((uintptr_t)W[i] & 15) a.vec = 0;
     }
     if (a.total <= 0) return;
+    /* kernel 3 stages whole groups of 8 units when they are 16-byte words */
+    a.span = (int)lc_mv_span(wt, cols);
+    for (int i = i0; i < i1; i++)
+        if ((uintptr_t)W[i] & 15) a.span = 0;
     LC_TYPE_DISPATCH(wt, launch_matvec, d, &a);
     lc_launched(d, "matmul (decode kernel)");
 }
