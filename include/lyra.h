@@ -260,12 +260,15 @@ typedef struct lyra_model_params {
     int fallback;             /* 1 (default): progressive fallback (docs/fallback.md):
                                  when a GPU allocation fails at load or during
                                  generation, layers step down to the CPU (and CPU
-                                 layers to disk) instead of failing; a map naming a
+                                 layers to disk) instead of failing; a gpu_layers
+                                 count that does not fit the budgets is planned
+                                 smaller (a "fallback: at plan" step); a map naming a
                                  GPU that is not here puts its modules on the CPU
-                                 with a note. 0: both are errors (exit 3 / 2) */
+                                 with a note. 0: these are errors (exit 3 / 2) */
     int fallback_policy;      /* lyra_fallback_policy: LAYERS (default) or CONTEXT
                                  (shrink the context first); NONE = fallback 0 */
-    int32_t gpu_layers_fallback; /* first GPU layer count tried after a failure;
+    int32_t gpu_layers_fallback; /* first GPU layer count tried after a failure
+                                 (or when gpu_layers does not fit the plan);
                                  -1 (default): none, binary search at once */
     int32_t min_ctx;          /* CONTEXT policy: n_ctx is halved down to this; 0 = 2048 */
     int probe;                /* 1: run the load search with real allocations but

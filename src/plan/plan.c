@@ -1,7 +1,8 @@
 /* plan.c: placing modules on devices (see plan.h): the accounting of one
  * device, the greedy contiguous fill, the strategies (balanced by a search
  * for the smallest budget fraction that fits), gpu_layers, tensor_split and
- * explicit maps with per-architecture aliases. Integer arithmetic only, no
+ * explicit maps with per-architecture aliases, the step-down of a gpu_layers
+ * count that does not fit. Integer arithmetic only, no
  * dependence on hash order: the same inputs give the same plan. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,7 @@ typedef struct P {
     int n_windowed;             /* sliding-window layers */
     int32_t window;             /* their largest window */
     uint64_t kv_all, kv_unwindowed; /* KV bytes of all layers, with and without rings */
+    lyra_plan_step step;        /* the gpu_layers step-down (from -1: none) */
 } P;
 
 /* ------------------------------------------------------------- accounting */
@@ -288,12 +290,18 @@ static int gpu_overflow(P *p, int i, const char *what, lyra_error *err) {
                     p->m->modules[i].name, (unsigned long long)need, msg);
 }
 
-/* tensor_split: GPU layers in the given proportions; modules [0, e). */
-static int place_split(P *p, int e, lyra_error *err) {
+/* tensor_split: more proportions than GPUs is an error. */
+static int split_check(const P *p, lyra_error *err) {
+    if (p->o->n_split > p->ngpu)
+        return lyra_err(err, LYRA_ERR_INPUT, "tensor_split", "%d proportions but %d GPU%s",
+                        p->o->n_split, p->ngpu, p->ngpu == 1 ? "" : "s");
+    return LYRA_OK;
+}
+
+/* tensor_split: GPU layers in the given proportions; modules [0, e).
+ * Returns the first GPU over its budget, -1 when none is. */
+static int split_assign(P *p, int e) {
     const lyra_plan_opts *o = p->o;
-    if (o->n_split > p->ngpu)
-        return lyra_err(err, LYRA_ERR_INPUT, "tensor_split",
-                        "%d proportions but %d GPU%s", o->n_split, p->ngpu, p->ngpu == 1 ? "" : "s");
     uint64_t cum[LYRA_PLAN_MAX_GPUS], sum = 0;
     for (int i = 0; i < p->ngpu; i++) {
         sum += i < o->n_split ? o->split[i] : 0;
@@ -316,18 +324,125 @@ static int place_split(P *p, int e, lyra_error *err) {
         int before = i < p->n && (p->m->modules[i].kind == LYRA_PLAN_EMBED);
         p->where[i] = before ? (first >= 0 ? first : 0) : (last >= 0 ? last : p->ngpu - 1);
     }
-    for (int d = 0; d < p->ngpu; d++) {
-        lyra_plan_usage u = usage(p, d);
-        if (u.total > p->dev[d].budget) {
-            char a[32], b[32];
-            return lyra_err(err, LYRA_ERR_INPUT, "tensor_split",
-                            "GPU %s would hold %llu bytes (%s) but its budget is %llu bytes (%s)",
-                            p->dev[d].id, (unsigned long long)u.total,
-                            fmt_bytes(u.total, a, sizeof a), (unsigned long long)p->dev[d].budget,
-                            fmt_bytes(p->dev[d].budget, b, sizeof b));
+    for (int d = 0; d < p->ngpu; d++)
+        if (!fits(p, d)) return d;
+    return -1;
+}
+
+/* The error of a tensor_split whose GPU d is over its budget. */
+static int split_over(P *p, int d, lyra_error *err) {
+    lyra_plan_usage u = usage(p, d);
+    char a[32], b[32];
+    return lyra_err(err, LYRA_ERR_INPUT, "tensor_split",
+                    "GPU %s would hold %llu bytes (%s) but its budget is %llu bytes (%s)",
+                    p->dev[d].id, (unsigned long long)u.total, fmt_bytes(u.total, a, sizeof a),
+                    (unsigned long long)p->dev[d].budget, fmt_bytes(p->dev[d].budget, b, sizeof b));
+}
+
+/* ------------------------------------------------------------- step-down */
+
+/* The GPU part of gpu_layers k (modules [0, gpu_end(k))) placed by strategy
+ * st (g: LYRA_PLAN_GPU's device; tensor_split when given), nothing else
+ * placed. Returns 1 when all of it fits; else *end is its first module left
+ * unplaced (the greedy fills) and *over a GPU over its budget (tensor_split),
+ * -1 for none. */
+static int gpu_part(P *p, int32_t k, lyra_plan_strategy st, int g, int *end, int *over) {
+    int e = gpu_end(p, k);
+    unplace(p, 0, p->n);
+    *over = -1;
+    *end = e;
+    if (p->o->n_split) {
+        *over = split_assign(p, e);
+        return *over < 0;
+    }
+    if (st == LYRA_PLAN_GPU) {
+        int devs[1] = {g};
+        uint64_t caps[1] = {p->dev[g].budget};
+        *end = fill(p, 0, e, devs, caps, 1);
+    } else {
+        *end = place_gpus(p, e, st);
+    }
+    return *end == e;
+}
+
+/* The first module in order whose device d goes over its budget under the
+ * current placement (n when none does). */
+static int first_over(P *p, int d) {
+    int *saved = malloc((size_t)p->n * sizeof *saved);
+    if (!saved) return p->n;
+    memcpy(saved, p->where, (size_t)p->n * sizeof *saved);
+    unplace(p, 0, p->n);
+    int culprit = p->n;
+    for (int m = 0; m < p->n; m++) {
+        p->where[m] = saved[m];
+        if (runs_on(p, m) == d && !fits(p, d)) {
+            culprit = m;
+            break;
         }
     }
-    return LYRA_OK;
+    memcpy(p->where, saved, (size_t)p->n * sizeof *saved);
+    free(saved);
+    return culprit;
+}
+
+/* gpu_layers whose GPU part did not fit (end, over: as gpu_part left them)
+ * with opts.step_down: fewer layers (plan.h, docs/fallback.md "At plan"),
+ * placed, recorded in p->step and noted. Returns the end of the new GPU part. */
+static int step_down(P *p, lyra_plan_strategy st, int g, int end, int over) {
+    int32_t K = 0;
+    for (int i = 0; i < p->n; i++) K += p->m->modules[i].kind == LYRA_PLAN_LAYER;
+    if (p->o->gpu_layers < K) K = p->o->gpu_layers;
+    /* what did not fit, and where */
+    lyra_plan_step *s = &p->step;
+    char why[200], a[32], b[32];
+    size_t o = 0;
+    if (over >= 0) {
+        int c = first_over(p, over);
+        lyra_plan_usage u = usage(p, over);
+        snprintf(s->device, sizeof s->device, "%s", p->dev[over].id);
+        snprintf(s->module, sizeof s->module, "%s", c < p->n ? p->m->modules[c].name : "");
+        s->asked = u.total;
+        s->room = p->dev[over].budget;
+        snprintf(why, sizeof why, "tensor_split: GPU %s would hold %s, budget %s", p->dev[over].id,
+                 fmt_bytes(u.total, a, sizeof a), fmt_bytes(p->dev[over].budget, b, sizeof b));
+    } else {
+        int d = st == LYRA_PLAN_GPU ? g : p->ngpu - 1; /* the last GPU the fill tried */
+        lyra_plan_usage u = usage(p, d);
+        snprintf(s->device, sizeof s->device, "%s", p->dev[d].id);
+        snprintf(s->module, sizeof s->module, "%s", p->m->modules[end].name);
+        p->where[end] = d; /* what it would add there: weights, KV cache, scratch */
+        s->asked = usage(p, d).total - u.total;
+        p->where[end] = -1;
+        s->room = p->dev[d].budget > u.total ? p->dev[d].budget - u.total : 0;
+        o += (size_t)snprintf(why, sizeof why, "%s does not fit: budget%s", p->m->modules[end].name,
+                              st == LYRA_PLAN_GPU ? "" : "s");
+        int listed = 0;
+        for (int i = 0; i < p->ngpu && o < sizeof why; i++)
+            if (st != LYRA_PLAN_GPU || i == g)
+                o += (size_t)snprintf(why + o, sizeof why - o, "%s GPU %s %s", listed++ ? "," : "",
+                                      p->dev[i].id, fmt_bytes(p->dev[i].budget, a, sizeof a));
+    }
+    /* gpu_layers_fallback first when smaller, then the largest count that fits */
+    int32_t gf = p->o->gpu_layers_fallback, kf = K, to = -1;
+    int e1, o1;
+    if (gf >= 0 && gf < K) {
+        if (gpu_part(p, gf, st, g, &e1, &o1)) to = gf;
+        else kf = gf;
+    }
+    if (to < 0) {
+        int32_t lo = 0, hi = kf - 1; /* 0 always fits: nothing on the GPUs */
+        while (lo < hi) {
+            int32_t mid = lo + (hi - lo + 1) / 2;
+            if (gpu_part(p, mid, st, g, &e1, &o1)) lo = mid;
+            else hi = mid - 1;
+        }
+        to = lo;
+    }
+    gpu_part(p, to, st, g, &e1, &o1);
+    s->from = K;
+    s->to = to;
+    lyra_plan_note(p->notes, "fallback: at plan: %d -> %d GPU layers (%s)", (int)K, (int)to, why);
+    return gpu_end(p, to);
 }
 
 /* --------------------------------------------------------- explicit maps */
@@ -626,6 +741,7 @@ static int place(P *p, lyra_error *err) {
         int devs[1] = {g};
         uint64_t caps[1] = {p->dev[g].budget};
         int end = fill(p, 0, e, devs, caps, 1);
+        if (end < e && has_layers && o->step_down) return tail(p, step_down(p, st, g, end, -1), err);
         if (end < e) {
             lyra_plan_usage u;
             p->where[end] = g;
@@ -651,10 +767,14 @@ static int place(P *p, lyra_error *err) {
         return tail(p, 0, err);
     }
     if (o->n_split) {
-        int rc = place_split(p, e, err);
-        return rc ? rc : tail(p, e, err);
+        int rc = split_check(p, err);
+        if (rc) return rc;
+        int over = split_assign(p, e);
+        if (over >= 0 && has_layers && o->step_down) return tail(p, step_down(p, st, -1, e, over), err);
+        return over >= 0 ? split_over(p, over, err) : tail(p, e, err);
     }
     int end = place_gpus(p, e, st);
+    if (has_layers && end < e && o->step_down) return tail(p, step_down(p, st, -1, end, -1), err);
     if (has_layers && end < e) return gpu_overflow(p, end, "gpu_layers", err);
     return tail(p, end, err);
 }
@@ -758,6 +878,7 @@ int lyra_plan_make(const lyra_plan_model *model, const lyra_plan_device *devs, i
         return rc;
     }
     p.embed = p.head = -1;
+    p.step.from = p.step.to = -1;
     for (int i = 0; i < p.n; i++) {
         if (model->modules[i].kind == LYRA_PLAN_EMBED && p.embed < 0) p.embed = i;
         if (model->modules[i].kind == LYRA_PLAN_HEAD && p.head < 0) p.head = i;
@@ -789,6 +910,7 @@ int lyra_plan_make(const lyra_plan_model *model, const lyra_plan_device *devs, i
     pl->window = p.window;
     pl->kv_all = p.kv_all;
     pl->kv_unwindowed = p.kv_unwindowed;
+    pl->step = p.step;
     pl->n_devices = p.nd;
     for (int d = 0; d < p.nd; d++) pl->use[d] = usage(&p, d);
     pl->n_modules = p.n;

@@ -53,15 +53,23 @@
  *                    budget. A GPU that is not here: its modules go to the CPU
  *                    with a note when opts.fallback (default), else an error.
  *   gpu_layers N     model.embed_tokens and model.layers.0..N-1 on the GPUs
- *                    (split by the strategy; an error if they do not fit), the
- *                    rest on the CPU (then disk); N >= n_layers (or "all"):
- *                    everything on the GPUs; 0: nothing on the GPUs.
+ *                    (split by the strategy; an error if they do not fit, or
+ *                    with opts.step_down fewer layers, below), the rest on the
+ *                    CPU (then disk); N >= n_layers (or "all"): everything on
+ *                    the GPUs; 0: nothing on the GPUs.
  *   tensor_split     llama.cpp's --tensor-split: the GPU layers are split in
  *                    these proportions (layer j of L goes to the first GPU i
  *                    with j / L < (p0 + .. + pi) / sum); the embedding goes
  *                    with the first GPU layer, norm and head (when on GPUs)
  *                    with the last. Without gpu_layers all modules are GPU
  *                    modules. Needs strategy auto/balanced.
+ * Step-down (opts.step_down, the runtime's progressive fallback): when the
+ * GPU part of gpu_layers N does not fit (any strategy taking gpu_layers,
+ * tensor_split too), the plan puts K1 < K = min(N, n_layers) layers there
+ * instead: opts.gpu_layers_fallback first when smaller than K and it fits,
+ * else the largest count below that fits (0: nothing on the GPUs), and
+ * reports it in plan.step and a note "fallback: at plan: K -> K1 GPU layers
+ * (WHY)". Strategies and maps without gpu_layers keep their errors.
  * Errors are LYRA_ERR_INPUT with one line naming the entry, module or device
  * and the bytes. Notes (ignored max_memory entries, missing GPUs) are returned,
  * never printed. The planner parses no text: its inputs are typed
@@ -181,9 +189,13 @@ typedef struct lyra_plan_opts {
     int fallback;                 /* 1 (default): a map naming a missing GPU puts its
                                      modules on the CPU with a note; 0: error */
     const char *const *fixed;     /* LYRA_PLAN_FIXED: [n_modules] device ids */
+    int step_down;                /* 1: gpu_layers that do not fit step down (above);
+                                     0 (default): an error */
+    int32_t gpu_layers_fallback;  /* step_down: the count tried first; -1 (default): none */
 } lyra_plan_opts;
 
-/* auto, no gpu_layers, no split, ctx 4096, batch 512, kv_chunk 256, fallback 1. */
+/* auto, no gpu_layers, no split, ctx 4096, batch 512, kv_chunk 256, fallback 1,
+ * step_down 0, gpu_layers_fallback -1. */
 lyra_plan_opts lyra_plan_default_opts(void);
 
 /* The geometry a model is planned for (lyra_model_params' n_ctx, n_batch,
@@ -252,6 +264,17 @@ typedef struct lyra_plan_usage {
     uint64_t total;     /* the sum */
 } lyra_plan_usage;
 
+/* A plan-time step-down of gpu_layers (opts.step_down). */
+typedef struct lyra_plan_step {
+    int32_t from;       /* GPU layers asked (at most the model's); -1: no step-down */
+    int32_t to;         /* GPU layers planned */
+    char device[16];    /* the GPU that could not take `module` */
+    char module[48];    /* the first module that did not fit */
+    uint64_t asked;     /* what it would add there (weights, KV cache, scratch;
+                           tensor_split: the GPU's whole share) */
+    uint64_t room;      /* what that GPU had left within its budget */
+} lyra_plan_step;
+
 typedef struct lyra_plan {
     int32_t ctx;                                /* opts.ctx */
     int32_t batch;                              /* opts.batch */
@@ -268,6 +291,7 @@ typedef struct lyra_plan {
     int32_t window;                             /* their (largest) window */
     uint64_t kv_all;                            /* KV bytes of every layer */
     uint64_t kv_unwindowed;                     /* the same without rings (full context) */
+    lyra_plan_step step;                        /* the gpu_layers step-down (from -1: none) */
 } lyra_plan;
 
 /* Plan model on devs[n_devs] (one "cpu"; GPUs; "disk" added when absent;
@@ -284,7 +308,9 @@ const char *lyra_plan_module_device(const lyra_plan *p, const char *module);
  * "" when none. Returns the length it needs (as snprintf). */
 size_t lyra_plan_module_ranges(const lyra_plan *p, int d, char *buf, size_t cap);
 /* {"ctx":N,"batch":N,"devices":[{"id","kind","backend","free","reserve",
- * "budget","weights","kv","scratch","total"}...],"map":{module: id, ...}} */
+ * "budget","weights","kv","scratch","total"}...],"map":{module: id, ...}},
+ * and after a step-down "fallback":[{"phase":"load","device","asked","free",
+ * "what":"gpu","from","to"}] (the form of lyra plan --probe's steps). */
 json_t *lyra_plan_json(const lyra_plan *p);
 /* One device object of that JSON: id, kind, backend, free, reserve, budget,
  * and with u (may be NULL) weights, kv, scratch, total ("lyra devices --json"

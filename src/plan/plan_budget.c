@@ -21,6 +21,7 @@ lyra_plan_opts lyra_plan_default_opts(void) {
     o.batch = 512;
     o.kv_chunk = 256;
     o.fallback = 1;
+    o.gpu_layers_fallback = -1;
     return o;
 }
 

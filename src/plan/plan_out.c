@@ -81,6 +81,14 @@ json_t *lyra_plan_json(const lyra_plan *p) {
             json_object_set_new(map, p->modules[i].name, json_string(p->dev[p->module_dev[i]].id)))
             goto oom;
     if (json_object_set_new(root, "map", map)) { map = NULL; goto oom; }
+    map = NULL;
+    if (p->step.from >= 0) { /* the step-down, as lyra plan --probe lists steps */
+        json_t *st = json_pack("[{s:s,s:s,s:I,s:I,s:s,s:i,s:i}]", "phase", "load", "device",
+                               p->step.device, "asked", (json_int_t)p->step.asked, "free",
+                               (json_int_t)p->step.room, "what", "gpu", "from", (int)p->step.from,
+                               "to", (int)p->step.to);
+        if (!st || json_object_set_new(root, "fallback", st)) goto oom;
+    }
     return root;
 oom:
     json_decref(root);

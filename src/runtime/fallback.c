@@ -26,17 +26,23 @@
 
 /* ---------------------------------------------------------------- history */
 
-int lyra_runtime_fallback_step(lyra_model *m, int phase, int32_t token, const lyra_oom *oom,
-                               const char *what, int32_t from, int32_t to) {
+lyra_fallback_step *lyra_runtime_fallback_add(lyra_model *m) {
     if (m->n_steps == m->cap_steps) {
         int cap = m->cap_steps ? 2 * m->cap_steps : 8;
         lyra_fallback_step *s = realloc(m->steps, (size_t)cap * sizeof *s);
-        if (!s) return LYRA_ERR_OOM;
+        if (!s) return NULL;
         m->steps = s;
         m->cap_steps = cap;
     }
     lyra_fallback_step *s = &m->steps[m->n_steps++];
     memset(s, 0, sizeof *s);
+    return s;
+}
+
+int lyra_runtime_fallback_step(lyra_model *m, int phase, int32_t token, const lyra_oom *oom,
+                               const char *what, int32_t from, int32_t to) {
+    lyra_fallback_step *s = lyra_runtime_fallback_add(m);
+    if (!s) return LYRA_ERR_OOM;
     s->phase = phase;
     s->token = phase == LYRA_PHASE_GENERATE ? token : -1;
     snprintf(s->device, sizeof s->device, "%s", m->dev[oom->dev]->id);
@@ -475,6 +481,22 @@ int lyra_runtime_cpu_layers(const lyra_model *m) {
     return n;
 }
 
+/* The planner's step-down of gpu_layers (plan.h lyra_plan_step) as the first
+ * load step of the history; its line was the plan's note. */
+static int plan_step(lyra_model *m, const lyra_plan_step *ps) {
+    lyra_fallback_step *s = lyra_runtime_fallback_add(m);
+    if (!s) return LYRA_ERR_OOM;
+    s->phase = LYRA_PHASE_LOAD;
+    s->token = -1;
+    snprintf(s->device, sizeof s->device, "%s", ps->device);
+    s->asked = ps->asked;
+    s->free = ps->room;
+    snprintf(s->what, sizeof s->what, "gpu");
+    s->from_k = ps->from;
+    s->to_k = ps->to;
+    return LYRA_OK;
+}
+
 /* Replace m->plan by the plan of the map that loaded (module_dev, disk). */
 static int plan_final(lyra_model *m, const lyra_model_params *p, lyra_error *err) {
     int n_mod = lyra_llama_n_modules(m->arch);
@@ -527,6 +549,8 @@ static int load_share(lyra_model *m, const lyra_model_params *p, lyra_error *err
     if ((rc = lyra_runtime_plan_ranked(m->arch, p, &m->geom, m->dev, m->n_dev, m->module_rank, &m->plan, err)))
         return rc;
     const lyra_plan *pl = m->plan;
+    if (pl->step.from >= 0 && (rc = plan_step(m, &pl->step)))
+        return lyra_err(err, rc, "model", "out of memory");
     if (pl->n_modules != n_mod)
         return lyra_err(err, LYRA_ERR_RUNTIME, "model", "plan has %d modules, not %d", pl->n_modules, n_mod);
     m->module_dev = calloc((size_t)n_mod, sizeof *m->module_dev);

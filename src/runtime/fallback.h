@@ -23,6 +23,8 @@ int lyra_runtime_load(lyra_model *m, const lyra_model_params *p, lyra_error *err
  * LYRA_ERR_OOM (err says why) when there is nothing left to move. */
 int lyra_runtime_step_down(lyra_context *c, const lyra_oom *oom, int phase, int32_t token,
                            lyra_error *err);
+/* Append a zeroed history step (NULL when out of memory). */
+lyra_fallback_step *lyra_runtime_fallback_add(lyra_model *m);
 /* Append a history step and log its line (what: "gpu", "cpu" or "ctx"). */
 int lyra_runtime_fallback_step(lyra_model *m, int phase, int32_t token, const lyra_oom *oom,
                                const char *what, int32_t from, int32_t to);

@@ -151,6 +151,9 @@ static int plan_opts(const lyra_model_params *p, const lyra_geometry *g, const c
     o->n_seq = g->n_seq;
     o->kv_chunk = p->kv_chunk > 0 ? p->kv_chunk : LYRA_KV_CHUNK;
     o->fallback = p->fallback;
+    /* gpu_layers that do not fit step down when the progressive fallback is on */
+    o->step_down = p->fallback != 0 && p->fallback_policy != LYRA_FALLBACK_NONE;
+    o->gpu_layers_fallback = p->gpu_layers_fallback;
     if (fixed) {
         o->strategy = LYRA_PLAN_FIXED;
         o->fixed = fixed;

@@ -4,6 +4,7 @@
 # (ID:N) and from there on (ID:N+), expecting the all-CPU text (exit 0) or,
 # for a CPU failure with no way left, exit 3 naming the device; the step
 # lines' format; --no-fallback exit 3; the context policy; plan --probe;
+# the planner's step-down of --gpu-layers (exit 2 without fallback);
 # malformed LYRA_FAIL_ALLOC (exit 2). Run under ASan/LSan by CI, so a leak or
 # a bad access on any of these paths fails it.
 source "$(dirname "$0")/lib.sh"
@@ -108,6 +109,61 @@ check_rc "context policy" 0 "$LYRA" generate -m "$M" -p "Once upon a time" -n 8 
 check_grep "context policy: halves" '^fallback: context 2048 -> 1024 positions \(out of memory on 0' "$T/err"
 check_grep "context policy: halves again" '^fallback: context 1024 -> 512 positions' "$T/err"
 if grep -q "^fallback: .*GPU layers" "$T/err"; then bad "context policy moved layers: $(cat "$T/err")"; else ok; fi
+
+# the planner's step-down (docs/fallback.md "At plan"; the H200 run of
+# docs/gpu.md): a GPU whose free memory holds fewer layers than asked, and a
+# --max-memory above its free memory (cut to it): --gpu-layers all steps down
+# to the 2 layers that fit, exit 0 and the all-CPU text; lyra plan agrees
+export LYRA_SIM_GPUS=900KiB
+STEP=(--gpu-layers all --max-memory 0=6GiB)
+check_rc "plan step-down: runs" 0 "$LYRA" "${GEN[@]}" "${STEP[@]}"
+check_eq "plan step-down: cpu text" "$(cat "$T/out")" "$(cat "$T/ref")"
+check_grep "plan step-down: budget cut" \
+    '^max_memory: 0: budget 6\.0 GiB is more than the device.s free memory 900\.0 KiB; planning with 900\.0 KiB$' "$T/err"
+check_grep "plan step-down: step line" \
+    '^fallback: at plan: 5 -> 2 GPU layers \(model\.layers\.2 does not fit: budgets GPU 0 900\.0 KiB\)$' "$T/err"
+check_eq "plan step-down: one step line" "$(grep -c '^fallback: ' "$T/err")" 1
+check_grep "plan step-down: map" '^map: 0 \(gpu\) model\.embed_tokens model\.layers\.0-1 weights' "$T/err"
+check_rc "plan step-down: lyra plan" 0 "$LYRA" plan -m "$M" --ctx 256 --batch 64 --kv-chunk 8 "${STEP[@]}" --json
+check_grep "plan step-down: lyra plan's line" '^fallback: at plan: 5 -> 2 GPU layers ' "$T/err"
+"$PY" - "$T/out" <<'EOF2' && ok || bad "plan step-down JSON: $(cat "$T/out")"
+import json, sys
+j = json.load(open(sys.argv[1]))
+m = j["map"]
+assert [m[f"model.layers.{i}"] for i in range(5)] == ["0", "0", "cpu", "cpu", "cpu"], m
+assert m["model.embed_tokens"] == "0" and m["lm_head"] == "cpu", m
+(s,) = j["fallback"]
+assert (s["phase"], s["what"], s["device"], s["from"], s["to"]) == ("load", "gpu", "0", 5, 2), s
+assert s["asked"] > s["free"], s
+EOF2
+check_rc "plan step-down: probe" 0 "$LYRA" plan -m "$M" --ctx 256 --batch 64 --kv-chunk 8 "${STEP[@]}" --probe
+"$PY" - "$T/out" <<'EOF2' && ok || bad "plan step-down probe JSON: $(cat "$T/out")"
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert j["fallback"][0]["from"] == 5 and j["fallback"][0]["to"] == 2, j["fallback"]
+assert j["map"]["model.layers.1"] == "0" and j["map"]["model.layers.2"] == "cpu", j["map"]
+EOF2
+check_rc "plan step-down: gpu-layers-fallback" 0 "$LYRA" "${GEN[@]}" "${STEP[@]}" --gpu-layers-fallback 1
+check_grep "plan step-down: gpu-layers-fallback first" '^fallback: at plan: 5 -> 1 GPU layers ' "$T/err"
+check_eq "plan step-down: gpu-layers-fallback text" "$(cat "$T/out")" "$(cat "$T/ref")"
+printf '{"gpu_layers": "all", "max_memory": {"0": "6GiB"}}\n' >"$T/cfg.json"
+check_rc "plan step-down: config's gpu_layers" 0 "$LYRA" "${GEN[@]}" --model-config "$T/cfg.json"
+check_grep "plan step-down: config's step line" '^fallback: at plan: 5 -> 2 GPU layers ' "$T/err"
+check_eq "plan step-down: config's text" "$(cat "$T/out")" "$(cat "$T/ref")"
+# fallback off: today's planner error, exit 2, nothing generated
+for off in --no-fallback "--fallback-policy none"; do
+    check_rc "plan step-down: $off" 2 "$LYRA" "${GEN[@]}" "${STEP[@]}" $off
+    check_grep "plan step-down: $off message" \
+        '^lyra: error: gpu_layers: model\.layers\.2 \(214528 bytes of weights and KV cache\) does not fit on the GPUs \(budgets GPU 0 900\.0 KiB\)$' "$T/err"
+    if grep -q '^fallback: ' "$T/err"; then bad "plan step-down: $off stepped down"; else ok; fi
+    check_eq "plan step-down: $off stdout" "$(wc -c <"$T/out")" 0
+done
+printf '{"gpu_layers": "all", "max_memory": {"0": "6GiB"}, "enable_progressive_fallback": false}\n' >"$T/cfg.json"
+check_rc "plan step-down: config fallback off" 2 "$LYRA" "${GEN[@]}" --model-config "$T/cfg.json"
+check_grep "plan step-down: config fallback off message" '^lyra: error: gpu_layers: model\.layers\.2 ' "$T/err"
+# an explicit strategy keeps its error: cuda:0 without --gpu-layers
+check_rc "plan step-down: cuda:0 stays an error" 2 "$LYRA" "${GEN[@]}" --device-map cuda:0
+check_grep "plan step-down: cuda:0 message" '^lyra: error: device_map: model\.layers\.2 does not fit on GPU 0: ' "$T/err"
 
 # fault injection with no way left: all on the CPU, every CPU allocation fails
 export LYRA_SIM_GPUS=

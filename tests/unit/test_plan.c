@@ -8,8 +8,9 @@
  * 1600 + 11000 k, a GPU holding k layers, the norm and the head
  * 2340 + 11000 k. Covered: every strategy, gpu_layers, tensor_split, explicit
  * maps (prefixes, "", aliases, GPU -> CPU -> GPU, errors), disk spill,
- * budgets and reserves, the spec parsers, tied heads, extras, target types,
- * determinism (5 runs, same bytes) and the exact JSON format. */
+ * budgets and reserves, the gpu_layers step-down, the spec parsers, tied
+ * heads, extras, target types, determinism (5 runs, same bytes) and the
+ * exact JSON format. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -954,11 +955,135 @@ static void test_inputs(void) {
     lyra_plan_free(p);
 }
 
+/* opts.step_down (the runtime's progressive fallback): gpu_layers that do
+ * not fit put fewer layers on the GPUs (docs/fallback.md "At plan"). */
+static lyra_plan *expect_step(const synth *s, const lyra_plan_device *d, int n, const lyra_plan_opts *o,
+                              const char *want, int from, int to, const char *note, const char *what) {
+    lyra_plan *p = expect_map(s, d, n, o, want, what);
+    if (!p) return NULL;
+    CHECK(p->step.from == from && p->step.to == to, "%s: step %d -> %d, want %d -> %d", what,
+          (int)p->step.from, (int)p->step.to, from, to);
+    CHECK(p->notes.n == 1 && !strcmp(p->notes.line[0], note), "%s: note \"%s\"", what,
+          p->notes.n ? p->notes.line[0] : "(none)");
+    return p;
+}
+
+static void test_step_down(void) {
+    synth s;
+    synth_make(&s, "llama");
+    lyra_plan_opts o = opts_ctx100();
+    lyra_plan *p;
+    o.step_down = 1;
+    /* GPUs of 30000: 0 takes embed + 2 layers (23600), 1 takes 2 (22600):
+     * 4 layers fit, balanced as embed + 0-1 | 2-3 (no smaller fraction works) */
+    lyra_plan_device ds[] = {dev_gpu("0", 30000), dev_gpu("1", 30000), dev_cpu(1000000000)};
+    const char *four = "0:model.embed_tokens model.layers.0-1|1:model.layers.2-3|"
+                       "cpu:model.layers.4-7 model.norm lm_head|disk:";
+    const char *note = "fallback: at plan: 6 -> 4 GPU layers (model.layers.4 does not fit: budgets "
+                       "GPU 0 29.3 KiB, GPU 1 29.3 KiB)";
+    o.gpu_layers = 6;
+    p = expect_step(&s, ds, 3, &o, four, 6, 4, note, "6 -> 4");
+    if (p) { /* layer 4 would add 11000 to GPU 1's 22600: 7400 left */
+        CHECK(!strcmp(p->step.device, "1") && !strcmp(p->step.module, "model.layers.4") &&
+                  p->step.asked == 11000 && p->step.room == 7400,
+              "step: %s %s %llu %llu", p->step.device, p->step.module,
+              (unsigned long long)p->step.asked, (unsigned long long)p->step.room);
+        char *j = lyra_plan_json_string(p);
+        CHECK(j && strstr(j, ",\"fallback\":[{\"phase\":\"load\",\"device\":\"1\",\"asked\":11000,"
+                             "\"free\":7400,\"what\":\"gpu\",\"from\":6,\"to\":4}]}\n"),
+              "json: %s", j ? j : "(null)");
+        /* the same inputs, the same plan */
+        lyra_plan *p2 = NULL;
+        lyra_error err;
+        char *j2 = lyra_plan_make(&s.m, ds, 3, &o, &p2, &err) == LYRA_OK ? lyra_plan_json_string(p2) : NULL;
+        CHECK(j && j2 && !strcmp(j, j2), "deterministic");
+        free(j);
+        free(j2);
+        lyra_plan_free(p2);
+        lyra_plan_free(p);
+    }
+    /* "all" is the model's 8 layers */
+    o.gpu_layers = LYRA_PLAN_ALL_LAYERS;
+    p = expect_step(&s, ds, 3, &o, four, 8, 4,
+                    "fallback: at plan: 8 -> 4 GPU layers (model.layers.4 does not fit: budgets "
+                    "GPU 0 29.3 KiB, GPU 1 29.3 KiB)", "all -> 4");
+    lyra_plan_free(p);
+    /* gpu_layers_fallback first when smaller and it fits: embed + 0 | 1 (12600 / 11600) */
+    o.gpu_layers = 6;
+    o.gpu_layers_fallback = 2;
+    p = expect_step(&s, ds, 3, &o, "0:model.embed_tokens model.layers.0|1:model.layers.1|"
+                    "cpu:model.layers.2-7 model.norm lm_head|disk:", 6, 2,
+                    "fallback: at plan: 6 -> 2 GPU layers (model.layers.4 does not fit: budgets "
+                    "GPU 0 29.3 KiB, GPU 1 29.3 KiB)", "gpu_layers_fallback 2");
+    lyra_plan_free(p);
+    /* one that does not fit: the largest count below it; one not smaller: ignored */
+    o.gpu_layers_fallback = 5;
+    p = expect_step(&s, ds, 3, &o, four, 6, 4, note, "gpu_layers_fallback 5");
+    lyra_plan_free(p);
+    o.gpu_layers_fallback = 7;
+    p = expect_step(&s, ds, 3, &o, four, 6, 4, note, "gpu_layers_fallback 7");
+    lyra_plan_free(p);
+    o.gpu_layers_fallback = -1;
+    /* a count that fits: no step */
+    o.gpu_layers = 4;
+    p = expect_map(&s, ds, 3, &o, four, "4 fits");
+    if (p) {
+        CHECK(p->step.from == -1 && p->notes.n == 0, "4 fits: no step");
+        char *j = lyra_plan_json_string(p);
+        CHECK(j && !strstr(j, "fallback"), "4 fits: no fallback in the JSON");
+        free(j);
+        lyra_plan_free(p);
+    }
+    /* GPUs too small for the embedding and one layer: 0 layers, all on the CPU */
+    lyra_plan_device dt[] = {dev_gpu("0", 10000), dev_cpu(1000000000)};
+    o.gpu_layers = 3;
+    p = expect_step(&s, dt, 2, &o, "0:|cpu:model.embed_tokens model.layers.0-7 model.norm lm_head|disk:",
+                    3, 0, "fallback: at plan: 3 -> 0 GPU layers (model.layers.0 does not fit: budgets "
+                    "GPU 0 9.8 KiB)", "3 -> 0");
+    lyra_plan_free(p);
+    /* cuda:1 of 50000 holds embed + 4 layers (45600): with gpu_layers the count
+     * steps down; without, everything on GPU 1 stays an error */
+    lyra_plan_device d2[] = {dev_gpu("0", 200000), dev_gpu("1", 50000), dev_cpu(1000000000)};
+    lyra_error err;
+    CHECK(strategy("cuda:1", &o, &err) == LYRA_OK, "cuda:1");
+    o.gpu_layers = LYRA_PLAN_ALL_LAYERS;
+    p = expect_step(&s, d2, 3, &o, "0:|1:model.embed_tokens model.layers.0-3|"
+                    "cpu:model.layers.4-7 model.norm lm_head|disk:", 8, 4,
+                    "fallback: at plan: 8 -> 4 GPU layers (model.layers.4 does not fit: budget "
+                    "GPU 1 48.8 KiB)", "cuda:1 all -> 4");
+    lyra_plan_free(p);
+    o.gpu_layers = -1;
+    expect_err(&s, d2, 3, &o, "model.layers.4 does not fit on GPU 1", "cuda:1 without gpu_layers");
+    /* tensor_split 1,1 over GPU 0 of 30000: embed + ceil(k/2) layers fit for k <= 4 */
+    CHECK(strategy("auto", &o, &err) == LYRA_OK && split("1,1", &o, &err) == LYRA_OK, "split 1,1");
+    lyra_plan_device d3[] = {dev_gpu("0", 30000), dev_gpu("1", 1000000), dev_cpu(1000000000)};
+    expect_err(&s, d3, 3, &o, "GPU 0 would hold 45600 bytes", "split without gpu_layers");
+    o.gpu_layers = LYRA_PLAN_ALL_LAYERS;
+    p = expect_step(&s, d3, 3, &o, four, 8, 4,
+                    "fallback: at plan: 8 -> 4 GPU layers (tensor_split: GPU 0 would hold 44.5 KiB, "
+                    "budget 29.3 KiB)", "split all -> 4");
+    if (p) {
+        CHECK(!strcmp(p->step.device, "0") && !strcmp(p->step.module, "model.layers.2") &&
+                  p->step.asked == 45600 && p->step.room == 30000,
+              "split step: %s %s %llu %llu", p->step.device, p->step.module,
+              (unsigned long long)p->step.asked, (unsigned long long)p->step.room);
+        lyra_plan_free(p);
+    }
+    /* step_down off: today's error */
+    o.step_down = 0;
+    expect_err(&s, d3, 3, &o, "GPU 0 would hold 45600 bytes", "split, no step-down");
+    o.n_split = 0;
+    o.gpu_layers = 6;
+    expect_err(&s, ds, 3, &o, "model.layers.4 (11000 bytes of weights and KV cache) does not fit on "
+               "the GPUs", "no step-down");
+}
+
 int main(void) {
     test_strategies();
     test_single_gpu();
     test_gpu_layers();
     test_tensor_split();
+    test_step_down();
     test_maps();
     test_accounting();
     test_budgets();
