@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # gpu-ab.sh: one prepared command for a lent GPU machine: the CUDA decode
-# matmul kernels side by side (LYRA_CUDA_MATVEC=v3, the default, v2 and v1:
+# matmul kernels side by side (LYRA_CUDA_MATVEC=v3, v2 (the default) and v1:
 # docs/gpu.md). Prepare here with scripts/gpu-prep.sh, then run there with the
 # device tool: carry [".deps", ".gpu-data"], command "scripts/gpu-ab.sh",
 # timeout_s 260 (the script stops its stages at LYRA_GPU_LIMIT, 230 s; the

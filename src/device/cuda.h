@@ -79,7 +79,8 @@ int lyra_cuda_host_quantize_act(lyra_type wt, const float *x, int64_t n, void *o
  * unit in the kernel's lane order and reduced as the warp reduces. */
 float lyra_cuda_host_dot(lyra_type wt, const void *w, const float *x, int64_t n);
 /* The same for decode kernel 1, 2 or 3 (LYRA_CUDA_MATVEC; 2 and 3 add in
- * the same order); lyra_cuda_host_dot is the default kernel, 3. */
+ * the same order); lyra_cuda_host_dot is kernel 3, whose sums are
+ * bit for bit those of kernel 2, the default. */
 float lyra_cuda_host_dot_kernel(lyra_type wt, const void *w, const float *x, int64_t n, int kernel);
 /* A row of n elements dequantized as get_rows and the GEMM weight tiles do. */
 void lyra_cuda_host_dequant(lyra_type wt, const void *row, int64_t n, float *out);

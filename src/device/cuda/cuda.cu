@@ -264,17 +264,18 @@ static void reason(cudaError_t e, const char *what, char *why, size_t cap) {
 }
 
 /* The decode matmul kernel LYRA_CUDA_MATVEC asks for (a diagnostic,
- * docs/gpu.md): v1, v2 or v3 (the default; unset or empty: v3). */
+ * docs/gpu.md): v1, v2 (the default; unset or empty: v2; the fastest on
+ * the H200, 2026-12-04) or v3. */
 static int mv_kernel_from_env(int index) {
     const char *e = getenv("LYRA_CUDA_MATVEC");
-    if (!e || !*e) return 3;
+    if (!e || !*e) return 2;
     for (int k = 1; k <= 3; k++) {
         char name[4];
         snprintf(name, sizeof name, "v%d", k);
         if (!strcmp(e, name) || (e[0] == '0' + k && !e[1])) return k;
     }
-    LYRA_WARN("CUDA GPU %d: LYRA_CUDA_MATVEC=%.40s is not v1, v2 or v3; using v3", index, e);
-    return 3;
+    LYRA_WARN("CUDA GPU %d: LYRA_CUDA_MATVEC=%.40s is not v1, v2 or v3; using v2", index, e);
+    return 2;
 }
 
 /* Lyra device number index (id) on card ordinal, part `part` of `parts`.
