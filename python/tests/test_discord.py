@@ -495,18 +495,22 @@ def test_concurrent_engine_fairness(tmp_path, model):
     order = []
     cv = threading.Condition()
 
-    def turn(key, text):
+    a_started = threading.Event()
+
+    def turn(key, text, on_text=lambda p: None):
         def fin(r):
             with cv:
                 order.append((key, text, r if isinstance(r, BaseException) else r["generation"]))
                 cv.notify_all()
-        eng.submit(Turn(key, text, lambda p: None, fin))
+        eng.submit(Turn(key, text, on_text, fin))
 
     try:
         store.update("B", max_tokens=8)
-        turn("A", "Tell me a very long story.")
+        turn("A", "Tell me a very long story.", lambda p: a_started.set())
         turn("A", "And then?")
-        time.sleep(0.05)
+        # B arrives while A's long reply is being written (not after a fixed
+        # sleep: on a fast or a loaded machine A could be done or not begun)
+        assert a_started.wait(120)
         turn("B", "Hi.")
         with cv:
             assert cv.wait_for(lambda: len(order) >= 3, 120)
