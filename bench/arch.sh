@@ -38,19 +38,22 @@ done
 J="$(mktemp -d)"; trap 'rm -rf "$J"' EXIT
 PROF=(); [ -n "${PROFILE:-}" ] && { mkdir -p "$PROFILE"; PROF=(--profile); }
 bench() { # ARCH TYPE OUT: the run with the best decode rate of REPEAT
-    local best=-1 r t f="$M/$1-$PRESET-$2.gguf" err=/dev/stderr
+    local best=-1 r t f="$M/$1-$PRESET-$2.gguf" err="$3.err"
+    # (not 2>/dev/stderr: when stderr is a file, that reopens and truncates it)
     [ -n "${PROFILE:-}" ] && err="$3.prof"
     if [ "${FRESH:-0}" = 1 ]; then cp "$f" "$f.fresh" && mv "$f.fresh" "$f"; fi
     for r in $(seq "$REPEAT"); do
-        $LYRA -q bench -m "$f" -p "$PP" -n "$TG" --threads "$THREADS" --json --no-config "${PROF[@]}" \
-            >"$3.try" 2>"$err"
+        if ! $LYRA -q bench -m "$f" -p "$PP" -n "$TG" --threads "$THREADS" --json --no-config "${PROF[@]}" \
+            >"$3.try" 2>"$err"; then
+            cat "$err" >&2; exit 1
+        fi
         t=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["tg_tps"])' "$3.try")
         if python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) > float(sys.argv[2]) else 1)' "$t" "$best"; then
             best=$t; mv "$3.try" "$3"
             [ -n "${PROFILE:-}" ] && cp "$3.prof" "$PROFILE/$1-$2.txt"
         fi
     done
-    rm -f "$3.try" "$3.prof"
+    rm -f "$3.try" "$3.prof" "$3.err"
 }
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //');" \
      "threads $THREADS; load average before: $(cut -d' ' -f1-3 /proc/loadavg); FRESH=${FRESH:-0}"
