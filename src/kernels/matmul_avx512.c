@@ -420,11 +420,12 @@ INLINE void q4s_tile(const int R, const int T, int64_t n, const uint8_t *w, size
 
 /* Q4_0 weights repacked for q4w_tile (lyra_matmul packs a block of rows at a
  * time and runs every token tile over it): per row, per group of 16 blocks,
- * Q4W bytes: [64k, 64k+64) for step k < 8 the 4 weights q (0..15, unpacked)
- * of elements 4k..4k+3 of block 4j+i in lane 4i+j (q4s_tile's v, split into
- * nibbles), then [512, 576) the blocks' f32 scales d_w in lane order (0 past
- * the row's end). */
-#define Q4W 576
+ * Q4W bytes: [64k, 64k+64) for k < 4 q4s_tile's v[k] (the 8 weights of
+ * steps k and k + 4 of block 4j+i in lane 4i+j, as nibbles: low = step k,
+ * high = step k + 4; unpacked in the tile, so the block the token tiles
+ * re-read from L2 is half the size), then [256, 320) the blocks' f32
+ * scales d_w in lane order (0 past the row's end). */
+#define Q4W 320
 
 /* Q8_0 weights repacked for q8w_tile: per row, per pair of blocks, Q8W
  * bytes: the 64 weights made unsigned (w + 128; an odd last block: zeros in
@@ -462,7 +463,6 @@ void lyra_mm_wpack_avx512(lyra_type wt, int64_t n, const uint8_t *w, size_t ws, 
         return;
     }
     const int64_t nb = n / 32;
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
     for (int r = 0; r < nr; r++) {
         for (int64_t b = 0; b < nb; b += 16, dst += Q4W) {
             const int cnt = nb - b < 16 ? (int)(nb - b) : 16;
@@ -478,11 +478,8 @@ void lyra_mm_wpack_avx512(lyra_type wt, int64_t n, const uint8_t *w, size_t ws, 
             __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]), t3 = _mm512_unpackhi_epi32(z[2], z[3]);
             __m512i v[4] = {_mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2),
                             _mm512_unpacklo_epi64(t1, t3), _mm512_unpackhi_epi64(t1, t3)};
-            for (int k = 0; k < 4; k++) {
-                _mm512_storeu_si512(dst + 64 * k, _mm512_and_si512(v[k], m4));
-                _mm512_storeu_si512(dst + 64 * (k + 4), _mm512_and_si512(_mm512_srli_epi16(v[k], 4), m4));
-            }
-            _mm512_storeu_ps(dst + 512, q4_wscales(p, m));
+            for (int k = 0; k < 4; k++) _mm512_storeu_si512(dst + 64 * k, v[k]);
+            _mm512_storeu_ps(dst + 256, q4_wscales(p, m));
         }
     }
 }
@@ -491,6 +488,7 @@ void lyra_mm_wpack_avx512(lyra_type wt, int64_t n, const uint8_t *w, size_t ws, 
 INLINE void q4w_tile(const int R, const int T, int64_t n, const uint8_t *w, size_t ws,
                      const uint8_t *a, size_t as, float *y, size_t ys) {
     const int64_t nb = n / 32;
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
     __m512 acc[TRM][TTM];
     UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b += 16) {
@@ -505,19 +503,27 @@ INLINE void q4w_tile(const int R, const int T, int64_t n, const uint8_t *w, size
             __m512i corr = _mm512_loadu_si512(P[t] + 512);
             UNROLL for (int r = 0; r < R; r++) s[r][t] = corr;
         }
-        UNROLL for (int k = 0; k < 8; k++) {
-            __m512i wv[TRM];
-            UNROLL for (int r = 0; r < R; r++) wv[r] = _mm512_loadu_si512(Wg[r] + 64 * k);
+        /* steps k and k + 4 from one load (int32 sums: exact in any order) */
+        UNROLL for (int k = 0; k < 4; k++) {
+            __m512i wl[TRM], wh[TRM];
+            UNROLL for (int r = 0; r < R; r++) {
+                __m512i v = _mm512_loadu_si512(Wg[r] + 64 * k);
+                wl[r] = _mm512_and_si512(v, m4);
+                wh[r] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            }
             UNROLL for (int t = 0; t < T; t++) {
-                __m512i x = _mm512_loadu_si512(P[t] + 64 * k);
-                UNROLL for (int r = 0; r < R; r++) s[r][t] = _mm512_dpbusd_epi32(s[r][t], wv[r], x);
+                __m512i xl = _mm512_loadu_si512(P[t] + 64 * k), xh = _mm512_loadu_si512(P[t] + 64 * (k + 4));
+                UNROLL for (int r = 0; r < R; r++) {
+                    s[r][t] = _mm512_dpbusd_epi32(s[r][t], wl[r], xl);
+                    s[r][t] = _mm512_dpbusd_epi32(s[r][t], wh[r], xh);
+                }
             }
         }
         UNROLL for (int t = 0; t < T; t++) {
             __m512 xd = _mm512_loadu_ps(P[t] + 576);
             UNROLL for (int r = 0; r < R; r++)
                 acc[r][t] = _mm512_mask3_fmadd_ps(_mm512_cvtepi32_ps(s[r][t]),
-                                                  _mm512_mul_ps(_mm512_loadu_ps(Wg[r] + 512), xd), acc[r][t], m);
+                                                  _mm512_mul_ps(_mm512_loadu_ps(Wg[r] + 256), xd), acc[r][t], m);
         }
     }
     UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) y[t * ys + r] = reduce16(acc[r][t]);
