@@ -362,10 +362,46 @@ static void q4s_pack_group(const uint8_t *a, int cnt, uint8_t *P) {
     memcpy(P + 576, xd, 64);
 }
 
+/* One row's group of 16 blocks (cnt of them real) as q4s_tile's v[0..3]:
+ * lane 4i+j of v[k] holds the 8 weights (as nibbles: low = step k, high =
+ * step k + 4) of block 4j+i; the repacked layout (Q4W) stores the same. */
+INLINE void q4_group_v(const uint8_t *p, int cnt, __m512i v[4]) {
+    __m512i z[4];
+    UNROLL for (int j = 0; j < 4; j++) {
+        const int nblk = cnt - 4 * j >= 4 ? 4 : cnt - 4 * j;
+        z[j] = nblk > 0 ? q4_quad(p + 72 * j, nblk) : _mm512_setzero_si512();
+    }
+    __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]);
+    __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]), t3 = _mm512_unpackhi_epi32(z[2], z[3]);
+    v[0] = _mm512_unpacklo_epi64(t0, t2);
+    v[1] = _mm512_unpackhi_epi64(t0, t2);
+    v[2] = _mm512_unpacklo_epi64(t1, t3);
+    v[3] = _mm512_unpackhi_epi64(t1, t3);
+}
+
+/* Steps k and k + 4 of a group for R rows x T tokens: the rows' v[k]
+ * unpacked into nibbles, against the tokens' activation steps (P[t], the
+ * Q4G layout); int32 sums, exact in any order. */
+INLINE void q4_steps(const int R, const int T, int k, const __m512i *vk, const uint8_t *const *P,
+                     __m512i s[TRM][TTM]) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512i lo[TRM], hi[TRM];
+    UNROLL for (int r = 0; r < R; r++) {
+        lo[r] = _mm512_and_si512(vk[r], m4);
+        hi[r] = _mm512_and_si512(_mm512_srli_epi16(vk[r], 4), m4);
+    }
+    UNROLL for (int t = 0; t < T; t++) {
+        __m512i xl = _mm512_loadu_si512(P[t] + 64 * k), xh = _mm512_loadu_si512(P[t] + 64 * (k + 4));
+        UNROLL for (int r = 0; r < R; r++) {
+            s[r][t] = _mm512_dpbusd_epi32(s[r][t], lo[r], xl);
+            s[r][t] = _mm512_dpbusd_epi32(s[r][t], hi[r], xh);
+        }
+    }
+}
+
 INLINE void q4s_tile(const int R, const int T, int64_t n, const uint8_t *w, size_t ws,
                      const uint8_t *a, size_t as, float *y, size_t ys) {
     const int64_t nb = n / 32;
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
     __m512 acc[TRM][TTM];
     UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b += 16) {
@@ -374,39 +410,17 @@ INLINE void q4s_tile(const int R, const int T, int64_t n, const uint8_t *w, size
         UNROLL for (int t = 0; t < T; t++) P[t] = a + t * as + (b / 16) * Q4G;
         __mmask16 m = 0;
         for (int l = 0; l < 16; l++) m |= (__mmask16)((4 * (l & 3) + (l >> 2) < cnt) << l);
-        __m512i s[TRM][TTM], v[TRM][4];
+        __m512i s[TRM][TTM], v[4][TRM];
         UNROLL for (int r = 0; r < R; r++) {
-            const uint8_t *p = w + r * ws + b * 18;
-            __m512i z[4];
-            UNROLL for (int j = 0; j < 4; j++) {
-                const int nblk = cnt - 4 * j >= 4 ? 4 : cnt - 4 * j;
-                z[j] = nblk > 0 ? q4_quad(p + 72 * j, nblk) : _mm512_setzero_si512();
-            }
-            __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]);
-            __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]), t3 = _mm512_unpackhi_epi32(z[2], z[3]);
-            v[r][0] = _mm512_unpacklo_epi64(t0, t2);
-            v[r][1] = _mm512_unpackhi_epi64(t0, t2);
-            v[r][2] = _mm512_unpacklo_epi64(t1, t3);
-            v[r][3] = _mm512_unpackhi_epi64(t1, t3);
+            __m512i g[4];
+            q4_group_v(w + r * ws + b * 18, cnt, g);
+            UNROLL for (int k = 0; k < 4; k++) v[k][r] = g[k];
         }
         UNROLL for (int t = 0; t < T; t++) {
             __m512i corr = _mm512_loadu_si512(P[t] + 512);
             UNROLL for (int r = 0; r < R; r++) s[r][t] = corr;
         }
-        UNROLL for (int k = 0; k < 4; k++) {
-            __m512i lo[TRM], hi[TRM];
-            UNROLL for (int r = 0; r < R; r++) {
-                lo[r] = _mm512_and_si512(v[r][k], m4);
-                hi[r] = _mm512_and_si512(_mm512_srli_epi16(v[r][k], 4), m4);
-            }
-            UNROLL for (int t = 0; t < T; t++) {
-                __m512i xl = _mm512_loadu_si512(P[t] + 64 * k), xh = _mm512_loadu_si512(P[t] + 64 * (k + 4));
-                UNROLL for (int r = 0; r < R; r++) {
-                    s[r][t] = _mm512_dpbusd_epi32(s[r][t], lo[r], xl);
-                    s[r][t] = _mm512_dpbusd_epi32(s[r][t], hi[r], xh);
-                }
-            }
-        }
+        UNROLL for (int k = 0; k < 4; k++) q4_steps(R, T, k, v[k], P, s);
         __m512 dw[TRM];
         UNROLL for (int r = 0; r < R; r++) dw[r] = q4_wscales(w + r * ws + b * 18, m);
         UNROLL for (int t = 0; t < T; t++) {
@@ -469,15 +483,8 @@ void lyra_mm_wpack_avx512(lyra_type wt, int64_t n, const uint8_t *w, size_t ws, 
             const uint8_t *p = w + (size_t)r * ws + b * 18;
             __mmask16 m = 0;
             for (int l = 0; l < 16; l++) m |= (__mmask16)((4 * (l & 3) + (l >> 2) < cnt) << l);
-            __m512i z[4];
-            for (int j = 0; j < 4; j++) {
-                const int nblk = cnt - 4 * j >= 4 ? 4 : cnt - 4 * j;
-                z[j] = nblk > 0 ? q4_quad(p + 72 * j, nblk) : _mm512_setzero_si512();
-            }
-            __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]);
-            __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]), t3 = _mm512_unpackhi_epi32(z[2], z[3]);
-            __m512i v[4] = {_mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2),
-                            _mm512_unpacklo_epi64(t1, t3), _mm512_unpackhi_epi64(t1, t3)};
+            __m512i v[4];
+            q4_group_v(p, cnt, v);
             for (int k = 0; k < 4; k++) _mm512_storeu_si512(dst + 64 * k, v[k]);
             _mm512_storeu_ps(dst + 256, q4_wscales(p, m));
         }
@@ -488,7 +495,6 @@ void lyra_mm_wpack_avx512(lyra_type wt, int64_t n, const uint8_t *w, size_t ws, 
 INLINE void q4w_tile(const int R, const int T, int64_t n, const uint8_t *w, size_t ws,
                      const uint8_t *a, size_t as, float *y, size_t ys) {
     const int64_t nb = n / 32;
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
     __m512 acc[TRM][TTM];
     UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b += 16) {
@@ -503,21 +509,10 @@ INLINE void q4w_tile(const int R, const int T, int64_t n, const uint8_t *w, size
             __m512i corr = _mm512_loadu_si512(P[t] + 512);
             UNROLL for (int r = 0; r < R; r++) s[r][t] = corr;
         }
-        /* steps k and k + 4 from one load (int32 sums: exact in any order) */
         UNROLL for (int k = 0; k < 4; k++) {
-            __m512i wl[TRM], wh[TRM];
-            UNROLL for (int r = 0; r < R; r++) {
-                __m512i v = _mm512_loadu_si512(Wg[r] + 64 * k);
-                wl[r] = _mm512_and_si512(v, m4);
-                wh[r] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-            }
-            UNROLL for (int t = 0; t < T; t++) {
-                __m512i xl = _mm512_loadu_si512(P[t] + 64 * k), xh = _mm512_loadu_si512(P[t] + 64 * (k + 4));
-                UNROLL for (int r = 0; r < R; r++) {
-                    s[r][t] = _mm512_dpbusd_epi32(s[r][t], wl[r], xl);
-                    s[r][t] = _mm512_dpbusd_epi32(s[r][t], wh[r], xh);
-                }
-            }
+            __m512i vk[TRM];
+            UNROLL for (int r = 0; r < R; r++) vk[r] = _mm512_loadu_si512(Wg[r] + 64 * k);
+            q4_steps(R, T, k, vk, P, s);
         }
         UNROLL for (int t = 0; t < T; t++) {
             __m512 xd = _mm512_loadu_ps(P[t] + 576);
