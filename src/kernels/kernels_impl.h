@@ -13,13 +13,19 @@
  *     (one FMA per block: the AVX-512 tile reduces 16 blocks' int32 sums
  *     into one register in this lane order; f16*f16 is exact in f32).
  *   - Q5_0 weights x Q8_0 activations: as Q4_0 with the 5-bit q - 16.
- *   - Q4_K / Q5_K / Q6_K x Q8_K, per super-block: exact ints
- *       A[l] (l<16) = sum over e = 64g+4l+i (g<4, i<4) of scale(e)*q(e)*x(e),
- *       M[j] (j<8)  = Q4_K/Q5_K: min_j*(bsum[2j]+bsum[2j+1]);
- *                     Q6_K: sc[2j]*bsum[2j] + sc[2j+1]*bsum[2j+1],
- *     then acc[l] = fmaf(A[l], dA, acc[l]) (16 lanes), acc[j] = fmaf(M[j], nB,
- *     acc[j]) (8 lanes) with dA = f16(w.d)*a.d and nB = -(f16(w.dmin)*a.d)
- *     (Q6_K: -32*dA; q(e) is the unsigned 6-bit value).
+ *   - Q4_K / Q5_K x Q8_K: for super-block b, sub-block j < 8 (32 elements):
+ *       D = sum of its 32 products q*x (exact int; q unsigned, 4 or 5 bits),
+ *       B = bsum[2j] + bsum[2j+1] (the sub-block's sum of x),
+ *       l = LYRA_K4_LANE(b, j),
+ *       acc[l] = fmaf((float)D, ((float)sc_j * f16(w.d)) * a.d, acc[l]),
+ *       acc[l] = fmaf((float)B * a.d, -((float)min_j * f16(w.dmin)), acc[l])
+ *     (sc_j * f16 and min_j * f16 are exact in f32).
+ *   - Q6_K x Q8_K: for super-block b, sub-block j < 16 (16 elements):
+ *       D = sum of its 16 products (q-32)*x (exact int),
+ *       acc[LYRA_K6_LANE(j)] = fmaf((float)D, ((float)sc_j * f16(w.d)) * a.d, acc[...]).
+ *     The lane maps are where the AVX-512 decode tile's transpose-adds leave
+ *     each sub-block's sum; the batched tiles lay weights and activations
+ *     out so that every lane sums its sub-block whole (4 bytes per vpdpbusd).
  *   - F32 / F16 / BF16 x F32: acc[i%32] = fmaf(w[i], x[i], acc[i%32]).
  *   The 16 (or 32) lanes are summed by halving: acc[l] += acc[l+half]. */
 #ifndef LYRA_KERNELS_IMPL_H
@@ -33,6 +39,13 @@
 /* Q4_0 canonical lane of block b: in each group of 16 blocks, block 4j+i
  * (j, i < 4) goes to lane 4i+j. */
 #define LYRA_Q4_LANE(b) (4 * (int)((b) & 3) + (int)(((b) >> 2) & 3))
+
+/* K-quant canonical lanes: Q4_K/Q5_K sub-block j of super-block b (two
+ * super-blocks share the 16 lanes: sub-blocks 0,1,4,5 in lanes 0..3 and
+ * 2,3,6,7 in 8..11 for even b, +4 for odd b); Q6_K sub-block j (16 of a
+ * super-block) as LYRA_Q4_LANE. */
+#define LYRA_K4_LANE(b, j) (4 * (int)((b) & 1) + 8 * (((j) >> 1) & 1) + ((j) & 1) + 2 * ((j) >> 2))
+#define LYRA_K6_LANE(j) (4 * ((j) & 3) + ((j) >> 2))
 
 /* A tile of dot products: y[t*ys + r] = dot(W row r, activation row t) for
  * r < nr, t < nt; rows of W are wstride bytes apart, activation rows astride
@@ -60,14 +73,16 @@ int lyra_tile_avx512(lyra_type wt, int64_t n, const uint8_t *w, size_t wstride, 
                      const uint8_t *a, size_t astride, int nt, float *y, size_t ys);
 int lyra_act_avx512(lyra_type at, const float *x, void *dst, int64_t n);
 void lyra_shape_avx512(lyra_type wt, int64_t ntok, int *R, int *T);
-/* lyra_matmul's private activation layout on AVX-512 (Q8_0/Q4_0 weights):
- * bytes per row (0: none for wt), conversion, tile and tile shape, for a
- * matmul of ntok tokens (Q4_0 uses another layout and tile when ntok > 1). */
+/* lyra_matmul's private activation layout on AVX-512 (Q8_0, Q4_0 and K-quant
+ * weights): bytes per row (0: none for wt; enough for every ntok's layout),
+ * conversion, tile and tile shape, for a matmul of ntok tokens (Q4_0 and the
+ * K-quants use another layout and tile when ntok > 1). */
 size_t lyra_mm_act_bytes_avx512(lyra_type wt, int64_t n);
 void lyra_mm_act_avx512(lyra_type wt, int64_t ntok, const float *x, void *dst, int64_t n);
 lyra_tile_fn lyra_mm_tile_avx512(lyra_type wt, int64_t ntok);
 void lyra_mm_shape_avx512(lyra_type wt, int64_t ntok, int *R, int *T);
-/* Weights repacked per block of rows (Q4_0, ntok > 1): bytes per row (0:
+/* Weights repacked per block of rows (Q8_0 and Q4_0 when ntok > 4, K-quants
+ * when ntok > 1): bytes per row (0:
  * none), the packing of nr rows into dst, and the tile (and its shape) that
  * reads them with the activations of lyra_mm_act_avx512. */
 size_t lyra_mm_wpack_bytes_avx512(lyra_type wt, int64_t n, int64_t ntok);

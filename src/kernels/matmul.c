@@ -159,7 +159,9 @@ static float dot_q5_0(int64_t n, const uint8_t *w, const uint8_t *a) {
     return reduce16(acc);
 }
 
-/* Q4_K (kind 4), Q5_K (5), Q6_K (6) weights x Q8_K activations. */
+/* Q4_K (kind 4), Q5_K (5), Q6_K (6) weights x Q8_K activations: one exact
+ * int32 sum per sub-block, one FMA per sub-block into its canonical lane
+ * (kernels_impl.h). */
 static float dot_k(int kind, int64_t n, const uint8_t *w, const uint8_t *a) {
     float acc[16] = {0};
     size_t wb = kind == 4 ? 144 : kind == 5 ? 176 : 210;
@@ -167,33 +169,33 @@ static float dot_k(int kind, int64_t n, const uint8_t *w, const uint8_t *a) {
         const int8_t *x = (const int8_t *)(a + 4);
         float ad;
         memcpy(&ad, a, 4);
-        int32_t A[16] = {0}, M[8];
-        float dA, nB;
         if (kind == 6) {
             const int8_t *sc = (const int8_t *)(w + 192);
-            for (int e = 0; e < 256; e++)
-                A[(e & 63) >> 2] += sc[e >> 4] * lyra_q6k_value(w, e) * x[e];
-            for (int j = 0; j < 8; j++)
-                M[j] = sc[2 * j] * rdi16(a + 260 + 4 * j) + sc[2 * j + 1] * rdi16(a + 262 + 4 * j);
-            dA = rdh(w + 208) * ad;
-            nB = -32.0f * dA;
-        } else {
-            int sc[8], m[8];
-            for (int j = 0; j < 8; j++) lyra_q4k_scale_min(w + 4, j, &sc[j], &m[j]);
-            const uint8_t *qs = kind == 4 ? w + 16 : w + 48, *qh = w + 16;
-            for (int e = 0; e < 256; e++) {
+            float d = rdh(w + 208);
+            for (int j = 0; j < 16; j++) {
+                int D = 0;
+                for (int e = 16 * j; e < 16 * j + 16; e++) D += (lyra_q6k_value(w, e) - 32) * x[e];
+                int l = LYRA_K6_LANE(j);
+                acc[l] = fmaf((float)D, ((float)sc[j] * d) * ad, acc[l]);
+            }
+            continue;
+        }
+        const uint8_t *qs = kind == 4 ? w + 16 : w + 48, *qh = w + 16;
+        float d = rdh(w), dmin = rdh(w + 2);
+        for (int j = 0; j < 8; j++) {
+            int sc, m, D = 0;
+            lyra_q4k_scale_min(w + 4, j, &sc, &m);
+            for (int e = 32 * j; e < 32 * j + 32; e++) {
                 int g = e >> 6, p = e & 63;
                 int q = p < 32 ? (qs[32 * g + p] & 0xF) : (qs[32 * g + p - 32] >> 4);
-                if (kind == 5) q |= ((qh[e & 31] >> (e >> 5)) & 1) << 4;
-                A[p >> 2] += sc[e >> 5] * q * x[e];
+                if (kind == 5) q |= ((qh[e & 31] >> j) & 1) << 4;
+                D += q * x[e];
             }
-            for (int j = 0; j < 8; j++)
-                M[j] = m[j] * (rdi16(a + 260 + 4 * j) + rdi16(a + 262 + 4 * j));
-            dA = rdh(w) * ad;
-            nB = -(rdh(w + 2) * ad);
+            int B = rdi16(a + 260 + 4 * j) + rdi16(a + 262 + 4 * j);
+            int l = LYRA_K4_LANE(b, j);
+            acc[l] = fmaf((float)D, ((float)sc * d) * ad, acc[l]);
+            acc[l] = fmaf((float)B * ad, -((float)m * dmin), acc[l]);
         }
-        for (int l = 0; l < 16; l++) acc[l] = fmaf((float)A[l], dA, acc[l]);
-        for (int j = 0; j < 8; j++) acc[j] = fmaf((float)M[j], nB, acc[j]);
     }
     return reduce16(acc);
 }
@@ -310,11 +312,11 @@ size_t lyra_matmul_work_size(lyra_type wt, int64_t cols, int64_t ntok) {
     lyra_type at = lyra_vec_dot_type(wt);
     if (at == LYRA_TYPE_F32) return 0; /* X is used as is */
     size_t row = lyra_row_bytes(at, cols);
-    /* room for the AVX-512 path's private layouts: Q8_0 weights 192 bytes a
-     * pair of blocks, Q4_0 weights 640 bytes a group of 16 blocks */
-    size_t packed = wt == LYRA_TYPE_Q4_0 ? (size_t)((cols / 32 + 15) / 16) * 640
-                                         : (size_t)((cols / 32 + 1) / 2) * 192;
-    if (at == LYRA_TYPE_Q8_0 && packed > row) row = packed;
+#if LYRA_X86
+    /* room for the AVX-512 path's private layouts */
+    size_t packed = lyra_mm_act_bytes_avx512(wt, cols);
+    if (packed > row) row = packed;
+#endif
     return row * (size_t)ntok;
 }
 
@@ -332,7 +334,7 @@ typedef struct {
     lyra_tile_fn tile;   /* kernel (tile_for: another path's when p lacks one for wt) */
     int R, T;            /* tile shape */
     int packed;          /* activations in the path's private layout */
-    size_t prow;         /* >0: bytes per row of repacked weights (AVX-512 Q4_0 batches) */
+    size_t prow;         /* >0: bytes per row of repacked weights (AVX-512 batches) */
     lyra_tile_fn ptile;  /* the tile on repacked weights, and its shape */
     int PR, PT;
 } mm_job;

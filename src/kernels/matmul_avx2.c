@@ -2,14 +2,16 @@
  * tiles of dot products, reproducing the canonical evaluation order of
  * kernels_impl.h exactly (results equal the scalar path's bit for bit).
  *
- * The 16 canonical lanes live in two ymm accumulators (lanes 0..7: even
- * blocks / first half of each 64-element group; 8..15: odd blocks / second
- * half; Q4_0: the lane order of kernels_impl.h). Int8 products use vpmaddubsw +
- * vpmaddwd: Q8_0 with the |w|, sign(x,w) trick (activations from
- * lyra_quantize_act are never -128), Q4_0 with the raw nibbles and a
- * -8*sum(x) correction and whole-block sums by a hadd tree (Q5_0 the same
- * with the 5-bit values and -16*sum(x)), K-quants with
- * the unsigned 4/5/6-bit values and their sub-block scales as int16. Float weights: FMA on four ymm
+ * The 16 canonical lanes live in two ymm accumulators, lanes 0..7 and 8..15
+ * (Q8_0: even and odd blocks; Q4_0/Q5_0 and the K-quants: the lane orders of
+ * kernels_impl.h).
+ * Int8 products use vpmaddubsw + vpmaddwd: Q8_0 with the |w|, sign(x,w) trick
+ * (activations from lyra_quantize_act are never -128), Q4_0 with the raw
+ * nibbles and a -8*sum(x) correction and whole-block sums by a hadd tree
+ * (Q5_0 the same with the 5-bit values and -16*sum(x)), K-quants with the
+ * unsigned 4/5/6-bit values, exact int32 sums per sub-block by vpackssdw +
+ * vpmaddwd (and vphaddd) trees, the sub-block scales and mins applied in
+ * float as the scalar kernel does. Float weights: FMA on four ymm
  * accumulators (32 canonical lanes). */
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF
@@ -297,13 +299,13 @@ INLINE void q4_tile(const int Q5, const int R, const int T, int64_t n, const uin
 
 /* ------------------------------------------------ K-quants */
 
-INLINE void k4_scales(const uint8_t *s, uint8_t sc[8], uint8_t m[8]) {
+/* The 8 6-bit scales (sc) and mins (m) of a Q4_K/Q5_K block's 12 scale bytes,
+ * one byte each, sub-block j in byte j. */
+INLINE void k4_scales(const uint8_t *s, uint64_t *sc, uint64_t *m) {
     uint32_t u[3];
     memcpy(u, s, 12);
-    uint32_t v[4] = {u[0] & 0x3f3f3f3fu, (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4),
-                     u[1] & 0x3f3f3f3fu, ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4)};
-    memcpy(sc, v, 8);
-    memcpy(m, v + 2, 8);
+    *sc = (u[0] & 0x3f3f3f3fu) | (uint64_t)((u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4)) << 32;
+    *m = (u[1] & 0x3f3f3f3fu) | (uint64_t)(((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4)) << 32;
 }
 
 /* The 32 unsigned weights of half hf (0, 1) of group g (elements
@@ -328,78 +330,204 @@ INLINE __m256i k_quants(int kind, const uint8_t *blk, int g, int hf) {
     return _mm256_or_si256(ql, hb);
 }
 
-INLINE void k_tile(const int kind, const int R, const int T, int64_t n, const uint8_t *w, size_t ws,
-                   const uint8_t *a, size_t as, float *y, size_t ys) {
-    const size_t wb = kind == 4 ? 144 : kind == 5 ? 176 : 210;
+/* Exact int32 sums of each 4 products q*x (q unsigned, x signed). */
+INLINE __m256i k_sums4(__m256i q, __m256i x) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(q, x), _mm256_set1_epi16(1));
+}
+
+/* The 8 unsigned bytes of v at k, k+1, k+4, k+5, k+8, k+9, k+12, k+13 as
+ * int32 (k = 0 or 2). */
+INLINE __m256i k4_pick8(__m128i v, int k) {
+    return _mm256_cvtepu8_epi32(_mm_shuffle_epi8(
+        v, _mm_add_epi8(_mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 0, 1, 4, 5, 8, 9, 12, 13), _mm_set1_epi8((char)k))));
+}
+
+/* Q4_K (kind 4) / Q5_K (5) (kernels_impl.h: one exact int32 sum per 32-element
+ * sub-block j, FMA'd into lane LYRA_K4_LANE(b, j), then the mins' FMA). Super-
+ * blocks go by pairs (s, s+1): accumulator 0 holds lanes 0..3 (sub-blocks
+ * 0, 1, 4, 5 of s) and 4..7 (the same of s+1), accumulator 1 lanes 8..15
+ * (sub-blocks 2, 3, 6, 7). A sub-block gives 8 int32 sums of 4 products
+ * (vpmaddubsw + vpmaddwd); vpackssdw + vpmaddwd of sub-blocks 0 and 1 give,
+ * in each 128-bit half, [2 sums of 8 of 0, 2 of 1] (int16 holds a sum of 8
+ * products: 8*31*128 < 2^15), the same of 4 and 5, and vpackssdw + vpmaddwd
+ * of those two: [0 1 4 5] over the half (or 2 3 6 7). The low and high halves
+ * are added across the pair (s's in the low 128 bits, s+1's in the high: the
+ * lanes' order, exact int32 sums). The factors are formed in float exactly as
+ * in the scalar kernel. A lone last super-block leaves lanes 4..7, 12..15 as
+ * they are: its partner's sums and factors are all zero, and acc + (+-0) =
+ * acc since the accumulators are never -0. */
+INLINE void k4_tile(const int kind, const int R, const int T, int64_t n, const uint8_t *w, size_t ws,
+                    const uint8_t *a, size_t as, float *y, size_t ys) {
+    const size_t wb = kind == 4 ? 144 : 176;
+    const int64_t nsb = n / 256;
+    const __m256 neg = _mm256_set1_ps(-0.0f);
+    const __m256i ones16 = _mm256_set1_epi16(1);
+    __m256 acc[R][T][2];
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) {
+        acc[r][t][0] = _mm256_setzero_ps();
+        acc[r][t][1] = _mm256_setzero_ps();
+    }
+    for (int64_t s = 0; s < nsb; s += 2) {
+        const int two = s + 1 < nsb;
+        /* per row: the scales and mins of s (low 8 bytes) and s+1 (high 8), d and dmin */
+        __m128i sv[R], mv[R];
+        float d[R][2], dm[R][2];
+        UNROLL for (int r = 0; r < R; r++) {
+            const uint8_t *b0 = w + r * ws + s * wb;
+            uint64_t sc0, m0, sc1 = 0, m1 = 0;
+            k4_scales(b0 + 4, &sc0, &m0);
+            d[r][0] = h2f(b0);
+            dm[r][0] = h2f(b0 + 2);
+            d[r][1] = dm[r][1] = 0.0f;
+            if (two) {
+                k4_scales(b0 + wb + 4, &sc1, &m1);
+                d[r][1] = h2f(b0 + wb);
+                dm[r][1] = h2f(b0 + wb + 2);
+            }
+            sv[r] = _mm_set_epi64x((long long)sc1, (long long)sc0);
+            mv[r] = _mm_set_epi64x((long long)m1, (long long)m0);
+        }
+        UNROLL for (int c = 0; c < 2; c++) {
+            /* H[r][t][h]: super-block s + h's sums [low 128 bits | high] */
+            __m256i H[R][T][2];
+            UNROLL for (int h = 0; h < 2; h++) {
+                if (h == 1 && !two) {
+                    UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++)
+                        H[r][t][1] = _mm256_setzero_si256();
+                    break;
+                }
+                const int64_t sb = s + h;
+                if (T == 1 && c == 0)
+                    UNROLL for (int r = 0; r < R; r++) for (size_t off = 0; off < wb; off += 64)
+                        prefetch_ahead(w + r * ws + sb * wb + off, R * ws);
+                __m256i U[R][T];
+                UNROLL for (int k = 0; k < 2; k++) {
+                    const int g = 2 * k + c; /* sub-blocks 2g, 2g+1 */
+                    __m256i V0[R][T];
+                    UNROLL for (int hf = 0; hf < 2; hf++) {
+                        __m256i q[R];
+                        UNROLL for (int r = 0; r < R; r++) q[r] = k_quants(kind, w + r * ws + sb * wb, g, hf);
+                        UNROLL for (int t = 0; t < T; t++) {
+                            __m256i xv = ld256(a + t * as + sb * 292 + 4 + 64 * g + 32 * hf);
+                            UNROLL for (int r = 0; r < R; r++) {
+                                __m256i v = k_sums4(q[r], xv);
+                                if (hf == 0) {
+                                    V0[r][t] = v;
+                                } else {
+                                    __m256i p = _mm256_madd_epi16(_mm256_packs_epi32(V0[r][t], v), ones16);
+                                    if (k == 0) U[r][t] = p;
+                                    else H[r][t][h] = _mm256_madd_epi16(_mm256_packs_epi32(U[r][t], p), ones16);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            /* per token: a.d and (float)B_j * a.d, B_j = bsum[2j] + bsum[2j+1] */
+            __m256 adv[T], BA[T];
+            UNROLL for (int t = 0; t < T; t++) {
+                const uint8_t *a0 = a + t * as + s * 292;
+                adv[t] = _mm256_set_m128(_mm_set1_ps(two ? rdf(a0 + 292) : 0.0f), _mm_set1_ps(rdf(a0)));
+                /* [B0 B1 B4 B5 | B2 B3 B6 B7] of a super-block */
+                __m256i B0 = _mm256_permute4x64_epi64(_mm256_madd_epi16(ld256(a0 + 260), ones16), 0xD8);
+                __m256i B1 = two ? _mm256_permute4x64_epi64(_mm256_madd_epi16(ld256(a0 + 292 + 260), ones16), 0xD8)
+                                 : _mm256_setzero_si256();
+                __m256i Bc = c ? _mm256_permute2x128_si256(B0, B1, 0x31) : _mm256_permute2x128_si256(B0, B1, 0x20);
+                BA[t] = _mm256_mul_ps(_mm256_cvtepi32_ps(Bc), adv[t]);
+            }
+            UNROLL for (int r = 0; r < R; r++) {
+                /* (sc_j * d) and -(min_j * dmin) in the lanes' order */
+                __m256 dv = _mm256_set_m128(_mm_set1_ps(d[r][1]), _mm_set1_ps(d[r][0]));
+                __m256 dmv = _mm256_set_m128(_mm_set1_ps(dm[r][1]), _mm_set1_ps(dm[r][0]));
+                __m256 SD = _mm256_mul_ps(_mm256_cvtepi32_ps(k4_pick8(sv[r], 2 * c)), dv);
+                __m256 NM = _mm256_xor_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(k4_pick8(mv[r], 2 * c)), dmv), neg);
+                UNROLL for (int t = 0; t < T; t++) {
+                    __m256i D = _mm256_add_epi32(_mm256_permute2x128_si256(H[r][t][0], H[r][t][1], 0x20),
+                                                 _mm256_permute2x128_si256(H[r][t][0], H[r][t][1], 0x31));
+                    acc[r][t][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(D), _mm256_mul_ps(SD, adv[t]), acc[r][t][c]);
+                    acc[r][t][c] = _mm256_fmadd_ps(BA[t], NM, acc[r][t][c]);
+                }
+            }
+        }
+    }
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++)
+        y[t * ys + r] = reduce16(acc[r][t][0], acc[r][t][1]);
+}
+
+/* Q6_K (kernels_impl.h: one exact int32 sum of (q-32)*x per 16-element
+ * sub-block j, FMA'd into lane LYRA_K6_LANE(j)). Half hf of group g (32
+ * elements) is sub-blocks 4g+2hf (low 128 bits) and 4g+2hf+1 (high). Per
+ * half, 4 int32 sums of 4 products (vpmaddubsw + vpmaddwd) of groups 0 and 1
+ * go through vpackssdw + vpmaddwd (int16 holds a sum of 4: 4*63*128 < 2^15)
+ * to [2 sums of 8 of g 0, 2 of g 1], the same for groups 2 and 3, and vphaddd
+ * of those leaves [sums of g = 0..3 in the low half | in the high], i.e.
+ * lanes 0..7 (hf 0: sub-blocks 0 4 8 12 1 5 9 13) and 8..15 (hf 1) in
+ * canonical order; sum(q*x) - 32*bsum[j] (exact) is then FMA'd with
+ * ((float)sc_j * d) * a.d as in the scalar kernel. */
+INLINE void k6_tile(const int R, const int T, int64_t n, const uint8_t *w, size_t ws,
+                    const uint8_t *a, size_t as, float *y, size_t ys) {
+    const size_t wb = 210;
+    const __m256i ones16 = _mm256_set1_epi16(1);
     __m256 acc[R][T][2];
     UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) {
         acc[r][t][0] = _mm256_setzero_ps();
         acc[r][t][1] = _mm256_setzero_ps();
     }
     for (int64_t s = 0; s < n / 256; s++) {
-        int16_t sc[R][16];
-        __m256i mins[R];
-        float dw[R], dm[R];
+        /* per row: sc_j * d, lanes 0..7: j = 0 4 8 12 1 5 9 13, 8..15: 2 6 10 14 3 7 11 15 */
+        __m256 SD[R][2];
         UNROLL for (int r = 0; r < R; r++) {
             const uint8_t *blk = w + r * ws + s * wb;
             if (T == 1)
                 for (size_t off = 0; off < wb; off += 64) prefetch_ahead(blk + off, R * ws);
-            if (kind == 6) {
-                for (int j = 0; j < 16; j++) sc[r][j] = (int8_t)blk[192 + j];
-                mins[r] = _mm256_cvtepi8_epi16(ld128(blk + 192));
-                dw[r] = h2f(blk + 208);
-                dm[r] = 0.0f;
-            } else {
-                uint8_t s8[8], m8[8];
-                k4_scales(blk + 4, s8, m8);
-                for (int j = 0; j < 8; j++) sc[r][j] = s8[j];
-                uint64_t mm;
-                memcpy(&mm, m8, 8);
-                __m256i m32 = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)mm));
-                mins[r] = _mm256_or_si256(m32, _mm256_slli_epi32(m32, 16));
-                dw[r] = h2f(blk);
-                dm[r] = h2f(blk + 2);
-            }
+            __m128i sc = _mm_shuffle_epi8(ld128(blk + 192),
+                                          _mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
+            __m256 dv = _mm256_set1_ps(h2f(blk + 208));
+            SD[r][0] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc)), dv);
+            SD[r][1] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8))), dv);
         }
-        __m256i A[R][T][2];
-        UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) {
-            A[r][t][0] = _mm256_setzero_si256();
-            A[r][t][1] = _mm256_setzero_si256();
-        }
-        UNROLL for (int g = 0; g < 4; g++) UNROLL for (int hf = 0; hf < 2; hf++) {
-            __m256i q[R], sv[R];
-            UNROLL for (int r = 0; r < R; r++) {
-                q[r] = k_quants(kind, w + r * ws + s * wb, g, hf);
-                if (kind == 6)
-                    sv[r] = _mm256_set_m128i(_mm_set1_epi16(sc[r][4 * g + 2 * hf + 1]),
-                                             _mm_set1_epi16(sc[r][4 * g + 2 * hf]));
-                else
-                    sv[r] = _mm256_set1_epi16(sc[r][2 * g + hf]);
+        UNROLL for (int hf = 0; hf < 2; hf++) {
+            __m256i X[R][T], V0[R][T];
+            UNROLL for (int g = 0; g < 4; g++) {
+                __m256i q[R];
+                UNROLL for (int r = 0; r < R; r++) q[r] = k_quants(6, w + r * ws + s * wb, g, hf);
+                UNROLL for (int t = 0; t < T; t++) {
+                    __m256i xv = ld256(a + t * as + s * 292 + 4 + 64 * g + 32 * hf);
+                    UNROLL for (int r = 0; r < R; r++) {
+                        __m256i v = k_sums4(q[r], xv);
+                        if (g == 0 || g == 2) {
+                            V0[r][t] = v;
+                        } else {
+                            /* per half: [2 sums of 8 of g-1, 2 of g] */
+                            __m256i p = _mm256_madd_epi16(_mm256_packs_epi32(V0[r][t], v), ones16);
+                            X[r][t] = g == 1 ? p : _mm256_hadd_epi32(X[r][t], p);
+                        }
+                    }
+                }
             }
             UNROLL for (int t = 0; t < T; t++) {
-                __m256i xv = ld256(a + t * as + s * 292 + 4 + 64 * g + 32 * hf);
-                UNROLL for (int r = 0; r < R; r++)
-                    A[r][t][hf] = _mm256_add_epi32(
-                        A[r][t][hf], _mm256_madd_epi16(_mm256_maddubs_epi16(q[r], xv), sv[r]));
-            }
-        }
-        UNROLL for (int t = 0; t < T; t++) {
-            const uint8_t *ab = a + t * as + s * 292;
-            float ad = rdf(ab);
-            __m256i bs = ld256(ab + 260);
-            UNROLL for (int r = 0; r < R; r++) {
-                float dA = dw[r] * ad;
-                float nB = kind == 6 ? -32.0f * dA : -(dm[r] * ad);
-                __m256 vA = _mm256_set1_ps(dA);
-                acc[r][t][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(A[r][t][0]), vA, acc[r][t][0]);
-                acc[r][t][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(A[r][t][1]), vA, acc[r][t][1]);
-                __m256 M = _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mins[r]));
-                acc[r][t][0] = _mm256_fmadd_ps(M, _mm256_set1_ps(nB), acc[r][t][0]);
+                const uint8_t *a0 = a + t * as + s * 292;
+                /* 32 * bsum[j] in the lanes' order */
+                const __m128i pk = _mm_setr_epi8(0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15);
+                __m128i lo = _mm_shuffle_epi8(ld128(a0 + 260), pk), hi = _mm_shuffle_epi8(ld128(a0 + 276), pk);
+                __m128i bs = hf ? _mm_unpackhi_epi32(lo, hi) : _mm_unpacklo_epi32(lo, hi);
+                __m256i corr = _mm256_slli_epi32(_mm256_cvtepi16_epi32(bs), 5);
+                __m256 adv = _mm256_set1_ps(rdf(a0));
+                UNROLL for (int r = 0; r < R; r++) {
+                    __m256 Df = _mm256_cvtepi32_ps(_mm256_sub_epi32(X[r][t], corr));
+                    acc[r][t][hf] = _mm256_fmadd_ps(Df, _mm256_mul_ps(SD[r][hf], adv), acc[r][t][hf]);
+                }
             }
         }
     }
     UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++)
         y[t * ys + r] = reduce16(acc[r][t][0], acc[r][t][1]);
+}
+
+INLINE void k_tile(const int kind, const int R, const int T, int64_t n, const uint8_t *w, size_t ws,
+                   const uint8_t *a, size_t as, float *y, size_t ys) {
+    if (kind == 6) k6_tile(R, T, n, w, ws, a, as, y, ys);
+    else k4_tile(kind, R, T, n, w, ws, a, as, y, ys);
 }
 
 /* ------------------------------------------------ float weights */

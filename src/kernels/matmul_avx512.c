@@ -11,13 +11,13 @@
  * transpose-add, then one FMA per block (see q4_tile); lyra_matmul's
  * batches instead transpose the weights (q4s_tile, q4w_tile on a repacked
  * row block) so that 8 vpdpbusd leave each block's sum in its lane.
- * K-quants: vpmaddubsw (weights 0..63 unsigned) then vpdpwssd with the
- * sub-block scales as int16; decode tiles (one token) have their own
- * kernel, a row's super-block at a time in registers (kd_tile). Float weights:
- * FMA on two zmm accumulators (32 canonical lanes).
- * lyra_matmul feeds Q8_0/Q4_0 tiles a private activation layout (scales and
- * corrections precomputed, see lyra_mm_act_avx512), and decode tiles (one
- * token) prefetch the next tile's weight rows. */
+ * K-quants: whole sub-block int32 sums, as Q4_0's blocks: decode (kd_tile)
+ * by vpdpbusd and a transpose-add, batches (kw_tile) on repacked weights
+ * with 4 or 8 vpdpbusd per sub-block lane. Float weights: FMA on two zmm
+ * accumulators (32 canonical lanes).
+ * lyra_matmul feeds Q8_0/Q4_0/K-quant tiles a private activation layout
+ * (scales and corrections precomputed, see lyra_mm_act_avx512), and decode
+ * tiles (one token) prefetch the next tile's weight rows. */
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF
 #endif
@@ -447,7 +447,23 @@ INLINE void q4s_tile(const int R, const int T, int64_t n, const uint8_t *w, size
  * of the second x8, or 0). */
 #define Q8W 128
 
+/* The K-quant batched path (its section below); its tiles: KW_RP x 4. */
+#ifndef KW_RP
+#define KW_RP 4
+#endif
+static int k_kind(lyra_type wt);
+static size_t k_act_bytes(int kind, int64_t n);
+static size_t k_wpack_bytes(int kind, int64_t n);
+static void k_mm_act(int kind, int64_t ntok, const float *x, uint8_t *dst, int64_t n);
+static void k_wpack(const int kind, int64_t n, const uint8_t *w, size_t ws, int nr, uint8_t *dst);
+static int k_mm_tile(int kind, int raw, int64_t n, const uint8_t *w, size_t ws, int nr, const uint8_t *a,
+                     size_t as, int nt, float *y, size_t ys);
+static int mm_tile_kraw(lyra_type wt, int64_t n, const uint8_t *w, size_t ws, int nr, const uint8_t *a,
+                        size_t as, int nt, float *y, size_t ys);
+
 size_t lyra_mm_wpack_bytes_avx512(lyra_type wt, int64_t n, int64_t ntok) {
+    /* K-quants: every batch (the raw tile would repack as much per tile) */
+    if (k_kind(wt)) return ntok > 1 ? k_wpack_bytes(k_kind(wt), n) : 0;
     /* one token tile (up to 4 tokens): the tiles on W itself cost less */
     if (ntok <= 4) return 0;
     if (wt == LYRA_TYPE_Q4_0) return (size_t)((n / 32 + 15) / 16) * Q4W;
@@ -472,6 +488,10 @@ static void q8_wpack(int64_t n, const uint8_t *w, size_t ws, int nr, uint8_t *ds
 }
 
 void lyra_mm_wpack_avx512(lyra_type wt, int64_t n, const uint8_t *w, size_t ws, int nr, uint8_t *dst) {
+    if (k_kind(wt)) {
+        k_wpack(k_kind(wt), n, w, ws, nr, dst);
+        return;
+    }
     if (wt == LYRA_TYPE_Q8_0) {
         q8_wpack(n, w, ws, nr, dst);
         return;
@@ -567,6 +587,7 @@ INLINE void q8w_tile(const int R, const int T, int64_t n, const uint8_t *w, size
 size_t lyra_mm_act_bytes_avx512(lyra_type wt, int64_t n) {
     if (wt == LYRA_TYPE_Q8_0) return (size_t)((n / 32 + 1) / 2) * P8_PAIR;
     if (wt == LYRA_TYPE_Q4_0) return (size_t)((n / 32 + 15) / 16) * Q4G;
+    if (k_kind(wt)) return k_act_bytes(k_kind(wt), n);
     return 0;
 }
 
@@ -585,6 +606,10 @@ INLINE float q8_block(const float *x, uint8_t *q) {
 void lyra_mm_act_avx512(lyra_type wt, int64_t ntok, const float *x, void *dst, int64_t n) {
     const int64_t nb = n / 32;
     uint8_t *P = dst;
+    if (k_kind(wt)) {
+        k_mm_act(k_kind(wt), ntok, x, P, n);
+        return;
+    }
     if (wt == LYRA_TYPE_Q4_0) { /* standard blocks of a group, then the group layout */
         uint8_t blk[16 * 34];
         for (int64_t b = 0; b < nb; b += 16, P += Q4G) {
@@ -763,13 +788,14 @@ static __attribute__((noinline)) void cover_p8w(int64_t n, const uint8_t *w, siz
 
 int lyra_mm_wtile_avx512(lyra_type wt, int64_t n, const uint8_t *w, size_t ws, int nr, const uint8_t *a,
                          size_t as, int nt, float *y, size_t ys) {
+    if (k_kind(wt)) return k_mm_tile(k_kind(wt), 0, n, w, ws, nr, a, as, nt, y, ys);
     if (nr > 0 && nt > 0) (wt == LYRA_TYPE_Q8_0 ? cover_p8w : cover_p4w)(n, w, ws, nr, a, as, nt, y, ys);
     return 1;
 }
 
 void lyra_mm_wshape_avx512(lyra_type wt, int64_t ntok, int *R, int *T) {
     (void)ntok;
-    *R = wt == LYRA_TYPE_Q8_0 ? P8W_RP : P4W_RP;
+    *R = k_kind(wt) ? KW_RP : wt == LYRA_TYPE_Q8_0 ? P8W_RP : P4W_RP;
     *T = 4;
 }
 
@@ -795,12 +821,18 @@ static int mm_tile_p4s(lyra_type wt, int64_t n, const uint8_t *w, size_t ws, int
 }
 
 lyra_tile_fn lyra_mm_tile_avx512(lyra_type wt, int64_t ntok) {
+    if (k_kind(wt)) return ntok > 1 ? mm_tile_kraw : lyra_tile_avx512;
     if (wt == LYRA_TYPE_Q8_0) return mm_tile_p8;
     if (wt == LYRA_TYPE_Q4_0) return ntok > 1 ? mm_tile_p4s : mm_tile_p4;
     return NULL;
 }
 
 void lyra_mm_shape_avx512(lyra_type wt, int64_t ntok, int *R, int *T) {
+    if (k_kind(wt)) {
+        *R = ntok <= 1 ? 4 : KW_RP;
+        *T = ntok <= 1 ? 1 : 4;
+        return;
+    }
     if (wt == LYRA_TYPE_Q4_0) {
         *R = ntok <= 1 ? P4_RD : P4S_RP;
         *T = ntok <= 1 ? 1 : P4S_TP;
@@ -810,30 +842,33 @@ void lyra_mm_shape_avx512(lyra_type wt, int64_t ntok, int *R, int *T) {
     *T = ntok <= 1 ? 1 : P8_TP;
 }
 
-/* ------------------------------------------------ K-quants */
+/* ------------------------------------------------ K-quants
+ * Canonical order (kernels_impl.h): one exact int32 sum per sub-block (32
+ * elements for Q4_K/Q5_K, 16 for Q6_K), one FMA per sub-block into its lane;
+ * Q4_K/Q5_K share the 16 lanes between two super-blocks and take the mins by
+ * a second FMA per sub-block.
+ * Decode (kd_tile: standard Q8_K activations, raw weights): vpdpbusd of the
+ * unpacked quants against the matching activations leaves sums of 4, and a
+ * 4x4 transpose-add (tadd32/tadd64) folds them into sub-block sums, in the
+ * lanes LYRA_K4_LANE / LYRA_K6_LANE name (that is why those maps look as
+ * they do); the scales are permuted into the same lanes.
+ * Batches (kw_tile): weights repacked per row block (lyra_mm_wpack_avx512)
+ * and activations laid out per token (lyra_mm_act_avx512) so that lane l of
+ * step k holds elements 4k..4k+3 of lane l's sub-block: 8 (Q4_K/Q5_K, a pair
+ * of super-blocks) or 4 (Q6_K) vpdpbusd leave every sub-block's sum in its
+ * lane, then one convert and one or two FMAs per (row, token). */
 
-/* Q4_K/Q5_K: 8 six-bit scales (sc8) and mins (m8), one per byte. */
-INLINE void k4_scales(const uint8_t *s, uint64_t *sc8, uint64_t *m8) {
-    uint32_t u[3];
-    memcpy(u, s, 12);
-    uint32_t sl = u[0] & 0x3f3f3f3fu, ml = u[1] & 0x3f3f3f3fu;
-    uint32_t sh = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
-    uint32_t mh = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
-    *sc8 = sl | ((uint64_t)sh << 32);
-    *m8 = ml | ((uint64_t)mh << 32);
-}
+/* The index (8h + j) of the sub-block in canonical lane l of a Q4_K/Q5_K
+ * super-block pair (h: first or second), and (j) of a Q6_K super-block. */
+static const int32_t K4_PERM[16] __attribute__((aligned(64))) = {0, 1, 4, 5, 8, 9, 12, 13,
+                                                                 2, 3, 6, 7, 10, 11, 14, 15};
+static const int32_t K6_PERM[16] __attribute__((aligned(64))) = {0, 4, 8, 12, 1, 5, 9, 13,
+                                                                 2, 6, 10, 14, 3, 7, 11, 15};
+/* f32 lanes of [d0, dmin0, d1, dmin1]: d of lane l's super-block, and dmin. */
+static const int32_t K4_DIDX[2][16] __attribute__((aligned(64))) = {
+    {0, 0, 0, 0, 2, 2, 2, 2, 0, 0, 0, 0, 2, 2, 2, 2}, {1, 1, 1, 1, 3, 3, 3, 3, 1, 1, 1, 1, 3, 3, 3, 3}};
 
-/* int16 lane m of group g's scale vector: Q4_K/Q5_K 2g + m/16, Q6_K 4g + m/8. */
-#define I16(a) a, a, a, a, a, a, a, a
-static const uint16_t K_SCALE_IDX[2][4][32] __attribute__((aligned(64))) = {
-    {{I16(0), I16(0), I16(1), I16(1)}, {I16(2), I16(2), I16(3), I16(3)},
-     {I16(4), I16(4), I16(5), I16(5)}, {I16(6), I16(6), I16(7), I16(7)}},
-    {{I16(0), I16(1), I16(2), I16(3)}, {I16(4), I16(5), I16(6), I16(7)},
-     {I16(8), I16(9), I16(10), I16(11)}, {I16(12), I16(13), I16(14), I16(15)}},
-};
-#undef I16
-
-INLINE __m512i k_scale_idx(int kind, int g) { return _mm512_load_si512(K_SCALE_IDX[kind == 6][g]); }
+INLINE int16_t rdi16(const uint8_t *p) { int16_t v; memcpy(&v, p, 2); return v; }
 
 /* 64 unsigned weights of group g (elements 64g..64g+63) of a K-quant block. */
 INLINE __m512i k_quants(int kind, const uint8_t *blk, int g) {
@@ -858,39 +893,6 @@ INLINE __m512i k_quants(int kind, const uint8_t *blk, int g) {
     return _mm512_ternarylogic_epi32(ql, th, _mm512_set1_epi8(0x30), 0xF8); /* ql | (th & 0x30) */
 }
 
-/* Decode (one token) K-quant tile, R rows: the same canonical lanes as
- * k_tile with fewer instructions per super-block, one row at a time so that
- * the row's work stays in registers:
- *   Q4_K/Q5_K: the 128 quant bytes are two 64-byte loads; low nibbles of
- *   load 0 are elements 0..31 and 64..95 (lanes 0..7 of groups 0 and 1),
- *   high nibbles 32..63 and 96..127 (lanes 8..15), and the activations are
- *   gathered to match (once per super-block, shared by the R rows). Two
- *   int32 accumulators (low / high nibbles) take groups 0,2 in their lanes
- *   0..7 and groups 1,3 in lanes 8..15; one shuffle-add folds them into the
- *   canonical A[16] (exact integer sums, so the same integers). Q5_K's fifth
- *   bit: a byte test against the sub-block's bit, then a masked add of 16.
- *   Q6_K: one 64-byte load of low bits serves two groups; the 2 high bits
- *   come by a rotate (per-half counts) and a ternary merge. */
-/* vpshufb controls: int16 slots 0..15 = scale byte a, 16..31 = byte b
- * (high bytes zero) for the four vectors lo01 (a,b = 0,2), hi01 (1,3),
- * lo23 (4,6), hi23 (5,7). */
-#define KI(a) a, 0x80, a, 0x80, a, 0x80, a, 0x80, a, 0x80, a, 0x80, a, 0x80, a, 0x80
-static const uint8_t KD_SHUF[4][64] __attribute__((aligned(64))) = {
-    {KI(0), KI(0), KI(2), KI(2)}, {KI(1), KI(1), KI(3), KI(3)},
-    {KI(4), KI(4), KI(6), KI(6)}, {KI(5), KI(5), KI(7), KI(7)},
-};
-#undef KI
-
-/* Q6_K: the int16 scales of 8 sub-blocks in each 128-bit lane; group g's
- * vector has sub-block 4g+q's scale in lane q (its 8 int16 slots): words
- * 0..3 of the lane for even g, 4..7 for odd g. */
-#define KJ(w) 2 * (w), 2 * (w) + 1, 2 * (w), 2 * (w) + 1, 2 * (w), 2 * (w) + 1, 2 * (w), 2 * (w) + 1, \
-              2 * (w), 2 * (w) + 1, 2 * (w), 2 * (w) + 1, 2 * (w), 2 * (w) + 1, 2 * (w), 2 * (w) + 1
-static const uint8_t KD6_SHUF[2][64] __attribute__((aligned(64))) = {
-    {KJ(0), KJ(1), KJ(2), KJ(3)}, {KJ(4), KJ(5), KJ(6), KJ(7)},
-};
-#undef KJ
-
 /* 64-byte vector: the low 32 bytes all a, the high 32 bytes all b. */
 INLINE __m512i kd_halves8(int a, int b) {
     return _mm512_mask_blend_epi64(0xF0, _mm512_set1_epi8((char)a), _mm512_set1_epi8((char)b));
@@ -899,8 +901,8 @@ INLINE __m512i kd_halves32(int a, int b) {
     return _mm512_mask_blend_epi64(0xF0, _mm512_set1_epi32(a), _mm512_set1_epi32(b));
 }
 /* Q4_K/Q5_K 12-byte scales at s -> bytes 0..7: the 8 six-bit scales,
- * 8..15: the 8 mins (k4_scales in vector registers: dwords [u0,u2,u1,u2]
- * masked / shifted for the low bits, [u0,u0,u1,u1] >> 2 for the top two). */
+ * 8..15: the 8 mins (dwords [u0,u2,u1,u2] masked / shifted for the low
+ * bits, [u0,u0,u1,u1] >> 2 for the top two). */
 INLINE __m128i kd_scales(const uint8_t *s) {
     __m128i u = _mm_loadu_si128((const __m128i *)(const void *)s); /* dword 3: not used */
     __m128i lo = _mm_and_si128(_mm_srlv_epi32(_mm_shuffle_epi32(u, 0x98), _mm_setr_epi32(0, 0, 0, 4)),
@@ -915,167 +917,380 @@ INLINE __m512i kd_x2(const uint8_t *p) {
                               _mm256_loadu_si256((const __m256i *)(const void *)(p + 64)), 1);
 }
 
-/* One row's super-block s of kd_tile: returns acc with its FMAs added. */
-INLINE __m512 kd_row(const int kind, __m512 acc, const uint8_t *w, int64_t s, size_t ahead, const __m512i *xv,
-                     __m256i bs, __m128 ad) {
-    const size_t wb = kind == 4 ? 144 : kind == 5 ? 176 : 210;
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
-    const uint8_t *blk = w + s * wb;
-    for (size_t off = 0; off < wb; off += 64) prefetch_ahead(blk + off, ahead);
-    __m512i A;
-    __m128 dd; /* lane 0: dA = f16(d) * a.d; lane 1 (Q4_K/Q5_K): f16(dmin) * a.d */
-    __m256i mins;
-    if (kind == 6) {
-        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(blk + 192)));
-        const __m512i s01 = _mm512_broadcast_i32x4(_mm256_castsi256_si128(sc16));
-        const __m512i s23 = _mm512_broadcast_i32x4(_mm256_extracti128_si256(sc16, 1));
-        A = _mm512_setzero_si512();
-        UNROLL for (int h = 0; h < 2; h++) {
-            __m512i ql = _mm512_loadu_si512(blk + 64 * h);
-            __m512i hb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(const void *)(blk + 128 + 32 * h)));
-            __m512i qe = _mm512_ternarylogic_epi32(_mm512_and_si512(ql, m4),
-                                                   _mm512_rolv_epi32(hb, kd_halves32(4, 2)),
-                                                   _mm512_set1_epi8(0x30), 0xF8);
-            __m512i qo = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
-                                                   _mm512_rolv_epi32(hb, kd_halves32(0, 30)),
-                                                   _mm512_set1_epi8(0x30), 0xF8);
-            A = _mm512_dpwssd_epi32(A, _mm512_maddubs_epi16(qe, xv[2 * h]),
-                                    _mm512_shuffle_epi8(h ? s23 : s01, _mm512_load_si512(KD6_SHUF[0])));
-            A = _mm512_dpwssd_epi32(A, _mm512_maddubs_epi16(qo, xv[2 * h + 1]),
-                                    _mm512_shuffle_epi8(h ? s23 : s01, _mm512_load_si512(KD6_SHUF[1])));
-        }
-        mins = sc16;
-        dd = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(rd16(blk + 208))), ad);
-        dd = _mm_unpacklo_ps(dd, _mm_mul_ps(dd, _mm_set1_ps(32.0f))); /* -nB = 32 * dA */
-    } else {
-        const __m128i sm = kd_scales(blk + 4);
-        const __m512i sm4 = _mm512_broadcast_i32x4(sm);
-        const uint8_t *qs = blk + (kind == 4 ? 16 : 48);
-        __m512i v01 = _mm512_loadu_si512(qs), v23 = _mm512_loadu_si512(qs + 64);
-        __m512i q[4] = {_mm512_and_si512(v01, m4), _mm512_and_si512(_mm512_srli_epi16(v01, 4), m4),
-                        _mm512_and_si512(v23, m4), _mm512_and_si512(_mm512_srli_epi16(v23, 4), m4)};
-        if (kind == 5) {
-            const __m512i hb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(const void *)(blk + 16)));
-            const __m512i k16 = _mm512_set1_epi8(0x10);
-            q[0] = _mm512_mask_add_epi8(q[0], _mm512_test_epi8_mask(hb, kd_halves8(1, 4)), q[0], k16);
-            q[1] = _mm512_mask_add_epi8(q[1], _mm512_test_epi8_mask(hb, kd_halves8(2, 8)), q[1], k16);
-            q[2] = _mm512_mask_add_epi8(q[2], _mm512_test_epi8_mask(hb, kd_halves8(16, 64)), q[2], k16);
-            q[3] = _mm512_mask_add_epi8(q[3], _mm512_test_epi8_mask(hb, kd_halves8(32, 128)), q[3], k16);
-        }
-        __m512i sv[4];
-        UNROLL for (int z = 0; z < 4; z++)
-            sv[z] = _mm512_shuffle_epi8(sm4, _mm512_load_si512(KD_SHUF[z]));
-        __m512i alo = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_maddubs_epi16(q[0], xv[0]), sv[0]);
-        __m512i ahi = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_maddubs_epi16(q[1], xv[1]), sv[1]);
-        alo = _mm512_dpwssd_epi32(alo, _mm512_maddubs_epi16(q[2], xv[2]), sv[2]);
-        ahi = _mm512_dpwssd_epi32(ahi, _mm512_maddubs_epi16(q[3], xv[3]), sv[3]);
-        A = _mm512_add_epi32(_mm512_shuffle_i64x2(alo, ahi, 0x44), _mm512_shuffle_i64x2(alo, ahi, 0xEE));
-        mins = _mm256_cvtepu8_epi32(_mm_unpackhi_epi64(sm, sm));
-        uint32_t d2;
-        memcpy(&d2, blk, 4);
-        dd = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)d2)), ad);
-    }
-    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(A), _mm512_broadcastss_ps(dd), acc);
-    __m512 M = _mm512_zextps256_ps512(_mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mins)));
-    /* fmaf(M, nB, acc) with nB = -x is -(M * x) + acc, one rounding: vfnmadd */
-    acc = _mm512_mask3_fnmadd_ps(M, _mm512_permutexvar_ps(_mm512_set1_epi32(1), _mm512_castps128_ps512(dd)), acc,
-                                 0x00FF);
-    return acc;
+/* Q4_K/Q5_K pair (b0, and b1 or NULL past the row's end): f32 sc_j * d and
+ * min_j * dmin in canonical lanes (exact products; 0 for an absent b1). */
+INLINE void k45_wscales(const uint8_t *b0, const uint8_t *b1, __m512 *W, __m512 *M) {
+    __m128i s0 = kd_scales(b0 + 4), s1 = b1 ? kd_scales(b1 + 4) : _mm_setzero_si128();
+    uint32_t d0, d1 = 0;
+    memcpy(&d0, b0, 4);
+    if (b1) memcpy(&d1, b1, 4);
+    const __m512i perm = _mm512_load_si512(K4_PERM);
+    __m512 dd = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_setr_epi32((int)d0, (int)d1, 0, 0)));
+    __m512i sc = _mm512_permutexvar_epi32(perm, _mm512_cvtepu8_epi32(_mm_unpacklo_epi64(s0, s1)));
+    __m512i mn = _mm512_permutexvar_epi32(perm, _mm512_cvtepu8_epi32(_mm_unpackhi_epi64(s0, s1)));
+    *W = _mm512_mul_ps(_mm512_cvtepi32_ps(sc), _mm512_permutexvar_ps(_mm512_load_si512(K4_DIDX[0]), dd));
+    *M = _mm512_mul_ps(_mm512_cvtepi32_ps(mn), _mm512_permutexvar_ps(_mm512_load_si512(K4_DIDX[1]), dd));
 }
 
+/* Q6_K: f32 sc_j * d in canonical lanes. */
+INLINE __m512 k6_wscales(const uint8_t *blk) {
+    __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(blk + 192)));
+    sc = _mm512_permutexvar_epi32(_mm512_load_si512(K6_PERM), sc);
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(sc), _mm512_set1_ps(h2f(blk + 208)));
+}
+
+/* One Q4_K/Q5_K super-block's 8 sub-block sums (4 int32 partials each):
+ * 128-bit lane k of the result is [sb0, sb1, sb4, sb5] (k = 0: elements
+ * 0..15 of each, k = 1: 16..31) or [sb2, sb3, sb6, sb7] (k = 2, 3). xv: the
+ * activations lo01, hi01, lo23, hi23 (kd_x2). */
+INLINE __m512i kd_sums45(const int kind, const uint8_t *blk, const __m512i *xv) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), z = _mm512_setzero_si512();
+    const uint8_t *qs = blk + (kind == 4 ? 16 : 48);
+    __m512i v01 = _mm512_loadu_si512(qs), v23 = _mm512_loadu_si512(qs + 64);
+    __m512i q[4] = {_mm512_and_si512(v01, m4), _mm512_and_si512(_mm512_srli_epi16(v01, 4), m4),
+                    _mm512_and_si512(v23, m4), _mm512_and_si512(_mm512_srli_epi16(v23, 4), m4)};
+    if (kind == 5) { /* the fifth bit of sub-block j is bit j of qh */
+        const __m512i hb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(const void *)(blk + 16)));
+        const __m512i k16 = _mm512_set1_epi8(0x10);
+        q[0] = _mm512_mask_add_epi8(q[0], _mm512_test_epi8_mask(hb, kd_halves8(1, 4)), q[0], k16);
+        q[1] = _mm512_mask_add_epi8(q[1], _mm512_test_epi8_mask(hb, kd_halves8(2, 8)), q[1], k16);
+        q[2] = _mm512_mask_add_epi8(q[2], _mm512_test_epi8_mask(hb, kd_halves8(16, 64)), q[2], k16);
+        q[3] = _mm512_mask_add_epi8(q[3], _mm512_test_epi8_mask(hb, kd_halves8(32, 128)), q[3], k16);
+    }
+    __m512i p0 = _mm512_dpbusd_epi32(z, q[0], xv[0]), p1 = _mm512_dpbusd_epi32(z, q[1], xv[1]);
+    __m512i p2 = _mm512_dpbusd_epi32(z, q[2], xv[2]), p3 = _mm512_dpbusd_epi32(z, q[3], xv[3]);
+    return tadd64(tadd32(p0, p1), tadd32(p2, p3));
+}
+
+/* Two super-blocks' kd_sums45 -> the 16 sub-block sums in canonical lanes. */
+INLINE __m512i kd_pair(__m512i v0, __m512i v1) {
+    __m512i x = _mm512_mask_blend_epi32(0xF0F0, v0, v1), y = _mm512_mask_blend_epi32(0xF0F0, v1, v0);
+    return _mm512_add_epi32(x, _mm512_shuffle_i32x4(y, y, _MM_SHUFFLE(2, 3, 0, 1)));
+}
+
+/* One Q6_K super-block's 16 sub-block sums of q*x in canonical lanes. xv:
+ * the activations 0..63, 64..127, 128..191, 192..255. */
+INLINE __m512i kd_sums6(const uint8_t *blk, const __m512i *xv) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), z = _mm512_setzero_si512();
+    __m512i p[4];
+    UNROLL for (int h = 0; h < 2; h++) {
+        __m512i ql = _mm512_loadu_si512(blk + 64 * h);
+        __m512i hb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(const void *)(blk + 128 + 32 * h)));
+        __m512i qe = _mm512_ternarylogic_epi32(_mm512_and_si512(ql, m4), _mm512_rolv_epi32(hb, kd_halves32(4, 2)),
+                                               _mm512_set1_epi8(0x30), 0xF8);
+        __m512i qo = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                                               _mm512_rolv_epi32(hb, kd_halves32(0, 30)), _mm512_set1_epi8(0x30),
+                                               0xF8);
+        p[2 * h] = _mm512_dpbusd_epi32(z, qe, xv[2 * h]);
+        p[2 * h + 1] = _mm512_dpbusd_epi32(z, qo, xv[2 * h + 1]);
+    }
+    return tadd64(tadd32(p[0], p[1]), tadd32(p[2], p[3]));
+}
+
+/* Decode (one token) K-quant tile, R rows on standard Q8_K activations: the
+ * activation side of a super-block (pair) once, then each row's weights in
+ * registers. */
 INLINE void kd_tile(const int kind, const int R, int64_t n, const uint8_t *w, size_t ws, const uint8_t *a,
                     float *y) {
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+    const size_t wb = kind == 4 ? 144 : kind == 5 ? 176 : 210;
+    const int64_t nsb = n / 256;
     const size_t ahead = (size_t)R * ws;
-    for (int64_t s = 0; s < n / 256; s++) {
-        const uint8_t *ab = a + s * 292;
-        const __m128 ad = _mm_set1_ps(rdf(ab));
-        /* Q6_K: the 16 sub-block sums as int16; Q4_K/Q5_K: pair sums
-         * bs[2j] + bs[2j+1] as int32 (its high int16 meets a zero) */
-        __m256i bs = _mm256_loadu_si256((const __m256i *)(const void *)(ab + 260));
-        if (kind != 6) bs = _mm256_madd_epi16(bs, _mm256_set1_epi16(1));
-        __m512i xv[4];
-        if (kind == 6) {
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    if (kind == 6) {
+        for (int64_t s = 0; s < nsb; s++) {
+            const uint8_t *ab = a + s * 292;
+            __m512i xv[4];
             UNROLL for (int g = 0; g < 4; g++) xv[g] = _mm512_loadu_si512(ab + 4 + 64 * g);
-        } else { /* lo01, hi01, lo23, hi23 */
-            xv[0] = kd_x2(ab + 4);
-            xv[1] = kd_x2(ab + 4 + 32);
-            xv[2] = kd_x2(ab + 4 + 128);
-            xv[3] = kd_x2(ab + 4 + 160);
+            __m512i bs = _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)(ab + 260)));
+            bs = _mm512_permutexvar_epi32(_mm512_load_si512(K6_PERM), bs);
+            const __m512i corr = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(bs, 5));
+            const __m512 ad = _mm512_set1_ps(rdf(ab));
+            UNROLL for (int r = 0; r < R; r++) {
+                const uint8_t *blk = w + r * ws + s * wb;
+                for (size_t off = 0; off < wb; off += 64) prefetch_ahead(blk + off, ahead);
+                __m512i D = _mm512_add_epi32(kd_sums6(blk, xv), corr);
+                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(D), _mm512_mul_ps(k6_wscales(blk), ad), acc[r]);
+            }
         }
-        acc0 = kd_row(kind, acc0, w, s, ahead, xv, bs, ad);
-        if (R > 1) acc1 = kd_row(kind, acc1, w + ws, s, ahead, xv, bs, ad);
-        if (R > 2) acc2 = kd_row(kind, acc2, w + 2 * ws, s, ahead, xv, bs, ad);
-        if (R > 3) acc3 = kd_row(kind, acc3, w + 3 * ws, s, ahead, xv, bs, ad);
+    } else {
+        for (int64_t s = 0; s < nsb; s += 2) {
+            const int two = s + 1 < nsb;
+            const uint8_t *a0 = a + s * 292, *a1 = a0 + 292;
+            __m512i xv0[4], xv1[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
+                                      _mm512_setzero_si512()};
+            xv0[0] = kd_x2(a0 + 4), xv0[1] = kd_x2(a0 + 36), xv0[2] = kd_x2(a0 + 132), xv0[3] = kd_x2(a0 + 164);
+            const __m512i one16 = _mm512_set1_epi16(1);
+            __m512i B = _mm512_madd_epi16(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)(a0 + 260))), one16);
+            __m512 AD = _mm512_set1_ps(rdf(a0));
+            if (two) {
+                xv1[0] = kd_x2(a1 + 4), xv1[1] = kd_x2(a1 + 36), xv1[2] = kd_x2(a1 + 132), xv1[3] = kd_x2(a1 + 164);
+                __m512i B1 = _mm512_madd_epi16(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)(a1 + 260))), one16);
+                B = _mm512_inserti64x4(B, _mm512_castsi512_si256(B1), 1);
+                AD = _mm512_mask_blend_ps(0xF0F0, AD, _mm512_set1_ps(rdf(a1)));
+            } else {
+                B = _mm512_inserti64x4(B, _mm256_setzero_si256(), 1);
+                AD = _mm512_maskz_mov_ps(0x0F0F, AD);
+            }
+            const __m512 BA = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_permutexvar_epi32(_mm512_load_si512(K4_PERM), B)), AD);
+            UNROLL for (int r = 0; r < R; r++) {
+                const uint8_t *b0 = w + r * ws + s * wb, *b1 = two ? b0 + wb : NULL;
+                for (size_t off = 0; off < (two ? 2 : 1) * wb; off += 64) prefetch_ahead(b0 + off, ahead);
+                __m512i v0 = kd_sums45(kind, b0, xv0), v1 = two ? kd_sums45(kind, b1, xv1) : _mm512_setzero_si512();
+                __m512 W, M;
+                k45_wscales(b0, b1, &W, &M);
+                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(kd_pair(v0, v1)), _mm512_mul_ps(W, AD), acc[r]);
+                acc[r] = _mm512_fnmadd_ps(BA, M, acc[r]);
+            }
+        }
     }
-    y[0] = reduce16(acc0);
-    if (R > 1) y[1] = reduce16(acc1);
-    if (R > 2) y[2] = reduce16(acc2);
-    if (R > 3) y[3] = reduce16(acc3);
+    UNROLL for (int r = 0; r < R; r++) y[r] = reduce16(acc[r]);
 }
 
+/* Standard activations, several tokens: one token at a time (lyra_matmul
+ * gives K-quant batches their own layout and kw_tile). */
 INLINE void k_tile(const int kind, const int R, const int T, int64_t n, const uint8_t *w, size_t ws,
                    const uint8_t *a, size_t as, float *y, size_t ys) {
-    if (T == 1) {
-        kd_tile(kind, R, n, w, ws, a, y);
-        return;
+    for (int t = 0; t < T; t++) kd_tile(kind, R, n, w, ws, a + t * as, y + t * ys);
+}
+
+/* The batched layouts.
+ * Activations, per token: Q4_K/Q5_K a pair of super-blocks in KG45 bytes:
+ *   [64k, 64k+64) for step k < 8: lane l holds elements 4k..4k+3 of lane
+ *                 l's sub-block (LYRA_K4_LANE)
+ *   [512, 576) f32 a.d of lane l's super-block
+ *   [576, 640) f32 (float)B * a.d (B: the sub-block's sum of x)
+ * Q6_K a super-block in KG6 bytes: [64k, 64k+64) for k < 4 as above
+ * (LYRA_K6_LANE), [256, 320) int32 -32 * bsum (the q - 32 offset), [320,
+ * 384) f32 a.d x16. A missing second super-block: zeros.
+ * Weights, per row: Q4_K a pair in KW4 bytes: [64k, 64k+64) for k < 4 the
+ * weights of steps k (low nibbles) and k + 4 (high nibbles), [256, 320) f32
+ * sc_j * d, [320, 384) f32 min_j * dmin; Q5_K in KW5 bytes: [64k, 64k+64)
+ * for k < 8 step k as bytes, [512, 576) and [576, 640) the same scales; Q6_K
+ * a super-block in KW6 bytes: 4 steps as bytes, [256, 320) f32 sc_j * d. */
+#define KG45 640
+#define KG6 384
+#define KW4 384
+#define KW5 640
+#define KW6 320
+
+static void k45_pack_act(const uint8_t *a0, const uint8_t *a1, uint8_t *P) {
+    memset(P, 0, KG45);
+    float AD[16] = {0}, BA[16] = {0};
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *ab = h ? a1 : a0;
+        if (!ab) continue;
+        float ad = rdf(ab);
+        for (int j = 0; j < 8; j++) {
+            int l = LYRA_K4_LANE(h, j);
+            for (int k = 0; k < 8; k++) memcpy(P + 64 * k + 4 * l, ab + 4 + 32 * j + 4 * k, 4);
+            int B = rdi16(ab + 260 + 4 * j) + rdi16(ab + 262 + 4 * j);
+            AD[l] = ad;
+            BA[l] = (float)B * ad;
+        }
     }
+    memcpy(P + 512, AD, 64);
+    memcpy(P + 576, BA, 64);
+}
+
+static void k6_pack_act(const uint8_t *ab, uint8_t *P) {
+    int32_t corr[16];
+    float AD[16];
+    for (int j = 0; j < 16; j++) {
+        int l = LYRA_K6_LANE(j);
+        for (int k = 0; k < 4; k++) memcpy(P + 64 * k + 4 * l, ab + 4 + 16 * j + 4 * k, 4);
+        corr[l] = -32 * rdi16(ab + 260 + 2 * j);
+        AD[l] = rdf(ab);
+    }
+    memcpy(P + 256, corr, 64);
+    memcpy(P + 320, AD, 64);
+}
+
+/* Byte offsets (in element order: 256 per super-block) of step 0 of lane
+ * l's sub-block: a pair of Q4_K/Q5_K super-blocks, a Q6_K super-block. */
+static const int32_t K4_STEP0[16] __attribute__((aligned(64))) = {0, 32, 128, 160, 256, 288, 384, 416,
+                                                                  64, 96, 192, 224, 320, 352, 448, 480};
+static const int32_t K6_STEP0[16] __attribute__((aligned(64))) = {0, 64, 128, 192, 16, 80, 144, 208,
+                                                                  32, 96, 160, 224, 48, 112, 176, 240};
+
+/* One row's Q4_K/Q5_K pair (b1 NULL past the row's end) -> KW4/KW5 bytes. */
+INLINE void k45_wpack(const int kind, const uint8_t *b0, const uint8_t *b1, uint8_t *dst) {
+    uint8_t q[512] __attribute__((aligned(64)));
+    for (int g = 0; g < 4; g++) _mm512_store_si512(q + 64 * g, k_quants(kind, b0, g));
+    for (int g = 0; g < 4; g++)
+        _mm512_store_si512(q + 256 + 64 * g, b1 ? k_quants(kind, b1, g) : _mm512_setzero_si512());
+    const __m512i base = _mm512_load_si512(K4_STEP0);
+    __m512i st[8];
+    for (int k = 0; k < 8; k++)
+        st[k] = _mm512_i32gather_epi32(_mm512_add_epi32(base, _mm512_set1_epi32(4 * k)), q, 1);
+    __m512 W, M;
+    k45_wscales(b0, b1, &W, &M);
+    if (kind == 4) {
+        for (int k = 0; k < 4; k++) _mm512_storeu_si512(dst + 64 * k, _mm512_or_si512(st[k], _mm512_slli_epi16(st[k + 4], 4)));
+        _mm512_storeu_ps(dst + 256, W);
+        _mm512_storeu_ps(dst + 320, M);
+    } else {
+        for (int k = 0; k < 8; k++) _mm512_storeu_si512(dst + 64 * k, st[k]);
+        _mm512_storeu_ps(dst + 512, W);
+        _mm512_storeu_ps(dst + 576, M);
+    }
+}
+
+/* One row's Q6_K super-block -> KW6 bytes. */
+INLINE void k6_wpack(const uint8_t *blk, uint8_t *dst) {
+    uint8_t q[256] __attribute__((aligned(64)));
+    for (int g = 0; g < 4; g++) _mm512_store_si512(q + 64 * g, k_quants(6, blk, g));
+    const __m512i base = _mm512_load_si512(K6_STEP0);
+    for (int k = 0; k < 4; k++)
+        _mm512_storeu_si512(dst + 64 * k, _mm512_i32gather_epi32(_mm512_add_epi32(base, _mm512_set1_epi32(4 * k)), q, 1));
+    _mm512_storeu_ps(dst + 256, k6_wscales(blk));
+}
+
+static void k_wpack(const int kind, int64_t n, const uint8_t *w, size_t ws, int nr, uint8_t *dst) {
     const size_t wb = kind == 4 ? 144 : kind == 5 ? 176 : 210;
+    const int64_t nsb = n / 256;
+    for (int r = 0; r < nr; r++) {
+        const uint8_t *p = w + (size_t)r * ws;
+        if (kind == 6) {
+            for (int64_t s = 0; s < nsb; s++, dst += KW6) k6_wpack(p + s * wb, dst);
+            continue;
+        }
+        for (int64_t s = 0; s < nsb; s += 2, dst += kind == 4 ? KW4 : KW5)
+            k45_wpack(kind, p + s * wb, s + 1 < nsb ? p + (s + 1) * wb : NULL, dst);
+    }
+}
+
+/* Batched K-quant tile, R rows x T tokens, activations in the layouts above;
+ * weights repacked (raw = 0: rows of KW bytes per pair / super-block, ws
+ * apart) or raw (raw = 1: repacked here a pair at a time, the fallback when
+ * lyra_matmul has no buffer for a row block). */
+INLINE void kw_tile(const int kind, const int raw, const int R, const int T, int64_t n, const uint8_t *w, size_t ws,
+                    const uint8_t *a, size_t as, float *y, size_t ys) {
+    const int64_t nsb = n / 256;
+    const size_t wb = kind == 4 ? 144 : kind == 5 ? 176 : 210;
+    const size_t kw = kind == 4 ? KW4 : kind == 5 ? KW5 : KW6;
+    uint8_t buf[raw ? TRM : 1][raw ? KW5 : 1] __attribute__((aligned(64)));
     __m512 acc[TRM][TTM];
     UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
-    for (int64_t s = 0; s < n / 256; s++) {
-        __m512i scz[TRM];
-        __m256i mins[TRM];
-        float dw[TRM], dm[TRM];
+    const int64_t step = kind == 6 ? 1 : 2;
+    for (int64_t s = 0, g = 0; s < nsb; s += step, g++) {
+        const uint8_t *P[TTM], *Wg[TRM];
+        UNROLL for (int t = 0; t < T; t++) P[t] = a + t * as + g * (kind == 6 ? KG6 : KG45);
         UNROLL for (int r = 0; r < R; r++) {
-            const uint8_t *blk = w + r * ws + s * wb;
-            if (T == 1)
-                for (size_t off = 0; off < wb; off += 64) prefetch_ahead(blk + off, R * ws);
-            if (kind == 6) {
-                __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(blk + 192)));
-                scz[r] = _mm512_castsi256_si512(sc16);
-                mins[r] = sc16;
-                dw[r] = h2f(blk + 208);
-                dm[r] = 0.0f;
+            if (raw) {
+                const uint8_t *b0 = w + r * ws + s * wb;
+                if (kind == 6) k6_wpack(b0, buf[r]);
+                else k45_wpack(kind, b0, s + 1 < nsb ? b0 + wb : NULL, buf[r]);
+                Wg[r] = buf[r];
             } else {
-                uint64_t sc8, m8;
-                k4_scales(blk + 4, &sc8, &m8);
-                scz[r] = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc8)));
-                __m256i m32 = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)m8));
-                mins[r] = _mm256_or_si256(m32, _mm256_slli_epi32(m32, 16));
-                dw[r] = h2f(blk);
-                dm[r] = h2f(blk + 2);
+                Wg[r] = w + r * ws + g * kw;
             }
         }
-        __m512i A[TRM][TTM];
-        UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) A[r][t] = _mm512_setzero_si512();
-        UNROLL for (int g = 0; g < 4; g++) {
-            __m512i q[TRM], sv[TRM];
-            __m512i idx = k_scale_idx(kind, g);
-            UNROLL for (int r = 0; r < R; r++) {
-                q[r] = k_quants(kind, w + r * ws + s * wb, g);
-                sv[r] = _mm512_permutexvar_epi16(idx, scz[r]);
-            }
+        __m512i sum[TRM][TTM];
+        if (kind == 6) {
             UNROLL for (int t = 0; t < T; t++) {
-                __m512i xv = _mm512_loadu_si512(a + t * as + s * 292 + 4 + 64 * g);
-                UNROLL for (int r = 0; r < R; r++)
-                    A[r][t] = _mm512_dpwssd_epi32(A[r][t], _mm512_maddubs_epi16(q[r], xv), sv[r]);
+                __m512i corr = _mm512_loadu_si512(P[t] + 256);
+                UNROLL for (int r = 0; r < R; r++) sum[r][t] = corr;
+            }
+        } else {
+            UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) sum[r][t] = _mm512_setzero_si512();
+        }
+        if (kind == 4) {
+            UNROLL for (int k = 0; k < 4; k++) {
+                __m512i vk[TRM];
+                UNROLL for (int r = 0; r < R; r++) vk[r] = _mm512_loadu_si512(Wg[r] + 64 * k);
+                q4_steps(R, T, k, vk, P, sum);
+            }
+        } else {
+            for (int k = 0; k < (kind == 5 ? 8 : 4); k++) {
+                __m512i vk[TRM];
+                UNROLL for (int r = 0; r < R; r++) vk[r] = _mm512_loadu_si512(Wg[r] + 64 * k);
+                UNROLL for (int t = 0; t < T; t++) {
+                    __m512i xk = _mm512_loadu_si512(P[t] + 64 * k);
+                    UNROLL for (int r = 0; r < R; r++) sum[r][t] = _mm512_dpbusd_epi32(sum[r][t], vk[r], xk);
+                }
             }
         }
+        const size_t wo = kind == 4 ? 256 : kind == 5 ? 512 : 256, ao = kind == 6 ? 320 : 512;
         UNROLL for (int t = 0; t < T; t++) {
-            const uint8_t *ab = a + t * as + s * 292;
-            float ad = rdf(ab);
-            __m256i bs = _mm256_loadu_si256((const __m256i *)(const void *)(ab + 260));
-            UNROLL for (int r = 0; r < R; r++) {
-                float dA = dw[r] * ad;
-                float nB = kind == 6 ? -32.0f * dA : -(dm[r] * ad);
-                acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(A[r][t]), _mm512_set1_ps(dA), acc[r][t]);
-                __m512 M = _mm512_zextps256_ps512(_mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mins[r])));
-                acc[r][t] = _mm512_mask3_fmadd_ps(M, _mm512_set1_ps(nB), acc[r][t], 0x00FF);
+            __m512 AD = _mm512_loadu_ps(P[t] + ao);
+            UNROLL for (int r = 0; r < R; r++)
+                acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum[r][t]), _mm512_mul_ps(_mm512_loadu_ps(Wg[r] + wo), AD),
+                                            acc[r][t]);
+            if (kind != 6) {
+                __m512 BA = _mm512_loadu_ps(P[t] + 576);
+                UNROLL for (int r = 0; r < R; r++)
+                    acc[r][t] = _mm512_fnmadd_ps(BA, _mm512_loadu_ps(Wg[r] + wo + 64), acc[r][t]);
             }
         }
     }
     UNROLL for (int r = 0; r < R; r++) UNROLL for (int t = 0; t < T; t++) y[t * ys + r] = reduce16(acc[r][t]);
+}
+
+/* lyra_matmul's K-quant entry points (see the lyra_mm_* functions). */
+static int k_kind(lyra_type wt) {
+    return wt == LYRA_TYPE_Q4_K ? 4 : wt == LYRA_TYPE_Q5_K ? 5 : wt == LYRA_TYPE_Q6_K ? 6 : 0;
+}
+
+static size_t k_act_bytes(int kind, int64_t n) {
+    return kind == 6 ? (size_t)(n / 256) * KG6 : (size_t)((n / 256 + 1) / 2) * KG45;
+}
+
+static size_t k_wpack_bytes(int kind, int64_t n) {
+    return kind == 6 ? (size_t)(n / 256) * KW6 : (size_t)((n / 256 + 1) / 2) * (kind == 4 ? KW4 : KW5);
+}
+
+/* One token: standard Q8_K (for kd_tile); more: the batched layout. */
+static void k_mm_act(int kind, int64_t ntok, const float *x, uint8_t *dst, int64_t n) {
+    const int64_t nsb = n / 256;
+    if (ntok <= 1) {
+        act_q8_k(x, dst, n);
+        return;
+    }
+    uint8_t blk[2 * 292];
+    for (int64_t s = 0; s < nsb; s += kind == 6 ? 1 : 2) {
+        if (kind == 6) {
+            act_q8_k(x + 256 * s, blk, 256);
+            k6_pack_act(blk, dst + s * KG6);
+            continue;
+        }
+        const int two = s + 1 < nsb;
+        act_q8_k(x + 256 * s, blk, two ? 512 : 256);
+        k45_pack_act(blk, two ? blk + 292 : NULL, dst + (s / 2) * KG45);
+    }
+}
+
+_Static_assert(KW_RP <= TRM, "kw_tile: RP x 4 tokens");
+#define K_KW4(R_, T_, W_, A_, Y_) kw_tile(4, 0, R_, T_, n, W_, ws, A_, as, Y_, ys)
+#define K_KW5(R_, T_, W_, A_, Y_) kw_tile(5, 0, R_, T_, n, W_, ws, A_, as, Y_, ys)
+#define K_KW6(R_, T_, W_, A_, Y_) kw_tile(6, 0, R_, T_, n, W_, ws, A_, as, Y_, ys)
+#define K_KR4(R_, T_, W_, A_, Y_) kw_tile(4, 1, R_, T_, n, W_, ws, A_, as, Y_, ys)
+#define K_KR5(R_, T_, W_, A_, Y_) kw_tile(5, 1, R_, T_, n, W_, ws, A_, as, Y_, ys)
+#define K_KR6(R_, T_, W_, A_, Y_) kw_tile(6, 1, R_, T_, n, W_, ws, A_, as, Y_, ys)
+#define DEF_KCOVER(NAME, KERN)                                                                          \
+    static __attribute__((noinline)) void NAME(int64_t n, const uint8_t *w, size_t ws, int nr,         \
+                                               const uint8_t *a, size_t as, int nt, float *y, size_t ys) { \
+        TAIL_COVER(KERN, KW_RP);                                                                        \
+    }
+DEF_KCOVER(cover_kw4, K_KW4)
+DEF_KCOVER(cover_kw5, K_KW5)
+DEF_KCOVER(cover_kw6, K_KW6)
+DEF_KCOVER(cover_kr4, K_KR4)
+DEF_KCOVER(cover_kr5, K_KR5)
+DEF_KCOVER(cover_kr6, K_KR6)
+
+/* Repacked (raw = 0) or raw (raw = 1) weights, batched activations. */
+static int k_mm_tile(int kind, int raw, int64_t n, const uint8_t *w, size_t ws, int nr, const uint8_t *a,
+                     size_t as, int nt, float *y, size_t ys) {
+    if (nr <= 0 || nt <= 0) return 1;
+    if (kind == 4) (raw ? cover_kr4 : cover_kw4)(n, w, ws, nr, a, as, nt, y, ys);
+    else if (kind == 5) (raw ? cover_kr5 : cover_kw5)(n, w, ws, nr, a, as, nt, y, ys);
+    else (raw ? cover_kr6 : cover_kw6)(n, w, ws, nr, a, as, nt, y, ys);
+    return 1;
+}
+
+static int mm_tile_kraw(lyra_type wt, int64_t n, const uint8_t *w, size_t ws, int nr, const uint8_t *a,
+                        size_t as, int nt, float *y, size_t ys) {
+    return k_mm_tile(k_kind(wt), 1, n, w, ws, nr, a, as, nt, y, ys);
 }
 
 /* ------------------------------------------------ float weights */
@@ -1187,12 +1402,8 @@ INLINE void fw_tile(const lyra_type wt, const int R, const int T, int64_t n, con
 #define Q8_RP 4
 #define Q8_TP 4
 #define Q8_RD 4
-#ifndef K_RP
-#define K_RP 2
-#endif
-#ifndef K_TP
-#define K_TP 4
-#endif
+#define K_RP 4
+#define K_TP 1
 #define K_RD 4
 #ifndef F_RP
 #define F_RP 6

@@ -34,7 +34,7 @@ int main(void) {
     lyra_pool *pools[3] = {lyra_pool_new(1), lyra_pool_new(2), lyra_pool_new(3)};
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         lyra_type t = types[ti], at = lyra_vec_dot_type(t);
-        int64_t cols = lyra_type_block(t) == 256 ? 512 : lyra_type_block(t) == 32 ? 544 : 530;
+        int64_t cols = lyra_type_block(t) == 256 ? 768 : lyra_type_block(t) == 32 ? 544 : 530;
         size_t wrow = lyra_row_bytes(t, cols), arow = lyra_row_bytes(at, cols);
         uint8_t *W = malloc(wrow * rows), *A = malloc(arow);
         float *X = malloc(sizeof(float) * cols * NT), *ref = malloc(sizeof(float) * rows * NT),
