@@ -3,7 +3,10 @@
  * logits bitwise equal alone or batched). For every supported weight type and
  * every CPU path this machine has: Y of ntok = 1, 2, 7, 64 and 512 (windows of
  * the same 512 activation rows, at several offsets), with 1, 2 and 3
- * threads (scalar: 1), equals lyra_vec_dot of the scalar path bit for bit. */
+ * threads (scalar: 1), equals lyra_vec_dot of the scalar path bit for bit.
+ * On AVX-512 also the tiles on raw weights and the batched activation
+ * layout, which lyra_matmul falls back on when it cannot allocate the buffer
+ * for a repacked row block. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +16,7 @@
 #include "core/pool.h"
 #include "core/rng.h"
 #include "kernels/kernels.h"
+#include "kernels/kernels_impl.h"
 #include "quant/quant.h"
 #include "testutil.h"
 
@@ -23,6 +27,30 @@ static float gauss(void) {
     for (int i = 0; i < 4; i++) s += lyra_rng_f32(&rng) - 0.5f;
     return s;
 }
+
+#if LYRA_X86
+/* lyra_mm_tile_avx512 for 2 and 9 tokens on activations from
+ * lyra_mm_act_avx512: the same bits as ref ([token][row] of the first
+ * tokens). */
+static void check_raw_tiles(lyra_type t, int64_t cols, const uint8_t *W, size_t wrow, int64_t rows, const float *X,
+                            const float *ref) {
+    size_t ab = lyra_mm_act_bytes_avx512(t, cols);
+    if (!ab || !lyra_cpu_path_available(LYRA_CPU_AVX512)) return;
+    for (int64_t nt = 2; nt <= 9; nt += 7) {
+        uint8_t *A = malloc(ab * (size_t)nt);
+        float *Y = malloc(sizeof(float) * (size_t)(rows * nt));
+        for (int64_t k = 0; k < nt; k++) lyra_mm_act_avx512(t, nt, X + k * cols, A + (size_t)k * ab, cols);
+        memset(Y, 0xff, sizeof(float) * (size_t)(rows * nt));
+        lyra_mm_tile_avx512(t, nt)(t, cols, W, wrow, (int)rows, A, ab, (int)nt, Y, (size_t)rows);
+        int diff = 0;
+        for (int64_t i = 0; i < rows * nt; i++) diff += lyra_bits_from_f32(Y[i]) != lyra_bits_from_f32(ref[i]);
+        CHECK(diff == 0, "avx512 %s raw-weight tile, %lld tokens: %d of %lld results differ from ntok=1",
+              lyra_type_name(t), (long long)nt, diff, (long long)(rows * nt));
+        free(A);
+        free(Y);
+    }
+}
+#endif
 
 int main(void) {
     lyra_rng_seed(&rng, 7);
@@ -73,6 +101,9 @@ int main(void) {
                 }
             }
         }
+#if LYRA_X86
+        check_raw_tiles(t, cols, W, wrow, rows, X, ref);
+#endif
         printf("%-5s cols %4lld: batch 1/2/7/64/512 bitwise equal on every available path\n", lyra_type_name(t),
                (long long)cols);
         free(work); free(W); free(A); free(X); free(ref); free(Y); free(src);
