@@ -451,6 +451,8 @@ INLINE void q4s_tile(const int R, const int T, int64_t n, const uint8_t *w, size
 #ifndef KW_RP
 #define KW_RP 4
 #endif
+/* Rows of the one-token K-quant tile (kd_tile: up to 4). */
+#define K_RD 4
 static int k_kind(lyra_type wt);
 static size_t k_act_bytes(int kind, int64_t n);
 static size_t k_wpack_bytes(int kind, int64_t n);
@@ -829,7 +831,7 @@ lyra_tile_fn lyra_mm_tile_avx512(lyra_type wt, int64_t ntok) {
 
 void lyra_mm_shape_avx512(lyra_type wt, int64_t ntok, int *R, int *T) {
     if (k_kind(wt)) {
-        *R = ntok <= 1 ? 4 : KW_RP;
+        *R = ntok <= 1 ? K_RD : KW_RP;
         *T = ntok <= 1 ? 1 : 4;
         return;
     }
@@ -1044,13 +1046,6 @@ INLINE void kd_tile(const int kind, const int R, int64_t n, const uint8_t *w, si
         }
     }
     UNROLL for (int r = 0; r < R; r++) y[r] = reduce16(acc[r]);
-}
-
-/* Standard activations, several tokens: one token at a time (lyra_matmul
- * gives K-quant batches their own layout and kw_tile). */
-INLINE void k_tile(const int kind, const int R, const int T, int64_t n, const uint8_t *w, size_t ws,
-                   const uint8_t *a, size_t as, float *y, size_t ys) {
-    for (int t = 0; t < T; t++) kd_tile(kind, R, n, w, ws, a + t * as, y + t * ys);
 }
 
 /* The batched layouts.
@@ -1402,9 +1397,11 @@ INLINE void fw_tile(const lyra_type wt, const int R, const int T, int64_t n, con
 #define Q8_RP 4
 #define Q8_TP 4
 #define Q8_RD 4
-#define K_RP 4
+/* K-quants on standard Q8_K activations take one token at a time (kd_tile;
+ * lyra_matmul gives batches their own layout and kw_tile). */
+#define K_RP K_RD
 #define K_TP 1
-#define K_RD 4
+_Static_assert(K_RD <= 4, "kd_tile: up to 4 rows");
 #ifndef F_RP
 #define F_RP 6
 #endif
@@ -1432,9 +1429,9 @@ void lyra_shape_avx512(lyra_type wt, int64_t ntok, int *R, int *T) {
 
 #define K_Q8(R_, T_, W_, A_, Y_) q8_tile(R_, T_, n, W_, ws, A_, as, Y_, ys)
 #define K_Q4(R_, T_, W_, A_, Y_) q4_tile(0, R_, T_, n, W_, ws, A_, as, Y_, ys)
-#define K_K4(R_, T_, W_, A_, Y_) k_tile(4, R_, T_, n, W_, ws, A_, as, Y_, ys)
-#define K_K5(R_, T_, W_, A_, Y_) k_tile(5, R_, T_, n, W_, ws, A_, as, Y_, ys)
-#define K_K6(R_, T_, W_, A_, Y_) k_tile(6, R_, T_, n, W_, ws, A_, as, Y_, ys)
+#define K_K4(R_, T_, W_, A_, Y_) kd_tile(4, R_, n, W_, ws, A_, Y_)
+#define K_K5(R_, T_, W_, A_, Y_) kd_tile(5, R_, n, W_, ws, A_, Y_)
+#define K_K6(R_, T_, W_, A_, Y_) kd_tile(6, R_, n, W_, ws, A_, Y_)
 #define K_FT(WT, R_, T_, W_, A_, Y_)                                 \
     do {                                                             \
         if (T_ > 2 || R_ > 4) fw_tile(WT, R_, T_, n, W_, ws, A_, as, Y_, ys); \
