@@ -108,7 +108,8 @@ int app_devflags_check_gpus(const char *flag, const json_t *sizes, lyra_error *e
     "                         first, down to --min-ctx) | none (= --no-fallback)\n" \
     "  --gpu-layers-fallback N  GPU layers to try first after a failure\n" \
     "  --fallback-across-ranks  under mpirun: a rank that cannot hold its share\n" \
-    "                         hands its last layers to the next rank\n" \
+    "                         (at load, or its KV cache as it grows) hands its\n" \
+    "                         last layers to the next rank\n" \
     "  --min-ctx N            the context policy's floor (default 2048)\n" \
     "  --kv-chunk N           the KV cache grows in chunks of N positions\n" \
     "                         (default 256)\n" \

@@ -163,7 +163,8 @@ static int lyra_main(int argc, char **argv) {
     lyra_error err;
     lyra_err_clear(&err);
     if (app_log_init(&err)) return fail(&err);
-    if (lyra_dist_rank() > 0) app_log_level(LYRA_LOG_ERROR); /* rank 0 speaks for the run */
+    /* rank 0 speaks for the run; LYRA_LOG set: every rank at that level */
+    if (lyra_dist_rank() > 0 && !(getenv("LYRA_LOG") && *getenv("LYRA_LOG"))) app_log_level(LYRA_LOG_ERROR);
     install_signals();
 
     int i = 1;

@@ -25,18 +25,19 @@ enum {
     LYRA_DIST_TAG_TOKENS = 2, /* rank 0 -> every rank: the command's tokens */
     LYRA_DIST_TAG_HIDDEN = 3, /* rank r -> rank r+1..: the hidden state [rows][n_embd] */
     LYRA_DIST_TAG_LOGITS = 4, /* the head's rank -> rank 0: logits [n_out][n_vocab] */
-    LYRA_DIST_TAG_KV = 5      /* a KV chunk's rows, between rank 0 and the layer's rank */
+    LYRA_DIST_TAG_KV = 5,     /* a KV chunk's rows, between rank 0 and the layer's rank */
+    LYRA_DIST_TAG_MOVE = 6    /* rank r -> r+1: the KV chunks' rows of a layer handed on */
 };
 
 /* What rank 0 asks the other ranks to do (lyra_runtime_follow). */
 typedef struct lyra_dist_cmd {
     int64_t op;         /* LYRA_DIST_EVAL, ... below */
     int64_t n;          /* EVAL, DECODE: tokens (sent next with LYRA_DIST_TAG_TOKENS);
-                           KV_BEGIN: positions to reserve; KV_END: top */
+                           KV_BEGIN, RESERVE: positions to reserve; KV_END: top */
     int64_t logits_all; /* EVAL: lyra_eval's logits_all; DECODE: 1 when the batch has logits flags */
     int64_t pos;        /* EVAL: the position of the first token (the others truncate to it);
                            KV_END: the sequence's position */
-    int64_t seq;        /* KV_*: the sequence */
+    int64_t seq;        /* KV_*, RESERVE: the sequence */
     int64_t layer;      /* KV_GET, KV_PUT: the layer (only its rank answers) */
     int64_t chunk;      /* KV_GET, KV_PUT: the chunk */
 } lyra_dist_cmd;
@@ -44,7 +45,9 @@ typedef struct lyra_dist_cmd {
  * positions, sequence ids and logits flags: 4 x n int32 in one message; each
  * sequence first truncates to its first position). KV_BEGIN / KV_GET /
  * KV_PUT / KV_END: a session's KV cache saved or restored by rank 0
- * (kvstate.h), the chunk's rows going with LYRA_DIST_TAG_KV. QUIT: the end. */
+ * (kvstate.h), the chunk's rows going with LYRA_DIST_TAG_KV. RESERVE: every
+ * rank grows the sequence's KV cache together, handing layers on when one
+ * is out of memory (--fallback-across-ranks, lyra_kv_reserve). QUIT: the end. */
 enum {
     LYRA_DIST_EVAL = 1,
     LYRA_DIST_QUIT = 2,
@@ -52,7 +55,8 @@ enum {
     LYRA_DIST_KV_BEGIN = 4,
     LYRA_DIST_KV_GET = 5,
     LYRA_DIST_KV_PUT = 6,
-    LYRA_DIST_KV_END = 7
+    LYRA_DIST_KV_END = 7,
+    LYRA_DIST_RESERVE = 8
 };
 
 /* 1 when the build has MPI. */

@@ -298,9 +298,11 @@ static int grow_kv(lyra_context *c, int s, int32_t n_pos, lyra_oom *oom, lyra_er
     return LYRA_OK;
 }
 
-int lyra_kv_reserve(lyra_context *c, int s, int32_t n_pos, lyra_error *err) {
+/* Grow sequence s's cache on this rank's layers; out of memory: step down
+ * between two tokens, within this process's devices. */
+static int reserve_here(lyra_context *c, int s, int32_t n_pos, lyra_error *err) {
     int rc;
-    for (;;) { /* out of memory: step down between two tokens */
+    for (;;) {
         lyra_oom oom;
         oom.dev = -1;
         rc = grow_kv(c, s, n_pos, &oom, err);
@@ -308,6 +310,84 @@ int lyra_kv_reserve(lyra_context *c, int s, int32_t n_pos, lyra_error *err) {
         if ((rc = lyra_runtime_step_down(c, &oom, LYRA_PHASE_GENERATE, c->seq[s].pos, err))) break;
     }
     return rc;
+}
+
+/* The last module of rank r when it is a layer and r keeps another, else -1. */
+static int last_layer_of(const lyra_model *m, int r) {
+    int n_mod = lyra_llama_n_modules(m->arch), last = -1, layers = 0;
+    for (int i = 0; i < n_mod; i++)
+        if (m->module_rank[i] == r) {
+            last = i;
+            layers += lyra_llama_module_kind(m->arch, i, NULL) == LYRA_MODULE_LAYER;
+        }
+    return last >= 0 && layers >= 2 && lyra_llama_module_kind(m->arch, last, NULL) == LYRA_MODULE_LAYER ? last : -1;
+}
+
+int lyra_kv_reserve_ranks(lyra_context *c, int s, int32_t n_pos, int *together, lyra_error *err) {
+    typedef struct {
+        int32_t code;
+        char msg[sizeof err->msg];
+    } status;
+    lyra_model *m = c->model;
+    const int n_ranks = lyra_dist_size(), n_mod = lyra_llama_n_modules(m->arch);
+    status *all = calloc((size_t)n_ranks, sizeof *all), *mine = calloc(1, sizeof *mine);
+    int rc = all && mine ? LYRA_OK : lyra_err(err, LYRA_ERR_OOM, "kv", "out of memory");
+    const int32_t n0 = c->seq[s].n_chunks;
+    if (together) *together = 0;
+    for (int round = 0; !rc && round <= n_mod; round++) {
+        lyra_error e;
+        int lrc = reserve_here(c, s, n_pos, &e);
+        mine->code = lrc;
+        snprintf(mine->msg, sizeof mine->msg, "%s", lrc ? e.msg : "");
+        if ((rc = lyra_dist_gather(mine, all, sizeof *mine, err))) break;
+        /* rank 0 decides: dec[0] the module to hand on (-1: every rank holds, -2: none can go), dec[1] the
+         * first rank that failed */
+        int32_t dec[2] = {-1, -1};
+        for (int r = 0; r < n_ranks && m->rank == 0; r++) {
+            if (!all[r].code) continue;
+            dec[0] = -2;
+            dec[1] = r;
+            if (all[r].code == LYRA_ERR_OOM && r + 1 < n_ranks && last_layer_of(m, r) >= 0) dec[0] = last_layer_of(m, r);
+            break;
+        }
+        if ((rc = lyra_dist_bcast(dec, sizeof dec, err))) break;
+        if (dec[0] == -1) break;
+        if (dec[0] == -2) { /* the evaluation fails on every rank alike; rank 0 names the rank, and
+                             * the others, alive, end when it does (no abort) */
+            if (together) *together = 1;
+            if (m->rank == 0) lyra_dist_set_failed_together();
+            c->seq[s].n_chunks = n0; /* every rank alike (a grown chunk stays as a spare) */
+            if (m->rank == 0 && dec[1] > 0)
+                rc = lyra_err(err, all[dec[1]].code, NULL, "rank %d: %s", dec[1], all[dec[1]].msg);
+            else if (lrc) {
+                *err = e;
+                rc = lrc;
+            } else rc = lyra_err(err, LYRA_ERR_OOM, "kv", "rank %d is out of memory", dec[1]);
+            break;
+        }
+        if (m->rank == 0) {
+            char name[64];
+            lyra_llama_module_name(m->arch, dec[0], name, sizeof name);
+            LYRA_WARN("fallback across ranks: during generation at token %d: rank %d is out of memory (%s): "
+                      "%s moves to rank %d", (int)c->seq[s].pos, dec[1], all[dec[1]].msg, name, dec[1] + 1);
+        }
+        rc = lyra_runtime_pass_layer(c, dec[0], dec[1], err);
+    }
+    free(all);
+    free(mine);
+    return rc;
+}
+
+int lyra_kv_reserve(lyra_context *c, int s, int32_t n_pos, lyra_error *err) {
+    lyra_model *m = c->model;
+    /* mpirun with --fallback-across-ranks: a new chunk (the same on every rank) is grown by all together */
+    if (m->module_rank && m->across_ranks && m->rank == 0 &&
+        c->seq[s].n_chunks < (n_pos + c->kv_chunk - 1) / c->kv_chunk) {
+        lyra_dist_cmd cmd = {LYRA_DIST_RESERVE, n_pos, 0, 0, s, 0, 0};
+        int rc = lyra_dist_command(&cmd, NULL, err);
+        return rc ? rc : lyra_kv_reserve_ranks(c, s, n_pos, NULL, err);
+    }
+    return reserve_here(c, s, n_pos, err);
 }
 
 /* Before forward passes: room for rows of logits, the threads and each
@@ -492,16 +572,8 @@ int lyra_decode(lyra_context *c, const lyra_batch *b, lyra_error *err) {
         c->out_idx[i] = keep ? n_out++ : -1;
     }
     int rc = LYRA_OK;
-    for (int32_t s = 0; s < c->n_seq && !rc; s++) { /* the KV caches; out of memory: step down */
-        if (!c->seq_n[s]) continue;
-        for (;;) {
-            lyra_oom oom;
-            oom.dev = -1;
-            rc = grow_kv(c, s, c->seq[s].pos + c->seq_n[s], &oom, err);
-            if (rc != LYRA_ERR_OOM || oom.dev < 0 || !m->fallback) break;
-            if ((rc = lyra_runtime_step_down(c, &oom, LYRA_PHASE_GENERATE, c->seq[s].pos, err))) break;
-        }
-    }
+    for (int32_t s = 0; s < c->n_seq && !rc; s++) /* the KV caches; out of memory: step down */
+        if (c->seq_n[s]) rc = lyra_kv_reserve(c, s, c->seq[s].pos + c->seq_n[s], err);
     if (rc) return rc;
     if ((rc = prepare(c, (size_t)n_out, err))) return rc;
     c->decoded = 1;

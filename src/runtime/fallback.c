@@ -525,6 +525,7 @@ int lyra_runtime_load(lyra_model *m, const lyra_model_params *p, lyra_error *err
     m->fallback = p->fallback != 0 && p->fallback_policy != LYRA_FALLBACK_NONE;
     m->policy = m->fallback ? p->fallback_policy : LYRA_FALLBACK_NONE;
     m->probe = p->probe != 0;
+    m->across_ranks = p->fallback_across_ranks != 0;
     if (lyra_dist_size() == 1 && lyra_runtime_named_rank(p) > 0)
         return lyra_err(err, LYRA_ERR_INPUT, "device_map",
                         "a device of rank %d is named: run under mpirun -np %d (docs/distributed.md)",
@@ -714,5 +715,134 @@ static int across_ranks(lyra_model *m, const lyra_model_params *p, lyra_error *e
         rc = lyra_dist_bcast(m->module_rank, (size_t)n_mod * sizeof *m->module_rank, err);
     }
     free(st);
+    return rc;
+}
+
+/* ------------------------------------------ across ranks, during generation */
+
+/* Chunk k of layer l of sequence q (on device di) out to rows, and rows in. */
+static int chunk_out(lyra_context *c, int di, int q, int l, int32_t k, void *rows, void *tmp, lyra_error *err) {
+    const lyra_llama_hparams *hp = &c->model->arch->hp;
+    lyra_device *d = c->model->dev[di];
+    const lyra_type et = c->kv_type == LYRA_KV_F32 ? LYRA_TYPE_F32 : LYRA_TYPE_F16;
+    void *p = *lyra_kv_slot(c, q, l, 0, k);
+    if (!p) return lyra_err(err, LYRA_ERR_RUNTIME, "fallback", "layer %d has no KV chunk %d", l, (int)k);
+    if (d->ops->copy_out(d, d->ops->kv_to_rows ? tmp : rows, p, c->chunk_bytes))
+        return lyra_err(err, LYRA_ERR_RUNTIME, d->id, "copying the KV cache of layer %d", l);
+    if (d->ops->kv_to_rows) d->ops->kv_to_rows(tmp, rows, c->kv_chunk, (int64_t)hp->n_head_kv * hp->head_dim, et);
+    return LYRA_OK;
+}
+
+static int chunk_in(lyra_context *c, int di, void *p, int l, const void *rows, void *tmp, lyra_error *err) {
+    const lyra_llama_hparams *hp = &c->model->arch->hp;
+    lyra_device *d = c->model->dev[di];
+    const lyra_type et = c->kv_type == LYRA_KV_F32 ? LYRA_TYPE_F32 : LYRA_TYPE_F16;
+    const void *src = rows;
+    if (d->ops->kv_from_rows) {
+        d->ops->kv_from_rows(rows, tmp, c->kv_chunk, (int64_t)hp->n_head_kv * hp->head_dim, et);
+        src = tmp;
+    }
+    if (d->ops->copy_in(d, p, src, c->chunk_bytes))
+        return lyra_err(err, LYRA_ERR_RUNTIME, d->id, "copying the KV cache of layer %d", l);
+    return LYRA_OK;
+}
+
+int lyra_runtime_pass_layer(lyra_context *c, int mi, int from, lyra_error *err) {
+    lyra_model *m = c->model;
+    lyra_llama *a = m->arch;
+    const int to = from + 1;
+    const size_t cb = c->chunk_bytes;
+    int layer = -1;
+    if (!m->module_rank || lyra_llama_module_kind(a, mi, &layer) != LYRA_MODULE_LAYER ||
+        m->module_rank[mi] != from || to >= lyra_dist_size())
+        return lyra_err(err, LYRA_ERR_RUNTIME, "fallback", "module %d cannot go from rank %d to %d (internal error)",
+                        mi, from, to);
+    m->module_rank[mi] = to; /* every rank: the forward pass hands the hidden state on there now */
+    if (m->rank != from && m->rank != to) return LYRA_OK;
+    lyra_weight *w[LYRA_MODULE_MAX_WEIGHTS];
+    int nw = lyra_llama_module_weights(a, mi, w);
+    uint64_t wb = 0; /* the layer's weight bytes (disk accounting) */
+    for (int k = 0; k < nw; k++)
+        if (w[k] != &a->rope_freqs) wb += w[k]->n_bytes;
+    void *rows = malloc(cb ? cb : 1), *tmp = malloc(cb ? cb : 1);
+    if (!rows || !tmp) { /* fatal: every rank ends (the abort of a failed rank) */
+        free(rows);
+        free(tmp);
+        return lyra_err(err, LYRA_ERR_OOM, "fallback", "out of memory");
+    }
+    int rc = LYRA_OK;
+    if (m->rank == from) {
+        /* its KV cache to the next rank, sequence by sequence, chunk by chunk (sent even after an
+         * error, so that the receiver is not left waiting), then freed; its weights to the disk
+         * tier (unplaced), which is how a rank keeps the modules of other ranks */
+        const int di = m->module_dev[mi];
+        lyra_device *d = m->dev[di];
+        for (int q = 0; q < c->n_seq; q++) {
+            /* its count first: a rank whose growth failed midway holds fewer chunks than the others */
+            int32_t n = lyra_kv_layer_chunks(c, q, layer);
+            lyra_error e1;
+            int r1 = lyra_dist_send(to, LYRA_DIST_TAG_MOVE, &n, sizeof n, rc ? &e1 : err);
+            if (!rc) rc = r1;
+            for (int32_t k = 0; k < n; k++) {
+                lyra_error e2;
+                if (!rc) rc = chunk_out(c, di, q, layer, k, rows, tmp, err);
+                else memset(rows, 0, cb);
+                int r2 = lyra_dist_send(to, LYRA_DIST_TAG_MOVE, rows, cb, rc ? &e2 : err);
+                if (!rc) rc = r2;
+            }
+        }
+        for (int q = 0; q < c->n_seq; q++)
+            for (int32_t k = 0; k < c->n_chunks_max; k++) {
+                void **kp = lyra_kv_slot(c, q, layer, 0, k);
+                if (!*kp) continue;
+                d->ops->free(d, *kp, cb);
+                c->cd[di].kv_bytes -= cb;
+                *kp = NULL;
+                *lyra_kv_slot(c, q, layer, 1, k) = NULL;
+            }
+        if (!rc && !m->module_disk[mi]) {
+            lyra_oom oom;
+            rc = lyra_runtime_move_module(c, mi, m->cpu, 1, &oom, err);
+        }
+        if (!rc) m->disk_weights -= wb; /* another rank's now */
+    } else {
+        /* the layer was a disk module here (another rank's): now this rank's, resident on its CPU
+         * (mapped in place, scratch sized for it), its KV cache there, filled from the sender */
+        lyra_oom oom;
+        m->disk_weights += wb;
+        if (!rc) rc = lyra_runtime_move_module(c, mi, m->cpu, 0, &oom, err);
+        const int di = m->module_dev[mi];
+        for (int q = 0; q < c->n_seq; q++) {
+            int32_t n = 0, own = lyra_kv_layer_chunks(c, q, layer);
+            lyra_error e1;
+            int r1 = lyra_dist_recv(from, LYRA_DIST_TAG_MOVE, &n, sizeof n, lyra_dist_timeout(), rc ? &e1 : err);
+            if (!rc) rc = r1;
+            if (!rc && (n < 0 || n > c->n_chunks_max))
+                rc = lyra_err(err, LYRA_ERR_RUNTIME, "mpi", "rank %d hands on %d KV chunks of layer %d", from,
+                              (int)n, layer);
+            /* the sender's chunks, then empty ones up to this rank's count */
+            for (int32_t k = 0; !rc && k < (n > own ? n : own); k++) {
+                if (k < n) {
+                    lyra_error e2;
+                    int r2 = lyra_dist_recv(from, LYRA_DIST_TAG_MOVE, rows, cb, lyra_dist_timeout(), rc ? &e2 : err);
+                    if (!rc) rc = r2;
+                }
+                void *p = NULL;
+                if (!rc && (rc = lyra_runtime_alloc(m, di, cb, &p, &oom))) {
+                    char why[160];
+                    lyra_runtime_oom_text(m, &oom, why, sizeof why);
+                    rc = lyra_err(err, rc, m->dev[di]->id, "the KV cache of layer %d (handed on by rank %d): %s",
+                                  layer, from, why);
+                }
+                if (rc) continue;
+                *lyra_kv_slot(c, q, layer, 0, k) = p;
+                *lyra_kv_slot(c, q, layer, 1, k) = (char *)p + cb / 2;
+                c->cd[di].kv_bytes += cb;
+                if (k < n) rc = chunk_in(c, di, p, layer, rows, tmp, err);
+            }
+        }
+    }
+    free(rows);
+    free(tmp);
     return rc;
 }

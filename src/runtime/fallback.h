@@ -23,6 +23,14 @@ int lyra_runtime_load(lyra_model *m, const lyra_model_params *p, lyra_error *err
  * LYRA_ERR_OOM (err says why) when there is nothing left to move. */
 int lyra_runtime_step_down(lyra_context *c, const lyra_oom *oom, int phase, int32_t token,
                            lyra_error *err);
+/* mpirun, --fallback-across-ranks during generation (every rank calls it
+ * alike): module mi, the last layer of rank from, goes to rank from + 1.
+ * Rank from sends its KV cache (every sequence's chunks, as rows) to rank
+ * from + 1 and frees it and the layer's weights; rank from + 1 makes the
+ * layer resident on its CPU (from its own mapping of the file) with that
+ * cache; every rank updates module_rank. An error here is the rank's own
+ * (fatal, as any rank's error during an evaluation). */
+int lyra_runtime_pass_layer(lyra_context *c, int mi, int from, lyra_error *err);
 /* Append a zeroed history step (NULL when out of memory). */
 lyra_fallback_step *lyra_runtime_fallback_add(lyra_model *m);
 /* Append a history step and log its line (what: "gpu", "cpu" or "ctx"). */

@@ -106,6 +106,17 @@ static int follow_kv(follower *f, const lyra_dist_cmd *cmd, lyra_error *err) {
     return lyra_kv_state_put(c, s, l, (int32_t)cmd->chunk, f->rows, f->tmp, err);
 }
 
+/* RESERVE: the sequence's next KV chunk, grown by every rank together
+ * (--fallback-across-ranks); a failure every rank shares is rank 0's to
+ * report: this rank goes on following. */
+static int follow_reserve(follower *f, const lyra_dist_cmd *cmd, lyra_error *err) {
+    lyra_context *c = f->c;
+    if (cmd->seq < 0 || cmd->seq >= c->n_seq || cmd->n < 0 || cmd->n > c->n_ctx) return bad_cmd(cmd, err);
+    int together = 0;
+    int rc = lyra_kv_reserve_ranks(c, (int)cmd->seq, (int32_t)cmd->n, &together, err);
+    return together ? LYRA_OK : rc;
+}
+
 int lyra_runtime_follow(lyra_context *c, lyra_error *err) {
     lyra_model *m = c->model;
     if (!m->module_rank || m->rank == 0) return LYRA_OK;
@@ -119,6 +130,7 @@ int lyra_runtime_follow(lyra_context *c, lyra_error *err) {
         if (cmd.op == LYRA_DIST_EVAL) rc = follow_eval(&f, &cmd, err);
         else if (cmd.op == LYRA_DIST_DECODE) rc = follow_decode(&f, &cmd, err);
         else if (cmd.op >= LYRA_DIST_KV_BEGIN && cmd.op <= LYRA_DIST_KV_END) rc = follow_kv(&f, &cmd, err);
+        else if (cmd.op == LYRA_DIST_RESERVE) rc = follow_reserve(&f, &cmd, err);
         else rc = bad_cmd(&cmd, err);
         if (rc) break;
     }

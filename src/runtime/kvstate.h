@@ -32,6 +32,14 @@ lyra_fail_io *lyra_kv_state_fail_io(lyra_context *c);
  * the layers' devices; out of memory steps down as lyra_eval does).
  * Implemented in context.c, which grows the cache the same way. */
 int lyra_kv_reserve(lyra_context *c, int s, int32_t n_pos, lyra_error *err);
+/* mpirun with --fallback-across-ranks, every rank alike (rank 0 from
+ * lyra_kv_reserve after its RESERVE command, the others from follow.c): each
+ * rank grows its layers' share, stepping down within its devices; while the
+ * first rank that cannot is out of memory, has a next rank and keeps another
+ * layer, its last layer goes to the next rank (lyra_runtime_pass_layer) and
+ * all try again. When none can go every rank fails alike (*together = 1;
+ * rank 0's error names the rank) and the run goes on following rank 0. */
+int lyra_kv_reserve_ranks(lyra_context *c, int s, int32_t n_pos, int *together, lyra_error *err);
 
 /* Chunks of layer l a session keeps: a full layer the ones covering
  * [0, pos), a sliding-window ring the slots written since the cache was

@@ -79,6 +79,8 @@ struct lyra_model {
                                                context policy may have halved it) */
     int32_t kv_chunk;                       /* positions per KV cache chunk */
     int fallback;                           /* progressive fallback on (load done) */
+    int across_ranks;                       /* mpirun: --fallback-across-ranks (also during
+                                               generation: lyra_kv_reserve) */
     int policy;                             /* lyra_fallback_policy */
     int probe;                              /* 1: a probe: only the map, no weights */
     int quiet_steps;                        /* 1: fallback steps are recorded, not logged

@@ -258,7 +258,8 @@ int lyra_runtime_move_module(lyra_context *c, int mi, int dst, int to_disk, lyra
     int old_placed = m->n_placed;
     const int kv_moves = is_layer && src != dst; /* the KV cache lives where the layer runs */
     int32_t nk = 0; /* KV chunks to move: the layer's, in every sequence */
-    for (int q = 0; q < c->n_seq && kv_moves; q++) nk += lyra_kv_layer_chunks(c, q, layer);
+    for (int q = 0; q < c->n_seq && kv_moves; q++) /* (a layer handed to another rank has none left) */
+        for (int32_t k = 0; k < lyra_kv_layer_chunks(c, q, layer); k++) nk += *lyra_kv_slot(c, q, layer, 0, k) != NULL;
     void **kvp = malloc(((size_t)nk + 1) * sizeof *kvp);
     void *host_kv = malloc(c->chunk_bytes ? c->chunk_bytes : 1);
     /* the two devices' KV layouts differ: convert through rows on the host */
@@ -334,8 +335,9 @@ int lyra_runtime_move_module(lyra_context *c, int mi, int dst, int to_disk, lyra
     const lyra_type kvt = c->kv_type == LYRA_KV_F32 ? LYRA_TYPE_F32 : LYRA_TYPE_F16;
     int32_t ki = 0; /* index into kvp: sequence by sequence, chunk by chunk */
     for (int q = 0; q < c->n_seq && kv_moves; q++)
-        for (int32_t k = 0; k < lyra_kv_layer_chunks(c, q, layer); k++, ki++) {
+        for (int32_t k = 0; k < lyra_kv_layer_chunks(c, q, layer); k++) {
             void **kp = lyra_kv_slot(c, q, layer, 0, k);
+            if (!*kp) continue;
             void *in = host_kv;
             int r2 = ds->ops->copy_out(ds, host_kv, *kp, c->chunk_bytes);
             if (!r2 && convert) {
@@ -355,6 +357,7 @@ int lyra_runtime_move_module(lyra_context *c, int mi, int dst, int to_disk, lyra
             c->cd[dst].kv_bytes += c->chunk_bytes;
             *kp = kvp[ki];
             *lyra_kv_slot(c, q, layer, 1, k) = (char *)kvp[ki] + c->chunk_bytes / 2;
+            ki++;
         }
     /* spare chunks (allocated ahead by a failed grow) stay behind: free them */
     for (int q = 0; q < c->n_seq && kv_moves; q++)

@@ -4,7 +4,9 @@
 # a random dim-256 model (also with simulated GPUs inside the ranks); the
 # map names the other ranks; `lyra plan --ranks N` splits as the run does; a
 # different model file on a rank is refused at start; a rank killed with
-# SIGKILL mid-generation ends every rank within 10 s naming it. Skipped (77)
+# SIGKILL mid-generation ends every rank within 10 s naming it; with
+# --fallback-across-ranks a rank out of memory during generation hands its
+# last layer (and KV cache) to the next rank, same text. Skipped (77)
 # without mpirun or without MPI in the build.
 source "$(dirname "$0")/lib.sh"
 command -v mpirun >/dev/null || skip "no mpirun (apt-get install openmpi-bin)"
@@ -92,6 +94,62 @@ check_grep "wrong model file named" "^lyra: error: mpi: rank 1: its model file i
 check_eq "wrong model file: one error line" "$(grep -c '^lyra: error:' "$T/err")" 1
 
 # a rank killed mid-generation: every rank ends within 10 s, the rank named
+# --fallback-across-ranks during generation: one rank's KV cache cannot grow
+# (LYRA_FAIL_ALLOC on that rank only, within-rank fallback off): its last
+# layer goes with its KV cache to the next rank and the text is one
+# process's; on the last rank (no next rank) the run ends with one error line
+# naming it, exit 3. MPMD launches (A : B) give one rank the environment.
+M="$T/r256.gguf"
+XG=(generate -m "$M" -p "Once upon a time" --temp 0 --ctx 256 --kv-chunk 8 --threads 1 --no-fallback
+    --fallback-across-ranks)
+"$LYRA" -q "${XG[@]}" -n 24 >"$T/x1" 2>/dev/null
+# the cpu allocations rank R makes by a 1-token run of NP ranks
+rank_allocs() {
+    local np=$1 r=$2 i apps=()
+    for ((i = 0; i < np; i++)); do
+        [ ${#apps[@]} -gt 0 ] && apps+=(:)
+        if [ "$i" = "$r" ]; then apps+=(-np 1 env LYRA_LOG=warn LYRA_ALLOC_STATS=1 "$LYRA" "${XG[@]}" -n 1)
+        else apps+=(-np 1 "$LYRA" "${XG[@]}" -n 1); fi
+    done
+    "${MPIRUN[@]}" "${apps[@]}" 2>&1 >/dev/null | sed -n 's/^alloc: cpu calls=\([0-9]*\) .*/\1/p'
+}
+# run NP ranks generating 24 tokens, rank R failing its cpu allocation N
+run_fault() {
+    local np=$1 r=$2 n=$3 i apps=()
+    for ((i = 0; i < np; i++)); do
+        [ ${#apps[@]} -gt 0 ] && apps+=(:)
+        if [ "$i" = "$r" ]; then apps+=(-np 1 env LYRA_FAIL_ALLOC=cpu:$n "$LYRA" "${XG[@]}" -n 24)
+        else apps+=(-np 1 "$LYRA" "${XG[@]}" -n 24); fi
+    done
+    timeout 60 "${MPIRUN[@]}" "${apps[@]}"
+}
+# rank 0 of 2 at its first new chunk (its second layer's): model.layers.2 to rank 1
+n0=$(rank_allocs 2 0)
+run_fault 2 0 $((n0 + 2)) >"$T/x2" 2>"$T/xe2"
+rc=$?
+check_eq "across ranks, generation: -np 2 rc ($(head -c 300 "$T/xe2"))" "$rc" 0
+check_eq "across ranks, generation: -np 2 text = one process's" "$(cat "$T/x2")" "$(cat "$T/x1")"
+check_grep "across ranks, generation: -np 2 step line" \
+    '^fallback across ranks: during generation at token [0-9]+: rank 0 is out of memory \(cpu: the KV cache of layer 1 at position [0-9]+: out of memory on cpu: asked .*\): model\.layers\.2 moves to rank 1$' "$T/xe2"
+# rank 1 of 3 at its second new chunk (chunks to hand on): model.layers.3 to rank 2
+n1=$(rank_allocs 3 1)
+run_fault 3 1 $((n1 + 4)) >"$T/x3" 2>"$T/xe3"
+rc=$?
+check_eq "across ranks, generation: -np 3 rc ($(head -c 300 "$T/xe3"))" "$rc" 0
+check_eq "across ranks, generation: -np 3 text = one process's" "$(cat "$T/x3")" "$(cat "$T/x1")"
+check_grep "across ranks, generation: -np 3 step line" \
+    '^fallback across ranks: during generation at token [0-9]+: rank 1 is out of memory .*: model\.layers\.3 moves to rank 2$' "$T/xe3"
+# the last rank: nowhere to go
+n1=$(rank_allocs 2 1)
+t0=$(date +%s)
+run_fault 2 1 $((n1 + 2)) >"$T/x4" 2>"$T/xe4"
+rc=$?
+check_eq "across ranks, last rank: exit 3 ($(head -c 300 "$T/xe4"))" "$rc" 3
+check_eq "across ranks, last rank: ends within 10 s" "$(($(date +%s) - t0 < 10))" 1
+check_eq "across ranks, last rank: one error line" "$(grep -c '^lyra: error: ' "$T/xe4")" 1
+check_grep "across ranks, last rank: error line names it" \
+    '^lyra: error: rank 1: cpu: the KV cache of layer [0-9]+ at position [0-9]+: out of memory on cpu' "$T/xe4"
+
 "$LYRA" -q mkmodel -o "$T/slow.gguf" --dim 512 --layers 8 --vocab 8000 --type q8_0 || bad "mkmodel slow"
 LYRA_MPI_TIMEOUT=5 "${MPIRUN[@]}" -np 2 "$LYRA" generate -m "$T/slow.gguf" -p hi -n 2000 --ctx 2048 \
     --threads 1 >"$T/out" 2>"$T/err" &

@@ -3,7 +3,9 @@
 standard library only (tests/cli/test_cli_mpi_run.sh runs it): rank 0
 serves, the other ranks run their share of the model. A streamed chat and
 concurrent completions (several slots in one batch, in micro-batches:
-LYRA_MPI_MICROBATCHES) give the single-process server's text for the same seeds; SIGTERM
+LYRA_MPI_MICROBATCHES) give the single-process server's text for the same seeds,
+also when rank 0 runs out of memory for the KV cache and hands a layer on
+(--fallback-across-ranks); SIGTERM
 to rank 0 ends every rank with exit 0; a rank killed mid-request ends every
 rank within 10 s with mpirun's line naming it.
 
@@ -32,12 +34,16 @@ def check(what, cond, detail=""):
         print(f"FAIL: {what} {detail}", file=sys.stderr)
 
 
-def start(np, *flags, env=None):
+def start(np, *flags, env=None, rank0_env=None):
+    """Serve with np ranks; rank0_env: variables for rank 0 alone (an MPMD launch)."""
     e = dict(os.environ, LYRA_MODEL_CONFIG="none")
     e.update(env or {})
     e.pop("LYRA_API_KEY", None)
     cmd = [LYRA, "serve", "-m", MODEL, "--port", "0", "--threads", "1", *flags]
-    if np > 1:
+    if np > 1 and rank0_env:
+        cmd = (MPIRUN + ["-np", "1", "env"] + [f"{k}={v}" for k, v in rank0_env.items()] + cmd
+               + [":", "-np", str(np - 1)] + cmd)
+    elif np > 1:
         cmd = MPIRUN + ["-np", str(np)] + cmd
     p = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=e)
     log, port = [], None
@@ -141,6 +147,39 @@ rc = wait(p, 30)
 check(f"-np {NP}: SIGTERM to rank 0: every rank exits 0", rc == 0, f"rc {rc}: {''.join(log[-5:])}")
 for r, pid in pids.items():
     check(f"-np {NP}: rank {r} gone", not os.path.exists(f"/proc/{pid}"))
+
+# --fallback-across-ranks while serving: rank 0's KV cache cannot grow (its
+# cpu allocation N fails: the second after the server is ready, counted by a
+# first run) and its last layer goes, with every slot's cache, to rank 1;
+# the answers are those of one process with the same KV chunks
+XF = ("--parallel", "3", "--kv-chunk", "8", "--no-fallback", "--fallback-across-ranks")
+p, port, log = start(1, *XF)
+want = answers(port)
+p.send_signal(signal.SIGTERM)
+check("across ranks: one process exit 0", wait(p, 30) == 0)
+def stop(p):
+    """SIGTERM to rank 0 (every rank exits 0); mpirun's exit code."""
+    pid = ranks(p).get(0)
+    if pid:
+        os.kill(pid, signal.SIGTERM)
+    return wait(p, 30)
+
+
+p, port, log = start(NP, *XF, rank0_env={"LYRA_ALLOC_STATS": "1"})
+stop(p)
+time.sleep(0.2)
+calls = re.findall(r"^alloc: cpu calls=(\d+) ", "".join(log), re.M)
+check("across ranks: rank 0's allocation count", len(calls) == 1, "".join(log)[-600:])
+if calls:
+    p, port, log = start(NP, *XF, env={"LYRA_MPI_MICROBATCHES": "3"},
+                         rank0_env={"LYRA_FAIL_ALLOC": f"cpu:{int(calls[0]) + 2}"})
+    got = answers(port)
+    rc = stop(p)
+    check(f"across ranks, -np {NP}: answers = one process's", got == want, (got, want))
+    check(f"across ranks, -np {NP}: exit 0", rc == 0, rc)
+    check(f"across ranks, -np {NP}: the step line",
+          re.search(r"^fallback across ranks: during generation at token \d+: rank 0 is out of memory .*: "
+                    r"model\.layers\.\d+ moves to rank 1$", "".join(log), re.M), "".join(log)[-600:])
 
 # a rank killed mid-request: every rank ends within 10 s, mpirun names it
 p, port, log = start(NP, "--parallel", "2", "-c", "2048")
