@@ -29,7 +29,10 @@ for t in $TYPES; do
     [ "$t" = F16 ] || [ -f "$M/1.1b-$t.gguf" ] || $LYRA quantize "$M/1.1b-F16.gguf" "$M/1.1b-$t.gguf" "$t" 2>/dev/null
 done
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), threads $THREADS"
-printf '%-6s %-10s %10s %10s %10s %10s %10s\n' type engine pp128 pp512 tg64 "bw GB/s" "tg/bound"
+# the header names the sizes asked (PP, TG)
+printf '%-6s %-10s' type engine
+for p in ${PP//,/ }; do printf ' %10s' "pp$p"; done
+printf ' %10s %10s %10s\n' "tg$TG" "bw GB/s" "tg/bound"
 for t in $TYPES; do
     f="$M/1.1b-$t.gguf"
     lj=$($LYRA bench -m "$f" -p "$PP" -n "$TG" --threads "$THREADS" --json 2>/dev/null)
