@@ -16,6 +16,7 @@
 #include "runtime/fallback.h"
 #include "runtime/kvstate.h"
 #include "runtime/objects.h"
+#include "runtime/placement.h"
 #include "runtime/quantize_load.h"
 #include "runtime/residency.h"
 
@@ -312,17 +313,6 @@ static int reserve_here(lyra_context *c, int s, int32_t n_pos, lyra_error *err) 
     return rc;
 }
 
-/* The last module of rank r when it is a layer and r keeps another, else -1. */
-static int last_layer_of(const lyra_model *m, int r) {
-    int n_mod = lyra_llama_n_modules(m->arch), last = -1, layers = 0;
-    for (int i = 0; i < n_mod; i++)
-        if (m->module_rank[i] == r) {
-            last = i;
-            layers += lyra_llama_module_kind(m->arch, i, NULL) == LYRA_MODULE_LAYER;
-        }
-    return last >= 0 && layers >= 2 && lyra_llama_module_kind(m->arch, last, NULL) == LYRA_MODULE_LAYER ? last : -1;
-}
-
 int lyra_kv_reserve_ranks(lyra_context *c, int s, int32_t n_pos, int *together, lyra_error *err) {
     typedef struct {
         int32_t code;
@@ -347,7 +337,8 @@ int lyra_kv_reserve_ranks(lyra_context *c, int s, int32_t n_pos, int *together, 
             if (!all[r].code) continue;
             dec[0] = -2;
             dec[1] = r;
-            if (all[r].code == LYRA_ERR_OOM && r + 1 < n_ranks && last_layer_of(m, r) >= 0) dec[0] = last_layer_of(m, r);
+            int mi = lyra_runtime_last_layer(m->arch, r, m->module_rank);
+            if (all[r].code == LYRA_ERR_OOM && r + 1 < n_ranks && mi >= 0) dec[0] = mi;
             break;
         }
         if ((rc = lyra_dist_bcast(dec, sizeof dec, err))) break;

@@ -720,33 +720,6 @@ static int across_ranks(lyra_model *m, const lyra_model_params *p, lyra_error *e
 
 /* ------------------------------------------ across ranks, during generation */
 
-/* Chunk k of layer l of sequence q (on device di) out to rows, and rows in. */
-static int chunk_out(lyra_context *c, int di, int q, int l, int32_t k, void *rows, void *tmp, lyra_error *err) {
-    const lyra_llama_hparams *hp = &c->model->arch->hp;
-    lyra_device *d = c->model->dev[di];
-    const lyra_type et = c->kv_type == LYRA_KV_F32 ? LYRA_TYPE_F32 : LYRA_TYPE_F16;
-    void *p = *lyra_kv_slot(c, q, l, 0, k);
-    if (!p) return lyra_err(err, LYRA_ERR_RUNTIME, "fallback", "layer %d has no KV chunk %d", l, (int)k);
-    if (d->ops->copy_out(d, d->ops->kv_to_rows ? tmp : rows, p, c->chunk_bytes))
-        return lyra_err(err, LYRA_ERR_RUNTIME, d->id, "copying the KV cache of layer %d", l);
-    if (d->ops->kv_to_rows) d->ops->kv_to_rows(tmp, rows, c->kv_chunk, (int64_t)hp->n_head_kv * hp->head_dim, et);
-    return LYRA_OK;
-}
-
-static int chunk_in(lyra_context *c, int di, void *p, int l, const void *rows, void *tmp, lyra_error *err) {
-    const lyra_llama_hparams *hp = &c->model->arch->hp;
-    lyra_device *d = c->model->dev[di];
-    const lyra_type et = c->kv_type == LYRA_KV_F32 ? LYRA_TYPE_F32 : LYRA_TYPE_F16;
-    const void *src = rows;
-    if (d->ops->kv_from_rows) {
-        d->ops->kv_from_rows(rows, tmp, c->kv_chunk, (int64_t)hp->n_head_kv * hp->head_dim, et);
-        src = tmp;
-    }
-    if (d->ops->copy_in(d, p, src, c->chunk_bytes))
-        return lyra_err(err, LYRA_ERR_RUNTIME, d->id, "copying the KV cache of layer %d", l);
-    return LYRA_OK;
-}
-
 int lyra_runtime_pass_layer(lyra_context *c, int mi, int from, lyra_error *err) {
     lyra_model *m = c->model;
     lyra_llama *a = m->arch;
@@ -785,7 +758,9 @@ int lyra_runtime_pass_layer(lyra_context *c, int mi, int from, lyra_error *err) 
             if (!rc) rc = r1;
             for (int32_t k = 0; k < n; k++) {
                 lyra_error e2;
-                if (!rc) rc = chunk_out(c, di, q, layer, k, rows, tmp, err);
+                const void *p = *lyra_kv_slot(c, q, layer, 0, k);
+                if (!rc && !p) rc = lyra_err(err, LYRA_ERR_RUNTIME, "fallback", "layer %d has no KV chunk %d", layer, (int)k);
+                if (!rc) rc = lyra_runtime_kv_rows_out(c, di, layer, p, rows, tmp, err);
                 else memset(rows, 0, cb);
                 int r2 = lyra_dist_send(to, LYRA_DIST_TAG_MOVE, rows, cb, rc ? &e2 : err);
                 if (!rc) rc = r2;
@@ -838,7 +813,7 @@ int lyra_runtime_pass_layer(lyra_context *c, int mi, int from, lyra_error *err) 
                 *lyra_kv_slot(c, q, layer, 0, k) = p;
                 *lyra_kv_slot(c, q, layer, 1, k) = (char *)p + cb / 2;
                 c->cd[di].kv_bytes += cb;
-                if (k < n) rc = chunk_in(c, di, p, layer, rows, tmp, err);
+                if (k < n) rc = lyra_runtime_kv_rows_in(c, di, layer, p, rows, tmp, err);
             }
         }
     }

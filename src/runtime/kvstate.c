@@ -8,6 +8,7 @@
 
 #include "dist/dist.h"
 #include "runtime/objects.h"
+#include "runtime/residency.h"
 
 /* mpirun, rank 0: the rank of layer l when another rank holds it, else -1. */
 static int remote_rank(const lyra_context *c, int l) {
@@ -25,10 +26,6 @@ static int kv_command(const lyra_context *c, int op, int s, int l, int32_t k, in
 }
 
 static int layer_dev(const lyra_context *c, int l) { return c->model->module_dev[l + 1]; }
-
-static lyra_type elem_type(const lyra_context *c) {
-    return c->kv_type == LYRA_KV_F32 ? LYRA_TYPE_F32 : LYRA_TYPE_F16;
-}
 
 static int64_t kv_dim(const lyra_context *c) {
     const lyra_llama_hparams *hp = &c->model->arch->hp;
@@ -52,15 +49,9 @@ int lyra_kv_state_get(const lyra_context *c, int s, int l, int32_t k, void *rows
         int rc = kv_command(c, LYRA_DIST_KV_GET, s, l, k, 0, 0, err);
         return rc ? rc : lyra_dist_recv(rr, LYRA_DIST_TAG_KV, rows, c->chunk_bytes, lyra_dist_timeout(), err);
     }
-    lyra_device *d = c->model->dev[layer_dev(c, l)];
     void *p = *lyra_kv_slot(c, s, l, 0, k);
     if (!p) return lyra_err(err, LYRA_ERR_RUNTIME, "session", "layer %d has no KV chunk %d", l, (int)k);
-    if (!d->ops->kv_to_rows) return d->ops->copy_out(d, rows, p, c->chunk_bytes) ?
-        lyra_err(err, LYRA_ERR_RUNTIME, d->id, "copying the KV cache of layer %d", l) : LYRA_OK;
-    if (d->ops->copy_out(d, tmp, p, c->chunk_bytes))
-        return lyra_err(err, LYRA_ERR_RUNTIME, d->id, "copying the KV cache of layer %d", l);
-    d->ops->kv_to_rows(tmp, rows, c->kv_chunk, kv_dim(c), elem_type(c));
-    return LYRA_OK;
+    return lyra_runtime_kv_rows_out(c, layer_dev(c, l), l, p, rows, tmp, err);
 }
 
 int lyra_kv_state_begin(lyra_context *c, int s, int32_t n_pos, lyra_error *err) {
@@ -80,17 +71,9 @@ int lyra_kv_state_put(lyra_context *c, int s, int l, int32_t k, const void *rows
         int rc = kv_command(c, LYRA_DIST_KV_PUT, s, l, k, 0, 0, err);
         return rc ? rc : lyra_dist_send(rr, LYRA_DIST_TAG_KV, rows, c->chunk_bytes, err);
     }
-    lyra_device *d = c->model->dev[layer_dev(c, l)];
     void *p = *lyra_kv_slot(c, s, l, 0, k);
     if (!p) return lyra_err(err, LYRA_ERR_RUNTIME, "session", "layer %d has no KV chunk %d", l, (int)k);
-    const void *src = rows;
-    if (d->ops->kv_from_rows) {
-        d->ops->kv_from_rows(rows, tmp, c->kv_chunk, kv_dim(c), elem_type(c));
-        src = tmp;
-    }
-    if (d->ops->copy_in(d, p, src, c->chunk_bytes))
-        return lyra_err(err, LYRA_ERR_RUNTIME, d->id, "copying the KV cache of layer %d", l);
-    return LYRA_OK;
+    return lyra_runtime_kv_rows_in(c, layer_dev(c, l), l, p, rows, tmp, err);
 }
 
 void lyra_kv_state_end(lyra_context *c, int s, int32_t pos, int32_t top) {

@@ -445,14 +445,19 @@ int lyra_runtime_cluster(const lyra_llama *a, const lyra_model_params *p, lyra_d
     return rc;
 }
 
-int lyra_runtime_move_last(const lyra_llama *a, int r, int *module_rank, char *moved, size_t cap) {
+int lyra_runtime_last_layer(const lyra_llama *a, int r, const int *module_rank) {
     int n_mod = lyra_llama_n_modules(a), last = -1, layers = 0;
     for (int i = 0; i < n_mod; i++)
         if (module_rank[i] == r) {
             last = i;
             layers += lyra_llama_module_kind(a, i, NULL) == LYRA_MODULE_LAYER;
         }
-    if (last < 0 || layers < 2 || lyra_llama_module_kind(a, last, NULL) != LYRA_MODULE_LAYER) return 0;
+    return last >= 0 && layers >= 2 && lyra_llama_module_kind(a, last, NULL) == LYRA_MODULE_LAYER ? last : -1;
+}
+
+int lyra_runtime_move_last(const lyra_llama *a, int r, int *module_rank, char *moved, size_t cap) {
+    int last = lyra_runtime_last_layer(a, r, module_rank);
+    if (last < 0) return 0;
     module_rank[last] = r + 1;
     lyra_llama_module_name(a, last, moved, cap);
     return 1;

@@ -78,6 +78,8 @@ int lyra_runtime_split(const lyra_llama *a, const lyra_model_params *p, const ly
  * (its own plan then says why it fails). */
 int lyra_runtime_hand_on(const lyra_llama *a, const lyra_model_params *p, const lyra_plan_rank *ranks,
                          int n_ranks, int *module_rank, lyra_error *err);
+/* Rank r's last module when it is a layer and r keeps another layer, else -1. */
+int lyra_runtime_last_layer(const lyra_llama *a, int r, const int *module_rank);
 /* Move rank r's last module, a layer, to rank r + 1 when r keeps a layer
  * (its name in moved); 0 when it cannot. */
 int lyra_runtime_move_last(const lyra_llama *a, int r, int *module_rank, char *moved, size_t cap);

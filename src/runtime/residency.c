@@ -144,6 +144,36 @@ int lyra_runtime_place(lyra_model *m, int di, lyra_weight *w, const void *host, 
     return LYRA_OK;
 }
 
+/* ------------------------------------------------------- KV chunks as rows */
+
+static lyra_type kv_elem(const lyra_context *c) { return c->kv_type == LYRA_KV_F32 ? LYRA_TYPE_F32 : LYRA_TYPE_F16; }
+
+static int64_t kv_width(const lyra_context *c) {
+    return (int64_t)c->model->arch->hp.n_head_kv * c->model->arch->hp.head_dim;
+}
+
+int lyra_runtime_kv_rows_out(const lyra_context *c, int di, int l, const void *p, void *rows, void *tmp,
+                             lyra_error *err) {
+    lyra_device *d = c->model->dev[di];
+    if (d->ops->copy_out(d, d->ops->kv_to_rows ? tmp : rows, p, c->chunk_bytes))
+        return lyra_err(err, LYRA_ERR_RUNTIME, d->id, "copying the KV cache of layer %d", l);
+    if (d->ops->kv_to_rows) d->ops->kv_to_rows(tmp, rows, c->kv_chunk, kv_width(c), kv_elem(c));
+    return LYRA_OK;
+}
+
+int lyra_runtime_kv_rows_in(const lyra_context *c, int di, int l, void *p, const void *rows, void *tmp,
+                            lyra_error *err) {
+    lyra_device *d = c->model->dev[di];
+    const void *src = rows;
+    if (d->ops->kv_from_rows) {
+        d->ops->kv_from_rows(rows, tmp, c->kv_chunk, kv_width(c), kv_elem(c));
+        src = tmp;
+    }
+    if (d->ops->copy_in(d, p, src, c->chunk_bytes))
+        return lyra_err(err, LYRA_ERR_RUNTIME, d->id, "copying the KV cache of layer %d", l);
+    return LYRA_OK;
+}
+
 /* ---------------------------------------------------------------- scratch */
 
 lyra_scratch_need lyra_runtime_scratch_need(const lyra_model *m, const int *module_dev, int di,

@@ -59,6 +59,15 @@ lyra_scratch_need lyra_runtime_scratch_need(const lyra_model *m, const int *modu
  * of context c, freeing the old one, and carve the buffers. */
 void lyra_runtime_set_scratch(lyra_context *c, int di, const lyra_scratch_need *s, void *p);
 
+/* ---- KV chunks as rows ---- */
+/* Chunk p of layer l (device di's layout) out to host rows, and host rows
+ * into chunk p (tmp: scratch of chunk_bytes; the device's kv_to_rows /
+ * kv_from_rows, if it has them, undo / make its layout). */
+int lyra_runtime_kv_rows_out(const lyra_context *c, int di, int l, const void *p, void *rows, void *tmp,
+                             lyra_error *err);
+int lyra_runtime_kv_rows_in(const lyra_context *c, int di, int l, void *p, const void *rows, void *tmp,
+                            lyra_error *err);
+
 /* ---- moves ---- */
 /* Move module mi (a layer with its KV cache in every sequence, or the
  * embedding, norm or head) to device dst (to_disk: the disk tier; dst is

@@ -103,34 +103,33 @@ M="$T/r256.gguf"
 XG=(generate -m "$M" -p "Once upon a time" --temp 0 --ctx 256 --kv-chunk 8 --threads 1 --no-fallback
     --fallback-across-ranks)
 "$LYRA" -q "${XG[@]}" -n 24 >"$T/x1" 2>/dev/null
-# the cpu allocations rank R makes by a 1-token run of NP ranks (its stderr
-# to a file of its own: mpirun's merged stream may break a rank's lines)
-rank_allocs() {
-    local np=$1 r=$2 i apps=()
-    rm -f "$T/stats"
-    for ((i = 0; i < np; i++)); do
-        [ ${#apps[@]} -gt 0 ] && apps+=(:)
-        if [ "$i" = "$r" ]; then
-            apps+=(-np 1 env LYRA_LOG=warn LYRA_ALLOC_STATS=1 sh -c 'exec "$0" "$@" 2>"$LYRA_TEST_STATS"' "$LYRA"
-                   "${XG[@]}" -n 1)
-        else apps+=(-np 1 "$LYRA" "${XG[@]}" -n 1); fi
-    done
-    LYRA_TEST_STATS="$T/stats" "${MPIRUN[@]}" -x LYRA_TEST_STATS "${apps[@]}" >/dev/null 2>&1
-    sed -n 's/^alloc: cpu calls=\([0-9][0-9]*\) .*/\1/p' "$T/stats" 2>/dev/null
-}
-# run NP ranks generating 24 tokens, rank R failing its cpu allocation N
-run_fault() {
+# NP ranks generating N tokens, rank R's command line prefixed by the rest
+# (an MPMD launch: A : B ...), each under a 60 s limit
+run_ranks() {
     local np=$1 r=$2 n=$3 i apps=()
+    shift 3
     for ((i = 0; i < np; i++)); do
         [ ${#apps[@]} -gt 0 ] && apps+=(:)
-        if [ "$i" = "$r" ]; then apps+=(-np 1 env LYRA_FAIL_ALLOC=cpu:$n "$LYRA" "${XG[@]}" -n 24)
-        else apps+=(-np 1 "$LYRA" "${XG[@]}" -n 24); fi
+        apps+=(-np 1)
+        [ "$i" = "$r" ] && apps+=("$@")
+        apps+=("$LYRA" "${XG[@]}" -n "$n")
     done
     timeout 60 "${MPIRUN[@]}" "${apps[@]}"
 }
+# the cpu allocations rank R makes by a 1-token run of NP ranks (its stderr
+# to a file of its own: mpirun's merged stream may break a rank's lines)
+export LYRA_TEST_STATS="$T/stats"
+rank_allocs() {
+    rm -f "$T/stats"
+    run_ranks "$1" "$2" 1 env LYRA_LOG=warn LYRA_ALLOC_STATS=1 sh -c 'exec "$0" "$@" 2>"$LYRA_TEST_STATS"' \
+        >/dev/null 2>&1
+    sed -n 's/^alloc: cpu calls=\([0-9][0-9]*\) .*/\1/p' "$T/stats" 2>/dev/null
+}
+# NP ranks generating 24 tokens, rank R failing its cpu allocation N
+run_fault() { run_ranks "$1" "$2" 24 env LYRA_FAIL_ALLOC=cpu:"$3"; }
 # rank 0 of 2 at its first new chunk (its second layer's): model.layers.2 to rank 1
 n0=$(rank_allocs 2 0)
-[ -n "$n0" ] && ok || bad "across ranks: no allocation count from n0=$(rank_allocs 2 0)"
+[ -n "$n0" ] && ok || bad "across ranks: no allocation count (rank 0 of 2)"
 run_fault 2 0 $((n0 + 2)) >"$T/x2" 2>"$T/xe2"
 rc=$?
 check_eq "across ranks, generation: -np 2 rc ($(head -c 300 "$T/xe2"))" "$rc" 0
@@ -139,7 +138,7 @@ check_grep "across ranks, generation: -np 2 step line" \
     '^fallback across ranks: during generation at token [0-9]+: rank 0 is out of memory \(cpu: the KV cache of layer 1 at position [0-9]+: out of memory on cpu: asked .*\): model\.layers\.2 moves to rank 1$' "$T/xe2"
 # rank 1 of 3 at its second new chunk (chunks to hand on): model.layers.3 to rank 2
 n1=$(rank_allocs 3 1)
-[ -n "$n1" ] && ok || bad "across ranks: no allocation count from n1=$(rank_allocs 3 1)"
+[ -n "$n1" ] && ok || bad "across ranks: no allocation count (rank 1 of 3)"
 run_fault 3 1 $((n1 + 4)) >"$T/x3" 2>"$T/xe3"
 rc=$?
 check_eq "across ranks, generation: -np 3 rc ($(head -c 300 "$T/xe3"))" "$rc" 0
@@ -148,7 +147,7 @@ check_grep "across ranks, generation: -np 3 step line" \
     '^fallback across ranks: during generation at token [0-9]+: rank 1 is out of memory .*: model\.layers\.3 moves to rank 2$' "$T/xe3"
 # the last rank: nowhere to go
 n1=$(rank_allocs 2 1)
-[ -n "$n1" ] && ok || bad "across ranks: no allocation count from n1=$(rank_allocs 2 1)"
+[ -n "$n1" ] && ok || bad "across ranks: no allocation count (rank 1 of 2)"
 t0=$(date +%s)
 run_fault 2 1 $((n1 + 2)) >"$T/x4" 2>"$T/xe4"
 rc=$?
