@@ -40,6 +40,10 @@ static inline __mmask16 lanes(int n) { return n >= 16 ? (__mmask16)0xffff : (__m
  * the address is only wasted. */
 #define ATT_PF_POS 64
 #define ATT_PF_ROWS 16
+/* The address is formed as an integer: it may lie past the chunk. */
+static inline __attribute__((always_inline)) void att_prefetch(const void *p, size_t ahead) {
+    _mm_prefetch((const char *)(uintptr_t)((uintptr_t)p + ahead), _MM_HINT_T0);
+}
 
 /* Scores: 32 positions (two vectors) per step, G heads at once, leftover
  * positions in masked vectors: every lane computes the same fma chain. */
@@ -56,7 +60,7 @@ static inline __mmask16 lanes(int n) { return n >= 16 ? (__mmask16)0xffff : (__m
             for (int h = 0; h < G; h++) a0[h] = a1[h] = _mm512_setzero_ps();                 \
             const T *k = K + p0;                                                             \
             for (int j = 0; j < hd; j++, k += ld) {                                          \
-                _mm_prefetch((const char *)(k + ATT_PF_POS), _MM_HINT_T0);                   \
+                att_prefetch(k, ATT_PF_POS * sizeof(T));                                      \
                 __m512 k0 = LOAD(k, 0xffff), k1 = LOAD(k + 16, 0xffff);                      \
                 for (int h = 0; h < G; h++) {                                                \
                     __m512 qj = _mm512_set1_ps(q[h][j]);                                     \
@@ -120,7 +124,7 @@ DEF_SCORES(scores_f32, float, LOAD16_F32)
         const T *v = V + j0;                                                                 \
         for (int p = 0; p < nb; p++, v += stride) {                                          \
             for (int i = 0; i < NV; i += 64 / (16 * (int)sizeof(T)))                         \
-                _mm_prefetch((const char *)(v + ATT_PF_ROWS * stride + 16 * i), _MM_HINT_T0); \
+                att_prefetch(v, (ATT_PF_ROWS * stride + 16 * (size_t)i) * sizeof(T));        \
             __m512 vv[4];                                                                    \
             for (int i = 0; i < NV; i++) vv[i] = LOAD(v + 16 * i, m[i]);                     \
             for (int h = 0; h < G; h++) {                                                    \
