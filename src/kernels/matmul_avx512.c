@@ -27,6 +27,7 @@
 
 #include "core/fp16.h"
 #include "kernels/kernels_impl.h"
+#include "kernels/prefetch.h"
 
 #define INLINE static inline __attribute__((always_inline))
 /* Upper bounds of a tile's rows and tokens: the tiles' register arrays have
@@ -46,14 +47,6 @@
 static inline uint16_t rd16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
 static inline float rdf(const uint8_t *p) { float v; memcpy(&v, p, 4); return v; }
 static inline float h2f(const uint8_t *p) { return _cvtsh_ss(rd16(p)); }
-
-/* Decode (one token) streams weights from memory: while a tile reads its R
- * rows, prefetch the same bytes of the next tile's R rows (R * ws ahead). The
- * address is formed as an integer (it may lie past the matrix; a prefetch
- * never faults). */
-INLINE void prefetch_ahead(const uint8_t *p, size_t ahead) {
-    _mm_prefetch((const char *)(uintptr_t)((uintptr_t)p + ahead), _MM_HINT_T0);
-}
 
 /* Canonical 16-lane sum: [l]+[l+8], [l]+[l+4], [l]+[l+2], [0]+[1]. */
 INLINE float reduce16(__m512 a) {
@@ -300,8 +293,8 @@ INLINE void q4_tile(const int pk, const int R, const int T, int64_t n, const uin
             UNROLL for (int r = 0; r < R; r++) {
                 const uint8_t *p = w + r * ws + (b + 4 * j) * 18;
                 if (T == 1) {
-                    prefetch_ahead(p, R * ws);
-                    prefetch_ahead(p + 64, R * ws);
+                    lyra_prefetch_ahead(p, R * ws);
+                    lyra_prefetch_ahead(p + 64, R * ws);
                 }
                 __m512i v = nblk > 0 ? q4_quad(p, nblk) : _mm512_setzero_si512();
                 lo[r] = _mm512_and_si512(v, m4);
@@ -658,7 +651,7 @@ INLINE void q8p_tile(const int R, const int T, int64_t n, const uint8_t *w, size
             __m512 wd[TRM];
             UNROLL for (int r = 0; r < R; r++) {
                 const uint8_t *p0 = w + r * ws + bb * wb;
-                if (T == 1) prefetch_ahead(p0, R * ws);
+                if (T == 1) lyra_prefetch_ahead(p0, R * ws);
                 wq[r] = w_pair(p0, p0 + wb);
                 wd[r] = _mm512_permutexvar_ps(idx, dv[r]);
             }
@@ -1009,7 +1002,7 @@ INLINE void kd_tile(const int kind, const int R, int64_t n, const uint8_t *w, si
             const __m512 ad = _mm512_set1_ps(rdf(ab));
             UNROLL for (int r = 0; r < R; r++) {
                 const uint8_t *blk = w + r * ws + s * wb;
-                for (size_t off = 0; off < wb; off += 64) prefetch_ahead(blk + off, ahead);
+                for (size_t off = 0; off < wb; off += 64) lyra_prefetch_ahead(blk + off, ahead);
                 __m512i D = _mm512_add_epi32(kd_sums6(blk, xv), corr);
                 acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(D), _mm512_mul_ps(k6_wscales(blk), ad), acc[r]);
             }
@@ -1036,7 +1029,7 @@ INLINE void kd_tile(const int kind, const int R, int64_t n, const uint8_t *w, si
             const __m512 BA = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_permutexvar_epi32(_mm512_load_si512(K4_PERM), B)), AD);
             UNROLL for (int r = 0; r < R; r++) {
                 const uint8_t *b0 = w + r * ws + s * wb, *b1 = two ? b0 + wb : NULL;
-                for (size_t off = 0; off < (two ? 2 : 1) * wb; off += 64) prefetch_ahead(b0 + off, ahead);
+                for (size_t off = 0; off < (two ? 2 : 1) * wb; off += 64) lyra_prefetch_ahead(b0 + off, ahead);
                 __m512i v0 = kd_sums45(kind, b0, xv0), v1 = two ? kd_sums45(kind, b1, xv1) : _mm512_setzero_si512();
                 __m512 W, M;
                 k45_wscales(b0, b1, &W, &M);
@@ -1335,7 +1328,7 @@ INLINE void f_tile(const lyra_type wt, const int R, const int T, int64_t n, cons
         if (T == 1) {
             const size_t eb = wt == LYRA_TYPE_F32 ? 4 : 2;
             for (int r = 0; r < R; r++)
-                for (size_t off = 0; off < 32 * eb; off += 64) prefetch_ahead(w + r * ws + i * eb + off, R * ws);
+                for (size_t off = 0; off < 32 * eb; off += 64) lyra_prefetch_ahead(w + r * ws + i * eb + off, R * ws);
         }
         F_LOADW(0, m0, m1) F_LOADW(1, m0, m1) F_LOADW(2, m0, m1) F_LOADW(3, m0, m1)
         F_LOADX(0, m0, m1) F_LOADX(1, m0, m1)

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/fp16.h"
+#include "kernels/prefetch.h"
 
 static inline float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -48,14 +49,6 @@ static inline float hmax8(__m256 v) {
 #define TOF_F16(x) lyra_fp16_to_f32(x)
 #define TOF_F32(x) (x)
 
-/* KV prefetch distances at decode depth: see vec_avx512.c. */
-#define ATT_PF_POS 64
-#define ATT_PF_ROWS 16
-/* The address is formed as an integer: it may lie past the chunk. */
-static inline __attribute__((always_inline)) void att_prefetch(const void *p, size_t ahead) {
-    _mm_prefetch((const char *)(uintptr_t)((uintptr_t)p + ahead), _MM_HINT_T0);
-}
-
 /* Scores: 8 positions per vector, G heads at once (the K vector is loaded
  * once for all); leftover positions with scalar fmaf, which rounds exactly as
  * a vector lane does. */
@@ -72,7 +65,7 @@ static inline __attribute__((always_inline)) void att_prefetch(const void *p, si
             for (int h = 0; h < G; h++) acc[h] = _mm256_setzero_ps();                        \
             const T *k = K + p0;                                                             \
             for (int j = 0; j < hd; j++, k += ld) {                                          \
-                if (!(p0 & 31)) att_prefetch(k, ATT_PF_POS * sizeof(T));                     \
+                if (!(p0 & 31)) lyra_prefetch_ahead(k, LYRA_ATT_PF_POS * sizeof(T));                     \
                 __m256 kv = LOAD(k);                                                         \
                 for (int h = 0; h < G; h++)                                                  \
                     acc[h] = _mm256_fmadd_ps(_mm256_broadcast_ss(q[h] + j), kv, acc[h]);     \
@@ -127,7 +120,7 @@ DEF_SCORES(scores_f32, float, LOAD8_F32, TOF_F32)
             }                                                                                \
             const T *v = V + j0;                                                             \
             for (int p = 0; p < nb; p++, v += stride) {                                      \
-                att_prefetch(v, ATT_PF_ROWS * stride * sizeof(T));                           \
+                lyra_prefetch_ahead(v, LYRA_ATT_PF_ROWS * stride * sizeof(T));                           \
                 __m256 v0 = LOAD(v), v1 = LOAD(v + 8);                                       \
                 for (int h = 0; h < G; h++) {                                                \
                     __m256 ep = _mm256_broadcast_ss(e + h * es + p);                         \

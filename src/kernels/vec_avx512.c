@@ -7,6 +7,7 @@
 #include <math.h>
 
 #include "core/fp16.h"
+#include "kernels/prefetch.h"
 
 /* exp(x) for x in [-87, 88] (clamped outside). */
 static inline __m512 exp16(__m512 x) {
@@ -31,20 +32,6 @@ static inline __m512 exp16(__m512 x) {
 
 static inline __mmask16 lanes(int n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1); }
 
-/* Decode attention at depth reads the KV cache from memory, in an order the
- * hardware prefetchers do not follow (the scores walk 64 transposed K rows
- * side by side, the accumulation V rows kv_dim apart): the kernels prefetch
- * what they will read ATT_PF_POS positions (K) / ATT_PF_ROWS rows (V)
- * later. 1.1B Q4_0 at depth 4000, 2 threads: the attention op 10.0 -> 6.2 ms
- * per token (docs/PERF.md). A prefetch never faults: past a chunk's end
- * the address is only wasted. */
-#define ATT_PF_POS 64
-#define ATT_PF_ROWS 16
-/* The address is formed as an integer: it may lie past the chunk. */
-static inline __attribute__((always_inline)) void att_prefetch(const void *p, size_t ahead) {
-    _mm_prefetch((const char *)(uintptr_t)((uintptr_t)p + ahead), _MM_HINT_T0);
-}
-
 /* Scores: 32 positions (two vectors) per step, G heads at once, leftover
  * positions in masked vectors: every lane computes the same fma chain. */
 #define DEF_SCORES(NAME, T, LOAD)                                                            \
@@ -60,7 +47,7 @@ static inline __attribute__((always_inline)) void att_prefetch(const void *p, si
             for (int h = 0; h < G; h++) a0[h] = a1[h] = _mm512_setzero_ps();                 \
             const T *k = K + p0;                                                             \
             for (int j = 0; j < hd; j++, k += ld) {                                          \
-                att_prefetch(k, ATT_PF_POS * sizeof(T));                                      \
+                lyra_prefetch_ahead(k, LYRA_ATT_PF_POS * sizeof(T));                                      \
                 __m512 k0 = LOAD(k, 0xffff), k1 = LOAD(k + 16, 0xffff);                      \
                 for (int h = 0; h < G; h++) {                                                \
                     __m512 qj = _mm512_set1_ps(q[h][j]);                                     \
@@ -124,7 +111,7 @@ DEF_SCORES(scores_f32, float, LOAD16_F32)
         const T *v = V + j0;                                                                 \
         for (int p = 0; p < nb; p++, v += stride) {                                          \
             for (int i = 0; i < NV; i += 64 / (16 * (int)sizeof(T)))                         \
-                att_prefetch(v, (ATT_PF_ROWS * stride + 16 * (size_t)i) * sizeof(T));        \
+                lyra_prefetch_ahead(v, (LYRA_ATT_PF_ROWS * stride + 16 * (size_t)i) * sizeof(T));        \
             __m512 vv[4];                                                                    \
             for (int i = 0; i < NV; i++) vv[i] = LOAD(v + 16 * i, m[i]);                     \
             for (int h = 0; h < G; h++) {                                                    \
